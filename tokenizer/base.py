@@ -1,0 +1,274 @@
+"""The tokenizer interface every stage uses, and its save/load format.
+
+.. code-block:: python
+
+    from tokenizer import ECGTokenizer
+    tok = ECGTokenizer.from_pretrained(path)   # or "default", the shipped tokenizer
+    ids, state = tok.encode(signal_mv, fs)     # 1-D int64 in [0, tok.vocab_size); state or None
+    x_hat = tok.decode(ids, state)             # 1-D float32 in mV at tok.fs
+    tok.fs, tok.samples_per_token, tok.vocab_size, tok.tokens_per_second
+
+A tokenizer folder holds ``config.json`` (``tokenizer_type`` plus that type's config dataclass as a
+plain dict) and ``model.safetensors``. Nothing is pickled. ``weights_hash`` is a SHA-256 over the
+tensors (sorted by name), so a saved LM can refuse a tokenizer whose weights differ from its own.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from .errors import TokenizerError
+from .utils.io import atomic_path, write_json
+
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+_REGISTRY: dict[str, type["ECGTokenizer"]] = {}
+
+
+def register_tokenizer(name: str):
+    """Class decorator: make a tokenizer type loadable by ``from_pretrained`` through ``config.json``."""
+
+    def deco(cls):
+        cls.tokenizer_type = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def state_dict_hash(state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict's tensors (name, dtype, shape and bytes, names sorted)."""
+    h = hashlib.sha256()
+    for k in sorted(state_dict):
+        t = state_dict[k].detach().cpu().contiguous()
+        h.update(k.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+class ECGTokenizer:
+    """Base class: turns a 1-D ECG in mV into integer tokens and back.
+
+    Subclasses set ``config_class`` (a dataclass), build ``self.model`` (a ``torch.nn.Module``) and
+    implement :meth:`_encode` / :meth:`_decode` on signals already at ``self.fs``.
+    """
+
+    tokenizer_type: ClassVar[str] = "base"
+    config_class: ClassVar[type] = object
+
+    def __init__(self, config: Any):
+        self.config = config
+        self.model: torch.nn.Module = torch.nn.Identity()
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def fs(self) -> float:
+        """Sampling rate (Hz) of decoded signals; inputs are resampled to it."""
+        return float(self.config.fs)
+
+    @property
+    def vocab_size(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def samples_per_token(self) -> float:
+        """Signal samples (at ``fs``) per token; fractional when a block emits several tokens."""
+        raise NotImplementedError
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.fs / self.samples_per_token
+
+    @property
+    def bits_per_token(self) -> float:
+        return math.log2(self.vocab_size)
+
+    @property
+    def bits_per_second(self) -> float:
+        return self.tokens_per_second * self.bits_per_token
+
+    @property
+    def weights_hash(self) -> str:
+        return state_dict_hash(self.model.state_dict())
+
+    def config_dict(self) -> dict[str, Any]:
+        """``{"tokenizer_type": ..., **config}``: what ``config.json`` holds and what an LM carries."""
+        return {"tokenizer_type": self.tokenizer_type, **dataclasses.asdict(self.config)}
+
+    def describe(self) -> dict[str, Any]:
+        """Rates and sizes, for run records and reports."""
+        return {
+            "tokenizer_type": self.tokenizer_type, "fs": self.fs, "vocab_size": self.vocab_size,
+            "samples_per_token": self.samples_per_token, "tokens_per_second": self.tokens_per_second,
+            "bits_per_token": self.bits_per_token, "bits_per_second": self.bits_per_second,
+            "weights_hash": self.weights_hash,
+        }
+
+    # ----------------------------------------------------------------- public API
+    def encode(self, signal_mv: np.ndarray, fs: float) -> tuple[np.ndarray, dict | None]:
+        """Tokenize a 1-D ECG.
+
+        Parameters
+        ----------
+        signal_mv : array-like, shape (samples,)
+            One lead in millivolts (integers are accepted and read as mV).
+        fs : float
+            Its sampling rate in Hz; resampled to ``self.fs`` if different.
+
+        Returns
+        -------
+        ids : np.ndarray of int64, shape (tokens,)
+            Values in ``[0, vocab_size)``.
+        state : dict or None
+            What :meth:`decode` needs besides the ids (None when the tokens alone suffice).
+        """
+        x = self._check_signal(signal_mv, fs)
+        if float(fs) != self.fs:
+            from .data import resample
+
+            x = resample(x, float(fs), self.fs).astype(np.float32)
+        ids, state = self._encode(x)
+        return np.ascontiguousarray(ids, dtype=np.int64), state
+
+    def decode(self, ids: np.ndarray, state: dict | None = None) -> np.ndarray:
+        """Turn ids back into a 1-D float32 signal at ``self.fs`` (mV unless a subclass says otherwise)."""
+        ids = self.check_ids(ids)
+        return np.asarray(self._decode(ids, state), dtype=np.float32)
+
+    def check_ids(self, ids: Any) -> np.ndarray:
+        """Validate token ids: 1-D integers within ``[0, vocab_size)``."""
+        arr = np.asarray(ids)
+        if arr.ndim != 1:
+            raise TokenizerError(f"ids must be 1-D, got shape {arr.shape}")
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise TokenizerError(f"ids must be integers, got dtype {arr.dtype}")
+        if arr.size:
+            lo, hi = int(arr.min()), int(arr.max())
+            if lo < 0 or hi >= self.vocab_size:
+                bad = int(np.flatnonzero((arr < 0) | (arr >= self.vocab_size))[0])
+                raise TokenizerError(
+                    f"token id {int(arr[bad])} at position {bad} is outside the vocabulary "
+                    f"[0, {self.vocab_size}); were these ids made by another tokenizer?"
+                )
+        return arr.astype(np.int64, copy=False)
+
+    def _check_signal(self, signal_mv: Any, fs: Any) -> np.ndarray:
+        try:
+            fs = float(fs)
+        except (TypeError, ValueError):
+            raise TokenizerError(f"fs must be a number in Hz, got {fs!r}") from None
+        if not fs > 0:
+            raise TokenizerError(f"fs must be positive, got {fs}")
+        x = np.asarray(signal_mv)
+        if x.ndim != 1:
+            raise TokenizerError(
+                f"encode expects one lead as a 1-D array of samples, got shape {x.shape}; pass "
+                f"signal[:, lead] for a (samples, leads) WFDB array"
+            )
+        if x.size == 0:
+            raise TokenizerError("encode got an empty signal (0 samples)")
+        if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+            raise TokenizerError(f"signal must be numeric (mV), got dtype {x.dtype}")
+        x = x.astype(np.float32)
+        if not np.isfinite(x).all():
+            i = int(np.flatnonzero(~np.isfinite(x))[0])
+            raise TokenizerError(
+                f"signal has NaN/inf samples (first at index {i}); fill gaps first, e.g. "
+                f"tokenizer.data.fill_nan_gaps(x, fs, max_gap_s)"
+            )
+        return x
+
+    # ----------------------------------------------------------------- subclass hooks
+    def _encode(self, x: np.ndarray) -> tuple[np.ndarray, dict | None]:
+        raise NotImplementedError
+
+    def _decode(self, ids: np.ndarray, state: dict | None) -> np.ndarray:
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- save / load
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``path`` (atomically, as a folder)."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            tmp.mkdir(parents=True)
+            sd = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+            save_file(sd, str(tmp / "model.safetensors"), metadata={"tokenizer_type": self.tokenizer_type})
+            write_json(tmp / "config.json", {**self.config_dict(), "weights_hash": self.weights_hash})
+            for extra_name, text in self._extra_files().items():
+                (tmp / extra_name).write_text(text)
+        return path
+
+    def _extra_files(self) -> dict[str, str]:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "ECGTokenizer":
+        """Build an untrained tokenizer from a ``config.json``-style dict (``tokenizer_type`` picks the class)."""
+        from .utils.config import config_from_dict
+
+        cfg = dict(config)
+        ttype = cfg.pop("tokenizer_type", None) or cls.tokenizer_type
+        cfg.pop("weights_hash", None)
+        _load_builtin_types()
+        if ttype not in _REGISTRY:
+            raise TokenizerError(f"unknown tokenizer_type {ttype!r}; known: {sorted(_REGISTRY)}")
+        klass = _REGISTRY[ttype]
+        return klass(config_from_dict(klass.config_class, cfg, source=f"{ttype} tokenizer config"))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path = "default") -> "ECGTokenizer":
+        """Load a tokenizer folder (``config.json`` + ``model.safetensors``); ``"default"`` = the shipped one.
+
+        Raises
+        ------
+        TokenizerError
+            If the folder or its files are missing or inconsistent.
+        """
+        from safetensors.torch import load_file
+
+        p = Path(path)
+        if str(path) in {"default"} or (not p.exists() and (PRETRAINED_DIR / str(path)).is_dir()):
+            p = PRETRAINED_DIR / str(path)
+        cfg_file, weights = p / "config.json", p / "model.safetensors"
+        if not cfg_file.is_file() or not weights.is_file():
+            raise TokenizerError(
+                f"{p} is not a tokenizer folder: it needs config.json and model.safetensors "
+                f"(write one with tokenizer/train.py or tok.save_pretrained(dir))"
+            )
+        try:
+            config = json.loads(cfg_file.read_text())
+        except json.JSONDecodeError as e:
+            raise TokenizerError(f"{cfg_file} is not valid JSON: {e}") from None
+        expected_hash = config.get("weights_hash")
+        tok = cls.from_config(config)
+        try:
+            sd = load_file(str(weights))
+            tok.model.load_state_dict(sd, strict=True)
+        except Exception as e:  # noqa: BLE001 - safetensors/torch raise various errors on bad files
+            raise TokenizerError(f"{weights} does not match config.json or is corrupt: {e}") from None
+        tok.model.eval()
+        if expected_hash and expected_hash != tok.weights_hash:
+            raise TokenizerError(f"{weights}: weights hash differs from the one recorded in config.json")
+        return tok
+
+
+def _load_builtin_types() -> None:
+    """Import the modules that register the built-in tokenizer types."""
+    import importlib
+
+    for mod in ("seed_tokenizer", "fsq_tokenizer", "baselines"):
+        try:
+            importlib.import_module(f"{__package__}.{mod}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__package__}.{mod}":
+                raise

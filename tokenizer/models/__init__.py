@@ -1,0 +1,1 @@
+"""Autoencoder architectures behind the tokenizers."""
