@@ -44,8 +44,8 @@ def parse_args(argv=None):
 
 
 def train_config(args, split: str, n: int, latent: str) -> TrainConfig:
-    quick = dict(max_windows_per_record=300, eval_max_windows_per_record=100, epochs=15, patience=3) \
-        if args.quick else dict(epochs=30, patience=4, eval_max_windows_per_record=0)
+    quick = dict(max_windows_per_record=150, eval_max_windows_per_record=100, epochs=8, patience=3) \
+        if args.quick else dict(epochs=12, patience=3, eval_max_windows_per_record=0)
     # about the same number of optimizer steps per epoch for every block size (small n = many blocks)
     batch = 256 if n >= 10 else (1024 if n == 5 else 2048)
     return TrainConfig(block_size=n, latent=latent, split=split, data_dir=args.data_dir, seed=args.seed,
