@@ -138,3 +138,21 @@ def test_ids_outside_vocabulary_are_refused():
 def test_missing_tokenizer_folder(tmp_path):
     with pytest.raises(TokenizerError, match="config.json and model.safetensors"):
         ECGTokenizer.from_pretrained(tmp_path)
+
+
+def test_interface_on_a_real_ds2_record(data_dir):
+    """The documented interface on DS2 record 100 (first 60 s), for both readings, at 360 and 250 Hz input."""
+    from tokenizer import read_record
+
+    rec = read_record("100", data_dir, annotations=False)
+    x = rec.signal[: 60 * 360]
+    for latent in ("scalar", "table1"):
+        tok = SeedTokenizer(SeedTokenizerConfig(block_size=10, latent=latent))
+        ids, state = tok.encode(x, rec.fs)
+        assert len(ids) == len(x) / tok.samples_per_token and ids.max() < tok.vocab_size
+        y = tok.decode(ids, state)
+        assert y.shape == x.shape and y.dtype == np.float32
+    from tokenizer.data import resample
+
+    ids250, st = tok.encode(resample(x, 360, 250), 250)
+    assert st["n_samples"] == len(x)
