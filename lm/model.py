@@ -100,8 +100,9 @@ def build_model(cfg, tok_record: dict[str, Any]):
     )
     config.ecg_tokenizer = dict(tok_record)
     config.ecg_codebook_size = v
+    config.ecg_leads = list(getattr(cfg, "leads", ["MLII"]))
     model = LlamaForCausalLM(config)
-    model.generation_config = GenerationConfig(**ids, do_sample=True, max_length=int(cfg.context_length))
+    model.generation_config = GenerationConfig(**ids, do_sample=True)
     return model
 
 

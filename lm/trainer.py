@@ -175,7 +175,7 @@ class Trainer:
         ids = sample_tokens(model, cfg.figure_samples, n_tok, batch_size=cfg.figure_samples, seed=cfg.seed)
         model.train(was_training)
         gen = [tokens_to_mv(self.tok, r) for r in ids]
-        real = [tokens_to_mv(self.tok, r[:n_tok]) for r in self.val_periodic[: cfg.figure_samples]]
+        real = [tokens_to_mv(self.tok, r) for r in self._real_examples(n_tok, cfg.figure_samples)]
         fig = comparison_figure(gen, real, self.tok.fs, title=f"step {step}")
         (self.out / "figures").mkdir(exist_ok=True)
         fig.savefig(self.out / "figures" / f"samples_step{step:06d}.png", dpi=90)
@@ -183,6 +183,16 @@ class Trainer:
         import matplotlib.pyplot as plt
 
         plt.close(fig)
+
+    def _real_examples(self, n_tok: int, k: int) -> list[np.ndarray]:
+        """``k`` stretches of ``n_tok`` validation tokens, spread over the validation records."""
+        ents = [e for e in self.store.entries("valid") if e.n_tokens >= n_tok]
+        out = []
+        for i in range(min(k, 4 * len(ents))):
+            e = ents[i % len(ents)]
+            start = e.start + (e.n_tokens - n_tok) * (1 + i // len(ents)) // 5  # fixed, spread positions
+            out.append(np.asarray(self.store.tokens[start:start + n_tok], dtype=np.int64))
+        return out
 
     def _save_checkpoint(self, step: int) -> None:
         acc = self.acc
