@@ -24,7 +24,9 @@ class LMTrainConfig:
     tokenizer: str = "default"               # tokenizer folder, or "default" (the shipped one)
     store: str = "runs/store/default_mlii"   # token store; built with `tokenizer` if it does not exist
     data_dir: str | None = None              # data root for building the store ($ECG2LLM_DATA otherwise)
+    records: list[str] = field(default_factory=list)  # records to tokenize when building; empty = all 48
     leads: list[str] = field(default_factory=lambda: ["MLII"])
+    download: bool = True                    # fetch missing MIT-BIH records from PhysioNet when building
     valid_records: list[str] = field(default_factory=lambda: list(DEFAULT_VALID))
     context_length: int = 512                # tokens per training sequence, BOS included
 

@@ -44,7 +44,8 @@ def open_or_build_store(cfg, tok, accelerator=None) -> TokenStore:
                 print(f"token store {path} not found: building it with tokenizer {cfg.tokenizer!r} "
                       f"(leads {cfg.leads})", flush=True)
                 build_store(TokenizeConfig(out=str(path), tokenizer=cfg.tokenizer, data_dir=cfg.data_dir,
-                                           leads=list(cfg.leads), valid_records=list(cfg.valid_records)),
+                                           records=list(cfg.records), leads=list(cfg.leads),
+                                           valid_records=list(cfg.valid_records), download=cfg.download),
                             tokenizer=tok, progress=True)
         store = TokenStore.open(path)
     if store.tokenizer_hash != tok.weights_hash:
