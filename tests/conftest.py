@@ -12,6 +12,11 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per xdist worker: -n 2 on 2 cores, no oversubscription
+    import torch
+
+    torch.set_num_threads(1)
+
 
 def _real_data_root() -> Path | None:
     for cand in (os.environ.get("ECG2LLM_DATA"), REPO.parent / "shared" / "data"):

@@ -39,7 +39,7 @@ def minmax_normalize(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
 
 def minmax_denormalize(norm: np.ndarray, mins: np.ndarray, maxs: np.ndarray) -> np.ndarray:
     """Inverse of :func:`minmax_normalize` (window by window)."""
-    span = np.where(maxs > mins, maxs - mins, 1.0).astype(np.float32)
+    span = (np.asarray(maxs) - np.asarray(mins)).astype(np.float32)  # 0 for a flat window: exact constant
     return norm * span[:, None] + mins[:, None]
 
 
