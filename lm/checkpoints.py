@@ -27,15 +27,20 @@ class TrainState:
     """Counters saved with each checkpoint (registered with ``accelerator.register_for_checkpointing``)."""
 
     def __init__(self):
-        self.step = 0          # optimizer steps done
-        self.tokens_seen = 0   # training tokens over all processes
+        self.step = 0                 # optimizer steps done
+        self.tokens_seen = 0          # training tokens over all processes
+        self.best_val = float("inf")  # best periodic validation loss so far (for keep_best)
+        self.best_step = -1
 
-    def state_dict(self) -> dict[str, int]:
-        return {"step": int(self.step), "tokens_seen": int(self.tokens_seen)}
+    def state_dict(self) -> dict[str, float]:
+        return {"step": int(self.step), "tokens_seen": int(self.tokens_seen), "best_val": float(self.best_val),
+                "best_step": int(self.best_step)}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
+    def load_state_dict(self, state: dict[str, float]) -> None:
         self.step = int(state["step"])
         self.tokens_seen = int(state["tokens_seen"])
+        self.best_val = float(state.get("best_val", float("inf")))
+        self.best_step = int(state.get("best_step", -1))
 
 
 def lr_at(step: int, cfg) -> float:

@@ -63,6 +63,7 @@ class LMTrainConfig:
     eval_crops: int = 64                     # validation sequences at each periodic evaluation
     final_eval_crops: int = 0                # sequences for the final val/test numbers; 0 = every tile
     eval_batch_size: int = 16
+    keep_best: bool = False                  # final/ = the weights of the best periodic validation (early stopping)
 
     # ------------------------------------------------------------------ checkpoints, logging, outputs
     output_dir: str = "runs/lm/tiny"

@@ -152,6 +152,10 @@ class Trainer:
                     res[s][f"{name}_bits_per_token"] = m["bits_per_token"]
                     res[s][f"{name}_bits_per_second"] = m["bits_per_second"]
                     res[s][f"{name}_k"] = m["k"]
+        if not final and cfg.keep_best and res["val"]["loss"] < self.state.best_val:
+            self.state.best_val, self.state.best_step = res["val"]["loss"], step
+            self._save_model(self.out / "best")
+            record["val/best_step"] = step
         acc.log(record, step=step)
         self.log.write({"step": step, **record})
         acc.print(" | ".join([f"step {step}"] + [f"{s} bits/token {m['bits_per_token']:.3f} "
@@ -209,18 +213,30 @@ class Trainer:
             write_json(target / ck.MARKER, {"step": step, "tokens_seen": self.state.tokens_seen,
                                             "num_processes": acc.num_processes})
 
-    def _save_final(self, metrics: dict) -> Path:
+    def _save_model(self, folder: Path, metrics: dict | None = None) -> Path:
+        """``save_pretrained`` + the tokenizer copy (+ metrics), atomically, by the main process."""
         acc = self.acc
-        final = self.out / "final"
         acc.wait_for_everyone()
         if acc.is_main_process:
             model = acc.unwrap_model(self.model)
-            with atomic_path(final) as tmp:
+            with atomic_path(folder) as tmp:
                 model.save_pretrained(str(tmp), is_main_process=True, save_function=acc.save)
                 self.tok.save_pretrained(tmp / TOKENIZER_SUBDIR)
-                write_json(tmp / "metrics.json", metrics)
+                if metrics is not None:
+                    write_json(tmp / "metrics.json", metrics)
         acc.wait_for_everyone()
-        return final
+        return folder
+
+    def _restore_best(self) -> None:
+        """Load ``best/`` into the model on every process (DDP replicas stay identical)."""
+        from safetensors.torch import load_file
+
+        sd = load_file(str(self.out / "best" / "model.safetensors"))
+        missing, unexpected = self.acc.unwrap_model(self.model).load_state_dict(sd, strict=False)
+        if unexpected or any("lm_head" not in k for k in missing):  # lm_head is tied to the embeddings
+            raise RuntimeError(f"best/ does not match the model: missing {missing}, unexpected {unexpected}")
+        self.acc.print(f"keep_best: restored the weights of step {self.state.best_step} "
+                       f"(val loss {self.state.best_val:.4f})")
 
     # ------------------------------------------------------------------ loop
     def run(self) -> Path:
@@ -273,6 +289,8 @@ class Trainer:
                 self._eval_and_log(st.step)
         bar.close()
 
+        if cfg.keep_best and (self.out / "best" / "model.safetensors").is_file():
+            self._restore_best()
         final_metrics = self._eval_and_log(st.step, final=True)
         metrics = {
             **final_metrics, "step": st.step, "tokens_seen": st.tokens_seen,
@@ -280,13 +298,14 @@ class Trainer:
                       "steps": st.step - start_step,
                       "tokens_per_second": (tokens_per_step * (st.step - start_step) / train_time) if train_time else None,
                       "note": "tokens/s of this invocation's steps only (a resumed run counts its own)"},
+            "weights_from_step": st.best_step if cfg.keep_best and st.best_step >= 0 else st.step,
             "n_params": self.n_params, "n_params_non_embedding": self.n_params_nonemb,
             "tokenizer": {k: self.tok_rec[k] for k in ("codebook_size", "fs", "samples_per_token",
                                                         "tokens_per_second", "weights_hash")},
             "eval_sequences": {"val": int(len(self.val_final)), "test": int(len(self.test_final))
                                if self.test_final is not None else 0, "tokens_per_sequence": cfg.context_length - 1},
         }
-        final = self._save_final(metrics)
+        final = self._save_model(self.out / "final", metrics)
         if acc.is_main_process:
             write_json(self.out / "metrics.json", metrics)
         acc.end_training()
