@@ -88,6 +88,15 @@ class ECGTokenizer:
         return self.fs / self.samples_per_token
 
     @property
+    def needs_state(self) -> bool:
+        """True when :meth:`decode` needs the ``state`` from :meth:`encode` to return millivolts.
+
+        A language model generates ids only, so only tokenizers with ``needs_state == False`` can turn
+        generated tokens into an ECG in mV (``decode(ids, None)``).
+        """
+        return False
+
+    @property
     def bits_per_token(self) -> float:
         return math.log2(self.vocab_size)
 

@@ -69,6 +69,11 @@ class SeedTokenizer(ECGTokenizer):
         return self.config.num_bins
 
     @property
+    def needs_state(self) -> bool:
+        """Always True: without the per-window min/max, ``decode`` returns the normalized signal, not mV."""
+        return True
+
+    @property
     def tokens_per_block(self) -> int:
         return self.model.net.latent_dim
 

@@ -1,0 +1,117 @@
+"""Rotating training checkpoints (``accelerator.save_state``) and how a run finds the one to resume.
+
+Layout: ``<output_dir>/checkpoints/checkpoint_<step>/`` (Accelerate's automatic naming, with the
+iteration set to the optimizer step, so folder names say where training was). A checkpoint counts as
+complete only once ``trainer_state.json`` is written into it, after every process has saved: a run killed
+mid-save leaves a folder that ``latest`` skips.
+
+Accelerate saves the model (safetensors), the optimizer, the RNG states of every process and the objects
+registered with ``register_for_checkpointing`` (here :class:`TrainState`: the step). The data position
+is a function of the step (:class:`lm.data.TrainBatches`) and the learning rate too (:func:`lr_at`), so
+restoring the step restores both.
+"""
+from __future__ import annotations
+
+import math
+import re
+import shutil
+from pathlib import Path
+
+from tokenizer.errors import ConfigError
+
+MARKER = "trainer_state.json"
+_NAME = re.compile(r"^checkpoint_(\d+)$")
+
+
+class TrainState:
+    """Counters saved with each checkpoint (registered with ``accelerator.register_for_checkpointing``)."""
+
+    def __init__(self):
+        self.step = 0                 # optimizer steps done
+        self.tokens_seen = 0          # training tokens over all processes
+        self.best_val = float("inf")  # best periodic validation loss so far (for keep_best)
+        self.best_step = -1
+
+    def state_dict(self) -> dict[str, float]:
+        return {"step": int(self.step), "tokens_seen": int(self.tokens_seen), "best_val": float(self.best_val),
+                "best_step": int(self.best_step)}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.step = int(state["step"])
+        self.tokens_seen = int(state["tokens_seen"])
+        self.best_val = float(state.get("best_val", float("inf")))
+        self.best_step = int(state.get("best_step", -1))
+
+
+def lr_at(step: int, cfg) -> float:
+    """Learning rate for optimizer step ``step`` (0-based): linear warmup, then cosine to the floor.
+
+    The schedule runs over ``cfg.lr_decay_steps`` (default ``cfg.max_steps``) and stays at
+    ``cfg.min_learning_rate`` after it, so a run can be stopped early and resumed, or extended, without
+    changing the learning rate of any step it shares with an uninterrupted run.
+    """
+    lr, lo, warm = cfg.learning_rate, cfg.min_learning_rate, cfg.warmup_steps
+    if step < warm:
+        return lr * (step + 1) / warm
+    horizon = cfg.lr_decay_steps or cfg.max_steps
+    if step >= horizon:
+        return lo
+    ratio = (step - warm) / max(1, horizon - warm)
+    return lo + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (lr - lo)
+
+
+def checkpoint_dir(output_dir: str | Path) -> Path:
+    return Path(output_dir) / "checkpoints"
+
+
+def complete_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Complete checkpoint folders, oldest first (by step)."""
+    root = checkpoint_dir(output_dir)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _NAME.match(p.name)) and (p / MARKER).is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def resolve_resume(cfg) -> Path | None:
+    """The checkpoint to resume from: ``None``, ``"latest"`` (newest complete one) or a folder.
+
+    ``latest`` with no checkpoint yet starts from scratch (with a notice), so a preemptible job can be
+    relaunched with the same command from its first start on.
+
+    Raises
+    ------
+    ConfigError
+        For a named folder that is not a complete checkpoint.
+    """
+    want = cfg.resume_from_checkpoint
+    if want is None:
+        return None
+    if str(want) == "latest":
+        ckpts = complete_checkpoints(cfg.output_dir)
+        if not ckpts:
+            print(f"resume_from_checkpoint=latest: no complete checkpoint under {checkpoint_dir(cfg.output_dir)}; "
+                  f"starting from scratch", flush=True)
+            return None
+        return ckpts[-1]
+    p = Path(want)
+    if not p.is_dir():
+        raise ConfigError(f"checkpoint {p} does not exist (use 'latest' or <output_dir>/checkpoints/checkpoint_<step>)")
+    if not (p / MARKER).is_file():
+        raise ConfigError(f"{p} is not a complete checkpoint (no {MARKER}): it may be half-written; pick another")
+    return p
+
+
+def check_fresh_output_dir(cfg, is_main: bool) -> None:
+    """Refuse to start from scratch over an earlier run's checkpoints unless ``overwrite_output_dir``."""
+    root = checkpoint_dir(cfg.output_dir)
+    has = root.is_dir() and any(root.iterdir())
+    if has and not cfg.overwrite_output_dir:
+        raise ConfigError(
+            f"{cfg.output_dir} already holds checkpoints: pass --resume_from_checkpoint latest to continue that "
+            f"run, or --overwrite_output_dir true to start over"
+        )
+    if has and is_main:
+        shutil.rmtree(root)
+        for name in ("train_log.jsonl", "metrics.json"):
+            (Path(cfg.output_dir) / name).unlink(missing_ok=True)

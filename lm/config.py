@@ -1,0 +1,102 @@
+"""Configuration of an LM training run: one flat dataclass, filled from YAML plus ``--key value`` overrides.
+
+Every value is cast to its annotated type by :func:`tokenizer.utils.config.parse_config` before it reaches
+transformers (its configs are strict dataclasses in 5.x: ``hidden_size=128.0`` raises). The resolved
+config is written to ``run_info.json`` and given to the trackers as a plain dict; it holds no patient
+data (record numbers only, never WFDB header comments).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tokenizer.errors import ConfigError
+from tokenizer.splits import DEFAULT_VALID
+
+REPORT_TO = ("none", "wandb", "tensorboard")
+MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+
+
+@dataclass
+class LMTrainConfig:
+    """Fields of ``lm/train.py`` (``python lm/train.py --help`` lists them as flags)."""
+
+    # ------------------------------------------------------------------ data
+    tokenizer: str = "default"               # tokenizer folder, or "default" (the shipped one)
+    store: str = "runs/store/default_mlii"   # token store; built with `tokenizer` if it does not exist
+    data_dir: str | None = None              # data root for building the store ($ECG2LLM_DATA otherwise)
+    records: list[str] = field(default_factory=list)  # records to tokenize when building; empty = all 48
+    leads: list[str] = field(default_factory=lambda: ["MLII"])
+    download: bool = True                    # fetch missing MIT-BIH records from PhysioNet when building
+    valid_records: list[str] = field(default_factory=lambda: list(DEFAULT_VALID))
+    context_length: int = 512                # tokens per training sequence, BOS included
+
+    # ------------------------------------------------------------------ model (Llama-style, lm/model.py)
+    n_layer: int = 4
+    n_head: int = 4
+    n_kv_head: int | None = None             # grouped-query attention; None = n_head
+    d_model: int = 128
+    d_ff: int | None = None                  # None = 8/3 d_model rounded to 64 (SwiGLU)
+    rope_theta: float = 10000.0
+    attention_dropout: float = 0.0
+    tie_embeddings: bool = True
+    vocab_multiple: int = 64                 # pad the vocabulary (codes + PAD/BOS/EOS) to a multiple of this
+    init_std: float = 0.02
+
+    # ------------------------------------------------------------------ optimization
+    max_steps: int = 300                     # optimizer steps
+    batch_size: int = 8                      # sequences per process per micro-step
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 3e-3
+    min_learning_rate: float = 3e-4          # cosine decay floor
+    warmup_steps: int = 30
+    lr_decay_steps: int | None = None        # length of the cosine schedule; None = max_steps
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    seed: int = 0
+    mixed_precision: str = "auto"            # auto = bf16 on a GPU that supports it, else fp32
+    num_threads: int = 0                     # torch CPU threads per process; 0 = cores / processes
+
+    # ------------------------------------------------------------------ evaluation
+    eval_every: int = 100                    # optimizer steps between validations (0 = only at the end)
+    eval_crops: int = 64                     # validation sequences at each periodic evaluation
+    final_eval_crops: int = 0                # sequences for the final val/test numbers; 0 = every tile
+    eval_batch_size: int = 16
+    keep_best: bool = False                  # final/ = the weights of the best periodic validation (early stopping)
+
+    # ------------------------------------------------------------------ checkpoints, logging, outputs
+    output_dir: str = "runs/lm/tiny"
+    overwrite_output_dir: bool = False       # start fresh even if output_dir holds checkpoints
+    save_every: int = 100                    # optimizer steps between checkpoints (0 = none)
+    save_total_limit: int = 2                # rotating checkpoints kept
+    resume_from_checkpoint: str | None = None  # "latest" or a checkpoint folder
+    log_every: int = 10
+    report_to: str = "none"                  # wandb | tensorboard | none
+    wandb_project: str = "ecg2llm"
+    run_name: str | None = None
+    figure_samples: int = 3                  # generated ECGs in the evaluation figure (0 = none)
+    figure_seconds: float = 10.0
+    progress: bool = True                    # tqdm bar on the main process
+
+    def __post_init__(self):
+        if self.report_to not in REPORT_TO:
+            raise ConfigError(f"report_to must be one of {REPORT_TO}, got {self.report_to!r}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ConfigError(f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
+        for name in ("context_length", "n_layer", "n_head", "d_model", "max_steps", "batch_size",
+                     "gradient_accumulation_steps", "eval_batch_size", "vocab_multiple"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.context_length < 2:
+            raise ConfigError("context_length must be >= 2 (BOS plus at least one token)")
+        for name in ("eval_every", "save_every", "eval_crops", "final_eval_crops", "warmup_steps",
+                     "save_total_limit", "log_every", "figure_samples", "num_threads"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.min_learning_rate <= self.learning_rate:
+            raise ConfigError(
+                f"need 0 <= min_learning_rate ({self.min_learning_rate}) <= learning_rate ({self.learning_rate})"
+            )
+        if self.resume_from_checkpoint in ("", "none", "None"):
+            self.resume_from_checkpoint = None

@@ -1,0 +1,128 @@
+"""Training and evaluation sequences from the token store.
+
+Training batches are a pure function of ``(seed, optimizer step, micro-step, process index)``: each draws
+its crops with ``np.random.default_rng([seed, step, micro, rank])``. Nothing about the data position has to
+be saved in a checkpoint: restoring the step restores the data stream exactly, whatever happened before
+(nanoGPT draws ``torch.randint`` offsets from a global RNG and cannot resume its data stream).
+
+Every sequence starts with BOS followed by ``context_length - 1`` consecutive tokens of one record (crops
+never cross records). Evaluation uses fixed, non-overlapping tiles of the held-out records, the same for
+every run, so numbers are comparable across runs and with the n-gram baselines of :mod:`lm.baselines`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tokenizer.errors import StoreError
+from tokenizer.store import TokenStore
+
+
+def open_or_build_store(cfg, tok, accelerator=None) -> TokenStore:
+    """Open the store named in ``cfg.store``; build it with ``tok`` first if it does not exist.
+
+    With several processes the main process builds while the others wait
+    (``accelerator.main_process_first``), then every process opens the same folder.
+
+    Raises
+    ------
+    StoreError
+        If the store exists but was made by a different tokenizer (weights hash differs).
+    """
+    from contextlib import nullcontext
+
+    path = Path(cfg.store)
+    ctx = accelerator.main_process_first() if accelerator is not None else nullcontext()
+    with ctx:
+        if not (path / "meta.json").is_file():
+            from tokenizer.build_store import TokenizeConfig, build_store
+
+            is_main = accelerator is None or accelerator.is_main_process
+            if is_main:
+                print(f"token store {path} not found: building it with tokenizer {cfg.tokenizer!r} "
+                      f"(leads {cfg.leads})", flush=True)
+                build_store(TokenizeConfig(out=str(path), tokenizer=cfg.tokenizer, data_dir=cfg.data_dir,
+                                           records=list(cfg.records), leads=list(cfg.leads),
+                                           valid_records=list(cfg.valid_records), download=cfg.download),
+                            tokenizer=tok, progress=True)
+        store = TokenStore.open(path)
+    if store.tokenizer_hash != tok.weights_hash:
+        raise StoreError(
+            f"token store {path} was built by a tokenizer with weights hash {str(store.tokenizer_hash)[:12]}…, "
+            f"not by {cfg.tokenizer!r} ({tok.weights_hash[:12]}…); delete the store or point --store elsewhere"
+        )
+    if store.vocab_size != tok.vocab_size:
+        raise StoreError(f"token store {path} has vocabulary {store.vocab_size}, tokenizer {tok.vocab_size}")
+    have = {e.split for e in store.entries()}
+    for split in ("train", "valid"):
+        if split not in have:
+            raise StoreError(f"token store {path} has no '{split}' records (splits present: {sorted(have)})")
+    return store
+
+
+def with_bos(crops: np.ndarray, bos_id: int) -> torch.Tensor:
+    """Prepend BOS to each row: ``(N, T)`` ids -> ``(N, T + 1)`` int64 tensor."""
+    crops = np.asarray(crops, dtype=np.int64)
+    out = np.empty((crops.shape[0], crops.shape[1] + 1), dtype=np.int64)
+    out[:, 0] = bos_id
+    out[:, 1:] = crops
+    return torch.from_numpy(out)  # (N, T + 1)
+
+
+class TrainBatches:
+    """Deterministic random training crops: ``batch(step, micro, rank)`` is the same in every run.
+
+    Parameters
+    ----------
+    store : TokenStore
+    context_length : int
+        Sequence length including BOS.
+    batch_size : int
+        Sequences per call.
+    bos_id : int
+    seed : int
+    split : str
+    """
+
+    def __init__(self, store: TokenStore, context_length: int, batch_size: int, bos_id: int, seed: int,
+                 split: str = "train"):
+        self.store, self.length, self.batch_size = store, int(context_length) - 1, int(batch_size)
+        self.bos_id, self.seed, self.split = int(bos_id), int(seed), split
+        longest = max((e.n_tokens for e in store.entries(split)), default=0)
+        if longest < self.length:
+            raise StoreError(
+                f"no '{split}' record of {store.path} holds context_length - 1 = {self.length} tokens "
+                f"(longest: {longest}); lower context_length"
+            )
+
+    def batch(self, step: int, micro: int = 0, rank: int = 0) -> torch.Tensor:
+        """Sequences for one micro-step of one process, shape ``(batch_size, context_length)``."""
+        rng = np.random.default_rng([self.seed, int(step), int(micro), int(rank)])
+        crops = self.store.random_crops(self.length, self.batch_size, split=self.split, rng=rng)
+        return with_bos(crops, self.bos_id)  # (B, L)
+
+
+def tile_crops(store: TokenStore, split: str, length: int, max_crops: int = 0) -> np.ndarray:
+    """Non-overlapping tiles of ``length`` tokens over every record of ``split``, in index order.
+
+    Each record contributes ``n_tokens // length`` tiles (its tail shorter than ``length`` is left out).
+    With ``max_crops > 0`` an evenly spaced subset of that many tiles is kept, so a capped evaluation still
+    covers every record in proportion to its length. Deterministic: no random numbers involved.
+
+    Returns
+    -------
+    np.ndarray of int64, shape (n_crops, length)
+    """
+    starts = []
+    for e in store.entries(split):
+        k = e.n_tokens // length
+        starts.extend(e.start + length * np.arange(k))
+    if not starts:
+        raise StoreError(f"split '{split}' of {store.path} has no record with >= {length} tokens")
+    starts = np.asarray(starts, dtype=np.int64)
+    if 0 < max_crops < len(starts):
+        starts = starts[np.unique(np.linspace(0, len(starts) - 1, max_crops).round().astype(np.int64))]
+    idx = starts[:, None] + np.arange(length)[None, :]  # (N, length)
+    return np.asarray(store.tokens[idx], dtype=np.int64)

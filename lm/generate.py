@@ -1,0 +1,44 @@
+"""Generate synthetic ECGs with a trained LM: WFDB records in mV, .npy, PNG and manifest.json.
+
+Launch (from the repo root)::
+
+    python lm/generate.py --model default --num-samples 8 --seconds 10 --out runs/gen --seed 0
+    python lm/generate.py --model runs/lm/tiny/final --num-samples 64 --seconds 30 --top-p 0.95 --out runs/gen
+    python lm/generate.py --model default --prompt-record 100 --prompt-seconds 5 --seconds 10 \
+        --data_dir ../shared/data --out runs/gen_prompted
+
+Unconditional samples start from BOS; ``--prompt-record ID --prompt-seconds P`` continues the first P
+seconds (from ``--prompt-start``) of a real record instead, and the written signal holds the prefix then
+the continuation. The tokenizer is rebuilt from the LM's config (its copy in ``<model>/tokenizer``, or
+``--tokenizer``) and refused if its config or weights hash differ from the ones the LM was trained with.
+The same seed and batch size give identical output. Every field of :class:`lm.synthesize.GenerateConfig`
+is a flag.
+"""
+import os
+import sys
+
+if __name__ == "__main__":  # `python lm/generate.py`: keep lm/ off sys.path (no shadowing), the repo root on it
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
+    sys.path.insert(0, os.path.dirname(_here))
+
+from lm.synthesize import GenerateConfig  # noqa: E402
+from tokenizer.utils.cli import run_main  # noqa: E402
+from tokenizer.utils.config import parse_config  # noqa: E402
+
+
+@run_main
+def main(argv=None):
+    """Parse flags into :class:`GenerateConfig`, generate, print a one-line summary."""
+    from lm.synthesize import generate
+
+    cfg = parse_config(GenerateConfig, argv, description=__doc__)
+    m = generate(cfg)
+    t = m["timing"]
+    print(f"{len(m['samples'])} synthetic ECGs x {cfg.seconds:g} s at {m['fs']:g} Hz written to {cfg.out} "
+          f"({t['ecg_seconds_per_second']:.1f} ECG-s/s on {t['device']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

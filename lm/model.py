@@ -1,0 +1,212 @@
+"""The ECG language model: a Llama-style decoder built from scratch, and how it names its vocabulary.
+
+Why Llama-style (``LlamaConfig`` + ``LlamaForCausalLM``) rather than GPT-2:
+
+- **RoPE instead of a learned position table.** GPT-2 has ``n_positions`` learned embeddings and cannot
+  address position ``n_positions``; with rotary embeddings nothing in the weights depends on the absolute
+  position, and :mod:`lm.sampling` slides a window over long generations without a table to run off.
+- **SDPA attention, RMSNorm, SwiGLU**: the modern recipe (nanochat, Llama, Chronos-Bolt's T5 aside)
+  trains faster per FLOP at small scale and runs on PyTorch's fused attention kernels on CPU and GPU.
+- transformers 5's GPT-2 defaults its special ids to 50256, outside any ECG vocabulary (a trap listed in
+  HOUSE-STYLE); with Llama we set every special id ourselves anyway.
+
+Vocabulary layout (``V`` = the ECG tokenizer's vocabulary size)::
+
+    0 .. V-1   ECG codes, exactly the tokenizer's ids
+    V          PAD   (never trained on: crops are full length)
+    V + 1      BOS   (first token of every training sequence and every generation)
+    V + 2      EOS   (reserved; crops never end a record, so it is not trained)
+    V + 3 ..   padding rows up to a multiple of ``vocab_multiple`` (64): matmul-friendly shapes on GPU
+               (nanoGPT pads 50257 to 50304 for the same reason). Generation masks every id >= V.
+
+The LM's ``config.json`` carries the tokenizer (``config.ecg_tokenizer``: its config dict, weights hash
+and rates) as a plain JSON dict, so a saved LM can rebuild, and refuse a mismatched, tokenizer
+(chronos ``config.chronos_config``).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tokenizer.errors import ConfigError, TokenizerError
+
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+TOKENIZER_SUBDIR = "tokenizer"  # a copy of the ECG tokenizer inside every saved LM folder
+
+
+def special_ids(codebook_size: int) -> dict[str, int]:
+    """PAD/BOS/EOS ids placed right after the ``codebook_size`` ECG codes."""
+    v = int(codebook_size)
+    return {"pad_token_id": v, "bos_token_id": v + 1, "eos_token_id": v + 2}
+
+
+def padded_vocab_size(codebook_size: int, multiple: int = 64) -> int:
+    """``codebook_size + 3`` special ids, rounded up to a multiple of ``multiple``."""
+    n = int(codebook_size) + 3
+    m = max(1, int(multiple))
+    return int(math.ceil(n / m) * m)
+
+
+def tokenizer_record(tok) -> dict[str, Any]:
+    """What an LM stores about its tokenizer: config dict, weights hash, rates (all JSON)."""
+    d = tok.describe()
+    return {
+        "config": tok.config_dict(), "weights_hash": tok.weights_hash,
+        "codebook_size": int(tok.vocab_size), "fs": float(tok.fs),
+        "samples_per_token": float(d["samples_per_token"]), "tokens_per_second": float(d["tokens_per_second"]),
+        "needs_state": bool(getattr(tok, "needs_state", False)),
+    }
+
+
+def build_model(cfg, tok_record: dict[str, Any]):
+    """A freshly initialized ``LlamaForCausalLM`` for the tokenizer described by ``tok_record``.
+
+    Parameters
+    ----------
+    cfg : lm.config.LMTrainConfig
+        Model fields: ``n_layer``, ``n_head``, ``n_kv_head``, ``d_model``, ``d_ff``, ``context_length``,
+        ``rope_theta``, ``attention_dropout``, ``tie_embeddings``, ``vocab_multiple``, ``init_std``.
+    tok_record : dict
+        :func:`tokenizer_record` of the ECG tokenizer.
+
+    Returns
+    -------
+    transformers.LlamaForCausalLM
+    """
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    v = int(tok_record["codebook_size"])
+    ids = special_ids(v)
+    if cfg.d_model % cfg.n_head:
+        raise ConfigError(f"d_model ({cfg.d_model}) must be a multiple of n_head ({cfg.n_head})")
+    n_kv = int(cfg.n_kv_head or cfg.n_head)
+    if cfg.n_head % n_kv:
+        raise ConfigError(f"n_head ({cfg.n_head}) must be a multiple of n_kv_head ({n_kv})")
+    # SwiGLU with 8/3 * d hidden units has the parameter count of a 4d GELU MLP (Llama, Shazeer 2020),
+    # rounded to 64 for matmul-friendly shapes.
+    d_ff = int(cfg.d_ff or 64 * math.ceil(8 * cfg.d_model / 3 / 64))
+    config = LlamaConfig(
+        vocab_size=padded_vocab_size(v, cfg.vocab_multiple),
+        hidden_size=int(cfg.d_model), intermediate_size=d_ff, num_hidden_layers=int(cfg.n_layer),
+        num_attention_heads=int(cfg.n_head), num_key_value_heads=n_kv,
+        max_position_embeddings=int(cfg.context_length),
+        rope_parameters={"rope_type": "default", "rope_theta": float(cfg.rope_theta)},
+        attention_dropout=float(cfg.attention_dropout), initializer_range=float(cfg.init_std),
+        tie_word_embeddings=bool(cfg.tie_embeddings), use_cache=True, **ids,
+    )
+    config.ecg_tokenizer = dict(tok_record)
+    config.ecg_codebook_size = v
+    config.ecg_leads = list(getattr(cfg, "leads", ["MLII"]))
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(**ids, do_sample=True)
+    return model
+
+
+def num_parameters(model, exclude_embeddings: bool = False) -> int:
+    """Parameter count (tied weights counted once); optionally without the token embedding table."""
+    seen, n = set(), 0
+    for name, p in model.named_parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        if exclude_embeddings and "embed_tokens" in name:
+            continue
+        n += p.numel()
+    return n
+
+
+def resolve_model_dir(model: str | Path) -> Path:
+    """``"default"`` -> the shipped LM (``lm/pretrained/default``); else the given folder, checked."""
+    p = Path(model)
+    if str(model) == "default":
+        p = PRETRAINED_DIR / "default"
+        if not (p / "config.json").is_file():
+            raise ConfigError(
+                f"the default LM is not installed at {p}; train one with `bash scripts/train_default_lm.sh` "
+                f"or pass --model <run>/final"
+            )
+    if (p / "final" / "config.json").is_file() and not (p / "config.json").is_file():
+        p = p / "final"  # accept a run directory as well as its final/ folder
+    if not (p / "config.json").is_file():
+        raise ConfigError(f"{p} is not an LM folder: it has no config.json (use <output_dir>/final of lm/train.py)")
+    return p
+
+
+def load_lm(model: str | Path, device: str | torch.device = "cpu"):
+    """Load a saved ECG LM in float32 (transformers 5 would keep a bf16 checkpoint in bf16: ``dtype="auto"``).
+
+    Returns
+    -------
+    (model, folder) : (transformers.LlamaForCausalLM, pathlib.Path)
+    """
+    from transformers import AutoModelForCausalLM
+
+    folder = resolve_model_dir(model)
+    cfg = json.loads((folder / "config.json").read_text())
+    if "ecg_tokenizer" not in cfg:
+        raise ConfigError(f"{folder}/config.json has no 'ecg_tokenizer' entry: it was not saved by lm/train.py")
+    lm = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).to(device).eval()
+    return lm, folder
+
+
+def load_tokenizer_for(lm_config, folder: Path | None = None, tokenizer: str | Path | None = None):
+    """Rebuild the ECG tokenizer an LM was trained with, refusing one whose config or weights differ.
+
+    Lookup order: ``tokenizer`` if given; else the copy in ``<folder>/tokenizer``; else the tokenizer the
+    LM's config names (``ecg_tokenizer["source"]``, e.g. ``"default"``). The architecture is rebuilt from
+    the LM's own record of the tokenizer config and the weights are loaded from the folder found; the
+    weights hash must equal the one recorded at training time.
+
+    Raises
+    ------
+    TokenizerError
+        If no tokenizer is found or it is not the one the LM was trained with.
+    """
+    from safetensors.torch import load_file
+
+    from tokenizer.base import ECGTokenizer
+
+    rec = getattr(lm_config, "ecg_tokenizer", None)
+    if not isinstance(rec, dict) or "config" not in rec:
+        raise TokenizerError("this LM's config carries no ECG tokenizer record (config.ecg_tokenizer)")
+    cands = []
+    if tokenizer is not None:
+        cands.append(Path(tokenizer) if str(tokenizer) != "default" else None)
+    elif folder is not None and (Path(folder) / TOKENIZER_SUBDIR / "config.json").is_file():
+        cands.append(Path(folder) / TOKENIZER_SUBDIR)
+    else:
+        src = rec.get("source")
+        cands.append(None if src in (None, "default") else Path(src))
+    where = cands[0]
+    if where is None:
+        from tokenizer.base import PRETRAINED_DIR as TOK_PRETRAINED
+
+        where = TOK_PRETRAINED / "default"
+    if not (where / "model.safetensors").is_file():
+        raise TokenizerError(
+            f"no tokenizer weights at {where}: pass --tokenizer <folder> (the one this LM was trained with)"
+        )
+    saved_cfg = json.loads((where / "config.json").read_text()) if (where / "config.json").is_file() else {}
+    saved_cfg.pop("weights_hash", None)
+    if saved_cfg and saved_cfg != rec["config"]:
+        raise TokenizerError(
+            f"tokenizer at {where} has config {saved_cfg}, but the LM was trained with {rec['config']}; "
+            f"pass the matching tokenizer with --tokenizer"
+        )
+    tok = ECGTokenizer.from_config(rec["config"])
+    try:
+        tok.model.load_state_dict(load_file(str(where / "model.safetensors")), strict=True)
+    except Exception as e:  # noqa: BLE001 - shape mismatches, corrupt files
+        raise TokenizerError(f"tokenizer weights at {where} do not fit the LM's tokenizer config: {e}") from None
+    tok.model.eval()
+    if tok.weights_hash != rec.get("weights_hash"):
+        raise TokenizerError(
+            f"tokenizer at {where} has weights hash {tok.weights_hash[:12]}…, but the LM was trained with "
+            f"{str(rec.get('weights_hash'))[:12]}…: its tokens would mean something else; pass the matching "
+            f"tokenizer with --tokenizer"
+        )
+    return tok

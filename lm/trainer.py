@@ -1,0 +1,312 @@
+"""The training loop of ``lm/train.py``: Accelerate (DDP, mixed precision, accumulation) plus trackers.
+
+Follows transformers' ``run_clm_no_trainer.py`` with its known bugs fixed (see HOUSE-STYLE.md):
+optimizer steps are counted and checkpoints saved on ``accelerator.sync_gradients`` only; the "resume
+latest" branch is real and tested; evaluation weights every token equally (:mod:`lm.evaluation`); the
+learning rate is a pure function of the step (no prepared scheduler, which Accelerate would step once per
+process); the data position is a pure function of the step (:mod:`lm.data`).
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tokenizer.utils.io import atomic_path, ensure_writable_dir, write_json, write_run_info
+
+from . import checkpoints as ck
+from .baselines import baseline_metrics, fit_baselines
+from .data import TrainBatches, open_or_build_store, tile_crops, with_bos
+from .evaluation import eval_loader, evaluate, with_rates
+from .model import TOKENIZER_SUBDIR, build_model, num_parameters, tokenizer_record
+from .tracking import JsonlLog, flat_config, log_figure, prepare_tracker_env
+
+
+def make_accelerator(cfg):
+    """``Accelerator`` with rotating checkpoints under ``output_dir`` and the configured tracker."""
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    mp = cfg.mixed_precision
+    if mp == "auto":
+        mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    log_with = prepare_tracker_env(cfg.report_to, cfg.output_dir)
+    project = ProjectConfiguration(project_dir=str(cfg.output_dir), logging_dir=str(Path(cfg.output_dir) / "logs"),
+                                   automatic_checkpoint_naming=True, total_limit=cfg.save_total_limit or None)
+    # cpu=True without CUDA: Accelerate then treats torchrun's WORLD_SIZE > 1 as multi-CPU DDP (gloo);
+    # with cpu=False it would silently run each process alone.
+    return Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps, mixed_precision=mp,
+                       log_with=log_with, project_config=project, cpu=not torch.cuda.is_available())
+
+
+def _set_threads(cfg, accelerator) -> None:
+    if accelerator.device.type != "cpu":
+        return
+    n = cfg.num_threads or max(1, (os.cpu_count() or 1) // accelerator.num_processes)
+    torch.set_num_threads(n)
+
+
+def _optimizer(model, cfg):
+    """AdamW; weight decay on matrices only (nanoGPT): not on norms' gains."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    fused = torch.cuda.is_available()
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=(cfg.beta1, cfg.beta2), fused=fused or None)
+
+
+def _load_tokenizer(cfg):
+    from tokenizer.base import ECGTokenizer
+
+    tok = ECGTokenizer.from_pretrained(cfg.tokenizer)
+    rec = tokenizer_record(tok)
+    rec["source"] = "default" if str(cfg.tokenizer) == "default" else str(cfg.tokenizer)
+    return tok, rec
+
+
+class Trainer:
+    """One training run: ``Trainer(cfg).run()`` returns the path of ``<output_dir>/final``."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.out = Path(cfg.output_dir)
+
+    # ------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        from accelerate.utils import set_seed
+
+        cfg = self.cfg
+        ensure_writable_dir(self.out)
+        resume = ck.resolve_resume(cfg)
+        self.acc = acc = make_accelerator(cfg)
+        _set_threads(cfg, acc)
+        if resume is None:
+            ck.check_fresh_output_dir(cfg, acc.is_main_process)
+        acc.wait_for_everyone()
+        self.resume = resume
+        self.log = JsonlLog(self.out / "train_log.jsonl", acc.is_main_process)
+
+        self.tok, self.tok_rec = _load_tokenizer(cfg)
+        self.store = open_or_build_store(cfg, self.tok, acc)
+        set_seed(cfg.seed)  # identical initial weights on every process
+        model = build_model(cfg, self.tok_rec)
+        self.n_params = num_parameters(model)
+        self.n_params_nonemb = num_parameters(model, exclude_embeddings=True)
+        self.bos = int(model.config.bos_token_id)
+        self.batches = TrainBatches(self.store, cfg.context_length, cfg.batch_size, self.bos, cfg.seed)
+
+        n = cfg.context_length - 1
+        self.val_periodic = tile_crops(self.store, "valid", n, cfg.eval_crops or 1)
+        self.val_final = tile_crops(self.store, "valid", n, cfg.final_eval_crops)
+        has_test = bool(self.store.entries("test"))
+        self.test_final = tile_crops(self.store, "test", n, cfg.final_eval_crops) if has_test else None
+        loaders = [eval_loader(with_bos(c, self.bos), cfg.eval_batch_size)
+                   for c in (self.val_periodic, self.val_final, self.test_final) if c is not None]
+
+        optimizer = _optimizer(model, cfg)
+        self.model, self.optimizer, *loaders = acc.prepare(model, optimizer, *loaders)
+        self.loader_val, self.loader_val_final = loaders[0], loaders[1]
+        self.loader_test = loaders[2] if has_test else None
+        self.state = ck.TrainState()
+        acc.register_for_checkpointing(self.state)
+        if resume is not None:
+            acc.load_state(str(resume))
+            self.log.truncate_after(self.state.step)
+            acc.print(f"resumed from {resume} at step {self.state.step}")
+
+        # n-gram baselines: cheap counts, on the main process only; every process needs none of it.
+        self.baselines = None
+        if acc.is_main_process:
+            train_seqs = [np.asarray(self.store.tokens_of(e), dtype=np.int64) for e in self.store.entries("train")]
+            self.baselines = fit_baselines(train_seqs, self.store.vocab_size, self.val_final)
+        tps = self.tok_rec["tokens_per_second"]
+        self.run_config = {**asdict(cfg), "n_params": self.n_params, "n_params_non_embedding": self.n_params_nonemb,
+                           "num_processes": acc.num_processes, "mixed_precision_resolved": acc.mixed_precision,
+                           "tokens_per_ecg_second": tps, "codebook_size": self.tok_rec["codebook_size"]}
+        if acc.is_main_process:
+            write_run_info(self.out, self.run_config, tokenizer=self.tok.describe(),
+                           device=str(acc.device), resumed_from=str(resume) if resume else None)
+        if cfg.report_to != "none":
+            acc.init_trackers(cfg.wandb_project, config=flat_config(self.run_config),
+                              init_kwargs={"wandb": {"name": cfg.run_name or self.out.name}})
+
+    # ------------------------------------------------------------------ pieces
+    def _eval_and_log(self, step: int, final: bool = False) -> dict:
+        cfg, acc = self.cfg, self.acc
+        tps = self.tok_rec["tokens_per_second"]
+        splits = {"val": self.loader_val_final if final else self.loader_val}
+        if final and self.loader_test is not None:
+            splits["test"] = self.loader_test
+        res = {name: with_rates(evaluate(self.model, loader, acc), tps) for name, loader in splits.items()}
+        record = {f"{s}/{k}": v for s, m in res.items() for k, v in m.items()}
+        if self.baselines is not None:
+            crops = {"val": self.val_final if final else self.val_periodic, "test": self.test_final}
+            for s in res:
+                for name, m in baseline_metrics(self.baselines, crops[s], tps).items():
+                    record[f"{s}/{name}_bits_per_token"] = m["bits_per_token"]
+                    res[s][f"{name}_bits_per_token"] = m["bits_per_token"]
+                    res[s][f"{name}_bits_per_second"] = m["bits_per_second"]
+                    res[s][f"{name}_k"] = m["k"]
+        if not final and cfg.keep_best and res["val"]["loss"] < self.state.best_val:
+            self.state.best_val, self.state.best_step = res["val"]["loss"], step
+            self._save_model(self.out / "best")
+            record["val/best_step"] = step
+        acc.log(record, step=step)
+        self.log.write({"step": step, **record})
+        acc.print(" | ".join([f"step {step}"] + [f"{s} bits/token {m['bits_per_token']:.3f} "
+                                                 f"(bigram {m.get('bigram_bits_per_token', float('nan')):.3f})"
+                                                 for s, m in res.items()]))
+        self._figure(step)
+        return res
+
+    def _figure(self, step: int) -> None:
+        """Generated 10-s ECGs beside decoded real ones: PNG in the run dir and to the tracker."""
+        cfg, acc = self.cfg, self.acc
+        if not acc.is_main_process or cfg.figure_samples < 1 or self.tok_rec["needs_state"]:
+            return
+        from .plots import comparison_figure
+        from .sampling import sample_tokens, tokens_to_mv
+
+        model = acc.unwrap_model(self.model)
+        was_training = model.training
+        model.eval()
+        n_tok = int(round(cfg.figure_seconds * self.tok_rec["tokens_per_second"]))
+        ids = sample_tokens(model, cfg.figure_samples, n_tok, batch_size=cfg.figure_samples, seed=cfg.seed)
+        model.train(was_training)
+        gen = [tokens_to_mv(self.tok, r) for r in ids]
+        real = [tokens_to_mv(self.tok, r) for r in self._real_examples(n_tok, cfg.figure_samples)]
+        fig = comparison_figure(gen, real, self.tok.fs, title=f"step {step}")
+        (self.out / "figures").mkdir(exist_ok=True)
+        fig.savefig(self.out / "figures" / f"samples_step{step:06d}.png", dpi=90)
+        log_figure(acc, cfg.report_to, fig, "samples", step)
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+
+    def _real_examples(self, n_tok: int, k: int) -> list[np.ndarray]:
+        """``k`` stretches of ``n_tok`` validation tokens, spread over the validation records."""
+        ents = [e for e in self.store.entries("valid") if e.n_tokens >= n_tok]
+        out = []
+        for i in range(min(k, 4 * len(ents))):
+            e = ents[i % len(ents)]
+            start = e.start + (e.n_tokens - n_tok) * (1 + i // len(ents)) // 5  # fixed, spread positions
+            out.append(np.asarray(self.store.tokens[start:start + n_tok], dtype=np.int64))
+        return out
+
+    def _save_checkpoint(self, step: int) -> None:
+        acc = self.acc
+        target = ck.checkpoint_dir(self.out) / f"checkpoint_{step}"
+        if acc.is_main_process and target.exists():  # left by a run we resumed before: replace it
+            import shutil
+
+            shutil.rmtree(target)
+        acc.wait_for_everyone()
+        acc.project_configuration.iteration = step  # checkpoint_<step>, not checkpoint_<save count>
+        acc.save_state()
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            write_json(target / ck.MARKER, {"step": step, "tokens_seen": self.state.tokens_seen,
+                                            "num_processes": acc.num_processes})
+
+    def _save_model(self, folder: Path, metrics: dict | None = None) -> Path:
+        """``save_pretrained`` + the tokenizer copy (+ metrics), atomically, by the main process."""
+        acc = self.acc
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            model = acc.unwrap_model(self.model)
+            with atomic_path(folder) as tmp:
+                model.save_pretrained(str(tmp), is_main_process=True, save_function=acc.save)
+                self.tok.save_pretrained(tmp / TOKENIZER_SUBDIR)
+                if metrics is not None:
+                    write_json(tmp / "metrics.json", metrics)
+        acc.wait_for_everyone()
+        return folder
+
+    def _restore_best(self) -> None:
+        """Load ``best/`` into the model on every process (DDP replicas stay identical)."""
+        from safetensors.torch import load_file
+
+        sd = load_file(str(self.out / "best" / "model.safetensors"))
+        missing, unexpected = self.acc.unwrap_model(self.model).load_state_dict(sd, strict=False)
+        if unexpected or any("lm_head" not in k for k in missing):  # lm_head is tied to the embeddings
+            raise RuntimeError(f"best/ does not match the model: missing {missing}, unexpected {unexpected}")
+        self.acc.print(f"keep_best: restored the weights of step {self.state.best_step} "
+                       f"(val loss {self.state.best_val:.4f})")
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> Path:
+        self.setup()
+        cfg, acc, st = self.cfg, self.acc, self.state
+        ga, rank = cfg.gradient_accumulation_steps, acc.process_index
+        tokens_per_step = cfg.batch_size * cfg.context_length * ga * acc.num_processes
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.max_steps, initial=st.step, desc="training", unit="step",
+                   disable=not (cfg.progress and acc.is_main_process))
+        win_loss, win_steps, win_time = torch.zeros((), device=acc.device), 0, 0.0
+        train_time, t0, start_step = 0.0, time.perf_counter(), st.step
+        self.model.train()
+        while st.step < cfg.max_steps:
+            t_step = time.perf_counter()
+            lr = ck.lr_at(st.step, cfg)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            step_loss = torch.zeros((), device=acc.device)
+            for micro in range(ga):
+                x = self.batches.batch(st.step, micro, rank).to(acc.device)  # (B, L)
+                with acc.accumulate(self.model):
+                    loss = self.model(input_ids=x, labels=x).loss
+                    acc.backward(loss)
+                    if acc.sync_gradients:
+                        grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                step_loss += loss.detach().float() / ga
+            if not acc.sync_gradients:  # cannot happen with a full accumulation cycle per step
+                raise RuntimeError("gradient accumulation out of phase with optimizer steps")
+            st.step += 1
+            st.tokens_seen += tokens_per_step
+            dt = time.perf_counter() - t_step
+            win_loss, win_steps, win_time, train_time = win_loss + step_loss, win_steps + 1, win_time + dt, train_time + dt
+            bar.update(1)
+            if st.step % max(cfg.log_every, 1) == 0 or st.step == cfg.max_steps:
+                mean_loss = float(acc.reduce(win_loss / win_steps, reduction="mean"))
+                rec = {"train/loss": mean_loss, "train/bits_per_token": mean_loss / np.log(2), "lr": lr,
+                       "grad_norm": float(grad_norm), "perf/tokens_per_s": tokens_per_step * win_steps / win_time,
+                       "tokens_seen": st.tokens_seen}
+                acc.log(rec, step=st.step)
+                self.log.write({"step": st.step, **rec})
+                bar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{rec['perf/tokens_per_s']:.0f}")
+                win_loss, win_steps, win_time = torch.zeros((), device=acc.device), 0, 0.0
+            if cfg.save_every and (st.step % cfg.save_every == 0 or st.step == cfg.max_steps):
+                self._save_checkpoint(st.step)
+            if cfg.eval_every and st.step % cfg.eval_every == 0 and st.step < cfg.max_steps:
+                self._eval_and_log(st.step)
+        bar.close()
+
+        if cfg.keep_best and (self.out / "best" / "model.safetensors").is_file():
+            self._restore_best()
+        final_metrics = self._eval_and_log(st.step, final=True)
+        metrics = {
+            **final_metrics, "step": st.step, "tokens_seen": st.tokens_seen,
+            "train": {"seconds": train_time, "wall_seconds": time.perf_counter() - t0,
+                      "steps": st.step - start_step,
+                      "tokens_per_second": (tokens_per_step * (st.step - start_step) / train_time) if train_time else None,
+                      "note": "tokens/s of this invocation's steps only (a resumed run counts its own)"},
+            "weights_from_step": st.best_step if cfg.keep_best and st.best_step >= 0 else st.step,
+            "n_params": self.n_params, "n_params_non_embedding": self.n_params_nonemb,
+            "tokenizer": {k: self.tok_rec[k] for k in ("codebook_size", "fs", "samples_per_token",
+                                                        "tokens_per_second", "weights_hash")},
+            "eval_sequences": {"val": int(len(self.val_final)), "test": int(len(self.test_final))
+                               if self.test_final is not None else 0, "tokens_per_sequence": cfg.context_length - 1},
+        }
+        final = self._save_model(self.out / "final", metrics)
+        if acc.is_main_process:
+            write_json(self.out / "metrics.json", metrics)
+        acc.end_training()
+        return final
