@@ -9,6 +9,10 @@ hand-written detector. Per window (:func:`beat_features`):
 * ``r_amp_mv``: median amplitude of the cleaned signal at the R-peaks;
 * ``valid``: a *valid rhythm* -- at least 3 beats and 30 <= ``hr_bpm`` <= 220;
 * ``template``: the median beat, ``[-0.25 s, +0.45 s]`` around each R-peak of the cleaned signal.
+
+Known limit: the ``"neurokit"`` detector keeps R-peaks at least 0.3 s apart, so rates above ~190 bpm
+(flutter, fast VT) are undercounted (a 200-bpm train reads as 100 bpm); below that, rates of periodic
+test signals are exact to < 1 bpm (``tests/test_eval_metrics.py``).
 """
 from __future__ import annotations
 
