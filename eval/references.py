@@ -42,7 +42,7 @@ def ds1_windows(scorer: Scorer, n: int) -> WindowSet:
     """``n`` random 10-s windows of the training records (seeded like the reference)."""
     s = scorer.settings
     return real_windows(s.train_records, scorer.data_dir, n=n, seed=s.seed + 2, window_s=s.window_s,
-                        source="real DS1 (training patients)")
+                        exclude=scorer.train_reference()[0], source="real DS1 (training patients)")
 
 
 def ds1_row(scorer: Scorer, n: int = 200) -> dict:

@@ -18,7 +18,7 @@ from .metrics import METRICS
 
 ARROW = {"lower": "↓", "higher": "↑", "target": "→1"}
 TABLE_KEYS = ("rfed", "fed", "mmd", "precision", "recall", "density", "coverage", "valid_rhythm_rate", "hr_w1_bpm",
-              "sdnn_w1_ms", "rmssd_w1_ms", "r_amp_w1_mv", "beat_corr", "disc_score", "memorization_ratio",
+              "sdnn_w1_ms", "rmssd_w1_ms", "r_amp_w1_mv", "beat_corr", "disc_score", "disc_score_ds1", "memorization_ratio",
               "near_copy_rate")
 FORECAST_KEYS = ("forecast_crps", "forecast_mae_median")
 COLORS = ("black", "tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:pink")

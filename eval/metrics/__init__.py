@@ -32,6 +32,9 @@ METRICS: dict[str, tuple[str, str]] = {
                             "real median beat"),
     "disc_score": ("lower", "|accuracy - 0.5| of a real-vs-set gradient-boosted classifier under 5-fold "
                             "cross-validation (balanced classes)"),
+    "disc_score_ds1": ("lower", "the same discriminative score against real DS1 windows (the generator's training "
+                                "patients) instead of DS2; real DS1 vs DS2 differ by patient, so this is the one a "
+                                "DS1-trained generator can bring near 0"),
     "memorization_ratio": ("higher", "median distance to the nearest DS1 training window (embedding) of the "
                                      "set / of held-out real DS2 windows; ~1 = no copying, << 1 = copies"),
     "near_copy_rate": ("lower", "fraction of set windows closer to DS1 than the 1st percentile of held-out "
