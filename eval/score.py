@@ -44,6 +44,8 @@ class ScoreConfig:
     out: str = "runs/eval"
     data_dir: str | None = None         # data root holding mitdb/ (default $ECG2LLM_DATA)
     n_real: int = 500                   # DS2 reference windows
+    reference_records: list[str] | None = None  # default: DS2 (tokenizer.splits)
+    train_records: list[str] | None = None      # default: DS1, the memorization pool
     n_ref_rows: int = 200               # windows in each reference row (DS1, ECGSYN, tokenizer round trip)
     seed: int = 0
     fs: float | None = None             # sampling rate of bare .npy folders (default 360)
@@ -107,6 +109,10 @@ def run(cfg: ScoreConfig, command: str = "") -> dict:
 
     settings = ScoreSettings(data_dir=cfg.data_dir, n_real=cfg.n_real, seed=cfg.seed, memo_stride_s=cfg.memo_stride_s,
                              disc_splits=cfg.disc_splits, cache_dir=cfg.cache_dir, embedding=cfg.embedding)
+    if cfg.reference_records:
+        settings.reference_records = tuple(str(r) for r in cfg.reference_records)
+    if cfg.train_records:
+        settings.train_records = tuple(str(r) for r in cfg.train_records)
     scorer = Scorer(settings)
     rows: dict[str, dict] = {}
     primary = None
@@ -127,7 +133,8 @@ def run(cfg: ScoreConfig, command: str = "") -> dict:
         base = fm
         n_tasks = fm["forecast_n_tasks"]
     else:
-        tasks = make_forecast_tasks(scorer.data_dir, n=cfg.n_forecast_tasks, seed=cfg.seed)
+        tasks = make_forecast_tasks(scorer.data_dir, records=settings.reference_records, n=cfg.n_forecast_tasks,
+                                    seed=cfg.seed)
         base = baseline_metrics(tasks["prefix"], tasks["truth"], float(tasks["fs"]))
         f_rows, n_tasks = {}, len(tasks["prefix"])
     for key, label in (("naive_last_beat_mae", "naive: repeat last beat"), ("naive_mean_mae", "naive: prefix mean")):

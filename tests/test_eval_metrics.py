@@ -59,6 +59,12 @@ def test_discriminative_identical_vs_shifted(gauss):
     assert discriminative_score(a, b + 1.0, seed=0)["disc_score"] > 0.3
 
 
+def test_discriminative_small_sets_still_separable():
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((20, 4))
+    assert discriminative_score(a, rng.standard_normal((20, 4)) + 3.0)["disc_score"] > 0.3
+
+
 def test_discriminative_balances_classes():
     rng = np.random.default_rng(2)
     r = discriminative_score(rng.standard_normal((300, 3)), rng.standard_normal((40, 3)))
