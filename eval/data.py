@@ -27,6 +27,7 @@ Prompted samples (``prompt`` not null) start with real ECG copied from a DS2 rec
 excluded from the unconditional metrics (``prompted="exclude"``: a copied prompt would flatter fidelity);
 ``"continuation"`` keeps only what follows the prompt, ``"include"`` keeps the whole sample.
 """
+
 from __future__ import annotations
 
 import functools
@@ -89,9 +90,13 @@ class WindowSet:
         """The windows at positions ``idx`` (same order)."""
         idx = np.asarray(idx, dtype=np.int64)
         return WindowSet(
-            x=self.x[idx], fs=self.fs, names=[self.names[i] for i in idx],
+            x=self.x[idx],
+            fs=self.fs,
+            names=[self.names[i] for i in idx],
             records=None if self.records is None else self.records[idx],
-            starts=None if self.starts is None else self.starts[idx], source=self.source, meta=dict(self.meta),
+            starts=None if self.starts is None else self.starts[idx],
+            source=self.source,
+            meta=dict(self.meta),
         )
 
 
@@ -102,9 +107,17 @@ def _mlii(record: str, data_dir: str, fs: float) -> np.ndarray:
     return read_record(record, data_dir, lead=LEAD, fs=fs, annotations=False).signal
 
 
-def real_windows(records: Sequence[str], data_dir: str | os.PathLike | None = None, n: int | None = None,
-                 seed: int = 0, window_s: float = WINDOW_S, stride_s: float | None = None, fs: float = FS,
-                 exclude: "WindowSet | None" = None, source: str = "") -> WindowSet:
+def real_windows(
+    records: Sequence[str],
+    data_dir: str | os.PathLike | None = None,
+    n: int | None = None,
+    seed: int = 0,
+    window_s: float = WINDOW_S,
+    stride_s: float | None = None,
+    fs: float = FS,
+    exclude: "WindowSet | None" = None,
+    source: str = "",
+) -> WindowSet:
     """MLII windows of MIT-BIH records, optionally a seeded random subset of ``n`` of them.
 
     Parameters
@@ -139,17 +152,22 @@ def real_windows(records: Sequence[str], data_dir: str | os.PathLike | None = No
         length = len(_mlii(str(rec), root, float(fs)))
         index += [(str(rec), s) for s in range(0, length - win + 1, hop)]
     if exclude is not None and exclude.records is not None:
-        taken = set(zip(exclude.records.tolist(), exclude.starts.tolist()))
+        taken = set(zip(exclude.records.tolist(), exclude.starts.tolist(), strict=True))
         index = [p for p in index if p not in taken]
     if n is not None and n < len(index):
         keep = np.sort(np.random.default_rng(seed).choice(len(index), size=n, replace=False))
         index = [index[i] for i in keep]
     if not index:
         raise SyntheticDataError(f"no {window_s}-s windows could be cut from records {list(records)}")
-    x = np.stack([_mlii(r, root, float(fs))[s:s + win] for r, s in index]).astype(np.float32)
-    return WindowSet(x=x, fs=float(fs), names=[f"{r}@{s}" for r, s in index],
-                     records=np.array([r for r, _ in index]), starts=np.array([s for _, s in index]),
-                     source=source or f"MIT-BIH {LEAD} records {','.join(map(str, records))}")
+    x = np.stack([_mlii(r, root, float(fs))[s : s + win] for r, s in index]).astype(np.float32)
+    return WindowSet(
+        x=x,
+        fs=float(fs),
+        names=[f"{r}@{s}" for r, s in index],
+        records=np.array([r for r, _ in index]),
+        starts=np.array([s for _, s in index]),
+        source=source or f"MIT-BIH {LEAD} records {','.join(map(str, records))}",
+    )
 
 
 # --------------------------------------------------------------------------------------------- synthetic
@@ -180,7 +198,9 @@ def _read_wfdb(base: Path) -> tuple[np.ndarray, float]:
     elif LEAD in names:
         ch = names.index(LEAD)
     else:
-        raise SyntheticDataError(f"WFDB record {base} has leads {names} but no {LEAD}; write one lead per record")
+        raise SyntheticDataError(
+            f"WFDB record {base} has leads {names} but no {LEAD}; write one lead per record"
+        )
     unit = ((rec.units or ["mV"])[ch] or "mV").strip().lower()
     if unit not in _UNIT_SCALE:
         raise SyntheticDataError(f"WFDB record {base}: unknown unit {unit!r} (expected mV, uV or V)")
@@ -199,7 +219,9 @@ def _samples_from_folder(folder: Path, fs: float | None, prompted: str):
             raise SyntheticDataError(f"{manifest} must have keys 'fs' and 'samples' (see eval/data.py)")
         m_fs = float(man["fs"])
         if fs is not None and float(fs) != m_fs:
-            raise SyntheticDataError(f"--fs {fs} contradicts {manifest} (fs={m_fs}); drop --fs for a manifest folder")
+            raise SyntheticDataError(
+                f"--fs {fs} contradicts {manifest} (fs={m_fs}); drop --fs for a manifest folder"
+            )
         scale = _UNIT_SCALE.get(str(man.get("units", "mV")).strip().lower())
         if scale is None:
             raise SyntheticDataError(f"{manifest}: unknown units {man.get('units')!r} (expected mV, uV or V)")
@@ -208,7 +230,9 @@ def _samples_from_folder(folder: Path, fs: float | None, prompted: str):
             prompt = s.get("prompt")
             if prompt and prompted == "exclude":
                 continue
-            drop = float(prompt.get("prompt_seconds", 0.0)) if (prompt and prompted == "continuation") else 0.0
+            drop = (
+                float(prompt.get("prompt_seconds", 0.0)) if (prompt and prompted == "continuation") else 0.0
+            )
             if s.get("npy") and (folder / s["npy"]).is_file():
                 yield name, _read_npy(folder / s["npy"]) * scale, m_fs, drop
             elif s.get("wfdb") and (folder / f"{s['wfdb']}.hea").is_file():
@@ -237,8 +261,14 @@ def _samples_from_folder(folder: Path, fs: float | None, prompted: str):
     )
 
 
-def load_synthetic(folder: str | os.PathLike, fs: float | None = None, window_s: float = WINDOW_S,
-                   target_fs: float = FS, short: str = "error", prompted: str = "exclude") -> WindowSet:
+def load_synthetic(
+    folder: str | os.PathLike,
+    fs: float | None = None,
+    window_s: float = WINDOW_S,
+    target_fs: float = FS,
+    short: str = "error",
+    prompted: str = "exclude",
+) -> WindowSet:
     """Read a folder of synthetic ECGs into 10-s windows at 360 Hz (formats: see the module docstring).
 
     Parameters
@@ -275,7 +305,7 @@ def load_synthetic(folder: str | os.PathLike, fs: float | None = None, window_s:
         if not np.isfinite(x).all():
             i = int(np.flatnonzero(~np.isfinite(x))[0])
             raise SyntheticDataError(f"{folder}: sample {name!r} has NaN/inf values (first at index {i})")
-        x = x[int(round(drop_s * f)):]
+        x = x[int(round(drop_s * f)) :]
         if f != target_fs:
             x = resample(x, f, target_fs)
         k = len(x) // win
@@ -283,7 +313,7 @@ def load_synthetic(folder: str | os.PathLike, fs: float | None = None, window_s:
             too_short.append(f"{name} ({len(x) / target_fs:.2f} s)")
             continue
         for j in range(k):
-            windows.append(x[j * win:(j + 1) * win])
+            windows.append(x[j * win : (j + 1) * win])
             names.append(name if k == 1 else f"{name}#{j}")
     if too_short and short == "error":
         shown = ", ".join(too_short[:5]) + (f" ... ({len(too_short)} in all)" if len(too_short) > 5 else "")
@@ -292,15 +322,28 @@ def load_synthetic(folder: str | os.PathLike, fs: float | None = None, window_s:
             f"at least {window_s:g} s per sample, or pass --short skip to score the others."
         )
     if not windows:
-        hint = " (all samples are prompted; pass --prompted continuation or include)" if n_samples == 0 else ""
+        hint = (
+            " (all samples are prompted; pass --prompted continuation or include)" if n_samples == 0 else ""
+        )
         raise SyntheticDataError(f"{folder}: no {window_s:g}-s window to score{hint}")
-    return WindowSet(x=np.stack(windows).astype(np.float32), fs=float(target_fs), names=names,
-                     source=str(folder), meta={"n_samples": n_samples, "n_short_skipped": len(too_short)})
+    return WindowSet(
+        x=np.stack(windows).astype(np.float32),
+        fs=float(target_fs),
+        names=names,
+        source=str(folder),
+        meta={"n_samples": n_samples, "n_short_skipped": len(too_short)},
+    )
 
 
-def write_synthetic_folder(folder: str | os.PathLike, signals: Sequence[np.ndarray] | np.ndarray, fs: float = FS,
-                           names: Sequence[str] | None = None, prompts: Sequence[dict | None] | None = None,
-                           wfdb_records: bool = True, extra: dict | None = None) -> Path:
+def write_synthetic_folder(
+    folder: str | os.PathLike,
+    signals: Sequence[np.ndarray] | np.ndarray,
+    fs: float = FS,
+    names: Sequence[str] | None = None,
+    prompts: Sequence[dict | None] | None = None,
+    wfdb_records: bool = True,
+    extra: dict | None = None,
+) -> Path:
     """Write signals in the synthetic-folder format (``manifest.json`` + ``.npy`` + WFDB), atomically.
 
     This is the format ``lm/generate.py`` writes; the reference generators (ECGSYN, held-out real
@@ -332,12 +375,31 @@ def write_synthetic_folder(folder: str | os.PathLike, signals: Sequence[np.ndarr
     samples = []
     with atomic_path(folder) as tmp:
         tmp.mkdir(parents=True)
-        for name, x, prompt in zip(names, sigs, prompts):
+        for name, x, prompt in zip(names, sigs, prompts, strict=True):
             np.save(tmp / f"{name}.npy", x)
             if wfdb_records:
-                wfdb.wrsamp(name, fs=float(fs), units=["mV"], sig_name=[LEAD], p_signal=np.clip(x, -32.0, 32.0)[:, None].astype(np.float64),
-                            fmt=["16"], adc_gain=[1000.0], baseline=[0], write_dir=str(tmp))
-            samples.append({"name": name, "npy": f"{name}.npy", "wfdb": name if wfdb_records else None,
-                            "png": None, "seconds": len(x) / float(fs), "prompt": prompt})
-        write_json(tmp / "manifest.json", {"fs": float(fs), "units": "mV", "samples": samples, **(extra or {})})
+                wfdb.wrsamp(
+                    name,
+                    fs=float(fs),
+                    units=["mV"],
+                    sig_name=[LEAD],
+                    p_signal=np.clip(x, -32.0, 32.0)[:, None].astype(np.float64),
+                    fmt=["16"],
+                    adc_gain=[1000.0],
+                    baseline=[0],
+                    write_dir=str(tmp),
+                )
+            samples.append(
+                {
+                    "name": name,
+                    "npy": f"{name}.npy",
+                    "wfdb": name if wfdb_records else None,
+                    "png": None,
+                    "seconds": len(x) / float(fs),
+                    "prompt": prompt,
+                }
+            )
+        write_json(
+            tmp / "manifest.json", {"fs": float(fs), "units": "mV", "samples": samples, **(extra or {})}
+        )
     return Path(folder)

@@ -11,11 +11,13 @@ normalized: the signal is divided by a fixed ``input_scale_mv`` and clipped at `
 synthetic ECG with R waves of the wrong height lands elsewhere in the embedding.
 
 Architecture (``EmbeddingConfig`` defaults, ~66 k parameters): the input is average-pooled to 180 Hz, then
-five Conv1d-BN-GELU blocks with stride 2 (receptive field ~1.2 s, one P-QRS-T complex and its neighbours), global average and max pooling over time, a
+five Conv1d-BN-GELU blocks with stride 2 (receptive field ~1.2 s, one P-QRS-T complex and its
+neighbours), global average and max pooling over time, a
 linear projection to ``embed_dim`` = 64 (the embedding), and three linear heads used only in training:
 AAMI beat-class composition of the window (5), rhythm group (5), and log heart rate (1) -- see
 ``eval/train_embedding.py``. The committed weights live in ``eval/pretrained/embedding/``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -65,9 +67,12 @@ class ECGEmbeddingNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         layers, c_in = [nn.AvgPool1d(cfg.input_pool)] if cfg.input_pool > 1 else [], 1
-        for c_out, k in zip(cfg.channels, cfg.kernel_sizes):
-            layers += [nn.Conv1d(c_in, c_out, k, stride=2, padding=k // 2, bias=False), nn.BatchNorm1d(c_out),
-                       nn.GELU()]
+        for c_out, k in zip(cfg.channels, cfg.kernel_sizes, strict=True):
+            layers += [
+                nn.Conv1d(c_in, c_out, k, stride=2, padding=k // 2, bias=False),
+                nn.BatchNorm1d(c_out),
+                nn.GELU(),
+            ]
             c_in = c_out
         self.features = nn.Sequential(*layers)
         self.proj = nn.Linear(2 * c_in, cfg.embed_dim)
@@ -89,8 +94,12 @@ class ECGEmbeddingNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         e = self.embed(x)  # (B, D)
-        return {"embedding": e, "beat_logits": self.beat_head(e), "rhythm_logits": self.rhythm_head(e),
-                "log_hr": self.hr_head(e).squeeze(1)}
+        return {
+            "embedding": e,
+            "beat_logits": self.beat_head(e),
+            "rhythm_logits": self.rhythm_head(e),
+            "log_hr": self.hr_head(e).squeeze(1),
+        }
 
 
 class Embedder:
@@ -111,7 +120,7 @@ class Embedder:
 
     @classmethod
     def from_pretrained(cls, path: str | Path | None = None) -> "Embedder":
-        """Load ``config.json`` + ``model.safetensors`` (default: the committed ``eval/pretrained/embedding``)."""
+        """Load ``config.json`` + ``model.safetensors`` (default: committed ``eval/pretrained/embedding``)."""
         p = Path(path) if path else PRETRAINED_DIR
         return cls(load_model(p), p)
 
@@ -136,12 +145,20 @@ class Embedder:
                 f"embedding expects {self.cfg.window_s:g}-s windows ({self.cfg.window} samples at "
                 f"{self.cfg.fs:g} Hz), got {x.shape[1]} samples"
             )
-        out = [self.model.embed(torch.from_numpy(x[i:i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
-        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.cfg.embed_dim), np.float32)
+        out = [
+            self.model.embed(torch.from_numpy(x[i : i + batch_size])).numpy()
+            for i in range(0, len(x), batch_size)
+        ]
+        return (
+            np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.cfg.embed_dim), np.float32)
+        )
 
     def describe(self) -> dict:
-        return {"path": str(self.path) if self.path else None, "weights_hash": self.weights_hash,
-                "config": dataclasses.asdict(self.cfg)}
+        return {
+            "path": str(self.path) if self.path else None,
+            "weights_hash": self.weights_hash,
+            "config": dataclasses.asdict(self.cfg),
+        }
 
 
 def save_model(model: ECGEmbeddingNet, path: str | Path, extra: dict | None = None) -> Path:
@@ -152,8 +169,10 @@ def save_model(model: ECGEmbeddingNet, path: str | Path, extra: dict | None = No
     with atomic_path(path) as tmp:
         tmp.mkdir(parents=True)
         save_file(sd, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        write_json(tmp / "config.json", {**dataclasses.asdict(model.cfg), "weights_hash": state_dict_hash(sd),
-                                         **(extra or {})})
+        write_json(
+            tmp / "config.json",
+            {**dataclasses.asdict(model.cfg), "weights_hash": state_dict_hash(sd), **(extra or {})},
+        )
     return Path(path)
 
 

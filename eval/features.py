@@ -3,6 +3,7 @@
 :func:`compute_features` runs the frozen embedding, the R-peak physiology and the spectral / amplitude
 summaries that feed the discriminator, on a :class:`eval.data.WindowSet`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,11 +40,16 @@ class Features:
         return np.concatenate([self.emb.astype(np.float64), self.spectral, p], axis=1)
 
     def subset(self, idx: np.ndarray) -> "Features":
-        return Features(emb=self.emb[idx], phys={k: v[idx] for k, v in self.phys.items()},
-                        spectral=self.spectral[idx])
+        return Features(
+            emb=self.emb[idx], phys={k: v[idx] for k, v in self.phys.items()}, spectral=self.spectral[idx]
+        )
 
     def save(self, path: str | Path) -> Path:
-        arrays = {"emb": self.emb, "spectral": self.spectral, **{f"phys_{k}": v for k, v in self.phys.items()}}
+        arrays = {
+            "emb": self.emb,
+            "spectral": self.spectral,
+            **{f"phys_{k}": v for k, v in self.phys.items()},
+        }
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, **arrays)
@@ -52,8 +58,11 @@ class Features:
     @classmethod
     def load(cls, path: str | Path) -> "Features":
         with np.load(path, allow_pickle=False) as z:
-            return cls(emb=z["emb"], spectral=z["spectral"],
-                       phys={k[5:]: z[k] for k in z.files if k.startswith("phys_")})
+            return cls(
+                emb=z["emb"],
+                spectral=z["spectral"],
+                phys={k[5:]: z[k] for k in z.files if k.startswith("phys_")},
+            )
 
 
 def spectral_features(windows: np.ndarray, fs: float) -> np.ndarray:
@@ -65,7 +74,7 @@ def spectral_features(windows: np.ndarray, fs: float) -> np.ndarray:
     x = x - np.median(x, axis=1, keepdims=True)
     f, pxx = welch(x, fs=fs, nperseg=min(512, x.shape[1]), axis=1)  # (N, F)
     bands = []
-    for lo, hi in zip(PSD_BANDS[:-1], PSD_BANDS[1:]):
+    for lo, hi in zip(PSD_BANDS[:-1], PSD_BANDS[1:], strict=True):
         m = (f >= lo) & (f < hi)
         bands.append(np.log10(pxx[:, m].mean(1) + 1e-12) if m.any() else np.full(len(x), np.nan))
     q = np.percentile(x, QUANTILES, axis=1).T  # (N, Q)
@@ -76,4 +85,3 @@ def compute_features(windows: np.ndarray, fs: float, embedder: Embedder) -> Feat
     """All features of ``(N, T)`` windows in mV (embedding, physiology, spectrum)."""
     phys = beat_features(windows, fs)
     return Features(emb=embedder.embed(windows, fs), phys=phys, spectral=spectral_features(windows, fs))
-

@@ -11,6 +11,7 @@ rates of DS1 windows. ``ds2_heldout``: real DS2 windows disjoint from the scorin
 the same distribution. Both go through the same loader as ``lm/generate.py`` output
 (``manifest.json`` + ``.npy`` + WFDB).
 """
+
 import os
 import sys
 
@@ -29,13 +30,13 @@ from tokenizer.utils.config import parse_config  # noqa: E402
 
 @dataclass
 class MakeFolderConfig:
-    source: str = "ecgsyn"           # ecgsyn | ds2_heldout
+    source: str = "ecgsyn"  # ecgsyn | ds2_heldout
     out: str = "runs/eval_inputs/ecgsyn"
     n: int = 200
-    seed: int = 1                    # differs from the scoring seed, so ECGSYN draws differ from its reference row
+    seed: int = 1  # differs from the scoring seed, so ECGSYN draws differ from its reference row
     data_dir: str | None = None
-    n_real: int = 500                # reference size to stay disjoint from (ds2_heldout)
-    reference_seed: int = 0          # reference seed to stay disjoint from (ds2_heldout)
+    n_real: int = 500  # reference size to stay disjoint from (ds2_heldout)
+    reference_seed: int = 0  # reference seed to stay disjoint from (ds2_heldout)
     wfdb: bool = True
 
 
@@ -48,15 +49,21 @@ def run(cfg: MakeFolderConfig):
         ds1 = real_windows(DS1, cfg.data_dir, n=max(cfg.n, 200), seed=cfg.seed + 2)
         ph = beat_features(ds1.x, ds1.fs)
         ws = ecgsyn_windows(cfg.n, ph["hr_bpm"][ph["valid"]], seed=cfg.seed)
-        extra = {"generator": "ECGSYN via neurokit2.ecg_simulate(method='ecgsyn'), DS1-matched heart rates",
-                 "seed": cfg.seed, "heart_rates": ws.meta["heart_rates"]}
+        extra = {
+            "generator": "ECGSYN via neurokit2.ecg_simulate(method='ecgsyn'), DS1-matched heart rates",
+            "seed": cfg.seed,
+            "heart_rates": ws.meta["heart_rates"],
+        }
         names = None
     elif cfg.source == "ds2_heldout":
         ref = real_windows(DS2, cfg.data_dir, n=cfg.n_real, seed=cfg.reference_seed)
         ws = real_windows(DS2, cfg.data_dir, n=cfg.n, seed=cfg.seed, exclude=ref)
-        extra = {"generator": f"held-out real DS2 windows, disjoint from the n_real={cfg.n_real}, "
-                              f"seed={cfg.reference_seed} reference", "seed": cfg.seed,
-                 "windows": [f"{r}@{s}" for r, s in zip(ws.records.tolist(), ws.starts.tolist())]}
+        extra = {
+            "generator": f"held-out real DS2 windows, disjoint from the n_real={cfg.n_real}, "
+            f"seed={cfg.reference_seed} reference",
+            "seed": cfg.seed,
+            "windows": [f"{r}@{s}" for r, s in zip(ws.records.tolist(), ws.starts.tolist(), strict=True)],
+        }
         names = None
     else:
         raise ConfigError(f"--source must be ecgsyn or ds2_heldout, got {cfg.source!r}")

@@ -10,6 +10,7 @@
 * anything else -- e.g. a bigram-token sampler (the floor): build its windows and call
   :func:`score_windows`.
 """
+
 from __future__ import annotations
 
 import time
@@ -27,8 +28,9 @@ REFERENCE_ROWS = ("ds1", "ecgsyn")
 ROW_NAMES = {"ds1": "real DS1 (ceiling)", "ecgsyn": "ECGSYN (neurokit2)"}
 
 
-def score_windows(scorer: Scorer, name: str, windows: WindowSet | np.ndarray, fs: float = FS,
-                  memorization: bool = True) -> dict:
+def score_windows(
+    scorer: Scorer, name: str, windows: WindowSet | np.ndarray, fs: float = FS, memorization: bool = True
+) -> dict:
     """Generic hook: score any ``(N, T)`` set of windows in mV as a report row named ``name``.
 
     This is how the LM-dependent rows are added (bigram-token sampler, a second LM...): produce 10-s
@@ -41,8 +43,15 @@ def score_windows(scorer: Scorer, name: str, windows: WindowSet | np.ndarray, fs
 def ds1_windows(scorer: Scorer, n: int) -> WindowSet:
     """``n`` random 10-s windows of the training records (seeded like the reference)."""
     s = scorer.settings
-    return real_windows(s.train_records, scorer.data_dir, n=n, seed=s.seed + 2, window_s=s.window_s,
-                        exclude=scorer.train_reference()[0], source="real DS1 (training patients)")
+    return real_windows(
+        s.train_records,
+        scorer.data_dir,
+        n=n,
+        seed=s.seed + 2,
+        window_s=s.window_s,
+        exclude=scorer.train_reference()[0],
+        source="real DS1 (training patients)",
+    )
 
 
 def ds1_row(scorer: Scorer, n: int = 200) -> dict:
@@ -50,8 +59,15 @@ def ds1_row(scorer: Scorer, n: int = 200) -> dict:
     return scorer.score_windows(ROW_NAMES["ds1"], ds1_windows(scorer, n), memorization=False)
 
 
-def ecgsyn_windows(n: int, heart_rates: Sequence[float], seed: int = 0, fs: float = FS, window_s: float = 10.0,
-                   cache_dir: str | Path | None = None, progress: bool = True) -> WindowSet:
+def ecgsyn_windows(
+    n: int,
+    heart_rates: Sequence[float],
+    seed: int = 0,
+    fs: float = FS,
+    window_s: float = 10.0,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> WindowSet:
     """``n`` ECGSYN windows, heart rates drawn (with replacement, seeded) from ``heart_rates``.
 
     Each window is simulated 2 s longer than needed and the first 2 s dropped, so the model's start-up
@@ -70,7 +86,10 @@ def ecgsyn_windows(n: int, heart_rates: Sequence[float], seed: int = 0, fs: floa
     win, lead_in = int(round(window_s * fs)), 2.0
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / f"ecgsyn_{_hash(nk.__version__, n, seed, fs, window_s, hrs.round(6).tolist())}.npz"
+        path = (
+            Path(cache_dir)
+            / f"ecgsyn_{_hash(nk.__version__, n, seed, fs, window_s, hrs.round(6).tolist())}.npz"
+        )
         if path.is_file():
             with np.load(path, allow_pickle=False) as z:
                 x = z["x"]
@@ -79,10 +98,15 @@ def ecgsyn_windows(n: int, heart_rates: Sequence[float], seed: int = 0, fs: floa
     for i, hr in enumerate(tqdm(hrs, desc="ECGSYN", disable=not progress, leave=False)):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            sig = nk.ecg_simulate(duration=window_s + lead_in + 1.0, sampling_rate=fs, heart_rate=float(hr),
-                                  method="ecgsyn", random_state=seed * 100003 + i)
+            sig = nk.ecg_simulate(
+                duration=window_s + lead_in + 1.0,
+                sampling_rate=fs,
+                heart_rate=float(hr),
+                method="ecgsyn",
+                random_state=seed * 100003 + i,
+            )
         s0 = int(round(lead_in * fs))
-        out.append(np.asarray(sig, np.float32)[s0:s0 + win])
+        out.append(np.asarray(sig, np.float32)[s0 : s0 + win])
     x = np.stack(out)
     if path is not None:
         with atomic_path(path) as tmp:
@@ -92,8 +116,13 @@ def ecgsyn_windows(n: int, heart_rates: Sequence[float], seed: int = 0, fs: floa
 
 
 def _ecgsyn_set(x: np.ndarray, hrs: np.ndarray, fs: float) -> WindowSet:
-    return WindowSet(x=x, fs=fs, names=[f"ecgsyn_{i:04d}" for i in range(len(x))], source="ECGSYN (neurokit2)",
-                     meta={"heart_rates": hrs.tolist()})
+    return WindowSet(
+        x=x,
+        fs=fs,
+        names=[f"ecgsyn_{i:04d}" for i in range(len(x))],
+        source="ECGSYN (neurokit2)",
+        meta={"heart_rates": hrs.tolist()},
+    )
 
 
 def ds1_heart_rates(scorer: Scorer, n: int = 500) -> np.ndarray:
@@ -121,8 +150,14 @@ def tokenizer_roundtrip_windows(tokenizer, windows: WindowSet) -> WindowSet:
             y = resample(y, tokenizer.fs, windows.fs).astype(np.float32)
         n = windows.x.shape[1]
         out.append(y[:n] if len(y) >= n else np.pad(y, (0, n - len(y)), mode="edge"))
-    return WindowSet(x=np.stack(out), fs=windows.fs, names=windows.names, records=windows.records,
-                     starts=windows.starts, source=f"{windows.source} through {tokenizer.tokenizer_type} tokenizer")
+    return WindowSet(
+        x=np.stack(out),
+        fs=windows.fs,
+        names=windows.names,
+        records=windows.records,
+        starts=windows.starts,
+        source=f"{windows.source} through {tokenizer.tokenizer_type} tokenizer",
+    )
 
 
 def tokenizer_roundtrip_row(scorer: Scorer, tokenizer, n: int = 200, name: str | None = None) -> dict:
@@ -142,7 +177,9 @@ def tokenizer_roundtrip_row(scorer: Scorer, tokenizer, n: int = 200, name: str |
     d = tokenizer.describe()
     name = name or f"tokenizer round trip ({d['tokenizer_type']}, {d['tokens_per_second']:.0f} tok/s)"
     row = scorer.score_windows(name, ws)
-    row["tokenizer"] = {k: d[k] for k in ("tokenizer_type", "tokens_per_second", "bits_per_second", "weights_hash")}
+    row["tokenizer"] = {
+        k: d[k] for k in ("tokenizer_type", "tokens_per_second", "bits_per_second", "weights_hash")
+    }
     row["seconds"] = round(time.time() - t, 2)
     return row
 
@@ -154,7 +191,9 @@ def reference_rows(scorer: Scorer, which: Sequence[str] = REFERENCE_ROWS, n: int
     if unknown:
         from tokenizer.errors import ConfigError
 
-        raise ConfigError(f"unknown reference row(s) {unknown}; choose from {sorted(makers)}, 'all' or 'none'")
+        raise ConfigError(
+            f"unknown reference row(s) {unknown}; choose from {sorted(makers)}, 'all' or 'none'"
+        )
     rows = {}
     for w in which:
         row = makers[w](scorer, n)

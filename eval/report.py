@@ -4,6 +4,7 @@ Figures (PNG, matplotlib Agg): ``overlays.png`` (real vs synthetic windows and m
 ``hr_hist.png`` (heart-rate histograms of every row), ``embedding.png`` (2-D PCA of the embeddings),
 ``forecast_fan.png`` (prefix, truth, sampled median and 50 % / 90 % bands, naive forecast).
 """
+
 from __future__ import annotations
 
 import html
@@ -17,9 +18,25 @@ from tokenizer.utils.io import atomic_path, write_text
 from .metrics import METRICS
 
 ARROW = {"lower": "↓", "higher": "↑", "target": "→1"}
-TABLE_KEYS = ("rfed", "fed", "mmd", "precision", "recall", "density", "coverage", "valid_rhythm_rate", "hr_w1_bpm",
-              "sdnn_w1_ms", "rmssd_w1_ms", "r_amp_w1_mv", "beat_corr", "disc_score", "disc_score_ds1", "memorization_ratio",
-              "near_copy_rate")
+TABLE_KEYS = (
+    "rfed",
+    "fed",
+    "mmd",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+    "valid_rhythm_rate",
+    "hr_w1_bpm",
+    "sdnn_w1_ms",
+    "rmssd_w1_ms",
+    "r_amp_w1_mv",
+    "beat_corr",
+    "disc_score",
+    "disc_score_ds1",
+    "memorization_ratio",
+    "near_copy_rate",
+)
 FORECAST_KEYS = ("forecast_crps", "forecast_mae_median")
 COLORS = ("black", "tab:red", "tab:blue", "tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:pink")
 
@@ -71,8 +88,12 @@ def fig_overlays(scorer, primary: str | None, out: Path, n: int = 3) -> str | No
             axes[i, 1].set_title(f"{primary}: {s.windows.names[j]}", fontsize=8)
     beat_ax = axes[0, cols - 1]
     for k, (name, tmpl, color) in enumerate(
-            [("real DS2", scorer.ref_features.phys["template"], "black")]
-            + [(nm, ss.features.phys["template"], COLORS[1 + i % 7]) for i, (nm, ss) in enumerate(scorer.sets.items())]):
+        [("real DS2", scorer.ref_features.phys["template"], "black")]
+        + [
+            (nm, ss.features.phys["template"], COLORS[1 + i % 7])
+            for i, (nm, ss) in enumerate(scorer.sets.items())
+        ]
+    ):
         tm = tmpl[np.isfinite(tmpl).all(1)]
         if not len(tm):
             continue
@@ -101,8 +122,15 @@ def fig_hr(scorer, out: Path) -> str:
     sets = [("real DS2 (reference)", scorer.ref_features)] + [(n, s.features) for n, s in scorer.sets.items()]
     for i, (name, f) in enumerate(sets):
         hr = f.phys["hr_bpm"][f.phys["valid"]]
-        ax.hist(hr, bins=bins, density=True, histtype="step", lw=1.5, color=COLORS[i % len(COLORS)],
-                label=f"{name} (n={len(hr)})")
+        ax.hist(
+            hr,
+            bins=bins,
+            density=True,
+            histtype="step",
+            lw=1.5,
+            color=COLORS[i % len(COLORS)],
+            label=f"{name} (n={len(hr)})",
+        )
     ax.set_xlabel("heart rate (bpm), valid 10-s windows")
     ax.set_ylabel("density")
     ax.legend(fontsize=7)
@@ -128,7 +156,7 @@ def fig_embedding(scorer, out: Path) -> str:
 
 
 def fig_forecast(forecast: dict, out: Path, n: int = 4) -> str:
-    """Fan chart: prefix, truth, median of the sampled paths, 50 % and 90 % bands, naive last-beat forecast."""
+    """Fan chart: prefix, truth, median of the sampled paths, 50 % / 90 % bands, naive last-beat forecast."""
     plt = _plt()
     from .metrics.forecast import naive_last_beat
 
@@ -159,8 +187,10 @@ def fig_forecast(forecast: dict, out: Path, n: int = 4) -> str:
 
 def _table(rows: dict[str, dict], keys) -> list[list[str]]:
     head = ["row", "n"] + [f"{k} {ARROW[METRICS[k][0]]}" for k in keys]
-    body = [[name, _fmt(r.get("n_windows", r.get("forecast_n_tasks")))] + [_fmt(r.get(k)) for k in keys]
-            for name, r in rows.items()]
+    body = [
+        [name, _fmt(r.get("n_windows", r.get("forecast_n_tasks")))] + [_fmt(r.get(k)) for k in keys]
+        for name, r in rows.items()
+    ]
     return [head] + body
 
 
@@ -170,13 +200,18 @@ def _md_table(tab: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def write_report(out: str | Path, metrics: dict, scorer, forecast: dict | None = None, command: str = "") -> Path:
+def write_report(
+    out: str | Path, metrics: dict, scorer, forecast: dict | None = None, command: str = ""
+) -> Path:
     """Write figures, ``report.md`` and ``report.html`` into ``out``; returns the path of ``report.md``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     primary = metrics.get("primary_row")
-    figs = {"overlays": fig_overlays(scorer, primary, out), "hr": fig_hr(scorer, out),
-            "embedding": fig_embedding(scorer, out)}
+    figs = {
+        "overlays": fig_overlays(scorer, primary, out),
+        "hr": fig_hr(scorer, out),
+        "embedding": fig_embedding(scorer, out),
+    }
     if forecast is not None:
         figs["forecast"] = fig_forecast(forecast, out)
     rows = metrics["rows"]
@@ -186,33 +221,59 @@ def write_report(out: str | Path, metrics: dict, scorer, forecast: dict | None =
     ref = metrics["reference"]
     defs = [(k, d, t) for k, (d, t) in METRICS.items()]
     md = [
-        "# ecg2llm stage 3: synthetic ECG report", "",
+        "# ecg2llm stage 3: synthetic ECG report",
+        "",
         f"Command: `{command}`" if command else "",
-        f"Synthetic set: `{metrics.get('synthetic_dir')}`" if metrics.get("synthetic_dir") else "No synthetic set: reference rows only.",
+        f"Synthetic set: `{metrics.get('synthetic_dir')}`"
+        if metrics.get("synthetic_dir")
+        else "No synthetic set: reference rows only.",
         f"Real reference: {ref['n_reference_windows']} random 10-s MLII windows of DS2 (seed "
-        f"{ref['settings']['seed']}); memorization pool: every DS1 window at a {ref['settings']['memo_stride_s']:g}-s hop.",
-        f"Embedding: `{emb['path']}`, weights hash `{emb['weights_hash'][:16]}…`. Numbers are comparable only "
-        f"under the same hash, reference and n.", "",
-        "## Results", "", _md_table(tab), "",
+        f"{ref['settings']['seed']}); memorization pool: every DS1 window at a "
+        f"{ref['settings']['memo_stride_s']:g}-s hop.",
+        f"Embedding: `{emb['path']}`, weights hash `{emb['weights_hash'][:16]}…`. "
+        "Numbers are comparable only "
+        f"under the same hash, reference and n.",
+        "",
+        "## Results",
+        "",
+        _md_table(tab),
+        "",
         "↓ lower is better, ↑ higher is better, →1 closest to 1 is best; n/a = undefined for that row "
-        "(memorization of DS1 windows against DS1 itself).", "",
+        "(memorization of DS1 windows against DS1 itself).",
+        "",
     ]
     if ftab:
-        md += ["## Forecasting (5 s real DS2 prefix → 5 s continuation)", "", _md_table(ftab), "",
-               "Naive baselines are deterministic point forecasts: their CRPS equals their MAE."]
+        md += [
+            "## Forecasting (5 s real DS2 prefix → 5 s continuation)",
+            "",
+            _md_table(ftab),
+            "",
+            "Naive baselines are deterministic point forecasts: their CRPS equals their MAE.",
+        ]
         if "forecast" not in figs:
-            md += ["No forecast file was given (`--forecast DIR` holding `forecast.npz`): naive baselines only, "
-                   "on tasks from `eval.metrics.forecast.make_forecast_tasks`."]
+            md += [
+                "No forecast file was given (`--forecast DIR` holding `forecast.npz`): naive baselines only, "
+                "on tasks from `eval.metrics.forecast.make_forecast_tasks`."
+            ]
         md += [""]
     md += ["## Figures", ""]
-    captions = {"overlays": "Real vs synthetic windows and median beats", "hr": "Heart-rate distributions",
-                "embedding": "Embeddings, PCA of the real reference", "forecast": "Forecast fan chart"}
+    captions = {
+        "overlays": "Real vs synthetic windows and median beats",
+        "hr": "Heart-rate distributions",
+        "embedding": "Embeddings, PCA of the real reference",
+        "forecast": "Forecast fan chart",
+    }
     for k, f in figs.items():
         if f:
             md += [f"### {captions[k]}", "", f"![{captions[k]}]({f})", ""]
     md += ["## Metric definitions", "", "| metric | better | definition |", "|---|---|---|"]
     md += [f"| `{k}` | {d} | {t} |" for k, d, t in defs]
-    md += ["", "Goals (issue 5): rFED ≤ 2, disc ≤ 0.15, HR W1 ≤ 5 bpm, valid rhythm ≥ 95 %, memorization ratio ≥ 0.9.", ""]
+    md += [
+        "",
+        "Goals (issue 5): rFED ≤ 2, disc ≤ 0.15, HR W1 ≤ 5 bpm, valid rhythm ≥ 95 %, "
+        "memorization ratio ≥ 0.9.",
+        "",
+    ]
     text = "\n".join(md)
     write_text(out / "report.md", text)
     write_text(out / "report.html", _html(metrics, tab, ftab, figs, captions, defs, command))
@@ -226,20 +287,27 @@ def _html_table(tab) -> str:
 
 
 def _html(metrics, tab, ftab, figs, captions, defs, command) -> str:
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>ecg2llm stage 3 report</title>",
-             "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse;"
-             "font-size:12px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:first-child{text-align:left}"
-             "img{max-width:100%}</style></head><body>",
-             "<h1>ecg2llm stage 3: synthetic ECG report</h1>",
-             f"<p>Command: <code>{html.escape(command)}</code></p>" if command else "",
-             f"<p>Embedding weights hash <code>{metrics['reference']['embedding']['weights_hash']}</code></p>",
-             "<h2>Results</h2>", _html_table(tab)]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>ecg2llm stage 3 report</title>",
+        "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse;"
+        "font-size:12px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+        "td:first-child{text-align:left}"
+        "img{max-width:100%}</style></head><body>",
+        "<h1>ecg2llm stage 3: synthetic ECG report</h1>",
+        f"<p>Command: <code>{html.escape(command)}</code></p>" if command else "",
+        f"<p>Embedding weights hash <code>{metrics['reference']['embedding']['weights_hash']}</code></p>",
+        "<h2>Results</h2>",
+        _html_table(tab),
+    ]
     if ftab:
         parts += ["<h2>Forecasting</h2>", _html_table(ftab)]
     for k, f in figs.items():
         if f:
             parts += [f"<h3>{captions[k]}</h3><img src='{html.escape(f)}'>"]
     parts += ["<h2>Metric definitions</h2><table><tr><th>metric</th><th>better</th><th>definition</th></tr>"]
-    parts += [f"<tr><td>{k}</td><td>{d}</td><td style='text-align:left'>{html.escape(t)}</td></tr>" for k, d, t in defs]
+    parts += [
+        f"<tr><td>{k}</td><td>{d}</td><td style='text-align:left'>{html.escape(t)}</td></tr>"
+        for k, d, t in defs
+    ]
     parts += ["</table></body></html>"]
     return "\n".join(parts)

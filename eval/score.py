@@ -3,7 +3,7 @@
 Launch::
 
     python eval/score.py --synthetic runs/gen/samples --out runs/eval/my_run
-    python eval/score.py --synthetic DIR --out DIR --forecast runs/gen/forecast --tokenizer runs/tok/fsq/tokenizer
+    python eval/score.py --synthetic DIR --out DIR --forecast runs/gen/fc --tokenizer runs/tok/x/tokenizer
     python eval/score.py --out runs/eval/references            # reference rows only, no synthetic set
     python eval/score.py --config configs/eval/score.yaml --synthetic DIR --out DIR --references none
 
@@ -15,6 +15,7 @@ trip of held-out DS2 windows through that tokenizer. ``--forecast DIR`` scores a
 (format: ``eval/metrics/forecast.py``); without it only the naive forecast baselines are reported.
 Metric definitions and directions: ``eval/metrics/__init__.py`` and the report itself.
 """
+
 import os
 import sys
 
@@ -32,35 +33,47 @@ from tokenizer.utils.cli import run_main  # noqa: E402
 from tokenizer.utils.config import parse_config  # noqa: E402
 from tokenizer.utils.io import ensure_writable_dir, git_sha, versions, write_json  # noqa: E402
 
-REQUIRED_KEYS = ("fed", "rfed", "mmd", "precision", "recall", "density", "coverage", "valid_rhythm_rate",
-                 "hr_w1_bpm", "disc_score", "memorization_ratio", "forecast_crps")
+REQUIRED_KEYS = (
+    "fed",
+    "rfed",
+    "mmd",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+    "valid_rhythm_rate",
+    "hr_w1_bpm",
+    "disc_score",
+    "memorization_ratio",
+    "forecast_crps",
+)
 
 
 @dataclass
 class ScoreConfig:
     """Options of ``eval/score.py`` (``configs/eval/score.yaml``)."""
 
-    synthetic: str | None = None        # folder written by lm/generate.py (manifest.json, .npy or WFDB)
+    synthetic: str | None = None  # folder written by lm/generate.py (manifest.json, .npy or WFDB)
     out: str = "runs/eval"
-    data_dir: str | None = None         # data root holding mitdb/ (default $ECG2LLM_DATA)
-    n_real: int = 500                   # DS2 reference windows
+    data_dir: str | None = None  # data root holding mitdb/ (default $ECG2LLM_DATA)
+    n_real: int = 500  # DS2 reference windows
     reference_records: list[str] | None = None  # default: DS2 (tokenizer.splits)
-    train_records: list[str] | None = None      # default: DS1, the memorization pool
-    n_ref_rows: int = 200               # windows in each reference row (DS1, ECGSYN, tokenizer round trip)
+    train_records: list[str] | None = None  # default: DS1, the memorization pool
+    n_ref_rows: int = 200  # windows in each reference row (DS1, ECGSYN, tokenizer round trip)
     seed: int = 0
-    fs: float | None = None             # sampling rate of bare .npy folders (default 360)
-    short: str = "error"                # samples shorter than 10 s: error | skip
-    prompted: str = "exclude"           # prompted samples: exclude | continuation | include
-    max_synthetic: int | None = None    # score a seeded random subset of at most this many windows
-    references: str = "all"             # all | none | comma list of ds1,ecgsyn
+    fs: float | None = None  # sampling rate of bare .npy folders (default 360)
+    short: str = "error"  # samples shorter than 10 s: error | skip
+    prompted: str = "exclude"  # prompted samples: exclude | continuation | include
+    max_synthetic: int | None = None  # score a seeded random subset of at most this many windows
+    references: str = "all"  # all | none | comma list of ds1,ecgsyn
     extra_rows: list[str] = field(default_factory=list)  # name=DIR pairs scored like --synthetic
-    tokenizer: str | None = None        # tokenizer folder: adds its DS2 round-trip row
-    forecast: str | None = None         # folder or file with forecast.npz
-    n_forecast_tasks: int = 64          # tasks for the naive baselines when no --forecast is given
+    tokenizer: str | None = None  # tokenizer folder: adds its DS2 round-trip row
+    forecast: str | None = None  # folder or file with forecast.npz
+    n_forecast_tasks: int = 64  # tasks for the naive baselines when no --forecast is given
     memo_stride_s: float = 5.0
     disc_splits: int = 5
     cache_dir: str | None = "runs/cache/eval"
-    embedding: str | None = None        # embedding folder (default: committed eval/pretrained/embedding)
+    embedding: str | None = None  # embedding folder (default: committed eval/pretrained/embedding)
 
 
 def _parse_rows(items: list[str]) -> list[tuple[str, str]]:
@@ -96,19 +109,28 @@ def run(cfg: ScoreConfig, command: str = "") -> dict:
     from eval.scorer import Scorer, ScoreSettings
 
     t0 = time.time()
-    out = ensure_writable_dir(cfg.out)
     which = _which_references(cfg.references)
     extra = _parse_rows(cfg.extra_rows)
     synth = None
     if cfg.synthetic:  # read (and reject) the synthetic folder before the slower reference work
         synth = load_synthetic(cfg.synthetic, fs=cfg.fs, short=cfg.short, prompted=cfg.prompted)
         if cfg.max_synthetic and len(synth) > cfg.max_synthetic:
-            keep = np.sort(np.random.default_rng(cfg.seed).choice(len(synth), cfg.max_synthetic, replace=False))
+            keep = np.sort(
+                np.random.default_rng(cfg.seed).choice(len(synth), cfg.max_synthetic, replace=False)
+            )
             synth = synth.subset(keep)
     forecast = load_forecasts(cfg.forecast) if cfg.forecast else None
+    out = ensure_writable_dir(cfg.out)
 
-    settings = ScoreSettings(data_dir=cfg.data_dir, n_real=cfg.n_real, seed=cfg.seed, memo_stride_s=cfg.memo_stride_s,
-                             disc_splits=cfg.disc_splits, cache_dir=cfg.cache_dir, embedding=cfg.embedding)
+    settings = ScoreSettings(
+        data_dir=cfg.data_dir,
+        n_real=cfg.n_real,
+        seed=cfg.seed,
+        memo_stride_s=cfg.memo_stride_s,
+        disc_splits=cfg.disc_splits,
+        cache_dir=cfg.cache_dir,
+        embedding=cfg.embedding,
+    )
     if cfg.reference_records:
         settings.reference_records = tuple(str(r) for r in cfg.reference_records)
     if cfg.train_records:
@@ -120,40 +142,67 @@ def run(cfg: ScoreConfig, command: str = "") -> dict:
         primary = "synthetic"
         rows[primary] = scorer.score_windows(primary, synth)
     for name, d in extra:
-        rows[name] = scorer.score_windows(name, load_synthetic(d, fs=cfg.fs, short=cfg.short, prompted=cfg.prompted))
+        rows[name] = scorer.score_windows(
+            name, load_synthetic(d, fs=cfg.fs, short=cfg.short, prompted=cfg.prompted)
+        )
     rows.update(reference_rows(scorer, which, n=cfg.n_ref_rows))
     if cfg.tokenizer:
         row = tokenizer_roundtrip_row(scorer, cfg.tokenizer, n=cfg.n_ref_rows)
         rows[row["name"]] = row
 
     if forecast is not None:
-        fm = forecast_metrics(forecast["prefix"], forecast["truth"], forecast["samples"], float(forecast["fs"]))
-        f_rows = {"model samples": {"forecast_crps": fm["forecast_crps"], "forecast_mae_median": fm["forecast_mae_median"],
-                                    "forecast_n_tasks": fm["forecast_n_tasks"], "forecast_k": fm["forecast_k"]}}
+        fm = forecast_metrics(
+            forecast["prefix"], forecast["truth"], forecast["samples"], float(forecast["fs"])
+        )
+        f_rows = {
+            "model samples": {
+                "forecast_crps": fm["forecast_crps"],
+                "forecast_mae_median": fm["forecast_mae_median"],
+                "forecast_n_tasks": fm["forecast_n_tasks"],
+                "forecast_k": fm["forecast_k"],
+            }
+        }
         base = fm
         n_tasks = fm["forecast_n_tasks"]
     else:
-        tasks = make_forecast_tasks(scorer.data_dir, records=settings.reference_records, n=cfg.n_forecast_tasks,
-                                    seed=cfg.seed)
+        tasks = make_forecast_tasks(
+            scorer.data_dir, records=settings.reference_records, n=cfg.n_forecast_tasks, seed=cfg.seed
+        )
         base = baseline_metrics(tasks["prefix"], tasks["truth"], float(tasks["fs"]))
         f_rows, n_tasks = {}, len(tasks["prefix"])
-    for key, label in (("naive_last_beat_mae", "naive: repeat last beat"), ("naive_mean_mae", "naive: prefix mean")):
-        f_rows[label] = {"forecast_crps": base[key], "forecast_mae_median": base[key], "forecast_n_tasks": n_tasks}
+    for key, label in (
+        ("naive_last_beat_mae", "naive: repeat last beat"),
+        ("naive_mean_mae", "naive: prefix mean"),
+    ):
+        f_rows[label] = {
+            "forecast_crps": base[key],
+            "forecast_mae_median": base[key],
+            "forecast_n_tasks": n_tasks,
+        }
 
     top = rows.get(primary, {}) if primary else {}
     metrics = {k: top.get(k) for k in REQUIRED_KEYS if k != "forecast_crps"}
     metrics["forecast_crps"] = f_rows["model samples"]["forecast_crps"] if forecast is not None else None
     metrics.update({k: v for k, v in top.items() if k not in metrics and k != "name"})
-    metrics.update({
-        "primary_row": primary, "synthetic_dir": cfg.synthetic,
-        "synthetic": ({"n_windows": len(synth), **synth.meta} if synth is not None else None),
-        "embedding_weights_hash": scorer.embedder.weights_hash,
-        "rows": rows, "forecast_rows": f_rows, "forecast_file": cfg.forecast,
-        "naive_last_beat_mae": base["naive_last_beat_mae"], "naive_mean_mae": base["naive_mean_mae"],
-        "reference": scorer.describe(),
-        "definitions": {k: {"better": d, "definition": t} for k, (d, t) in METRICS.items()},
-        "config": asdict(cfg), "git_sha": git_sha(), "versions": versions(), "command": command,
-    })
+    metrics.update(
+        {
+            "primary_row": primary,
+            "synthetic_dir": cfg.synthetic,
+            "synthetic": ({"n_windows": len(synth), **synth.meta} if synth is not None else None),
+            "embedding_weights_hash": scorer.embedder.weights_hash,
+            "rows": rows,
+            "forecast_rows": f_rows,
+            "forecast_file": cfg.forecast,
+            "naive_last_beat_mae": base["naive_last_beat_mae"],
+            "naive_mean_mae": base["naive_mean_mae"],
+            "reference": scorer.describe(),
+            "definitions": {k: {"better": d, "definition": t} for k, (d, t) in METRICS.items()},
+            "config": asdict(cfg),
+            "git_sha": git_sha(),
+            "versions": versions(),
+            "command": command,
+        }
+    )
     metrics["seconds"] = round(time.time() - t0, 1)
     write_json(Path(out) / "metrics.json", metrics)
     write_report(out, metrics, scorer, forecast=forecast, command=command)
@@ -169,7 +218,12 @@ def main(argv=None):
     metrics = run(cfg, command=" ".join(["python eval/score.py", *args]))
     if metrics["primary_row"]:
         keys = ("rfed", "mmd", "disc_score", "valid_rhythm_rate", "hr_w1_bpm", "memorization_ratio")
-        print("  ".join(f"{k}={metrics[k]:.3g}" if isinstance(metrics[k], float) else f"{k}={metrics[k]}" for k in keys))
+        print(
+            "  ".join(
+                f"{k}={metrics[k]:.3g}" if isinstance(metrics[k], float) else f"{k}={metrics[k]}"
+                for k in keys
+            )
+        )
     return 0
 
 

@@ -14,6 +14,7 @@ a SHA-256 of the window bytes, the sampling rate and the embedding's weights has
 embeddings are cached per data folder and settings. A second scoring run with the same reference reads
 them back in about a second. Delete the folder to start afresh.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,8 +32,15 @@ from tokenizer.splits import DS1, DS2
 from .data import FS, WINDOW_S, WindowSet, real_windows
 from .embedding import Embedder
 from .features import Features, compute_features
-from .metrics import (discriminative_score, frechet_distance, memorization_metrics, mmd_rbf, nearest_distances,
-                      physiology_metrics, prdc)
+from .metrics import (
+    discriminative_score,
+    frechet_distance,
+    memorization_metrics,
+    mmd_rbf,
+    nearest_distances,
+    physiology_metrics,
+    prdc,
+)
 
 #: Bump when feature definitions change, so stale caches are not read.
 FEATURE_VERSION = 1
@@ -86,7 +94,9 @@ class Scorer:
         Print one line per expensive step.
     """
 
-    def __init__(self, settings: ScoreSettings | None = None, embedder: Embedder | None = None, verbose: bool = True):
+    def __init__(
+        self, settings: ScoreSettings | None = None, embedder: Embedder | None = None, verbose: bool = True
+    ):
         self.settings = s = settings or ScoreSettings()
         self.verbose = verbose
         self.embedder = embedder or Embedder.from_pretrained(s.embedding)
@@ -97,11 +107,19 @@ class Scorer:
         self._train_ref: tuple[WindowSet, Features] | None = None
         self._ceiling: dict[int, float] = {}
         t = time.time()
-        self.reference = real_windows(s.reference_records, self.data_dir, n=s.n_real, seed=s.seed,
-                                      window_s=s.window_s, source="real DS2 (reference)")
+        self.reference = real_windows(
+            s.reference_records,
+            self.data_dir,
+            n=s.n_real,
+            seed=s.seed,
+            window_s=s.window_s,
+            source="real DS2 (reference)",
+        )
         self.ref_features = self.features(self.reference)
-        self._log(f"reference: {len(self.reference)} windows of {','.join(s.reference_records[:3])}... "
-                  f"({time.time() - t:.1f} s)")
+        self._log(
+            f"reference: {len(self.reference)} windows of {','.join(s.reference_records[:3])}... "
+            f"({time.time() - t:.1f} s)"
+        )
 
     # ----------------------------------------------------------------------------------- plumbing
     def _log(self, msg: str) -> None:
@@ -120,12 +138,21 @@ class Scorer:
         return feats
 
     def train_pool(self) -> dict[str, np.ndarray]:
-        """Embeddings of every DS1 window (``window_s`` long, ``memo_stride_s`` hop): ``emb``, ``records``, ``starts``."""
+        """Embeddings of every DS1 window (``window_s`` long, ``memo_stride_s`` hop).
+
+        Returns ``{"emb": (P, D), "records": (P,), "starts": (P,)}``.
+        """
         if self._pool is not None:
             return self._pool
         s = self.settings
-        key = _hash(FEATURE_VERSION, self.data_dir, list(s.train_records), s.window_s, s.memo_stride_s,
-                    self.embedder.weights_hash)
+        key = _hash(
+            FEATURE_VERSION,
+            self.data_dir,
+            list(s.train_records),
+            s.window_s,
+            s.memo_stride_s,
+            self.embedder.weights_hash,
+        )
         path = self.cache / f"train_pool_{key}.npz" if self.cache else None
         if path is not None and path.is_file():
             with np.load(path, allow_pickle=False) as z:
@@ -147,8 +174,14 @@ class Scorer:
         """``n_real`` random DS1 windows and their features: the real side of ``disc_score_ds1``."""
         if self._train_ref is None:
             s = self.settings
-            ws = real_windows(s.train_records, self.data_dir, n=s.n_real, seed=s.seed + 3, window_s=s.window_s,
-                              source="real DS1 (discriminator reference)")
+            ws = real_windows(
+                s.train_records,
+                self.data_dir,
+                n=s.n_real,
+                seed=s.seed + 3,
+                window_s=s.window_s,
+                source="real DS1 (discriminator reference)",
+            )
             self._train_ref = (ws, self.features(ws))
         return self._train_ref
 
@@ -156,9 +189,15 @@ class Scorer:
         """Real windows (DS2 by default) disjoint from the reference: a "perfect generator", or the input
         of a tokenizer round trip, that does not share windows with what it is compared to."""
         s = self.settings
-        return real_windows(records or s.reference_records, self.data_dir, n=n,
-                            seed=s.seed + 1 if seed is None else seed, window_s=s.window_s, exclude=self.reference,
-                            source="held-out real DS2")
+        return real_windows(
+            records or s.reference_records,
+            self.data_dir,
+            n=n,
+            seed=s.seed + 1 if seed is None else seed,
+            window_s=s.window_s,
+            exclude=self.reference,
+            source="held-out real DS2",
+        )
 
     def fed_ceiling(self, n: int) -> float:
         """Mean FED between ``n`` random DS1 windows and the DS2 reference (``fed_ceiling_draws`` draws).
@@ -169,14 +208,17 @@ class Scorer:
         if n not in self._ceiling:
             rng = np.random.default_rng(self.settings.seed)
             emb = self.train_pool()["emb"]
-            vals = [frechet_distance(self.ref_features.emb, emb[rng.choice(len(emb), n, replace=False)])
-                    for _ in range(self.settings.fed_ceiling_draws)]
+            vals = [
+                frechet_distance(self.ref_features.emb, emb[rng.choice(len(emb), n, replace=False)])
+                for _ in range(self.settings.fed_ceiling_draws)
+            ]
             self._ceiling[n] = float(np.mean(vals))
         return self._ceiling[n]
 
     # ----------------------------------------------------------------------------------- scoring
-    def score_windows(self, name: str, windows: WindowSet | np.ndarray, fs: float = FS,
-                      memorization: bool = True) -> dict:
+    def score_windows(
+        self, name: str, windows: WindowSet | np.ndarray, fs: float = FS, memorization: bool = True
+    ) -> dict:
         """Score one window set against the real reference; the row is also kept for the report.
 
         Parameters
@@ -201,17 +243,23 @@ class Scorer:
         if ws.fs != FS:
             from tokenizer.data import resample
 
-            ws = dataclasses.replace(ws, x=np.stack([resample(w, ws.fs, FS) for w in ws.x]).astype(np.float32), fs=FS)
+            ws = dataclasses.replace(
+                ws, x=np.stack([resample(w, ws.fs, FS) for w in ws.x]).astype(np.float32), fs=FS
+            )
         want = int(round(self.settings.window_s * FS))
         if ws.x.shape[1] != want:
             from .data import SyntheticDataError
 
-            raise SyntheticDataError(f"row {name!r}: windows have {ws.x.shape[1]} samples, expected {want} "
-                                     f"({self.settings.window_s:g} s at {FS:g} Hz)")
+            raise SyntheticDataError(
+                f"row {name!r}: windows have {ws.x.shape[1]} samples, expected {want} "
+                f"({self.settings.window_s:g} s at {FS:g} Hz)"
+            )
         if len(ws) < self.settings.k + 1:
             from .data import SyntheticDataError
 
-            raise SyntheticDataError(f"row {name!r}: {len(ws)} windows; at least {self.settings.k + 1} are needed")
+            raise SyntheticDataError(
+                f"row {name!r}: {len(ws)} windows; at least {self.settings.k + 1} are needed"
+            )
         feats = self.features(ws)
         ref = self.ref_features
         row: dict = {"name": name, "n_windows": len(ws)}
@@ -221,13 +269,16 @@ class Scorer:
         row["mmd"] = mmd_rbf(ref.emb, feats.emb)
         row.update(prdc(ref.emb, feats.emb, k=self.settings.k))
         row.update(physiology_metrics(ref.phys, feats.phys))
-        disc = dict(n_splits=self.settings.disc_splits, n_repeats=self.settings.disc_repeats, seed=self.settings.seed)
+        disc = dict(
+            n_splits=self.settings.disc_splits, n_repeats=self.settings.disc_repeats, seed=self.settings.seed
+        )
         row.update(discriminative_score(ref.discriminator_features(), feats.discriminator_features(), **disc))
         # DS1 and DS2 are different patients: real DS1 vs DS2 windows are told apart at ~90 % accuracy, so a
         # perfect DS1-trained generator cannot reach a low disc_score against DS2; against DS1 it can
         ds1_feats = self.train_reference()[1]
-        row["disc_score_ds1"] = discriminative_score(ds1_feats.discriminator_features(),
-                                                     feats.discriminator_features(), **disc)["disc_score"]
+        row["disc_score_ds1"] = discriminative_score(
+            ds1_feats.discriminator_features(), feats.discriminator_features(), **disc
+        )["disc_score"]
         if memorization:
             pool = self.train_pool()["emb"]
             d_fake, _ = nearest_distances(feats.emb, pool)
@@ -237,8 +288,10 @@ class Scorer:
             row.update({"memorization_ratio": None, "near_copy_rate": None})
         row["seconds"] = round(time.time() - t, 2)
         self.sets[name] = ScoredSet(name, ws, feats, row)
-        self._log(f"scored {name!r}: {len(ws)} windows, FED {row['fed']:.2f} (rFED {row['rfed']:.2f}), "
-                  f"disc {row['disc_score']:.3f} ({row['seconds']:.1f} s)")
+        self._log(
+            f"scored {name!r}: {len(ws)} windows, FED {row['fed']:.2f} (rFED {row['rfed']:.2f}), "
+            f"disc {row['disc_score']:.3f} ({row['seconds']:.1f} s)"
+        )
         return row
 
     def _ref_to_pool(self) -> np.ndarray:
@@ -250,8 +303,12 @@ class Scorer:
         """Settings, reference and embedding identity, for ``metrics.json``."""
         s = dataclasses.asdict(self.settings)
         s["reference_records"], s["train_records"] = list(s["reference_records"]), list(s["train_records"])
-        return {"settings": s, "data_dir": self.data_dir, "n_reference_windows": len(self.reference),
-                "embedding": self.embedder.describe()}
+        return {
+            "settings": s,
+            "data_dir": self.data_dir,
+            "n_reference_windows": len(self.reference),
+            "embedding": self.embedder.describe(),
+        }
 
 
 def _as_windowset(x: np.ndarray, fs: float, name: str) -> WindowSet:

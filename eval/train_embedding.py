@@ -18,6 +18,7 @@ embedding has to encode morphology, rhythm and rate):
 Records: DS1 minus the validation records of :func:`tokenizer.splits.inter_patient_split` for training
 (10-s windows every ``stride_s`` seconds), the validation records for model selection. DS2 is never read.
 """
+
 import os
 import sys
 
@@ -80,9 +81,14 @@ def window_labels(rec, win: int, stride: int) -> dict[str, np.ndarray]:
     r_samp, r_lab = rec.annotations.rhythms()
     starts = np.arange(0, len(sig) - win + 1, stride)
     n = len(starts)
-    out = {"x": np.stack([sig[s:s + win] for s in starts]).astype(np.float32),
-           "beat_frac": np.zeros((n, len(AAMI_ORDER)), np.float32), "has_beats": np.zeros(n, bool),
-           "rhythm": np.zeros(n, np.int64), "log_hr": np.zeros(n, np.float32), "has_hr": np.zeros(n, bool)}
+    out = {
+        "x": np.stack([sig[s : s + win] for s in starts]).astype(np.float32),
+        "beat_frac": np.zeros((n, len(AAMI_ORDER)), np.float32),
+        "has_beats": np.zeros(n, bool),
+        "rhythm": np.zeros(n, np.int64),
+        "log_hr": np.zeros(n, np.float32),
+        "has_hr": np.zeros(n, bool),
+    }
     for i, s in enumerate(starts):
         lo, hi = np.searchsorted(b_samp, [s, s + win])
         cls = b_cls[lo:hi]
@@ -122,7 +128,7 @@ def evaluate(model: ECGEmbeddingNet, data: dict[str, np.ndarray], batch_size: in
     tot, n = {"beat": 0.0, "rhythm": 0.0, "hr": 0.0, "total": 0.0}, 0
     rh_ok, beat_ok, n_beat, hr_err, n_hr = 0, 0, 0, 0.0, 0
     for i in range(0, len(data["x"]), batch_size):
-        b = {k: torch.from_numpy(v[i:i + batch_size]) for k, v in data.items()}
+        b = {k: torch.from_numpy(v[i : i + batch_size]) for k, v in data.items()}
         out = model(b["x"])
         ls = losses(out, b)
         m = len(b["x"])
@@ -137,8 +143,12 @@ def evaluate(model: ECGEmbeddingNet, data: dict[str, np.ndarray], batch_size: in
         hr_err += float((out["log_hr"][hh].exp() - b["log_hr"][hh].exp()).abs().sum())
         n_hr += int(hh.sum())
     res = {f"loss_{k}": v / max(n, 1) for k, v in tot.items()}
-    res.update(rhythm_acc=rh_ok / max(n, 1), beat_dominant_acc=beat_ok / max(n_beat, 1),
-               hr_mae_bpm=hr_err / max(n_hr, 1), n_windows=n)
+    res.update(
+        rhythm_acc=rh_ok / max(n, 1),
+        beat_dominant_acc=beat_ok / max(n_beat, 1),
+        hr_mae_bpm=hr_err / max(n_hr, 1),
+        n_windows=n,
+    )
     return res
 
 
@@ -157,8 +167,10 @@ def run(cfg: TrainEmbeddingConfig) -> Path:
     if cfg.max_train_windows and len(train["x"]) > cfg.max_train_windows:
         keep = np.random.default_rng(cfg.seed).choice(len(train["x"]), cfg.max_train_windows, replace=False)
         train = {k: v[keep] for k, v in train.items()}
-    print(f"train windows {len(train['x'])} ({len(split.train)} DS1 records), valid windows {len(valid['x'])} "
-          f"({', '.join(split.valid)}), read in {time.time() - t0:.0f} s")
+    print(
+        f"train windows {len(train['x'])} ({len(split.train)} DS1 records), valid windows {len(valid['x'])} "
+        f"({', '.join(split.valid)}), read in {time.time() - t0:.0f} s"
+    )
 
     model = ECGEmbeddingNet(mcfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -171,7 +183,7 @@ def run(cfg: TrainEmbeddingConfig) -> Path:
         perm = rng.permutation(len(train["x"]))
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
         for step in bar:
-            idx = perm[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]
             b = {k: torch.from_numpy(v[idx]) for k, v in train.items()}
             ls = losses(model(b["x"]), b)
             opt.zero_grad(set_to_none=True)
@@ -181,18 +193,27 @@ def run(cfg: TrainEmbeddingConfig) -> Path:
             bar.set_postfix(loss=f"{ls['total'].item():.3f}")
         ev = evaluate(model, valid)
         history.append({"epoch": epoch + 1, **ev})
-        print(f"epoch {epoch + 1}: valid loss {ev['loss_total']:.4f} rhythm acc {ev['rhythm_acc']:.3f} "
-              f"dominant beat acc {ev['beat_dominant_acc']:.3f} HR MAE {ev['hr_mae_bpm']:.2f} bpm")
+        print(
+            f"epoch {epoch + 1}: valid loss {ev['loss_total']:.4f} rhythm acc {ev['rhythm_acc']:.3f} "
+            f"dominant beat acc {ev['beat_dominant_acc']:.3f} HR MAE {ev['hr_mae_bpm']:.2f} bpm"
+        )
         if ev["loss_total"] < best:
             best = ev["loss_total"]
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
     model.eval()
     training = {
-        "config": dataclasses.asdict(cfg), "train_records": list(split.train), "valid_records": list(split.valid),
-        "n_train_windows": int(len(train["x"])), "history": history,
-        "best_valid": min(history, key=lambda h: h["loss_total"]), "seconds": round(time.time() - t0, 1),
-        "git_sha": git_sha(), "versions": versions(), "aami_order": AAMI_ORDER, "rhythm_groups": RHYTHM_GROUPS,
+        "config": dataclasses.asdict(cfg),
+        "train_records": list(split.train),
+        "valid_records": list(split.valid),
+        "n_train_windows": int(len(train["x"])),
+        "history": history,
+        "best_valid": min(history, key=lambda h: h["loss_total"]),
+        "seconds": round(time.time() - t0, 1),
+        "git_sha": git_sha(),
+        "versions": versions(),
+        "aami_order": AAMI_ORDER,
+        "rhythm_groups": RHYTHM_GROUPS,
     }
     out = save_model(model, cfg.output_dir, extra={"training": training})
     write_text(out / "README.md", model_card(out, training))

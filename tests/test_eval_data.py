@@ -1,4 +1,5 @@
 """Synthetic-folder loader (manifest / .npy / WFDB), window policy, and real reference windows."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """The committed embedding network: loads, is versioned, is sensitive to amplitude and not to offsets."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,15 @@ import shutil
 import numpy as np
 import pytest
 
-from eval.embedding import PRETRAINED_DIR, ECGEmbeddingNet, Embedder, EmbeddingConfig, EmbeddingError, load_model, save_model
+from eval.embedding import (
+    PRETRAINED_DIR,
+    ECGEmbeddingNet,
+    Embedder,
+    EmbeddingConfig,
+    EmbeddingError,
+    load_model,
+    save_model,
+)
 from eval.testing import gaussian_wave_ecg, real_data_root
 
 
@@ -32,15 +41,19 @@ def test_embed_shape_deterministic(emb, windows):
     z = emb.embed(windows)
     assert z.shape == (6, emb.cfg.embed_dim) and z.dtype == np.float32 and np.isfinite(z).all()
     np.testing.assert_array_equal(z, emb.embed(windows))
-    np.testing.assert_allclose(emb.embed(windows[:1]), z[:1], rtol=1e-5, atol=1e-5)  # batch-independent (eval BN)
+    np.testing.assert_allclose(
+        emb.embed(windows[:1]), z[:1], rtol=1e-5, atol=1e-5
+    )  # batch-independent (eval BN)
 
 
 def test_offset_invariant_amplitude_sensitive(emb, windows):
     z = emb.embed(windows)
     shifted = emb.embed(windows + 0.7)  # a DC offset is removed by the median centring
     np.testing.assert_allclose(shifted, z, atol=1e-4)
-    scaled = emb.embed(windows * 1.5)   # a wrong amplitude must move the embedding, unlike min-max scaling
-    noisy = emb.embed(windows + 0.005 * np.random.default_rng(0).standard_normal(windows.shape).astype(np.float32))
+    scaled = emb.embed(windows * 1.5)  # a wrong amplitude must move the embedding, unlike min-max scaling
+    noisy = emb.embed(
+        windows + 0.005 * np.random.default_rng(0).standard_normal(windows.shape).astype(np.float32)
+    )
     d_scaled = np.linalg.norm(scaled - z, axis=1).mean()
     d_noise = np.linalg.norm(noisy - z, axis=1).mean()
     assert d_scaled > 5 * d_noise
@@ -77,10 +90,31 @@ def test_train_embedding_smoke(tmp_path):
     from eval.train_embedding import main
 
     out = tmp_path / "emb"
-    assert main(["--data_dir", str(root), "--output_dir", str(out), "--epochs", "1", "--max_train_windows", "64",
-                 "--stride_s", "30", "--embed_dim", "16"]) == 0
+    assert (
+        main(
+            [
+                "--data_dir",
+                str(root),
+                "--output_dir",
+                str(out),
+                "--epochs",
+                "1",
+                "--max_train_windows",
+                "64",
+                "--stride_s",
+                "30",
+                "--embed_dim",
+                "16",
+            ]
+        )
+        == 0
+    )
     e = Embedder.from_pretrained(out)
     assert e.cfg.embed_dim == 16
     info = json.loads((out / "config.json").read_text())["training"]
-    assert info["n_train_windows"] == 64 and "101" in info["valid_records"] and "100" not in info["train_records"]
+    assert (
+        info["n_train_windows"] == 64
+        and "101" in info["valid_records"]
+        and "100" not in info["train_records"]
+    )
     assert e.weights_hash in (out / "README.md").read_text()

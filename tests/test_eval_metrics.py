@@ -1,11 +1,23 @@
 """Stage-3 metrics on cases with known answers (no data, no embedding network needed)."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from eval.metrics import (beat_features, crps_ensemble, discriminative_score, frechet_distance, memorization_metrics,
-                          mmd_rbf, naive_last_beat, naive_mean, nearest_distances, physiology_metrics, prdc)
+from eval.metrics import (
+    beat_features,
+    crps_ensemble,
+    discriminative_score,
+    frechet_distance,
+    memorization_metrics,
+    mmd_rbf,
+    naive_last_beat,
+    naive_mean,
+    nearest_distances,
+    physiology_metrics,
+    prdc,
+)
 from eval.metrics.forecast import ForecastError, forecast_metrics, load_forecasts, save_forecasts
 
 FS = 360.0
@@ -74,8 +86,18 @@ def test_discriminative_balances_classes():
 def sinus(hr: float, seconds: float = 10.0, seed: int = 0, method: str = "ecgsyn") -> np.ndarray:
     import neurokit2 as nk
 
-    return np.asarray(nk.ecg_simulate(duration=seconds, sampling_rate=int(FS), heart_rate=hr, heart_rate_std=0.5,
-                                      method=method, random_state=seed, noise=0.01), np.float32)
+    return np.asarray(
+        nk.ecg_simulate(
+            duration=seconds,
+            sampling_rate=int(FS),
+            heart_rate=hr,
+            heart_rate_std=0.5,
+            method=method,
+            random_state=seed,
+            noise=0.01,
+        ),
+        np.float32,
+    )
 
 
 def gaussian_wave_ecg(hr: float, seconds: float = 10.0, seed: int = 0, wander: float = 0.05) -> np.ndarray:
@@ -84,7 +106,12 @@ def gaussian_wave_ecg(hr: float, seconds: float = 10.0, seed: int = 0, wander: f
     t = np.arange(int(seconds * FS)) / FS
     x = wander * np.sin(2 * np.pi * 0.3 * t)
     for beat in np.arange(0.3, seconds, 60.0 / hr):
-        for off, width, amp in ((-0.16, 0.025, 0.12), (0.0, 0.010, 1.2), (0.02, 0.012, -0.25), (0.25, 0.04, 0.3)):
+        for off, width, amp in (
+            (-0.16, 0.025, 0.12),
+            (0.0, 0.010, 1.2),
+            (0.02, 0.012, -0.25),
+            (0.25, 0.04, 0.3),
+        ):
             x += amp * np.exp(-0.5 * ((t - beat - off) / width) ** 2)
     return (x + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
 
@@ -131,8 +158,9 @@ def test_crps_perfect_forecast_is_zero_and_matches_brute_force():
     perfect = np.repeat(truth[:, None, :], 7, axis=1)
     assert np.abs(crps_ensemble(perfect, truth)).max() < 1e-12
     samples = rng.standard_normal((3, 9, 50))
-    brute = (np.abs(samples - truth[:, None]).mean(1)
-             - 0.5 * np.abs(samples[:, :, None] - samples[:, None, :]).mean((1, 2)))
+    brute = np.abs(samples - truth[:, None]).mean(1) - 0.5 * np.abs(
+        samples[:, :, None] - samples[:, None, :]
+    ).mean((1, 2))
     np.testing.assert_allclose(crps_ensemble(samples, truth), brute, atol=1e-12)
     # one member: CRPS is the absolute error
     np.testing.assert_allclose(crps_ensemble(samples[:, :1], truth), np.abs(samples[:, 0] - truth))
@@ -148,7 +176,7 @@ def test_crps_of_gaussian_ensemble_matches_closed_form():
 def test_naive_forecasts():
     x = gaussian_wave_ecg(75, seconds=12.0, wander=0.0)
     p = int(5 * FS)
-    prefix, truth = x[None, :p], x[None, p:p + int(5 * FS)]
+    prefix, truth = x[None, :p], x[None, p : p + int(5 * FS)]
     last = naive_last_beat(prefix, truth.shape[1], FS)
     mean = naive_mean(prefix, truth.shape[1])
     assert mean.shape == truth.shape and np.allclose(mean, prefix.mean())
@@ -163,7 +191,9 @@ def test_forecast_file_roundtrip_and_errors(tmp_path):
     path = save_forecasts(tmp_path, prefix, truth, samples, 360.0, records=["100"] * 4, starts=np.arange(4))
     f = load_forecasts(tmp_path)
     assert f["samples"].shape == (4, 5, 1800) and str(f["records"][0]) == "100"
-    assert forecast_metrics(f["prefix"], f["truth"], f["samples"], 360.0)["forecast_crps"] == pytest.approx(0.0, abs=1e-6)
+    assert forecast_metrics(f["prefix"], f["truth"], f["samples"], 360.0)["forecast_crps"] == pytest.approx(
+        0.0, abs=1e-6
+    )
     with pytest.raises(ForecastError, match="disagree"):
         save_forecasts(path, prefix, truth[:, :100], samples, 360.0)
     with pytest.raises(ForecastError, match="no forecast file"):

@@ -1,4 +1,5 @@
 """Scorer known cases and eval/score.py end to end (tiny synthetic database; real MIT-BIH when present)."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,14 @@ def tiny_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def scorer(tiny_root, tmp_path_factory):
-    s = ScoreSettings(data_dir=str(tiny_root), reference_records=tuple(REF), train_records=tuple(TRAIN), n_real=20,
-                      memo_stride_s=10.0, cache_dir=str(tmp_path_factory.mktemp("cache")))
+    s = ScoreSettings(
+        data_dir=str(tiny_root),
+        reference_records=tuple(REF),
+        train_records=tuple(TRAIN),
+        n_real=20,
+        memo_stride_s=10.0,
+        cache_dir=str(tmp_path_factory.mktemp("cache")),
+    )
     return Scorer(s, verbose=False)
 
 
@@ -54,12 +61,34 @@ def test_score_py_end_to_end_tiny(tiny_root, tmp_path, capsys):
     tasks = make_forecast_tasks(tiny_root, records=REF, n=6, seed=0)
     k = 4
     samples = np.repeat(tasks["truth"][:, None], k, axis=1)  # a perfect forecaster
-    save_forecasts(tmp_path / "fc", tasks["prefix"], tasks["truth"], samples, 360.0, tasks["records"], tasks["starts"])
+    save_forecasts(
+        tmp_path / "fc", tasks["prefix"], tasks["truth"], samples, 360.0, tasks["records"], tasks["starts"]
+    )
     out = tmp_path / "out"
-    rc = main(["--synthetic", str(tmp_path / "gen"), "--out", str(out), "--data_dir", str(tiny_root),
-               "--reference_records", ",".join(REF), "--train_records", ",".join(TRAIN), "--n_real", "16",
-               "--n_ref_rows", "10", "--memo_stride_s", "10", "--forecast", str(tmp_path / "fc"),
-               "--cache_dir", str(tmp_path / "cache")])
+    rc = main(
+        [
+            "--synthetic",
+            str(tmp_path / "gen"),
+            "--out",
+            str(out),
+            "--data_dir",
+            str(tiny_root),
+            "--reference_records",
+            ",".join(REF),
+            "--train_records",
+            ",".join(TRAIN),
+            "--n_real",
+            "16",
+            "--n_ref_rows",
+            "10",
+            "--memo_stride_s",
+            "10",
+            "--forecast",
+            str(tmp_path / "fc"),
+            "--cache_dir",
+            str(tmp_path / "cache"),
+        ]
+    )
     assert rc == 0
     m = json.loads((out / "metrics.json").read_text())
     for key in REQUIRED_KEYS:
@@ -91,9 +120,29 @@ def test_perfect_generator_on_real_data(tmp_path):
     s = ScoreSettings(data_dir=str(root), n_real=150, memo_stride_s=60.0, cache_dir=str(tmp_path / "cache"))
     sc = Scorer(s, verbose=False)
     perfect = sc.score_windows("held-out DS2", sc.heldout_real(100))
-    ds1 = sc.score_windows("DS1", __import__("eval.references", fromlist=["ds1_windows"]).ds1_windows(sc, 100),
-                           memorization=False)
+    ds1 = sc.score_windows(
+        "DS1",
+        __import__("eval.references", fromlist=["ds1_windows"]).ds1_windows(sc, 100),
+        memorization=False,
+    )
     assert perfect["rfed"] < 0.5 * ds1["rfed"]
     assert perfect["disc_score"] < 0.15
     assert 0.8 < perfect["memorization_ratio"] < 1.25
     assert perfect["valid_rhythm_rate"] > 0.9
+
+
+def test_tokenizer_roundtrip_row(scorer, tmp_path):
+    """The round-trip row runs any tokenizer folder (here an untrained seed tokenizer) on held-out windows."""
+    from eval.references import tokenizer_roundtrip_row, tokenizer_roundtrip_windows
+    from tokenizer import SeedTokenizer, SeedTokenizerConfig
+
+    tok = SeedTokenizer(SeedTokenizerConfig())
+    tok.save_pretrained(tmp_path / "tok")
+    held = scorer.heldout_real(8)
+    assert not set(held.names) & set(scorer.reference.names)
+    rt = tokenizer_roundtrip_windows(tok, held)
+    assert rt.x.shape == held.x.shape and np.isfinite(rt.x).all()
+    row = tokenizer_roundtrip_row(scorer, tmp_path / "tok", n=8)
+    assert row["name"].startswith("tokenizer round trip (seed, 36 tok/s)")
+    assert row["tokenizer"]["weights_hash"] == tok.weights_hash
+    assert row["name"] in scorer.sets

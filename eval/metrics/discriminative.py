@@ -17,13 +17,15 @@ window's twin, with the opposite label, in the training folds; the classifier th
 label for nearly every twin and the accuracy drops far *below* 0.5, which ``|acc - 0.5|`` would report
 as "easy to tell apart" for two identical sets.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 
-def discriminative_score(real: np.ndarray, fake: np.ndarray, n_splits: int = 5, n_repeats: int = 1,
-                         seed: int = 0) -> dict[str, float]:
+def discriminative_score(
+    real: np.ndarray, fake: np.ndarray, n_splits: int = 5, n_repeats: int = 1, seed: int = 0
+) -> dict[str, float]:
     """Cross-validated real-vs-fake accuracy on feature vectors.
 
     Parameters
@@ -54,15 +56,26 @@ def discriminative_score(real: np.ndarray, fake: np.ndarray, n_splits: int = 5, 
     x = np.concatenate([r, f])
     y = np.r_[np.zeros(n, int), np.ones(n, int)]
     _, groups = np.unique(np.nan_to_num(x, nan=np.inf), axis=0, return_inverse=True)
-    splits = [sp for rep in range(n_repeats)
-              for sp in StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed + rep).split(x, y, groups.ravel())]
+    splits = [
+        sp
+        for rep in range(n_repeats)
+        for sp in StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed + rep).split(
+            x, y, groups.ravel()
+        )
+    ]
     correct, total, fold_acc = 0, 0, []
     for tr, te in splits:
         # sklearn's default min_samples_leaf=20 forbids any split below 40 training rows: scale it down for
         # small sets so a tiny set is not declared indistinguishable just because the trees cannot grow
         leaf = int(min(20, max(2, len(tr) // 16)))
-        clf = HistGradientBoostingClassifier(max_iter=100, max_leaf_nodes=15, learning_rate=0.1, min_samples_leaf=leaf,
-                                             early_stopping=False, random_state=seed)
+        clf = HistGradientBoostingClassifier(
+            max_iter=100,
+            max_leaf_nodes=15,
+            learning_rate=0.1,
+            min_samples_leaf=leaf,
+            early_stopping=False,
+            random_state=seed,
+        )
         # one OpenMP thread: on a few hundred rows threads only add overhead, and on a shared machine their
         # spin-waiting made one fit 100x slower (measured: 126 s vs 1 s for 5 folds of 800 rows)
         with threadpool_limits(limits=1, user_api="openmp"):
@@ -72,5 +85,9 @@ def discriminative_score(real: np.ndarray, fake: np.ndarray, n_splits: int = 5, 
         total += len(te)
         fold_acc.append(float(hit.mean()))
     acc = correct / total
-    return {"disc_score": abs(acc - 0.5), "disc_accuracy": acc, "disc_accuracy_std": float(np.std(fold_acc)),
-            "disc_n": n}
+    return {
+        "disc_score": abs(acc - 0.5),
+        "disc_accuracy": acc,
+        "disc_accuracy_std": float(np.std(fold_acc)),
+        "disc_n": n,
+    }

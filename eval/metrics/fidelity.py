@@ -2,6 +2,7 @@
 
 All functions take two arrays of embeddings, ``real (N, D)`` and ``fake (M, D)``, as numpy float arrays.
 """
+
 from __future__ import annotations
 
 import numpy as np

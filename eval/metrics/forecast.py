@@ -25,6 +25,7 @@ Scores (lower is better, all in mV, averaged over tasks and horizon samples):
   ``naive_last_beat`` repeats the last RR cycle of the prefix (R-peaks from ``neurokit2``) with its phase
   preserved; ``naive_mean`` predicts the prefix mean.
 """
+
 from __future__ import annotations
 
 import os
@@ -54,7 +55,8 @@ def crps_ensemble(samples: np.ndarray, truth: np.ndarray) -> np.ndarray:
     -------
     np.ndarray
         ``(..., H)`` CRPS values, ``mean|x_k - y| - 1/(2 K^2) sum_{k,l} |x_k - x_l|``. The pairwise term is
-        computed in O(K log K) from the sorted members: ``sum_{k,l} |x_k - x_l| = 2 sum_i (2i - K - 1) x_(i)``.
+        computed in O(K log K) from the sorted members:
+        ``sum_{k,l} |x_k - x_l| = 2 sum_i (2i - K - 1) x_(i)``.
     """
     s = np.asarray(samples, np.float64)
     y = np.asarray(truth, np.float64)
@@ -96,22 +98,36 @@ def naive_mean(prefix: np.ndarray, horizon: int) -> np.ndarray:
 def baseline_metrics(prefix: np.ndarray, truth: np.ndarray, fs: float) -> dict[str, float]:
     """MAE (= CRPS, deterministic forecasts) of the naive baselines on the given tasks."""
     h = truth.shape[1]
-    return {"naive_last_beat_mae": float(np.abs(naive_last_beat(prefix, h, fs) - truth).mean()),
-            "naive_mean_mae": float(np.abs(naive_mean(prefix, h) - truth).mean())}
+    return {
+        "naive_last_beat_mae": float(np.abs(naive_last_beat(prefix, h, fs) - truth).mean()),
+        "naive_mean_mae": float(np.abs(naive_mean(prefix, h) - truth).mean()),
+    }
 
 
-def forecast_metrics(prefix: np.ndarray, truth: np.ndarray, samples: np.ndarray, fs: float) -> dict[str, float]:
-    """``forecast_crps``, ``forecast_mae_median`` and the naive baselines on the same tasks (module docstring)."""
+def forecast_metrics(
+    prefix: np.ndarray, truth: np.ndarray, samples: np.ndarray, fs: float
+) -> dict[str, float]:
+    """``forecast_crps``, ``forecast_mae_median`` and the naive baselines on the same tasks."""
     med = np.median(samples, axis=1)
-    return {"forecast_crps": float(crps_ensemble(samples, truth).mean()),
-            "forecast_mae_median": float(np.abs(med - truth).mean()),
-            "forecast_n_tasks": int(len(truth)), "forecast_k": int(samples.shape[1]),
-            **baseline_metrics(prefix, truth, fs)}
+    return {
+        "forecast_crps": float(crps_ensemble(samples, truth).mean()),
+        "forecast_mae_median": float(np.abs(med - truth).mean()),
+        "forecast_n_tasks": int(len(truth)),
+        "forecast_k": int(samples.shape[1]),
+        **baseline_metrics(prefix, truth, fs),
+    }
 
 
-def make_forecast_tasks(data_dir: str | os.PathLike | None = None, records=None, n: int = 64, seed: int = 0,
-                        prefix_s: float = 5.0, horizon_s: float = 5.0, fs: float = 360.0) -> dict[str, np.ndarray]:
-    """Forecast tasks from real MIT-BIH MLII windows (DS2 by default): ``prefix``, ``truth``, ``records``, ``starts``.
+def make_forecast_tasks(
+    data_dir: str | os.PathLike | None = None,
+    records=None,
+    n: int = 64,
+    seed: int = 0,
+    prefix_s: float = 5.0,
+    horizon_s: float = 5.0,
+    fs: float = 360.0,
+) -> dict[str, np.ndarray]:
+    """Forecast tasks from real MLII windows (DS2 by default): ``prefix``, ``truth``, ``records``, ``starts``.
 
     The LM side samples ``samples (N, K, H)`` for each ``prefix`` and saves everything with
     :func:`save_forecasts`.
@@ -122,18 +138,34 @@ def make_forecast_tasks(data_dir: str | os.PathLike | None = None, records=None,
 
     ws = real_windows(records or DS2, data_dir, n=n, seed=seed, window_s=prefix_s + horizon_s, fs=fs)
     p = int(round(prefix_s * fs))
-    return {"prefix": ws.x[:, :p], "truth": ws.x[:, p:], "records": ws.records, "starts": ws.starts,
-            "fs": np.float64(fs)}
+    return {
+        "prefix": ws.x[:, :p],
+        "truth": ws.x[:, p:],
+        "records": ws.records,
+        "starts": ws.starts,
+        "fs": np.float64(fs),
+    }
 
 
-def save_forecasts(path: str | Path, prefix: np.ndarray, truth: np.ndarray, samples: np.ndarray, fs: float,
-                   records: np.ndarray | None = None, starts: np.ndarray | None = None) -> Path:
+def save_forecasts(
+    path: str | Path,
+    prefix: np.ndarray,
+    truth: np.ndarray,
+    samples: np.ndarray,
+    fs: float,
+    records: np.ndarray | None = None,
+    starts: np.ndarray | None = None,
+) -> Path:
     """Write ``forecast.npz`` (format in the module docstring), atomically; ``path`` may be a folder."""
     p = Path(path)
     if p.suffix != ".npz":
         p = p / "forecast.npz"
-    arrays = {"prefix": np.asarray(prefix, np.float32), "truth": np.asarray(truth, np.float32),
-              "samples": np.asarray(samples, np.float32), "fs": np.float64(fs)}
+    arrays = {
+        "prefix": np.asarray(prefix, np.float32),
+        "truth": np.asarray(truth, np.float32),
+        "samples": np.asarray(samples, np.float32),
+        "fs": np.float64(fs),
+    }
     if records is not None:
         arrays["records"] = np.asarray(records).astype(str)
     if starts is not None:
@@ -156,7 +188,9 @@ def load_forecasts(path: str | Path) -> dict[str, np.ndarray]:
         with np.load(p, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except Exception as e:  # noqa: BLE001
-        raise ForecastError(f"{p} cannot be read as a numpy .npz without pickle ({type(e).__name__}: {e})") from None
+        raise ForecastError(
+            f"{p} cannot be read as a numpy .npz without pickle ({type(e).__name__}: {e})"
+        ) from None
     _check(arrays, str(p))
     return arrays
 
@@ -164,13 +198,19 @@ def load_forecasts(path: str | Path) -> dict[str, np.ndarray]:
 def _check(a: dict[str, np.ndarray], where: str) -> None:
     missing = [k for k in ("prefix", "truth", "samples", "fs") if k not in a]
     if missing:
-        raise ForecastError(f"{where}: missing array(s) {missing}; need prefix (N,P), truth (N,H), samples (N,K,H), fs")
+        raise ForecastError(
+            f"{where}: missing array(s) {missing}; need prefix (N,P), truth (N,H), samples (N,K,H), fs"
+        )
     pre, tru, smp = a["prefix"], a["truth"], a["samples"]
     if pre.ndim != 2 or tru.ndim != 2 or smp.ndim != 3:
-        raise ForecastError(f"{where}: shapes prefix {pre.shape}, truth {tru.shape}, samples {smp.shape}; "
-                            f"expected (N,P), (N,H), (N,K,H)")
+        raise ForecastError(
+            f"{where}: shapes prefix {pre.shape}, truth {tru.shape}, samples {smp.shape}; "
+            f"expected (N,P), (N,H), (N,K,H)"
+        )
     if not (len(pre) == len(tru) == len(smp)) or smp.shape[2] != tru.shape[1]:
-        raise ForecastError(f"{where}: prefix {pre.shape}, truth {tru.shape} and samples {smp.shape} disagree on N or H")
+        raise ForecastError(
+            f"{where}: prefix {pre.shape}, truth {tru.shape} and samples {smp.shape} disagree on N or H"
+        )
     for k in ("prefix", "truth", "samples"):
         if not np.isfinite(a[k]).all():
             raise ForecastError(f"{where}: {k} holds NaN/inf values")

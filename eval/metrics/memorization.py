@@ -10,28 +10,32 @@ the distances a non-copying generator should show.
 * ``near_copy_rate``: fraction of synthetic windows closer to DS1 than the 1st percentile of the held-out
   real distances (about 0.01 when nothing is copied; lower is better).
 """
+
 from __future__ import annotations
 
 import numpy as np
 
 
-def nearest_distances(queries: np.ndarray, reference: np.ndarray, batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def nearest_distances(
+    queries: np.ndarray, reference: np.ndarray, batch: int = 512
+) -> tuple[np.ndarray, np.ndarray]:
     """Distance to, and index of, each query's nearest reference row (exact, batched). ``(Q,)``, ``(Q,)``."""
     q = np.asarray(queries, np.float64)
     r = np.asarray(reference, np.float64)
     rn = (r * r).sum(1)
     dist, idx = np.empty(len(q)), np.empty(len(q), np.int64)
     for i in range(0, len(q), batch):
-        qb = q[i:i + batch]
+        qb = q[i : i + batch]
         d2 = (qb * qb).sum(1)[:, None] + rn[None, :] - 2.0 * qb @ r.T  # (b, R)
         j = d2.argmin(1)
-        idx[i:i + batch] = j
-        dist[i:i + batch] = np.sqrt(np.clip(d2[np.arange(len(qb)), j], 0.0, None))
+        idx[i : i + batch] = j
+        dist[i : i + batch] = np.sqrt(np.clip(d2[np.arange(len(qb)), j], 0.0, None))
     return dist, idx
 
 
-def memorization_metrics(fake_to_train: np.ndarray, heldout_to_train: np.ndarray,
-                         copy_quantile: float = 0.01) -> dict[str, float]:
+def memorization_metrics(
+    fake_to_train: np.ndarray, heldout_to_train: np.ndarray, copy_quantile: float = 0.01
+) -> dict[str, float]:
     """Summaries of nearest-training-window distances (see the module docstring).
 
     Parameters

@@ -14,6 +14,7 @@ Known limit: the ``"neurokit"`` detector keeps R-peaks at least 0.3 s apart, so 
 (flutter, fast VT) are undercounted (a 200-bpm train reads as 100 bpm); below that, rates of periodic
 test signals are exact to < 1 bpm (``tests/test_eval_metrics.py``).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -80,7 +81,7 @@ def beat_features(windows: np.ndarray, fs: float) -> dict[str, np.ndarray]:
                 out["rmssd_ms"][i] = np.sqrt(np.mean(np.diff(rr) ** 2))
         full = peaks[(peaks >= pre) & (peaks + post <= len(x))]
         if len(full):
-            out["template"][i] = np.median(np.stack([cleaned[p - pre:p + post] for p in full]), axis=0)
+            out["template"][i] = np.median(np.stack([cleaned[p - pre : p + post] for p in full]), axis=0)
     hr = out["hr_bpm"]
     out["valid"] = (out["n_beats"] >= MIN_BEATS) & (hr >= HR_RANGE[0]) & (hr <= HR_RANGE[1])
     return out
@@ -97,7 +98,7 @@ def _zrows(t: np.ndarray) -> np.ndarray:
 
 
 def template_correlation(fake_templates: np.ndarray, real_templates: np.ndarray) -> np.ndarray:
-    """For each fake median beat, the highest Pearson correlation with any real median beat (NaN rows skipped)."""
+    """For each fake median beat, the highest Pearson r with any real median beat (NaN rows skipped)."""
     f = fake_templates[np.isfinite(fake_templates).all(1)]
     r = real_templates[np.isfinite(real_templates).all(1)]
     if not len(f) or not len(r):
@@ -121,8 +122,12 @@ def physiology_metrics(real: dict[str, np.ndarray], fake: dict[str, np.ndarray])
     """
     rv, fv = real["valid"], fake["valid"]
     out: dict[str, float | None] = {"valid_rhythm_rate": float(fv.mean()) if len(fv) else None}
-    for key, name in (("hr_bpm", "hr_w1_bpm"), ("sdnn_ms", "sdnn_w1_ms"), ("rmssd_ms", "rmssd_w1_ms"),
-                      ("r_amp_mv", "r_amp_w1_mv")):
+    for key, name in (
+        ("hr_bpm", "hr_w1_bpm"),
+        ("sdnn_ms", "sdnn_w1_ms"),
+        ("rmssd_ms", "rmssd_w1_ms"),
+        ("r_amp_mv", "r_amp_w1_mv"),
+    ):
         out[name] = _w1(real[key][rv], fake[key][fv])
     corr = template_correlation(fake["template"][fv], real["template"][rv])
     out["beat_corr"] = float(corr.mean()) if len(corr) else None
