@@ -179,6 +179,11 @@ def run(cfg: ScoreConfig, command: str = "") -> dict:
             "forecast_mae_median": base[key],
             "forecast_n_tasks": n_tasks,
         }
+    f_rows["naive: last beat, resampled RR (K=16)"] = {
+        "forecast_crps": base["naive_ensemble_crps"],
+        "forecast_mae_median": base["naive_ensemble_mae_median"],
+        "forecast_n_tasks": n_tasks,
+    }
 
     top = rows.get(primary, {}) if primary else {}
     metrics = {k: top.get(k) for k in REQUIRED_KEYS if k != "forecast_crps"}
@@ -195,6 +200,7 @@ def run(cfg: ScoreConfig, command: str = "") -> dict:
             "forecast_file": cfg.forecast,
             "naive_last_beat_mae": base["naive_last_beat_mae"],
             "naive_mean_mae": base["naive_mean_mae"],
+            "naive_ensemble_crps": base["naive_ensemble_crps"],
             "reference": scorer.describe(),
             "definitions": {k: {"better": d, "definition": t} for k, (d, t) in METRICS.items()},
             "config": asdict(cfg),

@@ -19,6 +19,7 @@ from eval.metrics import (
     prdc,
 )
 from eval.metrics.forecast import ForecastError, forecast_metrics, load_forecasts, save_forecasts
+from eval.testing import gaussian_wave_ecg
 
 FS = 360.0
 
@@ -100,22 +101,6 @@ def sinus(hr: float, seconds: float = 10.0, seed: int = 0, method: str = "ecgsyn
     )
 
 
-def gaussian_wave_ecg(hr: float, seconds: float = 10.0, seed: int = 0, wander: float = 0.05) -> np.ndarray:
-    """P-QRS-T as Gaussian bumps at exactly ``hr`` bpm, slight baseline wander and noise (known R-peaks)."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * FS)) / FS
-    x = wander * np.sin(2 * np.pi * 0.3 * t)
-    for beat in np.arange(0.3, seconds, 60.0 / hr):
-        for off, width, amp in (
-            (-0.16, 0.025, 0.12),
-            (0.0, 0.010, 1.2),
-            (0.02, 0.012, -0.25),
-            (0.25, 0.04, 0.3),
-        ):
-            x += amp * np.exp(-0.5 * ((t - beat - off) / width) ** 2)
-    return (x + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
-
-
 # neurokit's "simple" simulator is left out on purpose: at 75 bpm requested its beats are 71.8 bpm apart
 @pytest.mark.parametrize("hr", [48.0, 75.0, 120.0])
 def test_heart_rate_of_ecgsyn_sinus_within_2_bpm(hr):
@@ -182,6 +167,21 @@ def test_naive_forecasts():
     assert mean.shape == truth.shape and np.allclose(mean, prefix.mean())
     # a strictly periodic ECG is forecast by repeating its last beat to within the noise (0.01 mV s.d.)
     assert np.abs(last - truth).mean() < 0.02 < np.abs(mean - truth).mean()
+
+
+def test_naive_beat_ensemble_spread_follows_rr_variability():
+    from eval.metrics import naive_beat_ensemble
+
+    p, h = int(5 * FS), int(5 * FS)
+    steady = gaussian_wave_ecg(75, seconds=12.0, wander=0.0)
+    jittery = gaussian_wave_ecg(75, seconds=12.0, wander=0.0, seed=3, rr_jitter=0.08)
+    e_steady = naive_beat_ensemble(steady[None, :p], h, FS, k=8)
+    e_jitter = naive_beat_ensemble(jittery[None, :p], h, FS, k=8)
+    assert e_steady.shape == (1, 8, h)
+    # regular rhythm: members nearly agree; irregular rhythm: they spread
+    assert e_steady.std(axis=1).mean() < 0.5 * e_jitter.std(axis=1).mean()
+    truth = steady[None, p : p + h]
+    assert crps_ensemble(e_steady, truth).mean() < 0.05
 
 
 def test_forecast_file_roundtrip_and_errors(tmp_path):

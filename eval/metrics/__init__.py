@@ -6,7 +6,7 @@
 
 from .discriminative import discriminative_score
 from .fidelity import frechet_distance, median_bandwidth, mmd_rbf, prdc
-from .forecast import crps_ensemble, forecast_metrics, naive_last_beat, naive_mean
+from .forecast import crps_ensemble, forecast_metrics, naive_beat_ensemble, naive_last_beat, naive_mean
 from .memorization import memorization_metrics, nearest_distances
 from .physiology import beat_features, detect_rpeaks, physiology_metrics
 
@@ -77,6 +77,10 @@ METRICS: dict[str, tuple[str, str]] = {
     "forecast_mae_median": ("lower", "MAE (mV) of the pointwise median of the K sampled continuations"),
     "naive_last_beat_mae": ("lower", "MAE (= CRPS) (mV) of repeating the prefix's last RR cycle"),
     "naive_mean_mae": ("lower", "MAE (= CRPS) (mV) of predicting the prefix mean"),
+    "naive_ensemble_crps": (
+        "lower",
+        "CRPS (mV) of 16 continuations repeating the last beat with RR intervals resampled from the prefix",
+    ),
 }
 
 __all__ = [
@@ -90,6 +94,7 @@ __all__ = [
     "median_bandwidth",
     "memorization_metrics",
     "mmd_rbf",
+    "naive_beat_ensemble",
     "naive_last_beat",
     "naive_mean",
     "nearest_distances",

@@ -21,9 +21,10 @@ Scores (lower is better, all in mV, averaged over tasks and horizon samples):
   ``CRPS = E|X - y| - 1/2 E|X - X'|`` (Gneiting & Raftery 2007, eq. 21; the same estimator as
   ``properscoring.crps_ensemble``), 0 for a perfect point forecast;
 * ``forecast_mae_median``: MAE of the per-sample-time median of the K paths;
-* naive baselines from the prefix alone (deterministic, so their CRPS equals their MAE):
-  ``naive_last_beat`` repeats the last RR cycle of the prefix (R-peaks from ``neurokit2``) with its phase
-  preserved; ``naive_mean`` predicts the prefix mean.
+* naive baselines from the prefix alone: ``naive_last_beat`` repeats the last RR cycle of the prefix
+  (R-peaks from ``neurokit2``) with its phase preserved; ``naive_mean`` predicts the prefix mean (both
+  deterministic, so their CRPS equals their MAE); ``naive_beat_ensemble`` samples K continuations that
+  repeat the last beat with RR intervals resampled from the prefix (a probabilistic yardstick for CRPS).
 """
 
 from __future__ import annotations
@@ -89,18 +90,56 @@ def naive_last_beat(prefix: np.ndarray, horizon: int, fs: float) -> np.ndarray:
     return out
 
 
+def naive_beat_ensemble(
+    prefix: np.ndarray, horizon: int, fs: float, k: int = 16, seed: int = 0
+) -> np.ndarray:
+    """A probabilistic naive forecast: the last beat, repeated with RR intervals resampled from the prefix.
+
+    For each of ``k`` members the last RR cycle of the prefix (``prefix[r[-2]:r[-1]]``) is tiled from the
+    last R-peak onwards, each copy linearly time-stretched to an RR interval drawn with replacement from
+    the prefix's own RR intervals; the part after the prefix end is the forecast. Fewer than two R-peaks:
+    every member repeats the last second. ``(N, P)`` -> ``(N, k, H)``. It is the yardstick for a sampled
+    forecast's CRPS, as :func:`naive_last_beat` is for its median.
+    """
+    from .physiology import detect_rpeaks
+
+    prefix = np.asarray(prefix, np.float64)
+    rng = np.random.default_rng(seed)
+    out = np.empty((len(prefix), k, horizon))
+    for i, x in enumerate(prefix):
+        peaks, _ = detect_rpeaks(x, fs)
+        if len(peaks) < 2:
+            out[i] = naive_last_beat(x[None], horizon, fs)[0]
+            continue
+        beat = x[peaks[-2] : peaks[-1]]
+        rr = np.diff(peaks)
+        done = len(x) - peaks[-1]  # samples of the current cycle already in the prefix
+        for j in range(k):
+            parts, n = [], 0
+            while n < done + horizon:
+                length = int(rng.choice(rr))
+                parts.append(np.interp(np.linspace(0, len(beat) - 1, length), np.arange(len(beat)), beat))
+                n += length
+            out[i, j] = np.concatenate(parts)[done : done + horizon]
+    return out
+
+
 def naive_mean(prefix: np.ndarray, horizon: int) -> np.ndarray:
     """The prefix mean, held constant. ``(N, P)`` -> ``(N, H)``."""
     prefix = np.asarray(prefix, np.float64)
     return np.repeat(prefix.mean(1, keepdims=True), horizon, axis=1)
 
 
-def baseline_metrics(prefix: np.ndarray, truth: np.ndarray, fs: float) -> dict[str, float]:
-    """MAE (= CRPS, deterministic forecasts) of the naive baselines on the given tasks."""
+def baseline_metrics(prefix: np.ndarray, truth: np.ndarray, fs: float, k: int = 16) -> dict[str, float]:
+    """Scores of the naive baselines on the given tasks: MAE (= CRPS) of the two deterministic ones, CRPS
+    and median MAE of the ``k``-member :func:`naive_beat_ensemble`."""
     h = truth.shape[1]
+    ens = naive_beat_ensemble(prefix, h, fs, k=k)
     return {
         "naive_last_beat_mae": float(np.abs(naive_last_beat(prefix, h, fs) - truth).mean()),
         "naive_mean_mae": float(np.abs(naive_mean(prefix, h) - truth).mean()),
+        "naive_ensemble_crps": float(crps_ensemble(ens, truth).mean()),
+        "naive_ensemble_mae_median": float(np.abs(np.median(ens, axis=1) - truth).mean()),
     }
 
 

@@ -10,6 +10,9 @@ hand-written detector. Per window (:func:`beat_features`):
 * ``valid``: a *valid rhythm* -- at least 3 beats and 30 <= ``hr_bpm`` <= 220;
 * ``template``: the median beat, ``[-0.25 s, +0.45 s]`` around each R-peak of the cleaned signal.
 
+Peaks within 0.1 s of a window end that are smaller than half the window's median R amplitude are
+dropped (neurokit marks the P wave of a beat cut by the window end as an R-peak).
+
 Known limit: the ``"neurokit"`` detector keeps R-peaks at least 0.3 s apart, so rates above ~190 bpm
 (flutter, fast VT) are undercounted (a 200-bpm train reads as 100 bpm); below that, rates of periodic
 test signals are exact to < 1 bpm (``tests/test_eval_metrics.py``).
@@ -23,6 +26,7 @@ import numpy as np
 from scipy.stats import wasserstein_distance
 
 PRE_S, POST_S = 0.25, 0.45
+EDGE_S = 0.1  # peaks this close to a window end are checked for being P waves (see _drop_edge_artifacts)
 HR_RANGE = (30.0, 220.0)
 MIN_BEATS = 3
 
@@ -44,7 +48,25 @@ def detect_rpeaks(x: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
             peaks = np.asarray(info["ECG_R_Peaks"], dtype=np.int64)
         except Exception:  # noqa: BLE001 - neurokit raises on flat / degenerate input; "no beats" is the answer
             return np.zeros(0, np.int64), x - np.median(x)
-    return peaks[(peaks >= 0) & (peaks < len(x))], cleaned
+    peaks = peaks[(peaks >= 0) & (peaks < len(x))]
+    return _drop_edge_artifacts(peaks, cleaned, int(round(EDGE_S * fs))), cleaned
+
+
+def _drop_edge_artifacts(peaks: np.ndarray, cleaned: np.ndarray, edge: int) -> np.ndarray:
+    """Drop peaks in the first/last ``edge`` samples smaller than half the median interior R amplitude.
+
+    neurokit's detector, run on a cut window, sometimes marks the P wave of a beat whose QRS lies just
+    past the window end (seen on ECGSYN and on periodic test signals): a spurious short RR that inflates
+    SDNN/RMSSD and breaks the last-beat forecast. Only edge peaks are checked, so beats of any polarity
+    inside the window are never touched.
+    """
+    inner = (peaks >= edge) & (peaks < len(cleaned) - edge)
+    if inner.sum() < 2 or inner.all():
+        return peaks
+    ref = np.median(cleaned[peaks[inner]])
+    if ref <= 0:
+        return peaks
+    return peaks[inner | (cleaned[peaks] >= 0.5 * ref)]
 
 
 def beat_features(windows: np.ndarray, fs: float) -> dict[str, np.ndarray]:
