@@ -1,0 +1,237 @@
+"""Score a folder of synthetic ECGs against real MIT-BIH windows; write metrics.json and report.md/.html.
+
+Launch::
+
+    python eval/score.py --synthetic runs/gen/samples --out runs/eval/my_run
+    python eval/score.py --synthetic DIR --out DIR --forecast runs/gen/fc --tokenizer runs/tok/x/tokenizer
+    python eval/score.py --out runs/eval/references            # reference rows only, no synthetic set
+    python eval/score.py --config configs/eval/score.yaml --synthetic DIR --out DIR --references none
+
+The real reference is ``--n_real`` random 10-s MLII windows of DS2 (seed ``--seed``); the DS1 windows
+are the training pool for memorization. ``--references all`` (default) adds the real-DS1 ceiling and
+ECGSYN rows, ``none`` skips them, ``ds1`` or ``ecgsyn`` picks one. ``--extra_rows name=DIR,name2=DIR2``
+scores more folders (same format as ``--synthetic``) as extra rows; ``--tokenizer DIR`` adds the round
+trip of held-out DS2 windows through that tokenizer. ``--forecast DIR`` scores a ``forecast.npz``
+(format: ``eval/metrics/forecast.py``); without it only the naive forecast baselines are reported.
+Metric definitions and directions: ``eval/metrics/__init__.py`` and the report itself.
+"""
+
+import os
+import sys
+
+if __name__ == "__main__":  # `python eval/score.py`: keep eval/ off sys.path, the repo root on it
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
+    sys.path.insert(0, os.path.dirname(_here))
+
+import time  # noqa: E402
+from dataclasses import asdict, dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from tokenizer.errors import ConfigError  # noqa: E402
+from tokenizer.utils.cli import run_main  # noqa: E402
+from tokenizer.utils.config import parse_config  # noqa: E402
+from tokenizer.utils.io import ensure_writable_dir, git_sha, versions, write_json  # noqa: E402
+
+REQUIRED_KEYS = (
+    "fed",
+    "rfed",
+    "mmd",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+    "valid_rhythm_rate",
+    "hr_w1_bpm",
+    "disc_score",
+    "memorization_ratio",
+    "forecast_crps",
+)
+
+
+@dataclass
+class ScoreConfig:
+    """Options of ``eval/score.py`` (``configs/eval/score.yaml``)."""
+
+    synthetic: str | None = None  # folder written by lm/generate.py (manifest.json, .npy or WFDB)
+    out: str = "runs/eval"
+    data_dir: str | None = None  # data root holding mitdb/ (default $ECG2LLM_DATA)
+    n_real: int = 500  # DS2 reference windows
+    reference_records: list[str] | None = None  # default: DS2 (tokenizer.splits)
+    train_records: list[str] | None = None  # default: DS1, the memorization pool
+    n_ref_rows: int = 200  # windows in each reference row (DS1, ECGSYN, tokenizer round trip)
+    seed: int = 0
+    fs: float | None = None  # sampling rate of bare .npy folders (default 360)
+    short: str = "error"  # samples shorter than 10 s: error | skip
+    prompted: str = "exclude"  # prompted samples: exclude | continuation | include
+    max_synthetic: int | None = None  # score a seeded random subset of at most this many windows
+    references: str = "all"  # all | none | comma list of ds1,ecgsyn
+    extra_rows: list[str] = field(default_factory=list)  # name=DIR pairs scored like --synthetic
+    tokenizer: str | None = None  # tokenizer folder: adds its DS2 round-trip row
+    forecast: str | None = None  # folder or file with forecast.npz
+    n_forecast_tasks: int = 64  # tasks for the naive baselines when no --forecast is given
+    memo_stride_s: float = 5.0
+    disc_splits: int = 5
+    cache_dir: str | None = "runs/cache/eval"
+    embedding: str | None = None  # embedding folder (default: committed eval/pretrained/embedding)
+
+
+def _parse_rows(items: list[str]) -> list[tuple[str, str]]:
+    out = []
+    for it in items:
+        if "=" not in it:
+            raise ConfigError(f"--extra_rows entries are name=DIR, got {it!r}")
+        name, d = it.split("=", 1)
+        out.append((name.strip(), d.strip()))
+    return out
+
+
+def _which_references(spec: str) -> list[str]:
+    from eval.references import REFERENCE_ROWS
+
+    spec = (spec or "none").strip().lower()
+    if spec == "all":
+        return list(REFERENCE_ROWS)
+    if spec in ("none", ""):
+        return []
+    return [s.strip() for s in spec.split(",") if s.strip()]
+
+
+def run(cfg: ScoreConfig, command: str = "") -> dict:
+    """Score everything ``cfg`` asks for, write ``metrics.json`` and the report; return the metrics."""
+    import numpy as np
+
+    from eval.data import load_synthetic
+    from eval.metrics import METRICS
+    from eval.metrics.forecast import baseline_metrics, forecast_metrics, load_forecasts, make_forecast_tasks
+    from eval.references import reference_rows, tokenizer_roundtrip_row
+    from eval.report import write_report
+    from eval.scorer import Scorer, ScoreSettings
+
+    t0 = time.time()
+    which = _which_references(cfg.references)
+    extra = _parse_rows(cfg.extra_rows)
+    synth = None
+    if cfg.synthetic:  # read (and reject) the synthetic folder before the slower reference work
+        synth = load_synthetic(cfg.synthetic, fs=cfg.fs, short=cfg.short, prompted=cfg.prompted)
+        if cfg.max_synthetic and len(synth) > cfg.max_synthetic:
+            keep = np.sort(
+                np.random.default_rng(cfg.seed).choice(len(synth), cfg.max_synthetic, replace=False)
+            )
+            synth = synth.subset(keep)
+    forecast = load_forecasts(cfg.forecast) if cfg.forecast else None
+    out = ensure_writable_dir(cfg.out)
+
+    settings = ScoreSettings(
+        data_dir=cfg.data_dir,
+        n_real=cfg.n_real,
+        seed=cfg.seed,
+        memo_stride_s=cfg.memo_stride_s,
+        disc_splits=cfg.disc_splits,
+        cache_dir=cfg.cache_dir,
+        embedding=cfg.embedding,
+    )
+    if cfg.reference_records:
+        settings.reference_records = tuple(str(r) for r in cfg.reference_records)
+    if cfg.train_records:
+        settings.train_records = tuple(str(r) for r in cfg.train_records)
+    scorer = Scorer(settings)
+    rows: dict[str, dict] = {}
+    primary = None
+    if synth is not None:
+        primary = "synthetic"
+        rows[primary] = scorer.score_windows(primary, synth)
+    for name, d in extra:
+        rows[name] = scorer.score_windows(
+            name, load_synthetic(d, fs=cfg.fs, short=cfg.short, prompted=cfg.prompted)
+        )
+    rows.update(reference_rows(scorer, which, n=cfg.n_ref_rows))
+    if cfg.tokenizer:
+        row = tokenizer_roundtrip_row(scorer, cfg.tokenizer, n=cfg.n_ref_rows)
+        rows[row["name"]] = row
+
+    if forecast is not None:
+        fm = forecast_metrics(
+            forecast["prefix"], forecast["truth"], forecast["samples"], float(forecast["fs"])
+        )
+        f_rows = {
+            "model samples": {
+                "forecast_crps": fm["forecast_crps"],
+                "forecast_mae_median": fm["forecast_mae_median"],
+                "forecast_n_tasks": fm["forecast_n_tasks"],
+                "forecast_k": fm["forecast_k"],
+            }
+        }
+        base = fm
+        n_tasks = fm["forecast_n_tasks"]
+    else:
+        tasks = make_forecast_tasks(
+            scorer.data_dir, records=settings.reference_records, n=cfg.n_forecast_tasks, seed=cfg.seed
+        )
+        base = baseline_metrics(tasks["prefix"], tasks["truth"], float(tasks["fs"]))
+        f_rows, n_tasks = {}, len(tasks["prefix"])
+    for key, label in (
+        ("naive_last_beat_mae", "naive: repeat last beat"),
+        ("naive_mean_mae", "naive: prefix mean"),
+    ):
+        f_rows[label] = {
+            "forecast_crps": base[key],
+            "forecast_mae_median": base[key],
+            "forecast_n_tasks": n_tasks,
+        }
+    f_rows["naive: last beat, resampled RR (K=16)"] = {
+        "forecast_crps": base["naive_ensemble_crps"],
+        "forecast_mae_median": base["naive_ensemble_mae_median"],
+        "forecast_n_tasks": n_tasks,
+    }
+
+    top = rows.get(primary, {}) if primary else {}
+    metrics = {k: top.get(k) for k in REQUIRED_KEYS if k != "forecast_crps"}
+    metrics["forecast_crps"] = f_rows["model samples"]["forecast_crps"] if forecast is not None else None
+    metrics.update({k: v for k, v in top.items() if k not in metrics and k != "name"})
+    metrics.update(
+        {
+            "primary_row": primary,
+            "synthetic_dir": cfg.synthetic,
+            "synthetic": ({"n_windows": len(synth), **synth.meta} if synth is not None else None),
+            "embedding_weights_hash": scorer.embedder.weights_hash,
+            "rows": rows,
+            "forecast_rows": f_rows,
+            "forecast_file": cfg.forecast,
+            "naive_last_beat_mae": base["naive_last_beat_mae"],
+            "naive_mean_mae": base["naive_mean_mae"],
+            "naive_ensemble_crps": base["naive_ensemble_crps"],
+            "reference": scorer.describe(),
+            "definitions": {k: {"better": d, "definition": t} for k, (d, t) in METRICS.items()},
+            "config": asdict(cfg),
+            "git_sha": git_sha(),
+            "versions": versions(),
+            "command": command,
+        }
+    )
+    metrics["seconds"] = round(time.time() - t0, 1)
+    write_json(Path(out) / "metrics.json", metrics)
+    write_report(out, metrics, scorer, forecast=forecast, command=command)
+    print(f"[eval] wrote {Path(out) / 'metrics.json'} and report.md in {metrics['seconds']:.1f} s")
+    return metrics
+
+
+@run_main
+def main(argv=None):
+    """Parse options (``--config`` YAML + flags), score, write the report. Returns 0 on success."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    cfg = parse_config(ScoreConfig, args, description=__doc__)
+    metrics = run(cfg, command=" ".join(["python eval/score.py", *args]))
+    if metrics["primary_row"]:
+        keys = ("rfed", "mmd", "disc_score", "valid_rhythm_rate", "hr_w1_bpm", "memorization_ratio")
+        print(
+            "  ".join(
+                f"{k}={metrics[k]:.3g}" if isinstance(metrics[k], float) else f"{k}={metrics[k]}"
+                for k in keys
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
