@@ -78,6 +78,40 @@ class NGramModel:
             rest = self._log2_bigram(crops[:, :-1].reshape(-1), crops[:, 1:].reshape(-1), k)
         return float(-(first.sum() + rest.sum()) / crops.size)
 
+    def sample(self, n_samples: int, n_tokens: int, seed: int = 0) -> np.ndarray:
+        """Draw ``(n_samples, n_tokens)`` ids from the smoothed model (the bigram sampler, stage 3's floor).
+
+        The first token comes from the unigram distribution (it follows BOS); each next one from
+        ``p(b | a) = (c_ab + k) / (c_a + k V)``: with probability ``c_a / (c_a + k V)`` a successor seen
+        after ``a`` in training, drawn in proportion to its count, otherwise a uniform code (the
+        smoothing mass). A unigram model draws every token from ``(c_b + k) / (N + k V)``.
+        """
+        rng = np.random.default_rng(seed)
+        V = self.V
+        p_uni = (self.uni + (self.k_uni if self.order == 2 else self.k)).astype(np.float64)
+        cdf_uni = np.cumsum(p_uni / p_uni.sum())
+        out = np.empty((int(n_samples), int(n_tokens)), dtype=np.int64)
+        out[:, 0] = np.minimum(np.searchsorted(cdf_uni, rng.random(n_samples), side="right"), V - 1)
+        if self.order == 1:
+            if n_tokens > 1:
+                out[:, 1:] = np.minimum(
+                    np.searchsorted(cdf_uni, rng.random((n_samples, n_tokens - 1)), side="right"), V - 1)
+            return out
+        first = self.pair_keys // V  # pair_keys are sorted, so each context's successors are contiguous
+        start = np.searchsorted(first, np.arange(V), side="left")
+        cum = np.concatenate([[0], np.cumsum(self.pair_counts)])  # cum[j] = counts before pair j
+        for t in range(1, int(n_tokens)):
+            a = out[:, t - 1]
+            c_a = self.ctx[a]
+            seen = rng.random(n_samples) * (c_a + self.k * V) < c_a
+            nxt = rng.integers(0, V, n_samples)
+            if seen.any():
+                r = (rng.random(int(seen.sum())) * c_a[seen]).astype(np.int64)  # in [0, c_a)
+                j = np.searchsorted(cum, cum[start[a[seen]]] + r, side="right") - 1
+                nxt[seen] = self.pair_keys[j] % V
+            out[:, t] = nxt
+        return out
+
     def tune_k(self, crops: np.ndarray, grid: Sequence[float] = K_GRID) -> float:
         """Set ``k`` to the grid value with the lowest bits/token on ``crops``; returns it."""
         scores = {kk: self.bits_per_token(crops, kk) for kk in grid}

@@ -1,0 +1,126 @@
+"""Probabilistic ECG forecasting with a trained LM: real DS2 prefixes -> K sampled continuations.
+
+Launch (from the repo root)::
+
+    python lm/forecast.py --model runs/lm/tiny/final --out runs/forecast --data_dir ../shared/data
+    python eval/score.py --synthetic runs/gen --forecast runs/forecast --out runs/eval
+
+Each task is a random 10-s MLII window of a held-out (DS2 by default) record, drawn by
+:func:`eval.metrics.forecast.make_forecast_tasks` (the same draw ``eval/score.py`` uses for its naive
+baselines when given no forecast file, same seed ⇒ same tasks). The first ``prefix_s`` seconds are
+tokenized with the LM's own tokenizer, the LM samples ``k`` continuations of ``horizon_s`` seconds, and
+the tokenizer decodes prefix + continuation together (so the contextual decoder sees the real prefix at
+the seam); the part after the prefix is the forecast. Output: ``forecast.npz`` (``prefix``, ``truth``,
+``samples (N, K, H)``, ``fs``, ``records``, ``starts``; written atomically) and ``forecast.json``
+(settings, model, timing). Every field of :class:`ForecastConfig` is a flag.
+"""
+import os
+import sys
+
+if __name__ == "__main__":  # `python lm/forecast.py`: keep lm/ off sys.path (no shadowing), the repo root on it
+    _here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
+    sys.path.insert(0, os.path.dirname(_here))
+
+import time  # noqa: E402
+from dataclasses import asdict, dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from tokenizer.errors import ConfigError  # noqa: E402
+from tokenizer.utils.cli import run_main  # noqa: E402
+from tokenizer.utils.config import parse_config  # noqa: E402
+
+
+@dataclass
+class ForecastConfig:
+    """Fields of ``lm/forecast.py`` (``python lm/forecast.py --help`` lists them as flags)."""
+
+    model: str = "default"            # LM folder (<run>/final) or "default" (the shipped one)
+    out: str = "runs/forecast"
+    data_dir: str | None = None       # data root holding mitdb/ ($ECG2LLM_DATA otherwise)
+    records: list[str] = field(default_factory=list)  # records the tasks come from; empty = DS2
+    n_tasks: int = 64
+    k: int = 16                       # sampled continuations per task
+    prefix_s: float = 5.0
+    horizon_s: float = 5.0
+    seed: int = 0                     # task draw and sampling
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    device: str = "auto"              # auto | cpu | cuda
+    num_threads: int = 0              # torch CPU threads; 0 = library default
+
+    def __post_init__(self):
+        for name in ("n_tasks", "k"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (self.prefix_s > 0 and self.horizon_s > 0):
+            raise ConfigError(f"prefix_s and horizon_s must be > 0, got {self.prefix_s}, {self.horizon_s}")
+
+
+def forecast(cfg: ForecastConfig) -> dict:
+    """Sample ``cfg.k`` continuations for each task, write ``forecast.npz`` + ``forecast.json``; return the latter."""
+    import numpy as np
+    import torch
+    from tqdm.auto import tqdm
+
+    from eval.metrics.forecast import forecast_metrics, make_forecast_tasks, save_forecasts
+    from lm.model import load_lm, load_tokenizer_for
+    from lm.sampling import SamplingParams, check_stateless, sample_tokens
+    from tokenizer.data import resolve_data_dir
+    from tokenizer.utils.io import ensure_writable_dir, git_sha, sha256_file, versions, write_json
+
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    out = ensure_writable_dir(cfg.out)
+    model, folder = load_lm(cfg.model, device)
+    tok = load_tokenizer_for(model.config, folder)
+    check_stateless(tok)
+    params = SamplingParams(cfg.temperature, cfg.top_k, cfg.top_p)
+
+    tasks = make_forecast_tasks(resolve_data_dir(cfg.data_dir), records=cfg.records or None, n=cfg.n_tasks,
+                                seed=cfg.seed, prefix_s=cfg.prefix_s, horizon_s=cfg.horizon_s, fs=tok.fs)
+    prefix, truth = tasks["prefix"], tasks["truth"]
+    p, h = prefix.shape[1], truth.shape[1]
+    n_new = int(np.ceil(h / tok.samples_per_token)) + 1
+    samples = np.empty((len(prefix), cfg.k, h), np.float32)
+    t0 = time.perf_counter()
+    for i in tqdm(range(len(prefix)), desc="forecast", unit="task"):
+        ids, _ = tok.encode(prefix[i], tok.fs)
+        new = sample_tokens(model, cfg.k, n_new, prompt=ids, params=params, batch_size=cfg.k,
+                            seed=cfg.seed * 100003 + i)  # (K, n_new)
+        for j in range(cfg.k):
+            x = tok.decode(np.concatenate([ids, new[j]]), None)
+            samples[i, j] = x[p : p + h]
+    wall = time.perf_counter() - t0
+
+    save_forecasts(out, prefix, truth, samples, tok.fs, records=tasks["records"], starts=tasks["starts"])
+    scores = forecast_metrics(prefix, truth, samples, tok.fs)
+    info = {
+        "config": asdict(cfg), "model_dir": str(folder),
+        "model_sha256": sha256_file(Path(folder) / "model.safetensors"),
+        "tokenizer_weights_hash": tok.weights_hash, "fs": tok.fs, "units": "mV",
+        "n_tasks": int(len(prefix)), "k": cfg.k, "prefix_samples": int(p), "horizon_samples": int(h),
+        "scores": {k: float(v) for k, v in scores.items()},
+        "timing": {"seconds": wall, "device": device,
+                   "ecg_seconds_per_second": len(prefix) * cfg.k * cfg.horizon_s / wall},
+        "git_sha": git_sha(), "versions": versions(),
+    }
+    write_json(out / "forecast.json", info)
+    return info
+
+
+@run_main
+def main(argv=None):
+    """Parse flags into :class:`ForecastConfig`, forecast, print a one-line summary."""
+    cfg = parse_config(ForecastConfig, argv, description=__doc__)
+    info = forecast(cfg)
+    s = info["scores"]
+    print(f"{info['n_tasks']} tasks x {cfg.k} continuations of {cfg.horizon_s:g} s -> {cfg.out}/forecast.npz "
+          f"(CRPS {s['forecast_crps']:.4f} mV, median-path MAE {s['forecast_mae_median']:.4f} mV)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Synthetic ECGs from the bigram token model: the floor every generator in the stage-3 report must beat.
+
+Launch (after a token store exists, e.g. the one ``lm/train.py`` built)::
+
+    python scripts/bigram_samples.py --store runs/store/default_mlii --out runs/bigram --num_samples 200
+    python eval/score.py --synthetic runs/gen --extra_rows "bigram sampler=runs/bigram" --out runs/eval
+
+The bigram model is fitted on the store's ``train`` records and its smoothing ``k`` tuned on 64 crops of
+its ``valid`` records (:func:`lm.baselines.fit_baselines`, exactly the model ``lm/train.py`` reports
+bits/token for); ``NGramModel.sample`` draws the tokens and the store's tokenizer (``--tokenizer``,
+default ``default``; its weights hash must match the store's) decodes them to millivolts. Output: the
+synthetic-folder format of ``lm/generate.py`` (``manifest.json``, ``.npy``, WFDB), written atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from tokenizer.errors import StoreError  # noqa: E402
+from tokenizer.utils.cli import run_main  # noqa: E402
+
+
+def bigram_samples(store_path: str, out: str, tokenizer: str = "default", num_samples: int = 200,
+                   seconds: float = 10.0, seed: int = 0) -> Path:
+    """Fit the bigram model on ``store_path``, sample ``num_samples`` ECGs of ``seconds``, write ``out``."""
+    from eval.data import write_synthetic_folder
+    from lm.baselines import fit_baselines
+    from tokenizer.base import ECGTokenizer
+    from tokenizer.store import TokenStore
+
+    store = TokenStore.open(store_path)
+    tok = ECGTokenizer.from_pretrained(tokenizer)
+    if store.tokenizer_hash != tok.weights_hash:
+        raise StoreError(f"token store {store_path} was not built by tokenizer {tokenizer!r} (weights hash "
+                         f"{str(store.tokenizer_hash)[:12]}… vs {tok.weights_hash[:12]}…); pass --tokenizer")
+    if getattr(tok, "needs_state", False):
+        raise StoreError(f"tokenizer {tokenizer!r} needs side information to decode to mV; use a stateless one")
+    train = [np.asarray(store.tokens_of(e), dtype=np.int64) for e in store.entries("train")]
+    valid = store.random_crops(256, 64, split="valid", rng=np.random.default_rng(seed))
+    bigram = fit_baselines(train, store.vocab_size, valid)["bigram"]
+    n_tok = int(np.ceil(seconds * tok.tokens_per_second))
+    n_out = int(round(seconds * tok.fs))
+    ids = bigram.sample(num_samples, n_tok, seed=seed)
+    signals = [tok.decode(row, None)[:n_out] for row in ids]
+    return write_synthetic_folder(
+        out, signals, fs=tok.fs,
+        extra={"generator": "bigram token model (lm.baselines.NGramModel, add-k smoothing)",
+               "k": bigram.k, "seed": seed, "store": str(store_path), "tokenizer_weights_hash": tok.weights_hash,
+               "bits_per_token_valid": bigram.bits_per_token(valid)})
+
+
+@run_main
+def main(argv=None):
+    """Parse flags, sample, print where the folder is."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--store", required=True, help="token store folder (tokenizer/tokenize.py or lm/train.py)")
+    p.add_argument("--out", required=True, help="output folder (replaced atomically)")
+    p.add_argument("--tokenizer", default="default", help="tokenizer that built the store")
+    p.add_argument("--num_samples", "--num-samples", type=int, default=200)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--debug", action="store_true", help="show the full traceback on error")
+    a = p.parse_args(argv)
+    if a.num_samples < 1 or not a.seconds > 0:
+        p.error("--num_samples must be >= 1 and --seconds > 0")
+    folder = bigram_samples(a.store, a.out, a.tokenizer, a.num_samples, a.seconds, a.seed)
+    print(f"{a.num_samples} bigram-sampler ECGs x {a.seconds:g} s written to {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""The whole pipeline on a small CPU configuration: MIT-BIH -> tokens -> GPT -> synthetic ECG -> report.
+
+Launch (``make demo`` runs exactly this after installing)::
+
+    python scripts/demo.py --out runs/demo [--data_dir ../shared/data]
+
+Stages, each run as the command a user would type (printed before it runs, logged to ``<out>/logs``):
+
+1. **tokenize** every MIT-BIH record's MLII lead with the shipped tokenizer (``default``: contextual FSQ,
+   36 tokens/s, 4096 codes) into ``<out>/store`` (``tokenizer/tokenize.py``);
+2. **train** the ``tiny`` GPT on the DS1 training records with Accelerate (``lm/train.py``,
+   ``configs/lm/tiny.yaml``) into ``<out>/lm``;
+3. **generate** unconditional 10-s ECGs (``lm/generate.py``) into ``<out>/generated``, **forecast** 5 s
+   continuations of real DS2 prefixes (``lm/forecast.py``) into ``<out>/forecast``, and sample the bigram
+   token model (``scripts/bigram_samples.py``, the floor) into ``<out>/bigram``;
+4. **score** everything against held-out DS2 windows, with the real-DS1, ECGSYN and tokenizer-round-trip
+   reference rows (``eval/score.py``) into ``<out>/eval/report.md``.
+
+Data: ``--data_dir``, else ``$ECG2LLM_DATA``, else ``~/.cache/ecg2llm`` (downloaded from PhysioNet when
+missing). ``<out>/summary.json`` records each stage's command, wall time and headline numbers. Budget:
+<= 15 minutes on 2 CPU cores after install. Existing stage outputs are replaced (``--fresh false`` keeps
+the store and the trained LM of an earlier run and starts from stage 3).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tokenizer.errors import ECG2LLMError  # noqa: E402
+from tokenizer.utils.cli import run_main  # noqa: E402
+from tokenizer.utils.io import write_json  # noqa: E402
+
+ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no"]
+
+
+class StageError(ECG2LLMError):
+    """A pipeline stage exited with an error."""
+
+
+def run_stage(name: str, cmd: list[str], log_dir: Path, summary: dict) -> None:
+    """Run one stage, streaming its output to the terminal and to ``log_dir/<name>.log``."""
+    shown = " ".join(shlex.quote(c if c != sys.executable else "python") for c in cmd)
+    shown = shown.replace("python -m accelerate.commands.launch", "accelerate launch")
+    print(f"\n=== {name}: {shown}", flush=True)
+    t0 = time.time()
+    log = log_dir / f"{name}.log"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, bufsize=1)
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            f.write(line)
+        rc = proc.wait()
+    summary["stages"][name] = {"command": shown, "seconds": round(time.time() - t0, 1), "returncode": rc}
+    if rc != 0:
+        raise StageError(f"stage '{name}' failed with exit code {rc}; its full output is in {log}")
+
+
+@run_main
+def main(argv=None):
+    """Run stages 1-3 into ``--out`` and print where the report is."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    p.add_argument("--data_dir", "--data-dir", default=None, help="data root holding mitdb/ ($ECG2LLM_DATA)")
+    p.add_argument("--lm_config", default="configs/lm/tiny.yaml")
+    p.add_argument("--max_steps", type=int, default=None, help="override the LM config's max_steps")
+    p.add_argument("--num_samples", type=int, default=200, help="unconditional 10-s samples to generate")
+    p.add_argument("--forecast_tasks", type=int, default=48)
+    p.add_argument("--fresh", default="true", choices=["true", "false"],
+                   help="false: reuse <out>/store and <out>/lm/final from an earlier run")
+    p.add_argument("--debug", action="store_true", help="show the full traceback on error")
+    a = p.parse_args(argv)
+
+    from tokenizer.data import ensure_database, resolve_data_dir
+
+    out = (REPO / a.out) if not Path(a.out).is_absolute() else Path(a.out)
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    root = resolve_data_dir(a.data_dir)
+    ensure_database(root)  # downloads MIT-BIH when missing, or says exactly what is wrong
+    data = ["--data_dir", str(root)]
+    py = sys.executable
+    summary: dict = {"out": str(out), "data_dir": str(root), "stages": {}}
+    t0 = time.time()
+
+    store, lm_dir = out / "store", out / "lm"
+    reuse = a.fresh == "false" and (store / "meta.json").is_file() and (lm_dir / "final" / "config.json").is_file()
+    if not reuse:
+        run_stage("1_tokenize", [py, "tokenizer/tokenize.py", "--tokenizer", "default", "--out", str(store), *data],
+                  logs, summary)
+        steps = ["--max_steps", str(a.max_steps)] if a.max_steps else []
+        run_stage("2_train_lm", [*ACCELERATE, "lm/train.py", "--config", a.lm_config, "--store", str(store),
+                                 "--output_dir", str(lm_dir), "--overwrite_output_dir", "true", *steps, *data],
+                  logs, summary)
+    final = lm_dir / "final"
+    run_stage("3a_generate", [py, "lm/generate.py", "--model", str(final), "--num_samples", str(a.num_samples),
+                              "--seconds", "10", "--out", str(out / "generated"), "--seed", "0", "--png", "false"],
+              logs, summary)
+    run_stage("3b_forecast", [py, "lm/forecast.py", "--model", str(final), "--out", str(out / "forecast"),
+                              "--n_tasks", str(a.forecast_tasks), "--k", "16", *data], logs, summary)
+    run_stage("3c_bigram", [py, "scripts/bigram_samples.py", "--store", str(store), "--out", str(out / "bigram"),
+                            "--num_samples", str(a.num_samples)], logs, summary)
+    run_stage("4_score", [py, "eval/score.py", "--synthetic", str(out / "generated"), "--forecast",
+                          str(out / "forecast"), "--tokenizer", "default", "--extra_rows",
+                          f"bigram sampler={out / 'bigram'}", "--out", str(out / "eval"), "--n_real", "300",
+                          "--n_ref_rows", "200", *data], logs, summary)
+
+    summary["seconds"] = round(time.time() - t0, 1)
+    lm_metrics = json.loads((lm_dir / "metrics.json").read_text())
+    ev = json.loads((out / "eval" / "metrics.json").read_text())
+    summary["lm"] = {s: lm_metrics.get(s) for s in ("val", "test")}
+    summary["eval"] = {k: ev.get(k) for k in ("rfed", "mmd", "precision", "recall", "valid_rhythm_rate",
+                                              "hr_w1_bpm", "disc_score", "memorization_ratio", "forecast_crps")}
+    write_json(out / "summary.json", summary)
+
+    val, test = lm_metrics.get("val", {}), lm_metrics.get("test", {})
+    print(f"\n=== done in {summary['seconds'] / 60:.1f} min")
+    for name, m in (("val", val), ("test (DS2)", test)):
+        if m:
+            print(f"LM {name}: {m['bits_per_token']:.3f} bits/token (bigram {m.get('bigram_bits_per_token', float('nan')):.3f}, "
+                  f"unigram {m.get('unigram_bits_per_token', float('nan')):.3f}), {m['bits_per_second']:.0f} bits per ECG second")
+    e = summary["eval"]
+    print("synthetic vs real DS2: " + ", ".join(f"{k} {v:.3g}" for k, v in e.items() if isinstance(v, (int, float))))
+    print(f"report: {out / 'eval' / 'report.md'}  (HTML: {out / 'eval' / 'report.html'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
