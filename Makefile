@@ -36,7 +36,8 @@ test: install
 	WANDB_MODE=disabled $(PY) -m pytest -n $(JOBS) -q tests
 
 bench: install
-	$(PY) scripts/bench_tokenizer.py --out runs/bench
+	$(PY) scripts/bench_tokenizer.py --tokenizer default --out runs/bench/tokenizer_default.json
+	$(PY) scripts/bench_lm.py --out runs/bench
 
 clean:
 	rm -rf runs/demo .pytest_cache
