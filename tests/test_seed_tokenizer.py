@@ -21,7 +21,7 @@ def test_shapes(n, latent):
     z = m.encode(x)
     assert z.shape == (7, 1 if latent == "scalar" else 32)
     assert m.encoder(x).shape == (7, 32, 1)  # Table 1: pooled (B, 32, 1)
-    y = m.decode(z)
+    y = m.decode(z).detach()
     assert y.shape == (7, 1, n) and float(y.min()) >= 0 and float(y.max()) <= 1  # sigmoid output
 
 
