@@ -9,7 +9,8 @@ Stages, each run as the command a user would type (printed before it runs, logge
 1. **tokenize** every MIT-BIH record's MLII lead with the shipped tokenizer (``default``: contextual FSQ,
    36 tokens/s, 4096 codes) into ``<out>/store`` (``tokenizer/tokenize.py``);
 2. **train** the ``tiny`` GPT on the DS1 training records with Accelerate (``lm/train.py``,
-   ``configs/lm/tiny.yaml``) into ``<out>/lm``;
+   ``configs/lm/tiny.yaml``) into ``<out>/lm``, tracked with W&B (offline into ``<out>/lm/wandb`` unless
+   you are logged in; ``wandb sync`` it later);
 3. **generate** unconditional 10-s ECGs (``lm/generate.py``) into ``<out>/generated``, **forecast** 5 s
    continuations of real DS2 prefixes (``lm/forecast.py``) into ``<out>/forecast``, and sample the bigram
    token model (``scripts/bigram_samples.py``, the floor) into ``<out>/bigram``;
@@ -77,6 +78,8 @@ def main(argv=None):
     p.add_argument("--max_steps", type=int, default=None, help="override the LM config's max_steps")
     p.add_argument("--num_samples", type=int, default=200, help="unconditional 10-s samples to generate")
     p.add_argument("--forecast_tasks", type=int, default=48)
+    p.add_argument("--report_to", default="wandb", choices=["wandb", "tensorboard", "none"],
+                   help="LM tracker (W&B runs offline into <out>/lm/wandb unless you are logged in)")
     p.add_argument("--fresh", default="true", choices=["true", "false"],
                    help="false: reuse <out>/store and <out>/lm/final from an earlier run")
     p.add_argument("--debug", action="store_true", help="show the full traceback on error")
@@ -101,7 +104,8 @@ def main(argv=None):
                   logs, summary)
         steps = ["--max_steps", str(a.max_steps)] if a.max_steps else []
         run_stage("2_train_lm", [*ACCELERATE, "lm/train.py", "--config", a.lm_config, "--store", str(store),
-                                 "--output_dir", str(lm_dir), "--overwrite_output_dir", "true", *steps, *data],
+                                 "--output_dir", str(lm_dir), "--overwrite_output_dir", "true", "--report_to", a.report_to,
+                                 *steps, *data],
                   logs, summary)
     final = lm_dir / "final"
     run_stage("3a_generate", [py, "lm/generate.py", "--model", str(final), "--num_samples", str(a.num_samples),
