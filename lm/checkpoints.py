@@ -8,7 +8,7 @@ mid-save leaves a folder that ``latest`` skips.
 Accelerate saves the model (safetensors), the optimizer (``optimizer.bin``) and the RNG states of every
 process (``random_states_<rank>.pkl``); :class:`TrainState` (the step, tokens seen, best validation loss) is
 written by us as JSON into ``trainer_state.json``, never registered with ``register_for_checkpointing``:
-Accelerate reloads such objects with ``torch.load(weights_only=False)``, i.e. arbitrary pickle code.
+Accelerate reloads such objects with ``torch.load`` and ``weights_only`` off, i.e. arbitrary pickle code.
 Accelerate reads ``optimizer.bin`` and ``random_states_*.pkl`` through ``accelerate.utils.load``, which
 passes ``weights_only=True`` (tensors, numpy arrays and plain containers only; no code runs). Before
 resuming, :func:`check_checkpoint_files` refuses a folder holding any file our trainer does not write (a
@@ -119,6 +119,8 @@ def check_checkpoint_files(folder: str | Path) -> None:
     ConfigError
         Naming the unexpected files and what to do.
     """
+    from accelerate.utils import load as accelerate_load  # torch.load(weights_only=True) + numpy arrays allowed
+
     p = Path(folder)
     odd = sorted(f.name for f in p.iterdir() if not (f.is_file() and _EXPECTED.match(f.name)))
     if odd:
@@ -126,6 +128,18 @@ def check_checkpoint_files(folder: str | Path) -> None:
             f"checkpoint {p} holds files lm/train.py never writes: {odd}. Refusing to load it (pickled files can "
             f"run code when unpickled); remove those files if you trust them, or resume from another checkpoint"
         )
+    # Accelerate would skip an RNG file it cannot read (silently: the resume is then not exact) and fail deep
+    # inside on a bad optimizer.bin; check both here, with the same safe loader, and say which file is bad.
+    for f in sorted(p.iterdir()):
+        if f.suffix in (".bin", ".pkl", ".pt"):
+            try:
+                accelerate_load(f, map_location="cpu")
+            except Exception as e:  # noqa: BLE001 - UnpicklingError, EOFError, RuntimeError...
+                raise ConfigError(
+                    f"checkpoint file {f} cannot be loaded safely (torch.load weights_only=True: "
+                    f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); it is corrupt or holds "
+                    f"more than tensors. Resume from another checkpoint"
+                ) from None
 
 
 def read_train_state(folder: str | Path, state: TrainState) -> None:
