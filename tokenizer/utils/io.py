@@ -65,7 +65,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def _remove_stale_temps(dst: Path) -> None:
-    """Delete temporaries of ``dst`` left by processes that no longer exist (a killed earlier run)."""
+    """Delete temporaries of ``dst`` left by processes that no longer exist (a killed earlier run).
+
+    The pid in the name is checked on this machine only; that is enough because shared outputs are written
+    by the main process of a run, and a temporary of a live process is never touched.
+    """
     for p in dst.parent.glob(f".{glob_escape(dst.name)}.tmp-*"):
         pid = p.name.rsplit("-", 1)[-1]
         if not pid.isdigit() or int(pid) == os.getpid():
