@@ -5,13 +5,19 @@ iteration set to the optimizer step, so folder names say where training was). A 
 complete only once ``trainer_state.json`` is written into it, after every process has saved: a run killed
 mid-save leaves a folder that ``latest`` skips.
 
-Accelerate saves the model (safetensors), the optimizer, the RNG states of every process and the objects
-registered with ``register_for_checkpointing`` (here :class:`TrainState`: the step). The data position
-is a function of the step (:class:`lm.data.TrainBatches`) and the learning rate too (:func:`lr_at`), so
-restoring the step restores both.
+Accelerate saves the model (safetensors), the optimizer (``optimizer.bin``) and the RNG states of every
+process (``random_states_<rank>.pkl``); :class:`TrainState` (the step, tokens seen, best validation loss) is
+written by us as JSON into ``trainer_state.json``, never registered with ``register_for_checkpointing``:
+Accelerate reloads such objects with ``torch.load`` and ``weights_only`` off, i.e. arbitrary pickle code.
+Accelerate reads ``optimizer.bin`` and ``random_states_*.pkl`` through ``accelerate.utils.load``, which
+passes ``weights_only=True`` (tensors, numpy arrays and plain containers only; no code runs). Before
+resuming, :func:`check_checkpoint_files` refuses a folder holding any file our trainer does not write (a
+stray pickle included). The data position is a function of the step (:class:`lm.data.TrainBatches`) and
+the learning rate too (:func:`lr_at`), so restoring the step restores both.
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 import shutil
@@ -21,6 +27,9 @@ from tokenizer.errors import ConfigError
 
 MARKER = "trainer_state.json"
 _NAME = re.compile(r"^checkpoint_(\d+)$")
+#: Every file name ``accelerator.save_state`` + :class:`lm.trainer.Trainer` write into a checkpoint.
+_EXPECTED = re.compile(r"^(model(_\d+)?\.safetensors|optimizer(_\d+)?\.bin|random_states_\d+\.pkl|scaler\.pt"
+                       r"|sampler(_\d+)?\.bin|dl_state_dict(_\d+)?\.bin|trainer_state\.json)$")
 
 
 class TrainState:
@@ -100,6 +109,47 @@ def resolve_resume(cfg) -> Path | None:
     if not (p / MARKER).is_file():
         raise ConfigError(f"{p} is not a complete checkpoint (no {MARKER}): it may be half-written; pick another")
     return p
+
+
+def check_checkpoint_files(folder: str | Path) -> None:
+    """Refuse a checkpoint folder holding files our trainer does not write (e.g. an unexpected pickle).
+
+    Raises
+    ------
+    ConfigError
+        Naming the unexpected files and what to do.
+    """
+    from accelerate.utils import load as accelerate_load  # torch.load(weights_only=True) + numpy arrays allowed
+
+    p = Path(folder)
+    odd = sorted(f.name for f in p.iterdir() if not (f.is_file() and _EXPECTED.match(f.name)))
+    if odd:
+        raise ConfigError(
+            f"checkpoint {p} holds files lm/train.py never writes: {odd}. Refusing to load it (pickled files can "
+            f"run code when unpickled); remove those files if you trust them, or resume from another checkpoint"
+        )
+    # Accelerate would skip an RNG file it cannot read (silently: the resume is then not exact) and fail deep
+    # inside on a bad optimizer.bin; check both here, with the same safe loader, and say which file is bad.
+    for f in sorted(p.iterdir()):
+        if f.suffix in (".bin", ".pkl", ".pt"):
+            try:
+                accelerate_load(f, map_location="cpu")
+            except Exception as e:  # noqa: BLE001 - UnpicklingError, EOFError, RuntimeError...
+                raise ConfigError(
+                    f"checkpoint file {f} cannot be loaded safely (torch.load weights_only=True: "
+                    f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); it is corrupt or holds "
+                    f"more than tensors. Resume from another checkpoint"
+                ) from None
+
+
+def read_train_state(folder: str | Path, state: TrainState) -> None:
+    """Fill ``state`` from the checkpoint's ``trainer_state.json`` (JSON, not pickle)."""
+    f = Path(folder) / MARKER
+    try:
+        state.load_state_dict(json.loads(f.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{f} is unreadable or incomplete ({type(e).__name__}: {e}); resume from another "
+                          f"checkpoint") from None
 
 
 def check_fresh_output_dir(cfg, is_main: bool) -> None:

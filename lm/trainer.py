@@ -112,10 +112,11 @@ class Trainer:
         self.model, self.optimizer, *loaders = acc.prepare(model, optimizer, *loaders)
         self.loader_val, self.loader_val_final = loaders[0], loaders[1]
         self.loader_test = loaders[2] if has_test else None
-        self.state = ck.TrainState()
-        acc.register_for_checkpointing(self.state)
+        self.state = ck.TrainState()  # saved as JSON in trainer_state.json, not pickled by Accelerate
         if resume is not None:
+            ck.check_checkpoint_files(resume)
             acc.load_state(str(resume))
+            ck.read_train_state(resume, self.state)
             self.log.truncate_after(self.state.step)
             acc.print(f"resumed from {resume} at step {self.state.step}")
 
@@ -210,8 +211,7 @@ class Trainer:
         acc.save_state()
         acc.wait_for_everyone()
         if acc.is_main_process:
-            write_json(target / ck.MARKER, {"step": step, "tokens_seen": self.state.tokens_seen,
-                                            "num_processes": acc.num_processes})
+            write_json(target / ck.MARKER, {**self.state.state_dict(), "num_processes": acc.num_processes})
 
     def _save_model(self, folder: Path, metrics: dict | None = None) -> Path:
         """``save_pretrained`` + the tokenizer copy (+ metrics), atomically, by the main process."""

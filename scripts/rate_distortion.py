@@ -39,10 +39,11 @@ import torch  # noqa: E402
 from tokenizer.base import ECGTokenizer  # noqa: E402
 from tokenizer.baselines import (ChronosMeanScaleConfig, ChronosMeanScaleTokenizer, DecimateMuLawConfig,  # noqa: E402
                                  DecimateMuLawTokenizer, DecimateUniformConfig, DecimateUniformTokenizer)
+from tokenizer.errors import ConfigError  # noqa: E402
 from tokenizer.evaluation import evaluate_tokenizer, load_signals  # noqa: E402
 from tokenizer.metrics import MITDB_ADC_BITS  # noqa: E402
 from tokenizer.splits import inter_patient_split  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
+from tokenizer.utils.cli import int_list, run_main  # noqa: E402
 from tokenizer.utils.io import ensure_writable_dir, git_sha, versions, write_json, write_text  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -236,12 +237,11 @@ def main(argv=None):
         args.fsq_steps, args.seed_steps, args.fsq_eval_every = min(args.fsq_steps, 20), min(args.seed_steps, 20), 10
         args.test_seconds = args.test_seconds or 20.0
     torch.set_num_threads(args.threads)
-    ns = [int(v) for v in args.ns.split(",")]
-    vocabs = [int(v) for v in args.vocabs.split(",")]
+    ns, vocabs = int_list(args.ns, "--ns"), int_list(args.vocabs, "--vocabs")
     methods = [m for m in args.methods.split(",") if m]
     bad = [v for v in vocabs if v not in FSQ_LEVELS] + [m for m in methods if m not in METHODS]
     if bad:
-        raise SystemExit(f"unknown vocab/method {bad}; vocabs {sorted(FSQ_LEVELS)}, methods {METHODS}")
+        raise ConfigError(f"unknown vocab/method {bad}; vocabs {sorted(FSQ_LEVELS)}, methods {METHODS}")
     out = ensure_writable_dir(args.out)
     split = inter_patient_split()
     train = list(load_signals(split.train, args.data_dir).values()) if "seed" in methods else []

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 
 from tokenizer.seed_tokenizer import SeedTokenizer, SeedTokenizerConfig  # noqa: E402
 from tokenizer.training.seed import TrainConfig, evaluate, fit, split_windows  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
+from tokenizer.utils.cli import int_list, run_main  # noqa: E402
 from tokenizer.utils.io import ensure_writable_dir, write_json, write_run_info, write_text  # noqa: E402
 
 BLOCK_SIZES = (250, 125, 50, 25, 10, 5, 2)
@@ -55,10 +55,10 @@ def train_config(args, split: str, n: int, latent: str) -> TrainConfig:
 @run_main
 def main(argv=None):
     args = parse_args(argv)
+    splits = [s for s in args.splits.split(",") if s]
+    sizes = int_list(args.block_sizes, "--block_sizes")  # checked before anything is written
     out = ensure_writable_dir(args.out)
     write_run_info(out, vars(args))
-    splits = [s for s in args.splits.split(",") if s]
-    sizes = [int(s) for s in args.block_sizes.split(",") if s]
     rows, examples, t_start = [], {}, time.perf_counter()
     for split in splits:
         base = train_config(args, split, 10, "scalar")

@@ -10,7 +10,7 @@ from .data import MITDB_RECORDS, ensure_database, read_header, read_record, reso
 from .errors import ConfigError, RecordError
 from .splits import PACED, inter_patient_split
 from .store import StoreWriter, TokenStore
-from .utils.io import atomic_path, git_sha, versions
+from .utils.io import atomic_path, ensure_writable_dir, git_sha, versions
 
 
 @dataclass
@@ -44,6 +44,7 @@ def build_store(cfg: TokenizeConfig, tokenizer: ECGTokenizer | None = None, prog
 
     tok = tokenizer if tokenizer is not None else ECGTokenizer.from_pretrained(cfg.tokenizer)
     out = Path(cfg.out)
+    ensure_writable_dir(out.parent)  # fail before any work, with the folder named
     if out.exists() and not cfg.overwrite:
         raise ConfigError(f"token store {out} exists; pass --overwrite true to replace it")
     root = resolve_data_dir(cfg.data_dir)

@@ -111,8 +111,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file not found: {p}")
     try:
         data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
+    except yaml.YAMLError as e:  # one line: the position and the problem, not PyYAML's multi-line excerpt
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(e, "problem", None) or " ".join(str(e).split())
+        raise ConfigError(f"config file {p} is not valid YAML{where}: {what}; fix the file") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p} must hold a mapping of key: value, got {type(data).__name__}")
     return data

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 from datetime import datetime, timezone
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -45,6 +46,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     dst = Path(path)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.parent / f".{dst.name}.tmp-{os.getpid()}"
+    _remove_stale_temps(dst)
     if tmp.exists():
         shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
     try:
@@ -60,6 +62,26 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
         raise
+
+
+def _remove_stale_temps(dst: Path) -> None:
+    """Delete temporaries of ``dst`` left by processes that no longer exist (a killed earlier run).
+
+    The pid in the name is checked on this machine only; that is enough because shared outputs are written
+    by the main process of a run, and a temporary of a live process is never touched.
+    """
+    for p in dst.parent.glob(f".{glob_escape(dst.name)}.tmp-*"):
+        pid = p.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+            continue
+        except ProcessLookupError:
+            pass
+        except OSError:  # exists but is not ours (EPERM): leave it
+            continue
+        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
