@@ -49,6 +49,7 @@ from tokenizer.utils.io import ensure_writable_dir, git_sha, versions, write_jso
 REPO = Path(__file__).resolve().parents[1]
 FSQ_LEVELS = {256: [8, 6, 5], 1024: [8, 5, 5, 5], 4096: [8, 8, 8, 8]}  # Mentzer et al. Table 1; 8^4
 METHODS = ("fsq", "seed", "decimate_uniform", "decimate_mulaw", "chronos_meanscale")
+SEED_WINDOW = 250  # samples per seed window (tokenizer.windows)
 SEED_WINDOW_BITS = 2 * MITDB_ADC_BITS  # min and max of each 250-sample window, at the ADC's resolution
 
 
@@ -246,7 +247,7 @@ def main(argv=None):
     split = inter_patient_split()
     train = list(load_signals(split.train, args.data_dir).values()) if "seed" in methods else []
     test = load_signals(split.test, args.data_dir, seconds=args.test_seconds or None)
-    rows = []
+    rows, skipped = [], []
     cells = [(n, v, m) for n in ns for v in vocabs for m in methods]
     for i, (n, vocab, method) in enumerate(cells):
         row_file = out / "rows" / f"{method}_n{n}_v{vocab}.json"
@@ -254,6 +255,13 @@ def main(argv=None):
             import json
 
             rows.append(json.loads(row_file.read_text()))
+            continue
+        if method == "seed" and SEED_WINDOW % n:
+            # The seed's DimReduction tiles its 250-sample window with blocks of n: n must divide 250.
+            print(f"[{i + 1}/{len(cells)}] {method} n={n}: skipped (n does not divide the seed's "
+                  f"{SEED_WINDOW}-sample window)", flush=True)
+            skipped.append({"method": method, "n": n, "vocab_target": vocab,
+                            "reason": f"n={n} does not divide the seed's {SEED_WINDOW}-sample window"})
             continue
         print(f"[{i + 1}/{len(cells)}] {method} n={n} vocab~{vocab}", flush=True)
         tok, side, command, train_info = get_model(args, method, n, vocab, train, out)
@@ -265,12 +273,14 @@ def main(argv=None):
         rows.append(row)
         print(f"    RMSE {row['rmse_uv']:.1f} µV  PRDN {row['prdn']:.2f} %  {row['total_bits_per_second']:.0f} bit/s",
               flush=True)
-    study = {"rows": rows, "test_records": list(split.test), "test_seconds": args.test_seconds or "all",
+    study = {"rows": rows, "skipped": skipped, "test_records": list(split.test), "test_seconds": args.test_seconds or "all",
              "lead": "MLII", "split": split.as_dict(), "fsq_levels": FSQ_LEVELS, "quick": args.quick,
              "command": "python scripts/rate_distortion.py " + " ".join(args.argv),
              "git_sha": git_sha(), "versions": versions()}
     write_json(out / "rate_distortion.json", study)
-    write_text(out / "rate_distortion.md", markdown_table(rows))
+    notes = "".join(f"\nNo {k['method']} row at n={k['n']}: {k['reason']}." for k in
+                    {(k["method"], k["n"]): k for k in skipped}.values())
+    write_text(out / "rate_distortion.md", markdown_table(rows) + ("\n" + notes if notes else ""))
     plot(rows, out / "rate_distortion.png")
     print(f"wrote {out / 'rate_distortion.json'}, .md and .png")
     return 0
