@@ -38,7 +38,6 @@ def prepare_tracker_env(report_to: str, output_dir: str | Path) -> str | None:
             raise ConfigError("--report_to wandb needs the wandb package: pip install wandb") from None
         if "WANDB_MODE" not in os.environ and not wandb_logged_in():
             os.environ["WANDB_MODE"] = "offline"
-        os.environ.setdefault("WANDB_DIR", str(Path(output_dir).resolve()))
         return "wandb"
     if report_to == "tensorboard":
         try:
@@ -47,6 +46,21 @@ def prepare_tracker_env(report_to: str, output_dir: str | Path) -> str | None:
             raise ConfigError("--report_to tensorboard needs tensorboard: pip install tensorboard") from None
         return "tensorboard"
     raise ConfigError(f"unknown report_to {report_to!r}")
+
+
+def wandb_init_kwargs(cfg, output_dir: str | Path) -> dict[str, Any]:
+    """``wandb.init`` arguments: run name, mode and folder passed explicitly on every run.
+
+    wandb caches its settings per process at the first ``init``; passing ``dir`` and ``mode`` each time
+    makes a second training in the same process (a notebook, a test session) honour the current
+    ``$WANDB_DIR`` / ``$WANDB_MODE`` and its own ``output_dir`` (the default folder) instead of the first
+    run's.
+    """
+    kw: dict[str, Any] = {"name": cfg.run_name or Path(output_dir).name,
+                          "dir": os.environ.get("WANDB_DIR") or str(Path(output_dir).resolve())}
+    if os.environ.get("WANDB_MODE"):
+        kw["mode"] = os.environ["WANDB_MODE"]
+    return kw
 
 
 def flat_config(config: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from .baselines import baseline_metrics, fit_baselines
 from .data import TrainBatches, open_or_build_store, tile_crops, with_bos
 from .evaluation import eval_loader, evaluate, with_rates
 from .model import TOKENIZER_SUBDIR, build_model, num_parameters, tokenizer_record
-from .tracking import JsonlLog, flat_config, log_figure, prepare_tracker_env
+from .tracking import JsonlLog, flat_config, log_figure, prepare_tracker_env, wandb_init_kwargs
 
 
 def make_accelerator(cfg):
@@ -134,7 +134,7 @@ class Trainer:
                            device=str(acc.device), resumed_from=str(resume) if resume else None)
         if cfg.report_to != "none":
             acc.init_trackers(cfg.wandb_project, config=flat_config(self.run_config),
-                              init_kwargs={"wandb": {"name": cfg.run_name or self.out.name}})
+                              init_kwargs={"wandb": wandb_init_kwargs(cfg, self.out)})
 
     # ------------------------------------------------------------------ pieces
     def _eval_and_log(self, step: int, final: bool = False) -> dict:
