@@ -30,6 +30,7 @@ def bigram_samples(store_path: str, out: str, tokenizer: str = "default", num_sa
     """Fit the bigram model on ``store_path``, sample ``num_samples`` ECGs of ``seconds``, write ``out``."""
     from eval.data import write_synthetic_folder
     from lm.baselines import fit_baselines
+    from lm.sampling import check_stateless
     from tokenizer.base import ECGTokenizer
     from tokenizer.store import TokenStore
 
@@ -38,8 +39,7 @@ def bigram_samples(store_path: str, out: str, tokenizer: str = "default", num_sa
     if store.tokenizer_hash != tok.weights_hash:
         raise StoreError(f"token store {store_path} was not built by tokenizer {tokenizer!r} (weights hash "
                          f"{str(store.tokenizer_hash)[:12]}… vs {tok.weights_hash[:12]}…); pass --tokenizer")
-    if getattr(tok, "needs_state", False):
-        raise StoreError(f"tokenizer {tokenizer!r} needs side information to decode to mV; use a stateless one")
+    check_stateless(tok)
     train = [np.asarray(store.tokens_of(e), dtype=np.int64) for e in store.entries("train")]
     valid = store.random_crops(256, 64, split="valid", rng=np.random.default_rng(seed))
     bigram = fit_baselines(train, store.vocab_size, valid)["bigram"]
