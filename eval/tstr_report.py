@@ -24,7 +24,7 @@ def markdown(result: dict) -> str:
     lines = [
         "# Train on synthetic, test on real (MIT-BIH, inter-patient)", "",
         f"Model `{cfg['model']}`; generated {cfg['beat_sequences']} x {cfg['seconds']:g} s records per set "
-        f"(unconditional, beat:S, beat:V, beat:F; strength {cfg['strength']:g} log-odds); beat classifier "
+        f"(unconditional, beat:S, beat:V, beat:F; log-odds strengths {cfg['strengths']}); beat classifier "
         f"(1-D CNN + RR features, {cfg['epochs']} epochs) trained with seeds {cfg['seeds']}, tested on real DS2. "
         "AAMI classes N, S, V, F (Q excluded: 8 DS1 / 7 DS2 beats). Mean ± sd over seeds.", "",
         "## Beats", "", "| set | N | S | V | F |", "|---|---|---|---|---|",
@@ -128,6 +128,46 @@ def arms_figure(arms: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def examples_figure(sets: dict, path: Path, seconds: float = 10.0) -> None:
+    """The first ``seconds`` of the first record of each generated set, its labels above the R peaks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import wfdb
+
+    names = [n for n in sets if (Path(sets[n]) / "sample_000.hea").is_file()]
+    fig, axes = plt.subplots(len(names), 1, figsize=(13, 1.7 * len(names) + 0.4), squeeze=False)
+    colors = {"N": "0.35", "S": "tab:blue", "V": "tab:red", "F": "tab:purple", "Q": "tab:gray"}
+    for ax, name in zip(axes[:, 0], names):
+        base = str(Path(sets[name]) / "sample_000")
+        rec = wfdb.rdrecord(base)
+        n = min(rec.sig_len, int(seconds * rec.fs))
+        x = rec.p_signal[:n, 0]
+        ax.plot(np.arange(n) / rec.fs, x, lw=0.7, color="k")
+        ann = wfdb.rdann(base, "atr") if Path(base + ".atr").is_file() else None
+        if ann is not None:
+            top = np.nanmax(x) + 0.15
+            for smp, sym, aux in zip(ann.sample, ann.symbol, ann.aux_note):
+                if smp >= n:
+                    continue
+                if sym == "+":
+                    ax.text(smp / rec.fs, top + 0.25, aux, fontsize=7, color="tab:green")
+                else:
+                    cls = {"A": "S"}.get(sym, sym)
+                    ax.text(smp / rec.fs, top, cls, fontsize=7, ha="center", color=colors.get(cls, "k"))
+            ax.set_ylim(np.nanmin(x) - 0.2, top + 0.6)
+        ax.set_ylabel(name, rotation=0, ha="right", fontsize=8)
+        ax.set_xlim(0, seconds)
+        ax.tick_params(labelsize=7)
+    axes[-1, 0].set_xlabel("s")
+    fig.suptitle("Generated under each condition (labels: the generated beat classes, S in blue, V red, F purple)",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)
+
+
 def write_outputs(result: dict, out: Path) -> None:
     """``tstr.json``, ``tstr.md`` and ``figures/{beat_templates,arms}.png`` into ``out`` (atomic writes)."""
     from tokenizer.utils.io import atomic_path
@@ -138,6 +178,8 @@ def write_outputs(result: dict, out: Path) -> None:
     if figs is not None:
         with atomic_path(out / "figures" / "beat_templates.png") as tmp:
             beat_figure(figs["ds2"], figs["synthetic"], tmp)
+        with atomic_path(out / "figures" / "conditional_examples.png") as tmp:
+            examples_figure(figs["sets"], tmp)
     with atomic_path(out / "figures" / "arms.png") as tmp:
         arms_figure(result["arms"], tmp)
     write_json(out / "tstr.json", result)

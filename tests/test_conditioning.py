@@ -223,3 +223,40 @@ def test_corpus_crops_are_prefixed_stream_slices(tmp_path, data_dir):
     tiles = corpus.tiles("valid", 64, max_crops=5)
     assert tiles.shape == (5, 64) and np.array_equal(tiles, corpus.tiles("valid", 64, max_crops=5))
 
+
+
+def test_shipped_conditional_model_generates_the_requested_rhythm(tmp_path):
+    import wfdb
+
+    from lm.generate import main
+
+    out = tmp_path / "g"
+    assert main(["--model", "conditional", "--condition", "rhythm:AFIB", "--num_samples", "2", "--seconds", "10",
+                 "--out", str(out), "--png", "false"]) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    for s in m["samples"]:
+        rec = wfdb.rdrecord(str(out / s["name"]))
+        ann = wfdb.rdann(str(out / s["name"]), "atr")
+        assert rec.sig_len == 3600 and np.isfinite(rec.p_signal).all()
+        assert {a for a, sym in zip(ann.aux_note, ann.symbol) if sym == "+"} == {"(AFIB"}
+        assert s["beats"] >= 5  # a 10-s ECG has beats, and every one is labelled
+    from lm.model import PRETRAINED_DIR
+
+    spec = ConditionSpec.from_dict(
+        json.loads((PRETRAINED_DIR / "conditional" / "config.json").read_text())["ecg_conditioning"])
+    assert spec.counts["beat:V"] > 1000 and spec.counts["rhythm:AFIB"] > 0
+
+
+def test_store_with_other_validation_records_is_refused(tmp_path, data_dir):
+    """Splits are fixed when a store is built: a config asking for other validation records gets a clear error."""
+    from lm.data import open_or_build_store
+    from tokenizer.errors import StoreError
+
+    tok = UniformBlockTokenizer(UniformBlockConfig())
+    tok_dir = tok.save_pretrained(tmp_path / "tok")
+    store = build_test_store(tmp_path / "store", tok_dir, data_dir, ["106", "101", "112"])  # 101, 112: valid
+    cfg = types.SimpleNamespace(store=str(store), tokenizer=str(tok_dir), valid_records=["101", "112", "119", "208"])
+    assert open_or_build_store(cfg, tok).path == store  # 119/208 are not in this store: consistent
+    cfg.valid_records = ["101"]  # would make 112 a training record
+    with pytest.raises(StoreError, match=r"validation records \['101', '112'\].*asks for \['101'\]"):
+        open_or_build_store(cfg, tok)
