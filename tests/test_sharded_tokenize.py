@@ -57,3 +57,18 @@ def test_a_failing_process_leaves_the_previous_store(tiny_db, tmp_path, one_proc
     assert "114" in r.stderr and "truncated" in r.stderr, r.stderr[-3000:]
     assert (out / "tokens.bin").read_bytes() == before and TokenStore.open(out).meta["format_version"] == 1
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+@pytest.mark.parametrize("name,kind,n", [("cpu_2proc", "MULTI_CPU", 2), ("single_gpu_bf16", "NO", 1),
+                                         ("multi_gpu_ddp", "MULTI_GPU", 8), ("multi_node_ddp", "MULTI_GPU", 16),
+                                         ("fsdp", "FSDP", 8)])
+def test_accelerate_configs_load(name, kind, n):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    cfg = load_config_from_file(str(REPO / "configs" / "accelerate" / f"{name}.yaml"))
+    assert cfg.distributed_type.value == kind and cfg.num_processes == n
+    assert cfg.mixed_precision == ("no" if name == "cpu_2proc" else "bf16")
+    if name == "fsdp":
+        assert cfg.fsdp_config["fsdp_transformer_layer_cls_to_wrap"] == "LlamaDecoderLayer"
+    if name == "multi_node_ddp":
+        assert cfg.num_machines == 2 and cfg.main_process_ip and cfg.main_process_port
