@@ -33,7 +33,7 @@ def _assert_one_line(rc: int, err: str, *needles: str) -> None:
 
 
 def test_every_entry_point_is_listed():
-    assert len(ENTRY_POINTS) >= 13 and "scripts/demo.py" in ENTRY_POINTS
+    assert len(ENTRY_POINTS) >= 12 and "scripts/demo.py" in ENTRY_POINTS and "scripts/bench.py" in ENTRY_POINTS
 
 
 @pytest.mark.parametrize("script", ENTRY_POINTS)
