@@ -92,10 +92,17 @@ class Scorer:
         Default: :meth:`Embedder.from_pretrained` of ``settings.embedding`` (the committed network).
     verbose : bool
         Print one line per expensive step.
+    reference : WindowSet, optional
+        A ready-made real reference (e.g. only the DS2 windows holding ventricular beats, for scoring a
+        class-conditional set) instead of ``settings.n_real`` random windows of ``reference_records``.
     """
 
     def __init__(
-        self, settings: ScoreSettings | None = None, embedder: Embedder | None = None, verbose: bool = True
+        self,
+        settings: ScoreSettings | None = None,
+        embedder: Embedder | None = None,
+        verbose: bool = True,
+        reference: WindowSet | None = None,
     ):
         self.settings = s = settings or ScoreSettings()
         self.verbose = verbose
@@ -107,7 +114,7 @@ class Scorer:
         self._train_ref: tuple[WindowSet, Features] | None = None
         self._ceiling: dict[int, float] = {}
         t = time.time()
-        self.reference = real_windows(
+        self.reference = reference if reference is not None else real_windows(
             s.reference_records,
             self.data_dir,
             n=s.n_real,

@@ -29,6 +29,8 @@ class LMTrainConfig:
     download: bool = True                    # fetch missing MIT-BIH records from PhysioNet when building
     valid_records: list[str] = field(default_factory=lambda: list(DEFAULT_VALID))
     context_length: int = 512                # tokens per training sequence, BOS included
+    conditioning: bool = False               # add rhythm-prefix and beat-label tokens from the .atr files
+    condition_lead_s: float = 0.2            # a beat token precedes its R peak by this many seconds
 
     # ------------------------------------------------------------------ model (Llama-style, lm/model.py)
     n_layer: int = 4

@@ -55,6 +55,15 @@ def open_or_build_store(cfg, tok, accelerator=None) -> TokenStore:
         )
     if store.vocab_size != tok.vocab_size:
         raise StoreError(f"token store {path} has vocabulary {store.vocab_size}, tokenizer {tok.vocab_size}")
+    valid = sorted({e.record for e in store.entries("valid")})
+    present = {e.record for e in store.entries()}
+    want = sorted(str(r) for r in cfg.valid_records if str(r) in present)
+    if cfg.valid_records and valid != want:
+        raise StoreError(
+            f"token store {path} holds validation records {valid}, but the config asks for {want}: splits are "
+            f"fixed when a store is built; point --store at another folder (it is built on first use) or use "
+            f"the store's validation records"
+        )
     have = {e.split for e in store.entries()}
     for split in ("train", "valid"):
         if split not in have:
@@ -76,7 +85,8 @@ class TrainBatches:
 
     Parameters
     ----------
-    store : TokenStore
+    store : TokenStore or lm.conditioning.ConditionedCorpus
+        Where crops come from (a conditional LM's corpus adds the rhythm prefix and beat labels).
     context_length : int
         Sequence length including BOS.
     batch_size : int
@@ -90,7 +100,10 @@ class TrainBatches:
                  split: str = "train"):
         self.store, self.length, self.batch_size = store, int(context_length) - 1, int(batch_size)
         self.bos_id, self.seed, self.split = int(bos_id), int(seed), split
-        longest = max((e.n_tokens for e in store.entries(split)), default=0)
+        if hasattr(store, "longest"):  # a ConditionedCorpus
+            longest = store.longest(split)
+        else:
+            longest = max((e.n_tokens for e in store.entries(split)), default=0)
         if longest < self.length:
             raise StoreError(
                 f"no '{split}' record of {store.path} holds context_length - 1 = {self.length} tokens "

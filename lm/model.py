@@ -16,7 +16,8 @@ Vocabulary layout (``V`` = the ECG tokenizer's vocabulary size)::
     V          PAD   (never trained on: crops are full length)
     V + 1      BOS   (first token of every training sequence and every generation)
     V + 2      EOS   (reserved; crops never end a record, so it is not trained)
-    V + 3 ..   padding rows up to a multiple of ``vocab_multiple`` (64): matmul-friendly shapes on GPU
+    V + 3 ..   control tokens of a conditional LM (``rhythm:AFIB``, ``beat:V``...; :mod:`lm.conditioning`)
+    ...        padding rows up to a multiple of ``vocab_multiple`` (64): matmul-friendly shapes on GPU
                (nanoGPT pads 50257 to 50304 for the same reason). Generation masks every id >= V.
 
 The LM's ``config.json`` carries the tokenizer (``config.ecg_tokenizer``: its config dict, weights hash
@@ -35,7 +36,9 @@ import torch
 from tokenizer.errors import ConfigError, TokenizerError
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
-TOKENIZER_SUBDIR = "tokenizer"  # a copy of the ECG tokenizer inside every saved LM folder
+TOKENIZER_SUBDIR = "tokenizer"
+#: LMs shipped in ``lm/pretrained/<name>`` and the config each was trained with.
+SHIPPED = {"default": "configs/lm/tiny.yaml", "conditional": "configs/lm/tiny_cond.yaml"}  # a copy of the ECG tokenizer inside every saved LM folder
 
 
 def special_ids(codebook_size: int) -> dict[str, int]:
@@ -44,9 +47,9 @@ def special_ids(codebook_size: int) -> dict[str, int]:
     return {"pad_token_id": v, "bos_token_id": v + 1, "eos_token_id": v + 2}
 
 
-def padded_vocab_size(codebook_size: int, multiple: int = 64) -> int:
-    """``codebook_size + 3`` special ids, rounded up to a multiple of ``multiple``."""
-    n = int(codebook_size) + 3
+def padded_vocab_size(codebook_size: int, multiple: int = 64, extra: int = 0) -> int:
+    """``codebook_size + 3`` special ids ``+ extra`` control tokens, rounded up to a multiple of ``multiple``."""
+    n = int(codebook_size) + 3 + int(extra)
     m = max(1, int(multiple))
     return int(math.ceil(n / m) * m)
 
@@ -62,7 +65,7 @@ def tokenizer_record(tok) -> dict[str, Any]:
     }
 
 
-def build_model(cfg, tok_record: dict[str, Any]):
+def build_model(cfg, tok_record: dict[str, Any], conditioning=None):
     """A freshly initialized ``LlamaForCausalLM`` for the tokenizer described by ``tok_record``.
 
     Parameters
@@ -72,6 +75,9 @@ def build_model(cfg, tok_record: dict[str, Any]):
         ``rope_theta``, ``attention_dropout``, ``tie_embeddings``, ``vocab_multiple``, ``init_std``.
     tok_record : dict
         :func:`tokenizer_record` of the ECG tokenizer.
+    conditioning : lm.conditioning.ConditionSpec, optional
+        Control tokens of a conditional LM (ids from ``codebook_size + 3``), saved as
+        ``config.ecg_conditioning``.
 
     Returns
     -------
@@ -90,7 +96,7 @@ def build_model(cfg, tok_record: dict[str, Any]):
     # rounded to 64 for matmul-friendly shapes.
     d_ff = int(cfg.d_ff or 64 * math.ceil(8 * cfg.d_model / 3 / 64))
     config = LlamaConfig(
-        vocab_size=padded_vocab_size(v, cfg.vocab_multiple),
+        vocab_size=padded_vocab_size(v, cfg.vocab_multiple, conditioning.n_tokens if conditioning else 0),
         hidden_size=int(cfg.d_model), intermediate_size=d_ff, num_hidden_layers=int(cfg.n_layer),
         num_attention_heads=int(cfg.n_head), num_key_value_heads=n_kv,
         max_position_embeddings=int(cfg.context_length),
@@ -101,6 +107,10 @@ def build_model(cfg, tok_record: dict[str, Any]):
     config.ecg_tokenizer = dict(tok_record)
     config.ecg_codebook_size = v
     config.ecg_leads = list(getattr(cfg, "leads", ["MLII"]))
+    if conditioning is not None:
+        if conditioning.first_id != ids["eos_token_id"] + 1:
+            raise ConfigError(f"control tokens must start at {ids['eos_token_id'] + 1}, got {conditioning.first_id}")
+        config.ecg_conditioning = conditioning.to_dict()
     model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(**ids, do_sample=True)
     return model
@@ -120,14 +130,15 @@ def num_parameters(model, exclude_embeddings: bool = False) -> int:
 
 
 def resolve_model_dir(model: str | Path) -> Path:
-    """``"default"`` -> the shipped LM (``lm/pretrained/default``); else the given folder, checked."""
+    """A shipped LM by name -- ``"default"`` (tiny, unconditional) or ``"conditional"`` (tiny with control
+    tokens) in ``lm/pretrained/`` -- else the given folder (or run directory), checked."""
     p = Path(model)
-    if str(model) == "default":
-        p = PRETRAINED_DIR / "default"
+    if str(model) in SHIPPED:
+        p = PRETRAINED_DIR / str(model)
         if not (p / "config.json").is_file():
             raise ConfigError(
-                f"the default LM is not installed at {p}; train one with `bash scripts/train_default_lm.sh` "
-                f"or pass --model <run>/final"
+                f"the shipped LM {model!r} is not installed at {p}; train it with `accelerate launch lm/train.py "
+                f"--config {SHIPPED[str(model)]}` and pass --model <output_dir>/final"
             )
     if (p / "final" / "config.json").is_file() and not (p / "config.json").is_file():
         p = p / "final"  # accept a run directory as well as its final/ folder

@@ -17,7 +17,7 @@ run does not change the run.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -61,8 +61,12 @@ def draw(logits: torch.Tensor, params: SamplingParams, generator: torch.Generato
 
 
 def _sample_chunk(model, context: torch.Tensor, n_new: int, params: SamplingParams, v: int,
-                  generator: torch.Generator) -> torch.Tensor:
-    """``context`` ``(B, C)`` (BOS first) -> ``(B, n_new)`` new ECG ids, with a static KV cache."""
+                  generator: torch.Generator, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``context`` ``(B, C)`` (BOS first) -> ``(B, n_new)`` new ids below ``v``, with a static KV cache.
+
+    ``bias`` ``(V,)`` or ``(B, V)``, if given, is added to the logits before sampling (``-inf`` masks an id):
+    how a conditional LM is steered (:func:`sample_conditioned`).
+    """
     from transformers import StaticCache
 
     b, c = context.shape
@@ -72,7 +76,7 @@ def _sample_chunk(model, context: torch.Tensor, n_new: int, params: SamplingPara
                    cache_position=torch.arange(c, device=device)).logits[:, -1, :v]  # (B, V)
     out = torch.empty((b, n_new), dtype=torch.long, device=device)
     for t in range(n_new):
-        out[:, t] = draw(logits, params, generator)
+        out[:, t] = draw(logits if bias is None else logits.float() + bias, params, generator)
         if t + 1 < n_new:
             logits = model(input_ids=out[:, t:t + 1], cache=cache, use_cache=True,
                            cache_position=torch.tensor([c + t], device=device)).logits[:, -1, :v]
@@ -103,6 +107,11 @@ def sample_tokens(model, n_samples: int, n_tokens: int, prompt: np.ndarray | Non
     -------
     np.ndarray of int64, shape (n_samples, n_tokens), values in ``[0, codebook_size)``.
     """
+    from .conditioning import ConditionSpec
+
+    if ConditionSpec.of_model(model) is not None:  # a conditional LM, sampled without conditions: codes only
+        return sample_conditioned(model, n_samples, n_tokens, prompt=prompt, params=params,
+                                  batch_size=batch_size, seed=seed, progress=progress).codes
     params = params or SamplingParams()
     v = int(model.config.ecg_codebook_size)
     bos = int(model.config.bos_token_id)
@@ -157,3 +166,140 @@ def check_stateless(tok) -> None:
             f"the {tok.tokenizer_type!r} tokenizer needs per-window side information (state) to decode to mV, "
             f"which an LM does not generate; train the LM on a stateless tokenizer (the default FSQ one)"
         )
+
+
+# ------------------------------------------------------------------------------------ conditional LMs
+@dataclass
+class ConditionedSamples:
+    """Output of :func:`sample_conditioned`.
+
+    Attributes
+    ----------
+    codes : np.ndarray of int64, shape (N, n_codes)
+        ECG codes only (control tokens removed), ready for ``tokenizer.decode``.
+    events : list of list of (int, str)
+        Per sample, every control token as ``(code index it precedes, name)``, e.g. ``(118, "beat:V")``.
+    rhythm : list of str
+        Per sample, the rhythm prefix (requested, or drawn by the model).
+    streams : list of np.ndarray
+        Per sample, the raw generated ids (codes and control tokens, prompt excluded).
+    """
+
+    codes: np.ndarray
+    events: list
+    rhythm: list
+    streams: list
+    prompt_events: list = field(default_factory=list)  # labels of a real prompt (set by lm.synthesize)
+
+
+def control_bias(spec, vocab: int, rhythm: str | None, beats, strength: float) -> torch.Tensor:
+    """Additive logits ``(vocab,)``: PAD/BOS/EOS masked, other rhythms masked when one is requested,
+    ``+strength`` on each requested beat class."""
+    bias = torch.zeros(vocab)
+    bias[spec.first_id - 3:spec.first_id] = -float("inf")  # PAD, BOS, EOS
+    if rhythm is not None:
+        keep = spec.id_of(f"rhythm:{rhythm}")
+        for i in spec.rhythm_ids().tolist():
+            if i != keep:
+                bias[i] = -float("inf")
+    for c in beats:
+        bias[spec.id_of(f"beat:{c}")] += float(strength)
+    return bias
+
+
+@torch.inference_mode()
+def sample_conditioned(model, n_samples: int, n_codes: int, conditions=(), strength: float = 3.0,
+                       prompt: np.ndarray | None = None, prompt_rhythm: str | None = None,
+                       params: SamplingParams | None = None, batch_size: int = 64, seed: int = 0,
+                       progress: bool = False) -> ConditionedSamples:
+    """Sample a conditional LM (see :mod:`lm.conditioning`) until every sequence has ``n_codes`` ECG codes.
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        An LM trained with ``conditioning: true`` (its config has ``ecg_conditioning``).
+    n_samples, n_codes : int
+    conditions : sequence of str
+        ``"rhythm:AFIB"`` (the prefix; other rhythm tokens masked) and/or ``"beat:V"`` (``+strength`` log-odds
+        on that beat token at every step). Empty: the model draws the rhythm prefix and every label itself.
+    strength : float
+        Log-odds added to each requested beat class.
+    prompt : np.ndarray of int, optional
+        A real prefix as a stream (codes and control tokens, :func:`lm.conditioning.interleave`).
+    prompt_rhythm : str, optional
+        Rhythm in force at the prompt's start (the prefix token); required with ``prompt``.
+    params : SamplingParams, optional
+    batch_size, seed, progress
+        As in :func:`sample_tokens`.
+    """
+    from .conditioning import ConditionSpec, split_stream
+
+    spec = ConditionSpec.of_model(model)
+    if spec is None:
+        raise ConfigError("this LM was trained without control tokens (no config.ecg_conditioning); "
+                          "conditions need an LM trained with `conditioning: true`")
+    rhythm, beats = spec.parse_conditions(list(conditions))
+    params = params or SamplingParams()
+    v = int(model.config.ecg_codebook_size)
+    vcut = spec.first_id + spec.n_tokens
+    bos = int(model.config.bos_token_id)
+    window = int(model.config.max_position_embeddings)
+    keep = window // 2
+    if n_codes < 1 or n_samples < 1:
+        raise ConfigError(f"need n_samples >= 1 and n_codes >= 1, got {n_samples}, {n_codes}")
+    prompt = np.zeros(0, np.int64) if prompt is None else np.asarray(prompt, dtype=np.int64).reshape(-1)
+    if prompt.size:
+        if rhythm is not None:
+            raise ConfigError("a prompt sets the rhythm from its own annotations; drop the rhythm condition")
+        if prompt_rhythm is None:
+            raise ConfigError("a prompt for a conditional LM needs prompt_rhythm (the rhythm at its start)")
+        rhythm_prefix = spec.id_of(f"rhythm:{prompt_rhythm}")
+    device = next(model.parameters()).device
+    bias = control_bias(spec, vcut, rhythm, beats, strength).to(device)  # (vcut,)
+    first_bias = torch.full((vcut,), -float("inf"), device=device)  # the prefix: rhythm tokens only
+    first_bias[torch.from_numpy(spec.rhythm_ids()).to(device)] = bias[torch.from_numpy(spec.rhythm_ids()).to(device)]
+    rid = torch.from_numpy(spec.rhythm_ids()).to(device)
+    codes = np.empty((n_samples, n_codes), dtype=np.int64)
+    events, rhythms, streams = [], [], []
+    from tqdm.auto import tqdm
+
+    starts = list(range(0, n_samples, max(1, int(batch_size))))
+    for bi, start in enumerate(tqdm(starts, desc="sampling", unit="batch", disable=not progress)):
+        b = min(batch_size, n_samples - start)
+        gen = torch.Generator(device=device).manual_seed(int(seed) + bi)
+        bos_col = torch.full((b, 1), bos, dtype=torch.long, device=device)
+        if prompt.size:
+            prefix = torch.full((b, 1), rhythm_prefix, dtype=torch.long, device=device)
+        else:
+            prefix = _sample_chunk(model, bos_col, 1, params, vcut, gen, first_bias)  # (b, 1)
+        hist = torch.from_numpy(np.tile(prompt, (b, 1))).to(device)  # (b, P)
+        made = torch.zeros(b, dtype=torch.long, device=device)  # codes generated per row
+        first = True
+        while int(made.min()) < n_codes:
+            # rhythm in force: the last rhythm token generated so far, else the prefix
+            r_now = prefix[:, 0]
+            if hist.shape[1]:
+                is_r = torch.isin(hist, rid)
+                last = torch.where(is_r, torch.arange(hist.shape[1], device=device), -1).max(1).values  # (b,)
+                r_now = torch.where(last >= 0, hist.gather(1, last.clamp(min=0)[:, None]).squeeze(1), r_now)
+            carried = hist[:, -(window - 2):] if first else hist[:, -keep:]
+            ctx = torch.cat([bos_col, r_now[:, None], carried], 1)  # (b, C)
+            room = window - ctx.shape[1]
+            if room < 1:
+                ctx = torch.cat([ctx[:, :2], ctx[:, -keep:]], 1)
+                room = window - ctx.shape[1]
+            need = n_codes - int(made.min())
+            new = _sample_chunk(model, ctx, min(room, need + need // 6 + 4), params, vcut, gen, bias)
+            hist = torch.cat([hist, new], 1)
+            made += (new < v).sum(1)
+            first = False
+        gen_part = hist[:, prompt.size:].cpu().numpy()
+        for i in range(b):
+            c, ev = split_stream(gen_part[i], spec)
+            if len(c) < n_codes:  # cannot happen: the loop runs until every row has n_codes codes
+                raise RuntimeError("internal error: a sequence ended short of codes")
+            codes[start + i] = c[:n_codes]
+            events.append([(k, name) for k, name in ev if k < n_codes])
+            rhythms.append(spec.name_of(int(prefix[i, 0]))[len("rhythm:"):])
+            streams.append(gen_part[i])
+    return ConditionedSamples(codes=codes, events=events, rhythm=rhythms, streams=streams)

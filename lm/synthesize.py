@@ -4,6 +4,8 @@ Library side of ``lm/generate.py``. Output folder (replaced atomically; a folder
 ``manifest.json`` of ours is refused rather than overwritten)::
 
     sample_000.hea / .dat   WFDB record, one lead in mV (format 16, 1 µV resolution), fs of the tokenizer
+    sample_000.atr          conditional LMs only: the generated beat labels (MIT-BIH symbols N, A, V, F, Q at
+                            the R peaks) and rhythm notes (``+`` with ``(AFIB``...), readable by ``wfdb.rdann``
     sample_000.npy          float32 mV, the same samples
     sample_000.png          plot (a dashed line marks where a real prompt ends)
     tokens.npy              int32 (num_samples, tokens): the sampled ids (prompt not included)
@@ -12,7 +14,7 @@ Library side of ``lm/generate.py``. Output folder (replaced atomically; a folder
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,7 @@ import torch
 from tokenizer.errors import ConfigError
 from tokenizer.utils.io import atomic_path, git_sha, sha256_file, versions, write_json
 
+from .conditioning import ConditionSpec, events_to_annotations, write_annotations
 from .model import load_lm, load_tokenizer_for
 from .sampling import SamplingParams, check_stateless, sample_tokens
 
@@ -47,6 +50,8 @@ class GenerateConfig:
     prompt_lead: str = "MLII"
     data_dir: str | None = None         # data root for --prompt_record ($ECG2LLM_DATA otherwise)
     png: bool = True
+    condition: list[str] = field(default_factory=list)  # conditional LMs: e.g. rhythm:AFIB,beat:V
+    condition_strength: float = 3.0     # log-odds added to each requested beat class at every step
     device: str = "auto"                # auto | cpu | cuda
     num_threads: int = 0                # torch CPU threads; 0 = library default
 
@@ -62,8 +67,8 @@ class GenerateConfig:
         SamplingParams(self.temperature, self.top_k, self.top_p)  # validates
 
 
-def _prompt_ids(cfg: GenerateConfig, tok) -> tuple[np.ndarray, float]:
-    """Tokens of the real prefix and its exact length in seconds."""
+def _prompt_ids(cfg: GenerateConfig, tok) -> tuple[np.ndarray, float, int]:
+    """Tokens of the real prefix, its exact length in seconds, and its first sample in the record."""
     from tokenizer.data import read_record, resolve_data_dir
 
     rec = read_record(str(cfg.prompt_record), resolve_data_dir(cfg.data_dir), lead=cfg.prompt_lead,
@@ -78,7 +83,7 @@ def _prompt_ids(cfg: GenerateConfig, tok) -> tuple[np.ndarray, float]:
     ids, _ = tok.encode(rec.signal[a:b], rec.fs)
     n = int(round(cfg.prompt_seconds * tok.tokens_per_second))
     ids = ids[:n]
-    return ids, len(ids) / tok.tokens_per_second
+    return ids, len(ids) / tok.tokens_per_second, a
 
 
 def _prepare_out(out: Path) -> None:
@@ -112,18 +117,32 @@ def generate(cfg: GenerateConfig) -> dict:
     leads = list(getattr(model.config, "ecg_leads", None) or ["MLII"])
     lead = leads[0] if len(leads) == 1 else "ECG"
 
-    prompt, prompt_s = (np.zeros(0, np.int64), 0.0)
+    spec = ConditionSpec.of_model(model)
+    if cfg.condition and spec is None:
+        raise ConfigError(f"--condition {','.join(cfg.condition)} needs a conditional LM (trained with "
+                          f"`conditioning: true`, e.g. configs/lm/tiny_cond.yaml); {folder} has no control tokens")
+    prompt, prompt_s, prompt_start = (np.zeros(0, np.int64), 0.0, 0)
     if cfg.prompt_record is not None:
-        prompt, prompt_s = _prompt_ids(cfg, tok)
+        prompt, prompt_s, prompt_start = _prompt_ids(cfg, tok)
     n_tok = int(np.ceil(cfg.seconds * tok.tokens_per_second))
     params = SamplingParams(cfg.temperature, cfg.top_k, cfg.top_p)
     t0 = time.perf_counter()
-    ids = sample_tokens(model, cfg.num_samples, n_tok, prompt=prompt, params=params,
-                        batch_size=cfg.batch_size, seed=cfg.seed, progress=True)  # (K, n_tok)
+    labels = None
+    if spec is not None:
+        labels = _sample_with_labels(cfg, model, tok, spec, prompt, prompt_start, n_tok, params)
+        ids = labels.codes
+    else:
+        ids = sample_tokens(model, cfg.num_samples, n_tok, prompt=prompt, params=params,
+                            batch_size=cfg.batch_size, seed=cfg.seed, progress=True)  # (K, n_tok)
     t_sample = time.perf_counter() - t0
     n_out = int(round((prompt_s + cfg.seconds) * tok.fs))
     signals = [tok.decode(np.concatenate([prompt, row]), None)[:n_out] for row in ids]
     t_total = time.perf_counter() - t0
+    annotations = None
+    if labels is not None:
+        annotations = [events_to_annotations(labels.prompt_events + [(k + len(prompt), n) for k, n in ev], rhythm,
+                                             x, tok.fs, tok.samples_per_token, spec.lead_s)
+                       for ev, rhythm, x in zip(labels.events, labels.rhythm, signals)]
 
     comment = (f"synthetic ECG generated by ecg2llm ({Path(folder).name} LM), seed {cfg.seed}; "
                f"not a recording of any person")
@@ -133,6 +152,8 @@ def generate(cfg: GenerateConfig) -> dict:
         for i, x in enumerate(signals):
             name = f"sample_{i:03d}"
             write_record(tmp, name, x, tok.fs, lead, [comment])
+            if annotations is not None:
+                write_annotations(tmp, name, annotations[i], tok.fs)
             np.save(tmp / f"{name}.npy", x.astype(np.float32))
             if cfg.png:
                 from .plots import save_record_png
@@ -142,6 +163,8 @@ def generate(cfg: GenerateConfig) -> dict:
             samples.append({"name": name, "wfdb": f"{name}.hea", "npy": f"{name}.npy",
                             "png": f"{name}.png" if cfg.png else None, "n_samples": int(len(x)),
                             "seconds": len(x) / tok.fs})
+            if annotations is not None:
+                samples[-1].update(annotations[i].summary())
         np.save(tmp / "tokens.npy", ids.astype(np.int32))
         manifest = {
             "config": asdict(cfg), "model_dir": str(folder),
@@ -153,9 +176,47 @@ def generate(cfg: GenerateConfig) -> dict:
                 "record": str(cfg.prompt_record), "lead": cfg.prompt_lead, "start_s": cfg.prompt_start,
                 "seconds": prompt_s, "tokens": int(prompt.size)},
             "tokens_per_sample": n_tok, "samples": samples,
+            "conditioning": None if spec is None else {
+                "conditions": list(cfg.condition), "strength": cfg.condition_strength, "lead_s": spec.lead_s,
+                "beats_per_class": _class_totals(annotations)},
             "timing": {"sampling_s": t_sample, "sampling_and_decoding_s": t_total, "device": device,
                        "ecg_seconds_per_second": cfg.num_samples * cfg.seconds / t_total},
             "git_sha": git_sha(), "versions": versions(),
         }
         write_json(tmp / "manifest.json", manifest)
     return manifest
+
+
+def _sample_with_labels(cfg: GenerateConfig, model, tok, spec: ConditionSpec, prompt: np.ndarray,
+                        prompt_start: int, n_tok: int, params: SamplingParams):
+    """Conditional sampling; a real prompt is given its own labels from the record's ``.atr`` file."""
+    from tokenizer.data import resolve_data_dir
+
+    from .conditioning import interleave, label_events, read_annotations, rhythm_name
+    from .sampling import sample_conditioned
+
+    stream, prompt_rhythm, prompt_events = None, None, []
+    if prompt.size:
+        ann = read_annotations(str(cfg.prompt_record), resolve_data_dir(cfg.data_dir), tok.fs)
+        pos, ids, initial = label_events(ann, len(prompt), tok.samples_per_token, tok.fs, spec, offset=prompt_start)
+        stream = interleave(prompt, pos, ids)
+        prompt_rhythm = spec.name_of(initial)[len("rhythm:"):]
+        prompt_events = [(int(k), spec.name_of(i)) for k, i in zip(pos, ids)]
+        prompt_events.insert(0, (0, f"rhythm:{rhythm_name(prompt_rhythm)}"))
+    out = sample_conditioned(model, cfg.num_samples, n_tok, conditions=cfg.condition,
+                             strength=cfg.condition_strength, prompt=stream, prompt_rhythm=prompt_rhythm,
+                             params=params, batch_size=cfg.batch_size, seed=cfg.seed, progress=True)
+    if prompt.size:  # the rhythm note at sample 0 is the prompt's, not a drawn prefix
+        out.rhythm = [None] * len(out.rhythm)
+    out.prompt_events = prompt_events
+    return out
+
+
+def _class_totals(annotations) -> dict | None:
+    if annotations is None:
+        return None
+    tot: dict[str, int] = {}
+    for a in annotations:
+        for c, k in a.summary()["beats_per_class"].items():
+            tot[c] = tot.get(c, 0) + k
+    return tot

@@ -93,18 +93,28 @@ class Trainer:
 
         self.tok, self.tok_rec = _load_tokenizer(cfg)
         self.store = open_or_build_store(cfg, self.tok, acc)
+        self.spec, source = None, self.store
+        if cfg.conditioning:
+            from .conditioning import ConditionedCorpus, ConditionSpec
+
+            self.spec = ConditionSpec(first_id=int(self.tok.vocab_size) + 3, lead_s=float(cfg.condition_lead_s))
+            source = ConditionedCorpus(self.store, self.spec, cfg.data_dir, self.tok.fs,
+                                       self.tok.samples_per_token, lead=cfg.leads[0])
+            self.spec.counts = source.counts("train")
+        self.source = source
         set_seed(cfg.seed)  # identical initial weights on every process
-        model = build_model(cfg, self.tok_rec)
+        model = build_model(cfg, self.tok_rec, self.spec)
         self.n_params = num_parameters(model)
         self.n_params_nonemb = num_parameters(model, exclude_embeddings=True)
         self.bos = int(model.config.bos_token_id)
-        self.batches = TrainBatches(self.store, cfg.context_length, cfg.batch_size, self.bos, cfg.seed)
+        self.batches = TrainBatches(source, cfg.context_length, cfg.batch_size, self.bos, cfg.seed)
 
         n = cfg.context_length - 1
-        self.val_periodic = tile_crops(self.store, "valid", n, cfg.eval_crops or 1)
-        self.val_final = tile_crops(self.store, "valid", n, cfg.final_eval_crops)
+        tiles = source.tiles if self.spec is not None else (lambda split, *a: tile_crops(self.store, split, *a))
+        self.val_periodic = tiles("valid", n, cfg.eval_crops or 1)
+        self.val_final = tiles("valid", n, cfg.final_eval_crops)
         has_test = bool(self.store.entries("test"))
-        self.test_final = tile_crops(self.store, "test", n, cfg.final_eval_crops) if has_test else None
+        self.test_final = tiles("test", n, cfg.final_eval_crops) if has_test else None
         loaders = [eval_loader(with_bos(c, self.bos), cfg.eval_batch_size)
                    for c in (self.val_periodic, self.val_final, self.test_final) if c is not None]
 
@@ -123,12 +133,23 @@ class Trainer:
         # n-gram baselines: cheap counts, on the main process only; every process needs none of it.
         self.baselines = None
         if acc.is_main_process:
-            train_seqs = [np.asarray(self.store.tokens_of(e), dtype=np.int64) for e in self.store.entries("train")]
-            self.baselines = fit_baselines(train_seqs, self.store.vocab_size, self.val_final)
+            if self.spec is not None:  # the baselines see the same control tokens as the LM
+                train_seqs = source.sequences("train")
+                vocab = self.spec.first_id + self.spec.n_tokens
+            else:
+                train_seqs = [np.asarray(self.store.tokens_of(e), dtype=np.int64) for e in self.store.entries("train")]
+                vocab = self.store.vocab_size
+            self.baselines = fit_baselines(train_seqs, vocab, self.val_final)
         tps = self.tok_rec["tokens_per_second"]
+        if self.spec is not None:  # control tokens add to the tokens per ECG-second (bits/s stay honest)
+            seqs = source.sequences("train")
+            n_all = sum(len(q) for q in seqs)
+            n_codes = sum(int((q < self.spec.first_id).sum()) for q in seqs)
+            self.tok_rec = {**self.tok_rec, "stream_tokens_per_second": tps * n_all / max(n_codes, 1)}
         self.run_config = {**asdict(cfg), "n_params": self.n_params, "n_params_non_embedding": self.n_params_nonemb,
                            "num_processes": acc.num_processes, "mixed_precision_resolved": acc.mixed_precision,
-                           "tokens_per_ecg_second": tps, "codebook_size": self.tok_rec["codebook_size"]}
+                           "tokens_per_ecg_second": tps, "codebook_size": self.tok_rec["codebook_size"],
+                           "conditioning": self.spec.to_dict() if self.spec is not None else None}
         if acc.is_main_process:
             write_run_info(self.out, self.run_config, tokenizer=self.tok.describe(),
                            device=str(acc.device), resumed_from=str(resume) if resume else None)
@@ -139,7 +160,7 @@ class Trainer:
     # ------------------------------------------------------------------ pieces
     def _eval_and_log(self, step: int, final: bool = False) -> dict:
         cfg, acc = self.cfg, self.acc
-        tps = self.tok_rec["tokens_per_second"]
+        tps = self.tok_rec.get("stream_tokens_per_second", self.tok_rec["tokens_per_second"])
         splits = {"val": self.loader_val_final if final else self.loader_val}
         if final and self.loader_test is not None:
             splits["test"] = self.loader_test

@@ -73,6 +73,7 @@ def _bad_inputs(tmp):
         "scripts/rate_distortion.py": (["--out", str(tmp / "o"), "--ns", "ten"], "ten"),
         "scripts/reproduce_seed.py": (["--out", str(tmp / "o"), "--block_sizes", "ten"], "ten"),
         "scripts/demo.py": (["--data_dir", nowhere, "--out", str(tmp / "o"), "--no_download"], None),
+        "scripts/tstr.py": (["--model", nowhere, "--out", str(tmp / "o")], "nowhere"),
     }
 
 

@@ -1,0 +1,158 @@
+"""Heartbeats with labels, real or synthetic, cut alike: the input of the AAMI beat classifier (TSTR).
+
+A beat is ``BEFORE`` + ``AFTER`` samples around its R peak at 360 Hz (0.25 s before, 0.46 s after), baseline
+removed (minus the segment median), in mV, plus four RR features (de Chazal et al. 2004; the inter-patient
+classics that separate S from N): previous RR, next RR (s), and each divided by the local mean RR of the
+10 surrounding intervals.
+
+Real beats come from the MIT-BIH reference annotations; synthetic ones from the ``.atr`` files a conditional
+LM writes beside its WFDB records (:mod:`lm.conditioning`). Both are cut at the peak found by the same rule
+(:func:`lm.conditioning.refine_peaks`: the largest deviation within 80 ms of the annotation), so the two
+differ only in their signals. Classes: AAMI N, S, V, F; **Q is excluded** (8 beats in DS1, 7 in DS2 once the
+paced records are out: too few to train or score). RR intervals use every annotated beat, Q included.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from lm.conditioning import refine_peaks
+from tokenizer.data import AAMI_CLASSES, read_record
+
+#: Classes scored (AAMI EC57 without Q), in label order.
+CLASSES: tuple[str, ...] = ("N", "S", "V", "F")
+FS = 360.0
+BEFORE, AFTER = 90, 166  # samples around the R peak: 0.25 s + 0.46 s = 256 samples
+LOCAL_RR_BEATS = 10
+#: MIT-BIH symbols a generated .atr uses, back to AAMI classes.
+SYMBOL_CLASS = {"N": "N", "A": "S", "V": "V", "F": "F", "Q": "Q"}
+
+
+@dataclass
+class BeatSet:
+    """Labelled beats: ``x`` ``(N, 256)`` mV, ``rr`` ``(N, 4)``, ``y`` ``(N,)`` index into :data:`CLASSES`."""
+
+    x: np.ndarray
+    rr: np.ndarray
+    y: np.ndarray
+    group: np.ndarray  # (N,) record (real) or sample name (synthetic) of each beat
+    source: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(len(self.y))
+
+    def counts(self) -> dict[str, int]:
+        c = np.bincount(self.y, minlength=len(CLASSES))
+        return {k: int(v) for k, v in zip(CLASSES, c)}
+
+    def subset(self, idx) -> "BeatSet":
+        idx = np.asarray(idx)
+        return BeatSet(self.x[idx], self.rr[idx], self.y[idx], self.group[idx], self.source, dict(self.meta))
+
+    def of_classes(self, classes: Sequence[str]) -> "BeatSet":
+        """Only the beats of ``classes``."""
+        keep = np.isin(self.y, [CLASSES.index(c) for c in classes])
+        return self.subset(np.flatnonzero(keep))
+
+    @staticmethod
+    def concat(sets: Sequence["BeatSet"], source: str = "") -> "BeatSet":
+        sets = [s for s in sets if len(s)]
+        if not sets:
+            return empty_beats(source)
+        return BeatSet(np.concatenate([s.x for s in sets]), np.concatenate([s.rr for s in sets]),
+                       np.concatenate([s.y for s in sets]), np.concatenate([s.group for s in sets]),
+                       source or " + ".join(s.source for s in sets))
+
+
+def empty_beats(source: str = "") -> BeatSet:
+    return BeatSet(np.zeros((0, BEFORE + AFTER), np.float32), np.zeros((0, 4), np.float32),
+                   np.zeros(0, np.int64), np.zeros(0, dtype=object), source)
+
+
+def rr_features(peaks: np.ndarray, fs: float) -> np.ndarray:
+    """``(N, 4)``: previous RR, next RR (s), and both over the local mean RR; NaN where undefined."""
+    p = np.asarray(peaks, dtype=np.float64) / fs
+    rr = np.diff(p)  # (N - 1,)
+    n = len(p)
+    pre = np.full(n, np.nan)
+    post = np.full(n, np.nan)
+    pre[1:], post[:-1] = rr, rr
+    local = np.full(n, np.nan)
+    if len(rr):
+        c = np.concatenate([[0.0], np.cumsum(rr)])
+        h = LOCAL_RR_BEATS // 2
+        for i in range(n):  # intervals i-h .. i+h-1 (clipped): centred on the beat
+            a, b = max(0, i - h), min(len(rr), i + h)
+            if b > a:
+                local[i] = (c[b] - c[a]) / (b - a)
+    return np.stack([pre, post, pre / local, post / local], 1).astype(np.float32)
+
+
+def cut_beats(x: np.ndarray, peaks: np.ndarray, classes: Sequence[str], fs: float, group: str,
+              source: str = "") -> BeatSet:
+    """Cut every beat of ``classes`` (AAMI letters, one per peak) that has both RR neighbours and a full window.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        Signal in mV at ``fs`` (360 Hz).
+    peaks : np.ndarray
+        R-peak samples of **every** beat, sorted (RR features need them all).
+    classes : sequence of str
+        AAMI class of each peak (``"Q"`` or ``""`` beats give RR context but are not kept).
+    """
+    if fs != FS:
+        raise ValueError(f"beats are cut at {FS:g} Hz, got {fs:g} Hz; resample first")
+    peaks = np.asarray(peaks, np.int64)
+    rr = rr_features(peaks, fs)
+    keep = [i for i, c in enumerate(classes)
+            if c in CLASSES and np.isfinite(rr[i]).all() and peaks[i] - BEFORE >= 0 and peaks[i] + AFTER <= len(x)]
+    if not keep:
+        return empty_beats(source)
+    idx = peaks[keep][:, None] + np.arange(-BEFORE, AFTER)[None, :]  # (K, 256)
+    seg = np.asarray(x, np.float32)[idx]
+    seg = seg - np.median(seg, axis=1, keepdims=True)
+    y = np.array([CLASSES.index(classes[i]) for i in keep], np.int64)
+    return BeatSet(seg.astype(np.float32), rr[keep], y, np.array([group] * len(keep), dtype=object), source)
+
+
+def real_beats(records: Sequence[str], data_dir=None, source: str = "") -> BeatSet:
+    """Labelled MLII beats of MIT-BIH ``records`` (reference annotations, peaks refined)."""
+    from tqdm.auto import tqdm
+
+    out = []
+    for r in tqdm(list(records), desc="cutting real beats", unit="record", leave=False):
+        rec = read_record(str(r), data_dir, lead="MLII", fs=FS, annotations=True)
+        samples, symbols = rec.annotations.beats()
+        peaks = refine_peaks(rec.signal, samples, FS)
+        order = np.argsort(peaks, kind="stable")
+        cls = [AAMI_CLASSES.get(symbols[i], "") for i in order]
+        out.append(cut_beats(rec.signal, peaks[order], cls, FS, str(r)))
+    return BeatSet.concat(out, source or f"MIT-BIH {','.join(map(str, records))}")
+
+
+def synthetic_beats(folder: str | Path, source: str = "") -> BeatSet:
+    """Labelled beats of the generated WFDB records in ``folder`` (their ``.atr`` files from lm/generate.py)."""
+    import wfdb
+
+    folder = Path(folder)
+    out = []
+    for hea in sorted(folder.glob("*.hea")):
+        name = hea.stem
+        if not (folder / f"{name}.atr").is_file():
+            continue
+        rec = wfdb.rdrecord(str(folder / name))
+        if float(rec.fs) != FS:
+            raise ValueError(f"{hea}: {rec.fs} Hz, beats are cut at {FS:g} Hz")
+        ann = wfdb.rdann(str(folder / name), "atr")
+        beats = [(s, SYMBOL_CLASS[sym]) for s, sym in zip(ann.sample, ann.symbol) if sym in SYMBOL_CLASS]
+        if len(beats) < 3:
+            continue
+        peaks = np.array([s for s, _ in beats], np.int64)
+        out.append(cut_beats(rec.p_signal[:, 0], peaks, [c for _, c in beats], FS, f"{folder.name}/{name}"))
+    return BeatSet.concat(out, source or str(folder))
+

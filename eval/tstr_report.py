@@ -1,0 +1,187 @@
+"""Write the TSTR study's outputs: ``tstr.json``, ``tstr.md`` and two figures (see :mod:`eval.tstr`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tokenizer.utils.io import write_json
+
+from .beats import AFTER, BEFORE, CLASSES, FS
+
+ARM_NAMES = {"a_real": "(a) real DS1", "b_synthetic": "(b) synthetic only",
+             "c_real_plus_synthetic": "(c) DS1 + synthetic S/V/F"}
+
+
+def _ms(d: dict, digits: int = 3) -> str:
+    m, s = d["mean"], d["sd"]
+    return "n/a" if m != m else f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def markdown(result: dict) -> str:
+    """The tables of ``tstr.md``."""
+    cfg = result["config"]
+    lines = [
+        "# Train on synthetic, test on real (MIT-BIH, inter-patient)", "",
+        f"Model `{cfg['model']}`; generated {cfg['beat_sequences']} x {cfg['seconds']:g} s records per set "
+        f"(unconditional, beat:S, beat:V, beat:F; log-odds strengths {cfg['strengths']}); beat classifier "
+        f"(1-D CNN + RR features, {cfg['epochs']} epochs) trained with seeds {cfg['seeds']}, tested on real DS2. "
+        "AAMI classes N, S, V, F (Q excluded: 8 DS1 / 7 DS2 beats). Mean ± sd over seeds.", "",
+        "## Beats", "", "| set | N | S | V | F |", "|---|---|---|---|---|",
+    ]
+    for name, c in result["beats"].items():
+        lines.append(f"| {name} | " + " | ".join(str(c.get(k, 0)) for k in CLASSES) + " |")
+    lines += ["", "## DS2 scores per training arm", "",
+              "| arm | macro-F1 | " + " | ".join(f"Se {c} | PPV {c}" for c in CLASSES) + " |",
+              "|---|---|" + "---|---|" * len(CLASSES)]
+    for arm, r in result["arms"].items():
+        cells = [_ms(r["macro_f1"])]
+        for c in CLASSES:
+            cells += [_ms(r["per_class"][c]["se"], 2), _ms(r["per_class"][c]["ppv"], 2)]
+        lines.append(f"| {ARM_NAMES.get(arm, arm)} | " + " | ".join(cells) + " |")
+    g = result["goal"]
+    lines += ["", f"Goal (c) > (a) beyond the seed spread: **{'met' if g['c_beats_a_beyond_spread'] else 'not met'}** "
+              f"(c − a = {g['c_minus_a']:+.3f}, spread {g['seed_spread']:.3f}). "
+              f"Goal (b) ≥ 0.7 × (a): **{'met' if g['b_reaches_0.7_a'] else 'not met'}** "
+              f"(b / a = {g['b_over_a']:.2f}).", "",
+              "## Agreement of generated labels with a real-data classifier", "",
+              "Arm (a)'s classifier (first seed) labels each generated beat; agreement = share it assigns the "
+              "generated label. The last row is the same classifier on real DS2 beats (its sensitivity), for scale.",
+              "", "| set | " + " | ".join(f"{c}: n, agree" for c in CLASSES) + " |", "|---|" + "---|" * len(CLASSES)]
+    for name, ag in result["agreement"].items():
+        cells = [f"{ag[c]['n']}, {ag[c]['agreement']:.2f}" if c in ag else "–" for c in CLASSES]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if result.get("requested_class"):
+        lines += ["", "| requested | share of generated beats with that label | agreement |", "|---|---|---|"]
+        for name, r in result["requested_class"].items():
+            ag = "–" if r["agreement"] is None else f"{r['agreement']:.2f}"
+            lines.append(f"| {name} | {r['share_of_beats']:.2f} | {ag} |")
+    if result.get("fidelity"):
+        lines += ["", "## Fidelity per condition (stage-3 metrics vs real DS2 windows with that condition)", "",
+                  "| condition | row | windows | rFED | MMD | precision | recall | valid rhythm | HR W1 (bpm) | disc |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for name, f in result["fidelity"].items():
+            if "skipped" in f:
+                lines.append(f"| {name} | skipped: {f['skipped']} |  |  |  |  |  |  |  |  |")
+                continue
+            for row in ("synthetic", "real DS1 (same condition)"):
+                if row not in f:
+                    continue
+                r = f[row]
+                vals = [r.get(k) for k in ("rfed", "mmd", "precision", "recall", "valid_rhythm_rate", "hr_w1_bpm",
+                                           "disc_score")]
+                cells = ["–" if v is None else f"{v:.3g}" for v in vals]
+                lines.append(f"| {name} | {row} | {r['n_windows']} (ref {f['n_reference_windows']}) | "
+                             + " | ".join(cells) + " |")
+    lines += ["", f"Generation {result['seconds']['generation']:.0f} s, whole study {result['seconds']['total']:.0f} s.", ""]
+    return "\n".join(lines)
+
+
+def beat_figure(ds2, synthetic, path: Path) -> None:
+    """Mean ± sd beat of each class: real DS2 vs synthetic."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = (np.arange(-BEFORE, AFTER) / FS) * 1000
+    fig, axes = plt.subplots(1, len(CLASSES), figsize=(14, 3.2), sharey=True)
+    for ax, (i, c) in zip(axes, enumerate(CLASSES)):
+        for beats, color, label in ((ds2, "k", "real DS2"), (synthetic, "tab:red", "synthetic")):
+            x = beats.x[beats.y == i]
+            if not len(x):
+                continue
+            m, s = x.mean(0), x.std(0)
+            ax.plot(t, m, color=color, lw=1.4, label=f"{label} (n={len(x)})")
+            ax.fill_between(t, m - s, m + s, color=color, alpha=0.15)
+        ax.set_title(f"class {c}")
+        ax.set_xlabel("ms from R peak")
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0].set_ylabel("mV (baseline removed)")
+    fig.suptitle("Beat templates: mean ± sd")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)
+
+
+def arms_figure(arms: dict, path: Path) -> None:
+    """Per-class sensitivity and PPV of each arm (mean, error bar = sd over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
+    xs = np.arange(len(CLASSES))
+    w = 0.8 / max(len(arms), 1)
+    for ax, key, title in ((axes[0], "se", "sensitivity on DS2"), (axes[1], "ppv", "positive predictive value on DS2")):
+        for j, (arm, r) in enumerate(arms.items()):
+            m = [r["per_class"][c][key]["mean"] for c in CLASSES]
+            s = [r["per_class"][c][key]["sd"] for c in CLASSES]
+            ax.bar(xs + j * w - 0.4 + w / 2, m, w, yerr=s, capsize=2, label=ARM_NAMES.get(arm, arm))
+        ax.set_xticks(xs, CLASSES)
+        ax.set_ylim(0, 1)
+        ax.set_title(title)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)
+
+
+def examples_figure(sets: dict, path: Path, seconds: float = 10.0) -> None:
+    """The first ``seconds`` of the first record of each generated set, its labels above the R peaks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import wfdb
+
+    names = [n for n in sets if (Path(sets[n]) / "sample_000.hea").is_file()]
+    fig, axes = plt.subplots(len(names), 1, figsize=(13, 1.7 * len(names) + 0.4), squeeze=False)
+    colors = {"N": "0.35", "S": "tab:blue", "V": "tab:red", "F": "tab:purple", "Q": "tab:gray"}
+    for ax, name in zip(axes[:, 0], names):
+        base = str(Path(sets[name]) / "sample_000")
+        rec = wfdb.rdrecord(base)
+        n = min(rec.sig_len, int(seconds * rec.fs))
+        x = rec.p_signal[:n, 0]
+        ax.plot(np.arange(n) / rec.fs, x, lw=0.7, color="k")
+        ann = wfdb.rdann(base, "atr") if Path(base + ".atr").is_file() else None
+        if ann is not None:
+            top = np.nanmax(x) + 0.15
+            for smp, sym, aux in zip(ann.sample, ann.symbol, ann.aux_note):
+                if smp >= n:
+                    continue
+                if sym == "+":
+                    ax.text(smp / rec.fs, top + 0.25, aux, fontsize=7, color="tab:green")
+                else:
+                    cls = {"A": "S"}.get(sym, sym)
+                    ax.text(smp / rec.fs, top, cls, fontsize=7, ha="center", color=colors.get(cls, "k"))
+            ax.set_ylim(np.nanmin(x) - 0.2, top + 0.6)
+        ax.set_ylabel(name, rotation=0, ha="right", fontsize=8)
+        ax.set_xlim(0, seconds)
+        ax.tick_params(labelsize=7)
+    axes[-1, 0].set_xlabel("s")
+    fig.suptitle("Generated under each condition (labels: the generated beat classes, S in blue, V red, F purple)",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)
+
+
+def write_outputs(result: dict, out: Path) -> None:
+    """``tstr.json``, ``tstr.md`` and ``figures/{beat_templates,arms}.png`` into ``out`` (atomic writes)."""
+    from tokenizer.utils.io import atomic_path
+
+    out = Path(out)
+    figs = result.pop("_figures", None)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    if figs is not None:
+        with atomic_path(out / "figures" / "beat_templates.png") as tmp:
+            beat_figure(figs["ds2"], figs["synthetic"], tmp)
+        with atomic_path(out / "figures" / "conditional_examples.png") as tmp:
+            examples_figure(figs["sets"], tmp)
+    with atomic_path(out / "figures" / "arms.png") as tmp:
+        arms_figure(result["arms"], tmp)
+    write_json(out / "tstr.json", result)
+    with atomic_path(out / "tstr.md") as tmp:
+        Path(tmp).write_text(markdown(result))

@@ -1,0 +1,111 @@
+"""The TSTR pipeline: beat cutting, RR features, the beat classifier, metrics, and scripts/tstr.py end to end."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from eval.beat_classifier import ClassifierConfig, beat_metrics, train_classifier
+from eval.beats import AFTER, BEFORE, CLASSES, BeatSet, cut_beats, real_beats, rr_features
+
+
+def test_rr_features_of_a_regular_rhythm():
+    peaks = np.arange(10) * 300  # RR = 300 samples = 0.833 s
+    rr = rr_features(peaks, 360.0)
+    assert np.isnan(rr[0, 0]) and np.isnan(rr[-1, 1])  # no previous / next beat at the ends
+    np.testing.assert_allclose(rr[1:, 0], 300 / 360, rtol=1e-6)
+    np.testing.assert_allclose(rr[1:-1, 2:], 1.0, rtol=1e-6)  # ratios to the local mean
+
+
+def test_premature_beat_has_short_previous_rr_ratio():
+    peaks = np.array([0, 300, 600, 750, 1200, 1500, 1800])  # a premature beat at 750, compensatory pause
+    rr = rr_features(peaks, 360.0)
+    assert rr[3, 2] < 0.7 and rr[3, 3] > 1.3
+
+
+def test_cut_beats_keeps_full_windows_with_both_neighbours():
+    x = np.random.default_rng(0).normal(size=3000).astype(np.float32)
+    peaks = np.array([50, 400, 800, 1200, 1600, 2950])
+    cls = ["N", "V", "Q", "S", "F", "N"]
+    b = cut_beats(x, peaks, cls, 360.0, "r")
+    # 50: no window before and no previous beat; Q: excluded; 2950: window runs past the end
+    assert b.y.tolist() == [CLASSES.index(c) for c in ("V", "S", "F")]
+    assert b.x.shape == (3, BEFORE + AFTER)
+    np.testing.assert_allclose(np.median(b.x, 1), 0.0, atol=1e-6)  # baseline removed
+    np.testing.assert_allclose(b.x[0] + np.median(x[400 - BEFORE:400 + AFTER]), x[400 - BEFORE:400 + AFTER], atol=1e-6)
+
+
+def test_real_beats_match_the_annotations(data_dir):
+    b = real_beats(["100"], data_dir)
+    c = b.counts()
+    # record 100: 2239 N, 33 A, 1 V in the reference annotations; the first and last beats lack a neighbour
+    assert c["S"] == 33 and c["V"] == 1 and 2230 <= c["N"] <= 2239 and c["F"] == 0
+    assert np.isfinite(b.x).all() and np.isfinite(b.rr).all()
+
+
+def _toy_beats(n_per_class: int, seed: int) -> BeatSet:
+    """Four separable classes: a class-specific template plus noise, and class-specific prematurity."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(-1, 1, BEFORE + AFTER)
+    templates = [np.exp(-(t / 0.05) ** 2), -np.exp(-(t / 0.05) ** 2), np.exp(-(t / 0.2) ** 2), np.sin(8 * t)]
+    xs, rrs, ys = [], [], []
+    for k, tmpl in enumerate(templates):
+        xs.append(tmpl[None, :] + 0.1 * rng.normal(size=(n_per_class, len(t))))
+        ratio = 1.0 - 0.2 * k + 0.02 * rng.normal(size=n_per_class)
+        rrs.append(np.stack([0.8 * ratio, 0.8 * np.ones(n_per_class), ratio, np.ones(n_per_class)], 1))
+        ys.append(np.full(n_per_class, k))
+    y = np.concatenate(ys)
+    return BeatSet(np.concatenate(xs).astype(np.float32), np.concatenate(rrs).astype(np.float32), y,
+                   np.array(["toy"] * len(y), dtype=object))
+
+
+def test_classifier_learns_separable_classes_and_is_seeded():
+    train, test = _toy_beats(120, 0), _toy_beats(50, 1)
+    clf = train_classifier(train, ClassifierConfig(epochs=4, batch_size=64, seed=0))
+    m = beat_metrics(test.y, clf.predict(test))
+    assert m["macro_f1"] > 0.9
+    again = train_classifier(train, ClassifierConfig(epochs=4, batch_size=64, seed=0))
+    np.testing.assert_allclose(clf.predict_proba(test), again.predict_proba(test), atol=1e-6)
+
+
+def test_beat_metrics_on_a_known_confusion():
+    y_true = np.array([0, 0, 0, 0, 1, 1, 2, 2, 3])
+    y_pred = np.array([0, 0, 0, 1, 1, 0, 2, 2, 0])
+    m = beat_metrics(y_true, y_pred)
+    assert m["per_class"]["N"]["se"] == pytest.approx(3 / 4) and m["per_class"]["N"]["ppv"] == pytest.approx(3 / 5)
+    assert m["per_class"]["S"]["se"] == pytest.approx(1 / 2) and m["per_class"]["S"]["ppv"] == pytest.approx(1 / 2)
+    assert m["per_class"]["V"]["f1"] == pytest.approx(1.0) and m["per_class"]["F"]["f1"] == pytest.approx(0.0)
+    f1_n = 2 * 3 / (2 * 3 + 2 + 1)
+    assert m["macro_f1"] == pytest.approx((f1_n + 0.5 + 1.0 + 0.0) / 4)
+    assert np.asarray(m["confusion"]).sum() == len(y_true)
+
+
+def test_tstr_script_end_to_end_on_tiny_data(tmp_path, data_dir):
+    from test_conditioning import _cond_lm
+    from test_entrypoint_errors import _main
+
+    main = _main("scripts/tstr.py")
+
+    lm = _cond_lm(tmp_path / "lm")
+    out = tmp_path / "tstr"
+    assert main(["--out", str(out), "--model", str(lm), "--data_dir", str(data_dir),
+                 "--train_records", "106,119", "--test_records", "100,105", "--seeds", "0,1", "--epochs", "1",
+                 "--beat_sequences", "3", "--seconds", "6", "--rhythm_conditions", "N", "--rhythm_sequences", "2",
+                 "--fidelity", "false", "--batch_size", "3"]) == 0
+    r = json.loads((out / "tstr.json").read_text())
+    assert set(r["arms"]) == {"a_real", "b_synthetic", "c_real_plus_synthetic"}
+    a = r["arms"]["a_real"]
+    assert len(a["runs"]) == 2 and 0.0 <= a["macro_f1"]["mean"] <= 1.0
+    assert a["train_counts"] == r["beats"]["real_ds1"]
+    # arm c = DS1 plus only the synthetic minority beats
+    syn = {c: sum(r["beats"][k][c] for k in r["beats"] if k.startswith("synthetic beat:") or
+                  k == "synthetic unconditional") for c in CLASSES}
+    c_counts = r["arms"]["c_real_plus_synthetic"]["train_counts"]
+    assert c_counts["N"] == r["beats"]["real_ds1"]["N"]
+    assert all(c_counts[c] == r["beats"]["real_ds1"][c] + syn[c] for c in ("S", "V", "F"))
+    for name in ("unconditional", "beat_S", "beat_V", "beat_F", "rhythm_N"):
+        assert (out / "synthetic" / name / "manifest.json").is_file()
+    md = (out / "tstr.md").read_text()
+    assert "(a) real DS1" in md and "macro-F1" in md
+    assert (out / "figures" / "arms.png").stat().st_size > 0 and (out / "run_info.json").is_file()
