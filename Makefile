@@ -18,7 +18,7 @@ endif
 export WANDB_MODE ?= offline
 JOBS ?= 2
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench bench-quick clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,9 +35,13 @@ demo: install
 test: install
 	WANDB_MODE=disabled $(PY) -m pytest -n $(JOBS) -q tests
 
+# speed and peak memory of every stage -> runs/bench/bench.json + bench.md (CPU, plus CUDA when visible)
 bench: install
-	$(PY) scripts/bench_tokenizer.py --tokenizer default --out runs/bench/tokenizer_default.json
-	$(PY) scripts/bench_lm.py --out runs/bench
+	$(PY) scripts/bench.py --out runs/bench
+
+# the same, every stage small (about a minute on 2 cores): what CI runs; figures printed, nothing asserted
+bench-quick: install
+	$(PY) scripts/bench.py --quick --out runs/bench_ci
 
 clean:
 	rm -rf runs/demo .pytest_cache

@@ -5,7 +5,7 @@ short loop rather than ``model.generate``: on 2 CPU cores, profiling the tiny LM
 ``generate`` spending most of its time growing the dynamic cache (``torch.cat``) and in
 ``torch.multinomial`` (an exponential draw over all 4096 codes per token); the static cache and
 inverse-CDF sampling (one uniform per sequence, ``searchsorted`` on the cumulative probabilities) make
-generation about 2-4x faster (``scripts/bench_lm.py`` measures it). Only ECG codes can be sampled: the
+generation about 2-4x faster (``scripts/bench.py`` measures it). Only ECG codes can be sampled: the
 logits are cut to the codebook, so PAD/BOS/EOS and the vocabulary padding never appear.
 
 Every sequence starts with BOS (then an optional prompt: the tokens of a real ECG prefix). Sequences

@@ -33,7 +33,7 @@ def _assert_one_line(rc: int, err: str, *needles: str) -> None:
 
 
 def test_every_entry_point_is_listed():
-    assert len(ENTRY_POINTS) >= 13 and "scripts/demo.py" in ENTRY_POINTS
+    assert len(ENTRY_POINTS) >= 12 and "scripts/demo.py" in ENTRY_POINTS and "scripts/bench.py" in ENTRY_POINTS
 
 
 @pytest.mark.parametrize("script", ENTRY_POINTS)
@@ -69,8 +69,7 @@ def _bad_inputs(tmp):
         "eval/score.py": (["--synthetic", nowhere, "--out", str(tmp / "o")], "nowhere"),
         "eval/train_embedding.py": (["--config", str(cfg)], "broken.yaml"),
         "scripts/bigram_samples.py": (["--store", nowhere, "--out", str(tmp / "o")], "nowhere"),
-        "scripts/bench_tokenizer.py": (["--tokenizer", nowhere, "--out", str(tmp / "o.json")], "nowhere"),
-        "scripts/bench_lm.py": (["--model", nowhere, "--skip", "train", "--out", str(tmp / "o")], "nowhere"),
+        "scripts/bench.py": (["--model", nowhere, "--stages", "generate", "--out", str(tmp / "o")], "nowhere"),
         "scripts/rate_distortion.py": (["--out", str(tmp / "o"), "--ns", "ten"], "ten"),
         "scripts/reproduce_seed.py": (["--out", str(tmp / "o"), "--block_sizes", "ten"], "ten"),
         "scripts/demo.py": (["--data_dir", nowhere, "--out", str(tmp / "o"), "--no_download"], None),

@@ -11,6 +11,11 @@ Layout of a store folder (nanoGPT ``prepare.py`` style, JSON only)::
 
 A store is written into a temporary folder and renamed into place (:func:`tokenizer.utils.io.atomic_path`),
 so an interrupted write leaves the previous store or none, never a half one.
+
+A build with several processes writes a *sharded* store (format 2, :mod:`tokenizer.shards`): one such
+folder per process under the store, a global ``index.json`` whose offsets run over the shards in order,
+and ``TokenStore.tokens`` a :class:`tokenizer.shards.ShardedArray` over their memmaps. Readers see the same
+API and the same offsets as for a one-file store.
 """
 from __future__ import annotations
 
@@ -22,8 +27,9 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from .errors import StoreError
+from .shards import SHARDED_FORMAT_VERSION, ShardedArray
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # one tokens.bin; SHARDED_FORMAT_VERSION (2): shard folders and a global index
 
 
 @dataclass
@@ -97,6 +103,7 @@ class StoreWriter:
         meta = {
             "format_version": FORMAT_VERSION, "dtype": self.dtype.name, "n_tokens": self.n_tokens,
             "vocab_size": self.vocab_size, "state_keys": sorted(self._states),
+            "state_lengths": dict(sorted(self._state_len.items())),
             "tokenizer": self.tokenizer_meta, **(extra_meta or {}),
         }
         write_json(self.folder / "index.json", [asdict(e) for e in self.entries])
@@ -106,6 +113,9 @@ class StoreWriter:
 class TokenStore:
     """Read-only view of a token store (memory-mapped; nothing is loaded whole).
 
+    ``tokens`` is the flat id array that entry offsets point into: an ``np.memmap`` of ``tokens.bin``, or a
+    :class:`tokenizer.shards.ShardedArray` over the shards' memmaps (same indexing, same offsets).
+
     Examples
     --------
     >>> store = TokenStore.open("runs/store")                                # doctest: +SKIP
@@ -113,16 +123,17 @@ class TokenStore:
     >>> crops = store.random_crops(256, 8, split="train", rng=np.random.default_rng(0))  # (8, 256)
     """
 
-    def __init__(self, path: Path, meta: dict, entries: list[StoreEntry], tokens: np.ndarray):
+    def __init__(self, path: Path, meta: dict, entries: list[StoreEntry], tokens: np.ndarray | ShardedArray):
         self.path = path
         self.meta = meta
         self._entries = entries
         self.tokens = tokens
+        self._state_arrays: dict[str, np.ndarray | ShardedArray] = {}
 
     # ------------------------------------------------------------------ open + validate
     @classmethod
     def open(cls, path: str | Path) -> "TokenStore":
-        """Open and validate a store folder; raises :class:`StoreError` naming what is wrong."""
+        """Open and validate a store folder (one-file or sharded); raises :class:`StoreError` naming what is wrong."""
         p = Path(path)
         if not p.is_dir():
             raise StoreError(f"token store {p} does not exist; build it with `python -m tokenizer.tokenize --out {p}`")
@@ -131,34 +142,49 @@ class TokenStore:
         for key in ("dtype", "n_tokens", "vocab_size", "tokenizer"):
             if key not in meta:
                 raise StoreError(f"{p / 'meta.json'} lacks '{key}'; the store is corrupt, rebuild it")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise StoreError(f"{p}: store format {meta.get('format_version')} != {FORMAT_VERSION}; rebuild it")
+        version = meta.get("format_version")
+        if version not in (FORMAT_VERSION, SHARDED_FORMAT_VERSION):
+            raise StoreError(f"{p}: store format {version} is not {FORMAT_VERSION} or {SHARDED_FORMAT_VERSION}; "
+                             f"rebuild it")
         try:
             dtype = np.dtype(meta["dtype"])
             n = int(meta["n_tokens"])
         except (TypeError, ValueError) as e:
             raise StoreError(f"{p / 'meta.json'}: bad dtype/n_tokens ({e}); rebuild the store") from None
-        tok_file = p / "tokens.bin"
-        if not tok_file.is_file():
-            raise StoreError(f"{tok_file} is missing; rebuild the store")
-        size = tok_file.stat().st_size
-        if size != n * dtype.itemsize:
-            raise StoreError(
-                f"{tok_file} holds {size // dtype.itemsize} tokens but meta.json says {n}: the file is truncated "
-                f"or the store is corrupt; rebuild it"
-            )
+        if version == FORMAT_VERSION:
+            tokens: np.ndarray | ShardedArray = _open_tokens(p / "tokens.bin", dtype, n)
+        else:
+            shards = meta.get("shards")
+            if not isinstance(shards, list) or not shards:
+                raise StoreError(f"{p / 'meta.json'}: a sharded store (format 2) without a 'shards' list; rebuild it")
+            parts = [_open_tokens(p / str(sh.get("path")) / "tokens.bin", dtype, int(sh.get("n_tokens", -1)))
+                     for sh in shards]
+            tokens = ShardedArray(parts, dtype)
+            if len(tokens) != n:
+                raise StoreError(f"{p}: the shards hold {len(tokens)} tokens but meta.json says {n}; rebuild the store")
         try:
             entries = [StoreEntry(**e) for e in index]
         except TypeError as e:
             raise StoreError(f"{p / 'index.json'} has malformed entries ({e}); rebuild the store") from None
+        bounds = tokens.bounds if isinstance(tokens, ShardedArray) else None
         for e in entries:
             if not (0 <= e.start <= e.end <= n):
                 raise StoreError(
                     f"{p / 'index.json'}: record {e.record} lead {e.lead} points to tokens [{e.start}, {e.end}) "
                     f"past the end of tokens.bin ({n}); rebuild the store"
                 )
-        tokens = np.memmap(tok_file, dtype=dtype, mode="r", shape=(n,)) if n else np.zeros(0, dtype)
+            # an entry inside one shard is read as a view of that shard's memmap; one across a boundary is
+            # not something a build writes, so it means a hand-edited or corrupt index
+            if bounds is not None and e.end > e.start and (np.searchsorted(bounds, e.start, "right")
+                                                           != np.searchsorted(bounds, e.end - 1, "right")):
+                raise StoreError(f"{p / 'index.json'}: record {e.record} lead {e.lead} crosses a shard boundary; "
+                                 f"the index is corrupt, rebuild the store")
         return cls(p, meta, entries, tokens)
+
+    @property
+    def shard_paths(self) -> list[Path]:
+        """The folders holding ``tokens.bin`` files: the store itself, or its shards in order."""
+        return [self.path / sh["path"] for sh in self.meta["shards"]] if "shards" in self.meta else [self.path]
 
     # ------------------------------------------------------------------ queries
     @property
@@ -195,9 +221,19 @@ class TokenStore:
             return None
         state: dict = {"n_samples": entry.n_samples}
         for key, (a, b) in entry.state_offsets.items():
-            arr = np.memmap(self.path / f"state_{key}.bin", dtype=np.float32, mode="r")
-            state[key] = np.asarray(arr[a:b])
+            state[key] = np.asarray(self._state_array(key)[a:b])
         return state
+
+    def _state_array(self, key: str) -> np.ndarray | ShardedArray:
+        """The flat float32 ``state_<key>`` array (a memmap, or one per shard), opened on first use."""
+        if key not in self._state_arrays:
+            parts = []
+            for folder in self.shard_paths:
+                f = folder / f"state_{key}.bin"
+                parts.append(np.memmap(f, dtype=np.float32, mode="r") if f.is_file() and f.stat().st_size
+                             else np.zeros(0, np.float32))
+            self._state_arrays[key] = parts[0] if len(parts) == 1 else ShardedArray(parts, np.float32)
+        return self._state_arrays[key]
 
     def iter_records(self, split: str | None = None) -> Iterator[tuple[StoreEntry, np.ndarray]]:
         for e in self.entries(split):
@@ -225,6 +261,19 @@ class TokenStore:
             s = e.start + int(rng.integers(0, e.n_tokens - length + 1))
             out[i] = self.tokens[s:s + length]
         return out
+
+
+def _open_tokens(tok_file: Path, dtype: np.dtype, n: int) -> np.ndarray:
+    """Memory-map ``tok_file`` after checking it holds exactly ``n`` tokens."""
+    if not tok_file.is_file():
+        raise StoreError(f"{tok_file} is missing; rebuild the store")
+    size = tok_file.stat().st_size
+    if size != n * dtype.itemsize:
+        raise StoreError(
+            f"{tok_file} holds {size // dtype.itemsize} tokens but meta.json says {n}: the file is truncated "
+            f"or the store is corrupt; rebuild it"
+        )
+    return np.memmap(tok_file, dtype=dtype, mode="r", shape=(n,)) if n else np.zeros(0, dtype)
 
 
 def _read_json(path: Path, what: str):

@@ -26,8 +26,8 @@ padding is the tokenizer's explicit edge replication at the two ends of a signal
 
 Why matmuls instead of ``nn.Conv1d``: at 32-96 channels the oneDNN convolution path spends most of its
 time reordering memory; a k-tap dilated convolution written as one ``(B*L, C_in) @ (C_in, k*C_out)``
-matmul followed by a shifted sum runs ~3-4x faster on CPU (measured in ``scripts/bench_tokenizer.py``'s
-design notes) and is the same function.
+matmul followed by a shifted sum runs ~3-4x faster on CPU (measured with the tokenizer benchmark, now
+``scripts/bench.py --stages tokenizer``) and is the same function.
 """
 from __future__ import annotations
 

@@ -1,0 +1,221 @@
+"""The one benchmark of the pipeline: speed and peak memory of every stage, as JSON and a markdown table.
+
+Launch (from the repo root)::
+
+    python scripts/bench.py --out runs/bench                 # full sizes, CPU (+ CUDA when a GPU is visible)
+    python scripts/bench.py --out runs/bench_ci --quick      # every stage small (about 2 minutes on 2 cores)
+    python scripts/bench.py --out runs/bench --device cuda --stages train,generate
+    python scripts/bench.py --out runs/bench --stages tokenizer --tokenizer runs/tok/fsq/tokenizer
+
+Stages (``scripts/benchlib/stages.py``), each in its own child process so that its peak memory is its own
+(``ru_maxrss``; on CUDA also ``torch.cuda.max_memory_allocated``):
+
+* ``tokenizer``: encode and decode samples/s over the 22 DS2 MLII records, whole records (target >= 5 M
+  samples/s on 2 CPU cores);
+* ``tokenize_all``: all 48 records x both leads into one store with ``tokenizer/tokenize.py``, sharded over
+  one process per core (``torchrun``), wall time and summed peak memory (target <= 30 s, <= 1 GB); in full
+  mode once more in one process, and the two stores are checked identical;
+* ``store``: token-store write and random-crop read, tokens/s, one-file and 2-shard layouts;
+* ``train``: LM training tokens/s (``tiny`` on CPU; on CUDA ``configs/lm/base.yaml``, 85 M parameters, bf16,
+  ``torch.compile``, SDPA attention) and MFU on CUDA (target >= 40 %);
+* ``generate``: ECG-seconds generated per second at several batch sizes (targets: ``tiny`` >= 100 on 2 CPU
+  cores, ``small`` >= 10,000 on one H100; the ``small`` weights are untrained, speed does not depend on them);
+* ``score``: seconds to score 1,000 synthetic 10-s windows with every stage-3 metric.
+
+Outputs ``<out>/bench.json`` (machine, command, date, git sha, versions, every figure and its details),
+``<out>/bench.md`` (the table, then the scaling projection for ``--corpus_patients`` x
+``--corpus_hours_per_patient`` x ``--corpus_leads`` of ECG) and ``<out>/logs/``. Nothing here asserts a
+time: a missed target reads "no" in the table. A stage that fails is reported and the exit status is 1.
+Wall-clock figures on a shared machine include waiting for a core: read them against the load average
+the report records.
+
+OpenMP threads: the stages run with ``OMP_WAIT_POLICY=PASSIVE`` unless ``--omp_wait_policy`` says otherwise
+(or the variable is already set). With the default policy, idle OpenMP threads spin; when another job holds
+one of the cores, torch's 2-thread CPU kernels then ran 50x slower on this project's 2-core machine (encode
+0.1 M instead of 5.5 M samples/s), which would measure the neighbour rather than the code. Passive threads
+sleep at barriers instead; on an idle machine that costs a wake-up per parallel region. The policy used is
+recorded in ``bench.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/benchlib
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the repo root (tokenizer, lm, eval)
+
+from tokenizer.errors import ConfigError  # noqa: E402
+from tokenizer.utils.cli import run_main  # noqa: E402
+from tokenizer.utils.io import ensure_writable_dir, write_json, write_text  # noqa: E402
+
+STAGE_NAMES = ("tokenizer", "tokenize_all", "store", "train", "generate", "score")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="folder for bench.json, bench.md and logs/")
+    p.add_argument("--quick", action="store_true", help="small sizes for every stage (CI smoke run)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto: CPU, plus CUDA for the tokenizer/train/generate stages when a GPU is visible")
+    p.add_argument("--stages", default=",".join(STAGE_NAMES), help=f"comma list of {', '.join(STAGE_NAMES)}")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads per stage (0: every available core)")
+    p.add_argument("--processes", type=int, default=0, help="tokenize_all processes (0: one per available core)")
+    p.add_argument("--omp_wait_policy", default="passive", choices=["passive", "active", "unset"],
+                   help="OMP_WAIT_POLICY of the stages (see the note above; unset: the OpenMP default)")
+    p.add_argument("--data_dir", "--data-dir", default=None, help="data root holding mitdb/ ($ECG2LLM_DATA)")
+    p.add_argument("--tokenizer", default="default", help="tokenizer folder, or 'default'")
+    p.add_argument("--model", default="default", help="LM folder for the generation stage, or 'default' (tiny)")
+    p.add_argument("--train_config", default=None,
+                   help="LM config for the train stage (default: configs/lm/tiny.yaml on CPU, base.yaml on CUDA)")
+    p.add_argument("--no_compile", action="store_true", help="do not torch.compile the CUDA training model")
+    p.add_argument("--peak_tflops", type=float, default=0.0,
+                   help="dense bf16 peak for MFU (0: from the GPU name, e.g. 989 for an H100 SXM)")
+    p.add_argument("--gen_batches", default="", help="comma list of generation batch sizes (default per device)")
+    p.add_argument("--corpus_patients", type=int, default=10_000, help="scaling projection: patients")
+    p.add_argument("--corpus_hours_per_patient", type=float, default=70.0, help="scaling projection: hours each")
+    p.add_argument("--corpus_leads", type=int, default=1, help="scaling projection: leads per recording")
+    p.add_argument("--stage_timeout", type=float, default=3600.0, help="seconds before a stage is stopped")
+    p.add_argument("--debug", action="store_true")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)  # internal: run one stage in this process
+    p.add_argument("--child_device", default="cpu", help=argparse.SUPPRESS)
+    p.add_argument("--child_out", default=None, help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    a.stages = [s for s in a.stages.split(",") if s.strip()]
+    unknown = [s for s in a.stages if s not in STAGE_NAMES]
+    if unknown or not a.stages:
+        raise ConfigError(f"--stages: unknown stage(s) {unknown}; choose from {', '.join(STAGE_NAMES)}")
+    from tokenizer.utils.cli import int_list
+
+    a.gen_batches = int_list(a.gen_batches, "--gen_batches")
+    return a
+
+
+def check_inputs(a) -> None:
+    """Fail in one line, before any child starts, on an input a stage would only find later."""
+    from tokenizer.base import ECGTokenizer
+
+    if "generate" in a.stages:
+        from lm.model import resolve_model_dir
+
+        resolve_model_dir(a.model)
+    if set(a.stages) & {"tokenizer", "tokenize_all", "score"}:
+        ECGTokenizer.from_pretrained(a.tokenizer)
+        from tokenizer.data import resolve_data_dir
+
+        if set(a.stages) & {"tokenizer", "tokenize_all", "score"} and not (resolve_data_dir(a.data_dir) / "mitdb").is_dir():
+            from tokenizer.errors import DataNotFoundError
+
+            raise DataNotFoundError(f"no mitdb/ under {resolve_data_dir(a.data_dir)}: set ECG2LLM_DATA or --data_dir "
+                                    f"(the benchmark never downloads)")
+    if a.train_config and not Path(a.train_config).is_file():
+        raise ConfigError(f"--train_config {a.train_config} does not exist")
+
+
+def run_child(a) -> int:
+    """Run stage ``a.child`` on ``a.child_device`` here and write its result (or its error) to ``a.child_out``."""
+    import torch
+
+    from benchlib.stages import STAGES
+    from tokenizer.utils.distributed import available_cores
+
+    torch.set_num_threads(a.threads or available_cores())
+    opts = {**vars(a), "device": a.child_device}
+    t0 = time.perf_counter()
+    try:
+        res = STAGES[a.child](opts)
+        rc = 0
+    except Exception as e:  # noqa: BLE001 - reported in the table; the other stages still run
+        res, rc = {"error": f"{type(e).__name__}: {e}"}, 1
+        if a.debug:
+            raise
+    res["wall_s"] = time.perf_counter() - t0
+    # peak resident memory (KiB on Linux) of this process, and of the largest child it waited for (torchrun ranks)
+    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    res["peak_rss_children_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    if a.child_device.startswith("cuda") and torch.cuda.is_available():
+        res["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    write_json(a.child_out, res)
+    return rc
+
+
+def run_stage(stage: str, device: str, argv: list[str], out: Path, timeout: float, env: dict) -> dict:
+    """One stage in a child process (``--child``); its JSON result, or an ``error`` entry."""
+    res_file = out / "logs" / f"{stage}_{device}.json"
+    log = out / "logs" / f"{stage}_{device}.log"
+    cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--child", stage, "--child_device", device,
+           "--child_out", str(res_file)]
+    t0 = time.perf_counter()
+    with open(log, "w") as f:
+        try:
+            rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=timeout, env=env).returncode
+        except subprocess.TimeoutExpired:
+            rc = None
+    res = json.loads(res_file.read_text()) if res_file.is_file() else {}
+    if rc is None:
+        res["error"] = f"stopped after {timeout:g} s (--stage_timeout)"
+    elif rc and "error" not in res:
+        tail = [ln for ln in log.read_text().splitlines() if ln.strip()][-1:] or [f"exit status {rc}"]
+        res["error"] = tail[0]
+    res.setdefault("wall_s", time.perf_counter() - t0)
+    return {"stage": stage, "device": device, "log": str(log), **res}
+
+
+@run_main
+def main(argv=None):
+    """Run the chosen stages, write ``bench.json`` and ``bench.md``, print the table; 1 if a stage failed."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    a = parse_args(argv)
+    if a.child:
+        return run_child(a)
+    import torch
+
+    from benchlib.report import machine, markdown, scaling
+    from benchlib.stages import CUDA_STAGES
+    from tokenizer.utils.distributed import available_cores
+
+    check_inputs(a)
+    out = ensure_writable_dir(a.out)
+    (out / "logs").mkdir(exist_ok=True)
+    cuda = a.device == "cuda" or (a.device == "auto" and torch.cuda.is_available())
+    if a.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda, but torch sees no GPU; use --device cpu or auto")
+    plan = [(s, "cpu") for s in a.stages if a.device != "cuda" or s not in CUDA_STAGES]
+    plan += [(s, "cuda") for s in a.stages if cuda and s in CUDA_STAGES]
+    plan.sort(key=lambda sd: STAGE_NAMES.index(sd[0]))
+    report = {"command": " ".join(["python", "scripts/bench.py", *argv]), "quick": a.quick,
+              "threads": a.threads or available_cores(), "machine": machine(), "load_average_before": os.getloadavg(),
+              "corpus": {"patients": a.corpus_patients, "hours_per_patient": a.corpus_hours_per_patient,
+                         "leads": a.corpus_leads,
+                         "hours": a.corpus_patients * a.corpus_hours_per_patient * a.corpus_leads},
+              "stages": []}
+    env = dict(os.environ)
+    if a.omp_wait_policy != "unset":
+        env.setdefault("OMP_WAIT_POLICY", a.omp_wait_policy.upper())
+    report["omp_wait_policy"] = env.get("OMP_WAIT_POLICY", "unset (OpenMP default)")
+    for stage, device in plan:
+        print(f"[bench] {stage} on {device} ...", flush=True)
+        res = run_stage(stage, device, argv, out, a.stage_timeout, env)
+        report["stages"].append(res)
+        print(f"[bench] {stage} on {device}: " + (f"failed: {res['error']}" if res.get("error") else
+              "; ".join(f"{r['metric']} {r['value']:.4g} {r['unit']}" for r in res["rows"])), flush=True)
+    report["load_average_after"] = os.getloadavg()
+    report["scaling"] = scaling(report, report["corpus"]["hours"])
+    write_json(out / "bench.json", report)
+    md = markdown(report)
+    write_text(out / "bench.md", md)
+    print(md + f"wrote {out / 'bench.json'} and {out / 'bench.md'}")
+    failed = [f"{r['stage']} ({r['device']}): {r['error']}" for r in report["stages"] if r.get("error")]
+    if failed:
+        print("error: stage(s) failed: " + " | ".join(failed) + f" (logs in {out / 'logs'})", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,374 @@
+"""The stages of ``scripts/bench.py``: each measures one part of the pipeline and returns table rows.
+
+A stage is ``fn(opts) -> {"rows": [...], "details": {...}}``; ``opts`` holds the parsed flags of
+``scripts/bench.py`` plus ``device``. Each runs in its own child process (``scripts/bench.py --child``), so
+its peak memory is that process's own. A row is ``{"metric", "value", "unit", "target", "met"}`` where
+``target`` is text such as ``">= 5"`` (or None) and ``met`` a bool (or None without a target);
+``ecg_s_per_s`` in a row is the seconds of single-lead ECG the stage handles per wall-clock second, which
+the scaling table turns into hours per hour of ECG.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+FS = 360.0                     # MIT-BIH sampling rate, Hz
+QUICK_RECORDS = ["100", "101", "103", "105"]  # the tokenize-all stage in --quick mode
+
+
+def row(metric: str, value: float, unit: str, target: float | None = None, higher: bool = True, **extra) -> dict:
+    """One table row; ``met`` compares ``value`` with ``target`` (>= when ``higher``, else <=)."""
+    met = None if target is None else (value >= target if higher else value <= target)
+    tgt = None if target is None else f"{'>=' if higher else '<='} {target:g}"
+    return {"metric": metric, "value": float(value), "unit": unit, "target": tgt, "met": met, **extra}
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+# ---------------------------------------------------------------------------------------------- tokenizer
+def bench_tokenizer_device(tok, signals: list[np.ndarray], device: str, repeats: int) -> dict:
+    """Encode and decode every signal whole, ``repeats`` passes after one warm-up pass (wall and CPU time)."""
+    if hasattr(tok, "to"):
+        tok.to(device)
+    total = sum(len(x) for x in signals)
+    ids = [tok.encode(x, tok.fs) for x in signals]  # warm-up (allocator, kernels), and ids for decode
+    for i, s in ids:
+        tok.decode(i, s)
+    enc_wall, dec_wall, enc_cpu, dec_cpu = [], [], [], []
+    for _ in range(repeats):
+        sync(device)
+        w0, c0 = time.perf_counter(), time.process_time()
+        ids = [tok.encode(x, tok.fs) for x in signals]
+        sync(device)
+        w1, c1 = time.perf_counter(), time.process_time()
+        for i, s in ids:
+            tok.decode(i, s)
+        sync(device)
+        w2, c2 = time.perf_counter(), time.process_time()
+        enc_wall.append(w1 - w0)
+        dec_wall.append(w2 - w1)
+        enc_cpu.append(c1 - c0)
+        dec_cpu.append(c2 - c1)
+    return {"device": device, "samples": total, "repeats": repeats,
+            "encode_samples_per_s": total / min(enc_wall), "decode_samples_per_s": total / min(dec_wall),
+            "encode_samples_per_s_median": total / statistics.median(enc_wall),
+            "decode_samples_per_s_median": total / statistics.median(dec_wall),
+            # CPU seconds of this process: what the code costs without the wait for a busy core
+            "encode_samples_per_cpu_s": total / max(min(enc_cpu), 1e-9),
+            "decode_samples_per_cpu_s": total / max(min(dec_cpu), 1e-9),
+            "encode_wall_s": enc_wall, "decode_wall_s": dec_wall}
+
+
+def stage_tokenizer(o: dict) -> dict:
+    """Encode/decode throughput of the tokenizer over DS2 MLII (whole records; first 60 s with --quick)."""
+    from tokenizer.base import ECGTokenizer
+    from tokenizer.evaluation import load_signals
+    from tokenizer.splits import DS2
+
+    tok = ECGTokenizer.from_pretrained(o["tokenizer"])
+    signals = list(load_signals(DS2, o["data_dir"], fs=tok.fs, seconds=60 if o["quick"] else None).values())
+    r = bench_tokenizer_device(tok, signals, o["device"], 1 if o["quick"] else 3)
+    target = 5e6 if o["device"] == "cpu" else None
+    rows = [row(f"{what} ({len(signals)} DS2 records)", r[f"{what}_samples_per_s"] / 1e6, "M samples/s",
+                None if target is None else target / 1e6, ecg_s_per_s=r[f"{what}_samples_per_s"] / tok.fs,
+                scale=f"tokenizer {what} only" if what == "encode" else None)
+            for what in ("encode", "decode")]
+    return {"rows": rows, "details": {**r, "tokenizer": o["tokenizer"], **tok.describe()}}
+
+
+# ---------------------------------------------------------------------------------------------- tokenize all
+def _tokenize(records: list[str], processes: int, out: Path, o: dict) -> dict:
+    """Run ``tokenizer/tokenize.py`` over ``records``' leads with ``processes`` processes; wall time, meta."""
+    script = str(REPO / "tokenizer" / "tokenize.py")
+    args = ["--out", str(out), "--leads", "all", "--records", ",".join(records), "--download", "false",
+            "--tokenizer", o["tokenizer"]] + (["--data_dir", o["data_dir"]] if o["data_dir"] else [])
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    cmd = (launch if processes > 1 else [sys.executable]) + [script, *args]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if r.returncode:
+        raise RuntimeError(f"{' '.join(cmd[-12:])} failed ({r.returncode}): {r.stderr.strip()[-2000:]}")
+    meta = json.loads((out / "meta.json").read_text())
+    procs = meta["build"]["per_process"]
+    return {"processes": processes, "wall_s": wall, "build_s": meta["build"]["seconds"],
+            "samples": meta["build"]["samples"], "tokens": meta["n_tokens"],
+            "entries": sum(p["entries"] for p in procs),
+            "peak_rss_mb_sum": sum(p["peak_rss_mb"] for p in procs),
+            "per_process": procs, "command": " ".join(["python" if processes == 1 else "torchrun"] + cmd[-len(args) - 1:])}
+
+
+def stage_tokenize_all(o: dict) -> dict:
+    """All 48 records x every lead into one store, sharded over the machine's cores (and, in full mode,
+    once more in one process, to show the speed-up and check the two stores are identical)."""
+    from tokenizer.data import MITDB_RECORDS
+    from tokenizer.store import TokenStore
+    from tokenizer.utils.distributed import available_cores
+
+    records = QUICK_RECORDS if o["quick"] else list(MITDB_RECORDS)
+    n = int(o["processes"] or available_cores())
+    runs = [n] + ([1] if n > 1 and not o["quick"] else [])
+    with tempfile.TemporaryDirectory(prefix="bench_tokenize_") as tmp:
+        res = [_tokenize(records, k, Path(tmp) / f"store_{k}", o) for k in runs]
+        identical = None
+        if len(res) > 1:
+            a, b = (TokenStore.open(Path(tmp) / f"store_{k}") for k in runs)
+            identical = bool(np.array_equal(np.asarray(a.tokens), np.asarray(b.tokens))
+                             and [e.__dict__ for e in a.entries()] == [e.__dict__ for e in b.entries()])
+    rows = []
+    for r in res:
+        what = f"{len(records)} records x {r['entries'] // len(records)} leads, {r['processes']} process(es)"
+        full = not o["quick"] and r["processes"] == n
+        rows.append(row(f"tokenize {what}: wall time", r["wall_s"], "s", 30.0 if full else None, higher=False,
+                        ecg_s_per_s=r["samples"] / FS / r["wall_s"],
+                        scale=f"tokenize into a store, {r['processes']} process(es)" if r["processes"] == n else None))
+        rows.append(row(f"tokenize {what}: peak memory, sum over processes", r["peak_rss_mb_sum"], "MB",
+                        1024.0 if full else None, higher=False))
+    return {"rows": rows, "details": {"runs": res, "identical_1_vs_n_processes": identical, "records": records}}
+
+
+# ---------------------------------------------------------------------------------------------- token store
+def stage_store(o: dict) -> dict:
+    """Token-store write and random-crop read throughput, one-file and 2-shard layouts (random ids)."""
+    from tokenizer.shards import merge_shards, shard_name
+    from tokenizer.store import StoreWriter, TokenStore
+
+    n_total = 2_000_000 if o["quick"] else 40_000_000
+    per_entry = 65_000  # one 30-min record at 36 tokens/s
+    k = max(2, n_total // per_entry)
+    ids = np.random.default_rng(0).integers(0, 4096, per_entry, dtype=np.int64)
+    meta = {"config": {"tokenizer_type": "bench"}, "weights_hash": "bench"}
+    res, rows = {}, []
+    with tempfile.TemporaryDirectory(prefix="bench_store_") as tmp:
+        for layout, shards in (("one file", 1), ("2 shards", 2)):
+            folder = Path(tmp) / f"s{shards}"
+            t0 = time.perf_counter()
+            names = [shard_name(s, shards) for s in range(shards)] if shards > 1 else ["."]
+            for s, name in enumerate(names):
+                w = StoreWriter(folder / name, meta, 4096)
+                for i in range(s * k // shards, (s + 1) * k // shards):
+                    w.add(str(i), "MLII", "train", ids, None, per_entry * 10)
+                w.close()
+            if shards > 1:
+                merge_shards(folder, names)
+            write_s = time.perf_counter() - t0
+            store = TokenStore.open(folder)
+            rng = np.random.default_rng(1)
+            batches, batch, length = (50 if o["quick"] else 500), 64, 256
+            store.random_crops(length, batch, rng=rng)  # warm-up
+            t0 = time.perf_counter()
+            for _ in range(batches):
+                store.random_crops(length, batch, rng=rng)
+            read_s = time.perf_counter() - t0
+            res[layout] = {"tokens": store.n_tokens(), "write_s": write_s, "read_tokens": batches * batch * length,
+                           "read_s": read_s, "tokens_type": type(store.tokens).__name__}
+            rows.append(row(f"store write ({layout}, {store.n_tokens() / 1e6:.0f} M tokens)",
+                            store.n_tokens() / write_s / 1e6, "M tokens/s", ecg_s_per_s=store.n_tokens() / 36 / write_s))
+            rows.append(row(f"store random-crop read ({layout}, {batch} x {length})",
+                            batches * batch * length / read_s / 1e6, "M tokens/s"))
+    return {"rows": rows, "details": {**res, "note": "page cache warm: the store was just written"}}
+
+
+# ---------------------------------------------------------------------------------------------- LM training
+#: Dense bf16 peak TFLOP/s by GPU name (vendor data sheets), for MFU; --peak_tflops overrides.
+PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
+
+
+def peak_tflops(o: dict) -> float | None:
+    if o.get("peak_tflops"):
+        return float(o["peak_tflops"])
+    name = torch.cuda.get_device_name()
+    for key, v in PEAK_BF16_TFLOPS.items():  # "H100 PCIe" is tested before "H100"
+        if key in name:
+            return v
+    return None
+
+
+def bench_train(config: str, device: str, steps: int, warmup: int, compile_: bool, batch_size: int | None) -> dict:
+    """Tokens/s of AdamW steps of the config's model (built as ``lm/train.py`` builds it) on random tokens.
+
+    bf16 autocast on CUDA. FLOPs per token: ``6 N + 12 L d T`` (N non-embedding parameters plus the LM
+    head, L layers, d width, T context; PaLM appendix B).
+    """
+    from lm.config import LMTrainConfig
+    from lm.model import build_model, num_parameters, tokenizer_record
+    from tokenizer.base import ECGTokenizer
+    from tokenizer.utils.config import config_from_dict, load_yaml
+
+    cfg = config_from_dict(LMTrainConfig, load_yaml(config))
+    tok = ECGTokenizer.from_pretrained(cfg.tokenizer)
+    model = build_model(cfg, {**tokenizer_record(tok), "source": cfg.tokenizer}).to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.startswith("cuda"))
+    step_model = torch.compile(model) if compile_ else model
+    b, t = int(batch_size or cfg.batch_size), cfg.context_length
+    ids = torch.randint(0, tok.vocab_size, (b, t), generator=torch.Generator().manual_seed(0)).to(device)  # (B, T)
+    cuda = device.startswith("cuda")
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+
+    def one_step():
+        with amp:
+            loss = step_model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(warmup):  # compilation, allocator, kernel selection
+        one_step()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        one_step()
+    sync(device)
+    wall = time.perf_counter() - t0
+    tok_s = steps * b * t / wall
+    n_non_emb = num_parameters(model, exclude_embeddings=True)
+    head = model.config.vocab_size * cfg.d_model  # the tied LM head still costs its matmul
+    flops_per_token = 6 * (n_non_emb + head) + 12 * cfg.n_layer * cfg.d_model * t
+    return {"config": config, "device": device, "batch_size": b, "context_length": t, "steps": steps,
+            "n_params": num_parameters(model), "n_params_non_embedding": n_non_emb,
+            "attention": getattr(model.config, "_attn_implementation", None),
+            "precision": "bf16 autocast" if cuda else "fp32", "compile": compile_,
+            "tokens_per_second": tok_s, "seconds_per_step": wall / steps, "flops_per_token": flops_per_token,
+            "achieved_tflops": tok_s * flops_per_token / 1e12, "tokens_per_ecg_second": tok.tokens_per_second}
+
+
+def stage_train(o: dict) -> dict:
+    """LM training tokens/s: ``tiny`` on CPU; on CUDA the >= 50 M-parameter config (bf16, compiled) and MFU."""
+    cuda = o["device"].startswith("cuda")
+    config = o["train_config"] or str(REPO / "configs" / "lm" / ("base.yaml" if cuda else "tiny.yaml"))
+    steps, warmup = (3, 1) if o["quick"] else (30 if cuda else 20, 5 if cuda else 3)
+    r = bench_train(config, o["device"], steps, warmup, compile_=cuda and not o["no_compile"],
+                    batch_size=4 if o["quick"] and not cuda else None)
+    name = Path(config).stem
+    rows = [row(f"train {name} ({r['n_params'] / 1e6:.1f} M params, {r['batch_size']} x {r['context_length']}, "
+                f"{r['precision']})", r["tokens_per_second"] / 1e3, "k tokens/s",
+                ecg_s_per_s=r["tokens_per_second"] / r["tokens_per_ecg_second"], scale=f"train {name}, one epoch")]
+    if cuda:
+        peak = peak_tflops(o)
+        r["gpu"], r["peak_tflops"] = torch.cuda.get_device_name(), peak
+        if peak:
+            r["mfu"] = r["achieved_tflops"] / peak
+            big = r["n_params"] >= 50e6
+            rows.append(row(f"train {name}: MFU (peak {peak:g} TFLOP/s bf16{'' if big else ', < 50 M params'})",
+                            100 * r["mfu"], "%", 40.0 if big else None))
+    else:
+        rows.append(row(f"train {name}: achieved", r["achieved_tflops"] * 1e3, "GFLOP/s"))
+    return {"rows": rows, "details": r}
+
+
+# ---------------------------------------------------------------------------------------------- generation
+def bench_generate(model_dir: str, device: str, batch: int, seconds: float, repeats: int) -> dict:
+    """ECG-seconds generated (sampled with the static KV cache and decoded to mV) per wall-clock second."""
+    from lm.model import load_lm, load_tokenizer_for
+    from lm.sampling import sample_tokens
+
+    model, folder = load_lm(model_dir, device)
+    tok = load_tokenizer_for(model.config, folder)
+    if hasattr(tok, "to"):
+        tok.to(device)
+    n_tok = int(np.ceil(seconds * tok.tokens_per_second))
+    sample_tokens(model, batch, 16, batch_size=batch, seed=0)  # warm-up (allocations, kernels)
+    times = []
+    for r in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        ids = sample_tokens(model, batch, n_tok, batch_size=batch, seed=r)
+        _ = [tok.decode(seq, None) for seq in ids]
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return {"model": str(folder), "device": device, "batch": batch, "seconds_per_sample": seconds,
+            "tokens_per_sample": n_tok, "context_length": int(model.config.max_position_embeddings),
+            "n_params": sum(p.numel() for p in model.parameters()), "wall_seconds": times,
+            "ecg_seconds_per_second": batch * seconds / min(times),
+            "ecg_seconds_per_second_median": batch * seconds / float(np.median(times)),
+            "tokens_per_second": batch * n_tok / min(times)}
+
+
+def random_init_lm(config: str, folder: Path) -> Path:
+    """Save an untrained LM of ``config`` (with its tokenizer copy) to time generation at that size."""
+    from lm.config import LMTrainConfig
+    from lm.model import TOKENIZER_SUBDIR, build_model, tokenizer_record
+    from tokenizer.base import ECGTokenizer
+    from tokenizer.utils.config import config_from_dict, load_yaml
+
+    cfg = config_from_dict(LMTrainConfig, load_yaml(config))
+    tok = ECGTokenizer.from_pretrained(cfg.tokenizer)
+    torch.manual_seed(0)
+    build_model(cfg, {**tokenizer_record(tok), "source": cfg.tokenizer}).save_pretrained(str(folder))
+    tok.save_pretrained(folder / TOKENIZER_SUBDIR)
+    return folder
+
+
+def stage_generate(o: dict) -> dict:
+    """Generation speed at several batch sizes: the shipped tiny LM, and on CUDA an untrained ``small``."""
+    cuda = o["device"].startswith("cuda")
+    batches = o["gen_batches"] or ([1, 8] if o["quick"] else ([1, 64, 256, 1024] if cuda else [1, 16, 64, 128]))
+    seconds, repeats = (2.0, 1) if o["quick"] else (30.0, 2)
+    models = [("tiny", o["model"], 100.0 if not cuda else None)]
+    rows, res = [], []
+    with tempfile.TemporaryDirectory(prefix="bench_gen_") as tmp:
+        if cuda:
+            small = random_init_lm(str(REPO / "configs" / "lm" / "small.yaml"), Path(tmp) / "small")
+            models.append(("small (untrained)", str(small), 10_000.0))
+        for name, path, target in models:
+            rs = [bench_generate(path, o["device"], b, seconds, repeats) for b in batches]
+            res.extend({"name": name, **r} for r in rs)
+            for r in rs:
+                rows.append(row(f"generate {name}, batch {r['batch']} x {seconds:g} s", r["ecg_seconds_per_second"],
+                                "ECG-s/s", ecg_s_per_s=r["ecg_seconds_per_second"]))
+            best = max(rs, key=lambda r: r["ecg_seconds_per_second"])
+            rows.append(row(f"generate {name}: best batch ({best['batch']})", best["ecg_seconds_per_second"],
+                            "ECG-s/s", target, ecg_s_per_s=best["ecg_seconds_per_second"], scale=f"generate {name}"))
+    return {"rows": rows, "details": {"runs": res}}
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+def stage_score(o: dict) -> dict:
+    """Seconds to score synthetic 10-s windows (the tokenizer round trip of held-out DS2 windows) against
+    the DS2 reference with every stage-3 metric; the reference and DS1-pool setup is timed apart."""
+    from eval.references import tokenizer_roundtrip_windows
+    from eval.scorer import ScoreSettings, Scorer
+    from tokenizer.base import ECGTokenizer
+    from tokenizer.splits import DS1, DS2
+
+    n, n_real = (48, 48) if o["quick"] else (1000, 500)
+    ref_records, train_records = (DS2[:4], DS1[:2]) if o["quick"] else (DS2, DS1)
+    with tempfile.TemporaryDirectory(prefix="bench_score_") as tmp:  # a fresh cache: nothing precomputed
+        t0 = time.perf_counter()
+        settings = ScoreSettings(data_dir=o["data_dir"], reference_records=tuple(ref_records),
+                                 train_records=tuple(train_records), n_real=n_real, cache_dir=tmp)
+        scorer = Scorer(settings, verbose=False)
+        scorer.train_pool()
+        scorer.train_reference()
+        setup_s = time.perf_counter() - t0
+        windows = tokenizer_roundtrip_windows(ECGTokenizer.from_pretrained(o["tokenizer"]), scorer.heldout_real(n))
+        t0 = time.perf_counter()
+        scored = scorer.score_windows("bench", windows)
+        score_s = time.perf_counter() - t0
+    per_1000 = score_s * 1000 / len(windows.x)
+    window_s = windows.x.shape[1] / windows.fs
+    rows = [row(f"score {len(windows.x)} synthetic windows (reference {n_real} DS2 windows)", per_1000,
+                "s per 1,000 windows", ecg_s_per_s=1000 * window_s / per_1000, scale="score synthetic ECG"),
+            row(f"score: reference + DS1 pool setup ({len(train_records)} DS1 records)", setup_s, "s")]
+    return {"rows": rows, "details": {"n_windows": len(windows.x), "window_s": window_s, "score_s": score_s,
+                                      "setup_s": setup_s, "rfed": scored.get("rfed")}}
+
+
+STAGES = {"tokenizer": stage_tokenizer, "tokenize_all": stage_tokenize_all, "store": stage_store,
+          "train": stage_train, "generate": stage_generate, "score": stage_score}
+#: Stages that also run on CUDA when a GPU is present (the others are CPU work by design).
+CUDA_STAGES = ("tokenizer", "train", "generate")
