@@ -43,6 +43,23 @@ def make_accelerator(cfg):
                        log_with=log_with, project_config=project, cpu=not torch.cuda.is_available())
 
 
+def _check_fsdp(cfg, acc) -> None:
+    """With FSDP the parameters are sharded: main-process-only sampling (figures) would wait forever for
+    the other shards, and ``keep_best`` reloads full tensors into sharded ones. Refuse / switch off."""
+    from accelerate.utils import DistributedType
+
+    if acc.distributed_type != DistributedType.FSDP:
+        return
+    if cfg.keep_best:
+        from tokenizer.errors import ConfigError
+
+        raise ConfigError("keep_best is not supported with FSDP (it reloads the best weights into sharded "
+                          "parameters): pass --keep_best false, and pick a checkpoint by its validation loss")
+    if cfg.figure_samples > 0:
+        acc.print("FSDP: figures of generated ECGs need the whole model on one process; figure_samples set to 0")
+        cfg.figure_samples = 0
+
+
 def _set_threads(cfg, accelerator) -> None:
     if accelerator.device.type != "cpu":
         return
@@ -85,6 +102,7 @@ class Trainer:
         resume = ck.resolve_resume(cfg)
         self.acc = acc = make_accelerator(cfg)
         _set_threads(cfg, acc)
+        _check_fsdp(cfg, acc)
         if resume is None:
             ck.check_fresh_output_dir(cfg, acc.is_main_process)
         acc.wait_for_everyone()
@@ -238,10 +256,14 @@ class Trainer:
         """``save_pretrained`` + the tokenizer copy (+ metrics), atomically, by the main process."""
         acc = self.acc
         acc.wait_for_everyone()
+        # every process: under FSDP this gathers the sharded parameters (a collective); otherwise it is the
+        # unwrapped model's own state dict
+        state_dict = acc.get_state_dict(self.model)
         if acc.is_main_process:
             model = acc.unwrap_model(self.model)
             with atomic_path(folder) as tmp:
-                model.save_pretrained(str(tmp), is_main_process=True, save_function=acc.save)
+                model.save_pretrained(str(tmp), is_main_process=True, save_function=acc.save,
+                                      state_dict=state_dict)
                 self.tok.save_pretrained(tmp / TOKENIZER_SUBDIR)
                 if metrics is not None:
                     write_json(tmp / "metrics.json", metrics)

@@ -204,3 +204,26 @@ def test_wandb_offline_run_with_figures(tmp_path, data_root, monkeypatch):
     runs = list((tmp_path / "wb" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
     assert sorted(p.name for p in (out / "figures").iterdir()) == ["samples_step000001.png", "samples_step000002.png"]
+
+
+def test_fsdp_turns_figures_off_and_refuses_keep_best():
+    """Under FSDP the parameters are sharded: main-process sampling and keep_best cannot work."""
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from lm.config import LMTrainConfig as TrainConfig
+    from lm.trainer import _check_fsdp
+    from tokenizer.errors import ConfigError
+
+    said = []
+    acc = SimpleNamespace(distributed_type=DistributedType.FSDP, print=said.append)
+    cfg = TrainConfig(figure_samples=4)
+    _check_fsdp(cfg, acc)
+    assert cfg.figure_samples == 0 and "figure_samples" in said[0]
+    with pytest.raises(ConfigError, match="keep_best"):
+        _check_fsdp(TrainConfig(keep_best=True), acc)
+    ddp = SimpleNamespace(distributed_type=DistributedType.MULTI_GPU, print=said.append)
+    cfg = TrainConfig(figure_samples=4, keep_best=True)
+    _check_fsdp(cfg, ddp)  # DDP: nothing changes
+    assert cfg.figure_samples == 4
