@@ -51,6 +51,8 @@ class BeatSet:
 
     def subset(self, idx) -> "BeatSet":
         idx = np.asarray(idx)
+        if idx.dtype != bool:
+            idx = idx.astype(np.int64)  # an empty list is float64 to numpy
         return BeatSet(self.x[idx], self.rr[idx], self.y[idx], self.group[idx], self.source, dict(self.meta))
 
     def of_classes(self, classes: Sequence[str]) -> "BeatSet":

@@ -10,7 +10,8 @@ from tokenizer.utils.io import write_json
 from .beats import AFTER, BEFORE, CLASSES, FS
 
 ARM_NAMES = {"a_real": "(a) real DS1", "b_synthetic": "(b) synthetic only",
-             "c_real_plus_synthetic": "(c) DS1 + synthetic S/V/F"}
+             "c_real_plus_synthetic": "(c) DS1 + synthetic S/V/F",
+             "d_real_plus_filtered_synthetic": "(d) DS1 + agreed synthetic S/V/F"}
 
 
 def _ms(d: dict, digits: int = 3) -> str:
@@ -43,7 +44,10 @@ def markdown(result: dict) -> str:
     lines += ["", f"Goal (c) > (a) beyond the seed spread: **{'met' if g['c_beats_a_beyond_spread'] else 'not met'}** "
               f"(c − a = {g['c_minus_a']:+.3f}, spread {g['seed_spread']:.3f}). "
               f"Goal (b) ≥ 0.7 × (a): **{'met' if g['b_reaches_0.7_a'] else 'not met'}** "
-              f"(b / a = {g['b_over_a']:.2f}).", "",
+              f"(b / a = {g['b_over_a']:.2f})."
+              + (f" Arm (d) − (a) = {g['d_minus_a']:+.3f} (spread {g['d_seed_spread']:.3f}): "
+                 f"**{'beyond' if g['d_beats_a_beyond_spread'] else 'within'}** the seed spread."
+                 if "d_minus_a" in g else ""), "",
               "## Agreement of generated labels with a real-data classifier", "",
               "Arm (a)'s classifier (first seed) labels each generated beat; agreement = share it assigns the "
               "generated label. The last row is the same classifier on real DS2 beats (its sensitivity), for scale.",

@@ -48,7 +48,9 @@ def main(argv=None):
     g = result["goal"]
     a, b, c = (result["arms"][k]["macro_f1"]["mean"] for k in ("a_real", "b_synthetic", "c_real_plus_synthetic"))
     print(f"DS2 macro-F1: (a) real {a:.3f}, (b) synthetic {b:.3f} ({g['b_over_a']:.2f} x a), (c) real + synthetic "
-          f"{c:.3f} (c - a = {g['c_minus_a']:+.3f}, seed spread {g['seed_spread']:.3f}); report {out / 'tstr.md'}")
+          f"{c:.3f} (c - a = {g['c_minus_a']:+.3f}, seed spread {g['seed_spread']:.3f})"
+          + (f", (d) real + agreed synthetic {result['arms']['d_real_plus_filtered_synthetic']['macro_f1']['mean']:.3f} "
+             f"(d - a = {g['d_minus_a']:+.3f})" if "d_minus_a" in g else "") + f"; report {out / 'tstr.md'}")
     return 0
 
 

@@ -69,6 +69,23 @@ def test_classifier_learns_separable_classes_and_is_seeded():
     np.testing.assert_allclose(clf.predict_proba(test), again.predict_proba(test), atol=1e-6)
 
 
+def test_agreement_filter_keeps_exactly_the_beats_the_classifier_labels_alike():
+    from eval.tstr import agreed_beats
+
+    y = np.array([1, 2, 3, 1, 2, 3])
+    beats = BeatSet(np.arange(6, dtype=np.float32)[:, None].repeat(256, 1), np.zeros((6, 4), np.float32), y,
+                    np.array([f"s{i}" for i in range(6)]), "synthetic")
+
+    class Fixed:  # a "classifier" whose answers are known
+        def predict(self, b):
+            return np.array([1, 0, 3, 2, 2, 0])[: len(b)]
+
+    kept = agreed_beats(Fixed(), beats)
+    assert kept.group.tolist() == ["s0", "s2", "s4"] and kept.y.tolist() == [1, 3, 2]
+    np.testing.assert_array_equal(kept.x[:, 0], [0, 2, 4])  # beats travel with their labels
+    assert len(agreed_beats(Fixed(), beats.subset([]))) == 0
+
+
 def test_beat_metrics_on_a_known_confusion():
     y_true = np.array([0, 0, 0, 0, 1, 1, 2, 2, 3])
     y_pred = np.array([0, 0, 0, 1, 1, 0, 2, 2, 0])
@@ -94,7 +111,7 @@ def test_tstr_script_end_to_end_on_tiny_data(tmp_path, data_dir):
                  "--beat_sequences", "3", "--seconds", "6", "--rhythm_conditions", "N", "--rhythm_sequences", "2",
                  "--fidelity", "false", "--batch_size", "3"]) == 0
     r = json.loads((out / "tstr.json").read_text())
-    assert set(r["arms"]) == {"a_real", "b_synthetic", "c_real_plus_synthetic"}
+    assert set(r["arms"]) == {"a_real", "b_synthetic", "c_real_plus_synthetic", "d_real_plus_filtered_synthetic"}
     a = r["arms"]["a_real"]
     assert len(a["runs"]) == 2 and 0.0 <= a["macro_f1"]["mean"] <= 1.0
     assert a["train_counts"] == r["beats"]["real_ds1"]
@@ -104,6 +121,11 @@ def test_tstr_script_end_to_end_on_tiny_data(tmp_path, data_dir):
     c_counts = r["arms"]["c_real_plus_synthetic"]["train_counts"]
     assert c_counts["N"] == r["beats"]["real_ds1"]["N"]
     assert all(c_counts[c] == r["beats"]["real_ds1"][c] + syn[c] for c in ("S", "V", "F"))
+    # arm d = DS1 plus the agreed subset of those minority beats, never more than arm c
+    kept = r["beats"]["synthetic S/V/F kept by the agreement filter"]
+    d_counts = r["arms"]["d_real_plus_filtered_synthetic"]["train_counts"]
+    assert all(d_counts[c] == r["beats"]["real_ds1"][c] + kept[c] <= c_counts[c] for c in CLASSES)
+    assert "d_minus_a" in r["goal"]
     for name in ("unconditional", "beat_S", "beat_V", "beat_F", "rhythm_N"):
         assert (out / "synthetic" / name / "manifest.json").is_file()
     md = (out / "tstr.md").read_text()
