@@ -40,6 +40,7 @@ class TSTRConfig:
     out: str = "runs/tstr"
     model: str = "conditional"          # a conditional LM folder, or "conditional" (the shipped one)
     data_dir: str | None = None
+    download: bool = True               # fetch missing MIT-BIH records from PhysioNet (false: fail at once)
     train_records: list[str] = field(default_factory=list)  # empty = DS1
     test_records: list[str] = field(default_factory=list)   # empty = DS2
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])

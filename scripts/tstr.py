@@ -41,6 +41,12 @@ def main(argv=None):
     if not json.loads((folder / "config.json").read_text()).get("ecg_conditioning"):
         raise ConfigError(f"{folder} is not a conditional LM (no ecg_conditioning in its config.json); train "
                           f"one with `accelerate launch lm/train.py --config configs/lm/tiny_cond.yaml`")
+    # the database before anything else: generation takes minutes, and beats are cut after it
+    from tokenizer.data import ensure_database
+    from tokenizer.splits import DS1, DS2
+
+    ensure_database(cfg.data_dir, records=list(cfg.train_records or DS1) + list(cfg.test_records or DS2),
+                    download=cfg.download)
     out = ensure_writable_dir(cfg.out)
     write_run_info(out, config_to_dict(cfg), model_dir=str(folder))
     result = run_study(cfg)

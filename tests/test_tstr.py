@@ -131,3 +131,14 @@ def test_tstr_script_end_to_end_on_tiny_data(tmp_path, data_dir):
     md = (out / "tstr.md").read_text()
     assert "(a) real DS1" in md and "macro-F1" in md
     assert (out / "figures" / "arms.png").stat().st_size > 0 and (out / "run_info.json").is_file()
+
+
+def test_tstr_checks_the_database_before_generating(tmp_path, capsys):
+    from test_entrypoint_errors import _main
+
+    nowhere = tmp_path / "nowhere"
+    rc = _main("scripts/tstr.py")(["--out", str(tmp_path / "o"), "--model", "conditional",
+                                   "--data_dir", str(nowhere), "--download", "false"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "nowhere" in err and "ECG2LLM_DATA" in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "synthetic").exists()  # failed before any generation
