@@ -126,8 +126,9 @@ def arms_figure(arms: dict, path: Path) -> None:
         ax.set_xticks(xs, CLASSES)
         ax.set_ylim(0, 1)
         ax.set_title(title)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=max(len(arms), 1), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))  # the legend sits below the panels, over no bar
     fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
 
