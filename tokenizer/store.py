@@ -20,6 +20,7 @@ API and the same offsets as for a one-file store.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -95,8 +96,9 @@ class StoreWriter:
         return e
 
     def close(self, extra_meta: dict | None = None) -> None:
-        self._tokens.close()
-        for f in self._states.values():
+        for f in (self._tokens, *self._states.values()):
+            f.flush()  # type: ignore[attr-defined]
+            os.fsync(f.fileno())  # type: ignore[attr-defined]  # on disk before the folder is renamed in
             f.close()  # type: ignore[attr-defined]
         from .utils.io import write_json
 
