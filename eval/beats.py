@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from lm.conditioning import refine_peaks
+from lm.conditioning import CLASS_SYMBOL, refine_peaks
 from tokenizer.data import AAMI_CLASSES, read_record
 
 #: Classes scored (AAMI EC57 without Q), in label order.
@@ -28,7 +28,7 @@ FS = 360.0
 BEFORE, AFTER = 90, 166  # samples around the R peak: 0.25 s + 0.46 s = 256 samples
 LOCAL_RR_BEATS = 10
 #: MIT-BIH symbols a generated .atr uses, back to AAMI classes.
-SYMBOL_CLASS = {"N": "N", "A": "S", "V": "V", "F": "F", "Q": "Q"}
+SYMBOL_CLASS = {sym: cls for cls, sym in CLASS_SYMBOL.items()}
 
 
 @dataclass

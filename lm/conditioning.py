@@ -32,7 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tokenizer.data import AAMI_CLASSES
+from tokenizer.data import AAMI_CLASSES, read_annotations
 from tokenizer.errors import ConfigError
 
 #: AAMI EC57 beat classes, in the order of their tokens.
@@ -224,37 +224,6 @@ def rhythm_in_force(stream: np.ndarray, initial: int, spec: ConditionSpec) -> np
     is_r = np.isin(stream, rid)
     last = np.maximum.accumulate(np.where(is_r, np.arange(len(stream)), -1))
     return np.where(last >= 0, stream[np.maximum(last, 0)], initial).astype(np.int64)
-
-
-def read_annotations(record: str, data_dir, fs: float | None = None):
-    """The ``.atr`` annotations of one record (no signal read), sample indices rescaled to ``fs``.
-
-    Raises
-    ------
-    DataNotFoundError
-        If the annotation file is missing (a conditional LM needs every training record's ``.atr``).
-    """
-    import wfdb
-
-    from tokenizer.data import Annotations, resolve_data_dir
-    from tokenizer.errors import DataNotFoundError, RecordError
-
-    db = resolve_data_dir(data_dir) / "mitdb"
-    if not (db / f"{record}.atr").is_file():
-        raise DataNotFoundError(
-            f"record '{record}': annotation file {db / f'{record}.atr'} is missing; a conditional LM needs the "
-            f"beat and rhythm annotations of every record. Re-download the record or set --data_dir."
-        )
-    try:
-        a = wfdb.rdann(str(db / record), "atr")
-        fs_rec = float(wfdb.rdheader(str(db / record)).fs)
-    except Exception as e:  # noqa: BLE001
-        raise RecordError(f"record '{record}': annotations cannot be read ({type(e).__name__}: {e})") from None
-    sample = np.asarray(a.sample, dtype=np.int64)
-    if fs is not None and float(fs) != fs_rec:
-        sample = np.round(sample * float(fs) / fs_rec).astype(np.int64)
-    aux = [(s or "").rstrip("\x00").strip() for s in (a.aux_note or [""] * len(sample))]
-    return Annotations(sample=sample, symbol=list(a.symbol), aux_note=aux)
 
 
 class ConditionedCorpus:

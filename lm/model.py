@@ -36,9 +36,9 @@ import torch
 from tokenizer.errors import ConfigError, TokenizerError
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
-TOKENIZER_SUBDIR = "tokenizer"
+TOKENIZER_SUBDIR = "tokenizer"  # a copy of the ECG tokenizer inside every saved LM folder
 #: LMs shipped in ``lm/pretrained/<name>`` and the config each was trained with.
-SHIPPED = {"default": "configs/lm/tiny.yaml", "conditional": "configs/lm/tiny_cond.yaml"}  # a copy of the ECG tokenizer inside every saved LM folder
+SHIPPED = {"default": "configs/lm/tiny.yaml", "conditional": "configs/lm/tiny_cond.yaml"}
 
 
 def special_ids(codebook_size: int) -> dict[str, int]:

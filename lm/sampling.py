@@ -256,9 +256,9 @@ def sample_conditioned(model, n_samples: int, n_codes: int, conditions=(), stren
         rhythm_prefix = spec.id_of(f"rhythm:{prompt_rhythm}")
     device = next(model.parameters()).device
     bias = control_bias(spec, vcut, rhythm, beats, strength).to(device)  # (vcut,)
-    first_bias = torch.full((vcut,), -float("inf"), device=device)  # the prefix: rhythm tokens only
-    first_bias[torch.from_numpy(spec.rhythm_ids()).to(device)] = bias[torch.from_numpy(spec.rhythm_ids()).to(device)]
     rid = torch.from_numpy(spec.rhythm_ids()).to(device)
+    first_bias = torch.full((vcut,), -float("inf"), device=device)  # the prefix: rhythm tokens only
+    first_bias[rid] = bias[rid]
     codes = np.empty((n_samples, n_codes), dtype=np.int64)
     events, rhythms, streams = [], [], []
     from tqdm.auto import tqdm

@@ -190,19 +190,19 @@ def generate(cfg: GenerateConfig) -> dict:
 def _sample_with_labels(cfg: GenerateConfig, model, tok, spec: ConditionSpec, prompt: np.ndarray,
                         prompt_start: int, n_tok: int, params: SamplingParams):
     """Conditional sampling; a real prompt is given its own labels from the record's ``.atr`` file."""
-    from tokenizer.data import resolve_data_dir
+    from tokenizer.data import read_annotations
 
-    from .conditioning import interleave, label_events, read_annotations, rhythm_name
+    from .conditioning import interleave, label_events
     from .sampling import sample_conditioned
 
     stream, prompt_rhythm, prompt_events = None, None, []
     if prompt.size:
-        ann = read_annotations(str(cfg.prompt_record), resolve_data_dir(cfg.data_dir), tok.fs)
+        ann = read_annotations(str(cfg.prompt_record), cfg.data_dir, tok.fs)
         pos, ids, initial = label_events(ann, len(prompt), tok.samples_per_token, tok.fs, spec, offset=prompt_start)
         stream = interleave(prompt, pos, ids)
         prompt_rhythm = spec.name_of(initial)[len("rhythm:"):]
         prompt_events = [(int(k), spec.name_of(i)) for k, i in zip(pos, ids)]
-        prompt_events.insert(0, (0, f"rhythm:{rhythm_name(prompt_rhythm)}"))
+        prompt_events.insert(0, (0, spec.name_of(initial)))
     out = sample_conditioned(model, cfg.num_samples, n_tok, conditions=cfg.condition,
                              strength=cfg.condition_strength, prompt=stream, prompt_rhythm=prompt_rhythm,
                              params=params, batch_size=cfg.batch_size, seed=cfg.seed, progress=True)

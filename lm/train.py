@@ -31,8 +31,8 @@ from tokenizer.utils.config import parse_config  # noqa: E402
 @run_main
 def main(argv=None):
     """Parse ``--config`` and overrides into :class:`LMTrainConfig`, train, print where the model went."""
-    from lm.distributed import relaunch_cpu_ddp
     from lm.trainer import Trainer
+    from tokenizer.utils.distributed import relaunch_cpu_ddp
 
     if argv is None:  # only a real command line can be relaunched
         relaunch_cpu_ddp(sys.argv[0], sys.argv[1:])

@@ -295,23 +295,7 @@ def read_record(record: str | int, data_dir: str | os.PathLike | None = None, le
     x = x * scale
     x = fill_nan_gaps(x, float(rec.fs), max_nan_gap_s, where=f"record '{record}' lead '{lead}'")
 
-    ann = None
-    if annotations:
-        atr = db_dir / f"{record}.atr"
-        if not atr.is_file():
-            raise DataNotFoundError(
-                f"record '{record}': annotation file {atr} is missing. Re-download the record, or read it "
-                f"with annotations=False."
-            )
-        try:
-            a = wfdb.rdann(str(db_dir / record), "atr")
-        except Exception as e:  # noqa: BLE001
-            raise RecordError(f"record '{record}': annotation file {atr} is corrupt ({type(e).__name__}: {e}).") from None
-        ann = Annotations(
-            sample=np.asarray(a.sample, dtype=np.int64),
-            symbol=list(a.symbol),
-            aux_note=[(s or "").rstrip("\x00").strip() for s in (a.aux_note or [""] * len(a.sample))],
-        )
+    ann = _read_atr(record, db_dir, "or read it with annotations=False") if annotations else None
 
     fs_orig = float(rec.fs)
     fs_out = fs_orig if fs is None else float(fs)
@@ -321,6 +305,50 @@ def read_record(record: str | int, data_dir: str | os.PathLike | None = None, le
             ann.sample = np.clip(np.round(ann.sample * fs_out / fs_orig).astype(np.int64), 0, len(x) - 1)
     return ECGRecord(record=record, lead=lead, fs=fs_out, signal=x.astype(np.float32), annotations=ann,
                      fs_original=fs_orig)
+
+
+def _read_atr(record: str, db_dir: Path, alternative: str) -> Annotations:
+    """``<db_dir>/<record>.atr`` at the record's own sampling rate; clear errors for a missing or corrupt file."""
+    import wfdb
+
+    atr = db_dir / f"{record}.atr"
+    if not atr.is_file():
+        raise DataNotFoundError(
+            f"record '{record}': annotation file {atr} is missing. Re-download the record, {alternative}."
+        )
+    try:
+        a = wfdb.rdann(str(db_dir / record), "atr")
+    except Exception as e:  # noqa: BLE001
+        raise RecordError(f"record '{record}': annotation file {atr} is corrupt ({type(e).__name__}: {e}).") from None
+    return Annotations(
+        sample=np.asarray(a.sample, dtype=np.int64),
+        symbol=list(a.symbol),
+        aux_note=[(s or "").rstrip("\x00").strip() for s in (a.aux_note or [""] * len(a.sample))],
+    )
+
+
+def read_annotations(record: str, data_dir: str | os.PathLike | None = None, fs: float | None = None,
+                     db: str = "mitdb") -> Annotations:
+    """The reference annotations (``.atr``) of one record without its signal, sample indices at ``fs``.
+
+    Parameters
+    ----------
+    record : str
+    data_dir : path, optional
+        Data root (see :func:`resolve_data_dir`).
+    fs : float, optional
+        Rate the sample indices are rescaled to (e.g. a tokenizer's); None keeps the record's own.
+    db : str
+        Database folder name under the data root.
+    """
+    record = str(record)
+    db_dir = resolve_data_dir(data_dir) / db
+    ann = _read_atr(record, db_dir, "or point --data_dir at a database that has its annotations")
+    if fs is not None:
+        fs_rec = float(read_header(record, db_dir).fs)
+        if float(fs) != fs_rec:
+            ann.sample = np.round(ann.sample * float(fs) / fs_rec).astype(np.int64)
+    return ann
 
 
 def fill_nan_gaps(x: np.ndarray, fs: float, max_gap_s: float, where: str = "signal") -> np.ndarray:
