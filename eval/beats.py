@@ -7,7 +7,7 @@ classics that separate S from N): previous RR, next RR (s), and each divided by 
 
 Real beats come from the MIT-BIH reference annotations; synthetic ones from the ``.atr`` files a conditional
 LM writes beside its WFDB records (:mod:`lm.conditioning`). Both are cut at the peak found by the same rule
-(:func:`lm.conditioning.refine_peaks`: the largest deviation within 80 ms of the annotation), so the two
+(:func:`tokenizer.ecg.refine_peaks`: the largest deviation within 80 ms of the annotation), so the two
 differ only in their signals. Classes: AAMI N, S, V, F; **Q is excluded** (8 beats in DS1, 7 in DS2 once the
 paced records are out: too few to train or score). RR intervals use every annotated beat, Q included.
 """
@@ -19,8 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
-from lm.conditioning import CLASS_SYMBOL, refine_peaks
-from tokenizer.data import AAMI_CLASSES, read_record
+from tokenizer.data import read_record
+from tokenizer.ecg import AAMI_CLASSES, CLASS_SYMBOL, refine_peaks
 
 #: Classes scored (AAMI EC57 without Q), in label order.
 CLASSES: tuple[str, ...] = ("N", "S", "V", "F")

@@ -15,8 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
-from lm.conditioning import rhythm_name
-from tokenizer.data import AAMI_CLASSES, read_record
+from tokenizer.ecg import AAMI_CLASSES, rhythm_name
+from tokenizer.data import read_record
 
 from .beats import CLASSES, BeatSet
 from .data import FS, WINDOW_S, WindowSet

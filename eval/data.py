@@ -4,26 +4,16 @@ Everything stage 3 compares is a :class:`WindowSet`: ``x`` of shape ``(N, T)`` f
 (360 Hz, ``T = 3600`` for the default 10-s windows), one name per window, and for real windows the record
 and start sample each came from.
 
-Synthetic folder formats accepted by :func:`load_synthetic` (checked in this order):
-
-1. ``manifest.json`` as written by ``lm/generate.py`` (and :func:`write_synthetic_folder`)::
-
-       {"fs": 360.0, "units": "mV",
-        "samples": [{"name": "sample_0000", "npy": "sample_0000.npy", "wfdb": "sample_0000",
-                     "png": "sample_0000.png", "seconds": 10.0,
-                     "prompt": null | {"record": "100", "start_sample": 0, "prompt_seconds": 5.0}}]}
-
-   Each sample is read from its ``.npy`` (1-D float32, mV) when present, else from its WFDB record.
-2. A folder of ``*.npy`` files only (1-D, mV); ``fs`` comes from the caller (``--fs``, default 360 Hz).
-3. A folder of WFDB records only (``*.hea`` + signal files); ``fs`` and units come from each header; a
-   multi-lead record must have an ``MLII`` lead (or one lead only).
+Synthetic folders are read through :func:`tokenizer.folder.iter_samples` -- the one reader of the one
+folder format (``manifest.json`` written by :func:`tokenizer.folder.write_folder`, or bare ``*.npy`` files
+in mV at ``--fs`` (default 360 Hz), or bare WFDB records with their own rate and units).
 
 Window policy: samples at another rate are resampled to 360 Hz; a sample longer than one window is cut
 into consecutive non-overlapping windows and a tail shorter than a window is dropped; a sample shorter
 than one window is an error (``short="error"``, the default) or skipped (``short="skip"``) -- never
 padded, because padding would invent signal that every metric would then score.
 
-Prompted samples (``prompt`` not null) start with real ECG copied from a DS2 record. By default they are
+Prompted samples (``prompt`` not null) start with real ECG copied from a recording. By default they are
 excluded from the unconditional metrics (``prompted="exclude"``: a copied prompt would flatter fidelity);
 ``"continuation"`` keeps only what follows the prompt, ``"include"`` keeps the whole sample.
 """
@@ -31,7 +21,6 @@ excluded from the unconditional metrics (``prompted="exclude"``: a copied prompt
 from __future__ import annotations
 
 import functools
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,18 +29,11 @@ from typing import Sequence
 import numpy as np
 
 from tokenizer.data import read_record, resample, resolve_data_dir
-from tokenizer.errors import ECG2LLMError
-from tokenizer.utils.io import atomic_path, write_json
+from tokenizer.folder import SyntheticDataError, iter_samples
 
 FS = 360.0  #: Sampling rate (Hz) every metric works at: MIT-BIH's own.
 WINDOW_S = 10.0  #: Window length in seconds (issue 5: "DS2 MLII 10-second windows").
 LEAD = "MLII"
-
-_UNIT_SCALE = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}
-
-
-class SyntheticDataError(ECG2LLMError, ValueError):
-    """A folder of synthetic ECGs is missing, empty, or holds samples that cannot be scored."""
 
 
 @dataclass
@@ -171,96 +153,6 @@ def real_windows(
 
 
 # --------------------------------------------------------------------------------------------- synthetic
-def _read_npy(path: Path) -> np.ndarray:
-    try:
-        x = np.load(path, allow_pickle=False)
-    except Exception as e:  # noqa: BLE001 - numpy raises several types for a bad file
-        raise SyntheticDataError(f"{path} cannot be read as a .npy array ({type(e).__name__}: {e})") from None
-    x = np.squeeze(np.asarray(x))
-    if x.ndim != 1:
-        raise SyntheticDataError(
-            f"{path}: expected a 1-D signal in mV, got shape {x.shape}. Save one lead per file "
-            f"(np.save(path, signal.astype(np.float32)))."
-        )
-    return x.astype(np.float64)
-
-
-def _read_wfdb(base: Path) -> tuple[np.ndarray, float]:
-    import wfdb
-
-    try:
-        rec = wfdb.rdrecord(str(base), physical=True)
-    except Exception as e:  # noqa: BLE001
-        raise SyntheticDataError(f"WFDB record {base} cannot be read ({type(e).__name__}: {e})") from None
-    names = list(rec.sig_name or [])
-    if rec.p_signal.shape[1] == 1:
-        ch = 0
-    elif LEAD in names:
-        ch = names.index(LEAD)
-    else:
-        raise SyntheticDataError(
-            f"WFDB record {base} has leads {names} but no {LEAD}; write one lead per record"
-        )
-    unit = ((rec.units or ["mV"])[ch] or "mV").strip().lower()
-    if unit not in _UNIT_SCALE:
-        raise SyntheticDataError(f"WFDB record {base}: unknown unit {unit!r} (expected mV, uV or V)")
-    return rec.p_signal[:, ch].astype(np.float64) * _UNIT_SCALE[unit], float(rec.fs)
-
-
-def _samples_from_folder(folder: Path, fs: float | None, prompted: str):
-    """Yield (name, signal in mV, fs, prompt-seconds-to-drop) for each sample of a folder."""
-    manifest = folder / "manifest.json"
-    if manifest.is_file():
-        try:
-            man = json.loads(manifest.read_text())
-        except json.JSONDecodeError as e:
-            raise SyntheticDataError(f"{manifest} is not valid JSON: {e}") from None
-        if "samples" not in man or "fs" not in man:
-            raise SyntheticDataError(f"{manifest} must have keys 'fs' and 'samples' (see eval/data.py)")
-        m_fs = float(man["fs"])
-        if fs is not None and float(fs) != m_fs:
-            raise SyntheticDataError(
-                f"--fs {fs} contradicts {manifest} (fs={m_fs}); drop --fs for a manifest folder"
-            )
-        scale = _UNIT_SCALE.get(str(man.get("units", "mV")).strip().lower())
-        if scale is None:
-            raise SyntheticDataError(f"{manifest}: unknown units {man.get('units')!r} (expected mV, uV or V)")
-        for s in man["samples"]:
-            name = str(s.get("name") or s.get("npy") or s.get("wfdb"))
-            prompt = s.get("prompt")
-            if prompt and prompted == "exclude":
-                continue
-            drop = (
-                float(prompt.get("prompt_seconds", 0.0)) if (prompt and prompted == "continuation") else 0.0
-            )
-            if s.get("npy") and (folder / s["npy"]).is_file():
-                yield name, _read_npy(folder / s["npy"]) * scale, m_fs, drop
-            elif s.get("wfdb") and (folder / f"{s['wfdb']}.hea").is_file():
-                x, f = _read_wfdb(folder / s["wfdb"])
-                yield name, x, f, drop
-            else:
-                raise SyntheticDataError(
-                    f"{manifest}: sample {name!r} names npy={s.get('npy')!r} / wfdb={s.get('wfdb')!r} but "
-                    f"neither file exists in {folder}"
-                )
-        return
-    npys = sorted(folder.glob("*.npy"))
-    if npys:
-        for p in npys:
-            yield p.stem, _read_npy(p), float(fs or FS), 0.0
-        return
-    heas = sorted(folder.glob("*.hea"))
-    if heas:
-        for p in heas:
-            x, f = _read_wfdb(p.with_suffix(""))
-            yield p.stem, x, f, 0.0
-        return
-    raise SyntheticDataError(
-        f"{folder} holds no manifest.json, *.npy or *.hea files: nothing to score. Point --synthetic at the "
-        f"folder lm/generate.py wrote."
-    )
-
-
 def load_synthetic(
     folder: str | os.PathLike,
     fs: float | None = None,
@@ -293,14 +185,11 @@ def load_synthetic(
     """
     if short not in {"error", "skip"}:
         raise SyntheticDataError(f"short must be 'error' or 'skip', got {short!r}")
-    if prompted not in {"exclude", "continuation", "include"}:
-        raise SyntheticDataError(f"prompted must be 'exclude', 'continuation' or 'include', got {prompted!r}")
     folder = Path(folder)
-    if not folder.is_dir():
-        raise SyntheticDataError(f"synthetic folder {folder} does not exist")
     win = int(round(window_s * target_fs))
     windows, names, too_short, n_samples = [], [], [], 0
-    for name, x, f, drop_s in _samples_from_folder(folder, fs, prompted):
+    for smp in iter_samples(folder, fs, prompted, lead=LEAD, default_fs=FS):
+        name, x, f, drop_s = smp.name, smp.x, smp.fs, smp.prompt_s
         n_samples += 1
         if not np.isfinite(x).all():
             i = int(np.flatnonzero(~np.isfinite(x))[0])
@@ -333,73 +222,3 @@ def load_synthetic(
         source=str(folder),
         meta={"n_samples": n_samples, "n_short_skipped": len(too_short)},
     )
-
-
-def write_synthetic_folder(
-    folder: str | os.PathLike,
-    signals: Sequence[np.ndarray] | np.ndarray,
-    fs: float = FS,
-    names: Sequence[str] | None = None,
-    prompts: Sequence[dict | None] | None = None,
-    wfdb_records: bool = True,
-    extra: dict | None = None,
-) -> Path:
-    """Write signals in the synthetic-folder format (``manifest.json`` + ``.npy`` + WFDB), atomically.
-
-    This is the format ``lm/generate.py`` writes; the reference generators (ECGSYN, held-out real
-    windows) use it too so that they go through exactly the same loader.
-
-    Parameters
-    ----------
-    folder : path
-        Output folder (replaced as a whole if it exists).
-    signals : sequence of 1-D arrays or (N, T) array
-        Signals in mV at ``fs``.
-    names : sequence of str, optional
-        Sample names (default ``sample_0000`` ...).
-    prompts : sequence of dict or None, optional
-        Per-sample prompt description (``{"record", "start_sample", "prompt_seconds"}``) or None.
-    wfdb_records : bool
-        Also write ``<name>.hea/.dat`` with ``wfdb.wrsamp`` (16-bit, 1 µV resolution, so clipped to
-        ±32 mV; the ``.npy`` keeps the exact float32 values and is what the loader reads first).
-    extra : dict, optional
-        Additional top-level manifest keys (generator description, seed...).
-    """
-    import wfdb
-
-    sigs = [np.asarray(s, dtype=np.float32).reshape(-1) for s in signals]
-    names = list(names) if names is not None else [f"sample_{i:04d}" for i in range(len(sigs))]
-    prompts = list(prompts) if prompts is not None else [None] * len(sigs)
-    if not (len(names) == len(sigs) == len(prompts)):
-        raise SyntheticDataError("signals, names and prompts must have the same length")
-    samples = []
-    with atomic_path(folder) as tmp:
-        tmp.mkdir(parents=True)
-        for name, x, prompt in zip(names, sigs, prompts, strict=True):
-            np.save(tmp / f"{name}.npy", x)
-            if wfdb_records:
-                wfdb.wrsamp(
-                    name,
-                    fs=float(fs),
-                    units=["mV"],
-                    sig_name=[LEAD],
-                    p_signal=np.clip(x, -32.0, 32.0)[:, None].astype(np.float64),
-                    fmt=["16"],
-                    adc_gain=[1000.0],
-                    baseline=[0],
-                    write_dir=str(tmp),
-                )
-            samples.append(
-                {
-                    "name": name,
-                    "npy": f"{name}.npy",
-                    "wfdb": name if wfdb_records else None,
-                    "png": None,
-                    "seconds": len(x) / float(fs),
-                    "prompt": prompt,
-                }
-            )
-        write_json(
-            tmp / "manifest.json", {"fs": float(fs), "units": "mV", "samples": samples, **(extra or {})}
-        )
-    return Path(folder)

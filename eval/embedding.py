@@ -2,7 +2,7 @@
 
 Fréchet ECG distance, MMD, precision/recall/density/coverage, the discriminative score and the
 memorization distances are all computed on its output, so the network is versioned: ``weights_hash``
-(SHA-256 over the tensors, :func:`tokenizer.base.state_dict_hash`) is written into every ``metrics.json``
+(SHA-256 over the tensors, :func:`tokenizer.utils.hub.state_dict_hash`) is written into every ``metrics.json``
 and two numbers are only comparable when their hashes agree.
 
 Input: 10-s MLII windows in mV at 360 Hz, shape ``(N, 3600)``. Each window's median is subtracted
@@ -21,7 +21,6 @@ AAMI beat-class composition of the window (5), rhythm group (5), and log heart r
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from tokenizer.base import state_dict_hash
 from tokenizer.errors import ECG2LLMError
-from tokenizer.utils.io import atomic_path, write_json
+from tokenizer.utils.hub import load_weights, read_config, resolve_folder, save_folder, state_dict_hash
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained" / "embedding"
 
@@ -163,41 +161,16 @@ class Embedder:
 
 def save_model(model: ECGEmbeddingNet, path: str | Path, extra: dict | None = None) -> Path:
     """Write ``config.json`` (config + weights hash + ``extra``) and ``model.safetensors``, atomically."""
-    from safetensors.torch import save_file
-
-    sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(path) as tmp:
-        tmp.mkdir(parents=True)
-        save_file(sd, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        write_json(
-            tmp / "config.json",
-            {**dataclasses.asdict(model.cfg), "weights_hash": state_dict_hash(sd), **(extra or {})},
-        )
-    return Path(path)
+    return save_folder(path, model.state_dict(), {**dataclasses.asdict(model.cfg), **(extra or {})})
 
 
-def load_model(path: str | Path) -> ECGEmbeddingNet:
-    """Rebuild the network from a folder; refuse weights whose hash differs from ``config.json``."""
-    from safetensors.torch import load_file
-
-    p = Path(path)
-    cfg_file, weights = p / "config.json", p / "model.safetensors"
-    if not cfg_file.is_file() or not weights.is_file():
-        raise EmbeddingError(
-            f"{p} is not an embedding folder (needs config.json and model.safetensors). Train one with "
-            f"`python eval/train_embedding.py --output_dir {p}`."
-        )
-    try:
-        raw = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as e:
-        raise EmbeddingError(f"{cfg_file} is not valid JSON: {e}") from None
+def load_model(path: str | Path | None = None) -> ECGEmbeddingNet:
+    """Rebuild the network from a folder (default: the shipped one) or a Hub id; refuse weights whose hash
+    differs from ``config.json``."""
+    p = resolve_folder(path or PRETRAINED_DIR, what="embedding", error=EmbeddingError,
+                       required=("config.json", "model.safetensors"),
+                       hint=f"Train one with `python eval/train_embedding.py --output_dir {path}`")
+    raw = read_config(p, EmbeddingError)
     names = {f.name for f in dataclasses.fields(EmbeddingConfig)}
     kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items() if k in names}
-    model = ECGEmbeddingNet(EmbeddingConfig(**kw))
-    try:
-        model.load_state_dict(load_file(str(weights)), strict=True)
-    except Exception as e:  # noqa: BLE001 - safetensors/torch raise various errors on bad files
-        raise EmbeddingError(f"{weights} does not match {cfg_file} or is corrupt: {e}") from None
-    if raw.get("weights_hash") and raw["weights_hash"] != state_dict_hash(model.state_dict()):
-        raise EmbeddingError(f"{weights}: weights hash differs from the one recorded in {cfg_file}")
-    return model.eval()
+    return load_weights(p, ECGEmbeddingNet(EmbeddingConfig(**kw)), raw.get("weights_hash"), EmbeddingError)

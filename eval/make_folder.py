@@ -14,6 +14,7 @@ the same distribution. Both go through the same loader as ``lm/generate.py`` out
 
 import os
 import sys
+from pathlib import Path
 
 if __name__ == "__main__":  # `python eval/make_folder.py`: keep eval/ off sys.path, the repo root on it
     _here = os.path.dirname(os.path.abspath(__file__))
@@ -41,7 +42,8 @@ class MakeFolderConfig:
 
 
 def run(cfg: MakeFolderConfig):
-    from eval.data import real_windows, write_synthetic_folder
+    from eval.data import real_windows
+    from tokenizer.folder import write_folder
     from eval.metrics.physiology import beat_features
     from eval.references import ecgsyn_windows
 
@@ -67,7 +69,8 @@ def run(cfg: MakeFolderConfig):
         names = None
     else:
         raise ConfigError(f"--source must be ecgsyn or ds2_heldout, got {cfg.source!r}")
-    return write_synthetic_folder(cfg.out, ws.x, fs=ws.fs, names=names, wfdb_records=cfg.wfdb, extra=extra)
+    write_folder(cfg.out, ws.x, ws.fs, names=names, wfdb=cfg.wfdb, extra=extra)
+    return Path(cfg.out)
 
 
 @run_main

@@ -37,7 +37,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from eval.embedding import ECGEmbeddingNet, EmbeddingConfig, save_model  # noqa: E402
-from tokenizer.data import AAMI_CLASSES, read_record  # noqa: E402
+from tokenizer.data import read_record  # noqa: E402
+from tokenizer.ecg import AAMI_CLASSES  # noqa: E402
 from tokenizer.splits import inter_patient_split  # noqa: E402
 from tokenizer.utils.cli import run_main  # noqa: E402
 from tokenizer.utils.config import parse_config  # noqa: E402
@@ -224,7 +225,7 @@ def run(cfg: TrainEmbeddingConfig) -> Path:
 def model_card(folder: Path, training: dict) -> str:
     """``README.md`` of an embedding folder: what it is, how it was trained, how well, how to retrain."""
     from eval.embedding import load_model
-    from tokenizer.base import state_dict_hash
+    from tokenizer.utils.hub import state_dict_hash
 
     model = load_model(folder)
     n_params = sum(p.numel() for p in model.parameters())

@@ -131,20 +131,20 @@ def num_parameters(model, exclude_embeddings: bool = False) -> int:
 
 def resolve_model_dir(model: str | Path) -> Path:
     """A shipped LM by name -- ``"default"`` (tiny, unconditional) or ``"conditional"`` (tiny with control
-    tokens) in ``lm/pretrained/`` -- else the given folder (or run directory), checked."""
+    tokens) in ``lm/pretrained/`` --, a local folder (or the run directory holding ``final/``), or a Hugging
+    Face Hub id (:func:`tokenizer.utils.hub.resolve_folder`, the one loader every model folder goes through)."""
+    from tokenizer.utils.hub import resolve_folder
+
     p = Path(model)
-    if str(model) in SHIPPED:
-        p = PRETRAINED_DIR / str(model)
-        if not (p / "config.json").is_file():
-            raise ConfigError(
-                f"the shipped LM {model!r} is not installed at {p}; train it with `accelerate launch lm/train.py "
-                f"--config {SHIPPED[str(model)]}` and pass --model <output_dir>/final"
-            )
+    if str(model) in SHIPPED and not p.exists() and not (PRETRAINED_DIR / str(model) / "config.json").is_file():
+        raise ConfigError(
+            f"the shipped LM {model!r} is not installed at {PRETRAINED_DIR / str(model)}; train it with "
+            f"`accelerate launch lm/train.py --config {SHIPPED[str(model)]}` and pass --model <output_dir>/final"
+        )
     if (p / "final" / "config.json").is_file() and not (p / "config.json").is_file():
         p = p / "final"  # accept a run directory as well as its final/ folder
-    if not (p / "config.json").is_file():
-        raise ConfigError(f"{p} is not an LM folder: it has no config.json (use <output_dir>/final of lm/train.py)")
-    return p
+    return resolve_folder(p if p.exists() else model, PRETRAINED_DIR, what="LM", error=ConfigError,
+                          hint="Use <output_dir>/final of lm/train.py")
 
 
 def load_lm(model: str | Path, device: str | torch.device = "cpu"):

@@ -28,7 +28,7 @@ from tokenizer.utils.cli import run_main  # noqa: E402
 def bigram_samples(store_path: str, out: str, tokenizer: str = "default", num_samples: int = 200,
                    seconds: float = 10.0, seed: int = 0) -> Path:
     """Fit the bigram model on ``store_path``, sample ``num_samples`` ECGs of ``seconds``, write ``out``."""
-    from eval.data import write_synthetic_folder
+    from tokenizer.folder import write_folder
     from lm.baselines import fit_baselines
     from lm.sampling import check_stateless
     from tokenizer.base import ECGTokenizer
@@ -47,11 +47,12 @@ def bigram_samples(store_path: str, out: str, tokenizer: str = "default", num_sa
     n_out = int(round(seconds * tok.fs))
     ids = bigram.sample(num_samples, n_tok, seed=seed)
     signals = [tok.decode(row, None)[:n_out] for row in ids]
-    return write_synthetic_folder(
-        out, signals, fs=tok.fs,
+    write_folder(
+        out, signals, tok.fs,
         extra={"generator": "bigram token model (lm.baselines.NGramModel, add-k smoothing)",
                "k": bigram.k, "seed": seed, "store": str(store_path), "tokenizer_weights_hash": tok.weights_hash,
                "bits_per_token_valid": bigram.bits_per_token(valid)})
+    return Path(out)
 
 
 @run_main

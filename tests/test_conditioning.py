@@ -20,12 +20,12 @@ from lm.conditioning import (
     interleave,
     label_events,
     rhythm_in_force,
-    rhythm_name,
     split_stream,
 )
 from lm.model import TOKENIZER_SUBDIR, build_model, tokenizer_record
 from lm_support import UniformBlockConfig, UniformBlockTokenizer, build_test_store
 from tokenizer.data import Annotations
+from tokenizer.ecg import rhythm_name
 from tokenizer.errors import ConfigError
 
 V = 64  # the toy tokenizer's codebook
@@ -201,7 +201,7 @@ def test_corpus_crops_are_prefixed_stream_slices(tmp_path, data_dir):
     corpus = ConditionedCorpus(store, SPEC, data_dir, 360.0, 10.0)
     # every AAMI-labelled beat of the record became exactly one beat token, codes unchanged
     from lm.conditioning import read_annotations
-    from tokenizer.data import AAMI_CLASSES
+    from tokenizer.ecg import AAMI_CLASSES
 
     for split, rec in (("train", "106"), ("valid", "101")):
         (stream,) = corpus.streams[split]

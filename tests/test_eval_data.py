@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from eval.data import SyntheticDataError, load_synthetic, real_windows, write_synthetic_folder
+from eval.data import load_synthetic, real_windows
 from eval.testing import gaussian_wave_ecg, real_data_root, write_tiny_mitdb
+from tokenizer.folder import SyntheticDataError, write_folder
 
 FS = 360.0
 
@@ -19,10 +20,10 @@ def signals(n: int, seconds: float = 10.0) -> list[np.ndarray]:
 
 def test_manifest_folder_roundtrip(tmp_path):
     sig = signals(3)
-    write_synthetic_folder(tmp_path / "s", sig, fs=FS)
+    write_folder(tmp_path / "s", sig, FS)
     man = json.loads((tmp_path / "s" / "manifest.json").read_text())
     assert man["fs"] == 360.0 and man["units"] == "mV" and len(man["samples"]) == 3
-    assert man["samples"][0]["name"] == "sample_0000" and man["samples"][0]["prompt"] is None
+    assert man["samples"][0]["name"] == "sample_000" and man["samples"][0]["prompt"] is None
     ws = load_synthetic(tmp_path / "s")
     assert ws.x.shape == (3, 3600) and ws.x.dtype == np.float32 and ws.fs == 360.0
     np.testing.assert_array_equal(ws.x, np.stack(sig))  # .npy is read first: exact
@@ -30,11 +31,12 @@ def test_manifest_folder_roundtrip(tmp_path):
 
 def test_wfdb_only_folder_matches_npy_to_1uv(tmp_path):
     sig = signals(2)
-    folder = write_synthetic_folder(tmp_path / "s", sig, fs=FS)
+    folder = tmp_path / "s"
+    write_folder(folder, sig, FS)
     for p in list(folder.glob("*.npy")) + [folder / "manifest.json"]:
         p.unlink()
     ws = load_synthetic(folder)
-    assert ws.names == ["sample_0000", "sample_0001"]
+    assert ws.names == ["sample_000", "sample_001"]
     np.testing.assert_allclose(ws.x, np.stack(sig), atol=0.6e-3)
 
 
@@ -47,21 +49,21 @@ def test_npy_only_folder_uses_fs_and_resamples(tmp_path):
 
 
 def test_long_samples_cut_short_rejected_or_skipped(tmp_path):
-    write_synthetic_folder(tmp_path / "s", [gaussian_wave_ecg(70, 25.0), gaussian_wave_ecg(70, 6.0)], fs=FS)
-    with pytest.raises(SyntheticDataError, match="shorter than one 10-s window.*sample_0001"):
+    write_folder(tmp_path / "s", [gaussian_wave_ecg(70, 25.0), gaussian_wave_ecg(70, 6.0)], FS)
+    with pytest.raises(SyntheticDataError, match="shorter than one 10-s window.*sample_001"):
         load_synthetic(tmp_path / "s")
     ws = load_synthetic(tmp_path / "s", short="skip")
-    assert ws.names == ["sample_0000#0", "sample_0000#1"] and ws.meta["n_short_skipped"] == 1
+    assert ws.names == ["sample_000#0", "sample_000#1"] and ws.meta["n_short_skipped"] == 1
 
 
 def test_prompted_samples(tmp_path):
-    prompt = {"record": "100", "start_sample": 0, "prompt_seconds": 5.0}
-    write_synthetic_folder(tmp_path / "s", signals(2, 15.0), fs=FS, prompts=[prompt, None])
-    assert load_synthetic(tmp_path / "s").names == ["sample_0001"]
+    prompt = {"record": "100", "lead": "MLII", "start_s": 0.0, "seconds": 5.0}
+    write_folder(tmp_path / "s", signals(2, 15.0), FS, prompts=[prompt, None])
+    assert load_synthetic(tmp_path / "s").names == ["sample_001"]
     cont = load_synthetic(tmp_path / "s", prompted="continuation")
-    assert cont.names == ["sample_0000", "sample_0001"]
+    assert cont.names == ["sample_000", "sample_001"]
     np.testing.assert_array_equal(cont.x[0], signals(2, 15.0)[0][1800:5400])
-    write_synthetic_folder(tmp_path / "p", signals(1), fs=FS, prompts=[prompt])
+    write_folder(tmp_path / "p", signals(1), FS, prompts=[prompt])
     with pytest.raises(SyntheticDataError, match="all samples are prompted"):
         load_synthetic(tmp_path / "p")
 
@@ -82,7 +84,7 @@ def test_bad_folders_raise_clear_errors(tmp_path):
     np.save(tmp_path / "2d" / "a.npy", np.zeros((2, 3600), np.float32))
     with pytest.raises(SyntheticDataError, match="1-D"):
         load_synthetic(tmp_path / "2d")
-    write_synthetic_folder(tmp_path / "m", signals(1), fs=FS)
+    write_folder(tmp_path / "m", signals(1), FS)
     with pytest.raises(SyntheticDataError, match="contradicts"):
         load_synthetic(tmp_path / "m", fs=250.0)
 

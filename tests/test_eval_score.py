@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from eval.data import write_synthetic_folder
+from tokenizer.folder import write_folder
 from eval.metrics.forecast import make_forecast_tasks, save_forecasts
 from eval.score import REQUIRED_KEYS, main
 from eval.scorer import Scorer, ScoreSettings
@@ -57,7 +57,7 @@ def test_cache_gives_identical_features(scorer):
 
 def test_score_py_end_to_end_tiny(tiny_root, tmp_path, capsys):
     synth = [gaussian_wave_ecg(65 + 3 * i, 20.0, seed=100 + i) for i in range(8)]  # 16 windows of 10 s
-    write_synthetic_folder(tmp_path / "gen", synth, fs=360.0)
+    write_folder(tmp_path / "gen", synth, 360.0)
     tasks = make_forecast_tasks(tiny_root, records=REF, n=6, seed=0)
     k = 4
     samples = np.repeat(tasks["truth"][:, None], k, axis=1)  # a perfect forecaster

@@ -75,7 +75,9 @@ def test_prompted_generation_keeps_the_real_prefix(tmp_path, uniform_lm):
                  "--prompt-record", "100", "--prompt-seconds", "2", "--prompt-start", "1",
                  "--data_dir", str(root)]) == 0
     m = json.loads((out / "manifest.json").read_text())
-    assert m["prompt"]["tokens"] == 72 and m["prompt"]["seconds"] == pytest.approx(2.0)
+    p = m["samples"][0]["prompt"]
+    assert p["tokens"] == 72 and p["seconds"] == pytest.approx(2.0) and p["record"] == "100"
+    assert m["format"] == "ecg2llm.ecg-folder" and m["version"] == 1
     tok = UniformBlockTokenizer(UniformBlockConfig())
     from tokenizer.data import read_record
 

@@ -15,7 +15,6 @@ tensors (sorted by name), so a saved LM can refuse a tokenizer whose weights dif
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -25,7 +24,8 @@ import numpy as np
 import torch
 
 from .errors import TokenizerError
-from .utils.io import atomic_path, write_json
+from .utils.hub import (load_weights, push_folder, read_config, resolve_folder, save_folder,
+                        state_dict_hash)
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 _REGISTRY: dict[str, type["ECGTokenizer"]] = {}
@@ -40,18 +40,6 @@ def register_tokenizer(name: str):
         return cls
 
     return deco
-
-
-def state_dict_hash(state_dict: dict[str, torch.Tensor]) -> str:
-    """SHA-256 of a state dict's tensors (name, dtype, shape and bytes, names sorted)."""
-    h = hashlib.sha256()
-    for k in sorted(state_dict):
-        t = state_dict[k].detach().cpu().contiguous()
-        h.update(k.encode())
-        h.update(str(t.dtype).encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 class ECGTokenizer:
@@ -205,17 +193,15 @@ class ECGTokenizer:
     # ----------------------------------------------------------------- save / load
     def save_pretrained(self, path: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``path`` (atomically, as a folder)."""
-        from safetensors.torch import save_file
+        return save_folder(path, self.model.state_dict(), self.config_dict(),
+                           metadata={"tokenizer_type": self.tokenizer_type}, extra_files=self._extra_files())
 
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            tmp.mkdir(parents=True)
-            sd = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-            save_file(sd, str(tmp / "model.safetensors"), metadata={"tokenizer_type": self.tokenizer_type})
-            write_json(tmp / "config.json", {**self.config_dict(), "weights_hash": self.weights_hash})
-            for extra_name, text in self._extra_files().items():
-                (tmp / extra_name).write_text(text)
-        return path
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Save into a temporary folder and upload it to the Hugging Face Hub as ``repo_id``."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            return push_folder(self.save_pretrained(Path(d) / "tokenizer"), repo_id, **kwargs)
 
     def _extra_files(self) -> dict[str, str]:
         return {}
@@ -236,38 +222,18 @@ class ECGTokenizer:
 
     @classmethod
     def from_pretrained(cls, path: str | Path = "default") -> "ECGTokenizer":
-        """Load a tokenizer folder (``config.json`` + ``model.safetensors``); ``"default"`` = the shipped one.
+        """Load a tokenizer: a shipped name (``"default"``), a folder, or a Hugging Face Hub id.
 
         Raises
         ------
         TokenizerError
             If the folder or its files are missing or inconsistent.
         """
-        from safetensors.torch import load_file
-
-        p = Path(path)
-        if str(path) in {"default"} or (not p.exists() and (PRETRAINED_DIR / str(path)).is_dir()):
-            p = PRETRAINED_DIR / str(path)
-        cfg_file, weights = p / "config.json", p / "model.safetensors"
-        if not cfg_file.is_file() or not weights.is_file():
-            raise TokenizerError(
-                f"{p} is not a tokenizer folder: it needs config.json and model.safetensors "
-                f"(write one with tokenizer/train.py or tok.save_pretrained(dir))"
-            )
-        try:
-            config = json.loads(cfg_file.read_text())
-        except json.JSONDecodeError as e:
-            raise TokenizerError(f"{cfg_file} is not valid JSON: {e}") from None
-        expected_hash = config.get("weights_hash")
+        p = resolve_folder(path, PRETRAINED_DIR, what="tokenizer", error=TokenizerError,
+                           required=("config.json", "model.safetensors"))
+        config = read_config(p, TokenizerError)
         tok = cls.from_config(config)
-        try:
-            sd = load_file(str(weights))
-            tok.model.load_state_dict(sd, strict=True)
-        except Exception as e:  # noqa: BLE001 - safetensors/torch raise various errors on bad files
-            raise TokenizerError(f"{weights} does not match config.json or is corrupt: {e}") from None
-        tok.model.eval()
-        if expected_hash and expected_hash != tok.weights_hash:
-            raise TokenizerError(f"{weights}: weights hash differs from the one recorded in config.json")
+        load_weights(p, tok.model, config.get("weights_hash"), TokenizerError)
         return tok
 
 

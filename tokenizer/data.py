@@ -23,6 +23,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .ecg import BEAT_SYMBOLS
 from .errors import DataNotFoundError, RecordError
 
 ENV_VAR = "ECG2LLM_DATA"
@@ -145,16 +146,6 @@ class Annotations:
         """Rhythm-change annotations: (sample, rhythm label such as ``(N`` or ``(AFIB``)."""
         keep = [i for i, (s, a) in enumerate(zip(self.symbol, self.aux_note)) if s == "+" and a]
         return self.sample[keep], [self.aux_note[i] for i in keep]
-
-
-#: MIT-BIH beat symbols (annotations that label a QRS complex).
-BEAT_SYMBOLS = frozenset("NLRBAaJSVrFejnE/fQ?")
-
-#: AAMI EC57 classes from MIT-BIH beat symbols (SEED-NOTES).
-AAMI_CLASSES: dict[str, str] = {
-    **{s: "N" for s in "NLRej"}, **{s: "S" for s in "AaJS"}, **{s: "V" for s in "VE"},
-    "F": "F", **{s: "Q" for s in "/fQ"},
-}
 
 
 @dataclass
