@@ -253,7 +253,7 @@ def write_report(
         if "forecast" not in figs:
             md += [
                 "No forecast file was given (`--forecast DIR` holding `forecast.npz`): naive baselines only, "
-                "on tasks from `eval.metrics.forecast.make_forecast_tasks`."
+                "on tasks from `tokenizer.forecasts.make_forecast_tasks`."
             ]
         md += [""]
     md += ["## Figures", ""]

@@ -12,7 +12,7 @@ are the training pool for memorization. ``--references all`` (default) adds the 
 ECGSYN rows, ``none`` skips them, ``ds1`` or ``ecgsyn`` picks one. ``--extra_rows name=DIR,name2=DIR2``
 scores more folders (same format as ``--synthetic``) as extra rows; ``--tokenizer DIR`` adds the round
 trip of held-out DS2 windows through that tokenizer. ``--forecast DIR`` scores a ``forecast.npz``
-(format: ``eval/metrics/forecast.py``); without it only the naive forecast baselines are reported.
+(format: ``tokenizer/forecasts.py``); without it only the naive forecast baselines are reported.
 Metric definitions and directions: ``eval/metrics/__init__.py`` and the report itself.
 """
 
@@ -103,7 +103,8 @@ def run(cfg: ScoreConfig, command: str = "") -> dict:
 
     from eval.data import load_synthetic
     from eval.metrics import METRICS
-    from eval.metrics.forecast import baseline_metrics, forecast_metrics, load_forecasts, make_forecast_tasks
+    from eval.metrics.forecast import baseline_metrics, forecast_metrics
+    from tokenizer.forecasts import load_forecasts, make_forecast_tasks
     from eval.references import reference_rows, tokenizer_roundtrip_row
     from eval.report import write_report
     from eval.scorer import Scorer, ScoreSettings

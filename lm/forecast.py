@@ -6,7 +6,7 @@ Launch (from the repo root)::
     python eval/score.py --synthetic runs/gen --forecast runs/forecast --out runs/eval
 
 Each task is a random 10-s MLII window of a held-out (DS2 by default) record, drawn by
-:func:`eval.metrics.forecast.make_forecast_tasks` (the same draw ``eval/score.py`` uses for its naive
+:func:`tokenizer.forecasts.make_forecast_tasks` (the same draw ``eval/score.py`` uses for its naive
 baselines when given no forecast file, same seed ⇒ same tasks). The first ``prefix_s`` seconds are
 tokenized with the LM's own tokenizer, the LM samples ``k`` continuations of ``horizon_s`` seconds, and
 the tokenizer decodes prefix + continuation together (so the contextual decoder sees the real prefix at
@@ -64,10 +64,10 @@ def forecast(cfg: ForecastConfig) -> dict:
     import torch
     from tqdm.auto import tqdm
 
-    from eval.metrics.forecast import forecast_metrics, make_forecast_tasks, save_forecasts
     from lm.model import load_lm, load_tokenizer_for
     from lm.sampling import SamplingParams, check_stateless, sample_tokens
     from tokenizer.data import resolve_data_dir
+    from tokenizer.forecasts import make_forecast_tasks, save_forecasts
     from tokenizer.utils.io import ensure_writable_dir, git_sha, sha256_file, versions, write_json
 
     if cfg.num_threads:
@@ -96,13 +96,11 @@ def forecast(cfg: ForecastConfig) -> dict:
     wall = time.perf_counter() - t0
 
     save_forecasts(out, prefix, truth, samples, tok.fs, records=tasks["records"], starts=tasks["starts"])
-    scores = forecast_metrics(prefix, truth, samples, tok.fs)
     info = {
         "config": asdict(cfg), "model_dir": str(folder),
         "model_sha256": sha256_file(Path(folder) / "model.safetensors"),
         "tokenizer_weights_hash": tok.weights_hash, "fs": tok.fs, "units": "mV",
         "n_tasks": int(len(prefix)), "k": cfg.k, "prefix_samples": int(p), "horizon_samples": int(h),
-        "scores": {k: float(v) for k, v in scores.items()},
         "timing": {"seconds": wall, "device": device,
                    "ecg_seconds_per_second": len(prefix) * cfg.k * cfg.horizon_s / wall},
         "git_sha": git_sha(), "versions": versions(),
@@ -116,9 +114,8 @@ def main(argv=None):
     """Parse flags into :class:`ForecastConfig`, forecast, print a one-line summary."""
     cfg = parse_config(ForecastConfig, argv, description=__doc__)
     info = forecast(cfg)
-    s = info["scores"]
-    print(f"{info['n_tasks']} tasks x {cfg.k} continuations of {cfg.horizon_s:g} s -> {cfg.out}/forecast.npz "
-          f"(CRPS {s['forecast_crps']:.4f} mV, median-path MAE {s['forecast_mae_median']:.4f} mV)")
+    print(f"{info['n_tasks']} tasks x {cfg.k} continuations of {cfg.horizon_s:g} s -> {cfg.out}/forecast.npz; "
+          f"score them (CRPS, median-path MAE, naive baselines) with: ecg2llm score --forecast {cfg.out} ...")
     return 0
 
 

@@ -18,7 +18,8 @@ from eval.metrics import (
     physiology_metrics,
     prdc,
 )
-from eval.metrics.forecast import ForecastError, forecast_metrics, load_forecasts, save_forecasts
+from eval.metrics.forecast import forecast_metrics
+from tokenizer.forecasts import ForecastError, load_forecasts, save_forecasts
 from eval.testing import gaussian_wave_ecg
 
 FS = 360.0

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from eval.metrics.forecast import load_forecasts
+from tokenizer.forecasts import load_forecasts
 from lm.baselines import NGramModel
 from lm.forecast import ForecastConfig, forecast, main
 from lm_support import UniformBlockConfig, UniformBlockTokenizer
@@ -29,7 +29,7 @@ def test_forecast_file_has_the_tasks_shapes_and_real_prefixes(tmp_path, uniform_
     assert np.isfinite(f["samples"]).all() and np.abs(f["samples"]).max() <= 2.0  # toy levels lie in [-2, 2] mV
     # the K continuations are random draws, not copies of one another
     assert np.ptp(f["samples"], axis=1).max() > 0
-    assert info["scores"]["forecast_crps"] >= 0 and info["n_tasks"] == 3
+    assert info["n_tasks"] == 3 and info["tokenizer_weights_hash"]
     assert json.loads((tmp_path / "fc" / "forecast.json").read_text())["k"] == 4
 
 
