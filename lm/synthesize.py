@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -84,6 +85,73 @@ def _prompt_ids(cfg: GenerateConfig, tok) -> tuple[np.ndarray, float, int]:
     return ids, len(ids) / tok.tokens_per_second, a
 
 
+@dataclass
+class Synthesis:
+    """What one call of :func:`synthesize` drew: signals in mV (prompt first), codes, beat labels, timing."""
+
+    signals: np.ndarray             # (K, n_out) float32 mV at the tokenizer's fs
+    ids: np.ndarray                 # (K, n_tok) sampled codes, prompt excluded
+    annotations: list | None        # one BeatLabels per sample (conditional LMs), else None
+    sampling_s: float
+    total_s: float
+
+
+def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, params: SamplingParams | None = None,
+               batch_size: int = 64, condition: Sequence[str] = (), condition_strength: float = 3.0,
+               prompt: np.ndarray | None = None, prompt_labels: tuple | None = None,
+               progress: bool = True) -> Synthesis:
+    """Sample ``num_samples`` ECGs of ``seconds`` after an optional prompt and decode them to millivolts.
+
+    The one sampling path behind ``lm/generate.py`` and :meth:`ecg2llm.ECGPipeline.generate` /
+    :meth:`~ecg2llm.ECGPipeline.forecast`: the same seed and batch size give identical arrays.
+
+    Parameters
+    ----------
+    model, tok
+        A loaded LM and the tokenizer it was trained with (stateless decode).
+    condition : sequence of str
+        Conditional LMs only: ``rhythm:AFIB``, ``beat:V``...; unknown names raise a ``ConfigError``
+        (a ``ValueError``) that lists the known ones.
+    prompt : np.ndarray, optional
+        Codes of a real prefix; the returned signals start with its decoded samples.
+    prompt_labels : tuple, optional
+        Conditional LMs: ``(stream, rhythm, events)`` of the prompt's own labels (:func:`_prompt_labels`).
+    """
+    spec = ConditionSpec.of_model(model)
+    if condition and spec is None:
+        raise ConfigError(f"condition {','.join(condition)} needs a conditional LM (trained with "
+                          f"`conditioning: true`, e.g. configs/lm/tiny_cond.yaml); this LM has no control tokens")
+    prompt = np.zeros(0, np.int64) if prompt is None else np.asarray(prompt, np.int64)
+    prompt_s = len(prompt) / tok.tokens_per_second
+    n_tok = int(np.ceil(seconds * tok.tokens_per_second))
+    params = params or SamplingParams()
+    t0 = time.perf_counter()
+    labels = None
+    if spec is not None:
+        from .sampling import sample_conditioned
+
+        stream, prompt_rhythm, prompt_events = prompt_labels or (prompt if prompt.size else None, None, [])
+        labels = sample_conditioned(model, num_samples, n_tok, conditions=list(condition),
+                                    strength=condition_strength, prompt=stream, prompt_rhythm=prompt_rhythm,
+                                    params=params, batch_size=batch_size, seed=seed, progress=progress)
+        if prompt.size:  # the rhythm note at sample 0 is the prompt's, not a drawn prefix
+            labels.rhythm = [None] * len(labels.rhythm)
+        ids = labels.codes
+    else:
+        ids = sample_tokens(model, num_samples, n_tok, prompt=prompt, params=params,
+                            batch_size=batch_size, seed=seed, progress=progress)  # (K, n_tok)
+    t_sample = time.perf_counter() - t0
+    n_out = int(round((prompt_s + seconds) * tok.fs))
+    signals = np.stack([tok.decode(np.concatenate([prompt, row]), None)[:n_out] for row in ids]).astype(np.float32)
+    annotations = None
+    if labels is not None:
+        prompt_events = prompt_labels[2] if prompt_labels else []
+        annotations = [events_to_annotations(prompt_events + [(k + len(prompt), n) for k, n in ev], rhythm,
+                                             x, tok.fs, tok.samples_per_token, spec.lead_s)
+                       for ev, rhythm, x in zip(labels.events, labels.rhythm, signals)]
+    return Synthesis(signals, ids, annotations, t_sample, time.perf_counter() - t0)
+
+
 def generate(cfg: GenerateConfig) -> dict:
     """Sample, decode and write ``cfg.num_samples`` synthetic ECGs into ``cfg.out``; returns the manifest."""
     if cfg.num_threads:
@@ -97,34 +165,21 @@ def generate(cfg: GenerateConfig) -> dict:
     rec = model.config.ecg_tokenizer
     leads = list(getattr(model.config, "ecg_leads", None) or ["MLII"])
     lead = leads[0] if len(leads) == 1 else "ECG"
-
     spec = ConditionSpec.of_model(model)
     if cfg.condition and spec is None:
         raise ConfigError(f"--condition {','.join(cfg.condition)} needs a conditional LM (trained with "
                           f"`conditioning: true`, e.g. configs/lm/tiny_cond.yaml); {folder} has no control tokens")
-    prompt, prompt_s, prompt_start = (np.zeros(0, np.int64), 0.0, 0)
+    prompt, prompt_s, prompt_start, prompt_labels = np.zeros(0, np.int64), 0.0, 0, None
     if cfg.prompt_record is not None:
         prompt, prompt_s, prompt_start = _prompt_ids(cfg, tok)
-    n_tok = int(np.ceil(cfg.seconds * tok.tokens_per_second))
-    params = SamplingParams(cfg.temperature, cfg.top_k, cfg.top_p)
-    t0 = time.perf_counter()
-    labels = None
-    if spec is not None:
-        labels = _sample_with_labels(cfg, model, tok, spec, prompt, prompt_start, n_tok, params)
-        ids = labels.codes
-    else:
-        ids = sample_tokens(model, cfg.num_samples, n_tok, prompt=prompt, params=params,
-                            batch_size=cfg.batch_size, seed=cfg.seed, progress=True)  # (K, n_tok)
-    t_sample = time.perf_counter() - t0
-    n_out = int(round((prompt_s + cfg.seconds) * tok.fs))
-    signals = [tok.decode(np.concatenate([prompt, row]), None)[:n_out] for row in ids]
-    t_total = time.perf_counter() - t0
-    annotations = None
-    if labels is not None:
-        annotations = [events_to_annotations(labels.prompt_events + [(k + len(prompt), n) for k, n in ev], rhythm,
-                                             x, tok.fs, tok.samples_per_token, spec.lead_s)
-                       for ev, rhythm, x in zip(labels.events, labels.rhythm, signals)]
-
+        if spec is not None:
+            prompt_labels = _prompt_labels(cfg, tok, spec, prompt, prompt_start)
+    syn = synthesize(model, tok, cfg.num_samples, cfg.seconds, seed=cfg.seed,
+                     params=SamplingParams(cfg.temperature, cfg.top_k, cfg.top_p), batch_size=cfg.batch_size,
+                     condition=cfg.condition, condition_strength=cfg.condition_strength, prompt=prompt,
+                     prompt_labels=prompt_labels)
+    signals, ids, annotations = syn.signals, syn.ids, syn.annotations
+    n_tok, t_sample, t_total = ids.shape[1], syn.sampling_s, syn.total_s
     comment = (f"synthetic ECG generated by ecg2llm ({Path(folder).name} LM), seed {cfg.seed}; "
                f"not a recording of any person")
     prompt_info = None if not prompt.size else {
@@ -162,29 +217,16 @@ def generate(cfg: GenerateConfig) -> dict:
                         arrays={"tokens": ids.astype(np.int32)})
 
 
-def _sample_with_labels(cfg: GenerateConfig, model, tok, spec: ConditionSpec, prompt: np.ndarray,
-                        prompt_start: int, n_tok: int, params: SamplingParams):
-    """Conditional sampling; a real prompt is given its own labels from the record's ``.atr`` file."""
+def _prompt_labels(cfg: GenerateConfig, tok, spec: ConditionSpec, prompt: np.ndarray, prompt_start: int):
+    """A real prompt's own labels from the record's ``.atr``: ``(stream with labels, rhythm, events)``."""
     from tokenizer.data import read_annotations
 
     from .conditioning import interleave, label_events
-    from .sampling import sample_conditioned
 
-    stream, prompt_rhythm, prompt_events = None, None, []
-    if prompt.size:
-        ann = read_annotations(str(cfg.prompt_record), cfg.data_dir, tok.fs)
-        pos, ids, initial = label_events(ann, len(prompt), tok.samples_per_token, tok.fs, spec, offset=prompt_start)
-        stream = interleave(prompt, pos, ids)
-        prompt_rhythm = spec.name_of(initial)[len("rhythm:"):]
-        prompt_events = [(int(k), spec.name_of(i)) for k, i in zip(pos, ids)]
-        prompt_events.insert(0, (0, spec.name_of(initial)))
-    out = sample_conditioned(model, cfg.num_samples, n_tok, conditions=cfg.condition,
-                             strength=cfg.condition_strength, prompt=stream, prompt_rhythm=prompt_rhythm,
-                             params=params, batch_size=cfg.batch_size, seed=cfg.seed, progress=True)
-    if prompt.size:  # the rhythm note at sample 0 is the prompt's, not a drawn prefix
-        out.rhythm = [None] * len(out.rhythm)
-    out.prompt_events = prompt_events
-    return out
+    ann = read_annotations(str(cfg.prompt_record), cfg.data_dir, tok.fs)
+    pos, ids, initial = label_events(ann, len(prompt), tok.samples_per_token, tok.fs, spec, offset=prompt_start)
+    events = [(0, spec.name_of(initial))] + [(int(k), spec.name_of(i)) for k, i in zip(pos, ids)]
+    return interleave(prompt, pos, ids), spec.name_of(initial)[len("rhythm:"):], events
 
 
 def _class_totals(annotations) -> dict | None:

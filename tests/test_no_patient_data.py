@@ -55,7 +55,7 @@ def test_header_comments_reach_no_output(tmp_path, monkeypatch):
     assert score_main(["--synthetic", str(runs / "gen"), "--forecast", str(runs / "fc"), "--out", str(runs / "eval"),
                        "--data_dir", str(root), "--reference_records", "100,103", "--train_records", "101,106",
                        "--n_real", "8", "--n_ref_rows", "6", "--memo_stride_s", "10",
-                       "--cache_dir", str(runs / "cache")]) == 0
+                       "--cache_dir", str(runs / "cache"), "--prompted", "include"]) == 0
 
     files = [p for p in runs.rglob("*") if p.is_file()]
     names = {p.name for p in files}
