@@ -56,6 +56,33 @@ def estimate_knots(x: torch.Tensor, hop: int, step_mv: float) -> torch.Tensor:
     return torch.round(med / step_mv) * step_mv
 
 
+def estimate_knots_np(x: np.ndarray, hop: int, step_mv: float) -> np.ndarray:
+    """:func:`estimate_knots` of one 1-D signal in numpy (the inference path; same lower median, faster).
+
+    ``torch.median`` returns the lower of the two middle values of an even-sized window; this does too.
+    """
+    x = np.asarray(x, np.float32)
+    t = len(x)
+    k = n_knots(t, hop)
+    half = hop // 2
+    right = max(k * hop + hop - half - t, 0)
+    xp = np.concatenate([np.full(half, x[0], np.float32), x, np.full(right, x[-1], np.float32)])
+    win = np.lib.stride_tricks.sliding_window_view(xp, 2 * hop)[::hop][:k]  # (K, 2 hop), a view
+    kth = (2 * hop - 1) // 2
+    med = np.partition(win, kth, axis=1)[:, kth]  # (K,)
+    if k >= 3:
+        padded = np.concatenate([med[:1], med, med[-1:]])
+        med = np.median(np.lib.stride_tricks.sliding_window_view(padded, 3), axis=1).astype(np.float32)
+    return (np.round(med / np.float32(step_mv)) * np.float32(step_mv)).astype(np.float32)
+
+
+def interpolate_knots_np(knots: np.ndarray, hop: int, n_samples: int) -> np.ndarray:
+    """:func:`interpolate_knots` of one knot series in numpy (``np.interp``): ``(K,)`` -> ``(n_samples,)``."""
+    knots = np.asarray(knots, np.float64)
+    centres = np.arange(len(knots)) * hop + hop // 2
+    return np.interp(np.arange(n_samples), centres, knots).astype(np.float32)
+
+
 def interpolate_knots(knots: torch.Tensor, hop: int, n_samples: int) -> torch.Tensor:
     """Linear interpolation of ``(B, K)`` knots (at ``k * hop + hop // 2``) -> ``(B, n_samples)`` mV."""
     b, k = knots.shape

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import ECGTokenizer, register_tokenizer
-from .baseline import interpolate_knots, knot_hop, n_knots, split_baseline
+from .baseline import estimate_knots_np, interpolate_knots_np, knot_hop, n_knots
 from .errors import TokenizerError
 from .fsq import FSQ
 from .models.contextual import ContextualDecoder, ContextualEncoder, chunked_apply
@@ -106,6 +106,16 @@ class FSQ2Autoencoder(nn.Module):
         inp = y[:, None] if valid else F.pad(y[:, None], (p, p), mode="replicate")  # (B, 1, T')
         z = F.conv1d(inp, self.post.view(1, 1, -1))[:, 0]  # (B, T or T - 2p)
         return (y[:, p:-p] if valid else y) + z
+
+    def post_filter_fast(self, y: torch.Tensor) -> torch.Tensor:
+        """:meth:`post_filter` of one ``(T,)`` signal as a sum of shifted slices (faster than a 1-channel
+        ``conv1d`` on CPU; same function)."""
+        p = self.post_pad
+        yp = torch.cat([y[:1].expand(p), y, y[-1:].expand(p)])  # (T + 2p,)
+        out = y.clone()
+        for j in range(self.post.numel()):
+            out += self.post[j] * yp[j : j + len(y)]
+        return out
 
     def forward(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Training: ``(B, L + 2 reach, n)`` -> (``(B, L * n - 2 post_pad)`` samples, bounded latents).
@@ -191,15 +201,15 @@ class FSQ2Tokenizer(ECGTokenizer):
     @torch.inference_mode()
     def _encode(self, x: np.ndarray) -> tuple[np.ndarray, dict]:
         n, m = self.model.n, self.model.encoder.reach
-        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
-        band, knots = split_baseline(xt[None], self.hop, self.config.baseline_step_mv)  # (1, T), (1, K)
-        if float(knots.abs().max()) > 32767 * self.config.baseline_step_mv:
+        knots = estimate_knots_np(x, self.hop, self.config.baseline_step_mv)  # (K,)
+        band = np.asarray(x, np.float32) - interpolate_knots_np(knots, self.hop, len(x))  # (T,)
+        if float(np.abs(knots).max()) > 32767 * self.config.baseline_step_mv:
             raise TokenizerError(
-                f"baseline reaches {float(knots.abs().max()):.1f} mV, beyond what int16 knots at "
+                f"baseline reaches {float(np.abs(knots).max()):.1f} mV, beyond what int16 knots at "
                 f"{self.config.baseline_step_mv * 1000:g} µV hold; is the signal in mV (not µV or ADC units)?"
             )
         n_tok = -(-len(x) // n)
-        bt = band[0] / self.config.scale_mv  # (T,)
+        bt = torch.from_numpy(band).to(self.device) / self.config.scale_mv  # (T,)
         bt = torch.cat([bt[:1].expand(m * n), bt, bt[-1:].expand((n_tok + m) * n - len(x))])  # ((L+2m) n,)
         patches = bt.view(-1, n)  # (L + 2m, n)
         fsq, enc = self.model.fsq, self.model.encoder
@@ -208,7 +218,7 @@ class FSQ2Tokenizer(ECGTokenizer):
             return fsq.codes_to_indices(fsq.quantize(enc(w)))  # (B, W)
 
         ids = chunked_apply(fn, patches, m, self.config.chunk_tokens, self.config.batch_chunks)  # (L,)
-        state = {"n_samples": len(x), "baseline": knots[0].float().cpu().numpy()}
+        state = {"n_samples": len(x), "baseline": knots}
         return ids.cpu().numpy(), state
 
     @torch.inference_mode()
@@ -220,7 +230,7 @@ class FSQ2Tokenizer(ECGTokenizer):
         codes = self.model.fsq.indices_to_codes(idx)  # (L, d)
         codes = torch.cat([codes[:1].expand(m, -1), codes, codes[-1:].expand(m, -1)])  # (L + 2m, d)
         y = chunked_apply(self.model.decoder, codes, m, self.config.chunk_tokens, self.config.batch_chunks)
-        y = self.model.post_filter(y.reshape(1, -1))[0]  # (L n,)
+        y = self.model.post_filter_fast(y.reshape(-1))  # (L n,)
         return (y * self.config.scale_mv).float().cpu().numpy()
 
     def _apply_state(self, y: np.ndarray, ids: np.ndarray, state: dict) -> np.ndarray:
@@ -234,6 +244,5 @@ class FSQ2Tokenizer(ECGTokenizer):
             if len(knots) != n_knots(n_samples, self.hop):
                 raise TokenizerError(f"state has {len(knots)} baseline knots, {n_knots(n_samples, self.hop)} "
                                      f"expected for {n_samples} samples; is the state from another signal?")
-            base = interpolate_knots(torch.from_numpy(knots)[None], self.hop, n_samples)[0].numpy()
-            y = y + base
+            y = y + interpolate_knots_np(knots, self.hop, n_samples)
         return y

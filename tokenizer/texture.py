@@ -12,7 +12,8 @@ with ``u`` a 10-s random effect (covariance of per-segment mean residuals: a noi
 ``e`` a per-frame one (within-segment covariance minus the ``pi^2 / 6`` that the sampled noise's own
 chi-square scatter adds back). Sampling draws ``u`` (interpolated between segments) and ``e``, shapes
 the STFT of white Gaussian noise with ``exp(logP / 2)`` and inverts it; ``calib`` (per bin) makes the
-mean power of samples on the training residuals equal to theirs. A ``torch.Generator`` seeded by
+mean power of decode + sample on training signals equal to the real signals' (the sample fills the
+decode's spectral deficit, never doubles the decode's own spurious detail). A ``torch.Generator`` seeded by
 ``seed`` drives every draw, so the same seed gives the same texture.
 
 Why not adversarial training: on 2 CPU cores and a one-hour budget a GAN vocoder does not converge; the
@@ -96,7 +97,8 @@ class TextureModel(nn.Module):
         return r.numpy().astype(np.float32)
 
 
-def fit_texture(tok, signals: list[np.ndarray], ridge: float = 1.0, progress: bool = True) -> dict:
+def fit_texture(tok, signals: list[np.ndarray], ridge: float = 1.0, calib_signals: int = 12,
+                progress: bool = True) -> dict:
     """Fit ``tok.model.texture`` on training signals (mV at ``tok.fs``); returns fit statistics.
 
     Parameters
@@ -146,14 +148,18 @@ def fit_texture(tok, signals: list[np.ndarray], ridge: float = 1.0, progress: bo
     # The residual's log power has mean log(P) - gamma; samples have the same scatter, so shift by gamma.
     tex.calib.data = torch.full((nb,), EULER_GAMMA, dtype=torch.float32)
     tex.fitted_flag.data = torch.ones(1)
-    # Calibrate per bin: mean power of samples vs of the true residuals, on (a few of) the training signals.
-    num = torch.zeros(nb, dtype=torch.float64)
-    den = torch.zeros(nb, dtype=torch.float64)
-    for i, (yb, r) in enumerate(zip(decodes[:6], resids[:6])):
+    # Calibrate per bin in the output domain: decode + texture should have the power of the real signal,
+    # so samples fill the deficit mean P_x - mean P_y (floored at 1 % of P_x), not the residual's power
+    # (which also counts the decode's own spurious detail, e.g. seams, and would double it).
+    want = torch.zeros(nb, dtype=torch.float64)
+    have = torch.zeros(nb, dtype=torch.float64)
+    for i, (yb, r) in enumerate(zip(decodes[:calib_signals], resids[:calib_signals])):
         s = tex.sample(yb, hop, seed=10_000 + i, fs=tok.fs)
-        num += log_power(torch.from_numpy(r), n_fft, hop).exp().double().mean(0)
-        den += log_power(torch.from_numpy(s), n_fft, hop).exp().double().mean(0)
-    tex.calib.data = tex.calib.data + torch.log(num / den).float()
+        px = log_power(torch.from_numpy(yb + r), n_fft, hop).exp().double().mean(0)
+        py = log_power(torch.from_numpy(yb), n_fft, hop).exp().double().mean(0)
+        want += torch.maximum(px - py, 0.01 * px)
+        have += log_power(torch.from_numpy(s), n_fft, hop).exp().double().mean(0)
+    tex.calib.data = tex.calib.data + torch.log(want / have).float()
     return {"frames": int(len(X)), "segments": n_seg, "r2_log_power": float(1 - res.var() / Y.var()),
             "frame_sd": float(torch.diagonal(cov_f).clamp(min=0).mean().sqrt()),
             "segment_sd": float(torch.diagonal(cov_s).mean().sqrt())}

@@ -229,8 +229,12 @@ def train_tokenizer(cfg: TrainConfig, pools: dict[str, list[np.ndarray]], valid:
     lo, hi = reach * n + p, (reach + cfg.crop_tokens) * n - p
     bar = tqdm(range(cfg.steps), desc=f"fsq2 n={n} V={tok.vocab_size}", disable=not progress, mininterval=10)
     for step in bar:
+        # Cosine over steps or over the wall-time budget, whichever runs out first, so a run stopped by
+        # max_minutes still ends at the low learning rate.
+        frac = (time.perf_counter() - t0) / (60 * cfg.max_minutes) if cfg.max_minutes > 0 else 0.0
+        eff_step = max(step, int(frac * cfg.steps))
         for g in opt.param_groups:
-            g["lr"] = _lr_at(step, cfg)
+            g["lr"] = _lr_at(eff_step, cfg)
         x = augment(sampler.sample(cfg.batch_size), cfg, gen)  # (B, T) mV
         band, _ = split_baseline(x, tok.hop, cfg.baseline_step_mv)  # (B, T)
         patches = (band / cfg.scale_mv).view(band.shape[0], -1, n)  # (B, L + 2r, n)
@@ -248,7 +252,7 @@ def train_tokenizer(cfg: TrainConfig, pools: dict[str, list[np.ndarray]], valid:
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
-        plain = float((y - target).pow(2).mean())
+        plain = float((y - target).detach().pow(2).mean())
         running = plain if running is None else 0.98 * running + 0.02 * plain
         elapsed = time.perf_counter() - t0
         stop = cfg.max_minutes > 0 and elapsed > 60 * cfg.max_minutes
@@ -257,7 +261,7 @@ def train_tokenizer(cfg: TrainConfig, pools: dict[str, list[np.ndarray]], valid:
             v = valid_band_rmse(tok, valid)
             model.train()
             entry = {"step": step + 1, "train_rmse_uv": 1000 * math.sqrt(running), "valid_band_rmse_uv": v,
-                     "loss": float(loss), "lr": _lr_at(step, cfg), "elapsed_s": elapsed}
+                     "loss": float(loss), "lr": _lr_at(eff_step, cfg), "elapsed_s": elapsed}
             history.append(entry)
             print(f"step {step + 1}: train {entry['train_rmse_uv']:.1f} uV, valid band {v:.1f} uV, "
                   f"{elapsed:.0f} s", flush=True)
