@@ -59,6 +59,7 @@ class FSQ2TokenizerConfig:
     baseline_step_mv: float = 0.002  # knot quantization step (2 µV)
     texture_n_fft: int = 120  # texture STFT: 3 Hz bins at 360 Hz (60 Hz mains and fs/n lines on bins)
     texture_hop: int = 60
+    texture_adc_step_mv: float = 0.005  # texture output rounded to this digitizer step (MIT-BIH: 5 µV; 0 = off)
     chunk_tokens: int = 512  # inference: output tokens per window (does not change results)
     batch_chunks: int = 8
 
@@ -182,7 +183,8 @@ class FSQ2Tokenizer(ECGTokenizer):
             From :meth:`encode`: adds the baseline back and cuts the last token's padding. Without it the
             result is the ECG band (``len(ids) * n`` samples), which is what a language model's ids give.
         texture : bool
-            Add a sample of realistic detail (noise, mains, fine structure) conditioned on the decode.
+            Add a sample of realistic detail (noise, mains, fine structure) conditioned on the decode, and
+            round the result to the digitizer step ``texture_adc_step_mv`` (5 µV, MIT-BIH's 200 units/mV).
         seed : int, optional
             Seed of the texture sample; the same seed gives the same output (None: fresh randomness).
         """
@@ -195,6 +197,9 @@ class FSQ2Tokenizer(ECGTokenizer):
             y = y + self.model.texture.sample(y, self.config.texture_hop, seed, fs=self.fs)
         if state is not None:
             y = self._apply_state(y, ids, state)
+        q = float(self.config.texture_adc_step_mv)
+        if texture and q > 0:  # a recording is digitized: its samples sit on the ADC grid
+            y = np.round(np.asarray(y, np.float64) / q) * q
         return np.asarray(y, dtype=np.float32)
 
     # ----------------------------------------------------------------- internals
@@ -235,6 +240,8 @@ class FSQ2Tokenizer(ECGTokenizer):
 
     def _apply_state(self, y: np.ndarray, ids: np.ndarray, state: dict) -> np.ndarray:
         n_samples = int(state.get("n_samples", len(y)))
+        if n_samples == 0 == len(y):
+            return y
         if not 0 < n_samples <= len(y):
             raise TokenizerError(f"state says {n_samples} samples but {len(ids)} ids decode to {len(y)}; is "
                                  f"the state from another signal?")

@@ -148,21 +148,51 @@ def fit_texture(tok, signals: list[np.ndarray], ridge: float = 1.0, calib_signal
     # The residual's log power has mean log(P) - gamma; samples have the same scatter, so shift by gamma.
     tex.calib.data = torch.full((nb,), EULER_GAMMA, dtype=torch.float32)
     tex.fitted_flag.data = torch.ones(1)
-    # Calibrate per bin in the output domain: decode + texture should have the power of the real signal,
-    # so samples fill the deficit mean P_x - mean P_y (floored at 1 % of P_x), not the residual's power
-    # (which also counts the decode's own spurious detail, e.g. seams, and would double it).
+    # Calibrate per bin in the output domain: decode + texture should have the real signal's spectrum, so
+    # samples fill the decode's deficit and never double its own spurious detail (e.g. seams). First in
+    # power (deficit mean P_x - mean P_y, floored at 5 % of the residual's), then three corrections of the mean log
+    # 10-s power (what a spectral classifier sees), solved for the texture's share of each bin.
+    pairs = list(zip(decodes[:calib_signals], resids[:calib_signals]))
     want = torch.zeros(nb, dtype=torch.float64)
     have = torch.zeros(nb, dtype=torch.float64)
-    for i, (yb, r) in enumerate(zip(decodes[:calib_signals], resids[:calib_signals])):
+    for i, (yb, r) in enumerate(pairs):
         s = tex.sample(yb, hop, seed=10_000 + i, fs=tok.fs)
         px = log_power(torch.from_numpy(yb + r), n_fft, hop).exp().double().mean(0)
         py = log_power(torch.from_numpy(yb), n_fft, hop).exp().double().mean(0)
-        want += torch.maximum(px - py, 0.01 * px)
+        pr = log_power(torch.from_numpy(r), n_fft, hop).exp().double().mean(0)
+        want += torch.maximum(px - py, 0.05 * pr)
         have += log_power(torch.from_numpy(s), n_fft, hop).exp().double().mean(0)
     tex.calib.data = tex.calib.data + torch.log(want / have).float()
+    q = float(getattr(tok.config, "texture_adc_step_mv", 0.0))
+
+    def digitize(v: np.ndarray) -> np.ndarray:  # the decode rounds texture output to the ADC grid
+        return (np.round(v / q) * q).astype(np.float32) if q > 0 else v
+
+    for _ in range(3):
+        d_log = torch.zeros(nb, dtype=torch.float64)
+        share = torch.zeros(nb, dtype=torch.float64)
+        for i, (yb, r) in enumerate(pairs):
+            s = tex.sample(yb, hop, seed=20_000 + i, fs=tok.fs)
+            lx = _segment_log_power(yb + r, n_fft, hop, seg)  # (S, nb)
+            lo = _segment_log_power(digitize(yb + s), n_fft, hop, seg)
+            ps = log_power(torch.from_numpy(s), n_fft, hop).exp().double().mean(0)
+            po = log_power(torch.from_numpy(digitize(yb + s)), n_fft, hop).exp().double().mean(0)
+            d_log += (lx - lo).mean(0)
+            share += ps / po
+        d_log, share = d_log / len(pairs), share / len(pairs)
+        # P_out = P_other + P_tex: moving log P_out by d needs P_tex x (1 + (e^d - 1) / share)
+        step = torch.log((1 + (torch.exp(d_log) - 1) / share.clamp(min=1e-3)).clamp(min=0.05))
+        tex.calib.data = tex.calib.data + step.clamp(-2, 2).float()
     return {"frames": int(len(X)), "segments": n_seg, "r2_log_power": float(1 - res.var() / Y.var()),
             "frame_sd": float(torch.diagonal(cov_f).clamp(min=0).mean().sqrt()),
             "segment_sd": float(torch.diagonal(cov_s).mean().sqrt())}
+
+
+def _segment_log_power(x: np.ndarray, n_fft: int, hop: int, seg: int) -> torch.Tensor:
+    """Log of the mean power per bin over blocks of ``seg`` frames: ``(T,)`` -> ``(S, nb)`` float64."""
+    p = log_power(torch.from_numpy(np.asarray(x, np.float32)), n_fft, hop).exp().double()  # (F, nb)
+    k = max(1, len(p) // seg)
+    return torch.log(p[: k * seg].reshape(k, -1, p.shape[1]).mean(1) + 1e-12)
 
 
 def _psd_sqrt(c: torch.Tensor) -> torch.Tensor:

@@ -67,6 +67,7 @@ class TrainConfig:
     baseline_step_mv: float = 0.002
     texture_n_fft: int = 120
     texture_hop: int = 60
+    texture_adc_step_mv: float = 0.005
     # --- data
     valid_records: list[str] = field(default_factory=list)
     crop_tokens: int = 128
