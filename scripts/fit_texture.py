@@ -2,7 +2,7 @@
 
 Launch::
 
-    python scripts/fit_texture.py --tokenizer runs/tok/fsq2_main/tokenizer --out runs/tok/fsq2_main/tokenizer_tex
+    python scripts/fit_texture.py --tokenizer runs/tokenizer/fsq2_default/tokenizer --out runs/tok/v2_tex
 
 Data: MLII and the second lead of the DS1 training records (DS1 minus the validation records; never DS2).
 The fit is closed-form (ridge regression of the residual's log power spectrum on the decode's, plus

@@ -53,7 +53,8 @@ def main(argv=None):
         print(json.dumps(rep["robustness"]["summary"], indent=1))
     if not a.no_texture_check:
         t0 = time.time()
-        rep["texture_check"] = texture_report(tok, data_dir=a.data_dir, seed=a.seed, seconds=a.seconds or None)
+        rep["texture_check"] = texture_report(tok, data_dir=a.data_dir, seed=a.seed,
+                                              seconds=a.seconds or None)
         rep["texture_check"]["wall_seconds"] = time.time() - t0
         print(format_report(rep["texture_check"]))
     write_json(out / "report.json", rep)

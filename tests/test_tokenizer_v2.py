@@ -131,7 +131,7 @@ def test_texture_is_seeded_and_close_to_the_decode(v2, rec100):
     det = v2.decode(ids, st)
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     assert not np.array_equal(a, det) and len(a) == len(det)
-    # record 100's first minute: 1.49 (seed 1; 1.18-1.49 over seeds 1-3); all of DS2: 1.16; the issue's goal 1.6
+    # record 100's first minute: 1.49 (seed 1; 1.18-1.49 over seeds 1-3); all of DS2: 1.16; issue goal 1.6
     assert _band_rmse(v2, rec100, texture=True, seed=1) <= 1.6 * _band_rmse(v2, rec100)
 
 

@@ -36,7 +36,8 @@ def cinc2017_dir(data_dir: str | os.PathLike | None = None) -> Path:
         raise DataNotFoundError(
             f"CinC 2017 not found at {d} (expected A00001.hea/.mat ... and RECORDS). Set {ENV_VAR} (or "
             f"--data_dir) to the folder that contains '{DB}/', or download the challenge's training set: "
-            f"wfdb.dl_database('challenge-2017', '{d}') (PhysioNet 'challenge-2017/1.0.0/training/') and move "
+            f"wfdb.dl_database('challenge-2017', '{d}') (PhysioNet 'challenge-2017/1.0.0/training/') "
+            f"and move "
             f"its A*.hea / A*.mat files, RECORDS and REFERENCE.csv into {d}."
         )
     return d
@@ -55,7 +56,8 @@ def cinc2017_labels(data_dir: str | os.PathLike | None = None) -> dict[str, str]
     """``{record: label}`` from ``REFERENCE.csv`` (N, A, O or ``~``)."""
     f = cinc2017_dir(data_dir) / "REFERENCE.csv"
     if not f.is_file():
-        raise DataNotFoundError(f"{f} is missing; it ships with the challenge's training set (see module docs)")
+        raise DataNotFoundError(f"{f} is missing; it ships with the challenge's training set "
+                                f"(see tokenizer/cinc2017.py)")
     out = {}
     for ln in f.read_text().splitlines():
         parts = ln.strip().split(",")
@@ -74,8 +76,8 @@ def read_cinc2017(record: str, data_dir: str | os.PathLike | None = None, fs: fl
     try:
         rec = wfdb.rdrecord(str(d / record), physical=True)
     except Exception as e:  # noqa: BLE001 - wfdb raises many types for a bad file
-        raise RecordError(f"CinC 2017 record '{record}' cannot be read ({type(e).__name__}: {e}); re-download "
-                          f"it (see tokenizer/cinc2017.py)") from None
+        raise RecordError(f"CinC 2017 record '{record}' cannot be read ({type(e).__name__}: {e}); "
+                          f"re-download it (see tokenizer/cinc2017.py)") from None
     unit = ((rec.units or ["mV"])[0] or "mV").strip().lower()
     if unit not in _UNIT_SCALE:
         raise RecordError(f"CinC 2017 record '{record}': unknown physical unit {unit!r}")

@@ -59,7 +59,7 @@ class FSQ2TokenizerConfig:
     baseline_step_mv: float = 0.002  # knot quantization step (2 µV)
     texture_n_fft: int = 120  # texture STFT: 3 Hz bins at 360 Hz (60 Hz mains and fs/n lines on bins)
     texture_hop: int = 60
-    texture_adc_step_mv: float = 0.005  # texture output rounded to this digitizer step (MIT-BIH: 5 µV; 0 = off)
+    texture_adc_step_mv: float = 0.005  # texture output rounded to this ADC step (MIT-BIH: 5 µV; 0 = off)
     chunk_tokens: int = 512  # inference: output tokens per window (does not change results)
     batch_chunks: int = 8
 
@@ -100,7 +100,8 @@ class FSQ2Autoencoder(nn.Module):
         return (self.post.numel() - 1) // 2
 
     def post_filter(self, y: torch.Tensor, valid: bool = False) -> torch.Tensor:
-        """``(B, T)`` -> ``y + h * y``; ``valid`` trims ``post_pad`` samples per side, else edges replicate."""
+        """``(B, T)`` -> ``y + h * y``; ``valid`` trims ``post_pad`` samples per side, else edges
+        replicate."""
         p = self.post_pad
         if p == 0:
             return y + self.post[0] * y
@@ -211,7 +212,8 @@ class FSQ2Tokenizer(ECGTokenizer):
         if float(np.abs(knots).max()) > 32767 * self.config.baseline_step_mv:
             raise TokenizerError(
                 f"baseline reaches {float(np.abs(knots).max()):.1f} mV, beyond what int16 knots at "
-                f"{self.config.baseline_step_mv * 1000:g} µV hold; is the signal in mV (not µV or ADC units)?"
+                f"{self.config.baseline_step_mv * 1000:g} µV hold; is the signal in mV (not µV or ADC "
+                f"units)?"
             )
         n_tok = -(-len(x) // n)
         bt = torch.from_numpy(band).to(self.device) / self.config.scale_mv  # (T,)

@@ -150,8 +150,8 @@ def fit_texture(tok, signals: list[np.ndarray], ridge: float = 1.0, calib_signal
     tex.fitted_flag.data = torch.ones(1)
     # Calibrate per bin in the output domain: decode + texture should have the real signal's spectrum, so
     # samples fill the decode's deficit and never double its own spurious detail (e.g. seams). First in
-    # power (deficit mean P_x - mean P_y, floored at 5 % of the residual's), then three corrections of the mean log
-    # 10-s power (what a spectral classifier sees), solved for the texture's share of each bin.
+    # power (deficit mean P_x - mean P_y, floored at 5 % of the residual's), then three corrections of the
+    # mean log 10-s power (what a spectral classifier sees), solved for the texture's share of each bin.
     pairs = list(zip(decodes[:calib_signals], resids[:calib_signals]))
     want = torch.zeros(nb, dtype=torch.float64)
     have = torch.zeros(nb, dtype=torch.float64)

@@ -119,11 +119,13 @@ def texture_report(tok, records: Sequence[str] | None = None, data_dir=None, see
         groups.append(i * 100_000 + np.arange(nw) // per)
     g = np.concatenate(groups)
     real = np.vstack(feats["real"])
-    out = {"records": records, "tokens_per_second": tok.tokens_per_second, "bits_per_second": tok.bits_per_second}
+    out = {"records": records, "tokens_per_second": tok.tokens_per_second,
+           "bits_per_second": tok.bits_per_second}
     for m, kw in modes.items():
         out[m] = discriminator_score(real, np.vstack(feats[m]), g)
         kw2 = {**kw, "seed": seed} if kw else None
-        out[m]["band"] = {k: v for k, v in band_errors(tok, sigs, decode_kwargs=kw2).items() if k != "per_record"}
+        band = band_errors(tok, sigs, decode_kwargs=kw2)
+        out[m]["band"] = {k: v for k, v in band.items() if k != "per_record"}
         rmse[m] = out[m]["band"]["rmse_uv"]
     if "texture" in rmse:
         out["texture_rmse_ratio"] = rmse["texture"] / rmse["deterministic"]
@@ -135,7 +137,8 @@ def format_report(rep: dict) -> str:
     for m in ("deterministic", "texture"):
         if m in rep:
             r = rep[m]
-            lines.append(f"{m:13s} disc |acc-0.5| = {r['score']:.3f}  band RMSE {r['band']['rmse_uv']:.1f} uV  "
+            lines.append(f"{m:13s} disc |acc-0.5| = {r['score']:.3f}  "
+                         f"band RMSE {r['band']['rmse_uv']:.1f} uV  "
                          f"PRDN {r['band']['prdn']:.2f} %")
     if "texture_rmse_ratio" in rep:
         lines.append(f"texture / deterministic band RMSE = {rep['texture_rmse_ratio']:.2f}")

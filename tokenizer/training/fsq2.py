@@ -46,7 +46,7 @@ ERR_UNIT_MV = 0.05  # the MSE term is in units of (50 µV)^2, so the loss weight
 
 @dataclass
 class TrainConfig:
-    """Training of an ``fsq2`` tokenizer (fields up to ``batch_chunks`` mirror :class:`FSQ2TokenizerConfig`)."""
+    """Training of an ``fsq2`` tokenizer (the tokenizer fields mirror :class:`FSQ2TokenizerConfig`)."""
 
     tokenizer_type: str = "fsq2"
     output_dir: str = "runs/tokenizer/fsq2"
@@ -104,7 +104,8 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.tokenizer_type != "fsq2":
-            raise ConfigError(f"tokenizer/training/fsq2.py trains tokenizer_type 'fsq2', got {self.tokenizer_type!r}")
+            raise ConfigError(f"tokenizer/training/fsq2.py trains tokenizer_type 'fsq2', "
+                              f"got {self.tokenizer_type!r}")
         for name in ("steps", "batch_size", "crop_tokens", "eval_every"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -156,7 +157,8 @@ class PoolSampler:
 def augment(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
     """Gain (log-uniform), then with probability ``aug_p`` a DC offset, ramp and sinusoidal wander."""
     b, t = x.shape
-    lg = math.log(cfg.gain_min) + torch.rand(b, 1, generator=gen) * (math.log(cfg.gain_max) - math.log(cfg.gain_min))
+    lo, hi = math.log(cfg.gain_min), math.log(cfg.gain_max)
+    lg = lo + torch.rand(b, 1, generator=gen) * (hi - lo)  # (B, 1) log-uniform gain
     x = x * torch.exp(lg)
     on = (torch.rand(b, 1, generator=gen) < cfg.aug_p).float()
     u = lambda: torch.rand(b, 1, generator=gen)  # noqa: E731
@@ -189,7 +191,8 @@ def load_pools(cfg: TrainConfig, train_records: list[str]) -> dict[str, list[np.
             x = read_record(r, cfg.data_dir, lead=lead, fs=cfg.fs, annotations=False).signal
             pools["mlii" if lead == "MLII" else "lead2"].append(x)
             fs_mid = rates[(i + (lead != "MLII")) % len(rates)]
-            pools["resampled"].append(resample(resample(x, cfg.fs, fs_mid), fs_mid, cfg.fs).astype(np.float32))
+            back = resample(resample(x, cfg.fs, fs_mid), fs_mid, cfg.fs)
+            pools["resampled"].append(back.astype(np.float32))
     if cfg.pool_weights.get("cinc", 0) > 0 and cfg.cinc_records > 0:
         recs = cinc2017_records(cfg.data_dir)
         usable = recs[: max(0, len(recs) - int(cfg.cinc_holdout))]
