@@ -16,12 +16,12 @@ from tokenizer.fsq_tokenizer import FSQTokenizer, FSQTokenizerConfig
 REPO = Path(__file__).resolve().parents[1]
 FS = 360.0
 
-# Stated in tokenizer/pretrained/default/README.md ("Round-trip error bound"): RMSE of the default on the
+# Stated in tokenizer/pretrained/v1/README.md ("Round-trip error bound"): RMSE of the default on the
 # first 60 s of DS2 records 100, 203... (see DEFAULT_EXCERPT) is at most this many µV.
 DEFAULT_EXCERPT = ("100", "105", "213", "232")
 DEFAULT_EXCERPT_RMSE_BOUND_UV = float(
-    json.loads((PRETRAINED_DIR / "default" / "card.json").read_text())["roundtrip_bound_rmse_uv"]
-) if (PRETRAINED_DIR / "default" / "card.json").is_file() else None
+    json.loads((PRETRAINED_DIR / "v1" / "card.json").read_text())["roundtrip_bound_rmse_uv"]
+) if (PRETRAINED_DIR / "v1" / "card.json").is_file() else None
 
 
 def _data_root() -> Path | None:
@@ -142,22 +142,22 @@ def test_training_step_lowers_the_error():
     assert isinstance(tok, FSQTokenizer) and not tok.model.training
 
 
-# ----------------------------------------------------------------------------- the shipped default
+# ----------------------------------------------------------------------------- v1 (the default until tokenizer v2)
 def test_default_loads_without_a_path():
-    tok = ECGTokenizer.from_pretrained("default")
+    tok = ECGTokenizer.from_pretrained("v1")
     assert isinstance(tok, FSQTokenizer)
     assert tok.samples_per_token == 10 and tok.tokens_per_second == pytest.approx(36.0)
     assert tok.vocab_size <= 4096
-    size = sum(f.stat().st_size for f in (PRETRAINED_DIR / "default").iterdir())
+    size = sum(f.stat().st_size for f in (PRETRAINED_DIR / "v1").iterdir())
     assert size < 5 * 2**20  # the package ships it: keep it small
-    assert (PRETRAINED_DIR / "default" / "README.md").is_file()
+    assert (PRETRAINED_DIR / "v1" / "README.md").is_file()
 
 
 @needs_data
 def test_default_roundtrip_on_ds2_excerpt_within_stated_error():
     from tokenizer.evaluation import evaluate_tokenizer, load_signals
 
-    tok = ECGTokenizer.from_pretrained("default")
+    tok = ECGTokenizer.from_pretrained("v1")
     signals = load_signals(DEFAULT_EXCERPT, _data_root(), seconds=60)
     res = evaluate_tokenizer(tok, signals)
     assert DEFAULT_EXCERPT_RMSE_BOUND_UV is not None
@@ -174,7 +174,7 @@ def test_default_has_no_seam_at_window_edges():
     decoder's reach of a window edge is not larger than elsewhere (ratio <= 1.1; it is 1 up to rounding)."""
     from tokenizer.data import read_record
 
-    tok = ECGTokenizer.from_pretrained("default")
+    tok = ECGTokenizer.from_pretrained("v1")
     x = read_record("100", _data_root(), annotations=False).signal[: 120 * 360]
     ids, st = tok.encode(x, FS)
     y_one = tok.decode(ids, st)

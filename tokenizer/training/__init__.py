@@ -9,6 +9,7 @@ import importlib
 TRAINERS = {
     "seed": "tokenizer.training.seed",
     "fsq": "tokenizer.training.fsq",
+    "fsq2": "tokenizer.training.fsq2",
 }
 
 

@@ -1,0 +1,257 @@
+"""Tokenizer v2 (``fsq2``): slow baseline in ``state``, ECG band in the tokens, optional texture decode.
+
+.. code-block:: python
+
+    from tokenizer import ECGTokenizer
+    tok = ECGTokenizer.from_pretrained("default")                # this type since tokenizer v2
+    ids, state = tok.encode(signal_mv, fs=500)                   # any rate, any DC offset / wander
+    full = tok.decode(ids, state)                                # the whole signal in mV
+    band = tok.decode(ids)                                       # the ECG band in mV (what an LM generates)
+    real = tok.decode(ids, texture=True, seed=0)                 # + sampled noise / mains / fine detail
+
+Encode: the signal (resampled to ``fs``) is split by :mod:`tokenizer.baseline` into a slow baseline (median
+knots at 2 Hz, quantized to 2 µV, linear interpolation; ``state["baseline"]``) and the band
+``x - baseline``, which the contextual FSQ autoencoder codes at ``fs / n`` tokens per second on an
+absolute mV scale (``band / scale_mv``; nothing estimated per signal). So ids alone decode to millivolts
+of the band, and any DC offset or slow wander leaves the band - and its tokens - unchanged.
+
+Decode: the token-rate decoder (:mod:`tokenizer.models.contextual`, may be wider than the encoder) gives
+``n`` samples per token; a learned sample-rate FIR (``post_taps`` taps, residual, zero-initialized) then
+smooths the seams between tokens, the source of the block structure (spectral lines at multiples of
+``fs / n``) of v1. ``texture=True`` adds a sample of :class:`tokenizer.texture.TextureModel`: Gaussian
+detail whose short-time spectrum is predicted from the decoded band (measurement noise, mains, the fine
+structure MSE training averages away), seeded for reproducibility.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import ECGTokenizer, register_tokenizer
+from .baseline import estimate_knots_np, interpolate_knots_np, knot_hop, n_knots
+from .errors import TokenizerError
+from .fsq import FSQ
+from .models.contextual import ContextualDecoder, ContextualEncoder, chunked_apply
+from .texture import TextureModel
+
+
+@dataclass
+class FSQ2TokenizerConfig:
+    """Config of :class:`FSQ2Tokenizer` (architecture, baseline method, texture analysis, chunking)."""
+
+    fs: float = 360.0
+    samples_per_token: int = 10
+    levels: list[int] = field(default_factory=lambda: [8, 8, 8, 8])
+    channels: int = 48  # encoder width
+    dec_channels: int = 64  # decoder width (wider than the encoder: decoding is the harder half)
+    enc_dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    dec_dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    kernel: int = 3
+    activation: str = "gelu"
+    scale_mv: float = 1.0  # fixed divisor of the band (absolute, never per-signal)
+    post_taps: int = 15  # sample-rate FIR after the decoder (odd; 1 = none)
+    baseline_knot_s: float = 0.5  # one baseline knot per this many seconds (2 Hz)
+    baseline_step_mv: float = 0.002  # knot quantization step (2 µV)
+    texture_n_fft: int = 120  # texture STFT: 3 Hz bins at 360 Hz (60 Hz mains and fs/n lines on bins)
+    texture_hop: int = 60
+    texture_adc_step_mv: float = 0.005  # texture output rounded to this ADC step (MIT-BIH: 5 µV; 0 = off)
+    chunk_tokens: int = 512  # inference: output tokens per window (does not change results)
+    batch_chunks: int = 8
+
+    def __post_init__(self):
+        if int(self.samples_per_token) < 1:
+            raise TokenizerError(f"samples_per_token must be >= 1, got {self.samples_per_token}")
+        if not self.levels or min(int(v) for v in self.levels) < 2:
+            raise TokenizerError(f"levels must be integers >= 2, got {self.levels}")
+        if not self.scale_mv > 0 or not self.baseline_step_mv > 0 or not self.baseline_knot_s > 0:
+            raise TokenizerError("scale_mv, baseline_step_mv and baseline_knot_s must be positive")
+        if int(self.post_taps) < 1 or int(self.post_taps) % 2 != 1:
+            raise TokenizerError(f"post_taps must be an odd integer >= 1, got {self.post_taps}")
+        if self.chunk_tokens < 1 or self.batch_chunks < 1:
+            raise TokenizerError("chunk_tokens and batch_chunks must be >= 1")
+
+
+class FSQ2Autoencoder(nn.Module):
+    """Encoder -> FSQ -> (wider) decoder -> sample-rate FIR; plus the texture model's tensors."""
+
+    def __init__(self, cfg: FSQ2TokenizerConfig):
+        super().__init__()
+        n = int(cfg.samples_per_token)
+        self.n = n
+        self.fsq = FSQ(cfg.levels)
+        self.encoder = ContextualEncoder(n, cfg.channels, self.fsq.dim, cfg.enc_dilations, cfg.kernel,
+                                         cfg.activation)
+        self.decoder = ContextualDecoder(n, cfg.dec_channels, self.fsq.dim, cfg.dec_dilations, cfg.kernel,
+                                         cfg.activation)
+        self.post = nn.Parameter(torch.zeros(int(cfg.post_taps)))  # residual FIR taps, identity at init
+        self.texture = TextureModel(int(cfg.texture_n_fft))
+
+    @property
+    def reach(self) -> int:
+        return self.encoder.reach + self.decoder.reach
+
+    @property
+    def post_pad(self) -> int:
+        return (self.post.numel() - 1) // 2
+
+    def post_filter(self, y: torch.Tensor, valid: bool = False) -> torch.Tensor:
+        """``(B, T)`` -> ``y + h * y``; ``valid`` trims ``post_pad`` samples per side, else edges
+        replicate."""
+        p = self.post_pad
+        if p == 0:
+            return y + self.post[0] * y
+        inp = y[:, None] if valid else F.pad(y[:, None], (p, p), mode="replicate")  # (B, 1, T')
+        z = F.conv1d(inp, self.post.view(1, 1, -1))[:, 0]  # (B, T or T - 2p)
+        return (y[:, p:-p] if valid else y) + z
+
+    def post_filter_fast(self, y: torch.Tensor) -> torch.Tensor:
+        """:meth:`post_filter` of one ``(T,)`` signal as a sum of shifted slices (faster than a 1-channel
+        ``conv1d`` on CPU; same function)."""
+        p = self.post_pad
+        yp = torch.cat([y[:1].expand(p), y, y[-1:].expand(p)])  # (T + 2p,)
+        out = y.clone()
+        for j in range(self.post.numel()):
+            out += self.post[j] * yp[j : j + len(y)]
+        return out
+
+    def forward(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training: ``(B, L + 2 reach, n)`` -> (``(B, L * n - 2 post_pad)`` samples, bounded latents).
+
+        The output matches ``patches[:, reach : reach + L].reshape(B, -1)[:, post_pad : -post_pad]``.
+        """
+        z = self.encoder(patches)  # (B, L + 2 r_dec, d)
+        codes = self.fsq.quantize(z)  # (B, L + 2 r_dec, d)
+        y = self.decoder(codes)  # (B, L, n)
+        y = self.post_filter(y.reshape(y.shape[0], -1), valid=True)  # (B, L n - 2p)
+        return y, self.fsq.bound(z.float())
+
+
+@register_tokenizer("fsq2")
+class FSQ2Tokenizer(ECGTokenizer):
+    """Baseline-split contextual FSQ tokenizer with a texture decode (see module docstring)."""
+
+    config_class = FSQ2TokenizerConfig
+
+    def __init__(self, config: FSQ2TokenizerConfig):
+        super().__init__(config)
+        self.model = FSQ2Autoencoder(config).eval()
+
+    @property
+    def vocab_size(self) -> int:
+        return int(math.prod(int(v) for v in self.config.levels))
+
+    @property
+    def samples_per_token(self) -> float:
+        return float(self.config.samples_per_token)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def hop(self) -> int:
+        """Samples between baseline knots."""
+        return knot_hop(self.fs, self.config.baseline_knot_s)
+
+    @property
+    def has_texture(self) -> bool:
+        return bool(self.model.texture.fitted)
+
+    def describe(self) -> dict:
+        d = super().describe()
+        d["baseline_knots_per_second"] = self.fs / self.hop
+        d["baseline_raw_bits_per_second"] = 16.0 * self.fs / self.hop
+        return d
+
+    def to(self, device: str | torch.device) -> "FSQ2Tokenizer":
+        self.model.to(device)
+        return self
+
+    # ----------------------------------------------------------------- public API
+    def decode(self, ids: np.ndarray, state: dict | None = None, *, texture: bool = False,
+               seed: int | None = None) -> np.ndarray:
+        """Ids (+ state) -> 1-D float32 mV at ``fs``.
+
+        Parameters
+        ----------
+        ids : array of int, shape (tokens,)
+        state : dict, optional
+            From :meth:`encode`: adds the baseline back and cuts the last token's padding. Without it the
+            result is the ECG band (``len(ids) * n`` samples), which is what a language model's ids give.
+        texture : bool
+            Add a sample of realistic detail (noise, mains, fine structure) conditioned on the decode, and
+            round the result to the digitizer step ``texture_adc_step_mv`` (5 µV, MIT-BIH's 200 units/mV).
+        seed : int, optional
+            Seed of the texture sample; the same seed gives the same output (None: fresh randomness).
+        """
+        ids = self.check_ids(ids)
+        y = self._decode_band(ids)
+        if texture:
+            if not self.has_texture:
+                raise TokenizerError("this tokenizer has no fitted texture model; decode with texture=False "
+                                     "or fit one with scripts/fit_texture.py")
+            y = y + self.model.texture.sample(y, self.config.texture_hop, seed, fs=self.fs)
+        if state is not None:
+            y = self._apply_state(y, ids, state)
+        q = float(self.config.texture_adc_step_mv)
+        if texture and q > 0:  # a recording is digitized: its samples sit on the ADC grid
+            y = np.round(np.asarray(y, np.float64) / q) * q
+        return np.asarray(y, dtype=np.float32)
+
+    # ----------------------------------------------------------------- internals
+    @torch.inference_mode()
+    def _encode(self, x: np.ndarray) -> tuple[np.ndarray, dict]:
+        n, m = self.model.n, self.model.encoder.reach
+        knots = estimate_knots_np(x, self.hop, self.config.baseline_step_mv)  # (K,)
+        band = np.asarray(x, np.float32) - interpolate_knots_np(knots, self.hop, len(x))  # (T,)
+        if float(np.abs(knots).max()) > 32767 * self.config.baseline_step_mv:
+            raise TokenizerError(
+                f"baseline reaches {float(np.abs(knots).max()):.1f} mV, beyond what int16 knots at "
+                f"{self.config.baseline_step_mv * 1000:g} µV hold; is the signal in mV (not µV or ADC "
+                f"units)?"
+            )
+        n_tok = -(-len(x) // n)
+        bt = torch.from_numpy(band).to(self.device) / self.config.scale_mv  # (T,)
+        bt = torch.cat([bt[:1].expand(m * n), bt, bt[-1:].expand((n_tok + m) * n - len(x))])  # ((L+2m) n,)
+        patches = bt.view(-1, n)  # (L + 2m, n)
+        fsq, enc = self.model.fsq, self.model.encoder
+
+        def fn(w: torch.Tensor) -> torch.Tensor:
+            return fsq.codes_to_indices(fsq.quantize(enc(w)))  # (B, W)
+
+        ids = chunked_apply(fn, patches, m, self.config.chunk_tokens, self.config.batch_chunks)  # (L,)
+        state = {"n_samples": len(x), "baseline": knots}
+        return ids.cpu().numpy(), state
+
+    @torch.inference_mode()
+    def _decode_band(self, ids: np.ndarray) -> np.ndarray:
+        if len(ids) == 0:
+            return np.zeros(0, dtype=np.float32)
+        m = self.model.decoder.reach
+        idx = torch.from_numpy(ids).to(self.device)
+        codes = self.model.fsq.indices_to_codes(idx)  # (L, d)
+        codes = torch.cat([codes[:1].expand(m, -1), codes, codes[-1:].expand(m, -1)])  # (L + 2m, d)
+        y = chunked_apply(self.model.decoder, codes, m, self.config.chunk_tokens, self.config.batch_chunks)
+        y = self.model.post_filter_fast(y.reshape(-1))  # (L n,)
+        return (y * self.config.scale_mv).float().cpu().numpy()
+
+    def _apply_state(self, y: np.ndarray, ids: np.ndarray, state: dict) -> np.ndarray:
+        n_samples = int(state.get("n_samples", len(y)))
+        if n_samples == 0 == len(y):
+            return y
+        if not 0 < n_samples <= len(y):
+            raise TokenizerError(f"state says {n_samples} samples but {len(ids)} ids decode to {len(y)}; is "
+                                 f"the state from another signal?")
+        y = y[:n_samples]
+        if state.get("baseline") is not None:
+            knots = np.asarray(state["baseline"], np.float32).reshape(-1)
+            if len(knots) != n_knots(n_samples, self.hop):
+                raise TokenizerError(f"state has {len(knots)} baseline knots, {n_knots(n_samples, self.hop)} "
+                                     f"expected for {n_samples} samples; is the state from another signal?")
+            y = y + interpolate_knots_np(knots, self.hop, n_samples)
+        return y
