@@ -65,6 +65,7 @@ class CalibrationSettings:
     disc_clusters: int = 10
     memo_stride_s: float = 2.5
     copy_quantile: float = 0.01
+    pool_per_record: int | None = None  # cap band-pool windows per record (small test setups only)
     seed: int = 0
 
 
@@ -121,6 +122,10 @@ class Calibration:
         self.settings = s = settings or CalibrationSettings()
         root, win = sc.data_dir, sc.settings.window_s
         self.pool = real_windows(s.band_records, root, window_s=win, source="band pool (unseen patients)")
+        if s.pool_per_record:
+            keep = np.concatenate([np.flatnonzero(self.pool.records == r)[: s.pool_per_record]
+                                   for r in sorted(set(self.pool.records.tolist()))])
+            self.pool = self.pool.subset(np.sort(keep))
         sc._log(f"band pool: {len(self.pool)} windows of {len(set(self.pool.records))} unseen patients")
         self.pool_f = sc.features(self.pool)
         ref = sc.reference
