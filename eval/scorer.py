@@ -63,7 +63,7 @@ class ScoreSettings:
     fed_ceiling_draws: int = 5
     cache_dir: str | None = "runs/cache/eval"
     embedding: str | None = None
-    headline: bool = True  # headline verdicts against real bands (eval/headline.py)
+    headline: bool = False  # headline verdicts against real bands (eval/headline.py; on in eval/score.py)
     calibration: dict | None = None  # CalibrationSettings overrides (band records, draws...)
 
 

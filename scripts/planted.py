@@ -71,7 +71,8 @@ def main(argv=None):
     out = ensure_writable_dir(a.out)
     records = a.records.split(",") if a.records else list(DEFAULT_VALID)
     defects = a.defects.split(",") if a.defects else list(DEFECTS)
-    scorer = Scorer(ScoreSettings(data_dir=a.data_dir, n_real=a.n_real, seed=a.seed, cache_dir=a.cache_dir))
+    scorer = Scorer(ScoreSettings(data_dir=a.data_dir, n_real=a.n_real, seed=a.seed, cache_dir=a.cache_dir,
+                                  headline=True))
     scorer.calibration()
     planted = PlantedDefects(records, n=a.n, data_dir=scorer.data_dir, seed=a.seed)
     rows = {}

@@ -127,7 +127,7 @@ def small_scorer(data_dir, tmp_path_factory):
 
     s = ScoreSettings(
         data_dir=str(data_dir), reference_records=("100", "105", "113", "117", "121", "123"),
-        train_records=("106", "109"), n_real=60, cache_dir=str(tmp_path_factory.mktemp("cache")),
+        train_records=("106", "109"), n_real=60, cache_dir=str(tmp_path_factory.mktemp("cache")), headline=True,
         calibration={"band_records": ("100", "105", "113", "117", "121", "123", "101", "112"),
                      "lm_train_records": ("106", "109"), "draws": 12, "disc_draws": 3, "disc_real_n": 40,
                      "disc_max_n": 40, "pool_per_record": 20, "holdout_patients": (2, 3)},
