@@ -125,28 +125,35 @@ def test_planted_defects_built_correctly(data_dir):
 def small_scorer(data_dir, tmp_path_factory):
     from eval.scorer import Scorer, ScoreSettings
 
+    train = ("106", "108", "109", "114", "115", "116", "118", "122")
     s = ScoreSettings(
         data_dir=str(data_dir), reference_records=("100", "105", "113", "117", "121", "123"),
-        train_records=("106", "109"), n_real=60, cache_dir=str(tmp_path_factory.mktemp("cache")), headline=True,
+        train_records=train, n_real=60, cache_dir=str(tmp_path_factory.mktemp("cache")), headline=True,
         calibration={"band_records": ("100", "105", "113", "117", "121", "123", "101", "112"),
-                     "lm_train_records": ("106", "109"), "draws": 12, "disc_draws": 3, "disc_real_n": 40,
-                     "disc_max_n": 40, "pool_per_record": 20, "holdout_patients": (2, 3)},
+                     "lm_train_records": train, "draws": 12, "disc_draws": 8, "disc_real_n": 80,
+                     "disc_max_n": 40, "pool_per_record": 20, "holdout_patients": (2, 3), "memo_stride_s": 10.0},
     )
     return Scorer(s, verbose=False)
 
 
 def test_headline_schema_clean_as_real_defects_worse(small_scorer, data_dir):
+    """Schema, and on a seconds-sized setup (40 windows, a 160-window band pool): clean real windows as real
+    on the five distribution metrics, every listed defect worse overall. The discriminator and memorization
+    bands need the full-size pool (24 discriminator draws of 300 windows, a 4,680-window pool for the copy
+    threshold); at this size they flag the clean set too (0.83 vs [0.44, 0.75]; 0.075 vs [0, 0.05]), so the
+    full property is measured by scripts/planted.py (docs/scorecard.md), not here."""
     from eval.headline import HEADLINE
     from eval.planted import PlantedDefects
 
-    pd = PlantedDefects(["101", "112"], n=30, data_dir=data_dir, seed=0, train_records=("106", "109"))
+    pd = PlantedDefects(["101", "112"], n=40, data_dir=data_dir, seed=0, train_records=("106", "109"))
     row = small_scorer.score_windows("clean", pd.make("clean"))
     assert set(row["headline"]) == set(HEADLINE)
     for k, h in row["headline"].items():
         assert set(h) == {"value", "real_band", "verdict"} and h["real_band"][0] <= h["real_band"][1]
         assert h["verdict"] in ("as_real", "worse", "better"), k
-    assert row["verdict"] in ("as_real", "worse")
-    bad = {k: h for k, h in row["headline"].items() if h["verdict"] == "worse"}
+    assert row["verdict"] in ("as_real", "worse") and row["clinical"].keys() >= {"pr_ms", "qtc_ms", "rr_cv"}
+    distribution = ("embedding", "rhythm", "intervals", "morphology", "texture")
+    bad = {k: h for k, h in row["headline"].items() if h["verdict"] == "worse" and k in distribution}
     assert not bad, f"clean real windows flagged: {bad}"
     for d in ("rr_jitter", "lowpass", "train_copy", "time_reverse", "white_noise"):
         r = small_scorer.score_windows(d, pd.make(d))
