@@ -47,6 +47,10 @@ HEADLINE: dict[str, str] = {
     "discriminator": "accuracy of a real-(LM training patients)-vs-set classifier, patient-grouped 5-fold CV",
     "memorization": "share of windows closer (embedding) to an LM training window than 99 % of unseen real ones",
 }
+#: Added to the headline when a tokenizer is given (``eval/score.py --tokenizer``).
+LM_ONLY = {
+    "discriminator_lm": "the discriminator against the tokenizer round trip of real windows: faults of the LM alone",
+}
 UNDEFINED_CAP = 10.0  # distance of a measurement the set never produces
 
 
@@ -104,7 +108,7 @@ def verdict(value: float | None, band: tuple[float, float]) -> str:
 
 
 def overall(headline: dict[str, dict]) -> str:
-    """``worse`` if any headline metric is worse, else ``as_real``."""
+    """``worse`` if any headline metric is worse, else ``as_real`` (``n/a`` entries do not count)."""
     return "worse" if any(h["verdict"] == "worse" for h in headline.values()) else "as_real"
 
 
@@ -165,6 +169,7 @@ class Calibration:
         self._memo()
         self._disc_real()
         self._bands: dict[int, dict] = {}
+        self.lm_only: dict | None = None
 
     # ------------------------------------------------------------------------------ building blocks
     def _memo(self) -> None:
@@ -205,7 +210,7 @@ class Calibration:
                                                               "r_amp_mv")], axis=1)
         return np.concatenate([f.spectral, p, f.clinical()], axis=1)
 
-    def discriminate(self, feats, seed: int = 0) -> float:
+    def discriminate(self, feats, seed: int = 0, real=None) -> float:
         """Patient-grouped cross-validated accuracy of real-LM-training-patients vs ``feats`` windows.
 
         The real side's folds hold whole patients; the set's windows are grouped by k-means clusters of
@@ -222,7 +227,7 @@ class Calibration:
 
         s = self.settings
         rng = np.random.default_rng(seed)
-        xr, gr = self.disc_real
+        xr, gr = real if real is not None else self.disc_real
         xf = self._disc_x(feats)
         n = min(len(xr), len(xf), s.disc_max_n)
         ir = rng.choice(len(xr), n, replace=False)
@@ -296,27 +301,85 @@ class Calibration:
         cand = np.flatnonzero(np.isin(self.pool.records, held) & self.pool_free)
         return np.sort(rng.choice(cand, n, replace=n > len(cand)))
 
-    def values(self, feats) -> dict[str, float]:
+    def values(self, feats, memorization: bool = True) -> dict[str, float]:
         """A set's headline (and per-measurement) values: the mean over the draws' references."""
         clin = feats.clinical()
         d = np.mean([self.distances(feats.emb, clin, b) for b in range(len(self.draws))], axis=0)
         out = self._aggregate(d)
-        nn, _ = nearest_distances(feats.emb, self.memo_emb)
-        out["memorization"] = float((nn < self.copy_threshold).mean())
+        if memorization:
+            nn, _ = nearest_distances(feats.emb, self.memo_emb)
+            out["memorization"] = float((nn < self.copy_threshold).mean())
         out["discriminator"] = self.discriminate(feats, seed=0)
+        if self.lm_only is not None:
+            out["discriminator_lm"] = self.discriminate(feats, seed=0, real=self.lm_only["real"])
         return out
 
-    def headline(self, feats) -> dict:
-        """``{"headline": {metric: {value, real_band, verdict}}, "verdict", "clinical": {...}}``."""
-        vals = self.values(feats)
+    def headline(self, feats, memorization: bool = True) -> dict:
+        """``{"headline": {metric: {value, real_band, verdict}}, "verdict", "clinical": {...}}``.
+
+        ``memorization=False`` (a set drawn from the training records themselves, e.g. the real-DS1 row)
+        reports memorization as None, outside the verdict.
+        """
+        vals = self.values(feats, memorization)
         bands = self.band(len(feats))
         entry = {
             k: {"value": v, "real_band": list(bands[k]), "verdict": verdict(v, bands[k])}
             for k, v in vals.items()
+            if k in bands
         }
-        head = {k: entry[k] for k in HEADLINE}
+        head = {k: entry[k] for k in HEADLINE if k in entry}
+        if self.lm_only is not None:
+            b = self.lm_band(len(feats))
+            v = vals["discriminator_lm"]
+            head["discriminator_lm"] = {"value": v, "real_band": list(b), "verdict": verdict(v, b)}
         clinical = {k[5:]: e for k, e in entry.items() if k.startswith("clin_")}
-        return {"headline": head, "verdict": overall(head), "clinical": clinical}
+        out = {"headline": head, "verdict": overall(head), "clinical": clinical}
+        if not memorization:
+            out["headline"]["memorization"] = {"value": None, "real_band": list(bands["memorization"]),
+                                               "verdict": "n/a"}
+        return out
+
+    # ------------------------------------------------------------------------------ LM-only variant
+    def add_tokenizer(self, tokenizer, per_patient: int = 40) -> None:
+        """Add ``discriminator_lm``: the discriminator with the tokenizer round trip of the real windows as
+        its real side, so what the tokenizer itself removes (noise texture above its band) is no fault.
+
+        Its band: round trips of unseen-patient draws (``per_patient`` pool windows per patient, at most
+        ``disc_max_n`` per draw, ``disc_draws`` draws) against the round trip of the LM-training windows.
+        """
+        from .references import tokenizer_roundtrip_windows
+
+        sc, s = self.scorer, self.settings
+        ws = real_windows(
+            s.lm_train_records, sc.data_dir, n=s.disc_real_n, seed=s.seed + 7, window_s=sc.settings.window_s
+        )
+        rt_real = tokenizer_roundtrip_windows(tokenizer, ws)
+        real = (self._disc_x(sc.features(rt_real)), ws.records)
+        rng = np.random.default_rng(s.seed + 23)
+        keep = np.concatenate([
+            rng.permutation(np.flatnonzero((self.pool.records == r) & self.pool_free))[:per_patient]
+            for r in sorted(set(self.pool.records.tolist()))
+        ])
+        sub = self.pool.subset(np.sort(keep))
+        rt_f = sc.features(tokenizer_roundtrip_windows(tokenizer, sub))
+        self.lm_only = {"real": real, "pool": (sub.records, rt_f), "bands": {}}
+        sc._log(f"LM-only discriminator: {len(sub)} unseen-patient windows through the tokenizer")
+
+    def lm_band(self, n: int) -> tuple[float, float]:
+        """Real band of ``discriminator_lm`` at ``n`` windows."""
+        lo = self.lm_only
+        if n not in lo["bands"]:
+            s = self.settings
+            recs, f = lo["pool"]
+            rng = np.random.default_rng(s.seed + 29)
+            nd, vals = min(n, s.disc_max_n), []
+            for b, (held, _) in enumerate(self.draws[: s.disc_draws]):
+                cand = np.flatnonzero(np.isin(recs, held))
+                idx = np.sort(rng.choice(cand, nd, replace=nd > len(cand)))
+                vals.append(self.discriminate(f.subset(idx), seed=b, real=lo["real"]))
+            q0, q1 = s.band_quantiles
+            lo["bands"][n] = (float(np.quantile(vals, q0)), float(np.quantile(vals, q1)))
+        return lo["bands"][n]
 
     def describe(self) -> dict:
         s = asdict(self.settings)

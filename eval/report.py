@@ -200,14 +200,15 @@ def _md_table(tab: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-VERDICT_MARK = {"as_real": "as real", "worse": "**worse**", "better": "better"}
+VERDICT_MARK = {"as_real": "as real", "worse": "**worse**", "better": "better", "n/a": "n/a"}
 
 
 def headline_tables(metrics: dict) -> list[str]:
     """Markdown lines: the primary row's headline table, then every row's verdicts side by side."""
-    from .headline import HEADLINE
+    from .headline import HEADLINE, LM_ONLY
 
     rows = {n: r for n, r in metrics.get("rows", {}).items() if r.get("headline")}
+    meanings = {**HEADLINE, **{k: v for k, v in LM_ONLY.items() if any(k in r["headline"] for r in rows.values())}}
     if not rows:
         return []
     primary = metrics.get("primary_row")
@@ -222,7 +223,9 @@ def headline_tables(metrics: dict) -> list[str]:
             "| headline metric | value | real band | verdict | meaning |",
             "|---|---:|---:|---|---|",
         ]
-        for k, meaning in HEADLINE.items():
+        for k, meaning in meanings.items():
+            if k not in r["headline"]:
+                continue
             h = r["headline"][k]
             md.append(
                 f"| {k} | {_fmt(h['value'])} | [{_fmt(h['real_band'][0])}, {_fmt(h['real_band'][1])}] | "
@@ -236,10 +239,12 @@ def headline_tables(metrics: dict) -> list[str]:
                 md.append(f"| {k} | {_fmt(h['value'])} | [{_fmt(h['real_band'][0])}, "
                           f"{_fmt(h['real_band'][1])}] | {VERDICT_MARK[h['verdict']]} |")
             md += [""]
-    keys = list(HEADLINE)
+    keys = list(meanings)
     md += ["| row | n | " + " | ".join(keys) + " | verdict |", "|" + "---|" * (len(keys) + 3)]
+    na = {"value": None, "verdict": "n/a"}
     for name, r in rows.items():
-        cells = [f"{_fmt(r['headline'][k]['value'])} {VERDICT_MARK[r['headline'][k]['verdict']]}" for k in keys]
+        hs = [r["headline"].get(k, na) for k in keys]
+        cells = [f"{_fmt(h['value'])} {VERDICT_MARK[h['verdict']]}" if h["value"] is not None else "n/a" for h in hs]
         md.append(f"| {name} | {r['n_windows']} | " + " | ".join(cells) + f" | {VERDICT_MARK[r['verdict']]} |")
     return md + [""]
 

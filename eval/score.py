@@ -140,6 +140,10 @@ def run(cfg: ScoreConfig, command: str = "") -> dict:
     if cfg.train_records:
         settings.train_records = tuple(str(r) for r in cfg.train_records)
     scorer = Scorer(settings)
+    if cfg.headline and cfg.tokenizer:  # the LM-only discriminator needs the tokenizer's round trip
+        from tokenizer import ECGTokenizer
+
+        scorer.calibration().add_tokenizer(ECGTokenizer.from_pretrained(cfg.tokenizer))
     rows: dict[str, dict] = {}
     primary = None
     if synth is not None:
