@@ -44,7 +44,7 @@ HEADLINE: dict[str, str] = {
     "intervals": "PR, QRS duration, QTc (neurokit2 delineation of the median beat) and P-wave presence vs real",
     "morphology": "beat-to-beat consistency within a window, R and T amplitude vs real",
     "texture": "noise floor above 40 Hz and baseline wander below 0.5 Hz vs real",
-    "discriminator": "accuracy of a real-(LM training patients)-vs-set classifier, patient-grouped 5-fold CV",
+    "discriminator": "accuracy of a real-(LM training patients)-vs-set classifier, patient-grouped 3-fold CV",
     "memorization": "share of windows closer (embedding) to an LM training window than 99 % of unseen real ones",
 }
 #: Added to the headline when a tokenizer is given (``eval/score.py --tokenizer``).
@@ -333,11 +333,11 @@ class Calibration:
             v = vals["discriminator_lm"]
             head["discriminator_lm"] = {"value": v, "real_band": list(b), "verdict": verdict(v, b)}
         clinical = {k[5:]: e for k, e in entry.items() if k.startswith("clin_")}
-        out = {"headline": head, "verdict": overall(head), "clinical": clinical}
         if not memorization:
-            out["headline"]["memorization"] = {"value": None, "real_band": list(bands["memorization"]),
-                                               "verdict": "n/a"}
-        return out
+            head["memorization"] = {"value": None, "real_band": list(bands["memorization"]), "verdict": "n/a"}
+        order = [*HEADLINE, *LM_ONLY]
+        head = {k: head[k] for k in order if k in head}
+        return {"headline": head, "verdict": overall(head), "clinical": clinical}
 
     # ------------------------------------------------------------------------------ LM-only variant
     def add_tokenizer(self, tokenizer, per_patient: int = 40) -> None:

@@ -216,7 +216,7 @@ def headline_tables(metrics: dict) -> list[str]:
     if primary in rows:
         r = rows[primary]
         md += [
-            f"**{primary}: {VERDICT_MARK[r['verdict']]}** ({r['n_windows']} windows). Each band is the "
+            f"**{primary}: {r['verdict'].replace('_', ' ')}** ({r['n_windows']} windows). Each band is the "
             "spread of the metric for real windows of patients outside the reference, at the same n, "
             "against the same reference (leave-patients-out draws); higher = further from real.",
             "",
