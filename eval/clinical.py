@@ -46,7 +46,8 @@ ALT_FRACTION = 0.05  # RR differences below 5 % of the mean RR do not count as a
 
 def rr_features(peaks: np.ndarray, fs: float) -> dict[str, float]:
     """Rhythm features of one window from its R-peak samples (NaN where undefined)."""
-    out = {"hr_bpm": np.nan, "rr_cv": np.nan, "rmssd_ms": np.nan, "rr_alt": np.nan, "n_beats": float(len(peaks))}
+    out = {k: np.nan for k in ("hr_bpm", "rr_cv", "rmssd_ms", "rr_alt")}
+    out["n_beats"] = float(len(peaks))
     if len(peaks) < 2:
         return out
     rr = np.diff(np.asarray(peaks, np.float64)) / fs  # (B - 1,) s

@@ -18,7 +18,8 @@ MINOR = dict(color="#f4b6b6", lw=0.35)
 MAJOR = dict(color="#e06060", lw=0.7)
 
 
-def draw_strip(ax, x: np.ndarray, fs: float, title: str = "", mv_range: tuple[float, float] = (-1.5, 2.0)) -> None:
+def draw_strip(ax, x: np.ndarray, fs: float, title: str = "",
+               mv_range: tuple[float, float] = (-1.5, 2.0)) -> None:
     """One strip on ``ax``: the red grid, then the signal (mV, median-centred) in black."""
     t_end = len(x) / fs
     lo, hi = mv_range
@@ -56,7 +57,8 @@ def fig_ecg_paper(left: Sequence[np.ndarray], right: Sequence[np.ndarray], fs: f
     w_in = 2 * seconds * MM_PER_S / 25.4 + 0.6
     h_in = n * ((hi - lo) * MM_PER_MV / 25.4 + 0.3)
     fig, axes = plt.subplots(n, 2, figsize=(w_in, h_in), squeeze=False)
-    for col, (sigs, names, label) in enumerate(((left, left_names, left_label), (right, right_names, right_label))):
+    columns = ((left, left_names, left_label), (right, right_names, right_label))
+    for col, (sigs, names, label) in enumerate(columns):
         for i in range(n):
             ax = axes[i, col]
             if i < len(sigs):

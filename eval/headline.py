@@ -41,15 +41,15 @@ from .metrics import frechet_distance, nearest_distances
 HEADLINE: dict[str, str] = {
     "embedding": "Fréchet distance of the frozen ECG embedding to the real reference: overall look",
     "rhythm": "heart rate, RR variability (CV, RMSSD), RR alternation and beat count vs real (std-scaled W1)",
-    "intervals": "PR, QRS duration, QTc (neurokit2 delineation of the median beat) and P-wave presence vs real",
+    "intervals": "PR, QRS duration, QTc (neurokit2 delineation of the median beat), P-wave presence vs real",
     "morphology": "beat-to-beat consistency within a window, R and T amplitude vs real",
     "texture": "noise floor above 40 Hz and baseline wander below 0.5 Hz vs real",
     "discriminator": "accuracy of a real-(LM training patients)-vs-set classifier, patient-grouped 3-fold CV",
-    "memorization": "share of windows closer (embedding) to an LM training window than 99 % of unseen real ones",
+    "memorization": "share of windows closer (embedding) to an LM training window than 99 % of unseen real",
 }
 #: Added to the headline when a tokenizer is given (``eval/score.py --tokenizer``).
 LM_ONLY = {
-    "discriminator_lm": "the discriminator against the tokenizer round trip of real windows: faults of the LM alone",
+    "discriminator_lm": "the discriminator against the tokenizer round trip of real windows: the LM's faults",
 }
 UNDEFINED_CAP = 10.0  # distance of a measurement the set never produces
 
@@ -128,7 +128,8 @@ class Calibration:
         root, win = sc.data_dir, sc.settings.window_s
         ref_recs, train_recs = tuple(sc.settings.reference_records), tuple(sc.settings.train_records)
         if s.band_records is None:  # DS2 + the validation records (unseen patients) by default
-            s.band_records = ref_recs + tuple(r for r in DEFAULT_VALID if r in train_recs and r not in ref_recs)
+            valid = tuple(r for r in DEFAULT_VALID if r in train_recs and r not in ref_recs)
+            s.band_records = ref_recs + valid
         if s.lm_train_records is None:  # DS1 minus validation: what the LM trained on
             lm = tuple(r for r in train_recs if r not in DEFAULT_VALID)
             s.lm_train_records = lm or train_recs
@@ -163,7 +164,8 @@ class Calibration:
                 h = int(rng.integers(s.holdout_patients[0], s.holdout_patients[1] + 1))
                 held = rng.choice(patients, max(1, min(h, len(patients) - 1)), replace=False)
                 mask = ~np.isin(ref.records, held)
-                if mask.sum() >= min(10, len(ref) // 3) and (np.isin(self.pool.records, held) & self.pool_free).any():
+                has_pool = (np.isin(self.pool.records, held) & self.pool_free).any()
+                if mask.sum() >= min(10, len(ref) // 3) and has_pool:
                     break
             self.draws.append((held, mask))
         self._memo()

@@ -137,7 +137,8 @@ class PlantedDefects:
         self.seed, self.n = seed, n
         # windows whose 20-s source segment fits in the record
         ws = real_windows(self.records, self.root, window_s=WINDOW_S, source="planted base")
-        fits = ws.starts + int(SEGMENT_S * FS) <= np.array([len(_record(r, self.root)[0]) for r in ws.records])
+        lengths = np.array([len(_record(r, self.root)[0]) for r in ws.records])
+        fits = ws.starts + int(SEGMENT_S * FS) <= lengths
         ws = ws.subset(np.flatnonzero(fits))
         rng = np.random.default_rng(seed)
         self.base = ws.subset(np.sort(rng.choice(len(ws), min(n, len(ws)), replace=False)))
@@ -171,7 +172,8 @@ class PlantedDefects:
         }
         out = np.ascontiguousarray(fn[defect](), dtype=np.float32)
         return WindowSet(x=out, fs=FS, names=[f"{defect}_{i:04d}" for i in range(len(out))],
-                         records=self.base.records, starts=self.base.starts, source=f"planted: {DEFECTS[defect]}",
+                         records=self.base.records, starts=self.base.starts,
+                         source=f"planted: {DEFECTS[defect]}",
                          meta={"defect": defect})
 
     def _morph_swap(self, rng) -> np.ndarray:

@@ -208,7 +208,8 @@ def headline_tables(metrics: dict) -> list[str]:
     from .headline import HEADLINE, LM_ONLY
 
     rows = {n: r for n, r in metrics.get("rows", {}).items() if r.get("headline")}
-    meanings = {**HEADLINE, **{k: v for k, v in LM_ONLY.items() if any(k in r["headline"] for r in rows.values())}}
+    extra = {k: v for k, v in LM_ONLY.items() if any(k in r["headline"] for r in rows.values())}
+    meanings = {**HEADLINE, **extra}
     if not rows:
         return []
     primary = metrics.get("primary_row")
@@ -244,8 +245,11 @@ def headline_tables(metrics: dict) -> list[str]:
     na = {"value": None, "verdict": "n/a"}
     for name, r in rows.items():
         hs = [r["headline"].get(k, na) for k in keys]
-        cells = [f"{_fmt(h['value'])} {VERDICT_MARK[h['verdict']]}" if h["value"] is not None else "n/a" for h in hs]
-        md.append(f"| {name} | {r['n_windows']} | " + " | ".join(cells) + f" | {VERDICT_MARK[r['verdict']]} |")
+        cells = [f"{_fmt(h['value'])} {VERDICT_MARK[h['verdict']]}" if h["value"] is not None else "n/a"
+                 for h in hs]
+        md.append(
+            f"| {name} | {r['n_windows']} | " + " | ".join(cells) + f" | {VERDICT_MARK[r['verdict']]} |"
+        )
     return md + [""]
 
 

@@ -104,8 +104,9 @@ def _fit(x: np.ndarray, y: np.ndarray, seed: int = 0):
     from threadpoolctl import threadpool_limits
 
     leaf = int(min(20, max(2, len(x) // 10)))  # sklearn's default 20 cannot split a small training set
-    clf = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.1, max_leaf_nodes=15, min_samples_leaf=leaf,
-                                         class_weight="balanced", early_stopping=False, random_state=seed)
+    clf = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.1, max_leaf_nodes=15,
+                                         min_samples_leaf=leaf, class_weight="balanced", early_stopping=False,
+                                         random_state=seed)
     with threadpool_limits(limits=1, user_api="openmp"):
         clf.fit(x, y)
     return clf
@@ -190,5 +191,6 @@ def adherence(clf: RhythmClassifier, windows: np.ndarray, requested: str, fs: fl
     """Share of ``windows`` the classifier recognises as ``requested``, and what it called the rest."""
     p = clf.predict(windows, fs)
     names, counts = np.unique(p, return_counts=True)
-    return {"requested": requested, "n": int(len(p)), "share": float((p == requested).mean()) if len(p) else None,
+    share = float((p == requested).mean()) if len(p) else None
+    return {"requested": requested, "n": int(len(p)), "share": share,
             "predicted": {str(k): int(v) for k, v in zip(names, counts, strict=True)}}

@@ -1,4 +1,4 @@
-"""Condition adherence: does a set generated under ``rhythm:X`` look like rhythm X to a classifier of real ECGs?
+"""Condition adherence: does a set generated under ``rhythm:X`` look like rhythm X to a real-ECG classifier?
 
 Launch::
 
@@ -44,7 +44,7 @@ def _rhythm_rows(clf, ceiling, sets) -> list[dict]:
         hr = clinical_features(ws.x, ws.fs)["hr_bpm"]
         ok = np.isfinite(hr)
         rows.append({"condition": cond, **a, "hr_median_bpm": float(np.nanmedian(hr)) if ok.any() else None,
-                     # tachycardias (VT, SVTA, AFL...) are > 100 bpm by definition: a rule any set can be held to
+                     # tachycardias (VT, SVTA, AFL...) are > 100 bpm by definition: a rule for any set
                      "hr_over_100_share": float((hr[ok] > 100).mean()) if ok.any() else None,
                      "ceiling": c, "learned": value in clf.classes})
     return rows
@@ -73,7 +73,8 @@ def main(argv=None):
     ceiling = rhythm_ceiling(clf, data_dir=a.data_dir, train_data=train_data, seed=a.seed)
     rows = _rhythm_rows(clf, ceiling, sets)
     lines = ["| condition | windows | recognised as requested | classifier recall on real (ceiling) | "
-             "ceiling source | median HR of the set (bpm) | windows > 100 bpm | what the classifier called them |",
+             "ceiling source | median HR of the set (bpm) | windows > 100 bpm | "
+             "what the classifier called them |",
              "|---|---:|---:|---:|---|---:|---:|---|"]
     for r in rows:
         c = r["ceiling"] or {}
@@ -81,8 +82,8 @@ def main(argv=None):
         hr = f"{r['hr_median_bpm']:.0f}" if r["hr_median_bpm"] is not None else "n/a"
         called = ", ".join(f"{k} {v}" for k, v in sorted(r["predicted"].items(), key=lambda kv: -kv[1]))
         fast = f"{r['hr_over_100_share']:.2f}" if r["hr_over_100_share"] is not None else "n/a"
-        lines.append(f"| {r['condition']} | {r['n']} | {r['share']:.2f} | {rec} | {c.get('source', '')} | {hr} | "
-                     f"{fast} | {called} |")
+        lines.append(f"| {r['condition']} | {r['n']} | {r['share']:.2f} | {rec} | {c.get('source', '')} | "
+                     f"{hr} | {fast} | {called} |")
     beat_rows = {}
     if a.beats.lower() in ("1", "true", "yes"):
         from eval.beat_classifier import beat_metrics, train_classifier
@@ -103,7 +104,8 @@ def main(argv=None):
         beat_rows = {"sets": beat_rows, "real_ds2_sensitivity": real_se}
     result = {"rhythm": rows, "ceiling": ceiling, "classifier": clf.describe(), "beats": beat_rows,
               "sets": dirs, "git_sha": git_sha(), "seconds": round(time.time() - t0, 1),
-              "command": " ".join(["python scripts/adherence.py", *(argv if argv is not None else sys.argv[1:])])}
+              "command": " ".join(["python scripts/adherence.py",
+                                   *(argv if argv is not None else sys.argv[1:])])}
     write_json(Path(out) / "adherence.json", result)
     write_text(Path(out) / "adherence.md", "# Condition adherence\n\n" + "\n".join(lines) + "\n")
     print("\n".join(lines))

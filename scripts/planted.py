@@ -57,7 +57,8 @@ def main(argv=None):
     p.add_argument("--data_dir", default=None)
     p.add_argument("--n", type=int, default=300, help="windows per planted set")
     p.add_argument("--n_real", type=int, default=500, help="DS2 reference windows")
-    p.add_argument("--records", default=None, help="held-out records the sets are cut from (default: validation)")
+    p.add_argument("--records", default=None,
+                   help="held-out records the sets are cut from (default: validation)")
     p.add_argument("--defects", default=None, help="comma list (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache_dir", default="runs/cache/eval")

@@ -131,7 +131,8 @@ def small_scorer(data_dir, tmp_path_factory):
         train_records=train, n_real=60, cache_dir=str(tmp_path_factory.mktemp("cache")), headline=True,
         calibration={"band_records": ("100", "105", "113", "117", "121", "123", "101", "112"),
                      "lm_train_records": train, "draws": 12, "disc_draws": 8, "disc_real_n": 80,
-                     "disc_max_n": 40, "pool_per_record": 20, "holdout_patients": (2, 3), "memo_stride_s": 10.0},
+                     "disc_max_n": 40, "pool_per_record": 20, "holdout_patients": (2, 3),
+                     "memo_stride_s": 10.0},
     )
     return Scorer(s, verbose=False)
 
@@ -157,7 +158,8 @@ def test_headline_schema_clean_as_real_defects_worse(small_scorer, data_dir):
     assert not bad, f"clean real windows flagged: {bad}"
     for d in ("rr_jitter", "lowpass", "train_copy", "time_reverse", "white_noise"):
         r = small_scorer.score_windows(d, pd.make(d))
-        assert r["verdict"] == "worse", (d, {k: (h["value"], h["real_band"]) for k, h in r["headline"].items()})
+        detail = {k: (h["value"], h["real_band"]) for k, h in r["headline"].items()}
+        assert r["verdict"] == "worse", (d, detail)
 
 
 # ------------------------------------------------------------------------------------------ rhythm
