@@ -66,6 +66,11 @@ def main(argv=None):
 
     t0 = time.time()
     out = ensure_writable_dir(a.out)
+    bad = [s for s in a.sets.split(",") if s.strip() and "=" not in s]
+    if bad:
+        from tokenizer.errors import ConfigError
+
+        raise ConfigError(f"--sets entries are condition=DIR (e.g. rhythm:AFIB=runs/gen/afib), got {bad}")
     pairs = [s.split("=", 1) for s in a.sets.split(",") if s.strip()]
     sets = {c.strip(): load_synthetic(d.strip()) for c, d in pairs}
     dirs = {c.strip(): d.strip() for c, d in pairs}

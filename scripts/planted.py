@@ -69,9 +69,14 @@ def main(argv=None):
     from tokenizer.splits import DEFAULT_VALID
 
     t0 = time.time()
-    out = ensure_writable_dir(a.out)
     records = a.records.split(",") if a.records else list(DEFAULT_VALID)
     defects = a.defects.split(",") if a.defects else list(DEFECTS)
+    unknown = [d for d in defects if d not in DEFECTS]
+    if unknown:
+        from tokenizer.errors import ConfigError
+
+        raise ConfigError(f"--defects: unknown defect(s) {unknown}; choose from {', '.join(DEFECTS)}")
+    out = ensure_writable_dir(a.out)
     scorer = Scorer(ScoreSettings(data_dir=a.data_dir, n_real=a.n_real, seed=a.seed, cache_dir=a.cache_dir,
                                   headline=True))
     scorer.calibration()
