@@ -34,6 +34,12 @@ class Features:
     def __len__(self) -> int:
         return len(self.emb)
 
+    def clinical(self) -> np.ndarray:
+        """``(n, len(eval.clinical.FEATURES))`` clinical measurements (NaN where undefined)."""
+        from .clinical import FEATURES
+
+        return np.stack([self.phys[f"c_{k}"].astype(np.float64) for k in FEATURES], axis=1)
+
     def discriminator_features(self) -> np.ndarray:
         """``(n, D + F + 5)``: embedding, log band powers + amplitude quantiles, R-peak statistics."""
         p = np.stack([self.phys[k].astype(np.float64) for k in PHYS_KEYS[:-1]], axis=1)
@@ -82,6 +88,12 @@ def spectral_features(windows: np.ndarray, fs: float) -> np.ndarray:
 
 
 def compute_features(windows: np.ndarray, fs: float, embedder: Embedder) -> Features:
-    """All features of ``(N, T)`` windows in mV (embedding, physiology, spectrum)."""
+    """All features of ``(N, T)`` windows in mV (embedding, physiology, clinical measurements, spectrum).
+
+    The clinical measurements of :mod:`eval.clinical` are stored in ``phys`` as ``c_<name>``.
+    """
+    from .clinical import clinical_features
+
     phys = beat_features(windows, fs)
+    phys.update({f"c_{k}": v for k, v in clinical_features(windows, fs).items()})
     return Features(emb=embedder.embed(windows, fs), phys=phys, spectral=spectral_features(windows, fs))

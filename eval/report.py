@@ -200,6 +200,76 @@ def _md_table(tab: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+VERDICT_MARK = {"as_real": "as real", "worse": "**worse**", "better": "better", "n/a": "n/a"}
+
+
+def headline_tables(metrics: dict) -> list[str]:
+    """Markdown lines: the primary row's headline table, then every row's verdicts side by side."""
+    from .headline import HEADLINE, LM_ONLY
+
+    rows = {n: r for n, r in metrics.get("rows", {}).items() if r.get("headline")}
+    extra = {k: v for k, v in LM_ONLY.items() if any(k in r["headline"] for r in rows.values())}
+    meanings = {**HEADLINE, **extra}
+    if not rows:
+        return []
+    primary = metrics.get("primary_row")
+    md = ["## Verdict against real unseen patients", ""]
+    if primary in rows:
+        r = rows[primary]
+        md += [
+            f"**{primary}: {r['verdict'].replace('_', ' ')}** ({r['n_windows']} windows). Each band is the "
+            "spread of the metric for real windows of patients outside the reference, at the same n, "
+            "against the same reference (leave-patients-out draws); higher = further from real.",
+            "",
+            "| headline metric | value | real band | verdict | meaning |",
+            "|---|---:|---:|---|---|",
+        ]
+        for k, meaning in meanings.items():
+            if k not in r["headline"]:
+                continue
+            h = r["headline"][k]
+            md.append(
+                f"| {k} | {_fmt(h['value'])} | [{_fmt(h['real_band'][0])}, {_fmt(h['real_band'][1])}] | "
+                f"{VERDICT_MARK[h['verdict']]} | {meaning} |"
+            )
+        md += [""]
+        if r.get("clinical"):
+            md += ["Clinical measurements, each a scaled distance to real with its band:", "",
+                   "| measurement | distance | real band | verdict |", "|---|---:|---:|---|"]
+            for k, h in r["clinical"].items():
+                md.append(f"| {k} | {_fmt(h['value'])} | [{_fmt(h['real_band'][0])}, "
+                          f"{_fmt(h['real_band'][1])}] | {VERDICT_MARK[h['verdict']]} |")
+            md += [""]
+    keys = list(meanings)
+    md += ["| row | n | " + " | ".join(keys) + " | verdict |", "|" + "---|" * (len(keys) + 3)]
+    na = {"value": None, "verdict": "n/a"}
+    for name, r in rows.items():
+        hs = [r["headline"].get(k, na) for k in keys]
+        cells = [f"{_fmt(h['value'])} {VERDICT_MARK[h['verdict']]}" if h["value"] is not None else "n/a"
+                 for h in hs]
+        md.append(
+            f"| {name} | {r['n_windows']} | " + " | ".join(cells) + f" | {VERDICT_MARK[r['verdict']]} |"
+        )
+    return md + [""]
+
+
+def fig_paper(scorer, primary: str | None, out: Path, n: int = 3) -> str | None:
+    """Real DS2 strips beside strips of the primary set (or of the first scored row) on ECG paper."""
+    from .ecgpaper import fig_ecg_paper
+
+    name = primary if primary in scorer.sets else next(iter(scorer.sets), None)
+    if name is None:
+        return None
+    s = scorer.sets[name]
+    rng = np.random.default_rng(1)
+    ref = scorer.reference
+    i = rng.choice(len(ref), min(n, len(ref)), replace=False)
+    j = rng.choice(len(s.windows), min(n, len(s.windows)), replace=False)
+    fig_ecg_paper([ref.x[k] for k in i], [s.windows.x[k] for k in j], ref.fs, out / "paper.png",
+                  [ref.names[k] for k in i], [s.windows.names[k] for k in j], "real DS2", name)
+    return "paper.png"
+
+
 def write_report(
     out: str | Path, metrics: dict, scorer, forecast: dict | None = None, command: str = ""
 ) -> Path:
@@ -208,6 +278,7 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     primary = metrics.get("primary_row")
     figs = {
+        "paper": fig_paper(scorer, primary, out),
         "overlays": fig_overlays(scorer, primary, out),
         "hr": fig_hr(scorer, out),
         "embedding": fig_embedding(scorer, out),
@@ -234,7 +305,8 @@ def write_report(
         "Numbers are comparable only "
         f"under the same hash, reference and n.",
         "",
-        "## Results",
+        *headline_tables(metrics),
+        "## All metrics (detail)",
         "",
         _md_table(tab),
         "",
@@ -258,6 +330,7 @@ def write_report(
         md += [""]
     md += ["## Figures", ""]
     captions = {
+        "paper": "Real and synthetic strips on ECG paper (25 mm/s, 10 mm/mV)",
         "overlays": "Real vs synthetic windows and median beats",
         "hr": "Heart-rate distributions",
         "embedding": "Embeddings, PCA of the real reference",
@@ -286,6 +359,30 @@ def _html_table(tab) -> str:
     return f"<table><thead><tr>{h}</tr></thead><tbody>{b}</tbody></table>"
 
 
+def _md_lines_html(lines: list[str]) -> str:
+    """The headline markdown (headings, paragraphs, pipe tables) as simple HTML."""
+    out, table = [], []
+
+    def flush():
+        if table:
+            cells = [[c.strip().replace("**", "") for c in r.strip("|").split("|")] for r in table
+                     if not set(r.replace("|", "").strip()) <= set("-:")]
+            out.append(_html_table(cells))
+            table.clear()
+
+    for line in lines:
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        if line.startswith("## "):
+            out.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.strip():
+            out.append(f"<p>{html.escape(line.replace('**', ''))}</p>")
+    flush()
+    return "\n".join(out)
+
+
 def _html(metrics, tab, ftab, figs, captions, defs, command) -> str:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>ecg2llm stage 3 report</title>",
@@ -296,7 +393,8 @@ def _html(metrics, tab, ftab, figs, captions, defs, command) -> str:
         "<h1>ecg2llm stage 3: synthetic ECG report</h1>",
         f"<p>Command: <code>{html.escape(command)}</code></p>" if command else "",
         f"<p>Embedding weights hash <code>{metrics['reference']['embedding']['weights_hash']}</code></p>",
-        "<h2>Results</h2>",
+        _md_lines_html(headline_tables(metrics)),
+        "<h2>All metrics (detail)</h2>",
         _html_table(tab),
     ]
     if ftab:

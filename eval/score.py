@@ -74,6 +74,8 @@ class ScoreConfig:
     disc_splits: int = 5
     cache_dir: str | None = "runs/cache/eval"
     embedding: str | None = None  # embedding folder (default: committed eval/pretrained/embedding)
+    headline: bool = True  # headline verdicts against real bands (eval/headline.py)
+    band_draws: int = 40  # leave-patients-out draws of the real bands
 
 
 def _parse_rows(items: list[str]) -> list[tuple[str, str]]:
@@ -131,12 +133,18 @@ def run(cfg: ScoreConfig, command: str = "") -> dict:
         disc_splits=cfg.disc_splits,
         cache_dir=cfg.cache_dir,
         embedding=cfg.embedding,
+        headline=cfg.headline,
+        calibration={"draws": cfg.band_draws},
     )
     if cfg.reference_records:
         settings.reference_records = tuple(str(r) for r in cfg.reference_records)
     if cfg.train_records:
         settings.train_records = tuple(str(r) for r in cfg.train_records)
     scorer = Scorer(settings)
+    if cfg.headline and cfg.tokenizer:  # the LM-only discriminator needs the tokenizer's round trip
+        from tokenizer import ECGTokenizer
+
+        scorer.calibration().add_tokenizer(ECGTokenizer.from_pretrained(cfg.tokenizer))
     rows: dict[str, dict] = {}
     primary = None
     if synth is not None:
@@ -203,6 +211,7 @@ def run(cfg: ScoreConfig, command: str = "") -> dict:
             "naive_mean_mae": base["naive_mean_mae"],
             "naive_ensemble_crps": base["naive_ensemble_crps"],
             "reference": scorer.describe(),
+            "calibration": scorer.calibration().describe() if settings.headline else None,
             "definitions": {k: {"better": d, "definition": t} for k, (d, t) in METRICS.items()},
             "config": asdict(cfg),
             "git_sha": git_sha(),
@@ -223,6 +232,10 @@ def main(argv=None):
     args = sys.argv[1:] if argv is None else list(argv)
     cfg = parse_config(ScoreConfig, args, description=__doc__)
     metrics = run(cfg, command=" ".join(["python eval/score.py", *args]))
+    if metrics["primary_row"] and metrics.get("headline"):
+        print(f"verdict: {metrics['verdict']}  " + "  ".join(
+            f"{k}={h['value']:.3g} ({h['verdict']}, real {h['real_band'][0]:.3g}-{h['real_band'][1]:.3g})"
+            for k, h in metrics["headline"].items()))
     if metrics["primary_row"]:
         keys = ("rfed", "mmd", "disc_score", "valid_rhythm_rate", "hr_w1_bpm", "memorization_ratio")
         print(

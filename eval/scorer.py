@@ -43,7 +43,7 @@ from .metrics import (
 )
 
 #: Bump when feature definitions change, so stale caches are not read.
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2  # 2: clinical measurements (eval/clinical.py) in Features.phys
 
 
 @dataclass
@@ -63,6 +63,8 @@ class ScoreSettings:
     fed_ceiling_draws: int = 5
     cache_dir: str | None = "runs/cache/eval"
     embedding: str | None = None
+    headline: bool = False  # headline verdicts against real bands (eval/headline.py; on in eval/score.py)
+    calibration: dict | None = None  # CalibrationSettings overrides (band records, draws...)
 
 
 @dataclass
@@ -113,6 +115,7 @@ class Scorer:
         self._pool: dict[str, np.ndarray] | None = None
         self._train_ref: tuple[WindowSet, Features] | None = None
         self._ceiling: dict[int, float] = {}
+        self._calibration = None
         t = time.time()
         self.reference = reference if reference is not None else real_windows(
             s.reference_records,
@@ -222,6 +225,17 @@ class Scorer:
             self._ceiling[n] = float(np.mean(vals))
         return self._ceiling[n]
 
+    def calibration(self):
+        """The real bands of the headline metrics (:class:`eval.headline.Calibration`), built once."""
+        if self._calibration is None:
+            from .headline import Calibration, CalibrationSettings
+
+            t = time.time()
+            cs = CalibrationSettings(**(self.settings.calibration or {}))
+            self._calibration = Calibration(self, cs)
+            self._log(f"calibration ready ({time.time() - t:.1f} s)")
+        return self._calibration
+
     # ----------------------------------------------------------------------------------- scoring
     def score_windows(
         self, name: str, windows: WindowSet | np.ndarray, fs: float = FS, memorization: bool = True
@@ -293,11 +307,13 @@ class Scorer:
             row.update(memorization_metrics(d_fake, d_ref))
         else:
             row.update({"memorization_ratio": None, "near_copy_rate": None})
+        if self.settings.headline:
+            row.update(self.calibration().headline(feats, memorization=memorization))
         row["seconds"] = round(time.time() - t, 2)
         self.sets[name] = ScoredSet(name, ws, feats, row)
         self._log(
             f"scored {name!r}: {len(ws)} windows, FED {row['fed']:.2f} (rFED {row['rfed']:.2f}), "
-            f"disc {row['disc_score']:.3f} ({row['seconds']:.1f} s)"
+            f"disc {row['disc_score']:.3f}, verdict {row.get('verdict', 'n/a')} ({row['seconds']:.1f} s)"
         )
         return row
 

@@ -76,6 +76,8 @@ def _bad_inputs(tmp):
         "scripts/tstr.py": (["--model", nowhere, "--out", str(tmp / "o")], "nowhere"),
         "scripts/fit_texture.py": (["--tokenizer", nowhere, "--out", str(tmp / "o")], "nowhere"),
         "scripts/tokenizer_report.py": (["--tokenizer", nowhere, "--out", str(tmp / "o")], "nowhere"),
+        "scripts/planted.py": (["--defects", "nosuch", "--out", str(tmp / "o")], "nosuch"),
+        "scripts/adherence.py": (["--sets", f"rhythm:N={nowhere}", "--out", str(tmp / "o")], "nowhere"),
     }
 
 

@@ -1,0 +1,122 @@
+"""Condition adherence: does a set generated under ``rhythm:X`` look like rhythm X to a real-ECG classifier?
+
+Launch::
+
+    python scripts/adherence.py --out runs/adherence --data_dir ../shared/data \\
+        --sets rhythm:N=runs/gen/cond_N,rhythm:AFIB=runs/gen/cond_AFIB
+    python scripts/adherence.py --out runs/adherence --sets beat:V=runs/gen_v --beats true
+
+The rhythm classifier (:mod:`eval.rhythm`) is trained on real DS1 windows only; for each condition the
+share of generated 10-s windows it recognises as requested is written beside its recall on real DS2
+windows of that rhythm (the ceiling; DS1 leave-one-patient-out CV for rhythms DS2 lacks, labelled so).
+With ``--beats true`` the TSTR beat classifier (:mod:`eval.beat_classifier`, trained on DS1 beats) also
+reads the generated ``.atr`` beat labels of every set (:func:`eval.conditional.label_agreement`), beside its
+sensitivity on real DS2 beats. Writes ``adherence.json`` and ``adherence.md``.
+"""
+
+import os
+import sys
+
+if __name__ == "__main__":
+    sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from tokenizer.utils.cli import run_main  # noqa: E402
+from tokenizer.utils.io import ensure_writable_dir, git_sha, write_json, write_text  # noqa: E402
+
+
+def _rhythm_rows(clf, ceiling, sets) -> list[dict]:
+    import numpy as np
+
+    from eval.clinical import clinical_features
+    from eval.rhythm import adherence
+
+    rows = []
+    for cond, ws in sets.items():
+        kind, _, value = cond.partition(":")
+        if kind != "rhythm":
+            continue
+        a = adherence(clf, ws.x, value, fs=ws.fs)
+        c = ceiling.get(value)
+        hr = clinical_features(ws.x, ws.fs)["hr_bpm"]
+        ok = np.isfinite(hr)
+        rows.append({"condition": cond, **a, "hr_median_bpm": float(np.nanmedian(hr)) if ok.any() else None,
+                     # tachycardias (VT, SVTA, AFL...) are > 100 bpm by definition: a rule for any set
+                     "hr_over_100_share": float((hr[ok] > 100).mean()) if ok.any() else None,
+                     "ceiling": c, "learned": value in clf.classes})
+    return rows
+
+
+@run_main
+def main(argv=None):
+    """Train the DS1 rhythm classifier, measure its ceiling and each set's adherence. Returns 0."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/adherence")
+    p.add_argument("--data_dir", default=None)
+    p.add_argument("--sets", required=True, help="comma list of condition=DIR (folders from lm/generate.py)")
+    p.add_argument("--beats", default="false", help="also run the beat classifier on the sets' .atr labels")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+
+    from eval.data import load_synthetic
+    from eval.rhythm import rhythm_ceiling, train_rhythm_classifier
+
+    t0 = time.time()
+    out = ensure_writable_dir(a.out)
+    bad = [s for s in a.sets.split(",") if s.strip() and "=" not in s]
+    if bad:
+        from tokenizer.errors import ConfigError
+
+        raise ConfigError(f"--sets entries are condition=DIR (e.g. rhythm:AFIB=runs/gen/afib), got {bad}")
+    pairs = [s.split("=", 1) for s in a.sets.split(",") if s.strip()]
+    sets = {c.strip(): load_synthetic(d.strip()) for c, d in pairs}
+    dirs = {c.strip(): d.strip() for c, d in pairs}
+    clf, train_data = train_rhythm_classifier(data_dir=a.data_dir, seed=a.seed, return_data=True)
+    ceiling = rhythm_ceiling(clf, data_dir=a.data_dir, train_data=train_data, seed=a.seed)
+    rows = _rhythm_rows(clf, ceiling, sets)
+    lines = ["| condition | windows | recognised as requested | classifier recall on real (ceiling) | "
+             "ceiling source | median HR of the set (bpm) | windows > 100 bpm | "
+             "what the classifier called them |",
+             "|---|---:|---:|---:|---|---:|---:|---|"]
+    for r in rows:
+        c = r["ceiling"] or {}
+        rec = f"{c['recall']:.2f} (n={c['n']})" if c else "not learned"
+        hr = f"{r['hr_median_bpm']:.0f}" if r["hr_median_bpm"] is not None else "n/a"
+        called = ", ".join(f"{k} {v}" for k, v in sorted(r["predicted"].items(), key=lambda kv: -kv[1]))
+        fast = f"{r['hr_over_100_share']:.2f}" if r["hr_over_100_share"] is not None else "n/a"
+        lines.append(f"| {r['condition']} | {r['n']} | {r['share']:.2f} | {rec} | {c.get('source', '')} | "
+                     f"{hr} | {fast} | {called} |")
+    beat_rows = {}
+    if a.beats.lower() in ("1", "true", "yes"):
+        from eval.beat_classifier import beat_metrics, train_classifier
+        from eval.beats import real_beats, synthetic_beats
+        from eval.conditional import label_agreement
+        from tokenizer.splits import DS1, DS2
+
+        bclf = train_classifier(real_beats(DS1, a.data_dir), progress=True)
+        ds2 = real_beats(DS2, a.data_dir)
+        real_se = {c: v["se"] for c, v in beat_metrics(ds2.y, bclf.predict(ds2))["per_class"].items()}
+        for cond, d in dirs.items():
+            beat_rows[cond] = label_agreement(bclf, synthetic_beats(d))
+        lines += ["", "| set | beat label | beats | classifier agrees | classifier sensitivity on real DS2 |",
+                  "|---|---|---:|---:|---:|"]
+        for cond, ag in beat_rows.items():
+            for c, v in ag.items():
+                lines.append(f"| {cond} | {c} | {v['n']} | {v['agreement']:.2f} | {real_se[c]:.2f} |")
+        beat_rows = {"sets": beat_rows, "real_ds2_sensitivity": real_se}
+    result = {"rhythm": rows, "ceiling": ceiling, "classifier": clf.describe(), "beats": beat_rows,
+              "sets": dirs, "git_sha": git_sha(), "seconds": round(time.time() - t0, 1),
+              "command": " ".join(["python scripts/adherence.py",
+                                   *(argv if argv is not None else sys.argv[1:])])}
+    write_json(Path(out) / "adherence.json", result)
+    write_text(Path(out) / "adherence.md", "# Condition adherence\n\n" + "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"[adherence] wrote {out}/adherence.json in {result['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Score every planted-defect set (eval/planted.py) and write which headline metric flags which defect.
+
+Launch::
+
+    python scripts/planted.py --out runs/planted --data_dir ../shared/data
+    python scripts/planted.py --out runs/planted --n 300 --n_real 500 --records 101,112,119,208
+
+Writes ``planted.json`` (every row: headline values, bands, verdicts, plus rFED / disc_score for
+comparison) and ``planted.md`` (the defect x metric matrix). Each set goes through
+:meth:`eval.scorer.Scorer.score_windows`, exactly what ``eval/score.py`` runs on a synthetic folder.
+"""
+
+import os
+import sys
+
+if __name__ == "__main__":
+    sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from tokenizer.utils.cli import run_main  # noqa: E402
+from tokenizer.utils.io import ensure_writable_dir, git_sha, write_json, write_text  # noqa: E402
+
+MARK = {"as_real": "as real", "worse": "**WORSE**", "better": "better"}
+
+
+def matrix_markdown(rows: dict[str, dict], defects: dict[str, str]) -> str:
+    """The defect x headline-metric table (value, and the verdict against the real band)."""
+    from eval.headline import HEADLINE
+
+    keys = list(HEADLINE)
+    head = ["set", *keys, "verdict", "rFED (old)", "disc (old)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in rows.items():
+        h = r["headline"]
+        cells = [f"{h[k]['value']:.3g} {MARK[h[k]['verdict']]}" for k in keys]
+        lines.append(
+            f"| {name}: {defects.get(name, '')} | " + " | ".join(cells)
+            + f" | {MARK[r['verdict']]} | {r['rfed']:.2f} | {r['disc_score']:.3f} |"
+        )
+    bands = rows[next(iter(rows))]["headline"]
+    lines.append(
+        "| real band (n = {}) | ".format(rows[next(iter(rows))]["n_windows"])
+        + " | ".join(f"[{bands[k]['real_band'][0]:.3g}, {bands[k]['real_band'][1]:.3g}]" for k in keys)
+        + " | | | |"
+    )
+    return "\n".join(lines)
+
+
+@run_main
+def main(argv=None):
+    """Build the planted sets, score them, write ``planted.json`` and ``planted.md``. Returns 0."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/planted")
+    p.add_argument("--data_dir", default=None)
+    p.add_argument("--n", type=int, default=300, help="windows per planted set")
+    p.add_argument("--n_real", type=int, default=500, help="DS2 reference windows")
+    p.add_argument("--records", default=None,
+                   help="held-out records the sets are cut from (default: validation)")
+    p.add_argument("--defects", default=None, help="comma list (default: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache_dir", default="runs/cache/eval")
+    a = p.parse_args(argv)
+
+    from eval.planted import DEFECTS, PlantedDefects
+    from eval.scorer import Scorer, ScoreSettings
+    from tokenizer.splits import DEFAULT_VALID
+
+    t0 = time.time()
+    records = a.records.split(",") if a.records else list(DEFAULT_VALID)
+    defects = a.defects.split(",") if a.defects else list(DEFECTS)
+    unknown = [d for d in defects if d not in DEFECTS]
+    if unknown:
+        from tokenizer.errors import ConfigError
+
+        raise ConfigError(f"--defects: unknown defect(s) {unknown}; choose from {', '.join(DEFECTS)}")
+    out = ensure_writable_dir(a.out)
+    scorer = Scorer(ScoreSettings(data_dir=a.data_dir, n_real=a.n_real, seed=a.seed, cache_dir=a.cache_dir,
+                                  headline=True))
+    scorer.calibration()
+    planted = PlantedDefects(records, n=a.n, data_dir=scorer.data_dir, seed=a.seed)
+    rows = {}
+    for d in defects:
+        row = scorer.score_windows(d, planted.make(d))
+        rows[d] = {k: row[k] for k in ("n_windows", "headline", "verdict", "clinical", "rfed", "disc_score",
+                                       "disc_score_ds1", "memorization_ratio", "near_copy_rate")}
+    table = matrix_markdown(rows, DEFECTS)
+    caught = {d: [k for k, h in r["headline"].items() if h["verdict"] == "worse"] for d, r in rows.items()}
+    result = {
+        "rows": rows,
+        "caught_by": caught,
+        "records": records,
+        "n": a.n,
+        "calibration": scorer.calibration().describe(),
+        "git_sha": git_sha(),
+        "command": " ".join(["python scripts/planted.py", *(argv if argv is not None else sys.argv[1:])]),
+        "seconds": round(time.time() - t0, 1),
+    }
+    write_json(Path(out) / "planted.json", result)
+    write_text(Path(out) / "planted.md", "# Planted defects vs headline metrics\n\n" + table + "\n")
+    print(table)
+    print(f"[planted] wrote {out}/planted.json and planted.md in {result['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
