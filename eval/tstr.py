@@ -185,7 +185,9 @@ def run_arms(train_sets: dict[str, BeatSet], test: BeatSet, seeds, train, log=pr
     """
     if isinstance(train, int):
         epochs = train
-        train = lambda beats, seed: train_classifier(beats, ClassifierConfig(epochs=epochs, seed=int(seed)))  # noqa: E731
+
+        def train(beats, seed):
+            return train_classifier(beats, ClassifierConfig(epochs=epochs, seed=int(seed)))
     trained = trained or {}
     out = {}
     for arm, beats in train_sets.items():

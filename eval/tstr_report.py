@@ -34,7 +34,8 @@ def cv_markdown(sel: dict) -> list[str]:
              f"Patient-grouped {sel['n_splits']}-fold cross-validation on DS1 "
              f"(folds by record: {'; '.join(' '.join(f) for f in sel['folds'])}); scores of the pooled "
              "out-of-fold predictions. Highest macro-F1 chosen.", "",
-             "| config | macro-F1 | " + " | ".join(f"F1 {c}" for c in CLASSES) + " | Se S | PPV S | fold macro-F1 |",
+             ("| config | macro-F1 | " + " | ".join(f"F1 {c}" for c in CLASSES)
+              + " | Se S | PPV S | fold macro-F1 |"),
              "|---|---|" + "---|" * len(CLASSES) + "---|---|---|"]
     for name, r in sel["results"].items():
         f = r["fold_macro_f1"]
@@ -204,6 +205,10 @@ def examples_figure(sets: dict, path: Path, seconds: float = 10.0) -> None:
     plt.close(fig)
 
 
+#: In ``docs_md``, the text after this line is hand-written and kept when the script rewrites the page.
+NOTES_MARKER = "<!-- notes: hand-written below, kept by scripts/tstr.py -->"
+
+
 def write_outputs(result: dict, out: Path) -> None:
     """``tstr.json``, ``tstr.md`` and ``figures/{beat_templates,arms}.png`` into ``out`` (atomic writes); also
     ``tstr.json`` to ``config.results_json`` and ``tstr.md`` to ``config.docs_md`` when those are set."""
@@ -228,6 +233,10 @@ def write_outputs(result: dict, out: Path) -> None:
         Path(cfg["results_json"]).parent.mkdir(parents=True, exist_ok=True)
         write_json(cfg["results_json"], result)
     if cfg.get("docs_md"):
-        Path(cfg["docs_md"]).parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(cfg["docs_md"]) as tmp:
-            Path(tmp).write_text(md)
+        docs = Path(cfg["docs_md"])
+        docs.parent.mkdir(parents=True, exist_ok=True)
+        notes = ""  # hand-written reading of the numbers, below NOTES_MARKER, survives a rerun
+        if docs.is_file() and NOTES_MARKER in docs.read_text():
+            notes = docs.read_text().split(NOTES_MARKER, 1)[1]
+        with atomic_path(docs) as tmp:
+            Path(tmp).write_text(md + (f"\n{NOTES_MARKER}{notes}" if notes else ""))

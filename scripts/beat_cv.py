@@ -24,15 +24,14 @@ from tokenizer.utils.cli import run_main  # noqa: E402
 from tokenizer.utils.config import config_to_dict, parse_config  # noqa: E402
 
 
-
 def markdown(cv: dict) -> str:
     """The CV table (pooled out-of-fold scores on the training records)."""
     from eval.beats import CLASSES
 
     lines = [f"Patient-grouped {cv['n_splits']}-fold CV on {len(cv['records'])} training records "
              f"(folds: {'; '.join(' '.join(f) for f in cv['folds'])}); pooled out-of-fold predictions.", "",
-             "| config | macro-F1 | " + " | ".join(f"Se {c} | PPV {c} | F1 {c}" for c in CLASSES)
-             + " | fold macro-F1 (min-max) |", "|---|---|" + "---|---|---|" * len(CLASSES) + "---|"]
+             ("| config | macro-F1 | " + " | ".join(f"Se {c} | PPV {c} | F1 {c}" for c in CLASSES)
+              + " | fold macro-F1 (min-max) |"), "|---|---|" + "---|---|---|" * len(CLASSES) + "---|"]
     for name, r in cv["results"].items():
         cells = [f"{r['macro_f1']:.3f}"]
         for c in CLASSES:

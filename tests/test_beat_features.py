@@ -15,7 +15,7 @@ def _patient(rr_s: float, premature: set[int], group: str, n: int = 40, seed: in
     rng = np.random.default_rng(seed)
     peaks, t = [], 400
     for i in range(n):
-        t += int(round(360 * rr_s * (0.6 if i in premature else 1.0)))
+        t += round(360 * rr_s * (0.6 if i in premature else 1.0))
         peaks.append(t)
     x = 0.02 * rng.normal(size=peaks[-1] + 400)
     for p in peaks:
@@ -39,7 +39,7 @@ def test_rr_is_normalised_per_patient():
     # the slow patient's premature beats come later than the fast patient's normal beats in seconds ...
     assert pre[s_slow].min() > pre[n_fast].max()
     # ... but are premature for their own patient, which the per-patient ratio shows on one scale
-    assert norm[s_slow].max() < 0.75 < 0.95 < norm[n_fast].min()
+    assert norm[s_slow].max() < 0.75 and norm[n_fast].min() > 0.95
     # the patient average is each group's own mean previous RR
     avg = _col(both, "rr_patient")
     for g in ("slow", "fast"):

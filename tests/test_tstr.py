@@ -146,10 +146,17 @@ def test_tstr_script_end_to_end_on_tiny_data(tmp_path, data_dir):
     assert json.loads((tmp_path / "docs" / "results" / "tstr.json").read_text())["arms"] == r["arms"]
     assert (tmp_path / "docs" / "tstr.md").read_text() == md
 
-    # a second run reuses the generated sets (same model, seeds, settings) and reproduces the arms
+    # a second run reuses the generated sets (same model, seeds, settings) and reproduces the arms;
+    # hand-written notes below the marker of the docs page survive it
+    from eval.tstr_report import NOTES_MARKER
+
     stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "syn").glob("*/manifest.json")}
+    docs = tmp_path / "docs" / "tstr.md"
+    docs.write_text(docs.read_text() + f"\n{NOTES_MARKER}\nwhat limits it: ...\n")
     argv[argv.index(str(out))] = str(tmp_path / "again")
     assert main(argv) == 0
+    assert docs.read_text().endswith(f"{NOTES_MARKER}\nwhat limits it: ...\n")
+    assert docs.read_text().startswith("# Train on synthetic")
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "syn").glob("*/manifest.json")} == stamp
     again = json.loads((tmp_path / "again" / "tstr.json").read_text())
     assert again["arms"]["a"]["macro_f1_mean"] == pytest.approx(a["macro_f1_mean"])
