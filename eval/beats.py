@@ -41,6 +41,9 @@ class BeatSet:
     group: np.ndarray  # (N,) record (real) or sample name (synthetic) of each beat
     source: str = ""
     meta: dict = field(default_factory=dict)
+    #: optional ``(N, F)`` per-beat features computed on the whole set (:func:`eval.beat_features.with_features`),
+    #: carried through :meth:`subset` and :meth:`concat` so class subsets keep their patient statistics
+    features: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(len(self.y))
@@ -53,7 +56,8 @@ class BeatSet:
         idx = np.asarray(idx)
         if idx.dtype != bool:
             idx = idx.astype(np.int64)  # an empty list is float64 to numpy
-        return BeatSet(self.x[idx], self.rr[idx], self.y[idx], self.group[idx], self.source, dict(self.meta))
+        f = None if self.features is None else self.features[idx]
+        return BeatSet(self.x[idx], self.rr[idx], self.y[idx], self.group[idx], self.source, dict(self.meta), f)
 
     def of_classes(self, classes: Sequence[str]) -> "BeatSet":
         """Only the beats of ``classes``."""
@@ -65,9 +69,13 @@ class BeatSet:
         sets = [s for s in sets if len(s)]
         if not sets:
             return empty_beats(source)
+        names = {tuple(s.meta.get("feature_names", ())) for s in sets}
+        same = all(s.features is not None for s in sets) and len(names) == 1
+        feats = np.concatenate([s.features for s in sets]) if same else None
+        meta = {k: sets[0].meta[k] for k in ("feature_names", "feature_set") if same and k in sets[0].meta}
         return BeatSet(np.concatenate([s.x for s in sets]), np.concatenate([s.rr for s in sets]),
                        np.concatenate([s.y for s in sets]), np.concatenate([s.group for s in sets]),
-                       source or " + ".join(s.source for s in sets))
+                       source or " + ".join(s.source for s in sets), meta, feats)
 
 
 def empty_beats(source: str = "") -> BeatSet:

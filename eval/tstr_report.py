@@ -9,14 +9,42 @@ from tokenizer.utils.io import write_json
 
 from .beats import AFTER, BEFORE, CLASSES, FS
 
-ARM_NAMES = {"a_real": "(a) real DS1", "b_synthetic": "(b) synthetic only",
-             "c_real_plus_synthetic": "(c) DS1 + synthetic S/V/F",
-             "d_real_plus_filtered_synthetic": "(d) DS1 + agreed synthetic S/V/F"}
+ARM_NAMES = {"a": "(a) real DS1", "b": "(b) synthetic only", "c": "(c) DS1 + synthetic S/V/F",
+             "d": "(d) DS1 + agreed synthetic S/V/F"}
 
 
-def _ms(d: dict, digits: int = 3) -> str:
-    m, s = d["mean"], d["sd"]
+def _ms(m: float, s: float, digits: int = 3) -> str:
     return "n/a" if m != m else f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def _classifier_line(result: dict) -> str:
+    cfg = result["config"]
+    if cfg.get("classifier", "cnn") == "cnn":
+        return f"beat classifier: 1-D CNN + RR features ({cfg['epochs']} epochs), seeds vary initialisation and order"
+    c = result.get("classifier", {}).get("config", {})
+    return (f"beat classifier: gradient-boosted trees (scikit-learn HistGradientBoostingClassifier; features "
+            f"`{c.get('feature_set')}`, {c.get('max_iter')} rounds, learning rate {c.get('learning_rate')}, "
+            f"{c.get('max_leaf_nodes')} leaves, class weights frequency^-{c.get('class_weight_power')}); "
+            f"seeds vary the random {c.get('max_features')} share of features tried at each split")
+
+
+def cv_markdown(sel: dict) -> list[str]:
+    """The DS1 cross-validation table that chose the classifier (``result["classifier_selection"]``)."""
+    lines = ["## Choosing the classifier on DS1 (DS2 unseen)", "",
+             f"Patient-grouped {sel['n_splits']}-fold cross-validation on DS1 "
+             f"(folds by record: {'; '.join(' '.join(f) for f in sel['folds'])}); scores of the pooled "
+             "out-of-fold predictions. Highest macro-F1 chosen.", "",
+             ("| config | macro-F1 | " + " | ".join(f"F1 {c}" for c in CLASSES)
+              + " | Se S | PPV S | fold macro-F1 |"),
+             "|---|---|" + "---|" * len(CLASSES) + "---|---|---|"]
+    for name, r in sel["results"].items():
+        f = r["fold_macro_f1"]
+        mark = " **(chosen)**" if name == sel["chosen"] else ""
+        lines.append(f"| {name}{mark} | {r['macro_f1']:.3f} | "
+                     + " | ".join(f"{r['per_class'][c]['f1']:.2f}" for c in CLASSES)
+                     + f" | {r['per_class']['S']['se']:.2f} | {r['per_class']['S']['ppv']:.2f} | "
+                     f"{min(f):.2f}-{max(f):.2f} |")
+    return lines + [""]
 
 
 def markdown(result: dict) -> str:
@@ -25,30 +53,34 @@ def markdown(result: dict) -> str:
     lines = [
         "# Train on synthetic, test on real (MIT-BIH, inter-patient)", "",
         f"Model `{cfg['model']}`; generated {cfg['beat_sequences']} x {cfg['seconds']:g} s records per set "
-        f"(unconditional, beat:S, beat:V, beat:F; log-odds strengths {cfg['strengths']}); beat classifier "
-        f"(1-D CNN + RR features, {cfg['epochs']} epochs) trained with seeds {cfg['seeds']}, tested on real DS2. "
+        f"(unconditional, beat:S, beat:V, beat:F; log-odds strengths {cfg['strengths']}); "
+        f"{_classifier_line(result)}; seeds {cfg['seeds']}; tested on all real DS2 beats. "
         "AAMI classes N, S, V, F (Q excluded: 8 DS1 / 7 DS2 beats). Mean ± sd over seeds.", "",
-        "## Beats", "", "| set | N | S | V | F |", "|---|---|---|---|---|",
     ]
-    for name, c in result["beats"].items():
-        lines.append(f"| {name} | " + " | ".join(str(c.get(k, 0)) for k in CLASSES) + " |")
-    lines += ["", "## DS2 scores per training arm", "",
-              "| arm | macro-F1 | " + " | ".join(f"Se {c} | PPV {c}" for c in CLASSES) + " |",
-              "|---|---|" + "---|---|" * len(CLASSES)]
+    if result.get("command"):
+        lines += [f"Command: `{result['command']}` (git {str(result.get('git_sha'))[:10]}, {result.get('date')}).", ""]
+    lines += ["## DS2 scores per training arm", "",
+              "| arm | macro-F1 | " + " | ".join(f"Se {c} | PPV {c} | F1 {c}" for c in CLASSES) + " |",
+              "|---|---|" + "---|---|---|" * len(CLASSES)]
     for arm, r in result["arms"].items():
-        cells = [_ms(r["macro_f1"])]
+        cells = [_ms(r["macro_f1_mean"], r["macro_f1_sd"])]
         for c in CLASSES:
-            cells += [_ms(r["per_class"][c]["se"], 2), _ms(r["per_class"][c]["ppv"], 2)]
+            cells += [_ms(r["per_class"][c][k], r["per_class_sd"][c][k], 2) for k in ("se", "ppv", "f1")]
         lines.append(f"| {ARM_NAMES.get(arm, arm)} | " + " | ".join(cells) + " |")
     g = result["goal"]
-    lines += ["", f"Goal (c) > (a) beyond the seed spread: **{'met' if g['c_beats_a_beyond_spread'] else 'not met'}** "
-              f"(c − a = {g['c_minus_a']:+.3f}, spread {g['seed_spread']:.3f}). "
-              f"Goal (b) ≥ 0.7 × (a): **{'met' if g['b_reaches_0.7_a'] else 'not met'}** "
-              f"(b / a = {g['b_over_a']:.2f})."
-              + (f" Arm (d) − (a) = {g['d_minus_a']:+.3f} (spread {g['d_seed_spread']:.3f}): "
-                 f"**{'beyond' if g['d_beats_a_beyond_spread'] else 'within'}** the seed spread."
-                 if "d_minus_a" in g else ""), "",
-              "## Agreement of generated labels with a real-data classifier", "",
+    yes = {True: "met", False: "not met"}
+    lines += ["", f"Goal (a) SVEB F1 ≥ 0.5: **{yes[g['a_sveb_f1_reaches_0.5']]}** ({g['a_sveb_f1']:.3f}); "
+              f"VEB F1 ≥ 0.85: **{yes[g['a_veb_f1_reaches_0.85']]}** ({g['a_veb_f1']:.3f}). "
+              f"Goal (c) − (a) > 2 sd(a): **{yes[g['c_beats_a_beyond_2sd']]}** "
+              f"(c − a = {g['c_minus_a']:+.3f}, 2 sd(a) = {g['two_sd_a']:.3f})."
+              + (f" (d) − (a) = {g['d_minus_a']:+.3f}: **{'beyond' if g['d_beats_a_beyond_2sd'] else 'within'}** "
+                 "2 sd(a)." if "d_minus_a" in g else "") + f" (b) / (a) = {g['b_over_a']:.2f}.", ""]
+    if result.get("classifier_selection"):
+        lines += cv_markdown(result["classifier_selection"])
+    lines += ["## Beats", "", "| set | N | S | V | F |", "|---|---|---|---|---|"]
+    for name, c in result["beats"].items():
+        lines.append(f"| {name} | " + " | ".join(str(c.get(k, 0)) for k in CLASSES) + " |")
+    lines += ["", "## Agreement of generated labels with a real-data classifier", "",
               "Arm (a)'s classifier (first seed) labels each generated beat; agreement = share it assigns the "
               "generated label. The last row is the same classifier on real DS2 beats (its sensitivity), for scale.",
               "", "| set | " + " | ".join(f"{c}: n, agree" for c in CLASSES) + " |", "|---|" + "---|" * len(CLASSES)]
@@ -120,8 +152,8 @@ def arms_figure(arms: dict, path: Path) -> None:
     w = 0.8 / max(len(arms), 1)
     for ax, key, title in ((axes[0], "se", "sensitivity on DS2"), (axes[1], "ppv", "positive predictive value on DS2")):
         for j, (arm, r) in enumerate(arms.items()):
-            m = [r["per_class"][c][key]["mean"] for c in CLASSES]
-            s = [r["per_class"][c][key]["sd"] for c in CLASSES]
+            m = [r["per_class"][c][key] for c in CLASSES]
+            s = [r["per_class_sd"][c][key] for c in CLASSES]
             ax.bar(xs + j * w - 0.4 + w / 2, m, w, yerr=s, capsize=2, label=ARM_NAMES.get(arm, arm))
         ax.set_xticks(xs, CLASSES)
         ax.set_ylim(0, 1)
@@ -173,8 +205,13 @@ def examples_figure(sets: dict, path: Path, seconds: float = 10.0) -> None:
     plt.close(fig)
 
 
+#: In ``docs_md``, the text after this line is hand-written and kept when the script rewrites the page.
+NOTES_MARKER = "<!-- notes: hand-written below, kept by scripts/tstr.py -->"
+
+
 def write_outputs(result: dict, out: Path) -> None:
-    """``tstr.json``, ``tstr.md`` and ``figures/{beat_templates,arms}.png`` into ``out`` (atomic writes)."""
+    """``tstr.json``, ``tstr.md`` and ``figures/{beat_templates,arms}.png`` into ``out`` (atomic writes); also
+    ``tstr.json`` to ``config.results_json`` and ``tstr.md`` to ``config.docs_md`` when those are set."""
     from tokenizer.utils.io import atomic_path
 
     out = Path(out)
@@ -187,6 +224,19 @@ def write_outputs(result: dict, out: Path) -> None:
             examples_figure(figs["sets"], tmp)
     with atomic_path(out / "figures" / "arms.png") as tmp:
         arms_figure(result["arms"], tmp)
+    md = markdown(result)
     write_json(out / "tstr.json", result)
     with atomic_path(out / "tstr.md") as tmp:
-        Path(tmp).write_text(markdown(result))
+        Path(tmp).write_text(md)
+    cfg = result.get("config", {})
+    if cfg.get("results_json"):
+        Path(cfg["results_json"]).parent.mkdir(parents=True, exist_ok=True)
+        write_json(cfg["results_json"], result)
+    if cfg.get("docs_md"):
+        docs = Path(cfg["docs_md"])
+        docs.parent.mkdir(parents=True, exist_ok=True)
+        notes = ""  # hand-written reading of the numbers, below NOTES_MARKER, survives a rerun
+        if docs.is_file() and NOTES_MARKER in docs.read_text():
+            notes = docs.read_text().split(NOTES_MARKER, 1)[1]
+        with atomic_path(docs) as tmp:
+            Path(tmp).write_text(md + (f"\n{NOTES_MARKER}{notes}" if notes else ""))

@@ -78,6 +78,7 @@ def _bad_inputs(tmp):
         "scripts/tokenizer_report.py": (["--tokenizer", nowhere, "--out", str(tmp / "o")], "nowhere"),
         "scripts/planted.py": (["--defects", "nosuch", "--out", str(tmp / "o")], "nosuch"),
         "scripts/adherence.py": (["--sets", f"rhythm:N={nowhere}", "--out", str(tmp / "o")], "nowhere"),
+        "scripts/beat_cv.py": (["--data_dir", nowhere, "--download", "false", "--out", str(tmp / "o")], "nowhere"),
     }
 
 

@@ -106,31 +106,61 @@ def test_tstr_script_end_to_end_on_tiny_data(tmp_path, data_dir):
 
     lm = _cond_lm(tmp_path / "lm")
     out = tmp_path / "tstr"
-    assert main(["--out", str(out), "--model", str(lm), "--data_dir", str(data_dir),
-                 "--train_records", "106,119", "--test_records", "100,105", "--seeds", "0,1", "--epochs", "1",
-                 "--beat_sequences", "3", "--seconds", "6", "--rhythm_conditions", "N", "--rhythm_sequences", "2",
-                 "--fidelity", "false", "--batch_size", "3"]) == 0
+    argv = ["--out", str(out), "--model", str(lm), "--data_dir", str(data_dir),
+            "--train_records", "106,119", "--test_records", "100,105", "--seeds", "0,1", "--tree_max_iter", "10",
+            "--beat_sequences", "3", "--seconds", "6", "--rhythm_conditions", "N", "--rhythm_sequences", "2",
+            "--fidelity", "false", "--batch_size", "3", "--synthetic_dir", str(tmp_path / "syn"),
+            "--results_json", str(tmp_path / "docs" / "results" / "tstr.json"),
+            "--docs_md", str(tmp_path / "docs" / "tstr.md")]
+    assert main(argv) == 0
     r = json.loads((out / "tstr.json").read_text())
-    assert set(r["arms"]) == {"a_real", "b_synthetic", "c_real_plus_synthetic", "d_real_plus_filtered_synthetic"}
-    a = r["arms"]["a_real"]
-    assert len(a["runs"]) == 2 and 0.0 <= a["macro_f1"]["mean"] <= 1.0
+    # the schema of issue 18, exactly these keys (extra keys beside them are allowed)
+    assert set(r["arms"]) == {"a", "b", "c", "d"}
+    for arm in r["arms"].values():
+        assert isinstance(arm["macro_f1_mean"], float) and isinstance(arm["macro_f1_sd"], float)
+        assert set(arm["per_class"]) == set(CLASSES)
+        assert all(set(v) == {"se", "ppv", "f1"} for v in arm["per_class"].values())
+    assert r["command"].startswith("python scripts/tstr.py --out ") and r["date"] and "git_sha" in r
+    assert r["config"]["classifier"] == "trees" and r["classifier"]["model"] == "HistGradientBoostingClassifier"
+    a = r["arms"]["a"]
+    assert len(a["runs"]) == 2 and 0.0 <= a["macro_f1_mean"] <= 1.0
+    assert a["macro_f1_mean"] == pytest.approx(np.mean([x["macro_f1"] for x in a["runs"]]))
+    assert a["macro_f1_sd"] == pytest.approx(np.std([x["macro_f1"] for x in a["runs"]], ddof=1))
     assert a["train_counts"] == r["beats"]["real_ds1"]
     # arm c = DS1 plus only the synthetic minority beats
     syn = {c: sum(r["beats"][k][c] for k in r["beats"] if k.startswith("synthetic beat:") or
                   k == "synthetic unconditional") for c in CLASSES}
-    c_counts = r["arms"]["c_real_plus_synthetic"]["train_counts"]
+    c_counts = r["arms"]["c"]["train_counts"]
     assert c_counts["N"] == r["beats"]["real_ds1"]["N"]
     assert all(c_counts[c] == r["beats"]["real_ds1"][c] + syn[c] for c in ("S", "V", "F"))
     # arm d = DS1 plus the agreed subset of those minority beats, never more than arm c
     kept = r["beats"]["synthetic S/V/F kept by the agreement filter"]
-    d_counts = r["arms"]["d_real_plus_filtered_synthetic"]["train_counts"]
+    d_counts = r["arms"]["d"]["train_counts"]
     assert all(d_counts[c] == r["beats"]["real_ds1"][c] + kept[c] <= c_counts[c] for c in CLASSES)
-    assert "d_minus_a" in r["goal"]
+    assert {"d_minus_a", "c_beats_a_beyond_2sd", "a_sveb_f1_reaches_0.5"} <= set(r["goal"])
     for name in ("unconditional", "beat_S", "beat_V", "beat_F", "rhythm_N"):
-        assert (out / "synthetic" / name / "manifest.json").is_file()
+        assert (tmp_path / "syn" / name / "manifest.json").is_file()
     md = (out / "tstr.md").read_text()
-    assert "(a) real DS1" in md and "macro-F1" in md
+    assert "(a) real DS1" in md and "macro-F1" in md and "HistGradientBoosting" in md
     assert (out / "figures" / "arms.png").stat().st_size > 0 and (out / "run_info.json").is_file()
+    assert json.loads((tmp_path / "docs" / "results" / "tstr.json").read_text())["arms"] == r["arms"]
+    assert (tmp_path / "docs" / "tstr.md").read_text() == md
+
+    # a second run reuses the generated sets (same model, seeds, settings) and reproduces the arms;
+    # hand-written notes below the marker of the docs page survive it
+    from eval.tstr_report import NOTES_MARKER
+
+    stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "syn").glob("*/manifest.json")}
+    docs = tmp_path / "docs" / "tstr.md"
+    docs.write_text(docs.read_text() + f"\n{NOTES_MARKER}\nwhat limits it: ...\n")
+    argv[argv.index(str(out))] = str(tmp_path / "again")
+    argv[argv.index("0,1")] = "0"  # one seed is enough to compare
+    assert main(argv) == 0
+    assert docs.read_text().endswith(f"{NOTES_MARKER}\nwhat limits it: ...\n")
+    assert docs.read_text().startswith("# Train on synthetic")
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "syn").glob("*/manifest.json")} == stamp
+    again = json.loads((tmp_path / "again" / "tstr.json").read_text())
+    assert again["arms"]["a"]["macro_f1_mean"] == pytest.approx(a["runs"][0]["macro_f1"])
 
 
 def test_tstr_checks_the_database_before_generating(tmp_path, capsys):

@@ -1,0 +1,165 @@
+"""Inter-patient beat features: RR timing normalised per patient, and beat morphology next to the patient's own.
+
+The features of the published inter-patient classifiers on MIT-BIH (de Chazal et al. 2004, IEEE TBME 51(7);
+Mondéjar-Guerra et al. 2019, BSPC 47; Niu et al. 2020, IEEE JBHI 24(5)), computed from a :class:`BeatSet`:
+
+* **RR** (s): previous, next, local (mean of the ~10 intervals around the beat, :mod:`eval.beats`), and the
+  patient average (mean previous-RR over the patient's beats); their ratios to the patient average and to
+  the local mean, and next / previous (the compensatory pause of a premature beat). Dividing by the
+  patient's own rhythm is what lets a classifier trained on other patients recognise "premature *for this
+  patient*" (a 232-style bradycardic record's S beats have longer RR than another patient's N beats).
+* **Morphology** (mV, R peak at sample ``BEFORE``): the beat low-pass filtered and sampled every 8 samples
+  (22 ms); QRS amplitudes, width proxies and slopes; P-wave and T-wave window statistics.
+* **Morphology against the patient**: correlation of the beat (whole window, QRS, P window) with the
+  patient's median beat, R amplitude and QRS width over the patient's medians, RMS distance to the median
+  beat, and the beat minus the median beat sampled every 16 samples.
+
+A "patient" is a beat's ``group``: a MIT-BIH record, or one generated sequence for synthetic beats, so
+synthetic beats are normalised within their own sequence exactly as real ones within their record. The
+patient statistics use no labels, only the beats of that group; compute them on the whole set
+(:func:`with_features`) before taking class subsets, or a subset's statistics would differ.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .beats import BEFORE, FS, BeatSet
+
+R = BEFORE                      # R-peak index in a beat
+QRS = (R - 36, R + 36)          # +-100 ms around R
+P_WIN = (R - 83, R - 22)        # 230 .. 60 ms before R: the P wave at normal PR intervals
+T_WIN = (R + 54, R + 166)       # 150 .. 460 ms after R: ST segment and T wave
+DOWNSAMPLE = 8                  # morphology samples every 8 samples (22 ms)
+DIFF_DOWNSAMPLE = 16            # beat-minus-patient-median every 16 samples (44 ms)
+
+
+def _smooth(x: np.ndarray, k: int = 5) -> np.ndarray:
+    """Moving average over ``k`` samples along the last axis (edges reflected)."""
+    pad = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(k // 2, k // 2)], mode="reflect")
+    c = np.cumsum(pad, axis=-1, dtype=np.float64)
+    c = np.concatenate([np.zeros(c.shape[:-1] + (1,)), c], axis=-1)
+    return ((c[..., k:] - c[..., :-k]) / k).astype(np.float32)
+
+
+def _rowcorr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row of ``a`` with each row of ``b`` (same shape)."""
+    a = a - a.mean(1, keepdims=True)
+    b = b - b.mean(1, keepdims=True)
+    den = np.sqrt((a * a).sum(1) * (b * b).sum(1)) + 1e-9
+    return ((a * b).sum(1) / den).astype(np.float32)
+
+
+def _qrs_width(x: np.ndarray) -> np.ndarray:
+    """Samples within the QRS window where |x| exceeds half the window's peak |x| (width proxy, s)."""
+    q = np.abs(x[:, QRS[0]:QRS[1]])
+    return ((q > 0.5 * q.max(1, keepdims=True)).sum(1) / FS).astype(np.float32)
+
+
+def rr_block(beats: BeatSet) -> tuple[np.ndarray, list[str]]:
+    """RR features ``(N, 11)`` and their names; patient average = mean previous-RR of the beat's group."""
+    pre, post = beats.rr[:, 0].astype(np.float64), beats.rr[:, 1].astype(np.float64)
+    local = pre / np.where(beats.rr[:, 2] > 0, beats.rr[:, 2], np.nan)  # (N,) pre / (pre / local)
+    avg = group_mean(pre, beats.group)
+    cols = [pre, post, local, avg, pre / avg, post / avg, local / avg, pre / local, post / local, post / pre,
+            (post - pre) / avg]
+    names = ["rr_pre", "rr_post", "rr_local", "rr_patient", "rr_pre/patient", "rr_post/patient",
+             "rr_local/patient", "rr_pre/local", "rr_post/local", "rr_post/pre", "rr_(post-pre)/patient"]
+    return np.stack(cols, 1).astype(np.float32), names
+
+
+def group_mean(v: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Each element's group mean of ``v`` (NaN ignored)."""
+    _, inv = np.unique(np.asarray(group, dtype=str), return_inverse=True)
+    ok = np.isfinite(v)
+    s = np.bincount(inv, weights=np.where(ok, v, 0.0))
+    n = np.bincount(inv, weights=ok.astype(np.float64))
+    return (s / np.maximum(n, 1))[inv]
+
+
+def group_median_beat(x: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """``(N, T)``: the median beat of each beat's group."""
+    keys, inv = np.unique(np.asarray(group, dtype=str), return_inverse=True)
+    out = np.empty_like(x)
+    for k in range(len(keys)):
+        m = inv == k
+        out[m] = np.median(x[m], axis=0)
+    return out
+
+
+def morphology_block(beats: BeatSet) -> tuple[np.ndarray, list[str]]:
+    """Morphology features of the beat alone and against its patient's median beat."""
+    x = _smooth(beats.x.astype(np.float32))  # (N, 256)
+    med = group_median_beat(x, beats.group)  # (N, 256)
+    q = x[:, QRS[0]:QRS[1]]
+    p = x[:, P_WIN[0]:P_WIN[1]]
+    t = x[:, T_WIN[0]:T_WIN[1]]
+    slope = np.diff(q, axis=1) * FS  # (N, 71) mV/s
+    r_amp = x[:, R]
+    width = _qrs_width(x)
+    med_r = med[:, R]
+    med_width = _qrs_width(med)
+    feats = {
+        "r_amp": r_amp, "qrs_max": q.max(1), "qrs_min": q.min(1), "qrs_ptp": np.ptp(q, 1), "qrs_width": width,
+        "qrs_abs_area": np.abs(q).mean(1), "qrs_slope_max": slope.max(1), "qrs_slope_min": slope.min(1),
+        "qrs_argmin": (q.argmin(1) - (R - QRS[0])) / FS,
+        "p_max": p.max(1), "p_min": p.min(1), "p_mean": p.mean(1), "p_std": p.std(1),
+        "p_argmax": (p.argmax(1) - (R - P_WIN[0])) / FS,
+        "t_max": t.max(1), "t_min": t.min(1), "t_mean": t.mean(1), "t_argmax": t.argmax(1) / FS,
+        "corr_patient": _rowcorr(x, med), "corr_patient_qrs": _rowcorr(q, med[:, QRS[0]:QRS[1]]),
+        "corr_patient_p": _rowcorr(p, med[:, P_WIN[0]:P_WIN[1]]),
+        "rms_to_patient": np.sqrt(((x - med) ** 2).mean(1)),
+        "r_amp/patient": r_amp / np.where(np.abs(med_r) > 1e-3, med_r, 1e-3),
+        "qrs_width/patient": width / np.maximum(med_width, 1 / FS),
+        "p_std/patient": p.std(1) / (med[:, P_WIN[0]:P_WIN[1]].std(1) + 1e-3),
+    }
+    names = list(feats)
+    cols = [np.asarray(v, np.float32) for v in feats.values()]
+    ds = x[:, ::DOWNSAMPLE]  # (N, 32)
+    dd = (x - med)[:, ::DIFF_DOWNSAMPLE]  # (N, 16)
+    names += [f"beat_{i * DOWNSAMPLE}" for i in range(ds.shape[1])]
+    names += [f"beat-patient_{i * DIFF_DOWNSAMPLE}" for i in range(dd.shape[1])]
+    return np.concatenate([np.stack(cols, 1), ds, dd], 1).astype(np.float32), names
+
+
+#: Named feature subsets (selected by cross-validation on DS1, :mod:`eval.strong_classifier`).
+FEATURE_SETS = ("rr_raw", "rr", "rr+patient", "rr+morph", "rr+morph+patient")
+
+
+def beat_features(beats: BeatSet, feature_set: str = "rr+morph+patient") -> tuple[np.ndarray, list[str]]:
+    """Feature matrix ``(N, F)`` float32 (NaN allowed: trees route it) and the feature names.
+
+    Parameters
+    ----------
+    beats : BeatSet
+        Beats with their ``group`` (patient or generated sequence); patient statistics come from the beats
+        of each group in ``beats``, so pass the whole set, not a class subset.
+    feature_set : str
+        ``"rr_raw"``: RR features without the patient average; ``"rr"``: RR features only; ``"rr+patient"``: plus
+        morphology against the patient's median beat only; ``"rr+morph"``: plus the beat's own morphology; ``"rr+morph+patient"``:
+        plus morphology against the patient's median beat.
+    """
+    if feature_set not in FEATURE_SETS:
+        raise ValueError(f"feature_set must be one of {FEATURE_SETS}, got {feature_set!r}")
+    if not len(beats):
+        return np.zeros((0, 0), np.float32), []
+    rr, rr_names = rr_block(beats)
+    if feature_set == "rr_raw":  # no per-patient normalisation: the ablation of the inter-patient trick
+        keep = [i for i, n in enumerate(rr_names) if "patient" not in n]
+        return rr[:, keep], [rr_names[i] for i in keep]
+    if feature_set == "rr":
+        return rr, rr_names
+    morph, m_names = morphology_block(beats)
+    if feature_set in ("rr+morph", "rr+patient"):  # the beat alone, or only relative to its patient
+        keep = [i for i, n in enumerate(m_names) if ("patient" in n) == (feature_set == "rr+patient")]
+        return np.concatenate([rr, morph[:, keep]], 1), rr_names + [m_names[i] for i in keep]
+    return np.concatenate([rr, morph], 1), rr_names + m_names
+
+
+def with_features(beats: BeatSet, feature_set: str = "rr+morph+patient") -> BeatSet:
+    """``beats`` with ``features`` computed on the whole set, so class subsets keep their patient statistics."""
+    f, names = beat_features(beats, feature_set)
+    out = beats.subset(np.arange(len(beats)))
+    out.features = f
+    out.meta["feature_names"] = names
+    out.meta["feature_set"] = feature_set
+    return out
