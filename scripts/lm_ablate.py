@@ -1,0 +1,113 @@
+"""Short LM v2 recipe ablations: train each variant briefly, then score DS2 bits/token and rhythm regularity.
+
+Every variant starts from ``configs/lm/ablate_base.yaml`` (tiny LM, 30-s context, MLII, v2 layout) with the
+overrides of :data:`ABLATIONS`, trains the same number of tokens (``--tokens``), and is scored by
+
+- ``metrics.json``: DS2 (test) bits/token and the DS1-MLII bigram's on the same tiles (ratio = LM / bigram);
+- :mod:`lm.rhythm_check`: the share of generated 10-s windows with RR CV < 0.1 (wfdb XQRS), beside the
+  same share on real DS2 windows (the reference of issue 17).
+
+Results go to ``<out>/<name>/`` (a normal run dir) and one line per variant in ``<out>/results.jsonl``.
+
+    python scripts/lm_ablate.py --runs ctx256,ctx1080 --out runs/ablate            # ~8 min per run, 1 thread
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+BASE = "configs/lm/ablate_base.yaml"
+BOTH_LEADS = "[MLII,V1,V2,V4,V5]"
+#: name -> (list of stages: each a list of CLI overrides; a later stage starts from the previous one's final/)
+ABLATIONS: dict[str, list[list[str]]] = {
+    "ctx256": [["--context_length", "256", "--batch_size", "34"]],
+    "ctx1080": [[]],
+    "dropout": [["--attention_dropout", "0.1"]],
+    "leads": [["--leads", BOTH_LEADS]],
+    "aug": [["--store", "runs/store/v2_mitdb_aug2", "--augment_views", "2"]],
+    # pretrain on CinC 2017 + MIT-BIH for 60 % of the tokens, fine-tune on MIT-BIH DS1 for the rest
+    "cinc": [["--sources", "[mitdb,cinc2017]", "--frac", "0.6"], ["--frac", "0.4", "--warmup_steps", "5"]],
+    "cond": [["--conditioning", "true", "--condition_dropout", "0.1", "--store", "runs/store/v2_mitdb"]],
+}
+
+
+def _split_frac(args: list[str]) -> tuple[list[str], float]:
+    if "--frac" in args:
+        i = args.index("--frac")
+        return args[:i] + args[i + 2:], float(args[i + 1])
+    return args, 1.0
+
+
+def run_variant(name: str, out: Path, tokens: int, n_windows: int, threads: int) -> dict:
+    import torch
+
+    from lm.config import LMTrainConfig
+    from lm.model import load_lm, load_tokenizer_for
+    from lm.rhythm_check import generated_windows, rhythm_stats
+    from lm.trainer import Trainer
+    from tokenizer.utils.config import parse_config
+
+    torch.set_num_threads(threads)
+    t0 = time.time()
+    prev = None
+    for k, stage in enumerate(ABLATIONS[name]):
+        over, frac = _split_frac(list(stage))
+        run_dir = out / (name if k == len(ABLATIONS[name]) - 1 else f"{name}_stage{k}")
+        argv = ["--config", BASE, *over, "--output_dir", str(run_dir), "--overwrite_output_dir", "true",
+                "--num_threads", str(threads)]
+        if prev is not None:
+            argv += ["--init_from", str(prev)]
+        cfg = parse_config(LMTrainConfig, argv)
+        per_step = cfg.batch_size * cfg.context_length
+        cfg.max_steps = max(1, int(round(tokens * frac / per_step)))
+        cfg.eval_every = max(1, cfg.max_steps // 3)
+        prev = Trainer(cfg).run()
+    metrics = json.loads((out / name / "metrics.json").read_text())
+    lm, folder = load_lm(out / name)
+    tok = load_tokenizer_for(lm.config, folder)
+    res = {"name": name, "stages": ABLATIONS[name], "tokens": tokens,
+           "test_bits_per_token": metrics["test"]["bits_per_token"],
+           "test_bigram_bits_per_token": metrics["test"]["bigram_bits_per_token"],
+           "val_bits_per_token": metrics["val"]["bits_per_token"],
+           "ratio_vs_bigram": metrics["test"]["bits_per_token"] / metrics["test"]["bigram_bits_per_token"]}
+    gen = rhythm_stats(generated_windows(lm, tok, n=n_windows, seed=0), tok.fs)
+    res["regular_share"], res["median_hr_bpm"] = gen["regular_share"], gen["median_hr_bpm"]
+    if name == "cond":  # what guidance buys on rhythm:N
+        for g in (None, 0.0, 2.0):
+            kw = {"conditions": ["rhythm:N"], "guidance": g}
+            s = rhythm_stats(generated_windows(lm, tok, n=n_windows, seed=0, **kw), tok.fs)
+            res[f"rhythmN_regular_share_g{g}"] = s["regular_share"]
+    res["minutes"] = (time.time() - t0) / 60
+    with open(out / "results.jsonl", "a") as f:
+        f.write(json.dumps(res) + "\n")
+    print(json.dumps(res), flush=True)
+    return res
+
+
+def main(argv=None):
+    """Run the named ablations one after the other (see the module docstring)."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", default=",".join(ABLATIONS), help=f"comma-separated, from {list(ABLATIONS)}")
+    ap.add_argument("--out", default="runs/ablate")
+    ap.add_argument("--tokens", type=int, default=860_000, help="training tokens per variant")
+    ap.add_argument("--windows", type=int, default=64, help="generated 10-s windows for the rhythm check")
+    ap.add_argument("--num_threads", type=int, default=1)
+    a = ap.parse_args(argv)
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in a.runs.split(","):
+        if name not in ABLATIONS:
+            raise SystemExit(f"unknown ablation {name!r}; known: {list(ABLATIONS)}")
+        run_variant(name, out, a.tokens, a.windows, a.num_threads)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
