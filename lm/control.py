@@ -89,14 +89,14 @@ class ControlSpec(ConditionSpec):
         return [self.source_id(source), self.lead_id(lead)]
 
     def to_null(self, ids: np.ndarray) -> np.ndarray:
-        """Every ``beat:<class>`` -> ``beat:?`` and ``rhythm:<name>`` -> ``rhythm:?`` (a copy; any int array)."""
+        """Every ``beat:<class>`` -> ``beat:?``, ``rhythm:<name>`` -> ``rhythm:?`` (a copy; any int array)."""
         ids = np.array(ids, dtype=np.int64, copy=True)
         ids[np.isin(ids, self.beat_ids())] = self.null_beat_id
         ids[np.isin(ids, self.rhythm_ids())] = self.null_rhythm_id
         return ids
 
     def parse_conditions(self, conditions):
-        """As :meth:`ConditionSpec.parse_conditions`, refusing null, source and lead names (not conditions)."""
+        """As :meth:`ConditionSpec.parse_conditions`, refusing null, source and lead names."""
         for raw in conditions:
             c = str(raw).strip()
             if c.partition(":")[0] in ("source", "lead") or c.endswith("?"):

@@ -43,8 +43,8 @@ CINC_DB = "cinc2017"
 CINC_LEAD = "I"
 #: CinC 2017 label -> rhythm name of :data:`lm.conditioning.RHYTHMS` (None: the null ``rhythm:?``).
 CINC_RHYTHM: dict[str, str | None] = {"N": "N", "A": "AFIB", "O": None, "~": None}
-CINC_DOWNLOAD = ("download training2017.zip from https://physionet.org/content/challenge-2017/1.0.0/ and unzip "
-                 "its A*.hea, A*.mat and REFERENCE.csv into <data root>/cinc2017")
+CINC_DOWNLOAD = ("download training2017.zip from https://physionet.org/content/challenge-2017/1.0.0/ "
+                 "and unzip its A*.hea, A*.mat and REFERENCE.csv into <data root>/cinc2017")
 VIEW_SEP = "@a"  # "101@a2": the second augmented view of record 101
 
 
@@ -73,7 +73,8 @@ def read_cinc2017_labels(data_dir=None) -> dict[str, str]:
         for i, row in enumerate(csv.reader(f), 1):
             if len(row) != 2 or row[1].strip() not in CINC_RHYTHM:
                 raise RecordError(f"{path} line {i}: expected 'record,label' with a label in "
-                                  f"{sorted(CINC_RHYTHM)}, got {row!r}; restore the challenge's REFERENCE.csv")
+                                  f"{sorted(CINC_RHYTHM)}, got {row!r}; restore the challenge's "
+                                  f"REFERENCE.csv")
             out[row[0].strip()] = row[1].strip()
     return out
 
@@ -130,7 +131,7 @@ class AugmentDraw:
 
 def draw_augmentation(rng: np.random.Generator, max_gain: float = 1.25, max_offset_mv: float = 0.1,
                       max_tempo: float = 0.05) -> AugmentDraw:
-    """Gain log-uniform in ``[1/max_gain, max_gain]``, offset uniform ``+-max_offset_mv``, tempo ``1 +- max_tempo``."""
+    """Gain log-uniform in ``[1/max_gain, max_gain]``, offset ``+-max_offset_mv``, tempo ``1+-max_tempo``."""
     g = float(np.exp(rng.uniform(-np.log(max_gain), np.log(max_gain))))
     return AugmentDraw(gain=g, offset_mv=float(rng.uniform(-max_offset_mv, max_offset_mv)),
                        tempo=float(rng.uniform(1 - max_tempo, 1 + max_tempo)))
@@ -149,7 +150,8 @@ def _writer_meta(tok) -> dict:
     return {"config": tok.config_dict(), **tok.describe()}
 
 
-def build_mitdb_store(out, tok, data_dir=None, records=(), leads=("all",), valid_records=("101", "112", "119"),
+def build_mitdb_store(out, tok, data_dir=None, records=(), leads=("all",),
+                      valid_records=("101", "112", "119"),
                       views: int = 0, seed: int = 0, progress: bool = True) -> TokenStore:
     """Tokenize MIT-BIH (every lead by default) plus ``views`` augmented copies of each *training* record.
 

@@ -47,7 +47,8 @@ def init_from_pretrained(model, folder) -> dict:
     new = model.config
     for k in _SAME:
         if saved.get(k) != getattr(new, k, None):
-            raise ConfigError(f"init_from {src}: {k} is {saved.get(k)} there but {getattr(new, k, None)} in this "
+            raise ConfigError(f"init_from {src}: {k} is {saved.get(k)} there but {getattr(new, k, None)} "
+                              f"in this "
                               f"config; fine-tuning needs the same model shape")
     h_old = (saved.get("ecg_tokenizer") or {}).get("weights_hash")
     h_new = (getattr(new, "ecg_tokenizer", None) or {}).get("weights_hash")
@@ -57,7 +58,8 @@ def init_from_pretrained(model, folder) -> dict:
     names_old = _control_names(saved.get("ecg_conditioning"))
     names_new = _control_names(getattr(new, "ecg_conditioning", None))
     if names_old != names_new:
-        raise ConfigError(f"init_from {src}: control vocabulary differs ({len(names_old)} vs {len(names_new)} "
+        raise ConfigError(f"init_from {src}: control vocabulary differs ({len(names_old)} vs "
+                          f"{len(names_new)} "
                           f"tokens); pretrain and fine-tune with the same `sources` layout")
     sd = load_file(str(src / "model.safetensors"))
     missing, unexpected = model.load_state_dict(sd, strict=False)

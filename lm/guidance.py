@@ -96,7 +96,8 @@ def _chunk(model, ctx: torch.Tensor, n_new: int, params: SamplingParams, vcut: i
 
     b, c = ctx.shape
     device = ctx.device
-    x = {"cond": ctx, "uncond": voc.to_null(ctx), "both": torch.cat([ctx, voc.to_null(ctx)])}[mode]  # (b|2b, C)
+    nulled = voc.to_null(ctx)
+    x = {"cond": ctx, "uncond": nulled, "both": torch.cat([ctx, nulled])}[mode]  # (b or 2b, C)
     cache = StaticCache(config=model.config, max_cache_len=c + n_new)
     logits = model(input_ids=x, cache=cache, use_cache=True, logits_to_keep=1,
                    cache_position=torch.arange(c, device=device)).logits[:, -1, :vcut].float()  # (b|2b, V)
@@ -163,7 +164,8 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
         raise ConfigError("sample_guided needs an LM v2 (trained with `sources`); use lm.sampling for v1 LMs")
     rhythm, beats = spec.parse_conditions(list(conditions)) if spec.conditional else (None, [])
     if not spec.conditional and (list(conditions) or guidance is not None or unconditional):
-        raise ConfigError("this LM was trained without rhythm/beat tokens: conditions and guidance need an LM "
+        raise ConfigError("this LM was trained without rhythm/beat tokens: conditions and guidance need "
+                          "an LM "
                           "trained with `conditioning: true`")
     if (guidance is not None or unconditional) and spec.condition_dropout <= 0:
         raise ConfigError("guidance needs an LM trained with condition_dropout > 0 (it has no unconditional "
@@ -208,11 +210,12 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
         first = True
         while int(made.min()) < n_codes:
             if hist.shape[1] > 8 * n_codes + 2 * window:  # a model (or a guidance scale) drawing labels only
-                raise ConfigError(f"sampling drew {hist.shape[1]} tokens but only {int(made.min())} ECG codes in "
+                raise ConfigError(f"sampling drew {hist.shape[1]} tokens but only {int(made.min())} ECG "
+                                  f"codes in "
                                   f"some sequence: the model emits control tokens without codes; lower the "
                                   f"guidance scale ({guidance}) or use a better-trained LM")
             r_now = prefix
-            if spec.conditional and hist.shape[1]:  # the rhythm in force: the last inline one, else the prefix
+            if spec.conditional and hist.shape[1]:  # rhythm in force: the last inline one, else the prefix
                 is_r = torch.isin(hist, voc.rhythm)
                 last = torch.where(is_r, torch.arange(hist.shape[1], device=device), -1).max(1).values  # (b,)
                 r_now = torch.where(last >= 0, hist.gather(1, last.clamp(min=0)[:, None]).squeeze(1),

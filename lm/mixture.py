@@ -102,14 +102,14 @@ class MixedCorpus:
                    if db is None or n[0] == db)
 
     def counts(self, split: str = "train") -> dict[str, int]:
-        """Occurrences of each rhythm and beat token in ``split``: inline, plus each stream's initial rhythm."""
+        """Occurrences of each control token in ``split``: inline, plus each stream's initial rhythm."""
         ids = np.concatenate(self.streams.get(split, [np.zeros(0, np.int64)])
                              + [r[:1] for r in self.rhythm_at.get(split, []) if r is not None])
         c = np.bincount(ids[ids >= self.spec.first_id] - self.spec.first_id, minlength=self.spec.n_tokens)
         return {n: int(k) for n, k in zip(self.spec.names, c.tolist())}
 
     def sequences(self, split: str) -> list[np.ndarray]:
-        """Streams of MIT-BIH's original MLII records of ``split``: what the n-gram baselines are fitted on."""
+        """Streams of MIT-BIH's original MLII records of ``split``: what the n-gram baselines fit."""
         return [s for s, (db, rec, lead) in zip(self.streams.get(split, []), self.names.get(split, []))
                 if db == "mitdb" and lead == EVAL_LEAD and base_record(rec) == rec]
 
@@ -126,7 +126,7 @@ class MixedCorpus:
 
     def random_crops(self, length: int, n: int, split: str = "train",
                      rng: np.random.Generator | None = None) -> np.ndarray:
-        """``n`` crops of ``length`` tokens (prefix + stream), shape ``(n, length)``; CFG dropout on ``train``."""
+        """``n`` crops of ``length`` tokens (prefix + stream), shape ``(n, length)``; CFG dropout on train."""
         rng = rng if rng is not None else np.random.default_rng()
         body = length - self.n_prefix
         cand = [i for i, s in enumerate(self.streams.get(split, [])) if len(s) >= body]
@@ -146,7 +146,8 @@ class MixedCorpus:
     def tiles(self, split: str, length: int, max_crops: int = 0) -> np.ndarray:
         """Non-overlapping crops over every stream of ``split`` (an evenly spaced subset if ``max_crops``)."""
         body = length - self.n_prefix
-        starts = [(r, body * k) for r, s in enumerate(self.streams.get(split, [])) for k in range(len(s) // body)]
+        starts = [(r, body * k) for r, s in enumerate(self.streams.get(split, []))
+                  for k in range(len(s) // body)]
         if not starts:
             raise StoreError(f"split '{split}' of {self.path} has no stream with >= {body} tokens")
         if 0 < max_crops < len(starts):
@@ -183,7 +184,8 @@ def open_corpus(cfg, tok):
                          f"{list(cfg.valid_records)}; point --store at another folder")
     n_views = len({k.split("@a")[1] for k in mitdb.meta.get("views", {})})
     if n_views != cfg.augment_views:
-        raise StoreError(f"token store {cfg.store} holds {n_views} augmented views per record, the config asks "
+        raise StoreError(f"token store {cfg.store} holds {n_views} augmented views per record, the config "
+                         f"asks "
                          f"for {cfg.augment_views}; point --store at another folder (built on first use)")
     stores = [(mitdb, "mitdb")]
     if CINC_DB in cfg.sources:

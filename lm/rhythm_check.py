@@ -65,7 +65,8 @@ def rhythm_stats(signals, fs: float, threshold: float = REGULAR_CV) -> dict:
         cvs.append(cv), hrs.append(hr)
     cvs, hrs = np.asarray(cvs), np.asarray(hrs)
     ok = np.isfinite(cvs)
-    return {"regular_share": float(np.mean(np.where(ok, cvs, np.inf) < threshold)) if len(cvs) else float("nan"),
+    share = float(np.mean(np.where(ok, cvs, np.inf) < threshold)) if len(cvs) else float("nan")
+    return {"regular_share": share,
             "n_windows": int(len(cvs)), "n_detected": int(ok.sum()),
             "median_cv": float(np.median(cvs[ok])) if ok.any() else float("nan"),
             "median_hr_bpm": float(np.median(hrs[ok])) if ok.any() else float("nan"), "cv": cvs.tolist()}

@@ -1,5 +1,5 @@
-"""LM v2 ingredients: control vocabulary, CinC 2017 reader, mixed corpus with condition dropout, classifier-free
-guidance invariants, pretrain -> fine-tune, and the XQRS rhythm check."""
+"""LM v2 ingredients: control vocabulary, CinC 2017 reader, mixed corpus with condition dropout,
+classifier-free guidance invariants, pretrain -> fine-tune, and the XQRS rhythm check."""
 from __future__ import annotations
 
 import json
@@ -139,8 +139,8 @@ def test_augmented_store_and_mixed_corpus(tmp_path, data_root, seed_tok):
     # the augmented view's beat labels follow its tempo: ~ as many per second of codes as the original
     i_aug = c.names["train"].index(("mitdb", "106@a1", "MLII"))
     i_org = c.names["train"].index(("mitdb", "106", "MLII"))
-    rate = [np.isin(c.streams["train"][i], spec.beat_ids()).sum() / (c.streams["train"][i] < tok.vocab_size).sum()
-            for i in (i_aug, i_org)]
+    streams = [c.streams["train"][i] for i in (i_aug, i_org)]
+    rate = [np.isin(s, spec.beat_ids()).sum() / (s < tok.vocab_size).sum() for s in streams]
     assert rate[0] == pytest.approx(rate[1] * d["tempo"], rel=0.05)
 
 
@@ -161,7 +161,8 @@ def test_pretrain_then_finetune_end_to_end(tmp_path, data_root, seed_tok, capsys
     spec = ControlSpec.of_model(ft)
     assert spec.conditional and spec.condition_dropout == 0.2 and spec.counts["beat:N"] > 0
     m_pre, m_ft = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("pre", "ft"))
-    assert m_ft["test"]["loss"] == pytest.approx(m_pre["test"]["loss"], rel=1e-6)  # same weights, same DS2 tiles
+    # same weights, same DS2 tiles
+    assert m_ft["test"]["loss"] == pytest.approx(m_pre["test"]["loss"], rel=1e-6)
     capsys.readouterr()
     rc = main([*common, "--output_dir", str(tmp_path / "bad"), "--max_steps", "1", "--n_layer", "3",
                "--init_from", str(tmp_path / "pre" / "final")])
