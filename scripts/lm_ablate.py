@@ -130,6 +130,37 @@ def figure(out: Path, png: Path) -> Path:
     return png
 
 
+DESCRIBE = {
+    "ctx256": "v1 context: 256 tokens (7 s), batch 34 (same tokens per step)",
+    "ctx1080": "30-s context (1080 tokens), batch 8: the base",
+    "dropout": "base + attention dropout 0.1",
+    "leads": "base + both MIT-BIH leads (lead token)",
+    "aug": "base + 2 augmented views per DS1 record",
+    "cinc": "base, 60 % of tokens pretrained on CinC 2017 + MIT-BIH, 40 % fine-tuned on MIT-BIH",
+    "cond": "base + rhythm/beat tokens, condition dropout 0.1",
+}
+
+
+def table(out: Path) -> str:
+    """The markdown table of ``<out>/results.jsonl`` (last line per variant)."""
+    rows = {}
+    for line in (out / "results.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        rows[r["name"]] = r
+    head = ("| variant | what | DS2 bits/token | DS2 bigram | ratio | val bits/token | regular share "
+            "(10-s, XQRS) | median HR | minutes |\n|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for name in ABLATIONS:
+        if name not in rows:
+            continue
+        r = rows[name]
+        lines.append(f"| {name} | {DESCRIBE[name]} | {r['test_bits_per_token']:.3f} | "
+                     f"{r['test_bigram_bits_per_token']:.3f} | {r['ratio_vs_bigram']:.3f} | "
+                     f"{r['val_bits_per_token']:.3f} | {r['regular_share']:.3f} | {r['median_hr_bpm']:.0f} | "
+                     f"{r['minutes']:.1f} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     """Run the named ablations one after the other (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -139,7 +170,11 @@ def main(argv=None):
     ap.add_argument("--windows", type=int, default=64, help="generated 10-s windows for the rhythm check")
     ap.add_argument("--num_threads", type=int, default=1)
     ap.add_argument("--figure", default=None, help="only draw the loss curves of --out into this PNG")
+    ap.add_argument("--table", action="store_true", help="only print the markdown table of --out")
     a = ap.parse_args(argv)
+    if a.table:
+        print(table(Path(a.out)))
+        return 0
     if a.figure:
         print(figure(Path(a.out), Path(a.figure)))
         return 0
