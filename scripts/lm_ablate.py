@@ -22,6 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tokenizer.errors import ConfigError  # noqa: E402
+from tokenizer.utils.cli import run_main  # noqa: E402
+
 BASE = "configs/lm/ablate_base.yaml"
 BOTH_LEADS = "[MLII,V1,V2,V4,V5]"
 #: name -> (list of stages: each a list of CLI overrides; a later stage starts from the previous one's final/)
@@ -79,8 +82,6 @@ def run_variant(name: str, out: Path, tokens: int, n_windows: int, threads: int)
     gen = rhythm_stats(generated_windows(lm, tok, n=n_windows, seed=0), tok.fs)
     res["regular_share"], res["median_hr_bpm"] = gen["regular_share"], gen["median_hr_bpm"]
     if name == "cond":  # what guidance buys on rhythm:N
-        from tokenizer.errors import ConfigError
-
         for g in (None, 0.0, 2.0):
             kw = {"conditions": ["rhythm:N"], "guidance": g}
             try:
@@ -161,6 +162,21 @@ def table(out: Path) -> str:
     return "\n".join(lines)
 
 
+def reference(model: str = "default") -> dict:
+    """Regular-rhythm share of real DS2 MLII windows (6 per record) and of 128 windows of a saved LM."""
+    from lm.model import load_lm, load_tokenizer_for
+    from lm.rhythm_check import generated_windows, real_windows, rhythm_stats
+    from tokenizer.splits import DS2
+
+    real = rhythm_stats(real_windows(DS2, n=132), 360.0)
+    lm, folder = load_lm(model)
+    tok = load_tokenizer_for(lm.config, folder)
+    gen = rhythm_stats(generated_windows(lm, tok, n=128, seed=0), tok.fs)
+    return {"real_ds2": {k: v for k, v in real.items() if k != "cv"},
+            model: {k: v for k, v in gen.items() if k != "cv"}}
+
+
+@run_main
 def main(argv=None):
     """Run the named ablations one after the other (see the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -171,7 +187,11 @@ def main(argv=None):
     ap.add_argument("--num_threads", type=int, default=1)
     ap.add_argument("--figure", default=None, help="only draw the loss curves of --out into this PNG")
     ap.add_argument("--table", action="store_true", help="only print the markdown table of --out")
+    ap.add_argument("--reference", default=None, help="only measure real DS2 and this LM (e.g. default)")
     a = ap.parse_args(argv)
+    if a.reference:
+        print(json.dumps(reference(a.reference)))
+        return 0
     if a.table:
         print(table(Path(a.out)))
         return 0
@@ -180,10 +200,12 @@ def main(argv=None):
         return 0
     os.environ.setdefault("WANDB_MODE", "disabled")
     out = Path(a.out)
+    names = a.runs.split(",")
+    unknown = [n for n in names if n not in ABLATIONS]
+    if unknown:
+        raise ConfigError(f"unknown ablation(s) {unknown}; known: {list(ABLATIONS)}")
     out.mkdir(parents=True, exist_ok=True)
-    for name in a.runs.split(","):
-        if name not in ABLATIONS:
-            raise SystemExit(f"unknown ablation {name!r}; known: {list(ABLATIONS)}")
+    for name in names:
         run_variant(name, out, a.tokens, a.windows, a.num_threads)
     return 0
 

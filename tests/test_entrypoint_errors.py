@@ -74,6 +74,7 @@ def _bad_inputs(tmp):
         "scripts/reproduce_seed.py": (["--out", str(tmp / "o"), "--block_sizes", "ten"], "ten"),
         "scripts/demo.py": (["--data_dir", nowhere, "--out", str(tmp / "o"), "--no_download"], None),
         "scripts/tstr.py": (["--model", nowhere, "--out", str(tmp / "o")], "nowhere"),
+        "scripts/lm_ablate.py": (["--runs", "nowhere", "--out", str(tmp / "o")], "nowhere"),
     }
 
 
