@@ -31,6 +31,15 @@ class LMTrainConfig:
     context_length: int = 512                # tokens per training sequence, BOS included
     conditioning: bool = False               # add rhythm-prefix and beat-label tokens from the .atr files
     condition_lead_s: float = 0.2            # a beat token precedes its R peak by this many seconds
+    # LM v2 corpus (lm/mixture.py): empty = the v1 layout above. With sources, `store` is an every-lead MIT-BIH
+    # store (built by lm/corpora.py), `leads` the MIT-BIH leads trained on, and sequences start
+    # BOS source:<db> lead:<lead> [rhythm]; validation/test stay MIT-BIH MLII (DS1 validation records, DS2).
+    sources: list[str] = field(default_factory=list)  # "mitdb", "cinc2017"
+    cinc_store: str = "runs/store/default_cinc2017"    # CinC 2017 token store, built on first use
+    cinc_max_records: int = 0                # CinC recordings tokenized when building (0 = all 8,528)
+    augment_views: int = 0                   # augmented copies (gain, offset, tempo) of each DS1 training record
+    condition_dropout: float = 0.0           # classifier-free guidance: P(rhythm/beat labels -> null) per sequence
+    init_from: str | None = None             # LM folder whose weights start this run (pretrain -> fine-tune)
 
     # ------------------------------------------------------------------ model (Llama-style, lm/model.py)
     n_layer: int = 4
@@ -100,5 +109,13 @@ class LMTrainConfig:
             raise ConfigError(
                 f"need 0 <= min_learning_rate ({self.min_learning_rate}) <= learning_rate ({self.learning_rate})"
             )
+        if not 0.0 <= self.condition_dropout <= 1.0:
+            raise ConfigError(f"condition_dropout must be in [0, 1], got {self.condition_dropout}")
+        if self.condition_dropout > 0 and not (self.conditioning and self.sources):
+            raise ConfigError("condition_dropout needs a v2 conditional run (conditioning: true and sources)")
+        if self.augment_views < 0 or self.cinc_max_records < 0:
+            raise ConfigError("augment_views and cinc_max_records must be >= 0")
+        if self.init_from in ("", "none", "None"):
+            self.init_from = None
         if self.resume_from_checkpoint in ("", "none", "None"):
             self.resume_from_checkpoint = None

@@ -110,9 +110,16 @@ class Trainer:
         self.log = JsonlLog(self.out / "train_log.jsonl", acc.is_main_process)
 
         self.tok, self.tok_rec = _load_tokenizer(cfg)
-        self.store = open_or_build_store(cfg, self.tok, acc)
-        self.spec, source = None, self.store
-        if cfg.conditioning:
+        self.spec = None
+        if cfg.sources:  # LM v2: several stores, every lead, source/lead prefixes (lm/mixture.py)
+            from .mixture import open_corpus
+
+            with acc.main_process_first():
+                self.store, source, self.spec = open_corpus(cfg, self.tok)
+        else:
+            self.store = open_or_build_store(cfg, self.tok, acc)
+            source = self.store
+        if cfg.conditioning and not cfg.sources:
             from .conditioning import ConditionedCorpus, ConditionSpec
 
             self.spec = ConditionSpec(first_id=int(self.tok.vocab_size) + 3, lead_s=float(cfg.condition_lead_s))
@@ -122,6 +129,11 @@ class Trainer:
         self.source = source
         set_seed(cfg.seed)  # identical initial weights on every process
         model = build_model(cfg, self.tok_rec, self.spec)
+        if cfg.init_from:
+            from .finetune import init_from_pretrained
+
+            init_from_pretrained(model, cfg.init_from)
+            acc.print(f"initialized from {cfg.init_from}")
         self.n_params = num_parameters(model)
         self.n_params_nonemb = num_parameters(model, exclude_embeddings=True)
         self.bos = int(model.config.bos_token_id)
@@ -216,7 +228,13 @@ class Trainer:
         was_training = model.training
         model.eval()
         n_tok = int(round(cfg.figure_seconds * self.tok_rec["tokens_per_second"]))
-        ids = sample_tokens(model, cfg.figure_samples, n_tok, batch_size=cfg.figure_samples, seed=cfg.seed)
+        if cfg.sources:  # a v2 LM starts with source/lead tokens: its own sampler
+            from .guidance import sample_guided
+
+            ids = sample_guided(model, cfg.figure_samples, n_tok, batch_size=cfg.figure_samples,
+                                seed=cfg.seed).codes
+        else:
+            ids = sample_tokens(model, cfg.figure_samples, n_tok, batch_size=cfg.figure_samples, seed=cfg.seed)
         model.train(was_training)
         gen = [tokens_to_mv(self.tok, r) for r in ids]
         real = [tokens_to_mv(self.tok, r) for r in self._real_examples(n_tok, cfg.figure_samples)]
@@ -230,7 +248,8 @@ class Trainer:
 
     def _real_examples(self, n_tok: int, k: int) -> list[np.ndarray]:
         """``k`` stretches of ``n_tok`` validation tokens, spread over the validation records."""
-        ents = [e for e in self.store.entries("valid") if e.n_tokens >= n_tok]
+        ents = [e for e in self.store.entries("valid", lead="MLII" if self.cfg.sources else None)
+                if e.n_tokens >= n_tok]
         out = []
         for i in range(min(k, 4 * len(ents))):
             e = ents[i % len(ents)]

@@ -79,6 +79,7 @@ def _bad_inputs(tmp):
         "scripts/planted.py": (["--defects", "nosuch", "--out", str(tmp / "o")], "nosuch"),
         "scripts/adherence.py": (["--sets", f"rhythm:N={nowhere}", "--out", str(tmp / "o")], "nowhere"),
         "scripts/beat_cv.py": (["--data_dir", nowhere, "--download", "false", "--out", str(tmp / "o")], "nowhere"),
+        "scripts/lm_ablate.py": (["--runs", "nowhere", "--out", str(tmp / "o")], "nowhere"),
     }
 
 

@@ -1,0 +1,242 @@
+"""Sampling LM v2 models, with classifier-free guidance on the rhythm and beat conditions.
+
+A v2 LM (:mod:`lm.control`) reads ``BOS source:<db> lead:<lead> [rhythm:<R>]`` and then codes with inline
+beat labels. Trained with condition dropout, the same network is two models: the *conditional* one (real
+rhythm and beat labels in its context) and the *unconditional* one (every label replaced by ``rhythm:?`` /
+``beat:?``). Classifier-free guidance (Ho & Salimans 2022) samples each token from::
+
+    logits_g = logits_u + g * (logits_c - logits_u)          (torch.lerp(logits_u, logits_c, g))
+
+so ``g = 1`` is plain conditional sampling, ``g = 0`` unconditional sampling, ``g > 1`` exaggerates what
+the condition changes (regularity for ``rhythm:N``, rate for ``rhythm:VT``...). Both branches run in one
+forward pass per step: the batch is ``[conditional rows; unconditional rows]`` in one static KV cache
+(``2B`` rows), and both read the same sampled tokens -- the unconditional rows with labels nulled.
+
+The unconditional branch never predicts a labelled token (its training sequences had none): it predicts
+``beat:?`` where a beat starts. Its logit for ``beat:<c>`` is taken as ``logit(beat:?) + log P(c)`` with
+``P(c)`` the class frequency in training (``spec.counts``, add-one smoothed), i.e. "a beat here, of a class
+drawn from the training prior"; the same for rhythms. Guidance then scales the ratio
+``P_c(beat:V) / (P_u(beat) P(V))``: how much more the condition asks for a V beat than the data at large.
+
+Entry point: :func:`sample_guided` (``guidance=None``: conditional only, one branch; a float: both
+branches). The lead wires ``lm/generate.py --guidance`` and the pipeline's ``guidance=`` to it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tokenizer.errors import ConfigError
+
+from .control import ControlSpec
+from .sampling import ConditionedSamples, SamplingParams, draw
+
+
+class _Vocab:
+    """Tensors of a spec's id groups on one device, and the null mapping as a tensor op."""
+
+    def __init__(self, spec: ControlSpec, device):
+        self.spec = spec
+        self.beat = torch.from_numpy(spec.beat_ids()).to(device)
+        self.rhythm = torch.from_numpy(spec.rhythm_ids()).to(device)
+        self.null_beat, self.null_rhythm = spec.null_beat_id, spec.null_rhythm_id
+        c = spec.counts or {}
+        prior_b = np.array([c.get(f"beat:{k}", 0) + 1.0 for k in spec.beat_classes])
+        prior_r = np.array([c.get(f"rhythm:{k}", 0) + 1.0 for k in spec.rhythms])
+        self.log_prior_beat = torch.from_numpy(np.log(prior_b / prior_b.sum())).float().to(device)  # (5,)
+        self.log_prior_rhythm = torch.from_numpy(np.log(prior_r / prior_r.sum())).float().to(device)  # (16,)
+
+    def to_null(self, ids: torch.Tensor) -> torch.Tensor:
+        """``beat:<c>`` -> ``beat:?``, ``rhythm:<r>`` -> ``rhythm:?`` (any shape, a copy)."""
+        out = ids.clone()
+        out[torch.isin(ids, self.beat)] = self.null_beat
+        out[torch.isin(ids, self.rhythm)] = self.null_rhythm
+        return out
+
+    def spread_null(self, logits: torch.Tensor) -> torch.Tensor:
+        """Unconditional logits ``(B, V)``: each labelled token gets its null token's logit + log prior."""
+        out = logits.clone()
+        out[:, self.beat] = logits[:, self.null_beat, None] + self.log_prior_beat
+        out[:, self.rhythm] = logits[:, self.null_rhythm, None] + self.log_prior_rhythm
+        return out
+
+
+def guided_bias(spec: ControlSpec, vocab: int, rhythm: str | None = None, beats=(), strength: float = 0.0,
+                mask_rhythm_changes: bool = False) -> torch.Tensor:
+    """Additive logits ``(vocab,)`` after mixing: what may be sampled, and the logit-bias steering.
+
+    Masked (``-inf``): PAD/BOS/EOS, the null tokens, ``source:*`` and ``lead:*`` (given, never drawn),
+    control tokens never seen in training, every rhythm and beat token of an unconditional LM, and the
+    other rhythms when one is requested. ``+strength`` on each requested beat class (v1 steering, which
+    composes with guidance).
+    """
+    bias = torch.zeros(vocab)
+    bias[spec.first_id - 3:spec.first_id] = -float("inf")
+    for name in spec.names:
+        i = spec.id_of(name)
+        kind = name.partition(":")[0]
+        untrained = bool(spec.counts) and spec.counts.get(name, 0) == 0 and kind in ("beat", "rhythm")
+        if name.endswith(":?") or kind in ("source", "lead") or untrained or \
+                (kind in ("beat", "rhythm") and not spec.conditional):
+            bias[i] = -float("inf")
+    if rhythm is not None:
+        keep = spec.id_of(f"rhythm:{rhythm}")
+        for i in spec.rhythm_ids().tolist():
+            if i != keep:
+                bias[i] = -float("inf")
+    for c in beats:
+        bias[spec.id_of(f"beat:{c}")] += float(strength)
+    return bias
+
+
+def _chunk(model, ctx: torch.Tensor, n_new: int, params: SamplingParams, vcut: int, gen: torch.Generator,
+           bias: torch.Tensor, voc: _Vocab, mode: str, g: float) -> torch.Tensor:
+    """``ctx`` ``(b, C)`` conditional context -> ``(b, n_new)`` ids; ``mode`` cond | uncond | both."""
+    from transformers import StaticCache
+
+    b, c = ctx.shape
+    device = ctx.device
+    nulled = voc.to_null(ctx)
+    x = {"cond": ctx, "uncond": nulled, "both": torch.cat([ctx, nulled])}[mode]  # (b or 2b, C)
+    cache = StaticCache(config=model.config, max_cache_len=c + n_new)
+    logits = model(input_ids=x, cache=cache, use_cache=True, logits_to_keep=1,
+                   cache_position=torch.arange(c, device=device)).logits[:, -1, :vcut].float()  # (b|2b, V)
+    out = torch.empty((b, n_new), dtype=torch.long, device=device)
+    for t in range(n_new):
+        if mode == "both":
+            mixed = torch.lerp(voc.spread_null(logits[b:]), logits[:b], float(g))  # (b, V)
+        elif mode == "uncond":
+            mixed = voc.spread_null(logits)
+        else:
+            mixed = logits
+        out[:, t] = draw(mixed + bias, params, gen)
+        if t + 1 < n_new:
+            tok = out[:, t:t + 1]  # (b, 1)
+            nxt = {"cond": tok, "uncond": voc.to_null(tok), "both": torch.cat([tok, voc.to_null(tok)])}[mode]
+            logits = model(input_ids=nxt, cache=cache, use_cache=True,
+                           cache_position=torch.tensor([c + t], device=device)).logits[:, -1, :vcut].float()
+    return out
+
+
+@torch.inference_mode()
+def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: float | None = None,
+                  strength: float = 0.0, source: str = "mitdb", lead: str = "MLII",
+                  params: SamplingParams | None = None, batch_size: int = 64, seed: int = 0,
+                  unconditional: bool = False, progress: bool = False) -> ConditionedSamples:
+    """Sample a v2 LM until every sequence has ``n_codes`` ECG codes, optionally with guidance.
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        An LM trained with ``sources`` set (its config has ``ecg_conditioning["version"] == 2``).
+    n_samples, n_codes : int
+    conditions : sequence of str
+        ``"rhythm:N"`` (the rhythm prefix; other rhythms masked inline) and/or ``"beat:V"`` (``+strength``).
+        Without a rhythm, the prefix rhythm is drawn (from the guided logits).
+    guidance : float or None
+        None: the conditional branch alone (one forward per step). A float ``g``: both branches in one
+        batch, logits ``lerp(uncond, cond, g)``; ``1`` gives the conditional samples, ``0`` the
+        unconditional ones (same seed, same numbers), ``> 1`` stronger adherence. Needs a conditional LM
+        trained with ``condition_dropout > 0``.
+    strength : float
+        Log-odds added to each requested beat class (v1 logit-bias steering), after mixing.
+    source, lead : str
+        The prefix: which database and lead to imitate (``"mitdb"``/``"cinc2017"``, ``"MLII"``/``"V1"``/...).
+    params : SamplingParams, optional
+    batch_size, seed, progress
+        As :func:`lm.sampling.sample_tokens` (batch ``i`` draws from ``torch.Generator(seed + i)``).
+    unconditional : bool
+        Sample the unconditional branch alone (labels nulled in the context, drawn from the prior).
+
+    Returns
+    -------
+    ConditionedSamples
+        ``codes`` ``(n_samples, n_codes)`` in ``[0, codebook_size)``, per-sample events, rhythm, streams.
+
+    Examples
+    --------
+    >>> s = sample_guided(lm, 8, 360, conditions=["rhythm:N"], guidance=2.0)   # doctest: +SKIP
+    >>> s.codes.shape
+    (8, 360)
+    """
+    spec = ControlSpec.of_model(model)
+    if spec is None:
+        raise ConfigError("sample_guided needs an LM v2 (trained with `sources`); use lm.sampling for v1 LMs")
+    rhythm, beats = spec.parse_conditions(list(conditions)) if spec.conditional else (None, [])
+    if not spec.conditional and (list(conditions) or guidance is not None or unconditional):
+        raise ConfigError("this LM was trained without rhythm/beat tokens: conditions and guidance need "
+                          "an LM "
+                          "trained with `conditioning: true`")
+    if (guidance is not None or unconditional) and spec.condition_dropout <= 0:
+        raise ConfigError("guidance needs an LM trained with condition_dropout > 0 (it has no unconditional "
+                          "branch); sample it with guidance=None")
+    if guidance is not None and unconditional:
+        raise ConfigError("give either guidance or unconditional=True, not both")
+    if n_codes < 1 or n_samples < 1:
+        raise ConfigError(f"need n_samples >= 1 and n_codes >= 1, got {n_samples}, {n_codes}")
+    mode = "both" if guidance is not None else ("uncond" if unconditional else "cond")
+    g = 1.0 if guidance is None else float(guidance)
+    params = params or SamplingParams()
+    v = int(model.config.ecg_codebook_size)
+    vcut = spec.first_id + spec.n_tokens
+    bos = int(model.config.bos_token_id)
+    window = int(model.config.max_position_embeddings)
+    keep = window // 2
+    device = next(model.parameters()).device
+    voc = _Vocab(spec, device)
+    bias = guided_bias(spec, vcut, rhythm, beats, strength).to(device)  # (vcut,)
+    head = torch.tensor([bos] + spec.prefix(source, lead), device=device)  # (3,)
+    first_bias = torch.full((vcut,), -float("inf"), device=device)  # the rhythm prefix: rhythm tokens only
+    first_bias[voc.rhythm] = bias[voc.rhythm]
+    codes = np.empty((n_samples, n_codes), dtype=np.int64)
+    events, rhythms, streams = [], [], []
+    from tqdm.auto import tqdm
+
+    from .conditioning import split_stream
+
+    starts = list(range(0, n_samples, max(1, int(batch_size))))
+    for bi, start in enumerate(tqdm(starts, desc="sampling", unit="batch", disable=not progress)):
+        b = min(batch_size, n_samples - start)
+        gen = torch.Generator(device=device).manual_seed(int(seed) + bi)
+        head_b = head.expand(b, -1)  # (b, 3)
+        prefix = torch.zeros((b, 0), dtype=torch.long, device=device)
+        if spec.conditional:
+            if rhythm is not None:
+                prefix = torch.full((b, 1), spec.id_of(f"rhythm:{rhythm}"), dtype=torch.long, device=device)
+            else:
+                prefix = _chunk(model, head_b, 1, params, vcut, gen, first_bias, voc, mode, g)  # (b, 1)
+        hist = torch.zeros((b, 0), dtype=torch.long, device=device)
+        made = torch.zeros(b, dtype=torch.long, device=device)
+        first = True
+        while int(made.min()) < n_codes:
+            if hist.shape[1] > 8 * n_codes + 2 * window:  # a model (or a guidance scale) drawing labels only
+                raise ConfigError(f"sampling drew {hist.shape[1]} tokens but only {int(made.min())} ECG "
+                                  f"codes in "
+                                  f"some sequence: the model emits control tokens without codes; lower the "
+                                  f"guidance scale ({guidance}) or use a better-trained LM")
+            r_now = prefix
+            if spec.conditional and hist.shape[1]:  # rhythm in force: the last inline one, else the prefix
+                is_r = torch.isin(hist, voc.rhythm)
+                last = torch.where(is_r, torch.arange(hist.shape[1], device=device), -1).max(1).values  # (b,)
+                r_now = torch.where(last >= 0, hist.gather(1, last.clamp(min=0)[:, None]).squeeze(1),
+                                    prefix[:, 0])[:, None]
+            n_head = head_b.shape[1] + r_now.shape[1]
+            carried = hist[:, -(window - n_head):] if first else hist[:, -keep:]
+            ctx = torch.cat([head_b, r_now, carried], 1)  # (b, C)
+            room = window - ctx.shape[1]
+            if room < 1:
+                ctx = torch.cat([ctx[:, :n_head], ctx[:, -keep:]], 1)
+                room = window - ctx.shape[1]
+            need = n_codes - int(made.min())
+            new = _chunk(model, ctx, min(room, need + need // 6 + 4), params, vcut, gen, bias, voc, mode, g)
+            hist = torch.cat([hist, new], 1)
+            made += (new < v).sum(1)
+            first = False
+        part = hist.cpu().numpy()
+        for i in range(b):
+            c, ev = split_stream(part[i], spec)
+            codes[start + i] = c[:n_codes]
+            events.append([(k, name) for k, name in ev if k < n_codes])
+            rhythms.append(spec.name_of(int(prefix[i, 0]))[len("rhythm:"):] if prefix.shape[1] else None)
+            streams.append(part[i])
+    return ConditionedSamples(codes=codes, events=events, rhythm=rhythms, streams=streams)

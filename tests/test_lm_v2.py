@@ -1,0 +1,238 @@
+"""LM v2 ingredients: control vocabulary, CinC 2017 reader, mixed corpus with condition dropout,
+classifier-free guidance invariants, pretrain -> fine-tune, and the XQRS rhythm check."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import synthetic_ecg, write_wfdb
+from lm.conditioning import ConditionSpec
+from lm.control import ControlSpec, drop_conditions
+from lm_support import seed_tokenizer_dir
+from tokenizer.errors import ConfigError
+
+TINY = ["--n_layer", "2", "--d_model", "32", "--n_head", "2", "--context_length", "64", "--batch_size", "4",
+        "--eval_crops", "8", "--final_eval_crops", "8", "--eval_batch_size", "8", "--log_every", "1",
+        "--progress", "false", "--num_threads", "1", "--figure_samples", "0", "--save_every", "0"]
+
+
+# ------------------------------------------------------------------------------------------ vocabulary
+def test_control_spec_keeps_v1_ids_and_round_trips_source_and_lead_tokens():
+    v1, v2 = ConditionSpec(first_id=67), ControlSpec(first_id=67)
+    for name in v1.names:  # every id the shipped conditional LM uses is unchanged
+        assert v2.id_of(name) == v1.id_of(name)
+    assert v2.names[len(v1.names):len(v1.names) + 2] == ["beat:?", "rhythm:?"]
+    for src in ("mitdb", "cinc2017"):
+        for lead in ("MLII", "V1", "I"):
+            ids = v2.prefix(src, lead)
+            assert [v2.name_of(i) for i in ids] == [f"source:{src}", f"lead:{lead}"]
+    d = json.loads(json.dumps(v2.to_dict()))
+    assert ControlSpec.from_dict(d) == v2 and d["version"] == 2
+    assert ConditionSpec.from_dict(d).names == v1.names  # a v1 reader sees the v1 vocabulary
+    assert ControlSpec.of_model(type("C", (), {"ecg_conditioning": v1.to_dict()})()) is None
+    with pytest.raises(ConfigError, match="unknown source"):
+        v2.source_id("ptbxl")
+    with pytest.raises(ConfigError, match="not a condition"):
+        v2.parse_conditions(["source:mitdb"])
+
+
+def test_condition_dropout_rate_and_what_it_replaces():
+    spec = ControlSpec(first_id=67)
+    row = np.array(spec.prefix("mitdb", "MLII") + [spec.id_of("rhythm:AFIB"), 5, spec.id_of("beat:V"), 7,
+                                                   spec.id_of("beat:N"), spec.id_of("rhythm:N"), 9])
+    crops = np.tile(row, (20000, 1))
+    out = drop_conditions(crops, spec, 0.1, np.random.default_rng(0))
+    dropped = (out != crops).any(1)
+    assert abs(dropped.mean() - 0.1) < 3 * np.sqrt(0.1 * 0.9 / len(crops))  # within 3 sigma of p
+    assert (out[~dropped] == row).all()
+    nulled = out[dropped][0]
+    assert [spec.name_of(i) for i in nulled[[2, 4, 6, 7]]] == ["rhythm:?", "beat:?", "beat:?", "rhythm:?"]
+    assert (nulled[[0, 1, 3, 5, 8]] == row[[0, 1, 3, 5, 8]]).all()  # source, lead and codes untouched
+    assert (drop_conditions(crops[:50], spec, 0.0, np.random.default_rng(0)) == crops[:50]).all()
+    all_null = drop_conditions(crops[:50], spec, 1.0, np.random.default_rng(0))
+    assert not np.isin(all_null, np.r_[spec.beat_ids(), spec.rhythm_ids()]).any()
+
+
+# ------------------------------------------------------------------------------------------ CinC 2017
+@pytest.fixture(scope="module")
+def cinc_root() -> Path:
+    from conftest import _real_data_root
+
+    root = _real_data_root()
+    if root is None or not (root / "cinc2017" / "REFERENCE.csv").is_file():
+        pytest.skip("CinC 2017 not found at ../shared/data/cinc2017")
+    return root
+
+
+def test_cinc2017_reader_on_real_data(cinc_root):
+    from lm.corpora import CINC_RHYTHM, read_cinc2017, read_cinc2017_labels
+
+    labels = read_cinc2017_labels(cinc_root)
+    counts = {k: sum(v == k for v in labels.values()) for k in CINC_RHYTHM}
+    assert counts == {"N": 5050, "A": 738, "O": 2456, "~": 284}  # the challenge's v3 labels
+    r = read_cinc2017("A00001", cinc_root)
+    assert (r.fs, r.lead, len(r.signal)) == (300.0, "I", 9000)
+    assert 0.3 < np.ptp(r.signal) < 5.0  # millivolts, not ADC units
+    r360 = read_cinc2017("A00001", cinc_root, fs=360.0)
+    assert r360.fs == 360.0 and len(r360.signal) == 10800
+
+
+def test_cinc2017_missing_folder_says_where_to_get_it(tmp_path):
+    from lm.corpora import read_cinc2017_labels
+    from tokenizer.errors import DataNotFoundError
+
+    with pytest.raises(DataNotFoundError, match="training2017.zip"):
+        read_cinc2017_labels(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------ corpus
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    """Synthetic MIT-BIH-named two-lead records: 100 (test), 101 (valid), 106 and 108 (train), 40 s each."""
+    root = tmp_path_factory.mktemp("v2data")
+    for i, (rec, hr) in enumerate((("100", 70), ("101", 64), ("106", 80), ("108", 95))):
+        x = synthetic_ecg(40, hr_bpm=hr, seed=i)
+        write_wfdb(root / "mitdb", rec, np.stack([x, -0.5 * x], 1))
+    return root
+
+
+@pytest.fixture(scope="module")
+def seed_tok(tmp_path_factory) -> Path:
+    return seed_tokenizer_dir(tmp_path_factory.mktemp("v2tok") / "seed")
+
+
+def test_augmented_store_and_mixed_corpus(tmp_path, data_root, seed_tok):
+    from lm.corpora import augment, build_mitdb_store, draw_augmentation
+    from lm.mixture import MixedCorpus
+    from tokenizer.base import ECGTokenizer
+
+    tok = ECGTokenizer.from_pretrained(seed_tok)
+    store = build_mitdb_store(tmp_path / "s", tok, data_root, records=["100", "101", "106", "108"],
+                              valid_records=["101"], views=1, progress=False)
+    names = {(e.record, e.lead, e.split) for e in store.entries()}
+    assert ("106@a1", "V1", "train") in names and ("100", "V1", "test") in names
+    assert not any("@a" in r for r, _, s in names if s != "train")  # only training records are augmented
+    d = store.meta["views"]["106@a1"]
+    assert 0.8 <= d["gain"] <= 1.25 and abs(d["offset_mv"]) <= 0.1 and 0.95 <= d["tempo"] <= 1.05
+    x = synthetic_ecg(10)
+    assert len(augment(x, 360.0, draw_augmentation(np.random.default_rng(1)))) == pytest.approx(
+        len(x) / draw_augmentation(np.random.default_rng(1)).tempo, abs=1)
+
+    spec = ControlSpec(first_id=tok.vocab_size + 3, conditional=True, condition_dropout=0.5)
+    c = MixedCorpus([(store, "mitdb")], spec, train_leads=["MLII", "V1"], data_dir=data_root, fs=tok.fs,
+                    samples_per_token=tok.samples_per_token)
+    assert {n[2] for n in c.names["train"]} == {"MLII", "V1"} and len(c.names["train"]) == 8
+    assert c.names["valid"] == [("mitdb", "101", "MLII")] and c.names["test"] == [("mitdb", "100", "MLII")]
+    assert len(c.sequences("train")) == 2  # the bigram reference: DS1 MLII originals only
+    tiles = c.tiles("test", 63)
+    assert (tiles[:, 0] == spec.source_id("mitdb")).all() and (tiles[:, 1] == spec.lead_id("MLII")).all()
+    assert np.isin(tiles[:, 2], spec.rhythm_ids()).all()
+    assert np.isin(spec.id_of("beat:N"), tiles)  # inline beat labels from the .atr
+    crops = c.random_crops(63, 400, rng=np.random.default_rng(0))
+    dropped = (crops[:, 2] == spec.null_rhythm_id)
+    assert 0.4 < dropped.mean() < 0.6
+    assert not np.isin(crops[dropped], spec.beat_ids()).any()
+    # the augmented view's beat labels follow its tempo: ~ as many per second of codes as the original
+    i_aug = c.names["train"].index(("mitdb", "106@a1", "MLII"))
+    i_org = c.names["train"].index(("mitdb", "106", "MLII"))
+    streams = [c.streams["train"][i] for i in (i_aug, i_org)]
+    rate = [np.isin(s, spec.beat_ids()).sum() / (s < tok.vocab_size).sum() for s in streams]
+    assert rate[0] == pytest.approx(rate[1] * d["tempo"], rel=0.05)
+
+
+def test_pretrain_then_finetune_end_to_end(tmp_path, data_root, seed_tok, capsys):
+    from lm.model import load_lm
+    from lm.train import main
+
+    common = ["--tokenizer", str(seed_tok), "--store", str(tmp_path / "store"), "--data_dir", str(data_root),
+              "--records", "100,101,106,108", "--valid_records", "101", "--sources", "[mitdb]",
+              "--leads", "[MLII,V1]", "--conditioning", "true", "--condition_dropout", "0.2", *TINY]
+    assert main([*common, "--output_dir", str(tmp_path / "pre"), "--max_steps", "6"]) == 0
+    assert main([*common, "--output_dir", str(tmp_path / "ft"), "--max_steps", "2", "--learning_rate", "0",
+                 "--min_learning_rate", "0", "--init_from", str(tmp_path / "pre" / "final")]) == 0
+    pre, _ = load_lm(tmp_path / "pre")
+    ft, _ = load_lm(tmp_path / "ft")
+    for (k, a), b in zip(pre.state_dict().items(), ft.state_dict().values()):
+        assert torch.equal(a, b), k  # learning rate 0: the fine-tuned weights are exactly the pretrained ones
+    spec = ControlSpec.of_model(ft)
+    assert spec.conditional and spec.condition_dropout == 0.2 and spec.counts["beat:N"] > 0
+    m_pre, m_ft = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("pre", "ft"))
+    # same weights, same DS2 tiles
+    assert m_ft["test"]["loss"] == pytest.approx(m_pre["test"]["loss"], rel=1e-6)
+    capsys.readouterr()
+    rc = main([*common, "--output_dir", str(tmp_path / "bad"), "--max_steps", "1", "--n_layer", "3",
+               "--init_from", str(tmp_path / "pre" / "final")])
+    assert rc != 0 and "num_hidden_layers is 2 there but 3" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ guidance
+@pytest.fixture(scope="module")
+def v2_lm():
+    """A randomly initialized conditional v2 LM (context 48): sampling invariants need no training."""
+    from lm.config import LMTrainConfig
+    from lm.model import build_model
+
+    spec = ControlSpec(first_id=67, conditional=True, condition_dropout=0.1,
+                       counts={"beat:N": 90, "beat:V": 10, "rhythm:N": 5, "rhythm:AFIB": 2})
+    cfg = LMTrainConfig(n_layer=2, n_head=2, d_model=32, context_length=48)
+    rec = {"codebook_size": 64, "config": {}, "weights_hash": "x", "fs": 360.0, "samples_per_token": 10.0,
+           "tokens_per_second": 36.0, "needs_state": False}
+    torch.manual_seed(0)
+    return build_model(cfg, rec, spec).eval()
+
+
+def test_guidance_one_is_conditional_and_zero_is_unconditional_bit_for_bit(v2_lm):
+    from lm.guidance import sample_guided
+
+    kw = dict(n_samples=5, n_codes=100, conditions=["rhythm:N"], batch_size=3, seed=7)  # 100 codes > context
+    plain = sample_guided(v2_lm, **kw)
+    g1 = sample_guided(v2_lm, guidance=1.0, **kw)
+    assert np.array_equal(plain.codes, g1.codes) and plain.events == g1.events
+    g0 = sample_guided(v2_lm, guidance=0.0, **kw)
+    unc = sample_guided(v2_lm, unconditional=True, **kw)
+    assert np.array_equal(g0.codes, unc.codes) and g0.events == unc.events
+    g2 = sample_guided(v2_lm, guidance=2.0, **kw)
+    assert not np.array_equal(g2.codes, plain.codes)
+    for s in (plain, g0, g2):
+        assert s.codes.shape == (5, 100) and s.codes.max() < 64 and s.rhythm == ["N"] * 5
+        names = {n for ev in s.events for _, n in ev}
+        assert names <= {"beat:N", "beat:V", "rhythm:N"}  # never a null, source, lead or untrained token
+
+
+def test_guidance_refuses_models_without_an_unconditional_branch(v2_lm):
+    from lm.guidance import sample_guided
+
+    spec = ControlSpec.of_model(v2_lm)
+    v2_lm.config.ecg_conditioning = {**spec.to_dict(), "condition_dropout": 0.0}
+    try:
+        with pytest.raises(ConfigError, match="condition_dropout"):
+            sample_guided(v2_lm, 1, 5, guidance=2.0)
+        assert sample_guided(v2_lm, 1, 5).codes.shape == (1, 5)
+    finally:
+        v2_lm.config.ecg_conditioning = spec.to_dict()
+
+
+# ------------------------------------------------------------------------------------------ rhythm check
+def test_rhythm_check_separates_regular_from_irregular():
+    from lm.rhythm_check import rhythm_stats
+
+    regular = [synthetic_ecg(10, hr_bpm=hr, seed=i) for i, hr in enumerate((60, 75, 90))]
+    rng = np.random.default_rng(0)
+    irregular = []
+    for i in range(3):  # beats at random intervals of 0.4-1.2 s (CV ~ 0.3): AF-like
+        t = np.cumsum(rng.uniform(0.4, 1.2, 20))
+        x = np.zeros(3600, np.float32)
+        for b in t[t < 9.8]:
+            k = int(b * 360)
+            x[max(0, k - 4):k + 4] += np.hanning(len(x[max(0, k - 4):k + 4])).astype(np.float32) * 1.2
+        irregular.append(x + 0.01 * rng.standard_normal(3600).astype(np.float32))
+    r = rhythm_stats(regular, 360.0)
+    assert r["regular_share"] == 1.0 and abs(r["median_hr_bpm"] - 75) < 3
+    i = rhythm_stats(irregular, 360.0)
+    assert i["regular_share"] == 0.0 and i["n_detected"] == 3
+    flat = rhythm_stats([np.zeros(3600, np.float32)], 360.0)
+    assert flat["regular_share"] == 0.0 and flat["n_detected"] == 0
