@@ -1,4 +1,4 @@
-"""The ``ecg2llm`` command: one subcommand per entry point, each a thin call into that script's ``main(argv)``.
+"""The ``ecg2llm`` command: one subcommand per entry point, each a thin call into its ``main(argv)``.
 
 Launch (after ``make install``; ``python -m ecg2llm`` is the same)::
 
@@ -19,8 +19,8 @@ import ast
 import importlib
 import importlib.util
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 #: subcommand -> (importable module, or a path relative to the checkout for scripts/ files)
@@ -93,7 +93,8 @@ def _usage() -> str:
         "usage: ecg2llm <subcommand> [flags]     (ecg2llm <subcommand> --help for its flags)\n\n"
         "ECG -> tokens -> GPT -> synthetic ECG, scored against real MIT-BIH recordings.\n\n"
         f"subcommands:\n{rows}\n\n"
-        "options:\n  -h, --help     show this message and exit\n  --version      print the version and exit\n\n"
+        "options:\n  -h, --help     show this message and exit\n"
+        "  --version      print the version and exit\n\n"
         "Python: from ecg2llm import ECGPipeline; ECGPipeline.from_pretrained('default').generate(8, 10)\n"
         "Multi-process training: accelerate launch lm/train.py --config configs/lm/tiny.yaml\n"
     )

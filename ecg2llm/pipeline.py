@@ -8,8 +8,9 @@ torch and transformers are imported when a pipeline is built, not when this modu
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,7 +50,7 @@ class ECGPipeline:
     (3, 360)
     """
 
-    def __init__(self, model: Any, tokenizer: "ECGTokenizer", folder: str | Path | None = None):
+    def __init__(self, model: Any, tokenizer: ECGTokenizer, folder: str | Path | None = None):
         from lm.sampling import check_stateless
 
         check_stateless(tokenizer)  # an LM samples ids only: decode(ids, None) must give millivolts
@@ -60,8 +61,8 @@ class ECGPipeline:
     # ------------------------------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path = "default", *, device: str = "auto",
-                        dtype: "str | torch.dtype | None" = None, tokenizer: str | Path | None = None,
-                        revision: str | None = None) -> "ECGPipeline":
+                        dtype: str | torch.dtype | None = None, tokenizer: str | Path | None = None,
+                        revision: str | None = None) -> ECGPipeline:
         """Load a pipeline: a shipped name, a local folder, or a Hugging Face Hub id.
 
         Parameters
@@ -110,8 +111,8 @@ class ECGPipeline:
         source: str | Path = name_or_path
         if revision is not None:
             if not is_hub_id(name_or_path):
-                raise ConfigError(f"revision={revision!r} applies to Hugging Face Hub ids ('user/repo') only; "
-                                  f"{str(name_or_path)!r} is a shipped name or a local folder")
+                raise ConfigError(f"revision={revision!r} applies to Hugging Face Hub ids ('user/repo') "
+                                  f"only; {str(name_or_path)!r} is a shipped name or a local folder")
             source = resolve_folder(name_or_path, PRETRAINED_DIR, what="LM", error=ConfigError,
                                     revision=revision)
         model, folder = load_lm(source, dev)
@@ -132,7 +133,7 @@ class ECGPipeline:
         return float(self.tokenizer.tokens_per_second)
 
     @property
-    def device(self) -> "torch.device":
+    def device(self) -> torch.device:
         """Where the LM's weights live."""
         return next(self.model.parameters()).device
 
@@ -143,7 +144,7 @@ class ECGPipeline:
 
     @property
     def conditions(self) -> list[str]:
-        """Conditions this LM accepts (``"rhythm:AFIB"``, ``"beat:V"``...; seen in training); ``[]`` if none."""
+        """Conditions this LM accepts (``"rhythm:AFIB"``, ``"beat:V"``..., seen in training), else ``[]``."""
         spec = self._spec()
         if spec is None:
             return []
@@ -206,9 +207,10 @@ class ECGPipeline:
         syn = self._synthesize(n, secs, seed=seed, temperature=temperature, top_k=top_k, top_p=top_p,
                                condition=conds, condition_strength=condition_strength, batch_size=batch_size,
                                progress=progress)
-        return syn.signals[:, : int(round(secs * self.fs))]  # (K, T)
+        return syn.signals[:, : round(secs * self.fs)]  # (K, T)
 
-    def forecast(self, prefix_mv: Any, fs: float | None = None, seconds: float = 5.0, num_samples: int = 16, *,
+    def forecast(self, prefix_mv: Any, fs: float | None = None, seconds: float = 5.0,
+                 num_samples: int = 16, *,
                  seed: int = 0, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                  batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Sample ``num_samples`` continuations of a real ECG prefix (probabilistic forecasting).
@@ -256,8 +258,8 @@ class ECGPipeline:
         ids = self._prefix_ids(prefix_mv, self.fs if fs is None else fs)
         syn = self._synthesize(n, secs, seed=seed, temperature=temperature, top_k=top_k, top_p=top_p,
                                batch_size=batch_size, progress=progress, prompt=ids)
-        p = int(round(len(ids) * self.tokenizer.samples_per_token))  # decoded prefix samples
-        return syn.signals[:, p : p + int(round(secs * self.fs))]  # (K, H)
+        p = round(len(ids) * self.tokenizer.samples_per_token)  # decoded prefix samples
+        return syn.signals[:, p : p + round(secs * self.fs)]  # (K, H)
 
     # ------------------------------------------------------------------------------------------ saving
     def save_pretrained(self, path: str | Path) -> Path:
@@ -389,9 +391,10 @@ class ECGPipeline:
         spt = self.tokenizer.samples_per_token
         n_tok = int(np.floor(len(x) / spt + 1e-9))
         if n_tok < 1:
-            raise ConfigError(f"prefix is too short: {x.size} samples at {self.fs:g} Hz, the LM needs at least "
+            raise ConfigError(f"prefix is too short: {x.size} samples at {self.fs:g} Hz, the LM needs "
+                              f"at least "
                               f"one token ({spt:g} samples, {spt / self.fs * 1e3:g} ms)")
-        keep = int(round(n_tok * spt))
+        keep = round(n_tok * spt)
         ids, _ = self.tokenizer.encode(x[len(x) - keep:], self.fs)
         return ids[-n_tok:]
 
@@ -410,7 +413,7 @@ class ECGPipeline:
                           condition_strength=float(condition_strength), prompt=prompt, progress=progress)
 
 
-def _torch_dtype(dtype: Any) -> "torch.dtype":
+def _torch_dtype(dtype: Any) -> torch.dtype:
     import torch
 
     from tokenizer.errors import ConfigError
@@ -419,5 +422,6 @@ def _torch_dtype(dtype: Any) -> "torch.dtype":
         return dtype
     t = getattr(torch, str(dtype).removeprefix("torch."), None)
     if not isinstance(t, torch.dtype) or not t.is_floating_point:
-        raise ConfigError(f"dtype must be a floating torch dtype such as 'float32' or 'bfloat16', got {dtype!r}")
+        raise ConfigError(f"dtype must be a floating torch dtype such as 'float32' or 'bfloat16', "
+                          f"got {dtype!r}")
     return t
