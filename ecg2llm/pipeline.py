@@ -218,7 +218,8 @@ class ECGPipeline:
         The prefix is resampled to :attr:`fs` if ``fs`` differs, trimmed at its start to whole tokens
         (the most recent samples are kept), tokenized, and continued by the LM; prefix and continuation
         are decoded together (the tokenizer's decoder sees the real prefix at the seam), and only the part
-        after the prefix is returned.
+        after the prefix is returned. ``lm/forecast.py`` task ``i`` with ``--seed s --k K`` equals
+        ``forecast(prefix_i, num_samples=K, seed=s * 100003 + i, batch_size=K)``.
 
         Parameters
         ----------
@@ -256,8 +257,10 @@ class ECGPipeline:
         """
         n, secs = self._check_sizes(num_samples, seconds)
         ids = self._prefix_ids(prefix_mv, self.fs if fs is None else fs)
-        syn = self._synthesize(n, secs, seed=seed, temperature=temperature, top_k=top_k, top_p=top_p,
-                               batch_size=batch_size, progress=progress, prompt=ids)
+        # one token past the horizon, so the contextual decoder sees real right context at its end
+        # (as lm/forecast.py does: the same prefix and seed give the same continuations there)
+        syn = self._synthesize(n, secs + 0.999 / self.tokens_per_second, seed=seed, temperature=temperature,
+                               top_k=top_k, top_p=top_p, batch_size=batch_size, progress=progress, prompt=ids)
         p = round(len(ids) * self.tokenizer.samples_per_token)  # decoded prefix samples
         return syn.signals[:, p : p + round(secs * self.fs)]  # (K, H)
 

@@ -211,3 +211,26 @@ def test_hub_id_offline(pipe, tmp_path):
     assert f"FOLDER: {repo / 'snapshots' / commit}" in r.stdout
     assert "SAME: True" in r.stdout
     shutil.rmtree(tmp_path / "hf")
+
+
+def test_forecast_matches_lm_forecast_py(pipe, data_dir, tmp_path):
+    """The facade and ``lm/forecast.py`` are one sampling path: same real prefix and seed, same forecasts."""
+    from lm.forecast import main as forecast_main
+    from tokenizer.forecasts import load_forecasts
+
+    out = tmp_path / "fc"
+    assert forecast_main(["--model", "default", "--data_dir", str(data_dir), "--n_tasks", "2", "--k", "3",
+                          "--seed", "5", "--out", str(out), "--device", "cpu"]) == 0
+    fc = load_forecasts(out)
+    for i in range(2):
+        got = pipe.forecast(fc["prefix"][i], fs=fc["fs"], seconds=5, num_samples=3, seed=5 * 100003 + i)
+        assert np.array_equal(got, fc["samples"][i])
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import ecg2llm.pipeline
+
+    res = doctest.testmod(ecg2llm.pipeline, optionflags=doctest.ELLIPSIS)
+    assert res.attempted >= 10 and res.failed == 0
