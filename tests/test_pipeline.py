@@ -151,6 +151,17 @@ def test_dtype_and_bad_arguments(pipe):
         ECGPipeline.from_pretrained(Path(__file__).parent, device="cpu")
 
 
+def test_tokenizer_override_must_match(pipe, tmp_path):
+    from ecg2llm import ECGPipeline
+    from tokenizer.base import ECGTokenizer
+
+    same = ECGPipeline.from_pretrained("default", device="cpu", tokenizer="default")
+    assert same.tokenizer.weights_hash == pipe.tokenizer.weights_hash
+    ECGTokenizer.from_config(pipe.tokenizer.config_dict()).save_pretrained(tmp_path / "untrained")
+    with pytest.raises(ValueError, match="weights hash"):
+        ECGPipeline.from_pretrained("default", device="cpu", tokenizer=tmp_path / "untrained")
+
+
 def test_push_to_hub_uploads_a_loadable_folder(pipe, tmp_path, monkeypatch):
     """No network: ``huggingface_hub.HfApi`` is replaced by a recorder that copies what would be uploaded."""
     import shutil
