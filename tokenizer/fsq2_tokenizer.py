@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from einops import rearrange
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -127,7 +128,7 @@ class FSQ2Autoencoder(nn.Module):
         z = self.encoder(patches)  # (B, L + 2 r_dec, d)
         codes = self.fsq.quantize(z)  # (B, L + 2 r_dec, d)
         y = self.decoder(codes)  # (B, L, n)
-        y = self.post_filter(y.reshape(y.shape[0], -1), valid=True)  # (B, L n - 2p)
+        y = self.post_filter(rearrange(y, "b l n -> b (l n)"), valid=True)  # (B, L n - 2p)
         return y, self.fsq.bound(z.float())
 
 
@@ -218,7 +219,7 @@ class FSQ2Tokenizer(ECGTokenizer):
         n_tok = -(-len(x) // n)
         bt = torch.from_numpy(band).to(self.device) / self.config.scale_mv  # (T,)
         bt = torch.cat([bt[:1].expand(m * n), bt, bt[-1:].expand((n_tok + m) * n - len(x))])  # ((L+2m) n,)
-        patches = bt.view(-1, n)  # (L + 2m, n)
+        patches = rearrange(bt, "(l n) -> l n", n=n)  # (L + 2m, n)
         fsq, enc = self.model.fsq, self.model.encoder
 
         def fn(w: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from einops import rearrange
 import numpy as np
 import torch
 from torch import nn
@@ -131,7 +132,7 @@ class FSQTokenizer(ECGTokenizer):
         xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device) / self.config.scale_mv
         # Pad the end to whole tokens, then m tokens of edge replication on each side (the receptive field).
         xt = torch.cat([xt[:1].expand(m * n), xt, xt[-1:].expand((n_tok + m) * n - len(x))])  # ((L + 2m) n,)
-        patches = xt.view(-1, n)  # (L + 2m, n)
+        patches = rearrange(xt, "(l n) -> l n", n=n)  # (L + 2m, n)
         fsq, enc = self.model.fsq, self.model.encoder
 
         def fn(w: torch.Tensor) -> torch.Tensor:

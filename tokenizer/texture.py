@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 
+from einops import reduce
 import numpy as np
 import torch
 from torch import nn
@@ -192,7 +193,7 @@ def _segment_log_power(x: np.ndarray, n_fft: int, hop: int, seg: int) -> torch.T
     """Log of the mean power per bin over blocks of ``seg`` frames: ``(T,)`` -> ``(S, nb)`` float64."""
     p = log_power(torch.from_numpy(np.asarray(x, np.float32)), n_fft, hop).exp().double()  # (F, nb)
     k = max(1, len(p) // seg)
-    return torch.log(p[: k * seg].reshape(k, -1, p.shape[1]).mean(1) + 1e-12)
+    return torch.log(reduce(p[: k * seg], "(k s) b -> k b", "mean", k=k) + 1e-12)  # (S, nb)
 
 
 def _psd_sqrt(c: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
+from einops import rearrange
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -176,4 +177,4 @@ def chunked_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, m
     windows = x.unfold(0, chunk + 2 * margin, chunk).transpose(1, 2)  # (N, chunk + 2m, c_in), a view
     outs = [fn(windows[i : i + batch_chunks].contiguous()) for i in range(0, n_chunks, batch_chunks)]
     y = torch.cat(outs)  # (N, chunk, *rest)
-    return y.reshape(n_chunks * chunk, *y.shape[2:])[:n_tok]
+    return rearrange(y, "k c ... -> (k c) ...")[:n_tok]  # (n_tok, *rest)

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from einops import rearrange
 import numpy as np
 import torch
 
@@ -145,7 +146,7 @@ def train_tokenizer(cfg: TrainConfig, train: list[np.ndarray], valid: dict[str, 
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, cfg)
         x = _augment(sampler.sample(cfg.batch_size), cfg, gen) / scale  # (B, (L + 2r) n)
-        patches = x.view(x.shape[0], -1, n)  # (B, L + 2r, n)
+        patches = rearrange(x, "b (l n) -> b l n", n=n)  # (B, L + 2r, n)
         y, _ = model(patches)  # (B, L, n)
         target = patches[:, reach : reach + cfg.crop_tokens]  # (B, L, n)
         err = (y - target) * scale  # mV

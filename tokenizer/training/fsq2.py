@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from einops import rearrange
 import numpy as np
 import torch
 
@@ -241,7 +242,7 @@ def train_tokenizer(cfg: TrainConfig, pools: dict[str, list[np.ndarray]], valid:
             g["lr"] = _lr_at(eff_step, cfg)
         x = augment(sampler.sample(cfg.batch_size), cfg, gen)  # (B, T) mV
         band, _ = split_baseline(x, tok.hop, cfg.baseline_step_mv)  # (B, T)
-        patches = (band / cfg.scale_mv).view(band.shape[0], -1, n)  # (B, L + 2r, n)
+        patches = rearrange(band / cfg.scale_mv, "b (l n) -> b l n", n=n)  # (B, L + 2r, n)
         y, bounded = model(patches)  # (B, L n - 2p), (B, L', d)
         y = y * cfg.scale_mv
         target = band[:, lo:hi]  # (B, L n - 2p)
