@@ -223,3 +223,11 @@ def test_nearest_distances_matches_brute_force():
     full = np.linalg.norm(q[:, None] - r[None], axis=2)
     np.testing.assert_array_equal(i, full.argmin(1))
     np.testing.assert_allclose(d, full.min(1), atol=1e-9)
+
+
+def test_crps_refuses_mismatched_shapes():
+    from eval.metrics.forecast import crps_ensemble
+    from tokenizer.forecasts import ForecastError
+
+    with pytest.raises(ForecastError, match="do not match"):
+        crps_ensemble(np.zeros((3, 4, 10)), np.zeros((3, 9)))

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tokenizer.forecasts import ForecastError
+
 
 
 def crps_ensemble(samples: np.ndarray, truth: np.ndarray) -> np.ndarray:
