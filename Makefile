@@ -18,7 +18,7 @@ endif
 export WANDB_MODE ?= offline
 JOBS ?= 2
 
-.PHONY: install demo test bench bench-quick clean
+.PHONY: install demo test lint bench bench-quick clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ demo: install
 
 test: install
 	WANDB_MODE=disabled $(PY) -m pytest -n $(JOBS) -q tests
+
+# style: pycodestyle + pyflakes + import order + bugbear, line length 120 (pyproject.toml [tool.ruff])
+lint: install
+	$(PY) -m ruff check .
 
 # speed and peak memory of every stage -> runs/bench/bench.json + bench.md (CPU, plus CUDA when visible)
 bench: install

@@ -19,7 +19,7 @@ Stages, each run as the command a user would type (printed before it runs, logge
 
 Data: ``--data_dir``, else ``$ECG2LLM_DATA``, else ``~/.cache/ecg2llm`` (downloaded from PhysioNet when
 missing). ``<out>/summary.json`` records each stage's command, wall time and headline numbers. Budget:
-<= 15 minutes on 2 CPU cores after install. Existing stage outputs are replaced (``--fresh false`` keeps
+<= 10 minutes on 2 CPU cores after install. Existing stage outputs are replaced (``--fresh false`` keeps
 the store and the trained LM of an earlier run and starts from stage 3).
 """
 from __future__ import annotations
@@ -124,8 +124,9 @@ def main(argv=None):
     lm_metrics = json.loads((lm_dir / "metrics.json").read_text())
     ev = json.loads((out / "eval" / "metrics.json").read_text())
     summary["lm"] = {s: lm_metrics.get(s) for s in ("val", "test")}
-    summary["eval"] = {k: ev.get(k) for k in ("rfed", "mmd", "precision", "recall", "valid_rhythm_rate",
-                                              "hr_w1_bpm", "disc_score", "memorization_ratio", "forecast_crps")}
+    summary["eval"] = {"verdict": ev.get("verdict"), "headline": ev.get("headline"),
+                       **{k: ev.get(k) for k in ("rfed", "mmd", "valid_rhythm_rate", "hr_w1_bpm",
+                                                 "memorization_ratio", "forecast_crps")}}
     write_json(out / "summary.json", summary)
 
     val, test = lm_metrics.get("val", {}), lm_metrics.get("test", {})
@@ -135,7 +136,12 @@ def main(argv=None):
             print(f"LM {name}: {m['bits_per_token']:.3f} bits/token (bigram {m.get('bigram_bits_per_token', float('nan')):.3f}, "
                   f"unigram {m.get('unigram_bits_per_token', float('nan')):.3f}), {m['bits_per_second']:.0f} bits per ECG second")
     e = summary["eval"]
-    print("synthetic vs real DS2: " + ", ".join(f"{k} {v:.3g}" for k, v in e.items() if isinstance(v, (int, float))))
+    if e.get("verdict"):  # the headline metrics, each judged against the spread of real unseen patients
+        print(f"synthetic vs real DS2: verdict {str(e['verdict']).upper()}")
+        for k, h in (e.get("headline") or {}).items():
+            lo, hi = h["real_band"]
+            print(f"  {k:<16} {h['value']:<8.3g} {h['verdict']:<8} (real patients {lo:.3g}-{hi:.3g})")
+    print("detail: " + ", ".join(f"{k} {v:.3g}" for k, v in e.items() if isinstance(v, (int, float))))
     print(f"report: {out / 'eval' / 'report.md'}  (HTML: {out / 'eval' / 'report.html'})")
     return 0
 
