@@ -83,59 +83,26 @@ class TSTRConfig:
             raise ConfigError("seeds must list at least one seed, e.g. --seeds 0,1,2,3,4")
 
 
-def _generate(cfg: TSTRConfig, name: str, conditions: list[str], n: int, seconds: float, seed: int,
-              strength: float = 0.0, log=print) -> Path:
-    """Generate one set into ``<synthetic_dir>/<name>``, or reuse it when an earlier run wrote the same one.
-
-    Reuse needs ``cfg.reuse_synthetic`` and a ``manifest.json`` there whose generation settings (all but
-    ``out`` and ``num_threads``) and model weights hash equal this request's.
-    """
-    from lm.synthesize import GenerateConfig, generate
-
-    folder = synthetic_root(cfg) / name
-    gcfg = GenerateConfig(model=cfg.model, num_samples=n, seconds=seconds, out=str(folder), seed=seed,
-                          batch_size=cfg.batch_size, png=False, condition=conditions,
-                          condition_strength=strength, num_threads=cfg.num_threads)
-    if cfg.reuse_synthetic and _same_generation(folder, gcfg):
-        log(f"[tstr] reusing {folder} (same model, seed and settings)")
-        return folder
-    generate(gcfg)
-    return folder
-
-
 def synthetic_root(cfg: TSTRConfig) -> Path:
     """Where the generated sets live: ``cfg.synthetic_dir``, else ``<out>/synthetic``."""
     return Path(cfg.synthetic_dir) if cfg.synthetic_dir else Path(cfg.out) / "synthetic"
 
 
-def _same_generation(folder: Path, gcfg) -> bool:
-    import json
+def generate_sets(cfg: TSTRConfig, generate, log=print) -> dict[str, Path]:
+    """Step 1 of the study: every beat- and rhythm-conditioned set, ``{set name: folder}``.
 
-    from lm.model import resolve_model_dir
-    from tokenizer.utils.io import sha256_file
-
-    try:
-        man = json.loads((folder / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return False
-    ignore = {"out", "num_threads"}
-    want = {k: v for k, v in asdict(gcfg).items() if k not in ignore}
-    have = {k: v for k, v in man.get("config", {}).items() if k not in ignore}
-    if want != have or len(man.get("samples", [])) != gcfg.num_samples:
-        return False
-    return man.get("model_sha256") == sha256_file(resolve_model_dir(gcfg.model) / "model.safetensors")
-
-
-def generate_sets(cfg: TSTRConfig, log=print) -> dict[str, Path]:
-    """Step 1 of the study: every beat- and rhythm-conditioned set, ``{set name: folder}``."""
-    sets = {"unconditional": _generate(cfg, "unconditional", [], cfg.beat_sequences, cfg.seconds, cfg.seed,
-                                       log=log)}
+    ``generate(folder, conditions, num_samples, seconds, seed, strength) -> folder`` writes one set (an ecg2llm
+    synthetic folder with ``.atr`` beat labels); ``scripts/tstr.py`` passes
+    :func:`lm.synthesize.generate_or_reuse` bound to the study's model, so this package never imports ``lm``.
+    """
+    root = synthetic_root(cfg)
+    sets = {"unconditional": generate(root / "unconditional", [], cfg.beat_sequences, cfg.seconds, cfg.seed, 0.0)}
     for i, c in enumerate(MINORITY):
-        sets[f"beat:{c}"] = _generate(cfg, f"beat_{c}", [f"beat:{c}"], cfg.beat_sequences, cfg.seconds,
-                                      cfg.seed + 1000 * (i + 1), float(cfg.strengths.get(c, 2.0)), log=log)
+        sets[f"beat:{c}"] = generate(root / f"beat_{c}", [f"beat:{c}"], cfg.beat_sequences, cfg.seconds,
+                                     cfg.seed + 1000 * (i + 1), float(cfg.strengths.get(c, 2.0)))
     for i, r in enumerate(cfg.rhythm_conditions):
-        sets[f"rhythm:{r}"] = _generate(cfg, f"rhythm_{r}", [f"rhythm:{r}"], cfg.rhythm_sequences, 10.0,
-                                        cfg.seed + 5000 + 100 * i, log=log)
+        sets[f"rhythm:{r}"] = generate(root / f"rhythm_{r}", [f"rhythm:{r}"], cfg.rhythm_sequences, 10.0,
+                                       cfg.seed + 5000 + 100 * i, 0.0)
     return sets
 
 
@@ -224,8 +191,11 @@ def run_arms(train_sets: dict[str, BeatSet], test: BeatSet, seeds, train, log=pr
     return out
 
 
-def run_study(cfg: TSTRConfig, log=print) -> dict:
-    """Everything of the module docstring; returns the JSON-able result (also written by :func:`write_outputs`)."""
+def run_study(cfg: TSTRConfig, generate, log=print) -> dict:
+    """Everything of the module docstring; returns the JSON-able result (also written by :func:`write_outputs`).
+
+    ``generate`` writes one synthetic set (see :func:`generate_sets`).
+    """
     import torch
 
     from tokenizer.splits import DS1, DS2
@@ -244,7 +214,7 @@ def run_study(cfg: TSTRConfig, log=print) -> dict:
                           "the study is inter-patient; give disjoint --train_records / --test_records")
 
     # 1. generate
-    sets = generate_sets(cfg, log)
+    sets = generate_sets(cfg, generate, log)
     t_gen = time.time() - t0
     log(f"[tstr] generated {len(sets)} sets in {t_gen:.0f} s")
 

@@ -217,6 +217,34 @@ def generate(cfg: GenerateConfig) -> dict:
                         arrays={"tokens": ids.astype(np.int32)})
 
 
+def generate_or_reuse(cfg: GenerateConfig, reuse: bool = True, log=print) -> Path:
+    """:func:`generate` into ``cfg.out``, unless that folder already holds the same generation.
+
+    The same generation: a manifest whose settings (all but ``out`` and ``num_threads``), sample count and
+    model weights hash equal this request's. Used by studies that regenerate the same sets (TSTR).
+    """
+    import json
+
+    from .model import resolve_model_dir
+
+    folder = Path(cfg.out)
+    if reuse:
+        try:
+            man = json.loads((folder / "manifest.json").read_text())
+        except (OSError, ValueError):
+            man = None
+        if isinstance(man, dict):
+            ignore = {"out", "num_threads"}
+            want = {k: v for k, v in asdict(cfg).items() if k not in ignore}
+            have = {k: v for k, v in (man.get("config") or {}).items() if k not in ignore}
+            if (want == have and len(man.get("samples", [])) == cfg.num_samples
+                    and man.get("model_sha256") == sha256_file(resolve_model_dir(cfg.model) / "model.safetensors")):
+                log(f"reusing {folder} (same model, seed and settings)")
+                return folder
+    generate(cfg)
+    return folder
+
+
 def _prompt_labels(cfg: GenerateConfig, tok, spec: ConditionSpec, prompt: np.ndarray, prompt_start: int):
     """A real prompt's own labels from the record's ``.atr``: ``(stream with labels, rhythm, events)``."""
     from tokenizer.data import read_annotations

@@ -55,7 +55,16 @@ def main(argv=None):
                     download=cfg.download)
     out = ensure_writable_dir(cfg.out)
     write_run_info(out, config_to_dict(cfg), model_dir=str(folder))
-    result = run_study(cfg)
+    from lm.synthesize import GenerateConfig, generate_or_reuse
+
+    def generate(folder, conditions, num_samples, seconds, seed, strength):
+        """One synthetic set from the study's conditional LM (reused when an earlier run wrote the same)."""
+        gcfg = GenerateConfig(model=cfg.model, num_samples=num_samples, seconds=seconds, out=str(folder),
+                              seed=seed, batch_size=cfg.batch_size, png=False, condition=list(conditions),
+                              condition_strength=strength, num_threads=cfg.num_threads)
+        return generate_or_reuse(gcfg, reuse=cfg.reuse_synthetic, log=lambda m: print(f"[tstr] {m}"))
+
+    result = run_study(cfg, generate)
     import shlex
     from datetime import datetime, timezone
 
