@@ -235,8 +235,12 @@ def generate_or_reuse(cfg: GenerateConfig, reuse: bool = True, log=print) -> Pat
             man = None
         if isinstance(man, dict):
             ignore = {"out", "num_threads"}
-            want = {k: v for k, v in asdict(cfg).items() if k not in ignore}
             have = {k: v for k, v in (man.get("config") or {}).items() if k not in ignore}
+            # a setting added after that folder was written counts as equal when this request leaves it at its
+            # default (the folder was generated with that behaviour)
+            defaults = asdict(GenerateConfig())
+            want = {k: v for k, v in asdict(cfg).items()
+                    if k not in ignore and (k in have or v != defaults.get(k))}
             if (want == have and len(man.get("samples", [])) == cfg.num_samples
                     and man.get("model_sha256") == sha256_file(resolve_model_dir(cfg.model) / "model.safetensors")):
                 log(f"reusing {folder} (same model, seed and settings)")

@@ -127,3 +127,25 @@ def test_default_model_generates_after_install(tmp_path):
     rec = wfdb.rdrecord(str(tmp_path / "g" / "sample_000"))
     assert rec.units == ["mV"] and rec.sig_len == int(10 * rec.fs)
     assert np.isfinite(rec.p_signal).all() and 0.05 < np.std(rec.p_signal) < 5.0
+
+
+def test_generate_or_reuse_reuses_only_the_same_generation(tmp_path, uniform_lm):
+    from lm.synthesize import GenerateConfig, generate_or_reuse
+
+    cfg = GenerateConfig(model=str(uniform_lm), num_samples=2, seconds=1, out=str(tmp_path / "g"), png=False)
+    logs = []
+    generate_or_reuse(cfg, log=logs.append)
+    first = (tmp_path / "g" / "sample_000.npy").read_bytes()
+    generate_or_reuse(cfg, log=logs.append)
+    assert len(logs) == 1 and "reusing" in logs[0]
+    # a folder written before a setting existed still matches while that setting is at its default
+    man_path = tmp_path / "g" / "manifest.json"
+    man = json.loads(man_path.read_text())
+    del man["config"]["top_p"]
+    man_path.write_text(json.dumps(man))
+    generate_or_reuse(cfg, log=logs.append)
+    assert len(logs) == 2
+    # another seed is another generation: written again, different samples
+    other = GenerateConfig(**{**cfg.__dict__, "seed": 5})
+    generate_or_reuse(other, log=logs.append)
+    assert len(logs) == 2 and (tmp_path / "g" / "sample_000.npy").read_bytes() != first
