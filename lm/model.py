@@ -184,23 +184,19 @@ def load_tokenizer_for(lm_config, folder: Path | None = None, tokenizer: str | P
     rec = getattr(lm_config, "ecg_tokenizer", None)
     if not isinstance(rec, dict) or "config" not in rec:
         raise TokenizerError("this LM's config carries no ECG tokenizer record (config.ecg_tokenizer)")
-    cands = []
-    if tokenizer is not None:
-        cands.append(Path(tokenizer) if str(tokenizer) != "default" else None)
-    elif folder is not None and (Path(folder) / TOKENIZER_SUBDIR / "config.json").is_file():
-        cands.append(Path(folder) / TOKENIZER_SUBDIR)
-    else:
-        src = rec.get("source")
-        cands.append(None if src in (None, "default") else Path(src))
-    where = cands[0]
-    if where is None:
-        from tokenizer.base import PRETRAINED_DIR as TOK_PRETRAINED
+    from tokenizer.base import PRETRAINED_DIR as TOK_PRETRAINED
+    from tokenizer.utils.hub import resolve_folder
 
-        where = TOK_PRETRAINED / "default"
-    if not (where / "model.safetensors").is_file():
-        raise TokenizerError(
-            f"no tokenizer weights at {where}: pass --tokenizer <folder> (the one this LM was trained with)"
-        )
+    if tokenizer is not None:
+        name = tokenizer
+    elif folder is not None and (Path(folder) / TOKENIZER_SUBDIR / "config.json").is_file():
+        name = Path(folder) / TOKENIZER_SUBDIR
+    else:
+        name = rec.get("source") or "default"
+    # a shipped name ("default", "v1"), a folder, or a Hub id
+    where = resolve_folder(name, TOK_PRETRAINED, what="tokenizer", error=TokenizerError,
+                           required=("model.safetensors",),
+                           hint="pass --tokenizer <folder> (the one this LM was trained with)")
     saved_cfg = json.loads((where / "config.json").read_text()) if (where / "config.json").is_file() else {}
     saved_cfg.pop("weights_hash", None)
     if saved_cfg and saved_cfg != rec["config"]:

@@ -155,7 +155,7 @@ def test_tokenizer_override_must_match(pipe, tmp_path):
     from ecg2llm import ECGPipeline
     from tokenizer.base import ECGTokenizer
 
-    same = ECGPipeline.from_pretrained("default", device="cpu", tokenizer="default")
+    same = ECGPipeline.from_pretrained("default", device="cpu", tokenizer="v1")
     assert same.tokenizer.weights_hash == pipe.tokenizer.weights_hash
     ECGTokenizer.from_config(pipe.tokenizer.config_dict()).save_pretrained(tmp_path / "untrained")
     with pytest.raises(ValueError, match="weights hash"):

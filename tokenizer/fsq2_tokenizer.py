@@ -33,10 +33,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ECGTokenizer, register_tokenizer
+from .base import register_tokenizer
 from .baseline import estimate_knots_np, interpolate_knots_np, knot_hop, n_knots
 from .errors import TokenizerError
 from .fsq import FSQ
+from .fsq_tokenizer import FSQModelTokenizer
 from .models.contextual import ContextualDecoder, ContextualEncoder, chunked_apply
 from .texture import TextureModel
 
@@ -133,26 +134,11 @@ class FSQ2Autoencoder(nn.Module):
 
 
 @register_tokenizer("fsq2")
-class FSQ2Tokenizer(ECGTokenizer):
+class FSQ2Tokenizer(FSQModelTokenizer):
     """Baseline-split contextual FSQ tokenizer with a texture decode (see module docstring)."""
 
     config_class = FSQ2TokenizerConfig
-
-    def __init__(self, config: FSQ2TokenizerConfig):
-        super().__init__(config)
-        self.model = FSQ2Autoencoder(config).eval()
-
-    @property
-    def vocab_size(self) -> int:
-        return int(math.prod(int(v) for v in self.config.levels))
-
-    @property
-    def samples_per_token(self) -> float:
-        return float(self.config.samples_per_token)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+    model_class = FSQ2Autoencoder
 
     @property
     def hop(self) -> int:
@@ -168,10 +154,6 @@ class FSQ2Tokenizer(ECGTokenizer):
         d["baseline_knots_per_second"] = self.fs / self.hop
         d["baseline_raw_bits_per_second"] = 16.0 * self.fs / self.hop
         return d
-
-    def to(self, device: str | torch.device) -> "FSQ2Tokenizer":
-        self.model.to(device)
-        return self
 
     # ----------------------------------------------------------------- public API
     def decode(self, ids: np.ndarray, state: dict | None = None, *, texture: bool = False,

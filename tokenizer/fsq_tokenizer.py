@@ -92,15 +92,15 @@ class FSQAutoencoder(nn.Module):
         return self.decoder(codes), ids  # (B, L, n)
 
 
-@register_tokenizer("fsq")
-class FSQTokenizer(ECGTokenizer):
-    """Contextual convolutional autoencoder with a finite scalar quantizer (see module docstring)."""
+class FSQModelTokenizer(ECGTokenizer):
+    """What every FSQ tokenizer shares: a torch ``model`` built from the config, ``prod(levels)`` codes,
+    ``samples_per_token`` samples per code, and moving between devices (numpy in and out either way)."""
 
-    config_class = FSQTokenizerConfig
+    model_class: type[nn.Module]
 
-    def __init__(self, config: FSQTokenizerConfig):
+    def __init__(self, config):
         super().__init__(config)
-        self.model = FSQAutoencoder(config).eval()
+        self.model = self.model_class(config).eval()
 
     @property
     def vocab_size(self) -> int:
@@ -114,10 +114,18 @@ class FSQTokenizer(ECGTokenizer):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def to(self, device: str | torch.device) -> "FSQTokenizer":
+    def to(self, device: str | torch.device):
         """Move the model (e.g. ``"cuda"``); encode/decode keep numpy in and out."""
         self.model.to(device)
         return self
+
+
+@register_tokenizer("fsq")
+class FSQTokenizer(FSQModelTokenizer):
+    """Contextual convolutional autoencoder with a finite scalar quantizer (see module docstring)."""
+
+    config_class = FSQTokenizerConfig
+    model_class = FSQAutoencoder
 
     def decode(self, ids: np.ndarray, state: dict | None = None) -> np.ndarray:
         """Ids -> signal in mV. ``state=None`` gives ``len(ids) * n`` samples; with the ``state`` of
