@@ -210,6 +210,27 @@ def rhythm_in_force(stream: np.ndarray, initial: int, spec: ConditionSpec) -> np
     return np.where(last >= 0, stream[np.maximum(last, 0)], initial).astype(np.int64)
 
 
+
+def sample_crops(streams, body: int, n: int, length: int, crop, rng: np.random.Generator,
+                 where: str) -> np.ndarray:
+    """``n`` random crops ``(n, length)``, uniform over every start of a ``body``-token window in ``streams``.
+
+    ``crop(r, s)`` returns the row for stream ``r`` starting at ``s`` (prefix tokens included); streams
+    shorter than ``body`` are skipped, and none long enough raises a :class:`StoreError` naming ``where``.
+    """
+    from tokenizer.errors import StoreError
+
+    cand = [i for i, s in enumerate(streams) if len(s) >= body]
+    if not cand:
+        raise StoreError(f"{where} has >= {body} stream tokens")
+    weights = np.array([len(streams[i]) - body + 1 for i in cand], dtype=np.float64)
+    which = rng.choice(len(cand), size=n, p=weights / weights.sum())
+    out = np.empty((n, length), dtype=np.int64)
+    for j, w in enumerate(which):
+        r = cand[w]
+        out[j] = crop(r, int(rng.integers(0, len(streams[r]) - body + 1)))
+    return out
+
 class ConditionedCorpus:
     """The records of a token store with their control tokens, cut like :mod:`lm.data` cuts plain codes.
 
@@ -266,21 +287,10 @@ class ConditionedCorpus:
     def random_crops(self, length: int, n: int, split: str = "train",
                      rng: np.random.Generator | None = None) -> np.ndarray:
         """``n`` crops of ``length`` tokens (rhythm prefix + stream), shape ``(n, length)``."""
-        from tokenizer.errors import StoreError
-
         rng = rng if rng is not None else np.random.default_rng()
-        body = length - 1
-        cand = [i for i, s in enumerate(self.streams.get(split, [])) if len(s) >= body]
-        if not cand:
-            raise StoreError(f"no record in split {split!r} of {self.path} has >= {body} stream tokens")
-        weights = np.array([len(self.streams[split][i]) - body + 1 for i in cand], dtype=np.float64)
-        which = rng.choice(len(cand), size=n, p=weights / weights.sum())
-        out = np.empty((n, length), dtype=np.int64)
-        for j, w in enumerate(which):
-            r = cand[w]
-            s = int(rng.integers(0, len(self.streams[split][r]) - body + 1))
-            out[j] = self._crop(split, r, s, length)
-        return out
+        return sample_crops(self.streams.get(split, []), length - 1, n, length,
+                            lambda r, s: self._crop(split, r, s, length), rng,
+                            f"no record in split {split!r} of {self.path}")
 
     def tiles(self, split: str, length: int, max_crops: int = 0) -> np.ndarray:
         """Non-overlapping crops over every record of ``split`` (an evenly spaced subset if ``max_crops``)."""

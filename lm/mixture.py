@@ -25,7 +25,7 @@ import numpy as np
 from tokenizer.data import read_annotations
 from tokenizer.errors import StoreError
 
-from .conditioning import interleave, label_events, rhythm_in_force
+from .conditioning import interleave, label_events, rhythm_in_force, sample_crops
 from .control import ControlSpec, drop_conditions
 from .corpora import CINC_DB, CINC_RHYTHM, base_record
 
@@ -128,17 +128,9 @@ class MixedCorpus:
                      rng: np.random.Generator | None = None) -> np.ndarray:
         """``n`` crops of ``length`` tokens (prefix + stream), shape ``(n, length)``; CFG dropout on train."""
         rng = rng if rng is not None else np.random.default_rng()
-        body = length - self.n_prefix
-        cand = [i for i, s in enumerate(self.streams.get(split, [])) if len(s) >= body]
-        if not cand:
-            raise StoreError(f"no stream in split {split!r} of {self.path} has >= {body} tokens")
-        weights = np.array([len(self.streams[split][i]) - body + 1 for i in cand], dtype=np.float64)
-        which = rng.choice(len(cand), size=n, p=weights / weights.sum())
-        out = np.empty((n, length), dtype=np.int64)
-        for j, w in enumerate(which):
-            r = cand[w]
-            s = int(rng.integers(0, len(self.streams[split][r]) - body + 1))
-            out[j] = self._crop(split, r, s, length)
+        out = sample_crops(self.streams.get(split, []), length - self.n_prefix, n, length,
+                           lambda r, s: self._crop(split, r, s, length), rng,
+                           f"no stream in split {split!r} of {self.path}")
         if split == "train" and self.spec.conditional and self.spec.condition_dropout > 0:
             out = drop_conditions(out, self.spec, self.spec.condition_dropout, rng)
         return out
