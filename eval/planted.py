@@ -15,6 +15,13 @@ MLII windows of patients no generator trained on (by default the validation reco
 ``too_clean``      baseline wander and noise removed (0.5-40 Hz band-pass)
 ``beat_drop``      one beat in four removed (replaced by a straight line): pauses
 ``white_noise``    white noise of 0.1 mV RMS added
+``polarity_flip``  the signal negated (a reversed lead)
+``beat_clone``     one real beat of the window tiled at its median RR (no beat-to-beat variation at all)
+``mains_60hz``     a 60 Hz sinusoid of 0.1 mV amplitude added (random phase per window)
+``time_stretch``   the record played 25 % slower (a sampling-rate mix-up: heart rate down, waves wider)
+``clipping``       each window clipped to its own 5th-95th percentile range (a saturated recorder)
+``shuffle_1s``     the window's ten 1-s segments in random order (discontinuities, broken rhythm)
+``dc_offset``      1.5 mV added to every sample: an invariance check, must stay "as real" like ``clean``
 =================  =====================================================================================
 
 Beat-level edits go through :func:`warp_beats`, a piecewise-linear time warp that maps every output
@@ -46,7 +53,20 @@ DEFECTS: dict[str, str] = {
     "too_clean": "baseline wander and noise removed (0.5-40 Hz)",
     "beat_drop": "one beat in four dropped",
     "white_noise": "white noise 0.1 mV RMS added",
+    # a second family, kinds a generator or a pipeline bug produces (added after the first ten were fixed)
+    "polarity_flip": "polarity inverted (lead reversed)",
+    "beat_clone": "one real beat repeated at a constant RR (copy-paste generator)",
+    "mains_60hz": "60 Hz mains interference of 0.1 mV amplitude added",
+    "time_stretch": "played 25 % slower (a rate mix-up: 288 Hz read as 360 Hz)",
+    "clipping": "clipped at the 5th and 95th percentile of each window (saturated recorder)",
+    "shuffle_1s": "the window's ten 1-s segments in random order",
+    "dc_offset": "a 1.5 mV DC offset added",
 }
+#: sets that must stay "as real": unchanged windows, and a change that carries no information about the heart
+INVARIANT = frozenset({"clean", "dc_offset"})
+#: seed index of each defect: the first ten keep the indices they had when they were the whole table
+_SEED_INDEX = {d: i for i, d in enumerate(sorted(list(DEFECTS)[:10]))}
+_SEED_INDEX.update({d: 100 + i for i, d in enumerate(list(DEFECTS)[10:])})
 SEGMENT_S = 20.0  # source material read per window for the time warps (more beats than any window uses)
 
 
@@ -157,7 +177,7 @@ class PlantedDefects:
         if defect not in DEFECTS:
             raise ValueError(f"unknown defect {defect!r}; choose from {sorted(DEFECTS)}")
         x = self.base.x.astype(np.float64)
-        rng = np.random.default_rng(self.seed + 1000 + sorted(DEFECTS).index(defect))
+        rng = np.random.default_rng(self.seed + 1000 + _SEED_INDEX[defect])
         fn: dict[str, Callable[[], np.ndarray]] = {
             "clean": lambda: x,
             "morph_swap": lambda: self._morph_swap(rng),
@@ -169,6 +189,17 @@ class PlantedDefects:
             "too_clean": lambda: _butter(x, (0.5, 40.0), "band", order=2),
             "beat_drop": lambda: self._beat_drop(rng),
             "white_noise": lambda: x + 0.1 * rng.standard_normal(x.shape),
+            "polarity_flip": lambda: -x,
+            "beat_clone": lambda: self._beat_clone(),
+            "mains_60hz": lambda: x + 0.1 * np.sin(2 * np.pi * 60.0 * np.arange(x.shape[1]) / FS
+                                                    + rng.uniform(0, 2 * np.pi, (len(x), 1))),
+            "time_stretch": lambda: self._time_stretch(1.25),
+            "clipping": lambda: np.clip(x, np.percentile(x, 5, axis=1, keepdims=True),
+                                        np.percentile(x, 95, axis=1, keepdims=True)),
+            "shuffle_1s": lambda: np.stack([np.concatenate([row[k * int(FS): (k + 1) * int(FS)]
+                                                                 for k in rng.permutation(int(WINDOW_S))])
+                                                 for row in x]),
+            "dc_offset": lambda: x + 1.5,
         }
         out = np.ascontiguousarray(fn[defect](), dtype=np.float32)
         return WindowSet(x=out, fs=FS, names=[f"{defect}_{i:04d}" for i in range(len(out))],
@@ -219,6 +250,32 @@ class PlantedDefects:
                 a, b = max(0, int(r - 0.25 * FS)), min(self.win - 1, int(r + 0.45 * FS))
                 y[a : b + 1] = np.linspace(y[a], y[b], b - a + 1)
             out.append(y)
+        return np.stack(out)
+
+    def _beat_clone(self) -> np.ndarray:
+        """The window's second beat (R-centred cycle) tiled at its median RR: zero beat-to-beat variation."""
+        out = []
+        for i in range(len(self.base)):
+            seg, p, _ = self._segment(i)
+            if len(p) < 3:
+                out.append(self.base.x[i])
+                continue
+            rr = int(np.median(np.diff(p)))
+            a = int(p[1]) - int(0.4 * rr)
+            beat = seg[a : a + rr]
+            if len(beat) < rr:
+                out.append(self.base.x[i])
+                continue
+            out.append(np.tile(beat, self.win // rr + 2)[int(0.6 * rr) : int(0.6 * rr) + self.win])
+        return np.stack(out)
+
+    def _time_stretch(self, factor: float) -> np.ndarray:
+        """Each window's source played ``factor`` times slower (linear interpolation from the record)."""
+        out = []
+        for i in range(len(self.base)):
+            seg, _, _ = self._segment(i)
+            t = np.arange(self.win) / factor
+            out.append(np.interp(t, np.arange(len(seg)), seg))
         return np.stack(out)
 
     def all(self) -> dict[str, WindowSet]:

@@ -118,6 +118,19 @@ def test_planted_defects_built_correctly(data_dir):
     same = [np.median(rr(sets["morph_swap"].x[i])) / np.median(rr(base[i])) for i in range(len(base))]
     assert np.allclose(same, 1.0, atol=0.1)
     assert not np.allclose(sets["morph_swap"].x, base, atol=0.05)
+    # the second family
+    assert np.array_equal(sets["polarity_flip"].x, -base)
+    assert np.allclose(sets["dc_offset"].x, base + 1.5, atol=1e-5)
+    assert np.allclose(np.sort(sets["shuffle_1s"].x, 1), np.sort(base, 1))  # same samples, other order
+    assert not np.array_equal(sets["shuffle_1s"].x, base)
+    lo, hi = np.percentile(base, 5, axis=1), np.percentile(base, 95, axis=1)
+    assert np.all(sets["clipping"].x.min(1) >= lo - 1e-5) and np.all(sets["clipping"].x.max(1) <= hi + 1e-5)
+    mains = sets["mains_60hz"].x - base
+    assert np.allclose(mains.std(1), 0.1 / np.sqrt(2), rtol=0.02) and np.abs(np.fft.rfft(mains[0])).argmax() == 600
+    for i in range(len(base)):  # a cloned beat: constant RR; a 25 % slower window: RR x 1.25
+        c = rr(sets["beat_clone"].x[i])
+        assert len(c) >= 3 and np.ptp(c) <= 2
+        assert np.median(rr(sets["time_stretch"].x[i])) / np.median(rr(base[i])) == pytest.approx(1.25, abs=0.1)
 
 
 # ------------------------------------------------------------------------------------------ bands
