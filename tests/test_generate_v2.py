@@ -118,6 +118,11 @@ def test_guidance_needs_dropout_and_conditions_need_a_conditional_v2(tok2):
     assert s.annotations is None and s.ids.shape == (3, 72) and s.ids.max() < tok2.vocab_size
     with pytest.raises(ConfigError, match="needs a conditional LM"):
         _syn(uncond, tok2, condition=["rhythm:N"])
+    from ecg2llm import ECGPipeline
+
+    pipe = ECGPipeline(uncond, tok2)
+    assert not pipe.is_conditional and pipe.conditions == [] and not pipe.supports_guidance
+    assert np.array_equal(pipe.generate(3, 2, seed=4, batch_size=2, texture=False), s.signals)
 
 
 def test_v1_lm_refuses_guidance_source_lead_and_texture(v1_toy):
