@@ -138,7 +138,24 @@ def resolve_texture(tok, texture: bool | None) -> bool:
 
 
 def texture_seed(seed: int, i: int) -> int:
-    """Seed of sample ``i``'s texture when the sampling seed is ``seed`` (independent of the batch size)."""
+    """Seed of sample ``i``'s texture decode when the sampling seed is ``seed``.
+
+    A hash of ``(seed, i)`` (``numpy.random.SeedSequence``), so it does not depend on the batch size and is
+    not the seed of any sampling batch (those use ``seed + batch index``). Recorded per sample in the
+    manifest (``texture_seed``): ``tok.decode(ids, texture=True, seed=texture_seed(seed, i))`` redoes it.
+
+    Parameters
+    ----------
+    seed : int
+        The sampling seed (``--seed``).
+    i : int
+        Index of the sample in the call.
+
+    Returns
+    -------
+    int
+        A seed in ``[0, 2**32)``.
+    """
     return int(np.random.SeedSequence([int(seed) % 2 ** 63, int(i), 0x7E47]).generate_state(1)[0])
 
 
