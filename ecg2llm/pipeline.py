@@ -148,8 +148,24 @@ class ECGPipeline:
         spec = self._spec()
         if spec is None:
             return []
-        names = [n for n in spec.names if n != "rhythm:other"]
+        names = [n for n in spec.names if n != "rhythm:other" and n.partition(":")[0] in ("beat", "rhythm")
+                 and not n.endswith(":?")]  # LM v2: no null, source or lead tokens
         return [n for n in names if spec.counts.get(n, 0) > 0] if spec.counts else names
+
+    @property
+    def supports_guidance(self) -> bool:
+        """True for an LM v2 trained with condition dropout (``generate(guidance=...)`` works)."""
+        from lm.control import ControlSpec
+
+        ctl = ControlSpec.of_model(self.model)
+        return ctl is not None and ctl.conditional and ctl.condition_dropout > 0
+
+    @property
+    def has_texture(self) -> bool:
+        """True when the tokenizer decodes with texture (tokenizer v2): ``generate`` does so by default."""
+        from lm.synthesize import has_texture
+
+        return has_texture(self.tokenizer)
 
     def __repr__(self) -> str:
         kind = "conditional" if self.is_conditional else "unconditional"
@@ -160,7 +176,8 @@ class ECGPipeline:
     def generate(self, num_samples: int = 1, seconds: float = 10.0, *, seed: int = 0,
                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                  condition: str | Sequence[str] | None = None, condition_strength: float = 3.0,
-                 batch_size: int = 64, progress: bool = False) -> np.ndarray:
+                 guidance: float | None = None, texture: bool | None = None, source: str | None = None,
+                 lead: str | None = None, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Sample synthetic ECGs from scratch.
 
         Parameters
@@ -178,6 +195,17 @@ class ECGPipeline:
             ``"rhythm:N,beat:V"``. At most one rhythm; beat classes are boosted at every step.
         condition_strength : float
             Log-odds added to each requested beat class's control token.
+        guidance : float, optional
+            LM v2 trained with condition dropout (:attr:`supports_guidance`): the classifier-free guidance
+            scale (:func:`lm.guidance.sample_guided`). None: the conditional branch alone; ``1``: the same
+            samples; ``> 1``: stronger adherence to ``condition``; ``0``: unconditional. A v1 LM refuses it.
+        texture : bool, optional
+            Decode with the tokenizer's texture model (noise, mains, fine detail). None: on when the
+            tokenizer has one (:attr:`has_texture`, tokenizer v2), seeded per sample from ``seed`` (same
+            seed => identical); ``False``: the clean ECG band; ``True`` without a texture model raises.
+        source, lead : str, optional
+            LM v2: the database and lead to imitate (None: ``"mitdb"``, ``"MLII"``; also ``"cinc2017"``,
+            ``"V1"``, ``"I"``...). A v1 LM refuses them.
         batch_size : int
             Sequences sampled together (memory vs speed).
         progress : bool
@@ -191,8 +219,9 @@ class ECGPipeline:
         Raises
         ------
         ValueError
-            A bad argument, an unknown condition (the message lists the known ones), or a condition
-            given to an unconditional LM.
+            A bad argument, an unknown condition (the message lists the known ones), a condition
+            given to an unconditional LM, guidance/source/lead given to a v1 LM, or ``texture=True``
+            with a tokenizer without texture.
 
         Examples
         --------
@@ -206,7 +235,8 @@ class ECGPipeline:
         n, secs = self._check_sizes(num_samples, seconds)
         syn = self._synthesize(n, secs, seed=seed, temperature=temperature, top_k=top_k, top_p=top_p,
                                condition=conds, condition_strength=condition_strength, batch_size=batch_size,
-                               progress=progress)
+                               progress=progress, guidance=guidance, texture=texture, source=source,
+                               lead=lead)
         return syn.signals[:, : round(secs * self.fs)]  # (K, T)
 
     def forecast(self, prefix_mv: Any, fs: float | None = None, seconds: float = 5.0,
@@ -218,7 +248,9 @@ class ECGPipeline:
         The prefix is resampled to :attr:`fs` if ``fs`` differs, trimmed at its start to whole tokens
         (the most recent samples are kept), tokenized, and continued by the LM; prefix and continuation
         are decoded together (the tokenizer's decoder sees the real prefix at the seam), and only the part
-        after the prefix is returned. ``lm/forecast.py`` task ``i`` with ``--seed s --k K`` equals
+        after the prefix is returned, without texture (the clean band, as ``lm/forecast.py`` scores it;
+        v1 LMs only: an LM v2 cannot be prompted yet). ``lm/forecast.py`` task ``i`` with
+        ``--seed s --k K`` equals
         ``forecast(prefix_i, num_samples=K, seed=s * 100003 + i, batch_size=K)``.
 
         Parameters
@@ -260,7 +292,8 @@ class ECGPipeline:
         # one token past the horizon, so the contextual decoder sees real right context at its end
         # (as lm/forecast.py does: the same prefix and seed give the same continuations there)
         syn = self._synthesize(n, secs + 0.999 / self.tokens_per_second, seed=seed, temperature=temperature,
-                               top_k=top_k, top_p=top_p, batch_size=batch_size, progress=progress, prompt=ids)
+                               top_k=top_k, top_p=top_p, batch_size=batch_size, progress=progress, prompt=ids,
+                               texture=False)
         p = round(len(ids) * self.tokenizer.samples_per_token)  # decoded prefix samples
         return syn.signals[:, p : p + round(secs * self.fs)]  # (K, H)
 
@@ -330,8 +363,13 @@ class ECGPipeline:
 
     # ------------------------------------------------------------------------------------------ internals
     def _spec(self):
+        """The LM's condition vocabulary: v1 ``ConditionSpec``, v2 ``ControlSpec`` (None if unconditional)."""
         from lm.conditioning import ConditionSpec
+        from lm.control import ControlSpec
 
+        ctl = ControlSpec.of_model(self.model)
+        if ctl is not None:
+            return ctl if ctl.conditional else None
         return ConditionSpec.of_model(self.model)
 
     def _check_conditions(self, condition: str | Sequence[str] | None) -> list[str]:
@@ -403,7 +441,9 @@ class ECGPipeline:
 
     def _synthesize(self, num_samples: int, seconds: float, *, seed: int, temperature: float, top_k: int,
                     top_p: float, batch_size: int, progress: bool, condition: Sequence[str] = (),
-                    condition_strength: float = 3.0, prompt: np.ndarray | None = None):
+                    condition_strength: float = 3.0, prompt: np.ndarray | None = None,
+                    guidance: float | None = None, texture: bool | None = None, source: str | None = None,
+                    lead: str | None = None):
         from lm.sampling import SamplingParams
         from lm.synthesize import synthesize
         from tokenizer.errors import ConfigError
@@ -413,7 +453,8 @@ class ECGPipeline:
         return synthesize(self.model, self.tokenizer, num_samples, seconds, seed=int(seed),
                           params=SamplingParams(float(temperature), int(top_k), float(top_p)),
                           batch_size=int(batch_size), condition=list(condition),
-                          condition_strength=float(condition_strength), prompt=prompt, progress=progress)
+                          condition_strength=float(condition_strength), prompt=prompt, progress=progress,
+                          guidance=guidance, texture=texture, source=source, lead=lead)
 
 
 def _torch_dtype(dtype: Any) -> torch.dtype:

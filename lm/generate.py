@@ -13,6 +13,16 @@ the continuation. The tokenizer is rebuilt from the LM's config (its copy in ``<
 ``--tokenizer``) and refused if its config or weights hash differ from the ones the LM was trained with.
 The same seed and batch size give identical output. Every field of :class:`lm.synthesize.GenerateConfig`
 is a flag.
+
+LM v2 (trained with ``configs/lm/v2_*.yaml``: source/lead tokens, condition dropout)::
+
+    python lm/generate.py --model runs/lm/v2_conditional/final --condition rhythm:N --guidance 2 \
+        --source mitdb --lead MLII --num-samples 8 --seconds 10 --out runs/gen_guided
+
+``--guidance G`` is the classifier-free guidance scale (unset: the conditional branch alone; 1: the same
+samples; > 1: stronger adherence to ``--condition``); v1 LMs refuse it, and ``--source`` / ``--lead``.
+A tokenizer v2 with a texture model decodes with texture by default (noise, mains, fine detail, seeded
+per sample from ``--seed``); ``--texture false`` writes the clean ECG band. The manifest records both.
 """
 import os
 import sys

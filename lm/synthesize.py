@@ -6,7 +6,15 @@ writer of the one folder format, replaced atomically; a non-empty folder without
 LMs (beat labels at the R peaks as MIT-BIH symbols, rhythm notes ``+`` with ``(AFIB``..., readable by
 ``wfdb.rdann``), ``sample_000.png``, ``tokens.npy`` (int32 ``(num_samples, tokens)``, the sampled ids
 without the prompt) and ``manifest.json`` (per-sample prompt, model, tokenizer, sampling settings, seed,
-throughput).
+guidance, texture, throughput).
+
+Two LM generations share this path. v1 LMs (no :class:`lm.control.ControlSpec`) sample through
+:mod:`lm.sampling` exactly as before. LM v2 (``source:``/``lead:`` tokens, trained with condition dropout)
+samples through :func:`lm.guidance.sample_guided`: ``source``/``lead`` pick the prefix (default
+``mitdb``/``MLII``) and ``guidance`` the classifier-free guidance scale (None: conditional branch only).
+Independently, a tokenizer with a texture model (tokenizer v2, ``tok.has_texture``) decodes with
+``texture=True`` by default, seeded per sample by :func:`texture_seed` (same seed => same output);
+``texture=False`` gives the clean ECG band.
 """
 from __future__ import annotations
 
@@ -25,6 +33,7 @@ from tokenizer.utils.io import git_sha, sha256_file, versions
 from tokenizer.ecg import write_annotations
 
 from .conditioning import ConditionSpec, events_to_annotations
+from .control import ControlSpec
 from .model import load_lm, load_tokenizer_for
 from .sampling import SamplingParams, check_stateless, sample_tokens
 
@@ -51,6 +60,10 @@ class GenerateConfig:
     png: bool = True
     condition: list[str] = field(default_factory=list)  # conditional LMs: e.g. rhythm:AFIB,beat:V
     condition_strength: float = 3.0     # log-odds added to each requested beat class at every step
+    guidance: float | None = None       # LM v2: classifier-free guidance scale (none = conditional only)
+    source: str | None = None           # LM v2: database to imitate, mitdb | cinc2017 (none = mitdb)
+    lead: str | None = None             # LM v2: lead to generate, MLII | V1 | ... | I (none = MLII)
+    texture: bool | None = None         # tokenizer v2: texture decode (none = on when the tokenizer has one)
     device: str = "auto"                # auto | cpu | cuda
     num_threads: int = 0                # torch CPU threads; 0 = library default
 
@@ -64,6 +77,7 @@ class GenerateConfig:
         if self.prompt_record is not None and not self.prompt_seconds > 0:
             raise ConfigError("--prompt_record needs --prompt_seconds > 0")
         SamplingParams(self.temperature, self.top_k, self.top_p)  # validates
+        check_guidance(self.guidance)
 
 
 def _prompt_ids(cfg: GenerateConfig, tok) -> tuple[np.ndarray, float, int]:
@@ -85,6 +99,98 @@ def _prompt_ids(cfg: GenerateConfig, tok) -> tuple[np.ndarray, float, int]:
     return ids, len(ids) / tok.tokens_per_second, a
 
 
+def check_guidance(guidance) -> float | None:
+    """``guidance`` as a float (or None), refusing non-numbers, NaN/inf and negative scales."""
+    if guidance is None:
+        return None
+    try:
+        g = float(guidance)
+    except (TypeError, ValueError):
+        raise ConfigError(f"guidance must be a number (e.g. 2.0) or None, got {guidance!r}") from None
+    if not (np.isfinite(g) and g >= 0):
+        raise ConfigError(f"guidance must be a finite number >= 0 (1 = conditional sampling, > 1 = stronger "
+                          f"adherence), got {guidance!r}")
+    return g
+
+
+def has_texture(tok) -> bool:
+    """Whether ``tok`` can decode with texture (tokenizer v2 with a fitted texture model)."""
+    return bool(getattr(tok, "has_texture", False))
+
+
+def resolve_texture(tok, texture: bool | None) -> bool:
+    """The texture setting to decode with: ``None`` -> on exactly when the tokenizer has a texture model.
+
+    Raises
+    ------
+    ConfigError
+        ``texture=True`` for a tokenizer without texture (tokenizer v1, or v2 never fitted).
+    """
+    if texture is None:
+        return has_texture(tok)
+    if not isinstance(texture, (bool, np.bool_)):
+        raise ConfigError(f"texture must be True, False or None (automatic), got {texture!r}")
+    if texture and not has_texture(tok):
+        raise ConfigError(f"texture=True needs a tokenizer v2 with a fitted texture model; this LM's "
+                          f"{getattr(tok, 'tokenizer_type', type(tok).__name__)!r} tokenizer has none: "
+                          f"leave texture unset (or false)")
+    return bool(texture)
+
+
+def texture_seed(seed: int, i: int) -> int:
+    """Seed of sample ``i``'s texture decode when the sampling seed is ``seed``.
+
+    A hash of ``(seed, i)`` (``numpy.random.SeedSequence``), so it does not depend on the batch size and is
+    not the seed of any sampling batch (those use ``seed + batch index``). Recorded per sample in the
+    manifest (``texture_seed``): ``tok.decode(ids, texture=True, seed=texture_seed(seed, i))`` redoes it.
+
+    Parameters
+    ----------
+    seed : int
+        The sampling seed (``--seed``).
+    i : int
+        Index of the sample in the call.
+
+    Returns
+    -------
+    int
+        A seed in ``[0, 2**32)``.
+    """
+    return int(np.random.SeedSequence([int(seed) % 2 ** 63, int(i), 0x7E47]).generate_state(1)[0])
+
+
+def check_request(model, tok, *, guidance=None, source: str | None = None, lead: str | None = None,
+                  texture: bool | None = None, prompt: bool = False) -> tuple[ControlSpec | None, bool]:
+    """Check the v2-only arguments against the LM and tokenizer; returns ``(ControlSpec or None, texture)``.
+
+    Raises
+    ------
+    ConfigError
+        ``guidance``, ``source`` or ``lead`` for a v1 LM, a prompt for an LM v2 (not supported yet),
+        unknown source/lead names, a bad guidance scale, or ``texture=True`` without a texture model.
+    """
+    check_guidance(guidance)
+    ctl = ControlSpec.of_model(model)
+    if ctl is None:
+        if guidance is not None:
+            raise ConfigError(f"guidance={guidance} needs an LM trained with condition dropout "
+                              f"(configs/lm/v2_*.yaml); this is a v1 LM without null conditions: use "
+                              f"condition=... with condition_strength (logit bias) instead")
+        if source is not None or lead is not None:
+            leads = list(getattr(model.config, "ecg_leads", None) or ["MLII"])
+            raise ConfigError(f"source/lead tokens need an LM v2 (configs/lm/v2_*.yaml); this v1 LM was "
+                              f"trained on {leads} only: leave source and lead unset")
+    else:
+        if source is not None:
+            ctl.source_id(source)  # raises listing the known sources
+        if lead is not None:
+            ctl.lead_id(lead)
+        if prompt:
+            raise ConfigError("a prompt (forecast, --prompt_record) is not supported for an LM v2 yet "
+                              "(lm.guidance.sample_guided has no prompt); use a v1 LM to continue a real ECG")
+    return ctl, resolve_texture(tok, texture)
+
+
 @dataclass
 class Synthesis:
     """What one call of :func:`synthesize` drew: signals in mV (prompt first), codes, beat labels, timing."""
@@ -94,12 +200,16 @@ class Synthesis:
     annotations: list | None        # one BeatLabels per sample (conditional LMs), else None
     sampling_s: float
     total_s: float
+    texture: bool = False           # decoded with texture (tokenizer v2)
+    texture_seeds: list | None = None  # per sample, the texture seed (texture_seed(seed, i)), else None
+    lm_version: int = 1             # 2: sampled by lm.guidance.sample_guided (source/lead/guidance)
 
 
 def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, params: SamplingParams | None = None,
                batch_size: int = 64, condition: Sequence[str] = (), condition_strength: float = 3.0,
                prompt: np.ndarray | None = None, prompt_labels: tuple | None = None,
-               progress: bool = True) -> Synthesis:
+               guidance: float | None = None, source: str | None = None, lead: str | None = None,
+               texture: bool | None = None, progress: bool = True) -> Synthesis:
     """Sample ``num_samples`` ECGs of ``seconds`` after an optional prompt and decode them to millivolts.
 
     The one sampling path behind ``lm/generate.py`` and :meth:`ecg2llm.ECGPipeline.generate` /
@@ -112,22 +222,45 @@ def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, p
     condition : sequence of str
         Conditional LMs only: ``rhythm:AFIB``, ``beat:V``...; unknown names raise a ``ConfigError``
         (a ``ValueError``) that lists the known ones.
+    condition_strength : float
+        Log-odds added to each requested beat class (v1 logit bias; composes with guidance on LM v2).
     prompt : np.ndarray, optional
-        Codes of a real prefix; the returned signals start with its decoded samples.
+        Codes of a real prefix; the returned signals start with its decoded samples (v1 LMs only).
     prompt_labels : tuple, optional
         Conditional LMs: ``(stream, rhythm, events)`` of the prompt's own labels (:func:`_prompt_labels`).
+    guidance : float, optional
+        LM v2 trained with condition dropout: classifier-free guidance scale
+        (:func:`lm.guidance.sample_guided`; None = conditional branch only, 1 = the same samples,
+        > 1 = stronger adherence, 0 = unconditional).
+        A v1 LM refuses it.
+    source, lead : str, optional
+        LM v2: the prefix tokens (None: ``"mitdb"``, ``"MLII"``). A v1 LM refuses them.
+    texture : bool, optional
+        Decode with the tokenizer's texture model (None: on when the tokenizer has one, i.e. tokenizer v2);
+        sample ``i`` uses seed :func:`texture_seed` ``(seed, i)``. ``True`` without a texture model raises.
     """
-    spec = ConditionSpec.of_model(model)
-    if condition and spec is None:
+    prompt = np.zeros(0, np.int64) if prompt is None else np.asarray(prompt, np.int64)
+    ctl, use_texture = check_request(model, tok, guidance=guidance, source=source, lead=lead, texture=texture,
+                                     prompt=bool(prompt.size))
+    spec = ctl if ctl is not None else ConditionSpec.of_model(model)
+    if condition and (spec is None or (ctl is not None and not ctl.conditional)):
         raise ConfigError(f"condition {','.join(condition)} needs a conditional LM (trained with "
                           f"`conditioning: true`, e.g. configs/lm/tiny_cond.yaml); this LM has no control tokens")
-    prompt = np.zeros(0, np.int64) if prompt is None else np.asarray(prompt, np.int64)
     prompt_s = len(prompt) / tok.tokens_per_second
     n_tok = int(np.ceil(seconds * tok.tokens_per_second))
     params = params or SamplingParams()
     t0 = time.perf_counter()
     labels = None
-    if spec is not None:
+    if ctl is not None:
+        from .guidance import sample_guided
+
+        drawn = sample_guided(model, num_samples, n_tok, conditions=list(condition),
+                              guidance=check_guidance(guidance), strength=condition_strength,
+                              source=source or "mitdb", lead=lead or "MLII", params=params,
+                              batch_size=batch_size, seed=seed, progress=progress)
+        labels = drawn if ctl.conditional else None
+        ids = drawn.codes
+    elif spec is not None:
         from .sampling import sample_conditioned
 
         stream, prompt_rhythm, prompt_events = prompt_labels or (prompt if prompt.size else None, None, [])
@@ -142,14 +275,21 @@ def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, p
                             batch_size=batch_size, seed=seed, progress=progress)  # (K, n_tok)
     t_sample = time.perf_counter() - t0
     n_out = int(round((prompt_s + seconds) * tok.fs))
-    signals = np.stack([tok.decode(np.concatenate([prompt, row]), None)[:n_out] for row in ids]).astype(np.float32)
+    seeds = [texture_seed(seed, i) for i in range(len(ids))] if use_texture else None
+    rows = [np.concatenate([prompt, row]) for row in ids]
+    if use_texture:
+        decoded = [tok.decode(r, None, texture=True, seed=s)[:n_out] for r, s in zip(rows, seeds)]
+    else:  # v1 tokenizers: the call of before, unchanged
+        decoded = [tok.decode(r, None)[:n_out] for r in rows]
+    signals = np.stack(decoded).astype(np.float32)  # (K, n_out)
     annotations = None
     if labels is not None:
         prompt_events = prompt_labels[2] if prompt_labels else []
         annotations = [events_to_annotations(prompt_events + [(k + len(prompt), n) for k, n in ev], rhythm,
                                              x, tok.fs, tok.samples_per_token, spec.lead_s)
                        for ev, rhythm, x in zip(labels.events, labels.rhythm, signals)]
-    return Synthesis(signals, ids, annotations, t_sample, time.perf_counter() - t0)
+    return Synthesis(signals, ids, annotations, t_sample, time.perf_counter() - t0, texture=use_texture,
+                     texture_seeds=seeds, lm_version=1 if ctl is None else 2)
 
 
 def generate(cfg: GenerateConfig) -> dict:
@@ -163,9 +303,16 @@ def generate(cfg: GenerateConfig) -> dict:
     tok = load_tokenizer_for(model.config, folder, cfg.tokenizer)
     check_stateless(tok)
     rec = model.config.ecg_tokenizer
-    leads = list(getattr(model.config, "ecg_leads", None) or ["MLII"])
-    lead = leads[0] if len(leads) == 1 else "ECG"
-    spec = ConditionSpec.of_model(model)
+    # refuse v2-only arguments on a v1 LM (and prompts on an LM v2) before any record is read
+    ctl, _ = check_request(model, tok, guidance=cfg.guidance, source=cfg.source, lead=cfg.lead,
+                           texture=cfg.texture, prompt=cfg.prompt_record is not None)
+    if ctl is None:
+        leads = list(getattr(model.config, "ecg_leads", None) or ["MLII"])
+        lead = leads[0] if len(leads) == 1 else "ECG"
+        spec = ConditionSpec.of_model(model)
+    else:  # an LM v2 writes the lead its prefix asked for; its labels exist only if it is conditional
+        lead = cfg.lead or "MLII"
+        spec = ctl if ctl.conditional else None
     if cfg.condition and spec is None:
         raise ConfigError(f"--condition {','.join(cfg.condition)} needs a conditional LM (trained with "
                           f"`conditioning: true`, e.g. configs/lm/tiny_cond.yaml); {folder} has no control tokens")
@@ -177,7 +324,8 @@ def generate(cfg: GenerateConfig) -> dict:
     syn = synthesize(model, tok, cfg.num_samples, cfg.seconds, seed=cfg.seed,
                      params=SamplingParams(cfg.temperature, cfg.top_k, cfg.top_p), batch_size=cfg.batch_size,
                      condition=cfg.condition, condition_strength=cfg.condition_strength, prompt=prompt,
-                     prompt_labels=prompt_labels)
+                     prompt_labels=prompt_labels, guidance=cfg.guidance, source=cfg.source, lead=cfg.lead,
+                     texture=cfg.texture)
     signals, ids, annotations = syn.signals, syn.ids, syn.annotations
     n_tok, t_sample, t_total = ids.shape[1], syn.sampling_s, syn.total_s
     comment = (f"synthetic ECG generated by ecg2llm ({Path(folder).name} LM), seed {cfg.seed}; "
@@ -187,7 +335,7 @@ def generate(cfg: GenerateConfig) -> dict:
         "seconds": prompt_s, "tokens": int(prompt.size)}
 
     def per_sample(tmp: Path, name: str, i: int, x: np.ndarray) -> dict:
-        info = {}
+        info = {} if syn.texture_seeds is None else {"texture_seed": syn.texture_seeds[i]}
         if annotations is not None:
             write_annotations(tmp, name, annotations[i], tok.fs)
             info.update(atr=f"{name}.atr", **annotations[i].summary())
@@ -208,6 +356,12 @@ def generate(cfg: GenerateConfig) -> dict:
         "conditioning": None if spec is None else {
             "conditions": list(cfg.condition), "strength": cfg.condition_strength, "lead_s": spec.lead_s,
             "beats_per_class": _class_totals(annotations)},
+        "lm_version": syn.lm_version,
+        "guidance": None if ctl is None else {
+            "scale": check_guidance(cfg.guidance), "source": cfg.source or "mitdb", "lead": lead,
+            "sampler": "lm.guidance.sample_guided"},
+        "texture": {"on": syn.texture, "seed": "texture_seed(seed, i) (lm.synthesize), per sample"
+                    if syn.texture else None},
         "timing": {"sampling_s": t_sample, "sampling_and_decoding_s": t_total, "device": device,
                    "ecg_seconds_per_second": cfg.num_samples * cfg.seconds / t_total},
         "git_sha": git_sha(), "versions": versions(),
