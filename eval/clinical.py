@@ -198,7 +198,7 @@ def _delineate(templates, cycles, fs: float, out: dict[str, np.ndarray]) -> None
         a, b, rr_med = cycles[i]
         r = rpk[j]
         lo, hi = offs[j], offs[j] + a + b  # keep only fiducials inside this beat's own cycle
-        ok = lambda v: np.isfinite(v) and lo <= v < hi  # noqa: E731
+        ok = lambda v, lo=lo, hi=hi: np.isfinite(v) and lo <= v < hi  # noqa: E731
         if ok(r_on[j]) and ok(r_off[j]) and r_on[j] <= r <= r_off[j]:
             out["qrs_ms"][i] = (r_off[j] - r_on[j]) * ms
             if ok(t_off[j]) and t_off[j] > r_off[j]:

@@ -15,8 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
-from tokenizer.ecg import AAMI_CLASSES, rhythm_name
 from tokenizer.data import read_record
+from tokenizer.ecg import AAMI_CLASSES, rhythm_name
 
 from .beats import CLASSES, BeatSet
 from .data import FS, WINDOW_S, WindowSet
@@ -51,8 +51,9 @@ def condition_windows(records: Sequence[str], condition: str, data_dir=None, n: 
 
     Returns an empty-``x`` WindowSet (0 windows) when no window matches.
     """
-    from .data import _mlii  # the cached reader the scorer uses
     from tokenizer.data import resolve_data_dir
+
+    from .data import _mlii  # the cached reader the scorer uses
 
     root = str(resolve_data_dir(data_dir))
     index = [(str(r), s) for r in records for s in _record_windows(str(r), root, condition, window_s, fs)]

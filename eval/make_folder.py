@@ -43,9 +43,9 @@ class MakeFolderConfig:
 
 def run(cfg: MakeFolderConfig):
     from eval.data import real_windows
-    from tokenizer.folder import write_folder
     from eval.metrics.physiology import beat_features
     from eval.references import ecgsyn_windows
+    from tokenizer.folder import write_folder
 
     if cfg.source == "ecgsyn":
         ds1 = real_windows(DS1, cfg.data_dir, n=max(cfg.n, 200), seed=cfg.seed + 2)

@@ -30,8 +30,8 @@ from typing import Sequence
 
 import numpy as np
 
-from tokenizer.ecg import rhythm_name
 from tokenizer.data import read_record, resolve_data_dir
+from tokenizer.ecg import rhythm_name
 from tokenizer.splits import DS1, DS2
 
 from .clinical import FEATURES, clinical_features

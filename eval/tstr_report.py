@@ -109,7 +109,8 @@ def markdown(result: dict) -> str:
                 cells = ["–" if v is None else f"{v:.3g}" for v in vals]
                 lines.append(f"| {name} | {row} | {r['n_windows']} (ref {f['n_reference_windows']}) | "
                              + " | ".join(cells) + " |")
-    lines += ["", f"Generation {result['seconds']['generation']:.0f} s, whole study {result['seconds']['total']:.0f} s.", ""]
+    sec = result["seconds"]
+    lines += ["", f"Generation {sec['generation']:.0f} s, whole study {sec['total']:.0f} s.", ""]
     return "\n".join(lines)
 
 

@@ -36,6 +36,7 @@ from tokenizer.data import read_annotations
 from tokenizer.ecg import AAMI_CLASSES, BEAT_CLASSES, REFRACTORY_S, RHYTHMS, BeatLabels, refine_peaks, rhythm_name
 from tokenizer.errors import ConfigError
 
+
 @dataclass
 class ConditionSpec:
     """The control-token vocabulary of a conditional LM (saved as ``config.ecg_conditioning``).

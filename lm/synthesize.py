@@ -26,11 +26,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from tokenizer.ecg import write_annotations
 from tokenizer.errors import ConfigError
 from tokenizer.folder import check_replaceable, write_folder
 from tokenizer.utils.io import git_sha, sha256_file, versions
-
-from tokenizer.ecg import write_annotations
 
 from .conditioning import ConditionSpec, events_to_annotations
 from .control import ControlSpec

@@ -334,7 +334,8 @@ class Trainer:
             st.step += 1
             st.tokens_seen += tokens_per_step
             dt = time.perf_counter() - t_step
-            win_loss, win_steps, win_time, train_time = win_loss + step_loss, win_steps + 1, win_time + dt, train_time + dt
+            win_loss, win_steps = win_loss + step_loss, win_steps + 1
+            win_time, train_time = win_time + dt, train_time + dt
             bar.update(1)
             if st.step % max(cfg.log_every, 1) == 0 or st.step == cfg.max_steps:
                 mean_loss = float(acc.reduce(win_loss / win_steps, reduction="mean"))
@@ -358,7 +359,8 @@ class Trainer:
             **final_metrics, "step": st.step, "tokens_seen": st.tokens_seen,
             "train": {"seconds": train_time, "wall_seconds": time.perf_counter() - t0,
                       "steps": st.step - start_step,
-                      "tokens_per_second": (tokens_per_step * (st.step - start_step) / train_time) if train_time else None,
+                      "tokens_per_second": (tokens_per_step * (st.step - start_step) / train_time
+                                            if train_time else None),
                       "note": "tokens/s of this invocation's steps only (a resumed run counts its own)"},
             "weights_from_step": st.best_step if cfg.keep_best and st.best_step >= 0 else st.step,
             "n_params": self.n_params, "n_params_non_embedding": self.n_params_nonemb,

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import synthetic_ecg, write_wfdb
 from lm_support import build_test_store, seed_tokenizer_dir
+
 from tokenizer.base import ECGTokenizer
 from tokenizer.errors import DataNotFoundError, TokenizerError
 from tokenizer.tokenize import main as tokenize_main

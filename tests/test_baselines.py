@@ -5,9 +5,18 @@ import numpy as np
 import pytest
 
 from tokenizer.base import ECGTokenizer
-from tokenizer.baselines import (ChronosMeanScaleConfig, ChronosMeanScaleTokenizer, DecimateMuLawConfig,
-                                 DecimateMuLawTokenizer, DecimateUniformConfig, DecimateUniformTokenizer,
-                                 decimate, interpolate, uniform_dequantize, uniform_quantize)
+from tokenizer.baselines import (
+    ChronosMeanScaleConfig,
+    ChronosMeanScaleTokenizer,
+    DecimateMuLawConfig,
+    DecimateMuLawTokenizer,
+    DecimateUniformConfig,
+    DecimateUniformTokenizer,
+    decimate,
+    interpolate,
+    uniform_dequantize,
+    uniform_quantize,
+)
 from tokenizer.errors import TokenizerError
 
 FS = 360.0

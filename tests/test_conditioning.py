@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from lm_support import UniformBlockConfig, UniformBlockTokenizer, build_test_store
 
 from lm.conditioning import (
     ConditionedCorpus,
@@ -23,7 +24,6 @@ from lm.conditioning import (
     split_stream,
 )
 from lm.model import TOKENIZER_SUBDIR, build_model, tokenizer_record
-from lm_support import UniformBlockConfig, UniformBlockTokenizer, build_test_store
 from tokenizer.data import Annotations
 from tokenizer.ecg import rhythm_name
 from tokenizer.errors import ConfigError
@@ -170,8 +170,9 @@ def test_generate_writes_annotations_that_wfdb_reads(tmp_path, cond_lm):
 
 
 def test_conditions_need_a_conditional_lm_and_known_names(tmp_path, cond_lm, capsys):
-    from lm.generate import main
     from test_lm_generate import _save_lm
+
+    from lm.generate import main
 
     plain = _save_lm(tmp_path / "plain", UniformBlockTokenizer(UniformBlockConfig()))
     assert main(["--model", str(plain), "--condition", "beat:V", "--out", str(tmp_path / "a")]) == 2

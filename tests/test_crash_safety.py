@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import REPO, synthetic_ecg, write_wfdb
 from lm_support import build_test_store, seed_tokenizer_dir
 
@@ -133,7 +132,8 @@ def test_killed_training_resumes_with_the_same_data_and_losses(tmp_path):
     assert k >= 3 and not (killed / "final").exists()
     n = k + 3
 
-    assert main([*common, "--output_dir", str(killed), "--max_steps", str(n), "--resume_from_checkpoint", "latest"]) == 0
+    assert main([*common, "--output_dir", str(killed), "--max_steps", str(n),
+                 "--resume_from_checkpoint", "latest"]) == 0
     straight = tmp_path / "straight"
     assert main([*common, "--output_dir", str(straight), "--max_steps", str(n)]) == 0
 

@@ -5,9 +5,8 @@ import shutil
 import numpy as np
 import pytest
 
+from tokenizer.data import ENV_VAR, ensure_database, fill_nan_gaps, read_record, resolve_data_dir
 from tokenizer.ecg import AAMI_CLASSES
-from tokenizer.data import (ENV_VAR, ensure_database, fill_nan_gaps, read_record,
-                            resolve_data_dir)
 from tokenizer.errors import DataNotFoundError, RecordError
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-
 from conftest import synthetic_ecg, write_wfdb
 from lm_support import UniformBlockConfig, UniformBlockTokenizer, build_test_store
 

@@ -19,8 +19,8 @@ from eval.metrics import (
     prdc,
 )
 from eval.metrics.forecast import forecast_metrics
-from tokenizer.forecasts import ForecastError, load_forecasts, save_forecasts
 from eval.testing import gaussian_wave_ecg
+from tokenizer.forecasts import ForecastError, load_forecasts, save_forecasts
 
 FS = 360.0
 

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from tokenizer.folder import write_folder
-from tokenizer.forecasts import make_forecast_tasks, save_forecasts
 from eval.score import REQUIRED_KEYS, main
 from eval.scorer import Scorer, ScoreSettings
 from eval.testing import gaussian_wave_ecg, real_data_root, write_tiny_mitdb
+from tokenizer.folder import write_folder
+from tokenizer.forecasts import make_forecast_tasks, save_forecasts
 
 REF, TRAIN = ["100", "103"], ["101", "106"]
 

@@ -91,10 +91,11 @@ def test_newer_or_foreign_manifests_are_refused(tmp_path):
 def test_prompted_generate_then_score_never_scores_the_prompt(tmp_path):
     """lm/generate.py with a real prompt -> the stage-3 loader: by default nothing prompted is scored; with
     ``continuation`` exactly the generated samples after the prompt are, never the real prefix."""
-    from lm.generate import main as generate
-    from lm_support import UniformBlockConfig, UniformBlockTokenizer
     from conftest import synthetic_ecg, write_wfdb
+    from lm_support import UniformBlockConfig, UniformBlockTokenizer
     from test_lm_generate import _save_lm
+
+    from lm.generate import main as generate
 
     lm_dir = _save_lm(tmp_path / "lm", UniformBlockTokenizer(UniformBlockConfig()))
     root = tmp_path / "data"

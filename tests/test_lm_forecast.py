@@ -5,13 +5,13 @@ import json
 
 import numpy as np
 import pytest
-
-from tokenizer.forecasts import load_forecasts
-from lm.baselines import NGramModel
-from lm.forecast import ForecastConfig, forecast, main
 from lm_support import UniformBlockConfig, UniformBlockTokenizer
 from test_lm_generate import _save_lm
+
+from lm.baselines import NGramModel
+from lm.forecast import ForecastConfig, forecast, main
 from tokenizer.errors import ConfigError
+from tokenizer.forecasts import load_forecasts
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import synthetic_ecg, write_wfdb
+from lm_support import UniformBlockConfig, UniformBlockTokenizer, seed_tokenizer_dir
+
 from lm.generate import main
 from lm.model import PRETRAINED_DIR, TOKENIZER_SUBDIR, build_model, tokenizer_record
-from lm_support import UniformBlockConfig, UniformBlockTokenizer, seed_tokenizer_dir
 
 
 def _save_lm(folder: Path, tok, context_length: int = 48) -> Path:

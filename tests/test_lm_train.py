@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import REPO, synthetic_ecg, write_wfdb
+from lm_support import UniformBlockConfig, UniformBlockTokenizer, build_test_store, seed_tokenizer_dir
+
 from lm.data import TrainBatches, tile_crops
 from lm.train import main
-from lm_support import UniformBlockConfig, UniformBlockTokenizer, build_test_store, seed_tokenizer_dir
 from tokenizer.store import TokenStore
 
 # 2 layers of width 32, 63-token crops: seconds per run on 2 CPU cores

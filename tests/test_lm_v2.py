@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import synthetic_ecg, write_wfdb
+from lm_support import seed_tokenizer_dir
+
 from lm.conditioning import ConditionSpec
 from lm.control import ControlSpec, drop_conditions
-from lm_support import seed_tokenizer_dir
 from tokenizer.errors import ConfigError
 
 TINY = ["--n_layer", "2", "--d_model", "32", "--n_head", "2", "--context_length", "64", "--batch_size", "4",
@@ -223,7 +223,7 @@ def test_rhythm_check_separates_regular_from_irregular():
     regular = [synthetic_ecg(10, hr_bpm=hr, seed=i) for i, hr in enumerate((60, 75, 90))]
     rng = np.random.default_rng(0)
     irregular = []
-    for i in range(3):  # beats at random intervals of 0.4-1.2 s (CV ~ 0.3): AF-like
+    for _ in range(3):  # beats at random intervals of 0.4-1.2 s (CV ~ 0.3): AF-like
         t = np.cumsum(rng.uniform(0.4, 1.2, 20))
         x = np.zeros(3600, np.float32)
         for b in t[t < 9.8]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from lm_support import UniformBlockConfig, UniformBlockTokenizer, build_test_store
 
 from eval.testing import write_tiny_mitdb
-from lm_support import UniformBlockConfig, UniformBlockTokenizer, build_test_store
 
 AGE, MEDS = "QZ97AGEMARK", "QZXMEDSMARK"  # in MIT-BIH headers: "# 69 M 1085 1629 x1" and "# Aldomet, Inderal"
 

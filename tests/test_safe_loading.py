@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import REPO, synthetic_ecg, write_wfdb
 from lm_support import build_test_store, seed_tokenizer_dir
 

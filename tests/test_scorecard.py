@@ -87,8 +87,8 @@ def test_warp_beats_identity_and_target_peaks():
 
 
 def test_planted_defects_built_correctly(data_dir):
-    from eval.planted import DEFECTS, PlantedDefects, _record
     from eval.metrics.physiology import detect_rpeaks
+    from eval.planted import DEFECTS, PlantedDefects, _record
 
     pd = PlantedDefects(["101", "112"], n=6, data_dir=data_dir, seed=0)
     base = pd.base.x

@@ -3,8 +3,8 @@ round trips, determinism and save/load."""
 import numpy as np
 import pytest
 import torch
-
 from conftest import synthetic_ecg
+
 from tokenizer import ECGTokenizer, SeedTokenizer, SeedTokenizerConfig
 from tokenizer.errors import TokenizerError
 from tokenizer.models.seed import DimReduction

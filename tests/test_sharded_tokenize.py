@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import REPO
+
 from tokenizer.build_store import TokenizeConfig, build_store
 from tokenizer.shards import ShardedArray
 from tokenizer.store import TokenStore

@@ -116,7 +116,8 @@ def test_merged_index_matches_the_one_process_store(tiny_db, seed_tok, tmp_path)
         s1, s2 = one.state_of(e), two.state_of(f)  # the seed tokenizer's per-window min/max, from shard files
         assert s1.keys() == s2.keys() and all(np.array_equal(s1[k], s2[k]) for k in s1)
     rng1, rng2 = np.random.default_rng(3), np.random.default_rng(3)
-    assert np.array_equal(one.random_crops(40, 16, split=None, rng=rng1), two.random_crops(40, 16, split=None, rng=rng2))
+    assert np.array_equal(one.random_crops(40, 16, split=None, rng=rng1),
+                          two.random_crops(40, 16, split=None, rng=rng2))
 
 
 def test_lm_readers_work_on_a_sharded_store_without_loading_it(tiny_db, seed_tok, tmp_path):

@@ -3,7 +3,7 @@ import pytest
 
 from tokenizer.data import MITDB_RECORDS
 from tokenizer.errors import ConfigError
-from tokenizer.splits import DS1, DS2, PACED, intra_record_split, inter_patient_split
+from tokenizer.splits import DS1, DS2, PACED, inter_patient_split, intra_record_split
 
 
 def test_ds1_ds2_paced_partition_mitdb():

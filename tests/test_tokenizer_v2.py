@@ -8,8 +8,14 @@ import pytest
 import torch
 
 from tokenizer.base import PRETRAINED_DIR, ECGTokenizer
-from tokenizer.baseline import (band_filter, baseline_bits_per_second, estimate_knots, interpolate_knots,
-                                split_baseline, wander)
+from tokenizer.baseline import (
+    band_filter,
+    baseline_bits_per_second,
+    estimate_knots,
+    interpolate_knots,
+    split_baseline,
+    wander,
+)
 from tokenizer.errors import DataNotFoundError, TokenizerError
 from tokenizer.fsq2_tokenizer import FSQ2Tokenizer, FSQ2TokenizerConfig
 

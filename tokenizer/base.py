@@ -15,7 +15,6 @@ tensors (sorted by name), so a saved LM can refuse a tokenizer whose weights dif
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,8 +23,7 @@ import numpy as np
 import torch
 
 from .errors import TokenizerError
-from .utils.hub import (load_weights, push_folder, read_config, resolve_folder, save_folder,
-                        state_dict_hash)
+from .utils.hub import load_weights, push_folder, read_config, resolve_folder, save_folder, state_dict_hash
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 _REGISTRY: dict[str, type["ECGTokenizer"]] = {}

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import ENV_VAR, _UNIT_SCALE, fill_nan_gaps, read_header, resample, resolve_data_dir
+from .data import _UNIT_SCALE, ENV_VAR, fill_nan_gaps, read_header, resample, resolve_data_dir
 from .errors import DataNotFoundError, RecordError
 
 DB = "cinc2017"

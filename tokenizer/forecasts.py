@@ -92,7 +92,8 @@ def load_forecasts(path: str | Path) -> dict[str, np.ndarray]:
     if p.is_dir():
         p = p / "forecast.npz"
     if not p.is_file():
-        raise ForecastError(f"no forecast file at {p}; write one with lm/forecast.py (tokenizer.forecasts.save_forecasts)")
+        raise ForecastError(f"no forecast file at {p}; write one with lm/forecast.py "
+                            "(tokenizer.forecasts.save_forecasts)")
     try:
         with np.load(p, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

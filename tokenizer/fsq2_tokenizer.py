@@ -24,13 +24,12 @@ structure MSE training averages away), seeded for reproducibility.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
-from einops import rearrange
 import numpy as np
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 from .base import register_tokenizer

@@ -27,9 +27,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from einops import rearrange
 import numpy as np
 import torch
+from einops import rearrange
 from torch import nn
 
 from .base import ECGTokenizer, register_tokenizer
@@ -82,7 +82,8 @@ class FSQAutoencoder(nn.Module):
         return self.encoder.reach + self.decoder.reach
 
     def forward(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Training pass: ``(B, L + 2 * reach, n)`` scaled samples -> (``(B, L, n)`` reconstruction, ids ``(B, L + 2 r_dec)``).
+        """Training pass: ``(B, L + 2 * reach, n)`` scaled samples -> ``(B, L, n)`` reconstruction and ids
+        ``(B, L + 2 r_dec)``.
 
         The reconstruction covers the central ``L`` tokens; compare it with
         ``patches[:, reach : reach + L]``. The FSQ runs in fp32 (autocast off) with a straight-through gradient.

@@ -121,7 +121,7 @@ def robustness_report(tok, data_dir=None, records: Sequence[str] | None = None, 
         row(f"fs_{int(rate)}", sub, fs=rate)
     clean = rows["clean"]
     knots = clean.pop("knots", [])
-    for k, v in rows.items():
+    for v in rows.values():
         v["rmse_ratio"] = v["rmse_uv"] / clean["rmse_uv"]
         v["prdn_ratio"] = v["prdn"] / clean["prdn"]
     side = {}

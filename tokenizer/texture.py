@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import math
 
-from einops import reduce
 import numpy as np
 import torch
+from einops import reduce
 from torch import nn
 
 EULER_GAMMA = 0.5772156649015329

@@ -107,7 +107,7 @@ def texture_report(tok, records: Sequence[str] | None = None, data_dir=None, see
         modes["texture"] = {"texture": True}
     feats: dict[str, list[np.ndarray]] = {m: [] for m in ["real", *modes]}
     groups, rmse = [], {}
-    for i, (name, x) in enumerate(tqdm(sigs.items(), desc="texture check", disable=not progress)):
+    for i, x in enumerate(tqdm(sigs.values(), desc="texture check", disable=not progress)):
         ids, state = tok.encode(x, tok.fs)
         feats["real"].append(window_features(to_windows(x, tok.fs), tok.fs))
         for m, kw in modes.items():

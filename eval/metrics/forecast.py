@@ -20,11 +20,9 @@ Scores (lower is better, all in mV, averaged over tasks and horizon samples):
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from tokenizer.forecasts import ForecastError
-
 
 
 def crps_ensemble(samples: np.ndarray, truth: np.ndarray) -> np.ndarray:

@@ -34,9 +34,9 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
-from einops import rearrange
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
