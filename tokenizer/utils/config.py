@@ -93,6 +93,8 @@ def cast_value(value: Any, tp: Any, name: str) -> Any:
             if not isinstance(value, dict):
                 raise ValueError(value)
             return dict(value)
+    except ConfigError:  # an item of a list: its own message names the item
+        raise
     except (TypeError, ValueError):
         raise ConfigError(
             f"config field '{name}': cannot read {value!r} as {getattr(inner, '__name__', inner)}"
