@@ -217,6 +217,21 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: s
     return cfg
 
 
+def peek_value(argv: Sequence[str], name: str, default: Any = None) -> Any:
+    """The value of one key before the config class is known: ``--name`` (or ``--na-me``) on the command line,
+    else the ``--config`` YAML's ``name``, else ``default``. For entry points whose config class depends on a
+    key (``tokenizer/train.py`` picks its trainer by ``tokenizer_type``); everything else is then read by
+    :func:`parse_config`, which also reports any unknown flag."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    pre.add_argument("--" + name, *(["--" + name.replace("_", "-")] if "_" in name else []), dest=name)
+    known, _ = pre.parse_known_args(list(argv))
+    value = getattr(known, name)
+    if value is None and known.config:
+        value = load_yaml(known.config).get(name)
+    return default if value is None else value
+
+
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """A plain, JSON/YAML-safe dict of a dataclass config."""
     return dataclasses.asdict(cfg)
