@@ -26,8 +26,9 @@ from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import parse_config  # noqa: E402
-from tokenizer.utils.io import ensure_writable_dir, git_sha, write_json, write_text  # noqa: E402
+from tokenizer.utils.config import config_to_dict, parse_config  # noqa: E402
+from tokenizer.utils.io import (ensure_writable_dir, git_sha, write_json,  # noqa: E402
+                                write_run_info, write_text)
 
 
 def _rhythm_rows(clf, ceiling, sets) -> list[dict]:
@@ -73,6 +74,7 @@ def main(argv=None):
 
     t0 = time.time()
     out = ensure_writable_dir(a.out)
+    write_run_info(out, config_to_dict(a))  # the resolved config (defaults < YAML < flags)
     bad = [s for s in a.sets if s.strip() and "=" not in s]
     if bad:
         from tokenizer.errors import ConfigError

@@ -57,7 +57,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the repo root (t
 from tokenizer.errors import ConfigError  # noqa: E402
 from tokenizer.utils.cli import run_main  # noqa: E402
 from tokenizer.utils.config import config_to_dict, parse_config  # noqa: E402
-from tokenizer.utils.io import ensure_writable_dir, write_json, write_text  # noqa: E402
+from tokenizer.utils.io import ensure_writable_dir, write_json, write_run_info, write_text  # noqa: E402
 
 STAGE_NAMES = ("tokenizer", "tokenize_all", "store", "train", "generate", "score")
 
@@ -194,6 +194,7 @@ def main(argv=None):
 
     check_inputs(a)
     out = ensure_writable_dir(a.out)
+    write_run_info(out, config_to_dict(a))  # the resolved config (defaults < YAML < flags)
     (out / "logs").mkdir(exist_ok=True)
     cuda = a.device == "cuda" or (a.device == "auto" and torch.cuda.is_available())
     if a.device == "cuda" and not torch.cuda.is_available():

@@ -27,8 +27,9 @@ from pathlib import Path  # noqa: E402
 
 from eval.scorer import ScoreSettings  # noqa: E402
 from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import parse_config  # noqa: E402
-from tokenizer.utils.io import ensure_writable_dir, git_sha, write_json, write_text  # noqa: E402
+from tokenizer.utils.config import config_to_dict, parse_config  # noqa: E402
+from tokenizer.utils.io import (ensure_writable_dir, git_sha, write_json,  # noqa: E402
+                                write_run_info, write_text)
 
 MARK = {"as_real": "as real", "worse": "**WORSE**", "better": "better"}
 
@@ -86,6 +87,7 @@ def main(argv=None):
 
         raise ConfigError(f"--defects: unknown defect(s) {unknown}; choose from {', '.join(DEFECTS)}")
     out = ensure_writable_dir(a.out)
+    write_run_info(out, config_to_dict(a))  # the resolved config (defaults < YAML < flags)
     settings = {f.name: getattr(a, f.name) for f in dataclasses.fields(ScoreSettings)}
     scorer = Scorer(ScoreSettings(**settings))
     scorer.calibration()

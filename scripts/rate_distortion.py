@@ -45,8 +45,9 @@ from tokenizer.evaluation import evaluate_tokenizer, load_signals  # noqa: E402
 from tokenizer.metrics import MITDB_ADC_BITS  # noqa: E402
 from tokenizer.splits import inter_patient_split  # noqa: E402
 from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import parse_config  # noqa: E402
-from tokenizer.utils.io import ensure_writable_dir, git_sha, versions, write_json, write_text  # noqa: E402
+from tokenizer.utils.config import config_to_dict, parse_config  # noqa: E402
+from tokenizer.utils.io import (ensure_writable_dir, git_sha, write_json,  # noqa: E402
+                                versions, write_run_info, write_text)
 
 REPO = Path(__file__).resolve().parents[1]
 FSQ_LEVELS = {256: [8, 6, 5], 1024: [8, 5, 5, 5], 4096: [8, 8, 8, 8]}  # Mentzer et al. Table 1; 8^4
@@ -251,6 +252,7 @@ def main(argv=None):
     if bad:
         raise ConfigError(f"unknown vocab/method {bad}; vocabs {sorted(FSQ_LEVELS)}, methods {METHODS}")
     out = ensure_writable_dir(args.out)
+    write_run_info(out, config_to_dict(args))  # the resolved config (defaults < YAML < flags)
     split = inter_patient_split()
     train = list(load_signals(split.train, args.data_dir).values()) if "seed" in methods else []
     test = load_signals(split.test, args.data_dir, seconds=args.test_seconds or None)

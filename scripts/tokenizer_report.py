@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tokenizer.base import ECGTokenizer  # noqa: E402
 from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import parse_config  # noqa: E402
-from tokenizer.utils.io import ensure_writable_dir, write_json  # noqa: E402
+from tokenizer.utils.config import config_to_dict, parse_config  # noqa: E402
+from tokenizer.utils.io import ensure_writable_dir, write_json, write_run_info  # noqa: E402
 
 
 @dataclass
@@ -51,6 +51,7 @@ def main(argv=None):
     a = parse_config(TokenizerReportConfig, argv, description=__doc__)
     torch.set_num_threads(a.num_threads)
     out = ensure_writable_dir(a.out)
+    write_run_info(out, config_to_dict(a))  # the resolved config (defaults < YAML < flags)
     tok = ECGTokenizer.from_pretrained(a.tokenizer)
     rep = {"tokenizer": a.tokenizer, "describe": tok.describe(), "command": " ".join(sys.argv)}
     if not a.no_robustness:
