@@ -102,10 +102,10 @@ def run(cfg: ScoreConfig, command: str = "") -> dict:
     from eval.data import load_synthetic
     from eval.metrics import METRICS
     from eval.metrics.forecast import baseline_metrics, forecast_metrics
-    from tokenizer.forecasts import load_forecasts, make_forecast_tasks
     from eval.references import reference_rows, tokenizer_roundtrip_row
     from eval.report import write_report
     from eval.scorer import Scorer
+    from tokenizer.forecasts import load_forecasts, make_forecast_tasks
 
     t0 = time.time()
     which = _which_references(cfg.references)

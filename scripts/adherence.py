@@ -27,8 +27,13 @@ from pathlib import Path  # noqa: E402
 
 from tokenizer.utils.cli import run_main  # noqa: E402
 from tokenizer.utils.config import config_to_dict, parse_config  # noqa: E402
-from tokenizer.utils.io import (ensure_writable_dir, git_sha, write_json,  # noqa: E402
-                                write_run_info, write_text)
+from tokenizer.utils.io import (  # noqa: E402
+    ensure_writable_dir,
+    git_sha,
+    write_json,
+    write_run_info,
+    write_text,
+)
 
 
 def _rhythm_rows(clf, ceiling, sets) -> list[dict]:

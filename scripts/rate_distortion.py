@@ -46,8 +46,14 @@ from tokenizer.metrics import MITDB_ADC_BITS  # noqa: E402
 from tokenizer.splits import inter_patient_split  # noqa: E402
 from tokenizer.utils.cli import run_main  # noqa: E402
 from tokenizer.utils.config import config_to_dict, parse_config  # noqa: E402
-from tokenizer.utils.io import (ensure_writable_dir, git_sha, write_json,  # noqa: E402
-                                versions, write_run_info, write_text)
+from tokenizer.utils.io import (  # noqa: E402
+    ensure_writable_dir,
+    git_sha,
+    versions,
+    write_json,
+    write_run_info,
+    write_text,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 FSQ_LEVELS = {256: [8, 6, 5], 1024: [8, 5, 5, 5], 4096: [8, 8, 8, 8]}  # Mentzer et al. Table 1; 8^4

@@ -7,7 +7,6 @@ import json
 import sys
 
 import pytest
-
 from test_entrypoint_errors import ENTRY_POINTS, _main
 
 #: entry point -> its config dataclass (module attribute); the others take their class from another module
