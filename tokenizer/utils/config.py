@@ -222,7 +222,7 @@ def peek_value(argv: Sequence[str], name: str, default: Any = None) -> Any:
     else the ``--config`` YAML's ``name``, else ``default``. For entry points whose config class depends on a
     key (``tokenizer/train.py`` picks its trainer by ``tokenizer_type``); everything else is then read by
     :func:`parse_config`, which also reports any unknown flag."""
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)  # only the exact flags
     pre.add_argument("--config")
     pre.add_argument("--" + name, *(["--" + name.replace("_", "-")] if "_" in name else []), dest=name)
     known, _ = pre.parse_known_args(list(argv))
