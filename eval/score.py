@@ -24,10 +24,12 @@ if __name__ == "__main__":  # `python eval/score.py`: keep eval/ off sys.path, t
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
     sys.path.insert(0, os.path.dirname(_here))
 
+import dataclasses  # noqa: E402
 import time  # noqa: E402
 from dataclasses import asdict, dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from eval.scorer import ScoreSettings  # noqa: E402
 from tokenizer.errors import ConfigError  # noqa: E402
 from tokenizer.utils.cli import run_main  # noqa: E402
 from tokenizer.utils.config import parse_config  # noqa: E402
@@ -50,17 +52,15 @@ REQUIRED_KEYS = (
 
 
 @dataclass
-class ScoreConfig:
-    """Options of ``eval/score.py`` (``configs/eval/score.yaml``)."""
+class ScoreConfig(ScoreSettings):
+    """Options of ``eval/score.py`` (``configs/eval/score.yaml``): every field of the scorer's
+    :class:`eval.scorer.ScoreSettings` (inherited, not copied: ``data_dir``, ``n_real``, ``seed``,
+    ``reference_records`` (default DS2), ``train_records`` (default DS1), ``memo_stride_s``, ``disc_splits``,
+    ``cache_dir``, ``embedding``, ...) plus what to score and how to report it."""
 
     synthetic: str | None = None  # folder written by lm/generate.py (manifest.json, .npy or WFDB)
     out: str = "runs/eval"
-    data_dir: str | None = None  # data root holding mitdb/ (default $ECG2LLM_DATA)
-    n_real: int = 500  # DS2 reference windows
-    reference_records: list[str] | None = None  # default: DS2 (tokenizer.splits)
-    train_records: list[str] | None = None  # default: DS1, the memorization pool
     n_ref_rows: int = 200  # windows in each reference row (DS1, ECGSYN, tokenizer round trip)
-    seed: int = 0
     fs: float | None = None  # sampling rate of bare .npy folders (default 360)
     short: str = "error"  # samples shorter than 10 s: error | skip
     prompted: str = "exclude"  # prompted samples: exclude | continuation | include
@@ -70,12 +70,8 @@ class ScoreConfig:
     tokenizer: str | None = None  # tokenizer folder: adds its DS2 round-trip row
     forecast: str | None = None  # folder or file with forecast.npz
     n_forecast_tasks: int = 64  # tasks for the naive baselines when no --forecast is given
-    memo_stride_s: float = 5.0
-    disc_splits: int = 5
-    cache_dir: str | None = "runs/cache/eval"
-    embedding: str | None = None  # embedding folder (default: committed eval/pretrained/embedding)
     headline: bool = True  # headline verdicts against real bands (eval/headline.py)
-    band_draws: int = 40  # leave-patients-out draws of the real bands
+    band_draws: int = 40  # leave-patients-out draws of the real bands (calibration's "draws")
 
 
 def _parse_rows(items: list[str]) -> list[tuple[str, str]]:
@@ -108,7 +104,7 @@ def run(cfg: ScoreConfig, command: str = "") -> dict:
     from eval.metrics.forecast import baseline_metrics, forecast_metrics
     from eval.references import reference_rows, tokenizer_roundtrip_row
     from eval.report import write_report
-    from eval.scorer import Scorer, ScoreSettings
+    from eval.scorer import Scorer
     from tokenizer.forecasts import load_forecasts, make_forecast_tasks
 
     t0 = time.time()
@@ -125,21 +121,8 @@ def run(cfg: ScoreConfig, command: str = "") -> dict:
     forecast = load_forecasts(cfg.forecast) if cfg.forecast else None
     out = ensure_writable_dir(cfg.out)
 
-    settings = ScoreSettings(
-        data_dir=cfg.data_dir,
-        n_real=cfg.n_real,
-        seed=cfg.seed,
-        memo_stride_s=cfg.memo_stride_s,
-        disc_splits=cfg.disc_splits,
-        cache_dir=cfg.cache_dir,
-        embedding=cfg.embedding,
-        headline=cfg.headline,
-        calibration={"draws": cfg.band_draws},
-    )
-    if cfg.reference_records:
-        settings.reference_records = tuple(str(r) for r in cfg.reference_records)
-    if cfg.train_records:
-        settings.train_records = tuple(str(r) for r in cfg.train_records)
+    settings = ScoreSettings(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(ScoreSettings)})
+    settings.calibration = {"draws": cfg.band_draws, **(cfg.calibration or {})}
     scorer = Scorer(settings)
     if cfg.headline and cfg.tokenizer:  # the LM-only discriminator needs the tokenizer's round trip
         from tokenizer import ECGTokenizer

@@ -5,6 +5,7 @@ Launch::
     python scripts/adherence.py --out runs/adherence --data_dir ../shared/data \\
         --sets rhythm:N=runs/gen/cond_N,rhythm:AFIB=runs/gen/cond_AFIB
     python scripts/adherence.py --out runs/adherence --sets beat:V=runs/gen_v --beats true
+    python scripts/adherence.py --config my_sets.yaml     # the same fields as YAML keys (sets: a list)
 
 The rhythm classifier (:mod:`eval.rhythm`) is trained on real DS1 windows only; for each condition the
 share of generated 10-s windows it recognises as requested is written beside its recall on real DS2
@@ -20,12 +21,19 @@ import sys
 if __name__ == "__main__":
     sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import argparse  # noqa: E402
 import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.io import ensure_writable_dir, git_sha, write_json, write_text  # noqa: E402
+from tokenizer.utils.config import config_to_dict, parse_config  # noqa: E402
+from tokenizer.utils.io import (  # noqa: E402
+    ensure_writable_dir,
+    git_sha,
+    write_json,
+    write_run_info,
+    write_text,
+)
 
 
 def _rhythm_rows(clf, ceiling, sets) -> list[dict]:
@@ -50,28 +58,34 @@ def _rhythm_rows(clf, ceiling, sets) -> list[dict]:
     return rows
 
 
+@dataclass
+class AdherenceConfig:
+    """Fields of ``scripts/adherence.py`` (every field is a flag and a ``--config`` YAML key)."""
+
+    sets: list[str]                 # condition=DIR pairs, folders from lm/generate.py (a,b or a YAML list)
+    out: str = "runs/adherence"     # folder for adherence.json and adherence.md
+    data_dir: str | None = None     # data root holding mitdb/ ($ECG2LLM_DATA otherwise)
+    beats: bool = False             # also run the beat classifier on the sets' .atr labels
+    seed: int = 0
+
+
 @run_main
 def main(argv=None):
     """Train the DS1 rhythm classifier, measure its ceiling and each set's adherence. Returns 0."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="runs/adherence")
-    p.add_argument("--data_dir", default=None)
-    p.add_argument("--sets", required=True, help="comma list of condition=DIR (folders from lm/generate.py)")
-    p.add_argument("--beats", default="false", help="also run the beat classifier on the sets' .atr labels")
-    p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args(argv)
+    a = parse_config(AdherenceConfig, argv, description=__doc__)
 
     from eval.data import load_synthetic
     from eval.rhythm import rhythm_ceiling, train_rhythm_classifier
 
     t0 = time.time()
     out = ensure_writable_dir(a.out)
-    bad = [s for s in a.sets.split(",") if s.strip() and "=" not in s]
+    write_run_info(out, config_to_dict(a))  # the resolved config (defaults < YAML < flags)
+    bad = [s for s in a.sets if s.strip() and "=" not in s]
     if bad:
         from tokenizer.errors import ConfigError
 
         raise ConfigError(f"--sets entries are condition=DIR (e.g. rhythm:AFIB=runs/gen/afib), got {bad}")
-    pairs = [s.split("=", 1) for s in a.sets.split(",") if s.strip()]
+    pairs = [s.split("=", 1) for s in a.sets if s.strip()]
     sets = {c.strip(): load_synthetic(d.strip()) for c, d in pairs}
     dirs = {c.strip(): d.strip() for c, d in pairs}
     clf, train_data = train_rhythm_classifier(data_dir=a.data_dir, seed=a.seed, return_data=True)
@@ -90,7 +104,7 @@ def main(argv=None):
         lines.append(f"| {r['condition']} | {r['n']} | {r['share']:.2f} | {rec} | {c.get('source', '')} | "
                      f"{hr} | {fast} | {called} |")
     beat_rows = {}
-    if a.beats.lower() in ("1", "true", "yes"):
+    if a.beats:
         from eval.beat_classifier import beat_metrics, train_classifier
         from eval.beats import real_beats, synthetic_beats
         from eval.conditional import label_agreement

@@ -6,6 +6,7 @@ Launch (from the repo root)::
     python scripts/bench.py --out runs/bench_ci --quick      # every stage small (about 2 minutes on 2 cores)
     python scripts/bench.py --out runs/bench --device cuda --stages train,generate
     python scripts/bench.py --out runs/bench --stages tokenizer --tokenizer runs/tok/fsq/tokenizer
+    python scripts/bench.py --config my_bench.yaml     # the same fields (BenchConfig) as YAML keys
 
 Stages (``scripts/benchlib/stages.py``), each in its own child process so that its peak memory is its own
 (``ru_maxrss``; on CUDA also ``torch.cuda.max_memory_allocated``):
@@ -46,55 +47,64 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/benchlib
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the repo root (tokenizer, lm, eval)
 
 from tokenizer.errors import ConfigError  # noqa: E402
 from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.io import ensure_writable_dir, write_json, write_text  # noqa: E402
+from tokenizer.utils.config import config_to_dict, parse_config  # noqa: E402
+from tokenizer.utils.io import ensure_writable_dir, write_json, write_run_info, write_text  # noqa: E402
 
 STAGE_NAMES = ("tokenizer", "tokenize_all", "store", "train", "generate", "score")
 
 
-def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="folder for bench.json, bench.md and logs/")
-    p.add_argument("--quick", action="store_true", help="small sizes for every stage (CI smoke run)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="auto: CPU, plus CUDA for the tokenizer/train/generate stages when a GPU is visible")
-    p.add_argument("--stages", default=",".join(STAGE_NAMES), help=f"comma list of {', '.join(STAGE_NAMES)}")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads per stage (0: every available core)")
-    p.add_argument("--processes", type=int, default=0, help="tokenize_all processes (0: one per available core)")
-    p.add_argument("--omp_wait_policy", default="unset", choices=["passive", "active", "unset"],
-                   help="OMP_WAIT_POLICY of the stages (unset: the OpenMP default; passive on a shared machine)")
-    p.add_argument("--data_dir", "--data-dir", default=None, help="data root holding mitdb/ ($ECG2LLM_DATA)")
-    p.add_argument("--tokenizer", default="default", help="tokenizer folder, or 'default'")
-    p.add_argument("--model", default="default", help="LM folder for the generation stage, or 'default' (tiny)")
-    p.add_argument("--train_config", default=None,
-                   help="LM config for the train stage (default: configs/lm/tiny.yaml on CPU, base.yaml on CUDA)")
-    p.add_argument("--no_compile", action="store_true", help="do not torch.compile the CUDA training model")
-    p.add_argument("--peak_tflops", type=float, default=0.0,
-                   help="dense bf16 peak for MFU (0: from the GPU name, e.g. 989 for an H100 SXM)")
-    p.add_argument("--gen_batches", default="", help="comma list of generation batch sizes (default per device)")
-    p.add_argument("--corpus_patients", type=int, default=10_000, help="scaling projection: patients")
-    p.add_argument("--corpus_hours_per_patient", type=float, default=70.0, help="scaling projection: hours each")
-    p.add_argument("--corpus_leads", type=int, default=1, help="scaling projection: leads per recording")
-    p.add_argument("--stage_timeout", type=float, default=3600.0, help="seconds before a stage is stopped")
-    p.add_argument("--debug", action="store_true")
-    p.add_argument("--child", default=None, help=argparse.SUPPRESS)  # internal: run one stage in this process
+@dataclass
+class BenchConfig:
+    """Fields of ``scripts/bench.py`` (every field is a flag and a ``--config`` YAML key). The stages read
+    them as a dict (:data:`benchlib.stages.STAGES`), plus ``device``."""
+
+    out: str                        # folder for bench.json, bench.md and logs/
+    quick: bool = False             # small sizes for every stage (CI smoke run)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CPU, plus CUDA when a GPU is visible
+    stages: list[str] = field(default_factory=lambda: list(STAGE_NAMES))  # comma list of STAGE_NAMES
+    threads: int = 0                # torch CPU threads per stage (0: every available core)
+    processes: int = 0              # tokenize_all processes (0: one per available core)
+    omp_wait_policy: Literal["passive", "active", "unset"] = "unset"  # passive on a shared machine
+    data_dir: str | None = None     # data root holding mitdb/ ($ECG2LLM_DATA otherwise)
+    tokenizer: str = "default"      # tokenizer folder, or 'default'
+    model: str = "default"          # LM folder for the generation stage, or 'default' (tiny)
+    train_config: str | None = None  # LM config of the train stage (default: tiny.yaml on CPU, base on CUDA)
+    no_compile: bool = False        # do not torch.compile the CUDA training model
+    peak_tflops: float = 0.0        # dense bf16 peak for MFU (0: from the GPU name, e.g. 989 for an H100)
+    gen_batches: list[int] = field(default_factory=list)  # generation batch sizes (default per device)
+    corpus_patients: int = 10_000   # scaling projection: patients
+    corpus_hours_per_patient: float = 70.0  # scaling projection: hours each
+    corpus_leads: int = 1           # scaling projection: leads per recording
+    stage_timeout: float = 3600.0   # seconds before a stage is stopped
+
+    def __post_init__(self):
+        unknown = [s for s in self.stages if s not in STAGE_NAMES]
+        if unknown or not self.stages:
+            raise ConfigError(f"--stages: unknown stage(s) {unknown}; choose from {', '.join(STAGE_NAMES)}")
+
+
+def _child_flags() -> argparse.ArgumentParser:
+    """Internal flags (not config): run one stage in this process and write its result to a file."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--child_device", default="cpu", help=argparse.SUPPRESS)
     p.add_argument("--child_out", default=None, help=argparse.SUPPRESS)
-    a = p.parse_args(argv)
-    a.stages = [s for s in a.stages.split(",") if s.strip()]
-    unknown = [s for s in a.stages if s not in STAGE_NAMES]
-    if unknown or not a.stages:
-        raise ConfigError(f"--stages: unknown stage(s) {unknown}; choose from {', '.join(STAGE_NAMES)}")
-    from tokenizer.utils.cli import int_list
+    return p
 
-    a.gen_batches = int_list(a.gen_batches, "--gen_batches")
-    return a
+
+def parse_args(argv) -> BenchConfig:
+    """``argv`` as a :class:`BenchConfig`; ``cfg._extra`` holds ``child``, ``child_device``, ``child_out``
+    and ``debug``."""
+    return parse_config(BenchConfig, argv, description=__doc__, extra=_child_flags())
 
 
 def check_inputs(a) -> None:
@@ -118,30 +128,32 @@ def check_inputs(a) -> None:
         raise ConfigError(f"--train_config {a.train_config} does not exist")
 
 
-def run_child(a) -> int:
-    """Run stage ``a.child`` on ``a.child_device`` here and write its result (or its error) to ``a.child_out``."""
+def run_child(a: BenchConfig) -> int:
+    """Run stage ``child`` on ``child_device`` (both in ``a._extra``) here; write its result (or its error)
+    to ``child_out``."""
     import torch
 
     from benchlib.stages import STAGES
     from tokenizer.utils.distributed import available_cores
 
+    x = a._extra
     torch.set_num_threads(a.threads or available_cores())
-    opts = {**vars(a), "device": a.child_device}
+    opts = {**config_to_dict(a), "device": x.child_device}
     t0 = time.perf_counter()
     try:
-        res = STAGES[a.child](opts)
+        res = STAGES[x.child](opts)
         rc = 0
     except Exception as e:  # noqa: BLE001 - reported in the table; the other stages still run
         res, rc = {"error": f"{type(e).__name__}: {e}"}, 1
-        if a.debug:
+        if x.debug:
             raise
     res["wall_s"] = time.perf_counter() - t0
     # peak resident memory (KiB on Linux) of this process, and of the largest child it waited for (torchrun ranks)
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     res["peak_rss_children_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    if a.child_device.startswith("cuda") and torch.cuda.is_available():
+    if x.child_device.startswith("cuda") and torch.cuda.is_available():
         res["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    write_json(a.child_out, res)
+    write_json(x.child_out, res)
     return rc
 
 
@@ -172,7 +184,7 @@ def main(argv=None):
     """Run the chosen stages, write ``bench.json`` and ``bench.md``, print the table; 1 if a stage failed."""
     argv = list(sys.argv[1:] if argv is None else argv)
     a = parse_args(argv)
-    if a.child:
+    if a._extra.child:
         return run_child(a)
     import torch
 
@@ -182,6 +194,7 @@ def main(argv=None):
 
     check_inputs(a)
     out = ensure_writable_dir(a.out)
+    write_run_info(out, config_to_dict(a))  # the resolved config (defaults < YAML < flags)
     (out / "logs").mkdir(exist_ok=True)
     cuda = a.device == "cuda" or (a.device == "auto" and torch.cuda.is_available())
     if a.device == "cuda" and not torch.cuda.is_available():

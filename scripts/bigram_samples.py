@@ -3,6 +3,7 @@
 Launch (after a token store exists, e.g. the one ``lm/train.py`` built)::
 
     python scripts/bigram_samples.py --store runs/store/default_mlii --out runs/bigram --num_samples 200
+    python scripts/bigram_samples.py --config my_bigram.yaml          # the same fields as YAML keys
     python eval/score.py --synthetic runs/gen --extra_rows "bigram sampler=runs/bigram" --out runs/eval
 
 The bigram model is fitted on the store's ``train`` records and its smoothing ``k`` tuned on 64 crops of
@@ -13,16 +14,33 @@ synthetic-folder format of ``lm/generate.py`` (``manifest.json``, ``.npy``, WFDB
 """
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from tokenizer.errors import StoreError  # noqa: E402
+from tokenizer.errors import ConfigError, StoreError  # noqa: E402
 from tokenizer.utils.cli import run_main  # noqa: E402
+from tokenizer.utils.config import parse_config  # noqa: E402
+
+
+@dataclass
+class BigramSamplesConfig:
+    """Fields of ``scripts/bigram_samples.py`` (every field is a flag and a ``--config`` YAML key)."""
+
+    store: str                      # token store folder (tokenizer/tokenize.py or lm/train.py)
+    out: str                        # output folder (replaced atomically)
+    tokenizer: str = "default"      # tokenizer that built the store
+    num_samples: int = 200          # ECGs to sample
+    seconds: float = 10.0           # seconds per ECG
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.num_samples < 1 or not self.seconds > 0:
+            raise ConfigError("--num_samples must be >= 1 and --seconds > 0")
 
 
 def bigram_samples(store_path: str, out: str, tokenizer: str = "default", num_samples: int = 200,
@@ -57,18 +75,8 @@ def bigram_samples(store_path: str, out: str, tokenizer: str = "default", num_sa
 
 @run_main
 def main(argv=None):
-    """Parse flags, sample, print where the folder is."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--store", required=True, help="token store folder (tokenizer/tokenize.py or lm/train.py)")
-    p.add_argument("--out", required=True, help="output folder (replaced atomically)")
-    p.add_argument("--tokenizer", default="default", help="tokenizer that built the store")
-    p.add_argument("--num_samples", "--num-samples", type=int, default=200)
-    p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--debug", action="store_true", help="show the full traceback on error")
-    a = p.parse_args(argv)
-    if a.num_samples < 1 or not a.seconds > 0:
-        p.error("--num_samples must be >= 1 and --seconds > 0")
+    """Parse flags (``--config`` YAML + overrides, :class:`BigramSamplesConfig`), sample, print the folder."""
+    a = parse_config(BigramSamplesConfig, argv, description=__doc__)
     folder = bigram_samples(a.store, a.out, a.tokenizer, a.num_samples, a.seconds, a.seed)
     print(f"{a.num_samples} bigram-sampler ECGs x {a.seconds:g} s written to {folder}")
     return 0

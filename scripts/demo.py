@@ -3,6 +3,7 @@
 Launch (``make demo`` runs exactly this after installing)::
 
     python scripts/demo.py --out runs/demo [--data_dir ../shared/data]
+    python scripts/demo.py --config my_demo.yaml        # the same fields (DemoConfig) as YAML keys
 
 Stages, each run as the command a user would type (printed before it runs, logged to ``<out>/logs``):
 
@@ -24,24 +25,41 @@ the store and the trained LM of an earlier run and starts from stage 3).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tokenizer.errors import ECG2LLMError  # noqa: E402
 from tokenizer.utils.cli import run_main  # noqa: E402
+from tokenizer.utils.config import config_to_dict, parse_config  # noqa: E402
 from tokenizer.utils.io import write_json  # noqa: E402
 
 ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
               "--mixed_precision", "no", "--dynamo_backend", "no"]
+
+
+@dataclass
+class DemoConfig:
+    """Fields of ``scripts/demo.py`` (every field is a flag and a ``--config`` YAML key). The stages get
+    their own settings from their configs (``lm_config``) plus the overrides the stage commands show."""
+
+    out: str = "runs/demo"          # output folder
+    data_dir: str | None = None     # data root holding mitdb/ ($ECG2LLM_DATA otherwise)
+    lm_config: str = "configs/lm/tiny.yaml"  # LM config of the train stage
+    max_steps: int | None = None    # override the LM config's max_steps
+    num_samples: int = 200          # unconditional 10-s samples to generate
+    forecast_tasks: int = 48        # DS2 prefixes to forecast
+    report_to: Literal["wandb", "tensorboard", "none"] = "wandb"  # LM tracker (W&B offline unless logged in)
+    fresh: bool = True              # false: reuse <out>/store and <out>/lm/final from an earlier run
 
 
 class StageError(ECG2LLMError):
@@ -70,20 +88,8 @@ def run_stage(name: str, cmd: list[str], log_dir: Path, summary: dict) -> None:
 
 @run_main
 def main(argv=None):
-    """Run stages 1-3 into ``--out`` and print where the report is."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    p.add_argument("--data_dir", "--data-dir", default=None, help="data root holding mitdb/ ($ECG2LLM_DATA)")
-    p.add_argument("--lm_config", default="configs/lm/tiny.yaml")
-    p.add_argument("--max_steps", type=int, default=None, help="override the LM config's max_steps")
-    p.add_argument("--num_samples", type=int, default=200, help="unconditional 10-s samples to generate")
-    p.add_argument("--forecast_tasks", type=int, default=48)
-    p.add_argument("--report_to", default="wandb", choices=["wandb", "tensorboard", "none"],
-                   help="LM tracker (W&B runs offline into <out>/lm/wandb unless you are logged in)")
-    p.add_argument("--fresh", default="true", choices=["true", "false"],
-                   help="false: reuse <out>/store and <out>/lm/final from an earlier run")
-    p.add_argument("--debug", action="store_true", help="show the full traceback on error")
-    a = p.parse_args(argv)
+    """Parse flags (:class:`DemoConfig`), run stages 1-4 into ``--out``, print where the report is."""
+    a = parse_config(DemoConfig, argv, description=__doc__)
 
     from tokenizer.data import ensure_database, resolve_data_dir
 
@@ -94,11 +100,11 @@ def main(argv=None):
     ensure_database(root)  # downloads MIT-BIH when missing, or says exactly what is wrong
     data = ["--data_dir", str(root)]
     py = sys.executable
-    summary: dict = {"out": str(out), "data_dir": str(root), "stages": {}}
+    summary: dict = {"out": str(out), "data_dir": str(root), "config": config_to_dict(a), "stages": {}}
     t0 = time.time()
 
     store, lm_dir = out / "store", out / "lm"
-    reuse = a.fresh == "false" and (store / "meta.json").is_file() and (lm_dir / "final" / "config.json").is_file()
+    reuse = not a.fresh and (store / "meta.json").is_file() and (lm_dir / "final" / "config.json").is_file()
     if not reuse:
         run_stage("1_tokenize", [py, "tokenizer/tokenize.py", "--tokenizer", "default", "--out", str(store), *data],
                   logs, summary)

@@ -3,6 +3,7 @@
 Launch::
 
     python scripts/fit_texture.py --tokenizer runs/tokenizer/fsq2_default/tokenizer --out runs/tok/v2_tex
+    python scripts/fit_texture.py --config my_texture.yaml     # the same fields as YAML keys
 
 Data: MLII and the second lead of the DS1 training records (DS1 minus the validation records; never DS2).
 The fit is closed-form (ridge regression of the residual's log power spectrum on the decode's, plus
@@ -11,9 +12,9 @@ segment- and frame-level covariances; :mod:`tokenizer.texture`). Writes the toke
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -21,24 +22,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tokenizer.base import ECGTokenizer  # noqa: E402
 from tokenizer.errors import TokenizerError  # noqa: E402
 from tokenizer.utils.cli import run_main  # noqa: E402
+from tokenizer.utils.config import parse_config  # noqa: E402
 from tokenizer.utils.io import write_json  # noqa: E402
+
+
+@dataclass
+class FitTextureConfig:
+    """Fields of ``scripts/fit_texture.py`` (every field is a flag and a ``--config`` YAML key)."""
+
+    tokenizer: str                  # fsq2 tokenizer folder
+    out: str                        # folder to write the tokenizer with its fitted texture
+    data_dir: str | None = None     # data root holding mitdb/ ($ECG2LLM_DATA otherwise)
+    num_threads: int = 1            # torch CPU threads
 
 
 @run_main
 def main(argv=None):
-    """Fit and save; returns 0."""
+    """Parse flags (:class:`FitTextureConfig`), fit the texture, save the tokenizer; returns 0."""
     import torch
 
     from tokenizer.data import read_header, read_record, resolve_data_dir
     from tokenizer.splits import inter_patient_split
     from tokenizer.texture import fit_texture
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tokenizer", required=True, help="fsq2 tokenizer folder")
-    p.add_argument("--out", required=True, help="folder to write the tokenizer with its fitted texture")
-    p.add_argument("--data_dir", "--data-dir", default=None)
-    p.add_argument("--num_threads", type=int, default=1)
-    a = p.parse_args(argv)
+    a = parse_config(FitTextureConfig, argv, description=__doc__)
     torch.set_num_threads(a.num_threads)
     tok = ECGTokenizer.from_pretrained(a.tokenizer)
     if tok.tokenizer_type != "fsq2":

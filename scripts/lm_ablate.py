@@ -10,20 +10,26 @@ overrides of :data:`ABLATIONS`, trains the same number of tokens (``--tokens``),
 Results go to ``<out>/<name>/`` (a normal run dir) and one line per variant in ``<out>/results.jsonl``.
 
     python scripts/lm_ablate.py --runs ctx256,ctx1080 --out runs/ablate            # ~8 min per run, 1 thread
+    python scripts/lm_ablate.py --out runs/ablate --table                           # the table of finished runs
+    python scripts/lm_ablate.py --config my_ablate.yaml                             # the same fields as YAML
+
+Each variant's LM config is ``configs/lm/ablate_base.yaml`` composed with its overrides through the same
+:func:`tokenizer.utils.config.parse_config` path as ``lm/train.py`` (no field is copied here).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tokenizer.errors import ConfigError  # noqa: E402
 from tokenizer.utils.cli import run_main  # noqa: E402
+from tokenizer.utils.config import parse_config  # noqa: E402
 
 BASE = "configs/lm/ablate_base.yaml"
 BOTH_LEADS = "[MLII,V1,V2,V4,V5]"
@@ -54,8 +60,6 @@ def run_variant(name: str, out: Path, tokens: int, n_windows: int, threads: int)
     from lm.model import load_lm, load_tokenizer_for
     from lm.rhythm_check import generated_windows, rhythm_stats
     from lm.trainer import Trainer
-    from tokenizer.utils.config import parse_config
-
     torch.set_num_threads(threads)
     t0 = time.time()
     prev = None
@@ -176,19 +180,24 @@ def reference(model: str = "default") -> dict:
             model: {k: v for k, v in gen.items() if k != "cv"}}
 
 
+@dataclass
+class AblateConfig:
+    """Fields of ``scripts/lm_ablate.py`` (every field is a flag and a ``--config`` YAML key)."""
+
+    runs: list[str] = field(default_factory=lambda: list(ABLATIONS))  # names from ABLATIONS, comma-separated
+    out: str = "runs/ablate"        # one run dir per variant and results.jsonl
+    tokens: int = 860_000           # training tokens per variant
+    windows: int = 64               # generated 10-s windows for the rhythm check
+    num_threads: int = 1            # torch CPU threads
+    figure: str | None = None       # only draw the loss curves of --out into this PNG
+    table: bool = False             # only print the markdown table of --out
+    reference: str | None = None    # only measure real DS2 and this LM (e.g. default)
+
+
 @run_main
 def main(argv=None):
-    """Run the named ablations one after the other (see the module docstring)."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", default=",".join(ABLATIONS), help=f"comma-separated, from {list(ABLATIONS)}")
-    ap.add_argument("--out", default="runs/ablate")
-    ap.add_argument("--tokens", type=int, default=860_000, help="training tokens per variant")
-    ap.add_argument("--windows", type=int, default=64, help="generated 10-s windows for the rhythm check")
-    ap.add_argument("--num_threads", type=int, default=1)
-    ap.add_argument("--figure", default=None, help="only draw the loss curves of --out into this PNG")
-    ap.add_argument("--table", action="store_true", help="only print the markdown table of --out")
-    ap.add_argument("--reference", default=None, help="only measure real DS2 and this LM (e.g. default)")
-    a = ap.parse_args(argv)
+    """Parse flags (:class:`AblateConfig`), run the named ablations one after the other (module docstring)."""
+    a = parse_config(AblateConfig, argv, description=__doc__)
     if a.reference:
         print(json.dumps(reference(a.reference)))
         return 0
@@ -200,7 +209,7 @@ def main(argv=None):
         return 0
     os.environ.setdefault("WANDB_MODE", "disabled")
     out = Path(a.out)
-    names = a.runs.split(",")
+    names = list(a.runs)
     unknown = [n for n in names if n not in ABLATIONS]
     if unknown:
         raise ConfigError(f"unknown ablation(s) {unknown}; known: {list(ABLATIONS)}")

@@ -4,6 +4,10 @@ Launch::
 
     python scripts/planted.py --out runs/planted --data_dir ../shared/data
     python scripts/planted.py --out runs/planted --n 300 --n_real 500 --records 101,112,119,208
+    python scripts/planted.py --config my_planted.yaml     # the same fields as YAML keys
+
+Every field of :class:`eval.scorer.ScoreSettings` (the scorer's reference: ``--n_real``, ``--cache_dir``,
+``--embedding``, ...) is a flag too: :class:`PlantedConfig` extends it rather than copying its fields.
 
 Writes ``planted.json`` (every row: headline values, bands, verdicts, plus rFED / disc_score for
 comparison) and ``planted.md`` (the defect x metric matrix). Each set goes through
@@ -16,12 +20,21 @@ import sys
 if __name__ == "__main__":
     sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from eval.scorer import ScoreSettings  # noqa: E402
 from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.io import ensure_writable_dir, git_sha, write_json, write_text  # noqa: E402
+from tokenizer.utils.config import config_to_dict, parse_config  # noqa: E402
+from tokenizer.utils.io import (  # noqa: E402
+    ensure_writable_dir,
+    git_sha,
+    write_json,
+    write_run_info,
+    write_text,
+)
 
 MARK = {"as_real": "as real", "worse": "**WORSE**", "better": "better"}
 
@@ -49,36 +62,39 @@ def matrix_markdown(rows: dict[str, dict], defects: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class PlantedConfig(ScoreSettings):
+    """Fields of ``scripts/planted.py``: the scorer's :class:`eval.scorer.ScoreSettings` (reused, with
+    headline verdicts on) plus the planted sets. Every field is a flag and a ``--config`` YAML key."""
+
+    out: str = "runs/planted"       # folder for planted.json and planted.md
+    n: int = 300                    # windows per planted set
+    records: list[str] = dataclasses.field(default_factory=list)  # held-out records cut (default: validation)
+    defects: list[str] = dataclasses.field(default_factory=list)  # defects to plant (default: all)
+    headline: bool = True           # headline verdicts against real bands (what the matrix reads)
+
+
 @run_main
 def main(argv=None):
     """Build the planted sets, score them, write ``planted.json`` and ``planted.md``. Returns 0."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="runs/planted")
-    p.add_argument("--data_dir", default=None)
-    p.add_argument("--n", type=int, default=300, help="windows per planted set")
-    p.add_argument("--n_real", type=int, default=500, help="DS2 reference windows")
-    p.add_argument("--records", default=None,
-                   help="held-out records the sets are cut from (default: validation)")
-    p.add_argument("--defects", default=None, help="comma list (default: all)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cache_dir", default="runs/cache/eval")
-    a = p.parse_args(argv)
+    a = parse_config(PlantedConfig, argv, description=__doc__)
 
     from eval.planted import DEFECTS, PlantedDefects
-    from eval.scorer import Scorer, ScoreSettings
+    from eval.scorer import Scorer
     from tokenizer.splits import DEFAULT_VALID
 
     t0 = time.time()
-    records = a.records.split(",") if a.records else list(DEFAULT_VALID)
-    defects = a.defects.split(",") if a.defects else list(DEFECTS)
+    records = list(a.records) or list(DEFAULT_VALID)
+    defects = list(a.defects) or list(DEFECTS)
     unknown = [d for d in defects if d not in DEFECTS]
     if unknown:
         from tokenizer.errors import ConfigError
 
         raise ConfigError(f"--defects: unknown defect(s) {unknown}; choose from {', '.join(DEFECTS)}")
     out = ensure_writable_dir(a.out)
-    scorer = Scorer(ScoreSettings(data_dir=a.data_dir, n_real=a.n_real, seed=a.seed, cache_dir=a.cache_dir,
-                                  headline=True))
+    write_run_info(out, config_to_dict(a))  # the resolved config (defaults < YAML < flags)
+    settings = {f.name: getattr(a, f.name) for f in dataclasses.fields(ScoreSettings)}
+    scorer = Scorer(ScoreSettings(**settings))
     scorer.calibration()
     planted = PlantedDefects(records, n=a.n, data_dir=scorer.data_dir, seed=a.seed)
     rows = {}

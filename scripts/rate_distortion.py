@@ -4,6 +4,7 @@ Launch::
 
     python scripts/rate_distortion.py --out runs/rd                 # the full study (hours on 2 CPU cores)
     python scripts/rate_distortion.py --out runs/rd_quick --quick   # CI-scale smoke run (about a minute)
+    python scripts/rate_distortion.py --config my_rd.yaml           # the same fields as YAML keys
 
 Grid: ``n`` (samples per token) in {5, 10, 20} x vocabularies of about 256, 1024 and 4096 (FSQ levels
 [8, 6, 5] = 240, [8, 5, 5, 5] = 1000, [8, 8, 8, 8] = 4096; every method in a cell uses the same vocabulary
@@ -24,11 +25,11 @@ and carries the command that produced its model. Trained models and finished row
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -43,14 +44,45 @@ from tokenizer.errors import ConfigError  # noqa: E402
 from tokenizer.evaluation import evaluate_tokenizer, load_signals  # noqa: E402
 from tokenizer.metrics import MITDB_ADC_BITS  # noqa: E402
 from tokenizer.splits import inter_patient_split  # noqa: E402
-from tokenizer.utils.cli import int_list, run_main  # noqa: E402
-from tokenizer.utils.io import ensure_writable_dir, git_sha, versions, write_json, write_text  # noqa: E402
+from tokenizer.utils.cli import run_main  # noqa: E402
+from tokenizer.utils.config import config_to_dict, parse_config  # noqa: E402
+from tokenizer.utils.io import (  # noqa: E402
+    ensure_writable_dir,
+    git_sha,
+    versions,
+    write_json,
+    write_run_info,
+    write_text,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 FSQ_LEVELS = {256: [8, 6, 5], 1024: [8, 5, 5, 5], 4096: [8, 8, 8, 8]}  # Mentzer et al. Table 1; 8^4
 METHODS = ("fsq", "seed", "decimate_uniform", "decimate_mulaw", "chronos_meanscale")
 SEED_WINDOW = 250  # samples per seed window (tokenizer.windows)
 SEED_WINDOW_BITS = 2 * MITDB_ADC_BITS  # min and max of each 250-sample window, at the ADC's resolution
+
+
+@dataclass
+class RateDistortionConfig:
+    """Fields of ``scripts/rate_distortion.py`` (every field is a flag and a ``--config`` YAML key).
+
+    The FSQ cells are trained from ``fsq_config`` with per-cell overrides (:func:`fsq_argv`), through the same
+    config path as ``tokenizer/train.py``: no tokenizer field is copied here.
+    """
+
+    out: str                        # output folder (models, rows, JSON, table, plot)
+    data_dir: str | None = None     # data root holding mitdb/ ($ECG2LLM_DATA otherwise)
+    quick: bool = False             # CI scale: n=10, vocab 256, a few steps, 20 s per record
+    ns: list[int] = field(default_factory=lambda: [5, 10, 20])  # samples per token, comma-separated
+    vocabs: list[int] = field(default_factory=lambda: [256, 1024, 4096])  # vocabulary sizes (FSQ_LEVELS keys)
+    methods: list[str] = field(default_factory=lambda: list(METHODS))  # from METHODS, comma-separated
+    fsq_config: str = "configs/tokenizer/fsq_default.yaml"  # tokenizer/train.py config of the fsq cells
+    fsq_steps: int = 3000           # training steps of each fsq cell
+    fsq_eval_every: int = 0         # 0: the config's value
+    seed_steps: int = 3000          # training steps of each seed-autoencoder cell
+    seed_dir: str | None = None     # folder with trained seed_n{n}_v{V} tokenizers to load
+    test_seconds: float = 0.0       # first seconds of each DS2 record (0: all)
+    threads: int = 2                # torch CPU threads
 
 
 def train_seed(n: int, num_bins: int, train: list[np.ndarray], steps: int, seed: int = 0,
@@ -109,12 +141,10 @@ def fsq_argv(args, n: int, vocab: int, out_dir: Path) -> list[str]:
     return argv
 
 
-def get_model(args, method: str, n: int, vocab: int, train: list[np.ndarray], out: Path):
+def get_model(args, method: str, n: int, vocab: int, train: list[np.ndarray], out: Path, study_cmd: str):
     """(tokenizer, side-information bit/s, command, training info) for one cell, training or loading it."""
-    study_cmd = "python scripts/rate_distortion.py " + " ".join(args.argv)
     if method == "fsq":
         from tokenizer.training import fsq as fsq_training
-        from tokenizer.utils.config import parse_config
 
         run_dir = out / "models" / f"fsq_n{n}_v{vocab}"
         argv = fsq_argv(args, n, vocab, run_dir)
@@ -216,34 +246,19 @@ def plot(rows: list[dict], path: Path) -> None:
 @run_main
 def main(argv=None):
     """Run (or resume) the study and write ``rate_distortion.{json,md,png}`` under ``--out``."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="output folder (models, rows, JSON, table, plot)")
-    p.add_argument("--data_dir", "--data-dir", default=None, help="data root holding mitdb/ ($ECG2LLM_DATA)")
-    p.add_argument("--quick", action="store_true", help="CI scale: n=10, vocab 256, a few steps, 20 s per record")
-    p.add_argument("--ns", default="5,10,20", help="samples per token, comma-separated")
-    p.add_argument("--vocabs", default="256,1024,4096", help=f"vocabulary sizes among {sorted(FSQ_LEVELS)}")
-    p.add_argument("--methods", default=",".join(METHODS))
-    p.add_argument("--fsq_config", default="configs/tokenizer/fsq_default.yaml")
-    p.add_argument("--fsq_steps", type=int, default=3000)
-    p.add_argument("--fsq_eval_every", type=int, default=0, help="0: the config's value")
-    p.add_argument("--seed_steps", type=int, default=3000)
-    p.add_argument("--seed_dir", default=None, help="folder with trained seed_n{n}_v{V} tokenizers to load")
-    p.add_argument("--test_seconds", type=float, default=0.0, help="first seconds of each DS2 record (0: all)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--debug", action="store_true")
-    args = p.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_config(RateDistortionConfig, argv, description=__doc__)  # bad values fail before any write
+    study_cmd = "python scripts/rate_distortion.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.quick:
-        args.ns, args.vocabs = "10", "256"
+        args.ns, args.vocabs = [10], [256]
         args.fsq_steps, args.seed_steps, args.fsq_eval_every = min(args.fsq_steps, 20), min(args.seed_steps, 20), 10
         args.test_seconds = args.test_seconds or 20.0
     torch.set_num_threads(args.threads)
-    ns, vocabs = int_list(args.ns, "--ns"), int_list(args.vocabs, "--vocabs")
-    methods = [m for m in args.methods.split(",") if m]
+    ns, vocabs, methods = list(args.ns), list(args.vocabs), list(args.methods)
     bad = [v for v in vocabs if v not in FSQ_LEVELS] + [m for m in methods if m not in METHODS]
     if bad:
         raise ConfigError(f"unknown vocab/method {bad}; vocabs {sorted(FSQ_LEVELS)}, methods {METHODS}")
     out = ensure_writable_dir(args.out)
+    write_run_info(out, config_to_dict(args))  # the resolved config (defaults < YAML < flags)
     split = inter_patient_split()
     train = list(load_signals(split.train, args.data_dir).values()) if "seed" in methods else []
     test = load_signals(split.test, args.data_dir, seconds=args.test_seconds or None)
@@ -264,7 +279,7 @@ def main(argv=None):
                             "reason": f"n={n} does not divide the seed's {SEED_WINDOW}-sample window"})
             continue
         print(f"[{i + 1}/{len(cells)}] {method} n={n} vocab~{vocab}", flush=True)
-        tok, side, command, train_info = get_model(args, method, n, vocab, train, out)
+        tok, side, command, train_info = get_model(args, method, n, vocab, train, out, study_cmd)
         res = evaluate_tokenizer(tok, test, side)
         row = {"method": method, "n": n, "vocab_target": vocab, **{k: res[k] for k in ROW_KEYS},
                "config": tok.config_dict(), "command": command, "train": train_info,
@@ -275,7 +290,7 @@ def main(argv=None):
               flush=True)
     study = {"rows": rows, "skipped": skipped, "test_records": list(split.test), "test_seconds": args.test_seconds or "all",
              "lead": "MLII", "split": split.as_dict(), "fsq_levels": FSQ_LEVELS, "quick": args.quick,
-             "command": "python scripts/rate_distortion.py " + " ".join(args.argv),
+             "command": study_cmd,
              "git_sha": git_sha(), "versions": versions()}
     write_json(out / "rate_distortion.json", study)
     notes = "".join(f"\nNo {k['method']} row at n={k['n']}: {k['reason']}." for k in

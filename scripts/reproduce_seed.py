@@ -4,6 +4,7 @@ Launch::
 
     python scripts/reproduce_seed.py --out runs/seed_repro --quick      # <= 10 min on 2 CPU cores
     python scripts/reproduce_seed.py --out runs/seed_repro              # the full run (all windows)
+    python scripts/reproduce_seed.py --config my_repro.yaml             # the same fields as YAML keys
 
 One row per (block size n, latent reading, quantized or not, split kind): the seed's MSE/MAE on
 [0, 1]-normalized windows, PRDN and RMSE in uV (mV reconstructions using the per-window min/max as side
@@ -12,10 +13,10 @@ records), tested on DS2 - the numbers that count; ``intra_record`` = first 80 % 
 only to mirror the seed. Unquantized rows count each latent value as a float32 (32 bits).
 Writes ``table2.json``, ``table2.md`` and ``figure{1..5}_*.png`` into ``--out``.
 """
-import argparse
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -23,7 +24,8 @@ import numpy as np  # noqa: E402
 
 from tokenizer.seed_tokenizer import SeedTokenizer, SeedTokenizerConfig  # noqa: E402
 from tokenizer.training.seed import TrainConfig, evaluate, fit, split_windows  # noqa: E402
-from tokenizer.utils.cli import int_list, run_main  # noqa: E402
+from tokenizer.utils.cli import run_main  # noqa: E402
+from tokenizer.utils.config import config_to_dict, parse_config  # noqa: E402
 from tokenizer.utils.io import ensure_writable_dir, write_json, write_run_info, write_text  # noqa: E402
 
 BLOCK_SIZES = (250, 125, 50, 25, 10, 5, 2)
@@ -31,19 +33,20 @@ READINGS = ("scalar", "table1")
 SEED_TABLE2 = {250: 0.550570, 125: 0.254592, 50: 0.082695, 25: 0.011730, 10: 0.000356, 5: 0.000086, 2: 0.000009}
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--quick", action="store_true", help="subsampled windows, few epochs (<= 10 min on 2 cores)")
-    p.add_argument("--data_dir", "--data-dir", default=None, help="data root containing mitdb/")
-    p.add_argument("--splits", default="inter_patient,intra_record", help="comma-separated split kinds")
-    p.add_argument("--block_sizes", default=",".join(map(str, BLOCK_SIZES)))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--debug", action="store_true")
-    return p.parse_args(argv)
+@dataclass
+class ReproduceSeedConfig:
+    """Fields of ``scripts/reproduce_seed.py`` (every field is a flag and a ``--config`` YAML key)."""
+
+    out: str                        # output folder
+    quick: bool = False             # subsampled windows, few epochs (<= 10 min on 2 cores)
+    data_dir: str | None = None     # data root containing mitdb/ ($ECG2LLM_DATA otherwise)
+    splits: list[str] = field(default_factory=lambda: ["inter_patient", "intra_record"])  # split kinds
+    block_sizes: list[int] = field(default_factory=lambda: list(BLOCK_SIZES))  # samples per token n
+    seed: int = 0
 
 
-def train_config(args, split: str, n: int, latent: str) -> TrainConfig:
+def train_config(args: ReproduceSeedConfig, split: str, n: int, latent: str) -> TrainConfig:
+    """The seed trainer's config of one model: the study's data_dir and seed, its split, n and reading."""
     quick = dict(max_windows_per_record=150, eval_max_windows_per_record=100, epochs=8, patience=3) \
         if args.quick else dict(epochs=12, patience=3, eval_max_windows_per_record=0)
     # about the same number of optimizer steps per epoch for every block size (small n = many blocks)
@@ -54,11 +57,11 @@ def train_config(args, split: str, n: int, latent: str) -> TrainConfig:
 
 @run_main
 def main(argv=None):
-    args = parse_args(argv)
-    splits = [s for s in args.splits.split(",") if s]
-    sizes = int_list(args.block_sizes, "--block_sizes")  # checked before anything is written
+    """Parse flags (:class:`ReproduceSeedConfig`), train and score every row, write the table and figures."""
+    args = parse_config(ReproduceSeedConfig, argv, description=__doc__)  # bad values fail before any write
+    splits, sizes = list(args.splits), list(args.block_sizes)
     out = ensure_writable_dir(args.out)
-    write_run_info(out, vars(args))
+    write_run_info(out, config_to_dict(args))
     rows, examples, t_start = [], {}, time.perf_counter()
     for split in splits:
         base = train_config(args, split, 10, "scalar")

@@ -4,6 +4,7 @@ Launch::
 
     python scripts/tokenizer_report.py --tokenizer default --out runs/tokreport/default
     python scripts/tokenizer_report.py --tokenizer v1 --out runs/tokreport/v1 --no_texture_check
+    python scripts/tokenizer_report.py --config my_report.yaml   # the same fields as YAML keys
 
 Writes ``report.json`` (every row, :func:`tokenizer.robustness.robustness_report` and
 :func:`tokenizer.texture_check.texture_report`) and prints the summary. DS2 is only scored here, never
@@ -11,39 +12,46 @@ used to choose anything.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tokenizer.base import ECGTokenizer  # noqa: E402
 from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.io import ensure_writable_dir, write_json  # noqa: E402
+from tokenizer.utils.config import config_to_dict, parse_config  # noqa: E402
+from tokenizer.utils.io import ensure_writable_dir, write_json, write_run_info  # noqa: E402
+
+
+@dataclass
+class TokenizerReportConfig:
+    """Fields of ``scripts/tokenizer_report.py`` (every field is a flag and a ``--config`` YAML key)."""
+
+    out: str                        # folder for report.json
+    tokenizer: str = "default"      # tokenizer folder or shipped name (default, v1)
+    data_dir: str | None = None     # data root holding mitdb/ ($ECG2LLM_DATA otherwise)
+    seconds: float = 0.0            # score only the first seconds of each record (0: whole records)
+    no_robustness: bool = False     # skip the band errors / robustness ratios
+    no_texture_check: bool = False  # skip the texture discriminator
+    seed: int = 0
+    num_threads: int = 1            # torch CPU threads
 
 
 @run_main
 def main(argv=None):
-    """Score and write ``report.json``; returns 0."""
+    """Parse flags (:class:`TokenizerReportConfig`), score, write ``report.json``; returns 0."""
     import torch
 
     from tokenizer.robustness import robustness_report
     from tokenizer.texture_check import format_report, texture_report
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tokenizer", default="default", help="tokenizer folder or shipped name (default, v1)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--data_dir", "--data-dir", default=None)
-    p.add_argument("--seconds", type=float, default=0.0, help="score only the first seconds of each record")
-    p.add_argument("--no_robustness", action="store_true")
-    p.add_argument("--no_texture_check", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num_threads", type=int, default=1)
-    a = p.parse_args(argv)
+    a = parse_config(TokenizerReportConfig, argv, description=__doc__)
     torch.set_num_threads(a.num_threads)
     out = ensure_writable_dir(a.out)
+    write_run_info(out, config_to_dict(a))  # the resolved config (defaults < YAML < flags)
     tok = ECGTokenizer.from_pretrained(a.tokenizer)
     rep = {"tokenizer": a.tokenizer, "describe": tok.describe(), "command": " ".join(sys.argv)}
     if not a.no_robustness:

@@ -1,10 +1,11 @@
-"""Config loader: defaults < YAML < CLI, strict casting, unknown keys refused."""
+"""Config loader: defaults < YAML < CLI, strict casting, unknown keys refused, required fields, choices."""
 from dataclasses import dataclass, field
+from typing import Literal
 
 import pytest
 
 from tokenizer.errors import ConfigError
-from tokenizer.utils.config import parse_config
+from tokenizer.utils.config import build_parser, parse_config, peek_value
 
 
 @dataclass
@@ -34,3 +35,41 @@ def test_unknown_key_and_bad_value(tmp_path):
         parse_config(C, ["--n_layer", "four"])
     with pytest.raises(ConfigError, match="not found"):
         parse_config(C, ["--config", str(tmp_path / "missing.yaml")])
+
+
+@dataclass
+class Script:
+    out: str                                  # where results go
+    device: Literal["auto", "cpu"] = "auto"   # which device
+    quick: bool = False
+    sizes: list[int] = field(default_factory=lambda: [5, 10])
+
+
+def test_required_literal_bare_bool_and_empty_list(tmp_path):
+    with pytest.raises(ConfigError, match="missing required value.*--out"):
+        parse_config(Script, ["--quick"])
+    c = parse_config(Script, ["--out", "o", "--quick", "--sizes", ""])
+    assert c.quick is True and c.sizes == [] and c.device == "auto"
+    assert parse_config(Script, ["--out", "o", "--quick", "false"]).quick is False
+    y = tmp_path / "s.yaml"
+    y.write_text("out: from_yaml\ndevice: cpu\nsizes: [1, 2]\n")
+    c = parse_config(Script, ["--config", str(y), "--sizes", "3,4"])
+    assert (c.out, c.device, c.sizes) == ("from_yaml", "cpu", [3, 4])
+    with pytest.raises(ConfigError, match="'cuda' is not one of auto, cpu"):
+        parse_config(Script, ["--out", "o", "--device", "cuda"])
+    with pytest.raises(ConfigError, match="'x' as int"):
+        parse_config(Script, ["--out", "o", "--sizes", "1,x"])
+
+
+def test_help_lists_every_field_with_its_comment():
+    text = build_parser(Script).format_help()
+    assert "where results go (required)" in text and "which device (one of auto, cpu; default: auto)" in text
+    assert "--quick [BOOL]" in text and "--sizes SIZES" in text
+
+
+def test_peek_value(tmp_path):
+    y = tmp_path / "t.yaml"
+    y.write_text("tokenizer_type: fsq\nsteps: 3\n")
+    assert peek_value(["--config", str(y)], "tokenizer_type") == "fsq"
+    assert peek_value(["--config", str(y), "--tokenizer-type", "fsq2"], "tokenizer_type") == "fsq2"
+    assert peek_value(["--steps", "2"], "tokenizer_type", default="seed") == "seed"

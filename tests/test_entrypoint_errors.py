@@ -51,6 +51,7 @@ def _main(script: str):
     name = "_ep_" + script.replace("/", "_").removesuffix(".py")
     spec = importlib.util.spec_from_file_location(name, REPO / script)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # as `import` does: dataclasses and type hints look the module up there
     spec.loader.exec_module(mod)
     return mod.main
 

@@ -5,9 +5,10 @@ Launch::
     python tokenizer/train.py --config configs/tokenizer/seed_n10_scalar.yaml --output_dir runs/tok/seed
     python tokenizer/train.py --config configs/tokenizer/fsq_default.yaml --data_dir ../shared/data
 
-The YAML's ``tokenizer_type`` (or ``--tokenizer_type``) picks the training module in
+The YAML's ``tokenizer_type`` (or ``--tokenizer_type``; default ``seed``) picks the training module in
 ``tokenizer/training/``; every other key is a field of that module's ``TrainConfig`` and can be
-overridden on the command line (``--epochs 3``). The run directory gets ``run_info.json``,
+overridden on the command line (``--epochs 3``). ``--tokenizer_type fsq --help`` lists that trainer's
+fields. The run directory gets ``run_info.json``,
 ``metrics.json`` and ``tokenizer/`` (``config.json`` + ``model.safetensors``).
 """
 import os
@@ -18,23 +19,16 @@ if __name__ == "__main__":  # `python tokenizer/train.py`: keep tokenizer/ off s
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
     sys.path.insert(0, os.path.dirname(_here))
 
-import argparse  # noqa: E402
-
 from tokenizer.training import trainer_module  # noqa: E402
 from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import load_yaml, parse_config  # noqa: E402
+from tokenizer.utils.config import parse_config, peek_value  # noqa: E402
 
 
 @run_main
 def main(argv=None):
     """Parse ``--config``/overrides, dispatch on ``tokenizer_type``, train. Returns 0 on success."""
     args = sys.argv[1:] if argv is None else list(argv)
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config")
-    pre.add_argument("--tokenizer_type", "--tokenizer-type")
-    known, _ = pre.parse_known_args(args)
-    ttype = known.tokenizer_type or (load_yaml(known.config).get("tokenizer_type") if known.config else None)
-    module = trainer_module(ttype or "seed")
+    module = trainer_module(str(peek_value(args, "tokenizer_type", default="seed")))
     cfg = parse_config(module.TrainConfig, args, description=__doc__)
     out = module.run(cfg)
     print(f"tokenizer saved to {out}")

@@ -36,22 +36,13 @@ from ..utils.io import ensure_writable_dir, write_json, write_run_info
 
 
 @dataclass
-class TrainConfig:
-    """Training of an ``fsq`` tokenizer (fields after ``tokenizer_type`` mirror :class:`FSQTokenizerConfig`)."""
+class TrainConfig(FSQTokenizerConfig):
+    """Training of an ``fsq`` tokenizer: every field of :class:`FSQTokenizerConfig` (inherited, not copied;
+    YAML keys stay flat) plus the training fields below."""
 
     tokenizer_type: str = "fsq"
     output_dir: str = "runs/tokenizer/fsq"
     data_dir: str | None = None
-    # --- tokenizer (FSQTokenizerConfig)
-    fs: float = 360.0
-    samples_per_token: int = 10
-    levels: list[int] = field(default_factory=lambda: [8, 8, 8, 8])
-    channels: int = 48
-    enc_dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
-    dec_dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
-    kernel: int = 3
-    activation: str = "gelu"
-    scale_mv: float = 1.0
     # --- data
     valid_records: list[str] = field(default_factory=list)  # empty: splits.DEFAULT_VALID
     crop_tokens: int = 128
@@ -74,6 +65,7 @@ class TrainConfig:
     eval_test: bool = True  # score the selected tokenizer on all of DS2 into metrics.json
 
     def __post_init__(self):
+        super().__post_init__()  # the tokenizer fields
         if self.tokenizer_type != "fsq":
             raise ConfigError(f"tokenizer/training/fsq.py trains tokenizer_type 'fsq', got {self.tokenizer_type!r}")
         for name in ("steps", "batch_size", "crop_tokens", "eval_every"):

@@ -46,29 +46,13 @@ ERR_UNIT_MV = 0.05  # the MSE term is in units of (50 µV)^2, so the loss weight
 
 
 @dataclass
-class TrainConfig:
-    """Training of an ``fsq2`` tokenizer (the tokenizer fields mirror :class:`FSQ2TokenizerConfig`)."""
+class TrainConfig(FSQ2TokenizerConfig):
+    """Training of an ``fsq2`` tokenizer: every field of :class:`FSQ2TokenizerConfig` (inherited, not copied;
+    YAML keys stay flat) plus the training fields below."""
 
     tokenizer_type: str = "fsq2"
     output_dir: str = "runs/tokenizer/fsq2"
     data_dir: str | None = None
-    # --- tokenizer (FSQ2TokenizerConfig)
-    fs: float = 360.0
-    samples_per_token: int = 10
-    levels: list[int] = field(default_factory=lambda: [8, 8, 8, 8])
-    channels: int = 48
-    dec_channels: int = 64
-    enc_dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
-    dec_dilations: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
-    kernel: int = 3
-    activation: str = "gelu"
-    scale_mv: float = 1.0
-    post_taps: int = 15
-    baseline_knot_s: float = 0.5
-    baseline_step_mv: float = 0.002
-    texture_n_fft: int = 120
-    texture_hop: int = 60
-    texture_adc_step_mv: float = 0.005
     # --- data
     valid_records: list[str] = field(default_factory=list)
     crop_tokens: int = 128
@@ -104,6 +88,7 @@ class TrainConfig:
     eval_test: bool = True
 
     def __post_init__(self):
+        super().__post_init__()  # the tokenizer fields
         if self.tokenizer_type != "fsq2":
             raise ConfigError(f"tokenizer/training/fsq2.py trains tokenizer_type 'fsq2', "
                               f"got {self.tokenizer_type!r}")

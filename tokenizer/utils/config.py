@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
+import re
 import types
 import typing
 from pathlib import Path
@@ -52,6 +54,12 @@ def cast_value(value: Any, tp: Any, name: str) -> Any:
             return None
         raise ConfigError(f"config field '{name}' may not be null")
     origin = typing.get_origin(inner)
+    if origin is typing.Literal:  # a fixed set of choices, e.g. Literal["auto", "cpu", "cuda"]
+        choices = typing.get_args(inner)
+        for c in choices:
+            if str(c) == str(value):
+                return c
+        raise ConfigError(f"config field '{name}': {value!r} is not one of {', '.join(map(str, choices))}")
     try:
         if inner is bool:
             if isinstance(value, bool):
@@ -72,8 +80,9 @@ def cast_value(value: Any, tp: Any, name: str) -> Any:
             return str(value)
         if origin in (list, tuple):
             (item_t, *_) = typing.get_args(inner) or (Any,)
-            if isinstance(value, str):
-                value = yaml.safe_load(value) if value.strip().startswith("[") else value.split(",")
+            if isinstance(value, str):  # "a,b" or "[a, b]"; "" is the empty list
+                value = (yaml.safe_load(value) if value.strip().startswith("[")
+                         else [v for v in value.split(",") if v.strip()])
             if not isinstance(value, (list, tuple)):
                 value = [value]
             items = [cast_value(v, item_t, name) if item_t is not Any else v for v in value]
@@ -84,6 +93,8 @@ def cast_value(value: Any, tp: Any, name: str) -> Any:
             if not isinstance(value, dict):
                 raise ValueError(value)
             return dict(value)
+    except ConfigError:  # an item of a list: its own message names the item
+        raise
     except (TypeError, ValueError):
         raise ConfigError(
             f"config field '{name}': cannot read {value!r} as {getattr(inner, '__name__', inner)}"
@@ -100,8 +111,39 @@ def config_from_dict(cls: type[T], values: dict[str, Any], source: str = "config
         raise ConfigError(
             f"{source}: unknown key(s) {unknown} for {cls.__name__}; valid keys: {sorted(names)}"
         )
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in values and _is_required(f)]
+    if missing:
+        raise ConfigError(
+            f"{source}: missing required value(s) for {', '.join('--' + m for m in missing)}; pass them as "
+            f"flags or set them in the --config YAML"
+        )
     kwargs = {k: cast_value(v, hints[k], k) for k, v in values.items()}
     return cls(**kwargs)
+
+
+def _is_required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
+
+
+_COMMENTED_FIELD = re.compile(r"^\s+(\w+)\s*:[^#]*#\s*(.+?)\s*$")
+
+
+def field_comments(cls: type) -> dict[str, str]:
+    """The trailing ``# comment`` of each field line in the source of dataclass ``cls`` (and its bases): the
+    ``--help`` text of the field. Empty for fields without one, or when the source is not available."""
+    out: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            src = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        for line in src.splitlines():
+            m = _COMMENTED_FIELD.match(line)
+            if m:
+                out[m.group(1)] = m.group(2)
+    return out
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -121,15 +163,21 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keep the module docstring's layout (its launch commands) and show the defaults of extra flags."""
+
+
 def build_parser(cls: type, description: str | None = None, extra: argparse.ArgumentParser | None = None):
     """An argparse parser with ``--config``, ``--debug`` and one ``--field`` per dataclass field."""
     parser = argparse.ArgumentParser(
         description=description,
         parents=[extra] if extra is not None else [],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--config", default=None, help="YAML file with values for the fields below")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    comments = field_comments(cls)
+    hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         flag = "--" + f.name
         alias = "--" + f.name.replace("_", "-")
@@ -137,7 +185,15 @@ def build_parser(cls: type, description: str | None = None, extra: argparse.Argu
         default = f.default if f.default is not dataclasses.MISSING else None
         if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
             default = f.default_factory()  # type: ignore[misc]
-        parser.add_argument(*names, dest=f.name, default=argparse.SUPPRESS, help=f"(default: {default})")
+        inner, _ = _base_type(hints.get(f.name))
+        what = "required" if _is_required(f) else f"default: {default}"
+        if typing.get_origin(inner) is typing.Literal:
+            what = f"one of {', '.join(map(str, typing.get_args(inner)))}; {what}"
+        text = f"{comments[f.name]} ({what})" if f.name in comments else f"({what})"
+        kw: dict[str, Any] = {}
+        if inner is bool:  # a bare `--flag` means true; `--flag false` still works
+            kw = {"nargs": "?", "const": "true", "metavar": "BOOL"}
+        parser.add_argument(*names, dest=f.name, default=argparse.SUPPRESS, help=text.replace("%", "%%"), **kw)
     return parser
 
 
@@ -159,6 +215,21 @@ def parse_config(cls: type[T], argv: Sequence[str] | None = None, description: s
     extras = {k: v for k, v in vars(ns).items() if k not in field_names}
     object.__setattr__(cfg, "_extra", argparse.Namespace(**extras))
     return cfg
+
+
+def peek_value(argv: Sequence[str], name: str, default: Any = None) -> Any:
+    """The value of one key before the config class is known: ``--name`` (or ``--na-me``) on the command line,
+    else the ``--config`` YAML's ``name``, else ``default``. For entry points whose config class depends on a
+    key (``tokenizer/train.py`` picks its trainer by ``tokenizer_type``); everything else is then read by
+    :func:`parse_config`, which also reports any unknown flag."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)  # only the exact flags
+    pre.add_argument("--config")
+    pre.add_argument("--" + name, *(["--" + name.replace("_", "-")] if "_" in name else []), dest=name)
+    known, _ = pre.parse_known_args(list(argv))
+    value = getattr(known, name)
+    if value is None and known.config:
+        value = load_yaml(known.config).get(name)
+    return default if value is None else value
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
