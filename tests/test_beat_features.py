@@ -1,4 +1,4 @@
-"""Inter-patient beat features and the tree classifier of the TSTR study (eval/beat_features, eval/strong_classifier)."""
+"""Inter-patient beat features and the TSTR beat classifier (eval/beat_features, eval/strong_classifier)."""
 from __future__ import annotations
 
 import numpy as np
@@ -25,7 +25,7 @@ def _patient(rr_s: float, premature: set[int], group: str, n: int = 40, seed: in
 
 
 def _col(beats: BeatSet, name: str) -> np.ndarray:
-    f, names = beat_features(beats, "rr")
+    f, names = rr_block(beats)
     return f[:, names.index(name)]
 
 
@@ -40,10 +40,30 @@ def test_rr_is_normalised_per_patient():
     assert pre[s_slow].min() > pre[n_fast].max()
     # ... but are premature for their own patient, which the per-patient ratio shows on one scale
     assert norm[s_slow].max() < 0.75 and norm[n_fast].min() > 0.95
-    # the patient average is each group's own mean previous RR
+    # the patient RR is each group's own median previous RR
     avg = _col(both, "rr_patient")
     for g in ("slow", "fast"):
-        np.testing.assert_allclose(avg[both.group == g], both.rr[both.group == g, 0].mean(), rtol=1e-5)
+        np.testing.assert_allclose(avg[both.group == g], np.nanmedian(both.rr[both.group == g, 0]), rtol=1e-5)
+
+
+def test_patient_rr_is_the_normal_rhythm_when_premature_beats_are_frequent():
+    # bigeminy-like: every third beat premature (0.6 RR). The mean previous-RR (the former patient average)
+    # falls to ~0.87 RR and makes the premature beats look less premature; the median stays the normal RR.
+    b = _patient(1.0, set(range(2, 60, 3)), "p", n=60)
+    pre = b.rr[:, 0].astype(np.float64)
+    assert np.nanmean(pre) < 0.9
+    np.testing.assert_allclose(_col(b, "rr_patient"), 1.0, rtol=0.01)
+    s, n = b.y == CLASSES.index("S"), b.y == CLASSES.index("N")
+    ratio = _col(b, "rr_pre/patient")
+    assert ratio[s].max() < 0.62 and ratio[n].min() > 0.98
+
+
+def test_classifier_rr_features_carry_no_patient_constant():
+    # a per-patient constant (the patient RR itself, absolute seconds) names the patient to a model trained
+    # on 22 patients; the classifier's RR features are all relative to the patient or to the neighbours
+    names = beat_features(_patient(0.8, {5}, "p"), "rr")[1]
+    assert not {"rr_patient", "rr_pre", "rr_post", "rr_local"} & set(names)
+    assert "rr_pre/patient" in names and "rr_post/pre" in names
 
 
 def test_patient_statistics_ignore_other_patients_and_survive_class_subsets():
@@ -109,6 +129,21 @@ def test_tree_classifier_refuses_features_of_another_set():
     with pytest.raises(ValueError, match="with_features"):
         train_strong(b, StrongConfig(feature_set="rr+morph", max_iter=5))
     assert clf.predict(b).shape == (len(b),)
+
+
+@pytest.mark.parametrize("model", ["logreg", "lda", "mlp", "trees+logreg", "two-stage"])
+def test_other_models_learn_separable_classes(model):
+    train, test = _toy(150, 0), _toy(60, 1)
+    cfg = StrongConfig(model=model, feature_set="rr+morph+patient", linear_feature_set="rr+patient",
+                       max_iter=30, min_samples_leaf=10)
+    # the combination reads both feature sets' columns from the stored superset
+    clf = train_strong(with_features(train, "rr+morph+patient"), cfg)
+    p = clf.predict_proba(with_features(test, "rr+morph+patient"))
+    np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-5)
+    assert beat_metrics(test.y, p.argmax(1))["macro_f1"] > 0.95  # chance is 0.25
+    assert clf.describe()["model"]
+    with pytest.raises(ValueError, match="model"):
+        train_strong(train, StrongConfig(model="svm"))
 
 
 def test_cross_validation_holds_out_whole_patients():
