@@ -1,14 +1,19 @@
-"""The TSTR beat classifier: gradient-boosted trees on inter-patient features, chosen by patient-grouped CV.
+"""The TSTR beat classifier on inter-patient features, chosen by patient-grouped CV on DS1.
 
-Model: scikit-learn's :class:`~sklearn.ensemble.HistGradientBoostingClassifier` on the features of
-:mod:`eval.beat_features` (RR normalised per patient, morphology, morphology against the patient's median
-beat), trained with per-beat weights ``(class frequency) ** -class_weight_power`` (1 = balanced classes).
-Its settings (:class:`StrongConfig` defaults) were chosen by :func:`cross_validate` on DS1 alone, folds
-grouped by record so no patient is in both a fold's training and test beats (``scripts/beat_cv.py``
-writes the table, ``docs/tstr.md`` shows it); DS2 played no part.
+Models (:data:`MODELS`, ``StrongConfig.model``) on the features of :mod:`eval.beat_features` (RR normalised
+per patient, morphology, morphology against the patient's median beat), trained with per-beat weights
+``(class frequency) ** -class_weight_power`` (1 = balanced classes): scikit-learn's
+:class:`~sklearn.ensemble.HistGradientBoostingClassifier`, linear discriminants, logistic regression, a
+small MLP, the mean of trees and logistic regression, and the default **two-stage** model: trees call V and
+F, a class-balanced logistic regression splits the other beats into N and S (trees weighted for V learn the
+morphology of the 22 DS1 patients and under-call S; the linear model on patient-relative RR does not).
+The model and its settings (:class:`StrongConfig` defaults) were chosen by :func:`cross_validate` on DS1
+alone, folds grouped by record so no patient is in both a fold's training and test beats
+(``scripts/beat_cv.py`` writes the table, ``docs/tstr.md`` shows it); DS2 played no part.
 
 Seeds: the trees consider a random ``max_features`` share of the features at each split (random_state =
-seed), so seeds change the ensemble the way subsampling does; everything else is deterministic.
+seed), so seeds change the ensemble the way subsampling does; the MLP's seed sets its initialisation; the
+linear models are deterministic.
 
 The public surface mirrors :mod:`eval.beat_classifier` (``predict``, ``predict_proba``, ``describe``), so
 :func:`eval.conditional.label_agreement` and the TSTR arms take either classifier.
@@ -29,11 +34,14 @@ from .beats import CLASSES, BeatSet
 class StrongConfig:
     """Settings of :func:`train_strong`.
 
-    Defaults: the DS1 cross-validation's choice, ``"rr+morph+patient, sqrt weights"`` of :data:`CV_GRID`
-    (pooled out-of-fold macro-F1 0.530 on DS1, 5 record-grouped folds; ``docs/results/beat_cv.json``).
+    Defaults: the DS1 cross-validation's choice, ``"two-stage: trees sqrt V/F, logreg rr+patient balanced
+    S/N"`` of :data:`CV_GRID` (pooled out-of-fold macro-F1 0.559, S F1 0.372, V F1 0.901 on DS1, 5
+    record-grouped folds; ``docs/results/beat_cv.json``): trees with frequency^-0.5 weights on all features
+    call V and F, and a class-balanced logistic regression on the RR and patient-relative morphology
+    features splits the remaining beats into N and S.
     """
 
-    model: str = "trees"               # trees | logreg | lda | mlp | trees+logreg | two-stage (see MODELS)
+    model: str = "two-stage"           # trees | logreg | lda | mlp | trees+logreg | two-stage (see MODELS)
     feature_set: str = "rr+morph+patient"
     linear_feature_set: str = "rr+patient"  # features of the linear half of "trees+logreg" / "two-stage"
     vote: float = 0.5                  # trees+logreg: trees' share of the averaged probabilities
@@ -254,6 +262,12 @@ CV_GRID: dict[str, dict] = {
     "mlp rr+compact, balanced": _g("mlp", "rr+compact", 1.0),
     "two-stage: trees sqrt V/F, logreg rr+patient balanced S/N": _g("two-stage", "rr+morph+patient", 0.5,
                                                                    linear_feature_set="rr+patient",
+                                                                   linear_class_weight_power=1.0),
+    "two-stage: trees balanced V/F, logreg rr+patient balanced S/N": _g("two-stage", "rr+morph+patient", 1.0,
+                                                                       linear_feature_set="rr+patient",
+                                                                       linear_class_weight_power=1.0),
+    "two-stage: trees sqrt V/F, logreg rr+compact balanced S/N": _g("two-stage", "rr+morph+patient", 0.5,
+                                                                   linear_feature_set="rr+compact",
                                                                    linear_class_weight_power=1.0),
     "trees sqrt + logreg rr+patient balanced": _g("trees+logreg", "rr+morph+patient", 0.5, vote=0.5,
                                                   linear_feature_set="rr+patient", linear_class_weight_power=1.0),

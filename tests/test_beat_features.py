@@ -175,6 +175,19 @@ def test_beat_cv_defaults_to_ds1_only():
     assert all(v["feature_set"] in FEATURE_SETS for v in CV_GRID.values())
 
 
+def test_combined_models_read_their_linear_features_from_the_tree_features():
+    # TSTR computes one feature set per beat set (StrongConfig().feature_set, on whole records); the linear
+    # half of a combined model must find its columns there
+    from dataclasses import replace
+
+    from eval.beat_features import feature_names
+    from eval.strong_classifier import CV_GRID
+
+    for cfg in [StrongConfig()] + [replace(StrongConfig(), **v) for v in CV_GRID.values()]:
+        if cfg.model in ("trees+logreg", "two-stage"):
+            assert set(feature_names(cfg.linear_feature_set)) <= set(feature_names(cfg.feature_set))
+
+
 def test_real_beats_features_on_one_record(data_dir):
     from eval.beats import real_beats
 
