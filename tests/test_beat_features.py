@@ -1,6 +1,8 @@
 """Inter-patient beat features and the TSTR beat classifier (eval/beat_features, eval/strong_classifier)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -112,22 +114,24 @@ def _toy(n_per_class: int, seed: int, groups: int = 4) -> BeatSet:
 
 def test_tree_classifier_learns_separable_classes_and_is_seeded():
     train, test = _toy(150, 0), _toy(60, 1)
-    cfg = StrongConfig(max_iter=30, min_samples_leaf=10)
+    cfg = StrongConfig(model="trees", max_iter=30, min_samples_leaf=10)
     clf = train_strong(train, cfg)
     m = beat_metrics(test.y, clf.predict(test))
     assert m["macro_f1"] > 0.95  # chance is 0.25
     same = train_strong(train, cfg)
     np.testing.assert_array_equal(clf.predict_proba(test), same.predict_proba(test))
-    other = train_strong(train, StrongConfig(max_iter=30, min_samples_leaf=10, seed=1))
+    other = train_strong(train, replace(cfg, seed=1))
     assert not np.array_equal(clf.predict_proba(test), other.predict_proba(test))  # seeds vary the trees
     assert clf.predict_proba(test.subset([])).shape == (0, len(CLASSES))
 
 
 def test_tree_classifier_refuses_features_of_another_set():
     b = with_features(_toy(20, 0), "rr")
-    clf = train_strong(b, StrongConfig(feature_set="rr", max_iter=5, min_samples_leaf=5))
+    clf = train_strong(b, StrongConfig(model="trees", feature_set="rr", max_iter=5, min_samples_leaf=5))
     with pytest.raises(ValueError, match="with_features"):
-        train_strong(b, StrongConfig(feature_set="rr+morph", max_iter=5))
+        train_strong(b, StrongConfig(model="trees", feature_set="rr+morph", max_iter=5))
+    with pytest.raises(ValueError, match="with_features"):  # the linear stage's rr+patient is not in rr
+        train_strong(b, StrongConfig(model="two-stage", feature_set="rr", max_iter=5))
     assert clf.predict(b).shape == (len(b),)
 
 

@@ -176,6 +176,7 @@ def test_tstr_checks_the_database_before_generating(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("model,word", [("trees", "HistGradientBoosting"), ("trees+logreg", "logistic regression"),
+                                        ("two-stage", "call V and F"),
                                         ("logreg", "logistic regression"), ("lda", "discriminants"),
                                         ("mlp", "MLP")])
 def test_report_names_the_chosen_classifier(model, word):
