@@ -3,9 +3,9 @@
 The features of the published inter-patient classifiers on MIT-BIH (de Chazal et al. 2004, IEEE TBME 51(7);
 Mondéjar-Guerra et al. 2019, BSPC 47; Niu et al. 2020, IEEE JBHI 24(5)), computed from a :class:`BeatSet`:
 
-* **RR** (s): previous, next, local (mean of the ~10 intervals around the beat, :mod:`eval.beats`), and the
-  patient average (mean previous-RR over the patient's beats); their ratios to the patient average and to
-  the local mean, and next / previous (the compensatory pause of a premature beat). Dividing by the
+* **RR**: previous, next, local (mean of the ~10 intervals around the beat, :mod:`eval.beats`), each over
+  the patient's RR (median previous-RR over the patient's beats), over the local mean, and next / previous
+  (the compensatory pause of a premature beat). Absolute seconds only in the ``"rr_raw"`` ablation. Dividing by the
   patient's own rhythm is what lets a classifier trained on other patients recognise "premature *for this
   patient*" (a 232-style bradycardic record's S beats have longer RR than another patient's N beats).
 * **Morphology** (mV, R peak at sample ``BEFORE``): the beat low-pass filtered and sampled every 8 samples
@@ -20,6 +20,8 @@ patient statistics use no labels, only the beats of that group; compute them on 
 (:func:`with_features`) before taking class subsets, or a subset's statistics would differ.
 """
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -55,11 +57,26 @@ def _qrs_width(x: np.ndarray) -> np.ndarray:
     return ((q > 0.5 * q.max(1, keepdims=True)).sum(1) / FS).astype(np.float32)
 
 
+#: RR features without the patient (seconds and beat-to-neighbour ratios): the ``"rr_raw"`` ablation.
+RR_RAW = ("rr_pre", "rr_post", "rr_local", "rr_pre/local", "rr_post/local", "rr_post/pre")
+#: RR features the classifier sees: every interval over the patient's RR, and the beat-to-neighbour ratios.
+#: No absolute seconds and no patient constant: with 22 training patients a per-patient constant (the
+#: patient RR itself) names the patient, and trees learn patients instead of prematurity (DS1 CV,
+#: ``docs/tstr.md``).
+RR_NORMALISED = ("rr_pre/patient", "rr_post/patient", "rr_local/patient", "rr_(post-pre)/patient",
+                 "rr_pre/local", "rr_post/local", "rr_post/pre")
+
+
 def rr_block(beats: BeatSet) -> tuple[np.ndarray, list[str]]:
-    """RR features ``(N, 11)`` and their names; patient average = mean previous-RR of the beat's group."""
+    """RR features ``(N, 11)`` and their names; patient RR = median previous-RR of the beat's group.
+
+    The median, as de Chazal et al. and Mondéjar-Guerra et al. use a rhythm average that premature beats
+    and their compensatory pauses do not move: a mean over all beats is pulled down by a patient's
+    ectopic runs, so that patient's premature beats look less premature.
+    """
     pre, post = beats.rr[:, 0].astype(np.float64), beats.rr[:, 1].astype(np.float64)
     local = pre / np.where(beats.rr[:, 2] > 0, beats.rr[:, 2], np.nan)  # (N,) pre / (pre / local)
-    avg = group_mean(pre, beats.group)
+    avg = group_median(pre, beats.group)
     cols = [pre, post, local, avg, pre / avg, post / avg, local / avg, pre / local, post / local, post / pre,
             (post - pre) / avg]
     names = ["rr_pre", "rr_post", "rr_local", "rr_patient", "rr_pre/patient", "rr_post/patient",
@@ -74,6 +91,18 @@ def group_mean(v: np.ndarray, group: np.ndarray) -> np.ndarray:
     s = np.bincount(inv, weights=np.where(ok, v, 0.0))
     n = np.bincount(inv, weights=ok.astype(np.float64))
     return (s / np.maximum(n, 1))[inv]
+
+
+def group_median(v: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Each element's group median of ``v`` (NaN ignored; NaN for a group without a finite value)."""
+    keys, inv = np.unique(np.asarray(group, dtype=str), return_inverse=True)
+    out = np.full(len(v), np.nan)
+    for k in range(len(keys)):
+        m = inv == k
+        ok = m & np.isfinite(v)
+        if ok.any():
+            out[m] = np.median(v[ok])
+    return out
 
 
 def group_median_beat(x: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -121,12 +150,16 @@ def morphology_block(beats: BeatSet) -> tuple[np.ndarray, list[str]]:
     return np.concatenate([np.stack(cols, 1), ds, dd], 1).astype(np.float32), names
 
 
+#: Morphology features of the compact set (``"rr+compact"``): QRS shape and the beat against its patient.
+COMPACT_MORPH = ("qrs_width", "qrs_width/patient", "r_amp/patient", "corr_patient", "corr_patient_qrs",
+                 "corr_patient_p", "rms_to_patient", "p_std/patient", "qrs_ptp", "qrs_slope_max",
+                 "qrs_slope_min", "p_std", "t_max", "t_min")
 #: Named feature subsets (selected by cross-validation on DS1, :mod:`eval.strong_classifier`).
-FEATURE_SETS = ("rr_raw", "rr", "rr+patient", "rr+morph", "rr+morph+patient")
+FEATURE_SETS = ("rr_raw", "rr", "rr+compact", "rr+patient", "rr+morph", "rr+morph+patient")
 
 
 def beat_features(beats: BeatSet, feature_set: str = "rr+morph+patient") -> tuple[np.ndarray, list[str]]:
-    """Feature matrix ``(N, F)`` float32 (NaN allowed: trees route it) and the feature names.
+    """Feature matrix ``(N, F)`` float32 (NaN allowed: trees route it, linear models impute) and the names.
 
     Parameters
     ----------
@@ -134,25 +167,36 @@ def beat_features(beats: BeatSet, feature_set: str = "rr+morph+patient") -> tupl
         Beats with their ``group`` (patient or generated sequence); patient statistics come from the beats
         of each group in ``beats``, so pass the whole set, not a class subset.
     feature_set : str
-        ``"rr_raw"``: RR features without the patient average; ``"rr"``: RR features only; ``"rr+patient"``: plus
-        morphology against the patient's median beat only; ``"rr+morph"``: plus the beat's own morphology; ``"rr+morph+patient"``:
-        plus morphology against the patient's median beat.
+        ``"rr_raw"``: RR in seconds and beat-to-neighbour ratios, no patient; ``"rr"``: RR normalised per
+        patient (:data:`RR_NORMALISED`); ``"rr+compact"``: plus :data:`COMPACT_MORPH`; ``"rr+patient"``:
+        plus all morphology against the patient's median beat; ``"rr+morph"``: plus the beat's own
+        morphology; ``"rr+morph+patient"``: plus both.
     """
     if feature_set not in FEATURE_SETS:
         raise ValueError(f"feature_set must be one of {FEATURE_SETS}, got {feature_set!r}")
     if not len(beats):
         return np.zeros((0, 0), np.float32), []
     rr, rr_names = rr_block(beats)
-    if feature_set == "rr_raw":  # no per-patient normalisation: the ablation of the inter-patient trick
-        keep = [i for i, n in enumerate(rr_names) if "patient" not in n]
-        return rr[:, keep], [rr_names[i] for i in keep]
-    if feature_set == "rr":
+    keep = [rr_names.index(n) for n in (RR_RAW if feature_set == "rr_raw" else RR_NORMALISED)]
+    rr, rr_names = rr[:, keep], [rr_names[i] for i in keep]
+    if feature_set in ("rr_raw", "rr"):
         return rr, rr_names
     morph, m_names = morphology_block(beats)
-    if feature_set in ("rr+morph", "rr+patient"):  # the beat alone, or only relative to its patient
+    if feature_set == "rr+compact":
+        keep = [m_names.index(n) for n in COMPACT_MORPH]
+    elif feature_set in ("rr+morph", "rr+patient"):  # the beat alone, or only relative to its patient
         keep = [i for i, n in enumerate(m_names) if ("patient" in n) == (feature_set == "rr+patient")]
-        return np.concatenate([rr, morph[:, keep]], 1), rr_names + [m_names[i] for i in keep]
-    return np.concatenate([rr, morph], 1), rr_names + m_names
+    else:
+        keep = list(range(len(m_names)))
+    return np.concatenate([rr, morph[:, keep]], 1), rr_names + [m_names[i] for i in keep]
+
+
+@functools.lru_cache(maxsize=None)
+def feature_names(feature_set: str) -> tuple[str, ...]:
+    """The column names :func:`beat_features` returns for ``feature_set`` (from a two-beat dummy set)."""
+    dummy = BeatSet(np.zeros((2, 2 * R), np.float32), np.ones((2, 4), np.float32), np.zeros(2, np.int64),
+                    np.array(["d", "d"], dtype=object))
+    return tuple(beat_features(dummy, feature_set)[1])
 
 
 def with_features(beats: BeatSet, feature_set: str = "rr+morph+patient") -> BeatSet:

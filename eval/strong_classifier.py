@@ -1,14 +1,19 @@
-"""The TSTR beat classifier: gradient-boosted trees on inter-patient features, chosen by patient-grouped CV.
+"""The TSTR beat classifier on inter-patient features, chosen by patient-grouped CV on DS1.
 
-Model: scikit-learn's :class:`~sklearn.ensemble.HistGradientBoostingClassifier` on the features of
-:mod:`eval.beat_features` (RR normalised per patient, morphology, morphology against the patient's median
-beat), trained with per-beat weights ``(class frequency) ** -class_weight_power`` (1 = balanced classes).
-Its settings (:class:`StrongConfig` defaults) were chosen by :func:`cross_validate` on DS1 alone, folds
-grouped by record so no patient is in both a fold's training and test beats (``scripts/beat_cv.py``
-writes the table, ``docs/tstr.md`` shows it); DS2 played no part.
+Models (:data:`MODELS`, ``StrongConfig.model``) on the features of :mod:`eval.beat_features` (RR normalised
+per patient, morphology, morphology against the patient's median beat), trained with per-beat weights
+``(class frequency) ** -class_weight_power`` (1 = balanced classes): scikit-learn's
+:class:`~sklearn.ensemble.HistGradientBoostingClassifier`, linear discriminants, logistic regression, a
+small MLP, the mean of trees and logistic regression, and the default **two-stage** model: trees call V and
+F, a class-balanced logistic regression splits the other beats into N and S (trees weighted for V learn the
+morphology of the 22 DS1 patients and under-call S; the linear model on patient-relative RR does not).
+The model and its settings (:class:`StrongConfig` defaults) were chosen by :func:`cross_validate` on DS1
+alone, folds grouped by record so no patient is in both a fold's training and test beats
+(``scripts/beat_cv.py`` writes the table, ``docs/tstr.md`` shows it); DS2 played no part.
 
 Seeds: the trees consider a random ``max_features`` share of the features at each split (random_state =
-seed), so seeds change the ensemble the way subsampling does; everything else is deterministic.
+seed), so seeds change the ensemble the way subsampling does; the MLP's seed sets its initialisation; the
+linear models are deterministic.
 
 The public surface mirrors :mod:`eval.beat_classifier` (``predict``, ``predict_proba``, ``describe``), so
 :func:`eval.conditional.label_agreement` and the TSTR arms take either classifier.
@@ -21,7 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from .beat_classifier import beat_metrics
-from .beat_features import beat_features
+from .beat_features import beat_features, feature_names
 from .beats import CLASSES, BeatSet
 
 
@@ -29,11 +34,20 @@ from .beats import CLASSES, BeatSet
 class StrongConfig:
     """Settings of :func:`train_strong`.
 
-    Defaults: the DS1 cross-validation's choice, ``"rr+morph+patient, sqrt weights"`` of :data:`CV_GRID`
-    (pooled out-of-fold macro-F1 0.530 on DS1, 5 record-grouped folds; ``docs/results/beat_cv.json``).
+    Defaults: the DS1 cross-validation's choice, ``"two-stage: trees sqrt V/F, logreg rr+patient balanced
+    S/N"`` of :data:`CV_GRID` (pooled out-of-fold macro-F1 0.559, S F1 0.372, V F1 0.901 on DS1, 5
+    record-grouped folds; ``docs/results/beat_cv.json``): trees with frequency^-0.5 weights on all features
+    call V and F, and a class-balanced logistic regression on the RR and patient-relative morphology
+    features splits the remaining beats into N and S.
     """
 
+    model: str = "two-stage"           # trees | logreg | lda | mlp | trees+logreg | two-stage (see MODELS)
     feature_set: str = "rr+morph+patient"
+    linear_feature_set: str = "rr+patient"  # features of the linear half of "trees+logreg" / "two-stage"
+    vote: float = 0.5                  # trees+logreg: trees' share of the averaged probabilities
+    linear_class_weight_power: float = 1.0  # trees+logreg / two-stage: class weighting of the linear half
+    C: float = 1.0                     # logreg: inverse L2 strength (on standardised features)
+    hidden: int = 32                   # mlp: hidden units (one layer)
     learning_rate: float = 0.1
     max_iter: int = 100
     max_leaf_nodes: int = 15
@@ -46,13 +60,18 @@ class StrongConfig:
 
 
 def _features(beats: BeatSet, feature_set: str) -> np.ndarray:
-    """The beats' stored features when they were computed with ``feature_set``, else computed here."""
-    if beats.features is not None and beats.meta.get("feature_set") == feature_set:
+    """The columns of ``feature_set`` from the beats' stored features (computed with it or a superset of
+    it, ``beats.meta["feature_names"]``), else computed here."""
+    if beats.features is None:
+        return beat_features(beats, feature_set)[0]
+    if beats.meta.get("feature_set") == feature_set:
         return beats.features
-    if beats.features is not None:
-        raise ValueError(f"beats carry {beats.meta.get('feature_set')!r} features, the classifier needs "
-                         f"{feature_set!r}: recompute with eval.beat_features.with_features(beats, {feature_set!r})")
-    return beat_features(beats, feature_set)[0]
+    have = list(beats.meta.get("feature_names", ()))
+    want = feature_names(feature_set)
+    if have and set(want) <= set(have):
+        return beats.features[:, [have.index(n) for n in want]]
+    raise ValueError(f"beats carry {beats.meta.get('feature_set')!r} features, the classifier needs "
+                     f"{feature_set!r}: recompute with eval.beat_features.with_features(beats, {feature_set!r})")
 
 
 def _weights(y: np.ndarray, power: float) -> np.ndarray:
@@ -62,8 +81,50 @@ def _weights(y: np.ndarray, power: float) -> np.ndarray:
     return w[y]
 
 
+#: ``StrongConfig.model`` -> what is fitted. Linear models and the MLP see median-imputed, standardised
+#: features; every model is trained with the per-beat class weights (LDA: equal class priors instead).
+MODELS = {"trees": "HistGradientBoostingClassifier", "logreg": "LogisticRegression (L2, standardised)",
+          "lda": "LinearDiscriminantAnalysis (equal priors, standardised)",
+          "mlp": "MLPClassifier (one hidden layer, standardised)",
+          "trees+logreg": "mean of HistGradientBoostingClassifier and LogisticRegression probabilities",
+          "two-stage": "HistGradientBoostingClassifier for V/F, then LogisticRegression for S vs N"}
+
+
+def _make(kind: str, cfg: StrongConfig):
+    """An unfitted sklearn estimator of ``kind`` (one member of :data:`MODELS`)."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if kind == "trees":
+        return HistGradientBoostingClassifier(
+            learning_rate=cfg.learning_rate, max_iter=cfg.max_iter, max_leaf_nodes=cfg.max_leaf_nodes,
+            min_samples_leaf=cfg.min_samples_leaf, l2_regularization=cfg.l2_regularization,
+            max_features=cfg.max_features, early_stopping=False, random_state=cfg.seed)
+    head = {"logreg": lambda: LogisticRegression(C=cfg.C, max_iter=300),
+            "lda": lambda: LinearDiscriminantAnalysis(),
+            "mlp": lambda: MLPClassifier((cfg.hidden,), alpha=1e-2, max_iter=60, random_state=cfg.seed)}[kind]()
+    return make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), head)
+
+
+def _fit(kind: str, cfg: StrongConfig, f: np.ndarray, y: np.ndarray, power: float):
+    model = _make(kind, cfg)
+    if kind == "lda":  # no sample weights: balance through the priors (de Chazal et al. 2004)
+        present = np.unique(y)
+        model.steps[-1][1].set_params(priors=np.full(len(present), 1.0 / len(present)))
+        return model.fit(f, y)
+    w = _weights(y, power)
+    if kind == "trees":
+        return model.fit(f, y, sample_weight=w)
+    return model.fit(f, y, **{f"{model.steps[-1][0]}__sample_weight": w})
+
+
 class StrongClassifier:
-    """A fitted gradient-boosted tree ensemble and the settings it was trained with."""
+    """Fitted models (``(feature set, estimator)`` pairs, probabilities averaged) and their settings."""
 
     def __init__(self, model, config: StrongConfig, train_counts: dict, seconds: float = 0.0):
         self.model, self.config, self.train_counts, self.seconds = model, config, train_counts, seconds
@@ -76,21 +137,47 @@ class StrongClassifier:
         if not len(beats):
             return out
         with threadpool_limits(self.config.num_threads):
-            p = self.model.predict_proba(_features(beats, self.config.feature_set))
-        out[:, self.model.classes_] = p
+            probs = []
+            for feature_set, model in self.model:
+                p = np.zeros_like(out)
+                p[:, model.classes_] = model.predict_proba(_features(beats, feature_set))
+                probs.append(p)
+        if self.config.model == "two-stage":  # trees call V/F; the linear model splits the rest into N / S
+            trees, linear = probs
+            rest = np.isin(trees.argmax(1), [CLASSES.index("N"), CLASSES.index("S")])
+            ns = linear[:, :2] / np.maximum(linear[:, :2].sum(1, keepdims=True), 1e-12)  # (N, 2)
+            out[:] = trees
+            out[rest] = 0.0
+            out[rest, :2] = ns[rest]
+            return out
+        for p, share in zip(probs, _shares(self.config)):
+            out += share * p
         return out
 
     def predict(self, beats: BeatSet) -> np.ndarray:
         return self.predict_proba(beats).argmax(1)
 
     def describe(self) -> dict:
-        return {"model": "HistGradientBoostingClassifier", "config": asdict(self.config),
-                "train_counts": self.train_counts, "n_iter": int(self.model.n_iter_),
-                "seconds": round(self.seconds, 1)}
+        return {"model": MODELS[self.config.model], "config": asdict(self.config),
+                "train_counts": self.train_counts, "seconds": round(self.seconds, 1)}
+
+
+def _members(cfg: StrongConfig) -> list[tuple[str, str, float]]:
+    """``(model kind, feature set, class weight power)`` of each fitted member of ``cfg.model``."""
+    if cfg.model not in MODELS:
+        raise ValueError(f"model must be one of {list(MODELS)}, got {cfg.model!r}")
+    if cfg.model in ("trees+logreg", "two-stage"):
+        return [("trees", cfg.feature_set, cfg.class_weight_power),
+                ("logreg", cfg.linear_feature_set, cfg.linear_class_weight_power)]
+    return [(cfg.model, cfg.feature_set, cfg.class_weight_power)]
+
+
+def _shares(cfg: StrongConfig) -> list[float]:
+    return [cfg.vote, 1.0 - cfg.vote] if cfg.model == "trees+logreg" else [1.0]
 
 
 def train_strong(train: BeatSet, config: StrongConfig | None = None) -> StrongClassifier:
-    """Fit the tree ensemble on ``train`` (features from ``train.features`` when present).
+    """Fit ``config.model`` on ``train`` (features from ``train.features`` when present).
 
     Parameters
     ----------
@@ -100,22 +187,17 @@ def train_strong(train: BeatSet, config: StrongConfig | None = None) -> StrongCl
     config : StrongConfig, optional
         Settings; the defaults are the DS1 cross-validation's choice.
     """
-    from sklearn.ensemble import HistGradientBoostingClassifier
     from threadpoolctl import threadpool_limits
 
     cfg = config or StrongConfig()
     if len(train) == 0:
         raise ValueError("no training beats")
     t = time.time()
-    f = _features(train, cfg.feature_set)
-    model = HistGradientBoostingClassifier(
-        learning_rate=cfg.learning_rate, max_iter=cfg.max_iter, max_leaf_nodes=cfg.max_leaf_nodes,
-        min_samples_leaf=cfg.min_samples_leaf, l2_regularization=cfg.l2_regularization,
-        max_features=cfg.max_features, early_stopping=False, random_state=cfg.seed)
+    fitted = []
     with threadpool_limits(cfg.num_threads):
-        model.fit(f, train.y, sample_weight=_weights(train.y, cfg.class_weight_power))
-    counts = train.counts()
-    return StrongClassifier(model, cfg, counts, time.time() - t)
+        for kind, feature_set, power in _members(cfg):
+            fitted.append((feature_set, _fit(kind, cfg, _features(train, feature_set), train.y, power)))
+    return StrongClassifier(fitted, cfg, train.counts(), time.time() - t)
 
 
 def cross_validate(beats: BeatSet, configs: dict[str, StrongConfig], n_splits: int = 5, log=print) -> dict:
@@ -141,9 +223,10 @@ def cross_validate(beats: BeatSet, configs: dict[str, StrongConfig], n_splits: i
         fold_f1 = []
         for tr, te in folds:
             train = beats.subset(tr)
-            train.features, train.meta = feats[tr], {"feature_set": cfg.feature_set}
+            meta = {"feature_set": cfg.feature_set, "feature_names": feature_names(cfg.feature_set)}
+            train.features, train.meta = feats[tr], dict(meta)
             test = beats.subset(te)
-            test.features, test.meta = feats[te], {"feature_set": cfg.feature_set}
+            test.features, test.meta = feats[te], dict(meta)
             pred[te] = train_strong(train, replace(cfg)).predict(test)
             fold_f1.append(beat_metrics(test.y, pred[te])["macro_f1"])
         m = beat_metrics(beats.y, pred)
@@ -156,18 +239,38 @@ def cross_validate(beats: BeatSet, configs: dict[str, StrongConfig], n_splits: i
     return {"n_splits": n_splits, "folds": [sorted(set(groups[te])) for _, te in folds], "results": out}
 
 
-#: name -> StrongConfig overrides. Feature-set ablations at one setting, then weighting and capacity.
+#: name -> StrongConfig overrides (on the StrongConfig defaults). Trees first (feature-set ablations,
+#: then class weighting), then de Chazal-style linear discriminants, class-balanced logistic regression, a
+#: small MLP, and the trees' and the logistic regression's probabilities averaged. "balanced" = class
+#: weights frequency^-1, "sqrt" = frequency^-0.5.
+def _g(model: str, feature_set: str, power: float, **kw) -> dict:
+    return {"model": model, "feature_set": feature_set, "class_weight_power": power, **kw}
+
+
 CV_GRID: dict[str, dict] = {
-    "rr_raw": {"feature_set": "rr_raw"},
-    "rr (per-patient RR)": {"feature_set": "rr"},
-    "rr+patient": {"feature_set": "rr+patient"},
-    "rr+morph": {"feature_set": "rr+morph"},
-    "rr+morph+patient": {"feature_set": "rr+morph+patient"},
-    "rr+morph+patient, sqrt weights": {"feature_set": "rr+morph+patient", "class_weight_power": 0.5},
-    "rr+morph+patient, small trees": {"feature_set": "rr+morph+patient", "max_leaf_nodes": 7,
-                                      "min_samples_leaf": 300, "learning_rate": 0.05, "max_iter": 200},
-    "rr+patient, small trees": {"feature_set": "rr+patient", "max_leaf_nodes": 7, "min_samples_leaf": 300,
-                                "learning_rate": 0.05, "max_iter": 200},
+    "trees rr_raw (no patient), balanced": _g("trees", "rr_raw", 1.0),
+    "trees rr (per-patient median RR), balanced": _g("trees", "rr", 1.0),
+    "trees rr+compact, balanced": _g("trees", "rr+compact", 1.0),
+    "trees rr+patient, balanced": _g("trees", "rr+patient", 1.0),
+    "trees rr+morph+patient, balanced": _g("trees", "rr+morph+patient", 1.0),
+    "trees rr+morph+patient, sqrt": _g("trees", "rr+morph+patient", 0.5),
+    "lda rr": _g("lda", "rr", 1.0),
+    "lda rr+compact": _g("lda", "rr+compact", 1.0),
+    "logreg rr, balanced": _g("logreg", "rr", 1.0),
+    "logreg rr+compact, balanced": _g("logreg", "rr+compact", 1.0),
+    "logreg rr+patient, balanced": _g("logreg", "rr+patient", 1.0),
+    "mlp rr+compact, balanced": _g("mlp", "rr+compact", 1.0),
+    "two-stage: trees sqrt V/F, logreg rr+patient balanced S/N": _g("two-stage", "rr+morph+patient", 0.5,
+                                                                   linear_feature_set="rr+patient",
+                                                                   linear_class_weight_power=1.0),
+    "two-stage: trees balanced V/F, logreg rr+patient balanced S/N": _g("two-stage", "rr+morph+patient", 1.0,
+                                                                       linear_feature_set="rr+patient",
+                                                                       linear_class_weight_power=1.0),
+    "two-stage: trees sqrt V/F, logreg rr+compact balanced S/N": _g("two-stage", "rr+morph+patient", 0.5,
+                                                                   linear_feature_set="rr+compact",
+                                                                   linear_class_weight_power=1.0),
+    "trees sqrt + logreg rr+patient balanced": _g("trees+logreg", "rr+morph+patient", 0.5, vote=0.5,
+                                                  linear_feature_set="rr+patient", linear_class_weight_power=1.0),
 }
 
 

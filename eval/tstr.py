@@ -11,8 +11,9 @@ The study behind ``python scripts/tstr.py --out DIR`` (configuration: :class:`TS
    default tree classifier, compute the inter-patient features (:mod:`eval.beat_features`) per record and
    per generated sequence (RR and morphology normalised within each).
 3. **Arms**, each trained with every seed of ``seeds`` and tested on all real DS2 beats (AAMI N, S, V, F)
-   with ``classifier`` -- ``trees`` (:mod:`eval.strong_classifier`, settings chosen by patient-grouped CV
-   on DS1, ``scripts/beat_cv.py``; a seed sets the trees' per-split feature subsampling) or ``cnn``
+   with ``classifier`` -- ``trees`` (:mod:`eval.strong_classifier`: model and settings chosen by
+   patient-grouped CV on DS1, ``scripts/beat_cv.py``; the default two-stage model's trees call V/F and a
+   logistic regression splits N/S; a seed sets the trees' per-split feature subsampling) or ``cnn``
    (:mod:`eval.beat_classifier`; a seed sets initialisation and batch order):
    (a) real DS1; (b) synthetic beats only; (c) DS1 plus the synthetic S, V and F beats; and, with
    ``filtered_arm``, (d) DS1 plus only those synthetic S, V, F beats that the arm-(a) classifier (first

@@ -22,10 +22,28 @@ def _classifier_line(result: dict) -> str:
     if cfg.get("classifier", "cnn") == "cnn":
         return f"beat classifier: 1-D CNN + RR features ({cfg['epochs']} epochs), seeds vary initialisation and order"
     c = result.get("classifier", {}).get("config", {})
-    return (f"beat classifier: gradient-boosted trees (scikit-learn HistGradientBoostingClassifier; features "
-            f"`{c.get('feature_set')}`, {c.get('max_iter')} rounds, learning rate {c.get('learning_rate')}, "
-            f"{c.get('max_leaf_nodes')} leaves, class weights frequency^-{c.get('class_weight_power')}); "
-            f"seeds vary the random {c.get('max_features')} share of features tried at each split")
+    model = c.get("model", "trees")
+    trees = (f"gradient-boosted trees (scikit-learn HistGradientBoostingClassifier; features "
+             f"`{c.get('feature_set')}`, {c.get('max_iter')} rounds, learning rate {c.get('learning_rate')}, "
+             f"{c.get('max_leaf_nodes')} leaves, class weights frequency^-{c.get('class_weight_power')})")
+    seeds = f"seeds vary the random {c.get('max_features')} share of features tried at each split"
+    if model == "trees":
+        return f"beat classifier: {trees}; {seeds}"
+    if model == "two-stage":
+        return (f"beat classifier: two stages: {trees} call V and F; the other beats are split into N and S by "
+                f"L2 logistic regression (C {c.get('C')}) on standardised features `{c.get('linear_feature_set')}`, "
+                f"class weights frequency^-{c.get('linear_class_weight_power')}; {seeds} (the logistic "
+                "regression is deterministic)")
+    if model == "trees+logreg":
+        return (f"beat classifier: the mean of two models' probabilities (trees' share {c.get('vote')}): "
+                f"{trees}, and L2 logistic regression (C {c.get('C')}) on standardised features "
+                f"`{c.get('linear_feature_set')}`, class weights frequency^-{c.get('linear_class_weight_power')}; "
+                f"{seeds} (the logistic regression is deterministic)")
+    name = {"logreg": f"L2 logistic regression (C {c.get('C')})", "lda": "linear discriminants (equal priors)",
+            "mlp": f"a one-hidden-layer MLP ({c.get('hidden')} units)"}.get(model, model)
+    seeds = "seeds vary the MLP initialisation" if model == "mlp" else "seeds change nothing (deterministic)"
+    return (f"beat classifier: {name} on standardised features `{c.get('feature_set')}`, class weights "
+            f"frequency^-{c.get('class_weight_power')}; {seeds}")
 
 
 def cv_markdown(sel: dict) -> list[str]:

@@ -1,5 +1,7 @@
-"""Inter-patient beat features and the tree classifier of the TSTR study (eval/beat_features, eval/strong_classifier)."""
+"""Inter-patient beat features and the TSTR beat classifier (eval/beat_features, eval/strong_classifier)."""
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -25,7 +27,7 @@ def _patient(rr_s: float, premature: set[int], group: str, n: int = 40, seed: in
 
 
 def _col(beats: BeatSet, name: str) -> np.ndarray:
-    f, names = beat_features(beats, "rr")
+    f, names = rr_block(beats)
     return f[:, names.index(name)]
 
 
@@ -40,10 +42,30 @@ def test_rr_is_normalised_per_patient():
     assert pre[s_slow].min() > pre[n_fast].max()
     # ... but are premature for their own patient, which the per-patient ratio shows on one scale
     assert norm[s_slow].max() < 0.75 and norm[n_fast].min() > 0.95
-    # the patient average is each group's own mean previous RR
+    # the patient RR is each group's own median previous RR
     avg = _col(both, "rr_patient")
     for g in ("slow", "fast"):
-        np.testing.assert_allclose(avg[both.group == g], both.rr[both.group == g, 0].mean(), rtol=1e-5)
+        np.testing.assert_allclose(avg[both.group == g], np.nanmedian(both.rr[both.group == g, 0]), rtol=1e-5)
+
+
+def test_patient_rr_is_the_normal_rhythm_when_premature_beats_are_frequent():
+    # bigeminy-like: every third beat premature (0.6 RR). The mean previous-RR (the former patient average)
+    # falls to ~0.87 RR and makes the premature beats look less premature; the median stays the normal RR.
+    b = _patient(1.0, set(range(2, 60, 3)), "p", n=60)
+    pre = b.rr[:, 0].astype(np.float64)
+    assert np.nanmean(pre) < 0.9
+    np.testing.assert_allclose(_col(b, "rr_patient"), 1.0, rtol=0.01)
+    s, n = b.y == CLASSES.index("S"), b.y == CLASSES.index("N")
+    ratio = _col(b, "rr_pre/patient")
+    assert ratio[s].max() < 0.62 and ratio[n].min() > 0.98
+
+
+def test_classifier_rr_features_carry_no_patient_constant():
+    # a per-patient constant (the patient RR itself, absolute seconds) names the patient to a model trained
+    # on 22 patients; the classifier's RR features are all relative to the patient or to the neighbours
+    names = beat_features(_patient(0.8, {5}, "p"), "rr")[1]
+    assert not {"rr_patient", "rr_pre", "rr_post", "rr_local"} & set(names)
+    assert "rr_pre/patient" in names and "rr_post/pre" in names
 
 
 def test_patient_statistics_ignore_other_patients_and_survive_class_subsets():
@@ -92,23 +114,40 @@ def _toy(n_per_class: int, seed: int, groups: int = 4) -> BeatSet:
 
 def test_tree_classifier_learns_separable_classes_and_is_seeded():
     train, test = _toy(150, 0), _toy(60, 1)
-    cfg = StrongConfig(max_iter=30, min_samples_leaf=10)
+    cfg = StrongConfig(model="trees", max_iter=30, min_samples_leaf=10)
     clf = train_strong(train, cfg)
     m = beat_metrics(test.y, clf.predict(test))
     assert m["macro_f1"] > 0.95  # chance is 0.25
     same = train_strong(train, cfg)
     np.testing.assert_array_equal(clf.predict_proba(test), same.predict_proba(test))
-    other = train_strong(train, StrongConfig(max_iter=30, min_samples_leaf=10, seed=1))
+    other = train_strong(train, replace(cfg, seed=1))
     assert not np.array_equal(clf.predict_proba(test), other.predict_proba(test))  # seeds vary the trees
     assert clf.predict_proba(test.subset([])).shape == (0, len(CLASSES))
 
 
 def test_tree_classifier_refuses_features_of_another_set():
     b = with_features(_toy(20, 0), "rr")
-    clf = train_strong(b, StrongConfig(feature_set="rr", max_iter=5, min_samples_leaf=5))
+    clf = train_strong(b, StrongConfig(model="trees", feature_set="rr", max_iter=5, min_samples_leaf=5))
     with pytest.raises(ValueError, match="with_features"):
-        train_strong(b, StrongConfig(feature_set="rr+morph", max_iter=5))
+        train_strong(b, StrongConfig(model="trees", feature_set="rr+morph", max_iter=5))
+    with pytest.raises(ValueError, match="with_features"):  # the linear stage's rr+patient is not in rr
+        train_strong(b, StrongConfig(model="two-stage", feature_set="rr", max_iter=5))
     assert clf.predict(b).shape == (len(b),)
+
+
+@pytest.mark.parametrize("model", ["logreg", "lda", "mlp", "trees+logreg", "two-stage"])
+def test_other_models_learn_separable_classes(model):
+    train, test = _toy(150, 0), _toy(60, 1)
+    cfg = StrongConfig(model=model, feature_set="rr+morph+patient", linear_feature_set="rr+patient",
+                       max_iter=30, min_samples_leaf=10)
+    # the combination reads both feature sets' columns from the stored superset
+    clf = train_strong(with_features(train, "rr+morph+patient"), cfg)
+    p = clf.predict_proba(with_features(test, "rr+morph+patient"))
+    np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-5)
+    assert beat_metrics(test.y, p.argmax(1))["macro_f1"] > 0.95  # chance is 0.25
+    assert clf.describe()["model"]
+    with pytest.raises(ValueError, match="model"):
+        train_strong(train, StrongConfig(model="svm"))
 
 
 def test_cross_validation_holds_out_whole_patients():
@@ -138,6 +177,19 @@ def test_beat_cv_defaults_to_ds1_only():
     assert BeatCVConfig().records == []  # empty means DS1 in scripts/beat_cv.py
     assert not set(DS1) & set(DS2)
     assert all(v["feature_set"] in FEATURE_SETS for v in CV_GRID.values())
+
+
+def test_combined_models_read_their_linear_features_from_the_tree_features():
+    # TSTR computes one feature set per beat set (StrongConfig().feature_set, on whole records); the linear
+    # half of a combined model must find its columns there
+    from dataclasses import replace
+
+    from eval.beat_features import feature_names
+    from eval.strong_classifier import CV_GRID
+
+    for cfg in [StrongConfig()] + [replace(StrongConfig(), **v) for v in CV_GRID.values()]:
+        if cfg.model in ("trees+logreg", "two-stage"):
+            assert set(feature_names(cfg.linear_feature_set)) <= set(feature_names(cfg.feature_set))
 
 
 def test_real_beats_features_on_one_record(data_dir):

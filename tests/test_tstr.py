@@ -8,6 +8,7 @@ import pytest
 
 from eval.beat_classifier import ClassifierConfig, beat_metrics, train_classifier
 from eval.beats import AFTER, BEFORE, CLASSES, BeatSet, cut_beats, real_beats, rr_features
+from eval.strong_classifier import MODELS, StrongConfig
 
 
 def test_rr_features_of_a_regular_rhythm():
@@ -121,7 +122,7 @@ def test_tstr_script_end_to_end_on_tiny_data(tmp_path, data_dir):
         assert set(arm["per_class"]) == set(CLASSES)
         assert all(set(v) == {"se", "ppv", "f1"} for v in arm["per_class"].values())
     assert r["command"].startswith("python scripts/tstr.py --out ") and r["date"] and "git_sha" in r
-    assert r["config"]["classifier"] == "trees" and r["classifier"]["model"] == "HistGradientBoostingClassifier"
+    assert r["config"]["classifier"] == "trees" and r["classifier"]["model"] == MODELS[StrongConfig().model]
     a = r["arms"]["a"]
     assert len(a["runs"]) == 2 and 0.0 <= a["macro_f1_mean"] <= 1.0
     assert a["macro_f1_mean"] == pytest.approx(np.mean([x["macro_f1"] for x in a["runs"]]))
@@ -172,3 +173,17 @@ def test_tstr_checks_the_database_before_generating(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc != 0 and "nowhere" in err and "ECG2LLM_DATA" in err and "Traceback" not in err
     assert not (tmp_path / "o" / "synthetic").exists()  # failed before any generation
+
+
+@pytest.mark.parametrize("model,word", [("trees", "HistGradientBoosting"), ("trees+logreg", "logistic regression"),
+                                        ("two-stage", "call V and F"),
+                                        ("logreg", "logistic regression"), ("lda", "discriminants"),
+                                        ("mlp", "MLP")])
+def test_report_names_the_chosen_classifier(model, word):
+    from dataclasses import asdict
+
+    from eval.tstr_report import _classifier_line
+
+    cfg = StrongConfig(model=model, feature_set="rr+compact")
+    line = _classifier_line({"config": {"classifier": "trees"}, "classifier": {"config": asdict(cfg)}})
+    assert word in line and "`rr+compact`" in line
