@@ -6,11 +6,12 @@ Launch (from the repo root)::
 
 Cuts the labelled MLII beats of the training records (default DS1; DS2 is never read), computes the
 inter-patient features (:mod:`eval.beat_features`) and scores every configuration of
-:data:`eval.strong_classifier.CV_GRID` by GroupKFold cross-validation grouped by record (:func:`eval.strong_classifier.cross_validate`): each record's
+:data:`eval.strong_classifier.CV_GRID` by GroupKFold cross-validation grouped by record
+(:func:`eval.strong_classifier.cross_validate`): each record's
 beats are predicted by a model trained on the other folds' records. Writes ``cv.json`` (pooled out-of-fold
 macro-F1, per-class Se/PPV/F1, per-fold macro-F1, confusion matrices) and ``cv.md`` (the table), and names
 the configuration with the highest pooled macro-F1: the defaults of :class:`eval.strong_classifier.StrongConfig`
-were set to it. ~30 min on one busy CPU core.
+were set to it. ~9 min on one busy CPU core.
 """
 from __future__ import annotations
 

@@ -38,6 +38,7 @@ ECG-s/s). On a *shared* machine it is not: when another job holds one of the cor
 code; use ``--omp_wait_policy passive`` there (threads sleep at barriers). The policy is recorded in
 ``bench.json``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,24 +68,24 @@ class BenchConfig:
     """Fields of ``scripts/bench.py`` (every field is a flag and a ``--config`` YAML key). The stages read
     them as a dict (:data:`benchlib.stages.STAGES`), plus ``device``."""
 
-    out: str                        # folder for bench.json, bench.md and logs/
-    quick: bool = False             # small sizes for every stage (CI smoke run)
+    out: str  # folder for bench.json, bench.md and logs/
+    quick: bool = False  # small sizes for every stage (CI smoke run)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CPU, plus CUDA when a GPU is visible
     stages: list[str] = field(default_factory=lambda: list(STAGE_NAMES))  # comma list of STAGE_NAMES
-    threads: int = 0                # torch CPU threads per stage (0: every available core)
-    processes: int = 0              # tokenize_all processes (0: one per available core)
+    threads: int = 0  # torch CPU threads per stage (0: every available core)
+    processes: int = 0  # tokenize_all processes (0: one per available core)
     omp_wait_policy: Literal["passive", "active", "unset"] = "unset"  # passive on a shared machine
-    data_dir: str | None = None     # data root holding mitdb/ ($ECG2LLM_DATA otherwise)
-    tokenizer: str = "default"      # tokenizer folder, or 'default'
-    model: str = "default"          # LM folder for the generation stage, or 'default' (tiny)
+    data_dir: str | None = None  # data root holding mitdb/ ($ECG2LLM_DATA otherwise)
+    tokenizer: str = "default"  # tokenizer folder, or 'default'
+    model: str = "default"  # LM folder for the generation stage, or 'default' (tiny)
     train_config: str | None = None  # LM config of the train stage (default: tiny.yaml on CPU, base on CUDA)
-    no_compile: bool = False        # do not torch.compile the CUDA training model
-    peak_tflops: float = 0.0        # dense bf16 peak for MFU (0: from the GPU name, e.g. 989 for an H100)
+    no_compile: bool = False  # do not torch.compile the CUDA training model
+    peak_tflops: float = 0.0  # dense bf16 peak for MFU (0: from the GPU name, e.g. 989 for an H100)
     gen_batches: list[int] = field(default_factory=list)  # generation batch sizes (default per device)
-    corpus_patients: int = 10_000   # scaling projection: patients
+    corpus_patients: int = 10_000  # scaling projection: patients
     corpus_hours_per_patient: float = 70.0  # scaling projection: hours each
-    corpus_leads: int = 1           # scaling projection: leads per recording
-    stage_timeout: float = 3600.0   # seconds before a stage is stopped
+    corpus_leads: int = 1  # scaling projection: leads per recording
+    stage_timeout: float = 3600.0  # seconds before a stage is stopped
 
     def __post_init__(self):
         unknown = [s for s in self.stages if s not in STAGE_NAMES]
@@ -119,11 +120,16 @@ def check_inputs(a) -> None:
         ECGTokenizer.from_pretrained(a.tokenizer)
         from tokenizer.data import resolve_data_dir
 
-        if set(a.stages) & {"tokenizer", "tokenize_all", "score"} and not (resolve_data_dir(a.data_dir) / "mitdb").is_dir():
+        if (
+            set(a.stages) & {"tokenizer", "tokenize_all", "score"}
+            and not (resolve_data_dir(a.data_dir) / "mitdb").is_dir()
+        ):
             from tokenizer.errors import DataNotFoundError
 
-            raise DataNotFoundError(f"no mitdb/ under {resolve_data_dir(a.data_dir)}: set ECG2LLM_DATA or --data_dir "
-                                    f"(the benchmark never downloads)")
+            raise DataNotFoundError(
+                f"no mitdb/ under {resolve_data_dir(a.data_dir)}: set ECG2LLM_DATA or --data_dir "
+                f"(the benchmark never downloads)"
+            )
     if a.train_config and not Path(a.train_config).is_file():
         raise ConfigError(f"--train_config {a.train_config} does not exist")
 
@@ -132,8 +138,8 @@ def run_child(a: BenchConfig) -> int:
     """Run stage ``child`` on ``child_device`` (both in ``a._extra``) here; write its result (or its error)
     to ``child_out``."""
     import torch
-
     from benchlib.stages import STAGES
+
     from tokenizer.utils.distributed import available_cores
 
     x = a._extra
@@ -161,8 +167,17 @@ def run_stage(stage: str, device: str, argv: list[str], out: Path, timeout: floa
     """One stage in a child process (``--child``); its JSON result, or an ``error`` entry."""
     res_file = out / "logs" / f"{stage}_{device}.json"
     log = out / "logs" / f"{stage}_{device}.log"
-    cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--child", stage, "--child_device", device,
-           "--child_out", str(res_file)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        *argv,
+        "--child",
+        stage,
+        "--child_device",
+        device,
+        "--child_out",
+        str(res_file),
+    ]
     t0 = time.perf_counter()
     with open(log, "w") as f:
         try:
@@ -187,9 +202,9 @@ def main(argv=None):
     if a._extra.child:
         return run_child(a)
     import torch
-
     from benchlib.report import machine, markdown, scaling
     from benchlib.stages import CUDA_STAGES
+
     from tokenizer.utils.distributed import available_cores
 
     check_inputs(a)
@@ -202,12 +217,20 @@ def main(argv=None):
     plan = [(s, "cpu") for s in a.stages if a.device != "cuda" or s not in CUDA_STAGES]
     plan += [(s, "cuda") for s in a.stages if cuda and s in CUDA_STAGES]
     plan.sort(key=lambda sd: STAGE_NAMES.index(sd[0]))
-    report = {"command": " ".join(["python", "scripts/bench.py", *argv]), "quick": a.quick,
-              "threads": a.threads or available_cores(), "machine": machine(), "load_average_before": os.getloadavg(),
-              "corpus": {"patients": a.corpus_patients, "hours_per_patient": a.corpus_hours_per_patient,
-                         "leads": a.corpus_leads,
-                         "hours": a.corpus_patients * a.corpus_hours_per_patient * a.corpus_leads},
-              "stages": []}
+    report = {
+        "command": " ".join(["python", "scripts/bench.py", *argv]),
+        "quick": a.quick,
+        "threads": a.threads or available_cores(),
+        "machine": machine(),
+        "load_average_before": os.getloadavg(),
+        "corpus": {
+            "patients": a.corpus_patients,
+            "hours_per_patient": a.corpus_hours_per_patient,
+            "leads": a.corpus_leads,
+            "hours": a.corpus_patients * a.corpus_hours_per_patient * a.corpus_leads,
+        },
+        "stages": [],
+    }
     env = dict(os.environ)
     if a.omp_wait_policy != "unset":
         env.setdefault("OMP_WAIT_POLICY", a.omp_wait_policy.upper())
@@ -216,8 +239,15 @@ def main(argv=None):
         print(f"[bench] {stage} on {device} ...", flush=True)
         res = run_stage(stage, device, argv, out, a.stage_timeout, env)
         report["stages"].append(res)
-        print(f"[bench] {stage} on {device}: " + (f"failed: {res['error']}" if res.get("error") else
-              "; ".join(f"{r['metric']} {r['value']:.4g} {r['unit']}" for r in res["rows"])), flush=True)
+        print(
+            f"[bench] {stage} on {device}: "
+            + (
+                f"failed: {res['error']}"
+                if res.get("error")
+                else "; ".join(f"{r['metric']} {r['value']:.4g} {r['unit']}" for r in res["rows"])
+            ),
+            flush=True,
+        )
     report["load_average_after"] = os.getloadavg()
     report["scaling"] = scaling(report, report["corpus"]["hours"])
     write_json(out / "bench.json", report)

@@ -46,10 +46,10 @@ class BigramSamplesConfig:
 def bigram_samples(store_path: str, out: str, tokenizer: str = "default", num_samples: int = 200,
                    seconds: float = 10.0, seed: int = 0) -> Path:
     """Fit the bigram model on ``store_path``, sample ``num_samples`` ECGs of ``seconds``, write ``out``."""
-    from tokenizer.folder import write_folder
     from lm.baselines import fit_baselines
     from lm.sampling import check_stateless
     from tokenizer.base import ECGTokenizer
+    from tokenizer.folder import write_folder
     from tokenizer.store import TokenStore
 
     store = TokenStore.open(store_path)

@@ -23,6 +23,7 @@ missing). ``<out>/summary.json`` records each stage's command, wall time and hea
 <= 10 minutes on 2 CPU cores after install. Existing stage outputs are replaced (``--fresh false`` keeps
 the store and the trained LM of an earlier run and starts from stage 3).
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,19 @@ from tokenizer.utils.cli import run_main  # noqa: E402
 from tokenizer.utils.config import config_to_dict, parse_config  # noqa: E402
 from tokenizer.utils.io import write_json  # noqa: E402
 
-ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no"]
+ACCELERATE = [
+    sys.executable,
+    "-m",
+    "accelerate.commands.launch",
+    "--num_processes",
+    "1",
+    "--num_machines",
+    "1",
+    "--mixed_precision",
+    "no",
+    "--dynamo_backend",
+    "no",
+]
 
 
 @dataclass
@@ -52,14 +64,14 @@ class DemoConfig:
     """Fields of ``scripts/demo.py`` (every field is a flag and a ``--config`` YAML key). The stages get
     their own settings from their configs (``lm_config``) plus the overrides the stage commands show."""
 
-    out: str = "runs/demo"          # output folder
-    data_dir: str | None = None     # data root holding mitdb/ ($ECG2LLM_DATA otherwise)
+    out: str = "runs/demo"  # output folder
+    data_dir: str | None = None  # data root holding mitdb/ ($ECG2LLM_DATA otherwise)
     lm_config: str = "configs/lm/tiny.yaml"  # LM config of the train stage
-    max_steps: int | None = None    # override the LM config's max_steps
-    num_samples: int = 200          # unconditional 10-s samples to generate
-    forecast_tasks: int = 48        # DS2 prefixes to forecast
+    max_steps: int | None = None  # override the LM config's max_steps
+    num_samples: int = 200  # unconditional 10-s samples to generate
+    forecast_tasks: int = 48  # DS2 prefixes to forecast
     report_to: Literal["wandb", "tensorboard", "none"] = "wandb"  # LM tracker (W&B offline unless logged in)
-    fresh: bool = True              # false: reuse <out>/store and <out>/lm/final from an earlier run
+    fresh: bool = True  # false: reuse <out>/store and <out>/lm/final from an earlier run
 
 
 class StageError(ECG2LLMError):
@@ -75,8 +87,9 @@ def run_stage(name: str, cmd: list[str], log_dir: Path, summary: dict) -> None:
     log = log_dir / f"{name}.log"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     with open(log, "w") as f:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, bufsize=1)
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        )
         for line in proc.stdout:
             sys.stdout.write(line)
             f.write(line)
@@ -106,41 +119,137 @@ def main(argv=None):
     store, lm_dir = out / "store", out / "lm"
     reuse = not a.fresh and (store / "meta.json").is_file() and (lm_dir / "final" / "config.json").is_file()
     if not reuse:
-        run_stage("1_tokenize", [py, "tokenizer/tokenize.py", "--tokenizer", "default", "--out", str(store), *data],
-                  logs, summary)
+        run_stage(
+            "1_tokenize",
+            [py, "tokenizer/tokenize.py", "--tokenizer", "default", "--out", str(store), *data],
+            logs,
+            summary,
+        )
         steps = ["--max_steps", str(a.max_steps)] if a.max_steps else []
-        run_stage("2_train_lm", [*ACCELERATE, "lm/train.py", "--config", a.lm_config, "--store", str(store),
-                                 "--output_dir", str(lm_dir), "--overwrite_output_dir", "true", "--report_to", a.report_to,
-                                 *steps, *data],
-                  logs, summary)
+        run_stage(
+            "2_train_lm",
+            [
+                *ACCELERATE,
+                "lm/train.py",
+                "--config",
+                a.lm_config,
+                "--store",
+                str(store),
+                "--output_dir",
+                str(lm_dir),
+                "--overwrite_output_dir",
+                "true",
+                "--report_to",
+                a.report_to,
+                *steps,
+                *data,
+            ],
+            logs,
+            summary,
+        )
     final = lm_dir / "final"
-    run_stage("3a_generate", [py, "lm/generate.py", "--model", str(final), "--num_samples", str(a.num_samples),
-                              "--seconds", "10", "--out", str(out / "generated"), "--seed", "0", "--png", "false"],
-              logs, summary)
-    run_stage("3b_forecast", [py, "lm/forecast.py", "--model", str(final), "--out", str(out / "forecast"),
-                              "--n_tasks", str(a.forecast_tasks), "--k", "16", *data], logs, summary)
-    run_stage("3c_bigram", [py, "scripts/bigram_samples.py", "--store", str(store), "--out", str(out / "bigram"),
-                            "--num_samples", str(a.num_samples)], logs, summary)
-    run_stage("4_score", [py, "eval/score.py", "--synthetic", str(out / "generated"), "--forecast",
-                          str(out / "forecast"), "--tokenizer", "default", "--extra_rows",
-                          f"bigram sampler={out / 'bigram'}", "--out", str(out / "eval"), "--n_real", "300",
-                          "--n_ref_rows", "200", *data], logs, summary)
+    run_stage(
+        "3a_generate",
+        [
+            py,
+            "lm/generate.py",
+            "--model",
+            str(final),
+            "--num_samples",
+            str(a.num_samples),
+            "--seconds",
+            "10",
+            "--out",
+            str(out / "generated"),
+            "--seed",
+            "0",
+            "--png",
+            "false",
+        ],
+        logs,
+        summary,
+    )
+    run_stage(
+        "3b_forecast",
+        [
+            py,
+            "lm/forecast.py",
+            "--model",
+            str(final),
+            "--out",
+            str(out / "forecast"),
+            "--n_tasks",
+            str(a.forecast_tasks),
+            "--k",
+            "16",
+            *data,
+        ],
+        logs,
+        summary,
+    )
+    run_stage(
+        "3c_bigram",
+        [
+            py,
+            "scripts/bigram_samples.py",
+            "--store",
+            str(store),
+            "--out",
+            str(out / "bigram"),
+            "--num_samples",
+            str(a.num_samples),
+        ],
+        logs,
+        summary,
+    )
+    run_stage(
+        "4_score",
+        [
+            py,
+            "eval/score.py",
+            "--synthetic",
+            str(out / "generated"),
+            "--forecast",
+            str(out / "forecast"),
+            "--tokenizer",
+            "default",
+            "--extra_rows",
+            f"bigram sampler={out / 'bigram'}",
+            "--out",
+            str(out / "eval"),
+            "--n_real",
+            "300",
+            "--n_ref_rows",
+            "200",
+            *data,
+        ],
+        logs,
+        summary,
+    )
 
     summary["seconds"] = round(time.time() - t0, 1)
     lm_metrics = json.loads((lm_dir / "metrics.json").read_text())
     ev = json.loads((out / "eval" / "metrics.json").read_text())
     summary["lm"] = {s: lm_metrics.get(s) for s in ("val", "test")}
-    summary["eval"] = {"verdict": ev.get("verdict"), "headline": ev.get("headline"),
-                       **{k: ev.get(k) for k in ("rfed", "mmd", "valid_rhythm_rate", "hr_w1_bpm",
-                                                 "memorization_ratio", "forecast_crps")}}
+    summary["eval"] = {
+        "verdict": ev.get("verdict"),
+        "headline": ev.get("headline"),
+        **{
+            k: ev.get(k)
+            for k in ("rfed", "mmd", "valid_rhythm_rate", "hr_w1_bpm", "memorization_ratio", "forecast_crps")
+        },
+    }
     write_json(out / "summary.json", summary)
 
     val, test = lm_metrics.get("val", {}), lm_metrics.get("test", {})
     print(f"\n=== done in {summary['seconds'] / 60:.1f} min")
     for name, m in (("val", val), ("test (DS2)", test)):
         if m:
-            print(f"LM {name}: {m['bits_per_token']:.3f} bits/token (bigram {m.get('bigram_bits_per_token', float('nan')):.3f}, "
-                  f"unigram {m.get('unigram_bits_per_token', float('nan')):.3f}), {m['bits_per_second']:.0f} bits per ECG second")
+            big, uni = m.get("bigram_bits_per_token", float("nan")), m.get("unigram_bits_per_token", float("nan"))
+            print(
+                f"LM {name}: {m['bits_per_token']:.3f} bits/token (bigram {big:.3f}, unigram {uni:.3f}), "
+                f"{m['bits_per_second']:.0f} bits per ECG second"
+            )
     e = summary["eval"]
     if e.get("verdict"):  # the headline metrics, each judged against the spread of real unseen patients
         print(f"synthetic vs real DS2: verdict {str(e['verdict']).upper()}")

@@ -23,6 +23,7 @@ Every row is scored by :func:`tokenizer.evaluation.evaluate_tokenizer` on the wh
 and carries the command that produced its model. Trained models and finished rows are cached under
 ``--out`` (``models/``, ``rows/``), so an interrupted study resumes where it stopped.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,8 +39,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from tokenizer.base import ECGTokenizer  # noqa: E402
-from tokenizer.baselines import (ChronosMeanScaleConfig, ChronosMeanScaleTokenizer, DecimateMuLawConfig,  # noqa: E402
-                                 DecimateMuLawTokenizer, DecimateUniformConfig, DecimateUniformTokenizer)
+from tokenizer.baselines import (  # noqa: E402
+    ChronosMeanScaleConfig,
+    ChronosMeanScaleTokenizer,
+    DecimateMuLawConfig,
+    DecimateMuLawTokenizer,
+    DecimateUniformConfig,
+    DecimateUniformTokenizer,
+)
 from tokenizer.errors import ConfigError  # noqa: E402
 from tokenizer.evaluation import evaluate_tokenizer, load_signals  # noqa: E402
 from tokenizer.metrics import MITDB_ADC_BITS  # noqa: E402
@@ -70,23 +77,24 @@ class RateDistortionConfig:
     config path as ``tokenizer/train.py``: no tokenizer field is copied here.
     """
 
-    out: str                        # output folder (models, rows, JSON, table, plot)
-    data_dir: str | None = None     # data root holding mitdb/ ($ECG2LLM_DATA otherwise)
-    quick: bool = False             # CI scale: n=10, vocab 256, a few steps, 20 s per record
+    out: str  # output folder (models, rows, JSON, table, plot)
+    data_dir: str | None = None  # data root holding mitdb/ ($ECG2LLM_DATA otherwise)
+    quick: bool = False  # CI scale: n=10, vocab 256, a few steps, 20 s per record
     ns: list[int] = field(default_factory=lambda: [5, 10, 20])  # samples per token, comma-separated
     vocabs: list[int] = field(default_factory=lambda: [256, 1024, 4096])  # vocabulary sizes (FSQ_LEVELS keys)
     methods: list[str] = field(default_factory=lambda: list(METHODS))  # from METHODS, comma-separated
     fsq_config: str = "configs/tokenizer/fsq_default.yaml"  # tokenizer/train.py config of the fsq cells
-    fsq_steps: int = 3000           # training steps of each fsq cell
-    fsq_eval_every: int = 0         # 0: the config's value
-    seed_steps: int = 3000          # training steps of each seed-autoencoder cell
-    seed_dir: str | None = None     # folder with trained seed_n{n}_v{V} tokenizers to load
-    test_seconds: float = 0.0       # first seconds of each DS2 record (0: all)
-    threads: int = 2                # torch CPU threads
+    fsq_steps: int = 3000  # training steps of each fsq cell
+    fsq_eval_every: int = 0  # 0: the config's value
+    seed_steps: int = 3000  # training steps of each seed-autoencoder cell
+    seed_dir: str | None = None  # folder with trained seed_n{n}_v{V} tokenizers to load
+    test_seconds: float = 0.0  # first seconds of each DS2 record (0: all)
+    threads: int = 2  # torch CPU threads
 
 
-def train_seed(n: int, num_bins: int, train: list[np.ndarray], steps: int, seed: int = 0,
-               batch_size: int = 1024, lr: float = 1e-3):
+def train_seed(
+    n: int, num_bins: int, train: list[np.ndarray], steps: int, seed: int = 0, batch_size: int = 1024, lr: float = 1e-3
+):
     """Train the seed's scalar autoencoder on DS1-train blocks (its own normalization), straight-through.
 
     As in the report: 250-sample windows min-max normalized to [0, 1], blocks of ``n`` samples, MSE on
@@ -129,9 +137,22 @@ def baseline(method: str, n: int, vocab: int) -> ECGTokenizer:
 def fsq_argv(args, n: int, vocab: int, out_dir: Path) -> list[str]:
     """The ``tokenizer/train.py`` arguments that train the FSQ model of one cell."""
     levels = ",".join(str(v) for v in FSQ_LEVELS[vocab])
-    argv = ["--config", args.fsq_config, "--samples_per_token", str(n), "--levels", f"[{levels}]",
-            "--steps", str(args.fsq_steps), "--eval_test", "false", "--output_dir", str(out_dir),
-            "--threads", str(args.threads)]
+    argv = [
+        "--config",
+        args.fsq_config,
+        "--samples_per_token",
+        str(n),
+        "--levels",
+        f"[{levels}]",
+        "--steps",
+        str(args.fsq_steps),
+        "--eval_test",
+        "false",
+        "--output_dir",
+        str(out_dir),
+        "--threads",
+        str(args.threads),
+    ]
     if args.fsq_eval_every:
         argv += ["--eval_every", str(args.fsq_eval_every)]
     if args.quick:
@@ -154,8 +175,10 @@ def get_model(args, method: str, n: int, vocab: int, train: list[np.ndarray], ou
         import json
 
         info = json.loads((run_dir / "metrics.json").read_text())
-        train_info = {k: info.get(k) for k in ("best_step", "steps_run", "train_seconds", "train_cpu_seconds",
-                                               "best_valid_rmse_uv")}
+        train_info = {
+            k: info.get(k)
+            for k in ("best_step", "steps_run", "train_seconds", "train_cpu_seconds", "best_valid_rmse_uv")
+        }
         return ECGTokenizer.from_pretrained(run_dir / "tokenizer"), 0.0, command, train_info
     if method == "seed":
         src = Path(args.seed_dir) / f"seed_n{n}_v{vocab}" if args.seed_dir else out / "models" / f"seed_n{n}_v{vocab}"
@@ -168,8 +191,10 @@ def get_model(args, method: str, n: int, vocab: int, train: list[np.ndarray], ou
             t0 = time.perf_counter()
             tok = train_seed(n, vocab, train, args.seed_steps)
             tok.save_pretrained(src)
-            write_json(src.parent / f"seed_n{n}_v{vocab}.train.json",
-                       {"steps": args.seed_steps, "train_seconds": time.perf_counter() - t0})
+            write_json(
+                src.parent / f"seed_n{n}_v{vocab}.train.json",
+                {"steps": args.seed_steps, "train_seconds": time.perf_counter() - t0},
+            )
             command = study_cmd
         side = SEED_WINDOW_BITS * tok.fs / tok.config.window
         return tok, side, command, {"steps": args.seed_steps}
@@ -177,28 +202,53 @@ def get_model(args, method: str, n: int, vocab: int, train: list[np.ndarray], ou
     return tok, tok.side_info_bits_per_second, study_cmd, None
 
 
-ROW_KEYS = ("rmse_uv", "prdn", "prd", "snr_db", "mse_seed_norm", "tokens_per_second", "vocab_size", "bits_per_token",
-            "bits_per_second", "side_info_bits_per_second", "total_bits_per_second", "compression_ratio",
-            "codes_used_fraction", "code_perplexity", "code_entropy_bits", "encode_s", "decode_s", "n_samples")
+ROW_KEYS = (
+    "rmse_uv",
+    "prdn",
+    "prd",
+    "snr_db",
+    "mse_seed_norm",
+    "tokens_per_second",
+    "vocab_size",
+    "bits_per_token",
+    "bits_per_second",
+    "side_info_bits_per_second",
+    "total_bits_per_second",
+    "compression_ratio",
+    "codes_used_fraction",
+    "code_perplexity",
+    "code_entropy_bits",
+    "encode_s",
+    "decode_s",
+    "n_samples",
+)
 
 
 def markdown_table(rows: list[dict]) -> str:
     """The study as a Markdown table (commands listed below it, referenced by number)."""
     cmds: list[str] = []
-    lines = ["| method | n | tok/s | vocab | bit/s | RMSE µV | PRDN % | SNR dB | MSE seed-norm | CR | codes used | perplexity | cmd |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "| method | n | tok/s | vocab | bit/s | RMSE µV | PRDN % | SNR dB | MSE seed-norm | CR | codes used "
+        "| perplexity | cmd |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in sorted(rows, key=lambda r: (r["n"], r["vocab_size"], METHODS.index(r["method"]))):
         if r["command"] not in cmds:
             cmds.append(r["command"])
-        bps = f"{r['bits_per_second']:.0f}" + (f" + {r['side_info_bits_per_second']:.1f}" if r["side_info_bits_per_second"] else "")
+        bps = f"{r['bits_per_second']:.0f}" + (
+            f" + {r['side_info_bits_per_second']:.1f}" if r["side_info_bits_per_second"] else ""
+        )
         lines.append(
             f"| {r['method']} | {r['n']} | {r['tokens_per_second']:.0f} | {r['vocab_size']} | {bps} | "
             f"{r['rmse_uv']:.1f} | {r['prdn']:.2f} | {r['snr_db']:.1f} | {r['mse_seed_norm']:.5f} | "
             f"{r['compression_ratio']:.1f} | {100 * r['codes_used_fraction']:.1f} % | {r['code_perplexity']:.0f} | "
-            f"[{cmds.index(r['command']) + 1}] |")
+            f"[{cmds.index(r['command']) + 1}] |"
+        )
     lines.append("")
-    lines.append("bit/s: token bits per second (+ side information the ids do not carry: the seed's per-window "
-                 "min/max, Chronos' per-context scale). CR = 360 x 11 bit/s over the total.")
+    lines.append(
+        "bit/s: token bits per second (+ side information the ids do not carry: the seed's per-window "
+        "min/max, Chronos' per-context scale). CR = 360 x 11 bit/s over the total."
+    )
     lines.append("")
     lines += [f"[{i + 1}] `{c}`" for i, c in enumerate(cmds)]
     return "\n".join(lines) + "\n"
@@ -218,10 +268,18 @@ def plot(rows: list[dict], path: Path) -> None:
     for ax, key, label in ((axes[0], "rmse_uv", "DS2 RMSE (µV)"), (axes[1], "prdn", "DS2 PRDN (%)")):
         for m in METHODS:
             for n in (5, 10, 20):
-                sel = sorted([r for r in rows if r["method"] == m and r["n"] == n], key=lambda r: r["total_bits_per_second"])
+                sel = sorted(
+                    [r for r in rows if r["method"] == m and r["n"] == n], key=lambda r: r["total_bits_per_second"]
+                )
                 if sel:
-                    ax.plot([r["total_bits_per_second"] for r in sel], [r[key] for r in sel], marker=markers.get(n, "x"),
-                            color=colors[m], label=f"{m} n={n}", alpha=0.85)
+                    ax.plot(
+                        [r["total_bits_per_second"] for r in sel],
+                        [r[key] for r in sel],
+                        marker=markers.get(n, "x"),
+                        color=colors[m],
+                        label=f"{m} n={n}",
+                        alpha=0.85,
+                    )
         if key == "rmse_uv":
             ax.axhline(25, color="k", ls="--", lw=0.8, label="goal 25 µV")
         else:
@@ -273,28 +331,57 @@ def main(argv=None):
             continue
         if method == "seed" and SEED_WINDOW % n:
             # The seed's DimReduction tiles its 250-sample window with blocks of n: n must divide 250.
-            print(f"[{i + 1}/{len(cells)}] {method} n={n}: skipped (n does not divide the seed's "
-                  f"{SEED_WINDOW}-sample window)", flush=True)
-            skipped.append({"method": method, "n": n, "vocab_target": vocab,
-                            "reason": f"n={n} does not divide the seed's {SEED_WINDOW}-sample window"})
+            print(
+                f"[{i + 1}/{len(cells)}] {method} n={n}: skipped (n does not divide the seed's "
+                f"{SEED_WINDOW}-sample window)",
+                flush=True,
+            )
+            skipped.append(
+                {
+                    "method": method,
+                    "n": n,
+                    "vocab_target": vocab,
+                    "reason": f"n={n} does not divide the seed's {SEED_WINDOW}-sample window",
+                }
+            )
             continue
         print(f"[{i + 1}/{len(cells)}] {method} n={n} vocab~{vocab}", flush=True)
         tok, side, command, train_info = get_model(args, method, n, vocab, train, out, study_cmd)
         res = evaluate_tokenizer(tok, test, side)
-        row = {"method": method, "n": n, "vocab_target": vocab, **{k: res[k] for k in ROW_KEYS},
-               "config": tok.config_dict(), "command": command, "train": train_info,
-               "per_record": res["per_record"]}
+        row = {
+            "method": method,
+            "n": n,
+            "vocab_target": vocab,
+            **{k: res[k] for k in ROW_KEYS},
+            "config": tok.config_dict(),
+            "command": command,
+            "train": train_info,
+            "per_record": res["per_record"],
+        }
         write_json(row_file, row)
         rows.append(row)
-        print(f"    RMSE {row['rmse_uv']:.1f} µV  PRDN {row['prdn']:.2f} %  {row['total_bits_per_second']:.0f} bit/s",
-              flush=True)
-    study = {"rows": rows, "skipped": skipped, "test_records": list(split.test), "test_seconds": args.test_seconds or "all",
-             "lead": "MLII", "split": split.as_dict(), "fsq_levels": FSQ_LEVELS, "quick": args.quick,
-             "command": study_cmd,
-             "git_sha": git_sha(), "versions": versions()}
+        print(
+            f"    RMSE {row['rmse_uv']:.1f} µV  PRDN {row['prdn']:.2f} %  {row['total_bits_per_second']:.0f} bit/s",
+            flush=True,
+        )
+    study = {
+        "rows": rows,
+        "skipped": skipped,
+        "test_records": list(split.test),
+        "test_seconds": args.test_seconds or "all",
+        "lead": "MLII",
+        "split": split.as_dict(),
+        "fsq_levels": FSQ_LEVELS,
+        "quick": args.quick,
+        "command": study_cmd,
+        "git_sha": git_sha(),
+        "versions": versions(),
+    }
     write_json(out / "rate_distortion.json", study)
-    notes = "".join(f"\nNo {k['method']} row at n={k['n']}: {k['reason']}." for k in
-                    {(k["method"], k["n"]): k for k in skipped}.values())
+    notes = "".join(
+        f"\nNo {k['method']} row at n={k['n']}: {k['reason']}."
+        for k in {(k["method"], k["n"]): k for k in skipped}.values()
+    )
     write_text(out / "rate_distortion.md", markdown_table(rows) + ("\n" + notes if notes else ""))
     plot(rows, out / "rate_distortion.png")
     print(f"wrote {out / 'rate_distortion.json'}, .md and .png")

@@ -12,7 +12,8 @@ Launch (from the repo root)::
 What it does (details in :mod:`eval.tstr`): generates beat- and rhythm-conditioned synthetic records with a
 conditional LM (WFDB + ``.atr`` labels), cuts labelled beats from real DS1, real DS2 and the synthetic
 records, trains an AAMI N/S/V/F beat classifier (default: gradient-boosted trees on inter-patient
-features, :mod:`eval.strong_classifier`; ``--classifier cnn``: the former 1-D CNN) on (a) real DS1, (b) synthetic only, (c) DS1 plus the
+features, :mod:`eval.strong_classifier`; ``--classifier cnn``: the former 1-D CNN) on (a) real DS1,
+(b) synthetic only, (c) DS1 plus the
 synthetic minority beats, (d) DS1 plus those synthetic minority beats a DS1-trained classifier agrees with
 -- several seeds each -- and tests all on real DS2 (macro-F1, per-class Se/PPV);
 measures how often a DS1-trained classifier agrees with the generated labels; scores each conditional set

@@ -11,7 +11,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 
 ENTRY_POINTS = ["tokenizer/train.py", "tokenizer/tokenize.py", "lm/train.py", "lm/generate.py", "lm/forecast.py",

@@ -24,9 +24,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from einops import rearrange
 import numpy as np
 import torch
+from einops import rearrange
 
 from ..errors import ConfigError
 from ..evaluation import evaluate_tokenizer, load_signals

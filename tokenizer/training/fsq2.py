@@ -30,9 +30,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from einops import rearrange
 import numpy as np
 import torch
+from einops import rearrange
 
 from ..baseline import split_baseline
 from ..errors import ConfigError

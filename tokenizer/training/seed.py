@@ -22,7 +22,7 @@ from ..data import read_record
 from ..errors import ConfigError
 from ..metrics import reconstruction_report
 from ..seed_tokenizer import SeedTokenizer, SeedTokenizerConfig
-from ..splits import intra_record_split, inter_patient_split
+from ..splits import inter_patient_split, intra_record_split
 from ..utils.io import ensure_writable_dir, write_json, write_run_info
 from ..windows import WINDOW, minmax_denormalize, minmax_normalize, to_blocks, to_windows
 
