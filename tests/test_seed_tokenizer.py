@@ -47,8 +47,13 @@ def _train(latent, n):
     x = np.concatenate([synthetic_ecg(60, hr_bpm=h, seed=i) for i, h in enumerate((60, 75, 90))])
     w = x[: len(x) // 250 * 250].reshape(-1, 250)
     tok = SeedTokenizer(SeedTokenizerConfig(block_size=n, latent=latent))
-    fit(tok, w[:200], w[200:], TrainConfig(block_size=n, latent=latent, epochs=8, batch_size=64, lr=3e-3, patience=8),
-        progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # multi-threaded CPU reductions may sum in another order run to run
+    try:
+        fit(tok, w[:200], w[200:], TrainConfig(block_size=n, latent=latent, epochs=8, batch_size=64, lr=3e-3,
+                                               patience=8), progress=False)
+    finally:
+        torch.set_num_threads(threads)
     return tok
 
 
