@@ -248,8 +248,10 @@ class ECGPipeline:
         The prefix is resampled to :attr:`fs` if ``fs`` differs, trimmed at its start to whole tokens
         (the most recent samples are kept), tokenized, and continued by the LM; prefix and continuation
         are decoded together (the tokenizer's decoder sees the real prefix at the seam), and only the part
-        after the prefix is returned, without texture (the clean band, as ``lm/forecast.py`` scores it;
-        v1 LMs only: an LM v2 cannot be prompted yet). ``lm/forecast.py`` task ``i`` with
+        after the prefix is returned, without texture (the clean band, as ``lm/forecast.py`` scores it).
+        A conditional LM v2 sees the prefix as an unlabelled stream (``beat:?`` at XQRS-detected beats,
+        :func:`lm.guidance.null_label_stream`) and continues it through its unconditional branch.
+        ``lm/forecast.py`` task ``i`` with
         ``--seed s --k K`` equals
         ``forecast(prefix_i, num_samples=K, seed=s * 100003 + i, batch_size=K)``.
 

@@ -64,8 +64,10 @@ def forecast(cfg: ForecastConfig) -> dict:
     import torch
     from tqdm.auto import tqdm
 
+    from lm.control import ControlSpec
     from lm.model import load_lm, load_tokenizer_for
     from lm.sampling import SamplingParams, check_stateless, sample_tokens
+    from lm.synthesize import synthesize
     from tokenizer.data import resolve_data_dir
     from tokenizer.forecasts import make_forecast_tasks, save_forecasts
     from tokenizer.utils.io import ensure_writable_dir, git_sha, sha256_file, versions, write_json
@@ -78,6 +80,7 @@ def forecast(cfg: ForecastConfig) -> dict:
     tok = load_tokenizer_for(model.config, folder)
     check_stateless(tok)
     params = SamplingParams(cfg.temperature, cfg.top_k, cfg.top_p)
+    v2 = ControlSpec.of_model(model) is not None
 
     tasks = make_forecast_tasks(resolve_data_dir(cfg.data_dir), records=cfg.records or None, n=cfg.n_tasks,
                                 seed=cfg.seed, prefix_s=cfg.prefix_s, horizon_s=cfg.horizon_s, fs=tok.fs)
@@ -88,6 +91,11 @@ def forecast(cfg: ForecastConfig) -> dict:
     t0 = time.perf_counter()
     for i in tqdm(range(len(prefix)), desc="forecast", unit="task"):
         ids, _ = tok.encode(prefix[i], tok.fs)
+        if v2:  # an LM v2 continues the prompt as a stream with its control tokens (lm.synthesize)
+            syn = synthesize(model, tok, cfg.k, (n_new - 0.5) / tok.tokens_per_second, seed=cfg.seed * 100003 + i,
+                             params=params, batch_size=cfg.k, prompt=ids, texture=False, progress=False)
+            samples[i] = syn.signals[:, p : p + h]
+            continue
         new = sample_tokens(model, cfg.k, n_new, prompt=ids, params=params, batch_size=cfg.k,
                             seed=cfg.seed * 100003 + i)  # (K, n_new)
         for j in range(cfg.k):

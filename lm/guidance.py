@@ -118,11 +118,33 @@ def _chunk(model, ctx: torch.Tensor, n_new: int, params: SamplingParams, vcut: i
     return out
 
 
+def null_label_stream(codes, signal: np.ndarray, fs: float, samples_per_token: float,
+                      spec: ControlSpec) -> np.ndarray:
+    """An unlabelled ECG in the layout of a condition-dropped training sequence: codes with ``beat:?``.
+
+    Beats are found by wfdb's XQRS detector (:func:`lm.rhythm_check.detect_beats`) on ``signal`` (the
+    prompt in mV at ``fs``, e.g. its decoded codes) and each ``beat:?`` goes before the code
+    ``spec.lead_s`` ahead of its R peak, where :func:`lm.conditioning.label_events` puts a real label.
+    A conditional LM then continues it through its unconditional branch (``unconditional=True``).
+    """
+    from .conditioning import interleave
+    from .rhythm_check import detect_beats
+
+    codes = np.asarray(codes, np.int64)
+    if not spec.conditional:
+        return codes
+    peaks = detect_beats(np.asarray(signal, np.float64), fs)
+    k = (np.maximum(0, peaks - int(round(spec.lead_s * fs))) // samples_per_token).astype(np.int64)
+    k = k[k < len(codes)]
+    return interleave(codes, k, np.full(len(k), spec.null_beat_id, np.int64))
+
+
 @torch.inference_mode()
 def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: float | None = None,
                   strength: float = 0.0, source: str = "mitdb", lead: str = "MLII",
                   params: SamplingParams | None = None, batch_size: int = 64, seed: int = 0,
-                  unconditional: bool = False, progress: bool = False) -> ConditionedSamples:
+                  unconditional: bool = False, progress: bool = False, prompt=None,
+                  prompt_rhythm: str | None = None) -> ConditionedSamples:
     """Sample a v2 LM until every sequence has ``n_codes`` ECG codes, optionally with guidance.
 
     Parameters
@@ -147,6 +169,13 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
         As :func:`lm.sampling.sample_tokens` (batch ``i`` draws from ``torch.Generator(seed + i)``).
     unconditional : bool
         Sample the unconditional branch alone (labels nulled in the context, drawn from the prior).
+    prompt : array-like of int, optional
+        A real stream to continue, in the training layout: codes with their inline control tokens
+        (``beat:<c>`` from annotations, or ``beat:?`` at detected beats, :func:`null_label_stream`).
+        Only the ``n_codes`` codes drawn after it are returned (codes, events, streams).
+    prompt_rhythm : str, optional
+        The rhythm prefix of a prompted stream (``"N"``, ...; ``"?"`` = unlabelled); ignored when a rhythm
+        is requested in ``conditions``. Default: ``"?"`` when ``prompt`` is given.
 
     Returns
     -------
@@ -174,6 +203,10 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
         raise ConfigError("give either guidance or unconditional=True, not both")
     if n_codes < 1 or n_samples < 1:
         raise ConfigError(f"need n_samples >= 1 and n_codes >= 1, got {n_samples}, {n_codes}")
+    prompt = np.zeros(0, np.int64) if prompt is None else np.asarray(prompt, np.int64).ravel()
+    if prompt.size and (prompt.min() < 0 or prompt.max() >= spec.first_id + spec.n_tokens
+                        or np.isin(prompt, np.arange(spec.first_id - 3, spec.first_id)).any()):
+        raise ConfigError("prompt ids must be ECG codes or control tokens of this LM (no PAD/BOS/EOS)")
     mode = "both" if guidance is not None else ("uncond" if unconditional else "cond")
     g = 1.0 if guidance is None else float(guidance)
     params = params or SamplingParams()
@@ -201,15 +234,18 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
         head_b = head.expand(b, -1)  # (b, 3)
         prefix = torch.zeros((b, 0), dtype=torch.long, device=device)
         if spec.conditional:
-            if rhythm is not None:
+            if prompt.size and rhythm is None:  # a prompt's own rhythm (or the null one)
+                r_id = spec.id_of(f"rhythm:{prompt_rhythm or '?'}")
+                prefix = torch.full((b, 1), r_id, dtype=torch.long, device=device)
+            elif rhythm is not None:
                 prefix = torch.full((b, 1), spec.id_of(f"rhythm:{rhythm}"), dtype=torch.long, device=device)
             else:
                 prefix = _chunk(model, head_b, 1, params, vcut, gen, first_bias, voc, mode, g)  # (b, 1)
-        hist = torch.zeros((b, 0), dtype=torch.long, device=device)
+        hist = torch.as_tensor(prompt, device=device).expand(b, -1).clone()  # (b, P): the prompt first
         made = torch.zeros(b, dtype=torch.long, device=device)
         first = True
         while int(made.min()) < n_codes:
-            if hist.shape[1] > 8 * n_codes + 2 * window:  # a model (or a guidance scale) drawing labels only
+            if hist.shape[1] - prompt.size > 8 * n_codes + 2 * window:  # a model (or scale) drawing labels only
                 raise ConfigError(f"sampling drew {hist.shape[1]} tokens but only {int(made.min())} ECG "
                                   f"codes in "
                                   f"some sequence: the model emits control tokens without codes; lower the "
@@ -232,11 +268,12 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
             hist = torch.cat([hist, new], 1)
             made += (new < v).sum(1)
             first = False
-        part = hist.cpu().numpy()
+        part = hist[:, prompt.size:].cpu().numpy()
         for i in range(b):
             c, ev = split_stream(part[i], spec)
             codes[start + i] = c[:n_codes]
             events.append([(k, name) for k, name in ev if k < n_codes])
-            rhythms.append(spec.name_of(int(prefix[i, 0]))[len("rhythm:"):] if prefix.shape[1] else None)
+            rhythms.append(spec.name_of(int(prefix[i, 0]))[len("rhythm:"):]
+                           if prefix.shape[1] and not prompt.size else None)
             streams.append(part[i])
     return ConditionedSamples(codes=codes, events=events, rhythm=rhythms, streams=streams)

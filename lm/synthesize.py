@@ -165,7 +165,7 @@ def check_request(model, tok, *, guidance=None, source: str | None = None, lead:
     Raises
     ------
     ConfigError
-        ``guidance``, ``source`` or ``lead`` for a v1 LM, a prompt for an LM v2 (not supported yet),
+        ``guidance``, ``source`` or ``lead`` for a v1 LM,
         unknown source/lead names, a bad guidance scale, or ``texture=True`` without a texture model.
     """
     check_guidance(guidance)
@@ -184,9 +184,6 @@ def check_request(model, tok, *, guidance=None, source: str | None = None, lead:
             ctl.source_id(source)  # raises listing the known sources
         if lead is not None:
             ctl.lead_id(lead)
-        if prompt:
-            raise ConfigError("a prompt (forecast, --prompt_record) is not supported for an LM v2 yet "
-                              "(lm.guidance.sample_guided has no prompt); use a v1 LM to continue a real ECG")
     return ctl, resolve_texture(tok, texture)
 
 
@@ -251,12 +248,21 @@ def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, p
     t0 = time.perf_counter()
     labels = None
     if ctl is not None:
-        from .guidance import sample_guided
+        from .guidance import null_label_stream, sample_guided
 
+        stream, prompt_rhythm, unlabelled = None, None, False
+        if prompt.size:  # a labelled prompt (its record's .atr) or beat:? at detected beats
+            if prompt_labels is not None:
+                stream, prompt_rhythm = prompt_labels[0], prompt_labels[1]
+            else:
+                stream = null_label_stream(prompt, tok.decode(prompt, None), tok.fs, tok.samples_per_token, ctl)
+                unlabelled = (ctl.conditional and ctl.condition_dropout > 0 and not condition
+                              and guidance is None)
         drawn = sample_guided(model, num_samples, n_tok, conditions=list(condition),
                               guidance=check_guidance(guidance), strength=condition_strength,
                               source=source or "mitdb", lead=lead or "MLII", params=params,
-                              batch_size=batch_size, seed=seed, progress=progress)
+                              batch_size=batch_size, seed=seed, progress=progress, prompt=stream,
+                              prompt_rhythm=prompt_rhythm, unconditional=unlabelled)
         labels = drawn if ctl.conditional else None
         ids = drawn.codes
     elif spec is not None:

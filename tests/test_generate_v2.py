@@ -17,7 +17,7 @@ from lm_support import UniformBlockConfig, UniformBlockTokenizer
 
 from lm.control import ControlSpec
 from lm.model import TOKENIZER_SUBDIR, build_model, tokenizer_record
-from tokenizer.errors import ConfigError
+from tokenizer.errors import ConfigError, TokenizerError
 
 COUNTS = {"beat:N": 90, "beat:V": 10, "rhythm:N": 5, "rhythm:AFIB": 2}
 
@@ -105,8 +105,52 @@ def test_source_and_lead_change_the_prefix_and_unknown_ones_are_refused(v2_lm, t
         _syn(v2_lm, tok2, lead="aVR")
     with pytest.raises(ConfigError, match="finite number >= 0"):
         _syn(v2_lm, tok2, guidance=float("nan"))
-    with pytest.raises(ConfigError, match="not supported for an LM v2"):
-        _syn(v2_lm, tok2, prompt=np.arange(10))
+    with pytest.raises(TokenizerError, match="outside the vocabulary"):
+        _syn(v2_lm, tok2, prompt=np.full(4, tok2.vocab_size))  # PAD is not an ECG code
+    from lm.guidance import sample_guided
+
+    with pytest.raises(ConfigError, match="no PAD/BOS/EOS"):
+        sample_guided(v2_lm, 1, 4, prompt=np.full(4, tok2.vocab_size))
+
+
+def _real_prompt(tok, data_dir, seconds: float = 3.0) -> np.ndarray:
+    from tokenizer.data import read_record
+
+    rec = read_record("100", data_dir, lead="MLII", annotations=False)
+    ids, _ = tok.encode(rec.signal[: int(seconds * rec.fs)], rec.fs)
+    return np.asarray(ids, np.int64)
+
+
+def test_null_label_stream_puts_one_null_beat_per_detected_beat(v2_lm, tok2, data_dir):
+    from lm.conditioning import split_stream
+    from lm.guidance import null_label_stream
+    from lm.rhythm_check import detect_beats
+
+    spec = ControlSpec.of_model(v2_lm)
+    codes = _real_prompt(tok2, data_dir)
+    x = tok2.decode(codes, None)
+    stream = null_label_stream(codes, x, tok2.fs, tok2.samples_per_token, spec)
+    back, events = split_stream(stream, spec)
+    assert np.array_equal(back, codes)  # the codes are untouched, in order
+    n_beats = len(detect_beats(x, tok2.fs))
+    assert 2 <= n_beats <= 6  # record 100 runs at ~75 bpm: 3-4 beats in 3 s
+    assert [name for _, name in events] == ["beat:?"] * n_beats
+
+
+def test_v2_continues_a_prompt_and_returns_only_the_new_codes(v2_lm, tok2, data_dir):
+    prompt = _real_prompt(tok2, data_dir, 1.0)
+    a = _syn(v2_lm, tok2, prompt=prompt, texture=False)
+    b = _syn(v2_lm, tok2, prompt=prompt, texture=False)
+    n_new = int(np.ceil(2.0 * tok2.tokens_per_second))
+    assert a.ids.shape == (3, n_new) and a.ids.max() < tok2.vocab_size
+    assert np.array_equal(a.ids, b.ids)  # same seed, same continuation
+    n_out = int(round((len(prompt) / tok2.tokens_per_second + 2.0) * tok2.fs))
+    assert a.signals.shape == (3, n_out)
+    # the decoded prompt is the prompt's own decode (the continuation cannot reach back)
+    head = tok2.decode(prompt, None)[: int(0.5 * tok2.fs)]
+    assert np.allclose(a.signals[0, : len(head)], head, atol=1e-4)
+    c = _syn(v2_lm, tok2, prompt=prompt[: len(prompt) // 2], texture=False)
+    assert not np.array_equal(a.ids, c.ids)  # the prompt is seen
 
 
 def test_guidance_needs_dropout_and_conditions_need_a_conditional_v2(tok2):
@@ -240,8 +284,9 @@ def test_pipeline_generate_guidance_texture_source_lead(v2_lm, tok2):
     assert not np.array_equal(x, clean)
     hand = pipe.generate(2, 2, seed=1, source="cinc2017", lead="I", texture=False)
     assert not np.array_equal(hand, pipe.generate(2, 2, seed=1, texture=False))
-    with pytest.raises(ValueError, match="not supported for an LM v2"):
-        pipe.forecast(x[0], seconds=1, num_samples=2)
+    f = pipe.forecast(clean[0], seconds=1, num_samples=2, seed=3)  # an LM v2 continues a prefix too
+    assert f.shape == (2, 360) and np.isfinite(f).all()
+    assert np.array_equal(f, pipe.forecast(clean[0], seconds=1, num_samples=2, seed=3))
     with pytest.raises(ValueError, match="not a condition"):
         pipe.generate(1, 1, condition="beat:?")
 
@@ -257,3 +302,19 @@ def test_pipeline_v1_refuses_guidance_and_keeps_forecast_clean(v1_toy):
     with pytest.raises(ValueError, match="texture=True needs"):
         pipe.generate(1, 1, texture=True)
     assert np.array_equal(pipe.generate(2, 1, seed=2), pipe.generate(2, 1, seed=2, texture=False))
+
+
+def test_lm_forecast_continues_prefixes_with_an_lm_v2_as_the_pipeline_does(tmp_path, v2_dir, v2_lm, tok2,
+                                                                           tiny_db):
+    from ecg2llm import ECGPipeline
+    from lm.forecast import ForecastConfig, forecast
+    from tokenizer.forecasts import load_forecasts
+
+    forecast(ForecastConfig(model=str(v2_dir), out=str(tmp_path / "fc"), data_dir=str(tiny_db), records=["100"],
+                            n_tasks=2, k=2, prefix_s=1.0, horizon_s=0.5, seed=1, device="cpu"))
+    f = load_forecasts(tmp_path / "fc")
+    assert f["samples"].shape == (2, 2, 180) and np.isfinite(f["samples"]).all()
+    # task i with --seed s --k K is forecast(prefix_i, num_samples=K, seed=s * 100003 + i, batch_size=K)
+    same = ECGPipeline(v2_lm, tok2).forecast(f["prefix"][1], seconds=0.5, num_samples=2, seed=100003 + 1,
+                                             batch_size=2)
+    np.testing.assert_allclose(f["samples"][1], same, atol=1e-5)
