@@ -342,9 +342,11 @@ class Calibration:
         return {"headline": head, "verdict": overall(head), "clinical": clinical}
 
     # ------------------------------------------------------------------------------ LM-only variant
-    def add_tokenizer(self, tokenizer, per_patient: int = 40) -> None:
+    def add_tokenizer(self, tokenizer, per_patient: int = 40, texture: bool = False) -> None:
         """Add ``discriminator_lm``: the discriminator with the tokenizer round trip of the real windows as
         its real side, so what the tokenizer itself removes (noise texture above its band) is no fault.
+        ``texture``: round trips decoded with the tokenizer's texture model, for sets generated with it
+        (a texture-decoded set against plain round trips would be told apart by the texture alone).
 
         Its band: round trips of unseen-patient draws (``per_patient`` pool windows per patient, at most
         ``disc_max_n`` per draw, ``disc_draws`` draws) against the round trip of the LM-training windows.
@@ -355,7 +357,7 @@ class Calibration:
         ws = real_windows(
             s.lm_train_records, sc.data_dir, n=s.disc_real_n, seed=s.seed + 7, window_s=sc.settings.window_s
         )
-        rt_real = tokenizer_roundtrip_windows(tokenizer, ws)
+        rt_real = tokenizer_roundtrip_windows(tokenizer, ws, texture=texture, seed=s.seed + 31)
         real = (self._disc_x(sc.features(rt_real)), ws.records)
         rng = np.random.default_rng(s.seed + 23)
         keep = np.concatenate([
@@ -363,9 +365,10 @@ class Calibration:
             for r in sorted(set(self.pool.records.tolist()))
         ])
         sub = self.pool.subset(np.sort(keep))
-        rt_f = sc.features(tokenizer_roundtrip_windows(tokenizer, sub))
+        rt_f = sc.features(tokenizer_roundtrip_windows(tokenizer, sub, texture=texture, seed=s.seed + 37))
         self.lm_only = {"real": real, "pool": (sub.records, rt_f), "bands": {}}
-        sc._log(f"LM-only discriminator: {len(sub)} unseen-patient windows through the tokenizer")
+        sc._log(f"LM-only discriminator: {len(sub)} unseen-patient windows through the tokenizer"
+                f"{' (texture decode)' if texture else ''}")
 
     def lm_band(self, n: int) -> tuple[float, float]:
         """Real band of ``discriminator_lm`` at ``n`` windows."""

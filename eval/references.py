@@ -138,12 +138,19 @@ def ecgsyn_row(scorer: Scorer, n: int = 200) -> dict:
     return scorer.score_windows(ROW_NAMES["ecgsyn"], ws)
 
 
-def tokenizer_roundtrip_windows(tokenizer, windows: WindowSet) -> WindowSet:
-    """``decode(encode(x))`` of each window with an :class:`tokenizer.ECGTokenizer` (cut/padded to length)."""
+def tokenizer_roundtrip_windows(tokenizer, windows: WindowSet, texture: bool = False, seed: int = 0) -> WindowSet:
+    """``decode(encode(x))`` of each window with an :class:`tokenizer.ECGTokenizer` (cut/padded to length).
+
+    ``texture=True`` decodes with the tokenizer's texture model (window ``i`` seeded ``seed + i``), as
+    generated ECGs are decoded by default on tokenizer v2: the like-for-like real side for them.
+    """
     out = []
-    for x in windows.x:
+    for i, x in enumerate(windows.x):
         ids, state = tokenizer.encode(x, windows.fs)
-        y = np.asarray(tokenizer.decode(ids, state), np.float32)
+        if texture:
+            y = np.asarray(tokenizer.decode(ids, state, texture=True, seed=seed + i), np.float32)
+        else:
+            y = np.asarray(tokenizer.decode(ids, state), np.float32)
         if tokenizer.fs != windows.fs:
             from tokenizer.data import resample
 

@@ -127,7 +127,9 @@ def run(cfg: ScoreConfig, command: str = "") -> dict:
     if cfg.headline and cfg.tokenizer:  # the LM-only discriminator needs the tokenizer's round trip
         from tokenizer import ECGTokenizer
 
-        scorer.calibration().add_tokenizer(ECGTokenizer.from_pretrained(cfg.tokenizer))
+        tok = ECGTokenizer.from_pretrained(cfg.tokenizer)
+        # a set decoded with the texture model is compared with texture-decoded round trips (like for like)
+        scorer.calibration().add_tokenizer(tok, texture=_texture_decoded(cfg.synthetic, tok))
     rows: dict[str, dict] = {}
     primary = None
     if synth is not None:
@@ -207,6 +209,16 @@ def run(cfg: ScoreConfig, command: str = "") -> dict:
     write_report(out, metrics, scorer, forecast=forecast, command=command)
     print(f"[eval] wrote {Path(out) / 'metrics.json'} and report.md in {metrics['seconds']:.1f} s")
     return metrics
+
+
+def _texture_decoded(folder, tok) -> bool:
+    """Whether a generated folder's samples were decoded with a texture model (``texture_seed`` set)."""
+    if not folder or not getattr(tok, "has_texture", False):
+        return False
+    from tokenizer.folder import read_manifest
+
+    manifest = read_manifest(folder)  # None for plain WFDB records: no texture info
+    return bool(manifest) and any(smp.get("texture_seed") is not None for smp in manifest.get("samples", []))
 
 
 @run_main

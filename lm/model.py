@@ -38,7 +38,10 @@ from tokenizer.errors import ConfigError, TokenizerError
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 TOKENIZER_SUBDIR = "tokenizer"  # a copy of the ECG tokenizer inside every saved LM folder
 #: LMs shipped in ``lm/pretrained/<name>`` and the config each was trained with.
-SHIPPED = {"default": "configs/lm/tiny.yaml", "conditional": "configs/lm/tiny_cond.yaml"}
+#: ``default`` and ``conditional`` are one LM v2 (tokenizer v2, rhythm prefix + beat labels, condition dropout):
+#: ``default`` is sampled without a condition, ``conditional`` with one; ``v1*`` are the tokenizer-v1 LMs.
+SHIPPED = {"default": "configs/lm/v2_conditional_ft.yaml", "conditional": "configs/lm/v2_conditional_ft.yaml",
+           "v1": "configs/lm/tiny.yaml", "v1-conditional": "configs/lm/tiny_cond.yaml"}
 
 
 def special_ids(codebook_size: int) -> dict[str, int]:
@@ -130,9 +133,10 @@ def num_parameters(model, exclude_embeddings: bool = False) -> int:
 
 
 def resolve_model_dir(model: str | Path) -> Path:
-    """A shipped LM by name -- ``"default"`` (tiny, unconditional) or ``"conditional"`` (tiny with control
-    tokens) in ``lm/pretrained/`` --, a local folder (or the run directory holding ``final/``), or a Hugging
-    Face Hub id (:func:`tokenizer.utils.hub.resolve_folder`, the one loader every model folder goes through)."""
+    """A shipped LM by name -- ``"default"`` / ``"conditional"`` (LM v2 on tokenizer v2), ``"v1"`` /
+    ``"v1-conditional"`` (the tokenizer-v1 tiny LMs) in ``lm/pretrained/`` --, a local folder (or the run
+    directory holding ``final/``), or a Hugging Face Hub id (:func:`tokenizer.utils.hub.resolve_folder`, the
+    one loader every model folder goes through)."""
     from tokenizer.utils.hub import resolve_folder
 
     p = Path(model)

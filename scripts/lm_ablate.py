@@ -12,6 +12,8 @@ Results go to ``<out>/<name>/`` (a normal run dir) and one line per variant in `
     python scripts/lm_ablate.py --runs ctx256,ctx1080 --out runs/ablate            # ~8 min per run, 1 thread
     python scripts/lm_ablate.py --out runs/ablate --table                           # the table of finished runs
     python scripts/lm_ablate.py --config my_ablate.yaml                             # the same fields as YAML
+    python scripts/lm_ablate.py --reference runs/lm/v2_conditional/final            # regular share, median HR
+    python scripts/lm_ablate.py --figure curves.png --chained runs/lm/v2_conditional_pre,runs/lm/v2_conditional
 
 Each variant's LM config is ``configs/lm/ablate_base.yaml`` composed with its overrides through the same
 :func:`tokenizer.utils.config.parse_config` path as ``lm/train.py`` (no field is copied here).
@@ -100,29 +102,48 @@ def run_variant(name: str, out: Path, tokens: int, n_windows: int, threads: int)
     return res
 
 
-def figure(out: Path, png: Path) -> Path:
-    """Training and validation bits/token against tokens seen, one line per variant (from train_log.jsonl)."""
+def _chained_rows(runs: list[Path]) -> list[tuple[int, dict]]:
+    """``(tokens seen, log record)`` of runs trained one after the other (pretrain -> fine-tune)."""
+    rows, offset = [], 0
+    for r in runs:
+        cfg = json.loads((r / "run_info.json").read_text())["config"]
+        per_step = cfg["batch_size"] * cfg["context_length"]
+        recs = [json.loads(line) for line in (r / "train_log.jsonl").read_text().splitlines()]
+        rows += [(offset + x["step"] * per_step, x) for x in recs]
+        offset += max(x["step"] for x in recs) * per_step
+    return rows
+
+
+def figure(out: Path, png: Path, chained: list[Path] | None = None) -> Path:
+    """Training and validation bits/token against tokens seen, one line per variant (from train_log.jsonl);
+    with ``chained`` (run dirs trained one after the other), one line through those runs instead."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for name, stages in ABLATIONS.items():
-        runs = [out / (name if k == len(stages) - 1 else f"{name}_stage{k}") for k in range(len(stages))]
-        if not (runs[-1] / "train_log.jsonl").is_file():
-            continue
-        rows, offset = [], 0
-        for r in runs:
-            cfg = json.loads((r / "run_info.json").read_text())["config"]
-            per_step = cfg["batch_size"] * cfg["context_length"]
-            recs = [json.loads(line) for line in (r / "train_log.jsonl").read_text().splitlines()]
-            rows += [(offset + x["step"] * per_step, x) for x in recs]
-            offset += max(x["step"] for x in recs) * per_step
+    series = {}
+    if chained:
+        series[" -> ".join(Path(r).name for r in chained)] = [Path(r) for r in chained]
+    else:
+        for name, stages in ABLATIONS.items():
+            runs = [out / (name if k == len(stages) - 1 else f"{name}_stage{k}") for k in range(len(stages))]
+            if (runs[-1] / "train_log.jsonl").is_file():
+                series[name] = runs
+    for name, runs in series.items():
+        rows = _chained_rows(runs)
         for ax, key in zip(axes, ("train/bits_per_token", "val/bits_per_token")):
             pts = [(t / 1e3, x[key]) for t, x in rows if key in x]
             if pts:
                 ax.plot(*zip(*pts), label=name, marker="o" if key.startswith("val") else None, ms=3)
+        if chained:  # where fine-tuning starts, and the bigram of the validation tokens
+            edge = _chained_rows(runs[:1])[-1][0] / 1e3
+            for ax in axes:
+                ax.axvline(edge, color="gray", ls=":", lw=1)
+            big = [x["val/bigram_bits_per_token"] for _, x in rows if "val/bigram_bits_per_token" in x]
+            if big:
+                axes[1].axhline(big[-1], color="gray", ls="--", lw=1, label="bigram (validation)")
     for ax, title in zip(axes, ("train", "validation (DS1 records 101, 112, 119; MLII)")):
         ax.set_xlabel("training tokens (thousands)")
         ax.set_title(f"{title} bits/token")
@@ -189,7 +210,8 @@ class AblateConfig:
     tokens: int = 860_000           # training tokens per variant
     windows: int = 64               # generated 10-s windows for the rhythm check
     num_threads: int = 1            # torch CPU threads
-    figure: str | None = None       # only draw the loss curves of --out into this PNG
+    figure: str | None = None       # only draw the loss curves of --out (or of --chained) into this PNG
+    chained: list[str] = field(default_factory=list)  # run dirs trained in turn (pretrain,fine-tune) for --figure
     table: bool = False             # only print the markdown table of --out
     reference: str | None = None    # only measure real DS2 and this LM (e.g. default)
 
@@ -205,7 +227,7 @@ def main(argv=None):
         print(table(Path(a.out)))
         return 0
     if a.figure:
-        print(figure(Path(a.out), Path(a.figure)))
+        print(figure(Path(a.out), Path(a.figure), [Path(r) for r in a.chained] or None))
         return 0
     os.environ.setdefault("WANDB_MODE", "disabled")
     out = Path(a.out)

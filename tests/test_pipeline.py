@@ -53,7 +53,7 @@ def test_generate_shape_rate_and_seed(pipe):
 
 def test_sampling_settings_are_used_and_checked(pipe):
     x = pipe.generate(2, 1, seed=0)
-    greedy = pipe.generate(2, 1, seed=0, top_k=1)
+    greedy = pipe.generate(2, 1, seed=0, top_k=1, texture=False)  # texture is seeded per sample: off here
     assert not np.array_equal(x, greedy)
     assert np.array_equal(greedy[0], greedy[1])  # top_k=1 is greedy: every sample identical
     assert np.array_equal(pipe.generate(2, 1, seed=0, top_p=0.9), pipe.generate(2, 1, seed=0, top_p=0.9))
@@ -65,10 +65,16 @@ def test_sampling_settings_are_used_and_checked(pipe):
 
 
 def test_conditions(pipe, cond_pipe):
-    assert pipe.conditions == [] and not pipe.is_conditional
+    from ecg2llm import ECGPipeline
+
+    v1 = ECGPipeline.from_pretrained("v1", device="cpu")  # the tokenizer-v1 tiny LM: no control tokens
+    assert v1.conditions == [] and not v1.is_conditional
     with pytest.raises(ValueError, match="needs a conditional LM") as e:
-        pipe.generate(1, 1, condition="rhythm:AFIB")
+        v1.generate(1, 1, condition="rhythm:AFIB")
     assert "from_pretrained('conditional')" in str(e.value)
+    # `default` is the conditional LM v2 sampled without a condition: the same weights
+    assert pipe.is_conditional and pipe.conditions == cond_pipe.conditions
+    assert np.array_equal(pipe.generate(2, 1, seed=5), cond_pipe.generate(2, 1, seed=5))
     assert cond_pipe.is_conditional and "rhythm:AFIB" in cond_pipe.conditions
     with pytest.raises(ValueError, match="unknown condition 'rhythm:NOPE'") as e:
         cond_pipe.generate(1, 1, condition="rhythm:NOPE")
@@ -155,7 +161,7 @@ def test_tokenizer_override_must_match(pipe, tmp_path):
     from ecg2llm import ECGPipeline
     from tokenizer.base import ECGTokenizer
 
-    same = ECGPipeline.from_pretrained("default", device="cpu", tokenizer="v1")
+    same = ECGPipeline.from_pretrained("default", device="cpu", tokenizer="default")  # LM v2: tokenizer v2
     assert same.tokenizer.weights_hash == pipe.tokenizer.weights_hash
     ECGTokenizer.from_config(pipe.tokenizer.config_dict()).save_pretrained(tmp_path / "untrained")
     with pytest.raises(ValueError, match="weights hash"):

@@ -161,16 +161,18 @@ def test_v1_still_loads_with_its_recorded_hash():
     assert json.loads((PRETRAINED_DIR / "v1" / "config.json").read_text())["weights_hash"] == v1.weights_hash
 
 
-def test_shipped_lms_keep_their_v1_tokenizer():
+def test_shipped_lms_carry_the_tokenizer_they_were_trained_on():
     from lm.model import PRETRAINED_DIR as LM_DIR
 
-    for name in ("default", "conditional"):
+    want = {"default": "default", "conditional": "default", "v1": "v1", "v1-conditional": "v1"}
+    for name, tok_name in want.items():
         folder = LM_DIR / name / "tokenizer"
         if not folder.is_dir():
             pytest.skip(f"no shipped LM {name}")
         tok = ECGTokenizer.from_pretrained(folder)
-        assert tok.weights_hash == ECGTokenizer.from_pretrained("v1").weights_hash
-        assert tok.weights_hash != ECGTokenizer.from_pretrained("default").weights_hash
+        assert tok.weights_hash == ECGTokenizer.from_pretrained(tok_name).weights_hash, name
+        other = "v1" if tok_name == "default" else "default"
+        assert tok.weights_hash != ECGTokenizer.from_pretrained(other).weights_hash, name
 
 
 # ----------------------------------------------------------------------------- CinC 2017

@@ -365,22 +365,23 @@ def stage_train(o: dict) -> dict:
 
 # ---------------------------------------------------------------------------------------------- generation
 def bench_generate(model_dir: str, device: str, batch: int, seconds: float, repeats: int) -> dict:
-    """ECG-seconds generated (sampled with the static KV cache and decoded to mV) per wall-clock second."""
+    """ECG-seconds generated per wall-clock second through :func:`lm.synthesize.synthesize`, the one path
+    ``lm/generate.py`` and the pipeline take (v1: static KV cache; LM v2: control prefix and inline labels;
+    tokenizer v2: texture decode on), sampled and decoded to mV."""
     from lm.model import load_lm, load_tokenizer_for
-    from lm.sampling import sample_tokens
+    from lm.synthesize import synthesize
 
     model, folder = load_lm(model_dir, device)
     tok = load_tokenizer_for(model.config, folder)
     if hasattr(tok, "to"):
         tok.to(device)
     n_tok = int(np.ceil(seconds * tok.tokens_per_second))
-    sample_tokens(model, batch, 16, batch_size=batch, seed=0)  # warm-up (allocations, kernels)
+    synthesize(model, tok, batch, 0.5, seed=0, batch_size=batch, progress=False)  # warm-up (allocations)
     times = []
     for r in range(repeats):
         sync(device)
         t0 = time.perf_counter()
-        ids = sample_tokens(model, batch, n_tok, batch_size=batch, seed=r)
-        _ = [tok.decode(seq, None) for seq in ids]
+        synthesize(model, tok, batch, seconds, seed=r, batch_size=batch, progress=False)
         sync(device)
         times.append(time.perf_counter() - t0)
     return {
