@@ -132,3 +132,20 @@ def test_two_stage_with_a_tree_second_stage_learns_premature_beats_in_regular_rh
         from eval.strong_classifier import train_strong
 
         train_strong(b, StrongConfig(second_model="svm"))
+
+
+def test_tstr_real_only_trains_arm_a_without_a_language_model(data_dir, tmp_path):
+    import json
+
+    from test_entrypoint_errors import _main
+
+    out = tmp_path / "real"
+    rc = _main("scripts/tstr.py")(["--out", str(out), "--data_dir", str(data_dir), "--download", "false",
+                                   "--train_records", "101,106", "--test_records", "100", "--seeds", "0",
+                                   "--tree_max_iter", "5", "--num_threads", "1", "--real_only", "true",
+                                   "--model", "no-such-model"])  # never read: no generation
+    assert rc == 0
+    r = json.loads((out / "tstr_real_only.json").read_text())
+    assert list(r["arms"]) == ["a"] and r["beats"]["real_ds2"]["N"] > 1000
+    assert 0.0 <= r["goal"]["a_sveb_f1"] <= 1.0 and r["arms"]["a"]["runs"][0]["seed"] == 0
+    assert "synthetic" not in " ".join(r["beats"])
