@@ -34,19 +34,20 @@ from .beats import CLASSES, BeatSet
 class StrongConfig:
     """Settings of :func:`train_strong`.
 
-    Defaults: the DS1 cross-validation's choice, ``"two-stage: trees sqrt V/F, logreg rr+patient balanced
-    S/N"`` of :data:`CV_GRID` (pooled out-of-fold macro-F1 0.559, S F1 0.372, V F1 0.901 on DS1, 5
-    record-grouped folds; ``docs/results/beat_cv.json``): trees with frequency^-0.5 weights on all features
-    call V and F, and a class-balanced logistic regression on the RR and patient-relative morphology
-    features splits the remaining beats into N and S.
+    Defaults: the DS1 cross-validation's choice, ``"two-stage: trees sqrt V/F, trees rr+rhythm sqrt S/N"``
+    of :data:`CV_GRID` (pooled out-of-fold macro-F1 0.601, S F1 0.528, V F1 0.901 on DS1, 5 record-grouped
+    folds; ``docs/results/beat_cv.json``; the former choice, a logistic N/S stage on ``rr+patient``: 0.559):
+    trees with frequency^-0.5 weights on all features call V and F, and a second set of boosted trees
+    (frequency^-0.5) on the patient-normalised RR and the rhythm context (:func:`eval.beats.rhythm_features`)
+    splits the remaining beats into N and S.
     """
 
     model: str = "two-stage"           # trees | logreg | lda | mlp | trees+logreg | two-stage (see MODELS)
     feature_set: str = "rr+morph+patient"
-    linear_feature_set: str = "rr+patient"  # features of the linear half of "trees+logreg" / "two-stage"
+    linear_feature_set: str = "rr+rhythm"  # features of the second half of "trees+logreg" / "two-stage"
     vote: float = 0.5                  # trees+logreg: trees' share of the averaged probabilities
-    linear_class_weight_power: float = 1.0  # trees+logreg / two-stage: class weighting of the linear half
-    second_model: str = "logreg"       # two-stage: the N/S splitter, logreg | trees (small boosted trees)
+    linear_class_weight_power: float = 0.5  # trees+logreg / two-stage: class weighting of the second half
+    second_model: str = "trees"        # two-stage: the N/S splitter, logreg | trees (boosted trees, same settings)
     C: float = 1.0                     # logreg: inverse L2 strength (on standardised features)
     hidden: int = 32                   # mlp: hidden units (one layer)
     learning_rate: float = 0.1
@@ -252,6 +253,8 @@ def cross_validate(beats: BeatSet, configs: dict[str, StrongConfig], n_splits: i
 #: small MLP, and the trees' and the logistic regression's probabilities averaged. "balanced" = class
 #: weights frequency^-1, "sqrt" = frequency^-0.5.
 def _g(model: str, feature_set: str, power: float, **kw) -> dict:
+    if model in ("two-stage", "trees+logreg"):  # rows name their second stage (the default is now trees)
+        kw.setdefault("second_model", "logreg")
     return {"model": model, "feature_set": feature_set, "class_weight_power": power, **kw}
 
 
