@@ -121,6 +121,9 @@ def _fit(kind: str, cfg: StrongConfig, f: np.ndarray, y: np.ndarray, power: floa
         return model.fit(f, y)
     w = _weights(y, power)
     if kind == "trees":
+        # a column NaN for every beat (rhythm context of a hand-built BeatSet without ``rhythm``) breaks the
+        # trees' binning: constant 0 instead, which no split uses (so NaN there at prediction changes nothing)
+        f = np.where(np.isnan(f).all(0, keepdims=True), 0.0, f) if len(f) else f
         return model.fit(f, y, sample_weight=w)
     return model.fit(f, y, **{f"{model.steps[-1][0]}__sample_weight": w})
 
