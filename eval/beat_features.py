@@ -14,6 +14,11 @@ Mondéjar-Guerra et al. 2019, BSPC 47; Niu et al. 2020, IEEE JBHI 24(5)), comput
   patient's median beat, R amplitude and QRS width over the patient's medians, RMS distance to the median
   beat, and the beat minus the median beat sampled every 16 samples.
 
+* **Rhythm context** (``+rhythm`` sets; :func:`eval.beats.rhythm_features`): prematurity against the
+  median of the neighbouring intervals (the beat's own left out) and the irregularity of that context, with
+  their products, so a linear model can call "premature in a *regular* rhythm" (an S beat) apart from
+  "early in atrial fibrillation" (an N beat conducted early).
+
 A "patient" is a beat's ``group``: a MIT-BIH record, or one generated sequence for synthetic beats, so
 synthetic beats are normalised within their own sequence exactly as real ones within their record. The
 patient statistics use no labels, only the beats of that group; compute them on the whole set
@@ -25,7 +30,7 @@ import functools
 
 import numpy as np
 
-from .beats import BEFORE, FS, BeatSet
+from .beats import AFTER, BEFORE, FS, RHYTHM_NAMES, BeatSet
 
 R = BEFORE                      # R-peak index in a beat
 QRS = (R - 36, R + 36)          # +-100 ms around R
@@ -82,6 +87,13 @@ def rr_block(beats: BeatSet) -> tuple[np.ndarray, list[str]]:
     names = ["rr_pre", "rr_post", "rr_local", "rr_patient", "rr_pre/patient", "rr_post/patient",
              "rr_local/patient", "rr_pre/local", "rr_post/local", "rr_post/pre", "rr_(post-pre)/patient"]
     return np.stack(cols, 1).astype(np.float32), names
+
+
+def rhythm_block(beats: BeatSet) -> tuple[np.ndarray, list[str]]:
+    """Rhythm-context features ``(N, len(RHYTHM_NAMES))`` (``beats.rhythm``; NaN when the set has none)."""
+    if beats.rhythm is None:
+        return np.full((len(beats), len(RHYTHM_NAMES)), np.nan, np.float32), list(RHYTHM_NAMES)
+    return np.asarray(beats.rhythm, np.float32), list(RHYTHM_NAMES)
 
 
 def group_mean(v: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -155,7 +167,8 @@ COMPACT_MORPH = ("qrs_width", "qrs_width/patient", "r_amp/patient", "corr_patien
                  "corr_patient_p", "rms_to_patient", "p_std/patient", "qrs_ptp", "qrs_slope_max",
                  "qrs_slope_min", "p_std", "t_max", "t_min")
 #: Named feature subsets (selected by cross-validation on DS1, :mod:`eval.strong_classifier`).
-FEATURE_SETS = ("rr_raw", "rr", "rr+compact", "rr+patient", "rr+morph", "rr+morph+patient")
+FEATURE_SETS = ("rr_raw", "rr", "rr+compact", "rr+patient", "rr+morph", "rr+morph+patient", "rr+rhythm",
+                "rr+rhythm+compact", "rr+rhythm+patient", "rr+rhythm+morph+patient")
 
 
 def beat_features(beats: BeatSet, feature_set: str = "rr+morph+patient") -> tuple[np.ndarray, list[str]]:
@@ -170,7 +183,8 @@ def beat_features(beats: BeatSet, feature_set: str = "rr+morph+patient") -> tupl
         ``"rr_raw"``: RR in seconds and beat-to-neighbour ratios, no patient; ``"rr"``: RR normalised per
         patient (:data:`RR_NORMALISED`); ``"rr+compact"``: plus :data:`COMPACT_MORPH`; ``"rr+patient"``:
         plus all morphology against the patient's median beat; ``"rr+morph"``: plus the beat's own
-        morphology; ``"rr+morph+patient"``: plus both.
+        morphology; ``"rr+morph+patient"``: plus both. ``"rr+rhythm..."``: the same with the rhythm context
+        (:func:`rhythm_block`) after the RR features.
     """
     if feature_set not in FEATURE_SETS:
         raise ValueError(f"feature_set must be one of {FEATURE_SETS}, got {feature_set!r}")
@@ -179,6 +193,10 @@ def beat_features(beats: BeatSet, feature_set: str = "rr+morph+patient") -> tupl
     rr, rr_names = rr_block(beats)
     keep = [rr_names.index(n) for n in (RR_RAW if feature_set == "rr_raw" else RR_NORMALISED)]
     rr, rr_names = rr[:, keep], [rr_names[i] for i in keep]
+    if feature_set.startswith("rr+rhythm"):
+        h, h_names = rhythm_block(beats)
+        rr, rr_names = np.concatenate([rr, h], 1), rr_names + h_names
+        feature_set = feature_set.replace("+rhythm", "")
     if feature_set in ("rr_raw", "rr"):
         return rr, rr_names
     morph, m_names = morphology_block(beats)
@@ -194,16 +212,25 @@ def beat_features(beats: BeatSet, feature_set: str = "rr+morph+patient") -> tupl
 @functools.lru_cache(maxsize=None)
 def feature_names(feature_set: str) -> tuple[str, ...]:
     """The column names :func:`beat_features` returns for ``feature_set`` (from a two-beat dummy set)."""
-    dummy = BeatSet(np.zeros((2, 2 * R), np.float32), np.ones((2, 4), np.float32), np.zeros(2, np.int64),
-                    np.array(["d", "d"], dtype=object))
+    dummy = BeatSet(np.zeros((2, BEFORE + AFTER), np.float32), np.ones((2, 4), np.float32),
+                    np.zeros(2, np.int64), np.array(["d", "d"], dtype=object))
     return tuple(beat_features(dummy, feature_set)[1])
 
 
-def with_features(beats: BeatSet, feature_set: str = "rr+morph+patient") -> BeatSet:
-    """``beats`` with ``features`` computed on the whole set, so class subsets keep their patient statistics."""
+def with_features(beats: BeatSet, feature_set: str = "rr+morph+patient", *more: str) -> BeatSet:
+    """``beats`` with ``features`` computed on the whole set, so class subsets keep their patient statistics.
+
+    ``more`` feature sets add their columns not already in ``feature_set`` (e.g. a two-stage model's linear
+    set), so one stored matrix serves both stages; ``meta["feature_set"]`` is then the names joined by ``|``.
+    """
     f, names = beat_features(beats, feature_set)
+    for extra in more:
+        g, g_names = beat_features(beats, extra)
+        new = [i for i, n in enumerate(g_names) if n not in names]
+        if new and len(beats):
+            f, names = np.concatenate([f, g[:, new]], 1), names + [g_names[i] for i in new]
     out = beats.subset(np.arange(len(beats)))
     out.features = f
     out.meta["feature_names"] = names
-    out.meta["feature_set"] = feature_set
+    out.meta["feature_set"] = "|".join((feature_set,) + tuple(m for m in more if m != feature_set))
     return out

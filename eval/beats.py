@@ -10,6 +10,11 @@ LM writes beside its WFDB records (:mod:`lm.conditioning`). Both are cut at the 
 (:func:`tokenizer.ecg.refine_peaks`: the largest deviation within 80 ms of the annotation), so the two
 differ only in their signals. Classes: AAMI N, S, V, F; **Q is excluded** (8 beats in DS1, 7 in DS2 once the
 paced records are out: too few to train or score). RR intervals use every annotated beat, Q included.
+
+Rhythm context (:func:`rhythm_features`, ``BeatSet.rhythm``): from the same peak sequence, without labels, how
+premature a beat is against the robust rhythm of its neighbours (the intervals of the ``RHYTHM_BEATS`` beats on
+each side, its own two intervals left out) and how irregular that rhythm is. A premature atrial beat is early in
+a regular rhythm; a normally conducted beat in atrial fibrillation is early in an irregular one.
 """
 from __future__ import annotations
 
@@ -27,6 +32,14 @@ CLASSES: tuple[str, ...] = ("N", "S", "V", "F")
 FS = 360.0
 BEFORE, AFTER = 90, 166  # samples around the R peak: 0.25 s + 0.46 s = 256 samples
 LOCAL_RR_BEATS = 10
+#: intervals on each side of a beat that make its rhythm context (its own previous and next RR excluded)
+RHYTHM_BEATS = 8
+#: a neighbouring interval further than this from the context median (relative) counts as irregular
+IRREGULAR_SHARE_TOL = 0.15
+#: columns of :func:`rhythm_features` (every one a ratio: no seconds, no patient constant)
+RHYTHM_NAMES = ("ctx_pre/median", "ctx_post/median", "ctx_(pre+post)/2median", "ctx_irregularity",
+                "ctx_mad", "ctx_irregular_share", "ctx_prematurity_z", "ctx_prematurity*regular",
+                "ctx_prematurity*irregularity")
 #: MIT-BIH symbols a generated .atr uses, back to AAMI classes.
 SYMBOL_CLASS = {sym: cls for cls, sym in CLASS_SYMBOL.items()}
 
@@ -44,6 +57,9 @@ class BeatSet:
     #: optional ``(N, F)`` per-beat features computed on the whole set (:func:`eval.beat_features.with_features`),
     #: carried through :meth:`subset` and :meth:`concat` so class subsets keep their patient statistics
     features: np.ndarray | None = None
+    #: optional ``(N, len(RHYTHM_NAMES))`` rhythm context of each beat (:func:`rhythm_features`, set by
+    #: :func:`cut_beats`); None for hand-built sets (the rhythm feature columns are then NaN)
+    rhythm: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(len(self.y))
@@ -57,7 +73,9 @@ class BeatSet:
         if idx.dtype != bool:
             idx = idx.astype(np.int64)  # an empty list is float64 to numpy
         f = None if self.features is None else self.features[idx]
-        return BeatSet(self.x[idx], self.rr[idx], self.y[idx], self.group[idx], self.source, dict(self.meta), f)
+        h = None if self.rhythm is None else self.rhythm[idx]
+        return BeatSet(self.x[idx], self.rr[idx], self.y[idx], self.group[idx], self.source, dict(self.meta), f,
+                       h)
 
     def of_classes(self, classes: Sequence[str]) -> "BeatSet":
         """Only the beats of ``classes``."""
@@ -73,14 +91,16 @@ class BeatSet:
         same = all(s.features is not None for s in sets) and len(names) == 1
         feats = np.concatenate([s.features for s in sets]) if same else None
         meta = {k: sets[0].meta[k] for k in ("feature_names", "feature_set") if same and k in sets[0].meta}
+        rhythm = (np.concatenate([s.rhythm for s in sets]) if all(s.rhythm is not None for s in sets) else None)
         return BeatSet(np.concatenate([s.x for s in sets]), np.concatenate([s.rr for s in sets]),
                        np.concatenate([s.y for s in sets]), np.concatenate([s.group for s in sets]),
-                       source or " + ".join(s.source for s in sets), meta, feats)
+                       source or " + ".join(s.source for s in sets), meta, feats, rhythm)
 
 
 def empty_beats(source: str = "") -> BeatSet:
     return BeatSet(np.zeros((0, BEFORE + AFTER), np.float32), np.zeros((0, 4), np.float32),
-                   np.zeros(0, np.int64), np.zeros(0, dtype=object), source)
+                   np.zeros(0, np.int64), np.zeros(0, dtype=object), source,
+                   rhythm=np.zeros((0, len(RHYTHM_NAMES)), np.float32))
 
 
 def rr_features(peaks: np.ndarray, fs: float) -> np.ndarray:
@@ -102,6 +122,51 @@ def rr_features(peaks: np.ndarray, fs: float) -> np.ndarray:
     return np.stack([pre, post, pre / local, post / local], 1).astype(np.float32)
 
 
+def rhythm_features(peaks: np.ndarray, fs: float, beats: int = RHYTHM_BEATS) -> np.ndarray:
+    """``(N, len(RHYTHM_NAMES))``: each beat's prematurity against its neighbours' rhythm, and that rhythm's
+    irregularity; label-free, from the peak sequence alone. NaN where a beat lacks an interval or context.
+
+    The context of beat ``i`` is the ``beats`` intervals before its previous RR and the ``beats`` after its
+    next RR (clipped at the record's ends; at least 3 needed): the beat's own intervals are left out, so a
+    premature beat does not move its own reference. With ``m`` their median:
+
+    * ``ctx_pre/median``, ``ctx_post/median``: previous and next RR over ``m`` (prematurity, pause);
+      ``ctx_(pre+post)/2median``: 1 for a fully compensatory pause, below 1 for a reset sinus node;
+    * ``ctx_irregularity``: median absolute successive difference of the context intervals (taken on each side
+      separately, never across the beat) over ``m`` -- near 0 in sinus rhythm even with isolated ectopic
+      beats nearby (a median), 0.1-0.3 in atrial fibrillation; ``ctx_mad``: median absolute deviation of the
+      context intervals from ``m``, over ``m``; ``ctx_irregular_share``: share of context intervals more
+      than :data:`IRREGULAR_SHARE_TOL` from ``m``;
+    * ``ctx_prematurity_z``: ``(1 - pre/m) / (ctx_mad + 0.02)``, clipped to +-20 -- prematurity in units of
+      the context's own spread: large only for a beat early in a **regular** rhythm;
+    * ``ctx_prematurity*regular``: ``(1 - pre/m) * exp(-ctx_irregularity / 0.05)``;
+      ``ctx_prematurity*irregularity``: ``(1 - pre/m) * ctx_irregularity`` -- the products that let a linear
+      model weigh prematurity by the regularity of the rhythm around it.
+    """
+    p = np.asarray(peaks, dtype=np.float64) / fs
+    rr = np.diff(p)  # (N - 1,): rr[j] is the interval from peak j to peak j + 1
+    n = len(p)
+    out = np.full((n, len(RHYTHM_NAMES)), np.nan)
+    for i in range(1, n - 1):  # beats with both intervals: pre = rr[i - 1], post = rr[i]
+        left = rr[max(0, i - 1 - beats):i - 1]   # intervals before the previous RR
+        right = rr[i + 1:i + 1 + beats]          # intervals after the next RR
+        ctx = np.concatenate([left, right])
+        if len(ctx) < 3:
+            continue
+        m = float(np.median(ctx))
+        if m <= 0:
+            continue
+        diffs = np.concatenate([np.abs(np.diff(left)), np.abs(np.diff(right))])
+        irr = float(np.median(diffs)) / m if len(diffs) else np.nan
+        mad = float(np.median(np.abs(ctx - m))) / m
+        share = float(np.mean(np.abs(ctx / m - 1.0) > IRREGULAR_SHARE_TOL))
+        pre, post = rr[i - 1] / m, rr[i] / m
+        prem = 1.0 - pre
+        out[i] = [pre, post, (pre + post) / 2, irr, mad, share, np.clip(prem / (mad + 0.02), -20, 20),
+                  prem * np.exp(-irr / 0.05), prem * irr]
+    return out.astype(np.float32)
+
+
 def cut_beats(x: np.ndarray, peaks: np.ndarray, classes: Sequence[str], fs: float, group: str,
               source: str = "") -> BeatSet:
     """Cut every beat of ``classes`` (AAMI letters, one per peak) that has both RR neighbours and a full window.
@@ -119,6 +184,7 @@ def cut_beats(x: np.ndarray, peaks: np.ndarray, classes: Sequence[str], fs: floa
         raise ValueError(f"beats are cut at {FS:g} Hz, got {fs:g} Hz; resample first")
     peaks = np.asarray(peaks, np.int64)
     rr = rr_features(peaks, fs)
+    rhythm = rhythm_features(peaks, fs)
     keep = [i for i, c in enumerate(classes)
             if c in CLASSES and np.isfinite(rr[i]).all() and peaks[i] - BEFORE >= 0 and peaks[i] + AFTER <= len(x)]
     if not keep:
@@ -127,7 +193,8 @@ def cut_beats(x: np.ndarray, peaks: np.ndarray, classes: Sequence[str], fs: floa
     seg = np.asarray(x, np.float32)[idx]
     seg = seg - np.median(seg, axis=1, keepdims=True)
     y = np.array([CLASSES.index(classes[i]) for i in keep], np.int64)
-    return BeatSet(seg.astype(np.float32), rr[keep], y, np.array([group] * len(keep), dtype=object), source)
+    return BeatSet(seg.astype(np.float32), rr[keep], y, np.array([group] * len(keep), dtype=object), source,
+                   rhythm=rhythm[keep])
 
 
 def real_beats(records: Sequence[str], data_dir=None, source: str = "") -> BeatSet:

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from .beat_classifier import beat_metrics
-from .beat_features import beat_features, feature_names
+from .beat_features import beat_features, feature_names, with_features
 from .beats import CLASSES, BeatSet
 
 
@@ -34,18 +34,20 @@ from .beats import CLASSES, BeatSet
 class StrongConfig:
     """Settings of :func:`train_strong`.
 
-    Defaults: the DS1 cross-validation's choice, ``"two-stage: trees sqrt V/F, logreg rr+patient balanced
-    S/N"`` of :data:`CV_GRID` (pooled out-of-fold macro-F1 0.559, S F1 0.372, V F1 0.901 on DS1, 5
-    record-grouped folds; ``docs/results/beat_cv.json``): trees with frequency^-0.5 weights on all features
-    call V and F, and a class-balanced logistic regression on the RR and patient-relative morphology
-    features splits the remaining beats into N and S.
+    Defaults: the DS1 cross-validation's choice, ``"two-stage: trees sqrt V/F, trees rr+rhythm sqrt S/N"``
+    of :data:`CV_GRID` (pooled out-of-fold macro-F1 0.601, S F1 0.528, V F1 0.901 on DS1, 5 record-grouped
+    folds; ``docs/results/beat_cv.json``; the former choice, a logistic N/S stage on ``rr+patient``: 0.559):
+    trees with frequency^-0.5 weights on all features call V and F, and a second set of boosted trees
+    (frequency^-0.5) on the patient-normalised RR and the rhythm context (:func:`eval.beats.rhythm_features`)
+    splits the remaining beats into N and S.
     """
 
     model: str = "two-stage"           # trees | logreg | lda | mlp | trees+logreg | two-stage (see MODELS)
     feature_set: str = "rr+morph+patient"
-    linear_feature_set: str = "rr+patient"  # features of the linear half of "trees+logreg" / "two-stage"
+    linear_feature_set: str = "rr+rhythm"  # features of the second half of "trees+logreg" / "two-stage"
     vote: float = 0.5                  # trees+logreg: trees' share of the averaged probabilities
-    linear_class_weight_power: float = 1.0  # trees+logreg / two-stage: class weighting of the linear half
+    linear_class_weight_power: float = 0.5  # trees+logreg / two-stage: class weighting of the second half
+    second_model: str = "trees"        # two-stage: the N/S splitter, logreg | trees (boosted trees, same settings)
     C: float = 1.0                     # logreg: inverse L2 strength (on standardised features)
     hidden: int = 32                   # mlp: hidden units (one layer)
     learning_rate: float = 0.1
@@ -119,6 +121,9 @@ def _fit(kind: str, cfg: StrongConfig, f: np.ndarray, y: np.ndarray, power: floa
         return model.fit(f, y)
     w = _weights(y, power)
     if kind == "trees":
+        # a column NaN for every beat (rhythm context of a hand-built BeatSet without ``rhythm``) breaks the
+        # trees' binning: constant 0 instead, which no split uses (so NaN there at prediction changes nothing)
+        f = np.where(np.isnan(f).all(0, keepdims=True), 0.0, f) if len(f) else f
         return model.fit(f, y, sample_weight=w)
     return model.fit(f, y, **{f"{model.steps[-1][0]}__sample_weight": w})
 
@@ -166,9 +171,12 @@ def _members(cfg: StrongConfig) -> list[tuple[str, str, float]]:
     """``(model kind, feature set, class weight power)`` of each fitted member of ``cfg.model``."""
     if cfg.model not in MODELS:
         raise ValueError(f"model must be one of {list(MODELS)}, got {cfg.model!r}")
+    if cfg.second_model not in ("logreg", "trees"):
+        raise ValueError(f"second_model must be 'logreg' or 'trees', got {cfg.second_model!r}")
     if cfg.model in ("trees+logreg", "two-stage"):
+        second = cfg.second_model if cfg.model == "two-stage" else "logreg"
         return [("trees", cfg.feature_set, cfg.class_weight_power),
-                ("logreg", cfg.linear_feature_set, cfg.linear_class_weight_power)]
+                (second, cfg.linear_feature_set, cfg.linear_class_weight_power)]
     return [(cfg.model, cfg.feature_set, cfg.class_weight_power)]
 
 
@@ -216,14 +224,18 @@ def cross_validate(beats: BeatSet, configs: dict[str, StrongConfig], n_splits: i
     out = {}
     for name, cfg in configs.items():
         t = time.time()
-        if cfg.feature_set not in cache:
-            cache[cfg.feature_set] = beat_features(beats, cfg.feature_set)[0]
-        feats = cache[cfg.feature_set]
+        sets = (cfg.feature_set, cfg.linear_feature_set) if cfg.model in ("trees+logreg", "two-stage") else (
+            cfg.feature_set,)
+        key = "|".join(sets)
+        if key not in cache:  # both stages' columns, computed on the whole set (patient statistics)
+            whole = with_features(beats, *sets)
+            cache[key] = (whole.features, whole.meta["feature_names"])
+        feats, names = cache[key]
         pred = np.full(len(beats), -1)
         fold_f1 = []
         for tr, te in folds:
             train = beats.subset(tr)
-            meta = {"feature_set": cfg.feature_set, "feature_names": feature_names(cfg.feature_set)}
+            meta = {"feature_set": key, "feature_names": names}
             train.features, train.meta = feats[tr], dict(meta)
             test = beats.subset(te)
             test.features, test.meta = feats[te], dict(meta)
@@ -244,6 +256,8 @@ def cross_validate(beats: BeatSet, configs: dict[str, StrongConfig], n_splits: i
 #: small MLP, and the trees' and the logistic regression's probabilities averaged. "balanced" = class
 #: weights frequency^-1, "sqrt" = frequency^-0.5.
 def _g(model: str, feature_set: str, power: float, **kw) -> dict:
+    if model in ("two-stage", "trees+logreg"):  # rows name their second stage (the default is now trees)
+        kw.setdefault("second_model", "logreg")
     return {"model": model, "feature_set": feature_set, "class_weight_power": power, **kw}
 
 
@@ -271,6 +285,28 @@ CV_GRID: dict[str, dict] = {
                                                                    linear_class_weight_power=1.0),
     "trees sqrt + logreg rr+patient balanced": _g("trees+logreg", "rr+morph+patient", 0.5, vote=0.5,
                                                   linear_feature_set="rr+patient", linear_class_weight_power=1.0),
+    # rhythm context (eval.beats.rhythm_features) in the N/S stage, and small boosted trees as that stage
+    "two-stage: trees sqrt V/F, logreg rr balanced S/N": _g("two-stage", "rr+morph+patient", 0.5,
+                                                          linear_feature_set="rr", linear_class_weight_power=1.0),
+    "two-stage: trees sqrt V/F, logreg rr+rhythm balanced S/N": _g(
+        "two-stage", "rr+morph+patient", 0.5, linear_feature_set="rr+rhythm", linear_class_weight_power=1.0),
+    "two-stage: trees sqrt V/F, logreg rr+rhythm+patient balanced S/N": _g(
+        "two-stage", "rr+morph+patient", 0.5, linear_feature_set="rr+rhythm+patient", linear_class_weight_power=1.0),
+    "two-stage: trees sqrt V/F, trees rr balanced S/N": _g(
+        "two-stage", "rr+morph+patient", 0.5, linear_feature_set="rr", linear_class_weight_power=1.0,
+        second_model="trees"),
+    "two-stage: trees sqrt V/F, trees rr sqrt S/N": _g(
+        "two-stage", "rr+morph+patient", 0.5, linear_feature_set="rr", linear_class_weight_power=0.5,
+        second_model="trees"),
+    "two-stage: trees sqrt V/F, trees rr+rhythm balanced S/N": _g(
+        "two-stage", "rr+morph+patient", 0.5, linear_feature_set="rr+rhythm", linear_class_weight_power=1.0,
+        second_model="trees"),
+    "two-stage: trees sqrt V/F, trees rr+rhythm sqrt S/N": _g(
+        "two-stage", "rr+morph+patient", 0.5, linear_feature_set="rr+rhythm", linear_class_weight_power=0.5,
+        second_model="trees"),
+    "two-stage: trees sqrt V/F, trees rr+rhythm+patient sqrt S/N": _g(
+        "two-stage", "rr+morph+patient", 0.5, linear_feature_set="rr+rhythm+patient", linear_class_weight_power=0.5,
+        second_model="trees"),
 }
 
 

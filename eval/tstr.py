@@ -74,6 +74,9 @@ class TSTRConfig:
     docs_md: str | None = None          # also write tstr.md here (docs/tstr.md)
     synthetic_dir: str | None = None    # where generated sets go (default <out>/synthetic); share it between runs
     reuse_synthetic: bool = True        # skip a set whose folder holds the same generation (manifest check)
+    # only arm (a), real DS1 -> real DS2: no generation, no synthetic arms, no agreement or fidelity; writes
+    # tstr_real_only.json (and results_json when set); needs no conditional LM
+    real_only: bool = False
 
     def __post_init__(self):
         from tokenizer.errors import ConfigError
@@ -227,9 +230,9 @@ def run_study(cfg: TSTRConfig, generate, log=print) -> dict:
         from .beat_features import with_features
         from .strong_classifier import StrongConfig
 
-        fs = StrongConfig().feature_set
-        ds1, ds2 = with_features(ds1, fs), with_features(ds2, fs)
-        syn = {k: with_features(v, fs) if len(v) else v for k, v in syn.items()}
+        fs = _feature_sets(StrongConfig())
+        ds1, ds2 = with_features(ds1, *fs), with_features(ds2, *fs)
+        syn = {k: with_features(v, *fs) if len(v) else v for k, v in syn.items()}
     beat_sets = [syn[k] for k in syn if not k.startswith("rhythm:")]
     syn_all = BeatSet.concat(beat_sets, "synthetic")
     syn_minor = syn_all.of_classes(MINORITY)
@@ -275,6 +278,57 @@ def run_study(cfg: TSTRConfig, generate, log=print) -> dict:
     if cfg.cv_json:
         result["classifier_selection"] = _cv_summary(cfg.cv_json)
     result["_figures"] = {"ds2": ds2, "synthetic": syn_all, "sets": {k: str(v) for k, v in sets.items()}}
+    return result
+
+
+def _feature_sets(cfg) -> tuple[str, ...]:
+    """The feature sets a :class:`~eval.strong_classifier.StrongConfig` reads: the trees' and the linear stage's."""
+    if cfg.model in ("trees+logreg", "two-stage"):
+        return (cfg.feature_set, cfg.linear_feature_set)
+    return (cfg.feature_set,)
+
+
+def run_real_arm(cfg: TSTRConfig, log=print) -> dict:
+    """Arm (a) alone (``--real_only``): the classifier trained on real DS1 with every seed, tested on real DS2.
+
+    No generation and no synthetic beats: the quick check of a new real-data classifier. Returns ``arms``
+    (``{"a": ...}`` as :func:`run_arms`), ``goal`` (SVEB / VEB F1 of arm a), the classifier, beat counts,
+    records and seconds.
+    """
+    from tokenizer.splits import DS1, DS2
+
+    t0 = time.time()
+    train_recs = list(cfg.train_records) or list(DS1)
+    test_recs = list(cfg.test_records) or list(DS2)
+    if set(train_recs) & set(test_recs):
+        from tokenizer.errors import ConfigError
+
+        raise ConfigError(f"train and test records overlap ({sorted(set(train_recs) & set(test_recs))}): "
+                          "the study is inter-patient; give disjoint --train_records / --test_records")
+    ds1 = real_beats(train_recs, cfg.data_dir, source="real DS1")
+    ds2 = real_beats(test_recs, cfg.data_dir, source="real DS2")
+    if cfg.classifier == "trees":
+        from .beat_features import with_features
+        from .strong_classifier import StrongConfig
+
+        fs = _feature_sets(StrongConfig())
+        ds1, ds2 = with_features(ds1, *fs), with_features(ds2, *fs)
+    log(f"[tstr] real only: DS1 {ds1.counts()}, DS2 {ds2.counts()}")
+    train = make_trainer(cfg)
+    t_clf = time.time()
+    clf = train(ds1, int(cfg.seeds[0]))
+    t_clf = time.time() - t_clf
+    arms = run_arms({"a": ds1}, ds2, cfg.seeds, train, log, trained={("a", int(cfg.seeds[0])): (clf, t_clf)})
+    a = arms["a"]
+    result = {"arms": arms, "config": asdict(cfg), "classifier": clf.describe() if hasattr(clf, "describe") else {},
+              "records": {"train": train_recs, "test": test_recs},
+              "beats": {"real_ds1": ds1.counts(), "real_ds2": ds2.counts()},
+              "goal": {"a_sveb_f1": a["per_class"]["S"]["f1"], "a_veb_f1": a["per_class"]["V"]["f1"],
+                       "a_sveb_met": bool(a["per_class"]["S"]["f1"] >= 0.5),
+                       "a_veb_met": bool(a["per_class"]["V"]["f1"] >= 0.85)},
+              "seconds": {"total": round(time.time() - t0, 1)}}
+    if cfg.cv_json:
+        result["classifier_selection"] = _cv_summary(cfg.cv_json)
     return result
 
 

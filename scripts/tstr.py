@@ -8,6 +8,9 @@ Launch (from the repo root)::
     python scripts/tstr.py --out runs/tstr_v2 --data_dir ../shared/data --beat_sequences 96 --seeds 0,1,2,3,4 \
         --num_threads 1 --synthetic_dir runs/tstr_syn --cv_json runs/beat_cv/cv.json \
         --results_json docs/results/tstr.json --docs_md docs/tstr.md
+    # arm (a) only (real DS1 -> real DS2; no LM, no generation): a new real-data classifier's DS2 score
+    python scripts/tstr.py --out runs/tstr_real --data_dir ../shared/data --seeds 0,1,2,3,4 --num_threads 1 \
+        --real_only true --results_json docs/results/tstr_real_only.json
 
 What it does (details in :mod:`eval.tstr`): generates beat- and rhythm-conditioned synthetic records with a
 conditional LM (WFDB + ``.atr`` labels), cuts labelled beats from real DS1, real DS2 and the synthetic
@@ -43,6 +46,9 @@ def main(argv=None):
 
     cfg = parse_config(TSTRConfig, argv, description=__doc__)
     import json
+
+    if cfg.real_only:
+        return _real_only(cfg, argv)
 
     folder = resolve_model_dir(cfg.model)
     if not json.loads((folder / "config.json").read_text()).get("ecg_conditioning"):
@@ -82,6 +88,36 @@ def main(argv=None):
           f"{c:.3f} (c - a = {g['c_minus_a']:+.3f}, 2 sd(a) {g['two_sd_a']:.3f})"
           + (f", (d) real + agreed synthetic {arms['d']['macro_f1_mean']:.3f} (d - a = {g['d_minus_a']:+.3f})"
              if "d_minus_a" in g else "") + f"; report {out / 'tstr.md'}")
+    return 0
+
+
+def _real_only(cfg, argv) -> int:
+    """``--real_only``: arm (a) alone; writes ``<out>/tstr_real_only.json`` (and ``--results_json``)."""
+    import shlex
+    from datetime import datetime, timezone
+
+    from eval.tstr import run_real_arm
+    from tokenizer.data import ensure_database
+    from tokenizer.splits import DS1, DS2
+    from tokenizer.utils.io import ensure_writable_dir, git_sha, write_json, write_run_info
+
+    ensure_database(cfg.data_dir, records=list(cfg.train_records or DS1) + list(cfg.test_records or DS2),
+                    download=cfg.download)
+    out = ensure_writable_dir(cfg.out)
+    write_run_info(out, config_to_dict(cfg))
+    result = run_real_arm(cfg)
+    args = list(sys.argv[1:] if argv is None else argv)
+    result.update({"command": "python scripts/tstr.py " + shlex.join(args), "git_sha": git_sha(),
+                   "date": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    write_json(out / "tstr_real_only.json", result)
+    if cfg.results_json:
+        Path(cfg.results_json).parent.mkdir(parents=True, exist_ok=True)
+        write_json(cfg.results_json, result)
+    a, g = result["arms"]["a"], result["goal"]
+    pc = a["per_class"]
+    print(f"DS2 arm (a) real DS1: macro-F1 {a['macro_f1_mean']:.3f} ± {a['macro_f1_sd']:.3f}; SVEB F1 "
+          f"{g['a_sveb_f1']:.3f} (Se {pc['S']['se']:.2f}, PPV {pc['S']['ppv']:.2f}), VEB F1 {g['a_veb_f1']:.3f}; "
+          f"{result['seconds']['total']:.0f} s; {out / 'tstr_real_only.json'}")
     return 0
 
 

@@ -179,17 +179,23 @@ def test_beat_cv_defaults_to_ds1_only():
     assert all(v["feature_set"] in FEATURE_SETS for v in CV_GRID.values())
 
 
-def test_combined_models_read_their_linear_features_from_the_tree_features():
-    # TSTR computes one feature set per beat set (StrongConfig().feature_set, on whole records); the linear
-    # half of a combined model must find its columns there
+def test_combined_models_read_their_linear_features_from_the_stored_features():
+    # TSTR computes the union of both stages' feature sets per beat set (on whole records); each stage of a
+    # combined model must find its columns there, the trees all of theirs
     from dataclasses import replace
 
     from eval.beat_features import feature_names
     from eval.strong_classifier import CV_GRID
+    from eval.tstr import _feature_sets
 
+    b = _toy(5, 0)
     for cfg in [StrongConfig()] + [replace(StrongConfig(), **v) for v in CV_GRID.values()]:
+        stored = with_features(b, *_feature_sets(cfg))
+        assert set(feature_names(cfg.feature_set)) <= set(stored.meta["feature_names"])
         if cfg.model in ("trees+logreg", "two-stage"):
-            assert set(feature_names(cfg.linear_feature_set)) <= set(feature_names(cfg.feature_set))
+            assert set(feature_names(cfg.linear_feature_set)) <= set(stored.meta["feature_names"])
+    # the names of a set are those of real 256-sample beats (the stages select their columns by name)
+    assert feature_names("rr+morph+patient") == tuple(beat_features(b, "rr+morph+patient")[1])
 
 
 def test_real_beats_features_on_one_record(data_dir):
