@@ -1,6 +1,6 @@
 #!/bin/bash
 # Evaluate an LM v2 folder (docs/lm.md): unconditional scorecard, per-rhythm adherence with guidance none and 2.
-# Usage: bash scripts/eval_lm_v2.sh <model folder or name> <tag> [n uncond 30-s samples=100] [n per condition=40]
+# Usage: bash scripts/eval_lm_v2.sh <LM folder, e.g. runs/lm/v2_conditional/final> <tag> [n uncond 30-s samples=100] [n per condition=40]
 set -euo pipefail
 M=${1:?model folder}; TAG=${2:?tag}; N=${3:-100}; NC=${4:-40}
 PY=${PY:-.venv/bin/python}; DATA=${ECG2LLM_DATA:-../shared/data}; export WANDB_MODE=disabled
