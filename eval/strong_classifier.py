@@ -261,6 +261,13 @@ def _g(model: str, feature_set: str, power: float, **kw) -> dict:
     return {"model": model, "feature_set": feature_set, "class_weight_power": power, **kw}
 
 
+def _ns(linear_feature_set: str, power: float, second_model: str = "logreg") -> dict:
+    """A two-stage row with the chosen V/F stage (trees, ``rr+morph+patient``, sqrt weights) and the N/S
+    stage ``second_model`` on ``linear_feature_set`` with class weights frequency^-``power``."""
+    return _g("two-stage", "rr+morph+patient", 0.5, linear_feature_set=linear_feature_set,
+              linear_class_weight_power=power, second_model=second_model)
+
+
 CV_GRID: dict[str, dict] = {
     "trees rr_raw (no patient), balanced": _g("trees", "rr_raw", 1.0),
     "trees rr (per-patient median RR), balanced": _g("trees", "rr", 1.0),
@@ -274,39 +281,22 @@ CV_GRID: dict[str, dict] = {
     "logreg rr+compact, balanced": _g("logreg", "rr+compact", 1.0),
     "logreg rr+patient, balanced": _g("logreg", "rr+patient", 1.0),
     "mlp rr+compact, balanced": _g("mlp", "rr+compact", 1.0),
-    "two-stage: trees sqrt V/F, logreg rr+patient balanced S/N": _g("two-stage", "rr+morph+patient", 0.5,
-                                                                   linear_feature_set="rr+patient",
-                                                                   linear_class_weight_power=1.0),
+    "two-stage: trees sqrt V/F, logreg rr+patient balanced S/N": _ns("rr+patient", 1.0),
     "two-stage: trees balanced V/F, logreg rr+patient balanced S/N": _g("two-stage", "rr+morph+patient", 1.0,
                                                                        linear_feature_set="rr+patient",
                                                                        linear_class_weight_power=1.0),
-    "two-stage: trees sqrt V/F, logreg rr+compact balanced S/N": _g("two-stage", "rr+morph+patient", 0.5,
-                                                                   linear_feature_set="rr+compact",
-                                                                   linear_class_weight_power=1.0),
+    "two-stage: trees sqrt V/F, logreg rr+compact balanced S/N": _ns("rr+compact", 1.0),
     "trees sqrt + logreg rr+patient balanced": _g("trees+logreg", "rr+morph+patient", 0.5, vote=0.5,
                                                   linear_feature_set="rr+patient", linear_class_weight_power=1.0),
     # rhythm context (eval.beats.rhythm_features) in the N/S stage, and small boosted trees as that stage
-    "two-stage: trees sqrt V/F, logreg rr balanced S/N": _g("two-stage", "rr+morph+patient", 0.5,
-                                                          linear_feature_set="rr", linear_class_weight_power=1.0),
-    "two-stage: trees sqrt V/F, logreg rr+rhythm balanced S/N": _g(
-        "two-stage", "rr+morph+patient", 0.5, linear_feature_set="rr+rhythm", linear_class_weight_power=1.0),
-    "two-stage: trees sqrt V/F, logreg rr+rhythm+patient balanced S/N": _g(
-        "two-stage", "rr+morph+patient", 0.5, linear_feature_set="rr+rhythm+patient", linear_class_weight_power=1.0),
-    "two-stage: trees sqrt V/F, trees rr balanced S/N": _g(
-        "two-stage", "rr+morph+patient", 0.5, linear_feature_set="rr", linear_class_weight_power=1.0,
-        second_model="trees"),
-    "two-stage: trees sqrt V/F, trees rr sqrt S/N": _g(
-        "two-stage", "rr+morph+patient", 0.5, linear_feature_set="rr", linear_class_weight_power=0.5,
-        second_model="trees"),
-    "two-stage: trees sqrt V/F, trees rr+rhythm balanced S/N": _g(
-        "two-stage", "rr+morph+patient", 0.5, linear_feature_set="rr+rhythm", linear_class_weight_power=1.0,
-        second_model="trees"),
-    "two-stage: trees sqrt V/F, trees rr+rhythm sqrt S/N": _g(
-        "two-stage", "rr+morph+patient", 0.5, linear_feature_set="rr+rhythm", linear_class_weight_power=0.5,
-        second_model="trees"),
-    "two-stage: trees sqrt V/F, trees rr+rhythm+patient sqrt S/N": _g(
-        "two-stage", "rr+morph+patient", 0.5, linear_feature_set="rr+rhythm+patient", linear_class_weight_power=0.5,
-        second_model="trees"),
+    "two-stage: trees sqrt V/F, logreg rr balanced S/N": _ns("rr", 1.0),
+    "two-stage: trees sqrt V/F, logreg rr+rhythm balanced S/N": _ns("rr+rhythm", 1.0),
+    "two-stage: trees sqrt V/F, logreg rr+rhythm+patient balanced S/N": _ns("rr+rhythm+patient", 1.0),
+    "two-stage: trees sqrt V/F, trees rr balanced S/N": _ns("rr", 1.0, "trees"),
+    "two-stage: trees sqrt V/F, trees rr sqrt S/N": _ns("rr", 0.5, "trees"),
+    "two-stage: trees sqrt V/F, trees rr+rhythm balanced S/N": _ns("rr+rhythm", 1.0, "trees"),
+    "two-stage: trees sqrt V/F, trees rr+rhythm sqrt S/N": _ns("rr+rhythm", 0.5, "trees"),
+    "two-stage: trees sqrt V/F, trees rr+rhythm+patient sqrt S/N": _ns("rr+rhythm+patient", 0.5, "trees"),
 }
 
 

@@ -92,6 +92,20 @@ def synthetic_root(cfg: TSTRConfig) -> Path:
     return Path(cfg.synthetic_dir) if cfg.synthetic_dir else Path(cfg.out) / "synthetic"
 
 
+def split_records(cfg: TSTRConfig) -> tuple[list[str], list[str]]:
+    """Training and test records (default DS1 / DS2); overlapping lists are refused (the study is
+    inter-patient)."""
+    from tokenizer.errors import ConfigError
+    from tokenizer.splits import DS1, DS2
+
+    train_recs = list(cfg.train_records) or list(DS1)
+    test_recs = list(cfg.test_records) or list(DS2)
+    if set(train_recs) & set(test_recs):
+        raise ConfigError(f"train and test records overlap ({sorted(set(train_recs) & set(test_recs))}): "
+                          "the study is inter-patient; give disjoint --train_records / --test_records")
+    return train_recs, test_recs
+
+
 def generate_sets(cfg: TSTRConfig, generate, log=print) -> dict[str, Path]:
     """Step 1 of the study: every beat- and rhythm-conditioned set, ``{set name: folder}``.
 
@@ -202,20 +216,12 @@ def run_study(cfg: TSTRConfig, generate, log=print) -> dict:
     """
     import torch
 
-    from tokenizer.splits import DS1, DS2
-
     from .conditional import label_agreement
 
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     t0 = time.time()
-    train_recs = list(cfg.train_records) or list(DS1)
-    test_recs = list(cfg.test_records) or list(DS2)
-    if set(train_recs) & set(test_recs):
-        from tokenizer.errors import ConfigError
-
-        raise ConfigError(f"train and test records overlap ({sorted(set(train_recs) & set(test_recs))}): "
-                          "the study is inter-patient; give disjoint --train_records / --test_records")
+    train_recs, test_recs = split_records(cfg)
 
     # 1. generate
     sets = generate_sets(cfg, generate, log)
@@ -295,16 +301,9 @@ def run_real_arm(cfg: TSTRConfig, log=print) -> dict:
     (``{"a": ...}`` as :func:`run_arms`), ``goal`` (SVEB / VEB F1 of arm a), the classifier, beat counts,
     records and seconds.
     """
-    from tokenizer.splits import DS1, DS2
 
     t0 = time.time()
-    train_recs = list(cfg.train_records) or list(DS1)
-    test_recs = list(cfg.test_records) or list(DS2)
-    if set(train_recs) & set(test_recs):
-        from tokenizer.errors import ConfigError
-
-        raise ConfigError(f"train and test records overlap ({sorted(set(train_recs) & set(test_recs))}): "
-                          "the study is inter-patient; give disjoint --train_records / --test_records")
+    train_recs, test_recs = split_records(cfg)
     ds1 = real_beats(train_recs, cfg.data_dir, source="real DS1")
     ds2 = real_beats(test_recs, cfg.data_dir, source="real DS2")
     if cfg.classifier == "trees":
