@@ -177,7 +177,8 @@ class ECGPipeline:
                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                  condition: str | Sequence[str] | None = None, condition_strength: float = 3.0,
                  guidance: float | None = None, texture: bool | None = None, source: str | None = None,
-                 lead: str | None = None, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+                 lead: str | None = None, grammar: bool = True, batch_size: int = 64,
+                 progress: bool = False) -> np.ndarray:
         """Sample synthetic ECGs from scratch.
 
         Parameters
@@ -206,6 +207,10 @@ class ECGPipeline:
         source, lead : str, optional
             LM v2: the database and lead to imitate (None: ``"mitdb"``, ``"MLII"``; also ``"cinc2017"``,
             ``"V1"``, ``"I"``...). A v1 LM refuses them.
+        grammar : bool
+            LM v2 with ``rhythm:N``, ``B``, ``T`` or ``VT``: draw the beat labels that rhythm is made of (N V
+            alternating for bigeminy, V at 120-200 bpm for VT...; :mod:`lm.grammar`). ``False``: the rhythm
+            prefix alone. No effect on other rhythms or v1 LMs.
         batch_size : int
             Sequences sampled together (memory vs speed).
         progress : bool
@@ -236,7 +241,7 @@ class ECGPipeline:
         syn = self._synthesize(n, secs, seed=seed, temperature=temperature, top_k=top_k, top_p=top_p,
                                condition=conds, condition_strength=condition_strength, batch_size=batch_size,
                                progress=progress, guidance=guidance, texture=texture, source=source,
-                               lead=lead)
+                               lead=lead, grammar=grammar)
         return syn.signals[:, : round(secs * self.fs)]  # (K, T)
 
     def forecast(self, prefix_mv: Any, fs: float | None = None, seconds: float = 5.0,
@@ -445,7 +450,7 @@ class ECGPipeline:
                     top_p: float, batch_size: int, progress: bool, condition: Sequence[str] = (),
                     condition_strength: float = 3.0, prompt: np.ndarray | None = None,
                     guidance: float | None = None, texture: bool | None = None, source: str | None = None,
-                    lead: str | None = None):
+                    lead: str | None = None, grammar: bool = True):
         from lm.sampling import SamplingParams
         from lm.synthesize import synthesize
         from tokenizer.errors import ConfigError
@@ -456,7 +461,8 @@ class ECGPipeline:
                           params=SamplingParams(float(temperature), int(top_k), float(top_p)),
                           batch_size=int(batch_size), condition=list(condition),
                           condition_strength=float(condition_strength), prompt=prompt, progress=progress,
-                          guidance=guidance, texture=texture, source=source, lead=lead)
+                          guidance=guidance, texture=texture, source=source, lead=lead,
+                          grammar=bool(grammar))
 
 
 def _torch_dtype(dtype: Any) -> torch.dtype:

@@ -23,12 +23,16 @@ branches). The lead wires ``lm/generate.py --guidance`` and the pipeline's ``gui
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
 
 from tokenizer.errors import ConfigError
 
 from .control import ControlSpec
+from .grammar import BeatGrammar
+from .kvdecode import KVDecoder, supports
 from .sampling import ConditionedSamples, SamplingParams, draw
 
 
@@ -90,17 +94,33 @@ def guided_bias(spec: ControlSpec, vocab: int, rhythm: str | None = None, beats=
 
 
 def _chunk(model, ctx: torch.Tensor, n_new: int, params: SamplingParams, vcut: int, gen: torch.Generator,
-           bias: torch.Tensor, voc: _Vocab, mode: str, g: float) -> torch.Tensor:
-    """``ctx`` ``(b, C)`` conditional context -> ``(b, n_new)`` ids; ``mode`` cond | uncond | both."""
+           bias: torch.Tensor, voc: _Vocab, mode: str, g: float, grammar: BeatGrammar | None = None,
+           gstate: dict | None = None, n_codes: int = 0) -> torch.Tensor:
+    """``ctx`` ``(b, C)`` conditional context -> ``(b, n_new)`` ids; ``mode`` cond | uncond | both.
+
+    ``grammar`` (with its per-row ``gstate``, advanced in place) constrains the beat labels drawn
+    (:mod:`lm.grammar`); ``n_codes`` is the codebook size (ids below it are ECG codes).
+    """
     from transformers import StaticCache
 
     b, c = ctx.shape
     device = ctx.device
     nulled = voc.to_null(ctx)
     x = {"cond": ctx, "uncond": nulled, "both": torch.cat([ctx, nulled])}[mode]  # (b or 2b, C)
-    cache = StaticCache(config=model.config, max_cache_len=c + n_new)
-    logits = model(input_ids=x, cache=cache, use_cache=True, logits_to_keep=1,
-                   cache_position=torch.arange(c, device=device)).logits[:, -1, :vcut].float()  # (b|2b, V)
+    if supports(model):  # the filled-prefix KV cache (lm.kvdecode): same logits, less memory traffic
+        dec = KVDecoder(model, x.shape[0], c + n_new)
+        step = partial(dec.step, logits_cut=vcut)
+    else:
+        cache = StaticCache(config=model.config, max_cache_len=c + n_new)
+
+        def step(ids):
+            pos = torch.arange(c + n_new - cache_left[0], c + n_new - cache_left[0] + ids.shape[1], device=device)
+            cache_left[0] -= ids.shape[1]
+            return model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1,
+                         cache_position=pos).logits[:, -1, :vcut].float()
+
+        cache_left = [c + n_new]
+    logits = step(x)  # (b|2b, V)
     out = torch.empty((b, n_new), dtype=torch.long, device=device)
     for t in range(n_new):
         if mode == "both":
@@ -109,12 +129,15 @@ def _chunk(model, ctx: torch.Tensor, n_new: int, params: SamplingParams, vcut: i
             mixed = voc.spread_null(logits)
         else:
             mixed = logits
+        if grammar is not None:
+            mixed = grammar.apply(mixed, gstate, n_codes)
         out[:, t] = draw(mixed + bias, params, gen)
+        if grammar is not None:
+            grammar.update(gstate, out[:, t], n_codes)
         if t + 1 < n_new:
             tok = out[:, t:t + 1]  # (b, 1)
             nxt = {"cond": tok, "uncond": voc.to_null(tok), "both": torch.cat([tok, voc.to_null(tok)])}[mode]
-            logits = model(input_ids=nxt, cache=cache, use_cache=True,
-                           cache_position=torch.tensor([c + t], device=device)).logits[:, -1, :vcut].float()
+            logits = step(nxt)
     return out
 
 
@@ -144,7 +167,8 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
                   strength: float = 0.0, source: str = "mitdb", lead: str = "MLII",
                   params: SamplingParams | None = None, batch_size: int = 64, seed: int = 0,
                   unconditional: bool = False, progress: bool = False, prompt=None,
-                  prompt_rhythm: str | None = None) -> ConditionedSamples:
+                  prompt_rhythm: str | None = None, grammar: bool = False,
+                  tokens_per_second: float = 36.0) -> ConditionedSamples:
     """Sample a v2 LM until every sequence has ``n_codes`` ECG codes, optionally with guidance.
 
     Parameters
@@ -176,6 +200,12 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
     prompt_rhythm : str, optional
         The rhythm prefix of a prompted stream (``"N"``, ...; ``"?"`` = unlabelled); ignored when a rhythm
         is requested in ``conditions``. Default: ``"?"`` when ``prompt`` is given.
+    grammar : bool
+        Impose the requested rhythm's beat-class grammar (:mod:`lm.grammar`: ``N`` all N, ``B`` N V, ``T``
+        N N V, ``VT`` V at 120-200 bpm) on the beat labels drawn; rhythms without one are unaffected, and
+        so is a request that also names beat classes (``rhythm:N,beat:V``: the beats asked for win).
+    tokens_per_second : float
+        The tokenizer's token rate (turns the grammar's RR limits into codes).
 
     Returns
     -------
@@ -227,6 +257,9 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
 
     from .conditioning import split_stream
 
+    # a grammar fixes every beat's class, so it steps aside when beat classes are requested explicitly
+    rules = BeatGrammar.for_rhythm(rhythm, spec, tokens_per_second, device) \
+        if grammar and mode != "uncond" and not beats else None
     starts = list(range(0, n_samples, max(1, int(batch_size))))
     for bi, start in enumerate(tqdm(starts, desc="sampling", unit="batch", disable=not progress)):
         b = min(batch_size, n_samples - start)
@@ -242,6 +275,7 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
             else:
                 prefix = _chunk(model, head_b, 1, params, vcut, gen, first_bias, voc, mode, g)  # (b, 1)
         hist = torch.as_tensor(prompt, device=device).expand(b, -1).clone()  # (b, P): the prompt first
+        gstate = rules.new_state(b, gen, device) if rules is not None else None
         made = torch.zeros(b, dtype=torch.long, device=device)
         first = True
         while int(made.min()) < n_codes:
@@ -264,7 +298,8 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
                 ctx = torch.cat([ctx[:, :n_head], ctx[:, -keep:]], 1)
                 room = window - ctx.shape[1]
             need = n_codes - int(made.min())
-            new = _chunk(model, ctx, min(room, need + need // 6 + 4), params, vcut, gen, bias, voc, mode, g)
+            new = _chunk(model, ctx, min(room, need + need // 6 + 4), params, vcut, gen, bias, voc, mode, g,
+                         rules, gstate, v)
             hist = torch.cat([hist, new], 1)
             made += (new < v).sum(1)
             first = False

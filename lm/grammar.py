@@ -1,0 +1,164 @@
+"""Rhythm grammars: the beat-class sequence a rhythm condition *means*, imposed on an LM v2's beat labels.
+
+A conditional LM v2 writes an inline ``beat:<class>`` token 0.2 s before every R peak it draws
+(:mod:`lm.conditioning`), so the class of each beat it is about to draw is a token the sampler sees. Several
+rhythms are *defined* by that class sequence:
+
+============  ==============================  ==========================================
+rhythm        beat classes, in order          definition (MIT-BIH rhythm notes)
+============  ==============================  ==========================================
+``N``         N N N ...                       normal sinus rhythm: every beat conducted
+``B``         N V N V ...                     ventricular bigeminy: every other beat a PVC
+``T``         N N V N N V ...                 ventricular trigeminy: every third beat a PVC
+``VT``        V V V ...                       ventricular tachycardia: a run of PVCs, > 100 bpm
+============  ==============================  ==========================================
+
+The shipped LM v2 saw few of the rare rhythms (``rhythm:B`` 174 and ``rhythm:VT`` 234 notes in DS1, from
+a handful of patients) and, asked for one, mostly draws sinus beats: its rhythm prefix alone does not carry
+the condition through a 10-s window. A grammar constrains *which* class each drawn beat has -- at every
+step the probability the model gives to "a beat starts here" (the sum over ``beat:*``) is moved onto the
+class the pattern expects next -- and leaves every code of the waveform to the model: morphology, noise
+and (inside the timing windows below) *when* a beat starts stay the LM's own. The LM then draws the
+complex its label announces (a wide V complex after ``beat:V``), as it learned from the annotated
+MIT-BIH streams.
+
+Bigeminy, trigeminy and VT are also defined by their timing (a premature V beat, then a compensatory
+pause; VT > 100 bpm), so their grammars carry an RR window per pattern beat, read off DS1's annotations
+(:data:`GRAMMARS`): before the window opens no beat may start (the beat tokens are masked); once it
+closes the beat must start (every code is masked). Inside the window the LM decides. ``N`` sets no
+timing: sinus regularity is left to the model.
+
+This is constrained decoding (the model's distribution restricted to sequences of the requested rhythm),
+not something the LM learned: ``docs/lm.md`` reports adherence with and without it. Rhythms without a
+grammar (``AFIB``, ``SVTA``...) are sampled from the rhythm prefix alone, and so is a request that also
+names beat classes (``rhythm:N,beat:V``: the beats asked for win over the grammar). Switch it off with
+``grammar=False`` (``lm/generate.py --grammar false``, ``ECGPipeline.generate(grammar=False)``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+#: Per rhythm, the cycled pattern of ``(beat class, shortest RR, longest RR)`` in seconds before that beat
+#: (None: the LM's own timing). The RR windows are the 5-95 % range of DS1's annotated RR in that rhythm
+#: (:func:`rr_quantiles`), rounded: bigeminy V 0.47-0.65 s, N after V 0.84-1.40 s; trigeminy N after V
+#: 0.65-1.44, N after N 0.57-1.22, V 0.47-1.01 (its V coupling narrowed to bigeminy's 0.45-0.65: the
+#: upper part is DS1's slow, barely premature trigeminy); VT 0.29-0.72 s (median 0.51), narrowed to its
+#: faster half, 0.30-0.50 s = 120-200 bpm: > 100 bpm is in the rhythm's definition, and at 0.30-0.55 s a
+#: detector that misses one generated complex in ten already read half the 10-s windows below 100 bpm.
+GRAMMARS: dict[str, tuple[tuple[str, float | None, float | None], ...]] = {
+    "N": (("N", None, None),),
+    "B": (("N", 0.85, 1.40), ("V", 0.45, 0.65)),
+    "T": (("N", 0.85, 1.40), ("N", 0.60, 1.15), ("V", 0.45, 0.65)),  # N after V, N after N, V
+    "VT": (("V", 0.30, 0.50),),
+}
+
+
+@dataclass
+class BeatGrammar:
+    """A rhythm's grammar on one device: the cycled beat ids and their RR windows in codes.
+
+    Attributes
+    ----------
+    pattern : torch.Tensor
+        ``(P,)`` ids of the beat tokens, cycled.
+    lo, hi : torch.Tensor
+        ``(P,)`` shortest / longest RR before each pattern beat, in codes (0 / a huge number: no limit).
+    beat_ids : torch.Tensor
+        ``(5,)`` ids of every ``beat:<class>`` token.
+    """
+
+    pattern: torch.Tensor
+    lo: torch.Tensor
+    hi: torch.Tensor
+    beat_ids: torch.Tensor
+
+    @classmethod
+    def for_rhythm(cls, rhythm: str | None, spec, tokens_per_second: float, device) -> "BeatGrammar | None":
+        """The grammar of ``rhythm`` for an LM with control spec ``spec`` (None: that rhythm has none)."""
+        if rhythm is None or rhythm not in GRAMMARS or not spec.conditional:
+            return None
+        rows = GRAMMARS[rhythm]
+        unseen = sorted({c for c, _, _ in rows if spec.counts and spec.counts.get(f"beat:{c}", 0) == 0})
+        if unseen:
+            from tokenizer.errors import ConfigError
+
+            raise ConfigError(f"the rhythm:{rhythm} grammar needs beat:{', beat:'.join(unseen)}, which this LM "
+                              f"never saw in training; sample it with grammar=False (--grammar false)")
+        pattern = torch.tensor([spec.id_of(f"beat:{c}") for c, _, _ in rows], device=device)
+        lo = torch.tensor([0 if a is None else int(round(a * tokens_per_second)) for _, a, _ in rows],
+                          device=device)
+        hi = torch.tensor([2 ** 30 if b is None else max(1, int(round(b * tokens_per_second)))
+                           for _, _, b in rows], device=device)
+        return cls(pattern, lo, hi, torch.as_tensor(spec.beat_ids(), device=device))
+
+    def new_state(self, b: int, gen: torch.Generator, device) -> dict:
+        """Per-row state: beats drawn so far (a random phase in the pattern) and codes since the last beat.
+
+        The first beat of a sequence has no RR before it: ``since`` starts at the pattern's limit.
+        """
+        phase = torch.randint(0, len(self.pattern), (b,), generator=gen, device=device)
+        return {"beats": phase, "since": self.lo[phase].clone(), "first": torch.ones(b, dtype=torch.bool,
+                                                                                     device=device)}
+
+    def apply(self, logits: torch.Tensor, state: dict, n_codes: int) -> torch.Tensor:
+        """``(b, V)`` mixed logits -> the same with the beat mass on the expected class and the RR rules.
+
+        ``n_codes``: ids below it are ECG codes (the codebook size).
+        """
+        out = logits.clone()
+        mass = torch.logsumexp(logits[:, self.beat_ids], dim=1)  # (b,) log P(a beat starts here)
+        out[:, self.beat_ids] = -float("inf")
+        k = state["beats"] % len(self.pattern)  # (b,) which pattern beat comes next
+        early = state["since"] < self.lo[k]  # (b,) too soon for it: no beat yet
+        mass = torch.where(early, torch.full_like(mass, -float("inf")), mass)
+        out.scatter_(1, self.pattern[k][:, None], mass[:, None])
+        late = (state["since"] >= self.hi[k]) & ~state["first"]  # (b,) its RR is used up: the beat now
+        out[late, :n_codes] = -float("inf")
+        return out
+
+    def update(self, state: dict, tok: torch.Tensor, n_codes: int) -> None:
+        """Advance the state by the drawn ``(b,)`` tokens (in place)."""
+        is_beat = torch.isin(tok, self.beat_ids)
+        state["beats"] = state["beats"] + is_beat.long()
+        state["since"] = torch.where(is_beat, torch.zeros_like(state["since"]),
+                                     state["since"] + (tok < n_codes).long())
+        state["first"] = state["first"] & ~is_beat
+
+
+def rr_quantiles(records=None, data_dir=None, q=(5, 25, 50, 75, 95)) -> dict:
+    """RR (s) before each annotated beat inside a ``(B``, ``(T`` or ``(VT`` episode of ``records`` (DS1).
+
+    Keys ``"B V"`` (V after N), ``"B N"`` (N after V), ``"T V"``, ``"T N after N"``, ``"T N after V"``,
+    ``"VT V"``; values ``{"n", "quantiles": {q: seconds}}``. What :data:`GRAMMARS`' windows are read from.
+    """
+    import numpy as np
+
+    from tokenizer.data import read_annotations, resolve_data_dir
+    from tokenizer.ecg import AAMI_CLASSES
+    from tokenizer.splits import DS1
+
+    fs = 360.0
+    got: dict[str, list] = {}
+    for r in (records or DS1):
+        ann = read_annotations(str(r), resolve_data_dir(data_dir), fs)
+        starts, names = ann.rhythms()
+        s, sym = ann.beats()
+        y = [AAMI_CLASSES.get(c, "Q") for c in sym]
+        at = np.searchsorted(starts, s, side="right") - 1  # the rhythm note in force at each beat
+        rh = [names[j].strip() if j >= 0 else None for j in at]
+        for i in range(2, len(s)):
+            r0, r1 = rh[i], rh[i - 1]
+            if r0 != r1 or r0 not in ("(B", "(T", "(VT"):
+                continue
+            name = r0[1:]
+            if name == "VT":
+                key = "VT V"
+            elif name == "B":
+                key = "B V" if y[i] == "V" else "B N"
+            else:
+                key = "T V" if y[i] == "V" else ("T N after V" if y[i - 1] == "V" else "T N after N")
+            got.setdefault(key, []).append((s[i] - s[i - 1]) / fs)
+    return {k: {"n": len(v), "quantiles": {int(p): float(np.percentile(v, p)) for p in q}}
+            for k, v in sorted(got.items())}

@@ -1,0 +1,107 @@
+"""Rhythm grammars (lm/grammar.py): the beat labels an LM v2 draws under rhythm:N/B/T/VT follow the rhythm."""
+import numpy as np
+import pytest
+import torch
+
+from lm.control import ControlSpec
+from lm.grammar import GRAMMARS, BeatGrammar
+from tokenizer.errors import ConfigError
+
+TPS = 36.0
+
+
+@pytest.fixture(scope="module")
+def v2_lm():
+    """A randomly initialized conditional v2 LM (context 48): the grammar's invariants need no training."""
+    from lm.config import LMTrainConfig
+    from lm.model import build_model
+
+    spec = ControlSpec(first_id=67, conditional=True, condition_dropout=0.1,
+                       counts={"beat:N": 90, "beat:V": 10, "rhythm:N": 5, "rhythm:B": 2, "rhythm:T": 2,
+                               "rhythm:VT": 2, "rhythm:AFIB": 2})
+    cfg = LMTrainConfig(n_layer=2, n_head=2, d_model=32, context_length=48)
+    rec = {"codebook_size": 64, "config": {}, "weights_hash": "x", "fs": 360.0, "samples_per_token": 10.0,
+           "tokens_per_second": TPS, "needs_state": False}
+    torch.manual_seed(0)
+    return build_model(cfg, rec, spec).eval()
+
+
+def _beats(events):
+    """(code index, class) of the beat labels of one sample."""
+    return [(k, n.split(":")[1]) for k, n in events if n.startswith("beat:")]
+
+
+@pytest.mark.parametrize("rhythm", ["N", "B", "T", "VT"])
+@pytest.mark.parametrize("guidance", [None, 2.0])
+def test_beats_follow_the_pattern_and_rr_windows_across_context_windows(v2_lm, rhythm, guidance):
+    from lm.guidance import sample_guided
+
+    s = sample_guided(v2_lm, 2, 120, conditions=[f"rhythm:{rhythm}"], guidance=guidance, grammar=True,
+                      tokens_per_second=TPS, batch_size=2, seed=3)  # 120 codes = 2.5 context windows of 48
+    pattern = GRAMMARS[rhythm]
+    assert s.codes.shape == (2, 120) and s.codes.max() < 64
+    for ev in s.events:
+        beats = _beats(ev)
+        classes = [c for _, c in beats]
+        p = [c for c, _, _ in pattern]
+        if rhythm != "N":
+            assert len(beats) >= 120 / (max(hi for _, _, hi in pattern) * TPS) - 1  # late beats are forced
+        # the classes are the pattern, cycled from some phase
+        phase = [i for i in range(len(p)) if all(classes[j] == p[(i + j) % len(p)] for j in range(len(classes)))]
+        assert phase, classes
+        for (k0, _), (k1, _), j in zip(beats, beats[1:], range(1, len(beats))):
+            _, lo, hi = pattern[(phase[0] + j) % len(p)]
+            rr = k1 - k0  # codes between two beat labels = RR
+            if lo is not None:
+                assert round(lo * TPS) <= rr <= round(hi * TPS), (rhythm, j, rr)
+
+
+def test_grammar_off_is_the_sampler_of_before(v2_lm):
+    from lm.guidance import sample_guided
+
+    kw = dict(n_samples=3, n_codes=60, conditions=["rhythm:B"], batch_size=3, seed=5)
+    a, b = sample_guided(v2_lm, **kw), sample_guided(v2_lm, grammar=False, **kw)
+    assert np.array_equal(a.codes, b.codes) and a.events == b.events
+    c = sample_guided(v2_lm, grammar=True, tokens_per_second=TPS, **kw)
+    assert c.events != a.events  # the random LM draws few V beats on its own
+
+
+def test_grammar_is_deterministic_and_leaves_other_rhythms_alone(v2_lm):
+    from lm.guidance import sample_guided
+
+    kw = dict(n_samples=2, n_codes=50, batch_size=2, seed=1, grammar=True, tokens_per_second=TPS)
+    x, y = (sample_guided(v2_lm, conditions=["rhythm:T"], **kw) for _ in range(2))
+    assert np.array_equal(x.codes, y.codes) and x.events == y.events
+    spec = ControlSpec.of_model(v2_lm)
+    assert BeatGrammar.for_rhythm("AFIB", spec, TPS, "cpu") is None
+    af = sample_guided(v2_lm, conditions=["rhythm:AFIB"], **kw)
+    af0 = sample_guided(v2_lm, conditions=["rhythm:AFIB"], **{**kw, "grammar": False})
+    assert np.array_equal(af.codes, af0.codes)
+
+
+def test_a_grammar_needing_an_unseen_beat_class_is_refused():
+    spec = ControlSpec(first_id=67, conditional=True, counts={"beat:N": 9, "rhythm:VT": 1})
+    with pytest.raises(ConfigError, match="grammar=False"):
+        BeatGrammar.for_rhythm("VT", spec, TPS, "cpu")
+    assert BeatGrammar.for_rhythm("N", spec, TPS, "cpu") is not None
+
+
+def test_rr_windows_sit_inside_ds1_annotated_rr(data_dir):
+    """The RR windows of GRAMMARS lie inside DS1's 5-95 % range of each rhythm's annotated RR (+- 0.03 s)."""
+    from lm.grammar import rr_quantiles
+
+    q = rr_quantiles(data_dir=data_dir)
+    rows = {"B": ["B N", "B V"], "T": ["T N after V", "T N after N", "T V"], "VT": ["VT V"]}
+    for rhythm, keys in rows.items():
+        for (_, lo, hi), key in zip(GRAMMARS[rhythm], keys):
+            assert q[key]["n"] > 200
+            assert q[key]["quantiles"][5] - 0.03 <= lo < hi <= q[key]["quantiles"][95] + 0.03, (key, lo, hi)
+
+
+def test_explicit_beat_conditions_win_over_the_grammar(v2_lm):
+    from lm.guidance import sample_guided
+
+    kw = dict(n_samples=2, n_codes=60, conditions=["rhythm:N", "beat:V"], strength=5.0, batch_size=2, seed=2)
+    a = sample_guided(v2_lm, grammar=True, tokens_per_second=TPS, **kw)
+    b = sample_guided(v2_lm, grammar=False, **kw)
+    assert np.array_equal(a.codes, b.codes) and a.events == b.events
