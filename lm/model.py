@@ -214,6 +214,7 @@ def load_tokenizer_for(lm_config, folder: Path | None = None, tokenizer: str | P
     except Exception as e:  # noqa: BLE001 - shape mismatches, corrupt files
         raise TokenizerError(f"tokenizer weights at {where} do not fit the LM's tokenizer config: {e}") from None
     tok.model.eval()
+    tok.load_extras(where)  # optional side files (tokenizer v2's wander.json); not in the weights hash
     if tok.weights_hash != rec.get("weights_hash"):
         raise TokenizerError(
             f"tokenizer at {where} has weights hash {tok.weights_hash[:12]}…, but the LM was trained with "

@@ -9,7 +9,8 @@
     tok.fs, tok.samples_per_token, tok.vocab_size, tok.tokens_per_second
 
 A tokenizer folder holds ``config.json`` (``tokenizer_type`` plus that type's config dataclass as a
-plain dict) and ``model.safetensors``. Nothing is pickled. ``weights_hash`` is a SHA-256 over the
+plain dict) and ``model.safetensors``, plus optional small side files a type reads in :meth:`load_extras`
+(``wander.json`` of ``fsq2``). Nothing is pickled. ``weights_hash`` is a SHA-256 over the
 tensors (sorted by name), so a saved LM can refuse a tokenizer whose weights differ from its own.
 """
 from __future__ import annotations
@@ -202,7 +203,12 @@ class ECGTokenizer:
             return push_folder(self.save_pretrained(Path(d) / "tokenizer"), repo_id, **kwargs)
 
     def _extra_files(self) -> dict[str, str]:
+        """Small text files saved beside the weights (name -> text); not part of the weights hash."""
         return {}
+
+    def load_extras(self, folder: str | Path) -> "ECGTokenizer":
+        """Read the optional side files of a saved folder (:meth:`_extra_files`'s); none by default."""
+        return self
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "ECGTokenizer":
@@ -232,7 +238,7 @@ class ECGTokenizer:
         config = read_config(p, TokenizerError)
         tok = cls.from_config(config)
         load_weights(p, tok.model, config.get("weights_hash"), TokenizerError)
-        return tok
+        return tok.load_extras(p)
 
 
 def _load_builtin_types() -> None:

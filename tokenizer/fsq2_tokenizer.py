@@ -39,6 +39,7 @@ from .fsq import FSQ
 from .fsq_tokenizer import FSQModelTokenizer
 from .models.contextual import ContextualDecoder, ContextualEncoder, chunked_apply
 from .texture import TextureModel
+from .wander import WANDER_FILE, WanderModel
 
 
 @dataclass
@@ -139,6 +140,10 @@ class FSQ2Tokenizer(FSQModelTokenizer):
     config_class = FSQ2TokenizerConfig
     model_class = FSQ2Autoencoder
 
+    def __init__(self, config):
+        super().__init__(config)
+        self.wander_model: WanderModel | None = None  # read from wander.json by load_extras
+
     @property
     def hop(self) -> int:
         """Samples between baseline knots."""
@@ -147,6 +152,52 @@ class FSQ2Tokenizer(FSQModelTokenizer):
     @property
     def has_texture(self) -> bool:
         return bool(self.model.texture.fitted)
+
+    @property
+    def has_wander_model(self) -> bool:
+        """True when a fitted baseline (wander) model is loaded: :meth:`sample_state` works."""
+        return self.wander_model is not None
+
+    def sample_state(self, n_samples: int, seed: int | None = None) -> dict:
+        """A realistic ``state`` for ids an LM generated: ``decode(ids, state)`` adds a sampled baseline.
+
+        Parameters
+        ----------
+        n_samples : int
+            Samples of the decoded signal (at most ``len(ids) * samples_per_token``).
+        seed : int, optional
+            Seed of the baseline sample; the same seed gives the same state (None: fresh randomness).
+
+        Returns
+        -------
+        dict
+            ``{"n_samples": n_samples, "baseline": knots}``, knots ``(n_knots(n_samples, hop),)`` float32 mV
+            drawn from :class:`tokenizer.wander.WanderModel` (DC offset included).
+        """
+        if self.wander_model is None:
+            raise TokenizerError("this tokenizer has no baseline (wander) model; fit one with "
+                                 "scripts/fit_wander.py, or decode with state=None (the ECG band)")
+        n_samples = int(n_samples)
+        if n_samples < 1:
+            raise TokenizerError(f"n_samples must be >= 1, got {n_samples}")
+        knots = self.wander_model.sample(n_knots(n_samples, self.hop), seed)
+        return {"n_samples": n_samples, "baseline": knots}
+
+    def _extra_files(self) -> dict[str, str]:
+        return {WANDER_FILE: self.wander_model.to_json()} if self.wander_model is not None else {}
+
+    def load_extras(self, folder) -> "FSQ2Tokenizer":
+        """Load ``wander.json`` when the folder has one (older folders: no wander model)."""
+        from pathlib import Path
+
+        f = Path(folder) / WANDER_FILE
+        if f.is_file():
+            wm = WanderModel.from_json(f.read_text(), source=str(f))
+            if abs(wm.knot_s - float(self.config.baseline_knot_s)) > 1e-9:
+                raise TokenizerError(f"{f} was fitted on knots every {wm.knot_s} s, but this tokenizer places "
+                                     f"them every {self.config.baseline_knot_s} s")
+            self.wander_model = wm
+        return self
 
     def describe(self) -> dict:
         d = super().describe()
@@ -185,11 +236,16 @@ class FSQ2Tokenizer(FSQModelTokenizer):
             y = np.round(np.asarray(y, np.float64) / q) * q
         return np.asarray(y, dtype=np.float32)
 
+    def estimate_baseline(self, x: np.ndarray) -> np.ndarray:
+        """Quantized baseline knots ``(n_knots(len(x), hop),)`` mV of a 1-D signal at ``fs`` (what
+        :meth:`encode` stores in ``state["baseline"]``)."""
+        return estimate_knots_np(np.asarray(x, np.float32), self.hop, self.config.baseline_step_mv)
+
     # ----------------------------------------------------------------- internals
     @torch.inference_mode()
     def _encode(self, x: np.ndarray) -> tuple[np.ndarray, dict]:
         n, m = self.model.n, self.model.encoder.reach
-        knots = estimate_knots_np(x, self.hop, self.config.baseline_step_mv)  # (K,)
+        knots = self.estimate_baseline(x)  # (K,)
         band = np.asarray(x, np.float32) - interpolate_knots_np(knots, self.hop, len(x))  # (T,)
         if float(np.abs(knots).max()) > 32767 * self.config.baseline_step_mv:
             raise TokenizerError(
