@@ -13,7 +13,8 @@ Two LM generations share this path. v1 LMs (no :class:`lm.control.ControlSpec`) 
 samples through :func:`lm.guidance.sample_guided`: ``source``/``lead`` pick the prefix (default
 ``mitdb``/``MLII``) and ``guidance`` the classifier-free guidance scale (None: conditional branch only).
 Independently, a tokenizer with a texture model (tokenizer v2, ``tok.has_texture``) decodes with
-``texture=True`` by default, seeded per sample by :func:`texture_seed` (same seed => same output);
+``texture=True`` by default, seeded per sample by :func:`texture_seed` (same seed => same output), and
+adds a baseline drawn from the tokenizer's wander model where it has one (``tok.sample_state``);
 ``texture=False`` gives the clean ECG band.
 """
 from __future__ import annotations
@@ -159,6 +160,14 @@ def texture_seed(seed: int, i: int) -> int:
     return int(np.random.SeedSequence([int(seed) % 2 ** 63, int(i), 0x7E47]).generate_state(1)[0])
 
 
+def wander_seed(texture_seed_i: int) -> int:
+    """Seed of a sample's baseline (wander) draw, from its texture seed (:func:`texture_seed`).
+
+    ``tok.sample_state(n, seed=wander_seed(texture_seed(seed, i)))`` redoes sample ``i``'s baseline.
+    """
+    return int(np.random.SeedSequence([int(texture_seed_i), 0xBA5E]).generate_state(1)[0])
+
+
 def check_request(model, tok, *, guidance=None, source: str | None = None, lead: str | None = None,
                   texture: bool | None = None, prompt: bool = False) -> tuple[ControlSpec | None, bool]:
     """Check the v2-only arguments against the LM and tokenizer; returns ``(ControlSpec or None, texture)``.
@@ -200,6 +209,7 @@ class Synthesis:
     texture: bool = False           # decoded with texture (tokenizer v2)
     texture_seeds: list | None = None  # per sample, the texture seed (texture_seed(seed, i)), else None
     lm_version: int = 1             # 2: sampled by lm.guidance.sample_guided (source/lead/guidance)
+    wander: bool = False            # a sampled baseline added (tokenizer wander model, with texture)
 
 
 def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, params: SamplingParams | None = None,
@@ -235,6 +245,9 @@ def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, p
     texture : bool, optional
         Decode with the tokenizer's texture model (None: on when the tokenizer has one, i.e. tokenizer v2);
         sample ``i`` uses seed :func:`texture_seed` ``(seed, i)``. ``True`` without a texture model raises.
+        Where the tokenizer also has a baseline (wander) model (``tok.has_wander_model``), texture adds a
+        sampled baseline (``tok.sample_state``, seed :func:`wander_seed`): an LM generates only the ECG
+        band, and real recordings wander. ``False``: the clean band, no baseline.
     grammar : bool
         LM v2 with a rhythm condition: constrain the drawn beat labels to that rhythm's grammar
         (:mod:`lm.grammar`; ``rhythm:N``/``B``/``T``/``VT``). No effect on v1 LMs or other rhythms.
@@ -287,8 +300,10 @@ def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, p
     n_out = int(round((prompt_s + seconds) * tok.fs))
     seeds = [texture_seed(seed, i) for i in range(len(ids))] if use_texture else None
     rows = [np.concatenate([prompt, row]) for row in ids]
-    if use_texture:
-        decoded = [tok.decode(r, None, texture=True, seed=s)[:n_out] for r, s in zip(rows, seeds)]
+    wander = use_texture and bool(getattr(tok, "has_wander_model", False))
+    if use_texture:  # + a sampled baseline where the tokenizer has a wander model (an LM generates the band)
+        decoded = [tok.decode(r, tok.sample_state(n_out, seed=wander_seed(s)) if wander else None, texture=True,
+                              seed=s)[:n_out] for r, s in zip(rows, seeds)]
     else:  # v1 tokenizers: the call of before, unchanged
         decoded = [tok.decode(r, None)[:n_out] for r in rows]
     signals = np.stack(decoded).astype(np.float32)  # (K, n_out)
@@ -299,7 +314,7 @@ def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, p
                                              x, tok.fs, tok.samples_per_token, spec.lead_s)
                        for ev, rhythm, x in zip(labels.events, labels.rhythm, signals)]
     return Synthesis(signals, ids, annotations, t_sample, time.perf_counter() - t0, texture=use_texture,
-                     texture_seeds=seeds, lm_version=1 if ctl is None else 2)
+                     texture_seeds=seeds, lm_version=1 if ctl is None else 2, wander=wander)
 
 
 def generate(cfg: GenerateConfig) -> dict:
@@ -372,7 +387,9 @@ def generate(cfg: GenerateConfig) -> dict:
             "scale": check_guidance(cfg.guidance), "source": cfg.source or "mitdb", "lead": lead,
             "sampler": "lm.guidance.sample_guided"},
         "texture": {"on": syn.texture, "seed": "texture_seed(seed, i) (lm.synthesize), per sample"
-                    if syn.texture else None},
+                    if syn.texture else None,
+                    "wander": {"on": True, "model": "tokenizer wander.json (tokenizer.wander)",
+                               "seed": "wander_seed(texture_seed(seed, i)) (lm.synthesize)"} if syn.wander else None},
         "timing": {"sampling_s": t_sample, "sampling_and_decoding_s": t_total, "device": device,
                    "ecg_seconds_per_second": cfg.num_samples * cfg.seconds / t_total},
         "git_sha": git_sha(), "versions": versions(),

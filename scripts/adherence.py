@@ -13,6 +13,11 @@ windows of that rhythm (the ceiling; DS1 leave-one-patient-out CV for rhythms DS
 With ``--beats true`` the TSTR beat classifier (:mod:`eval.beat_classifier`, trained on DS1 beats) also
 reads the generated ``.atr`` beat labels of every set (:func:`eval.conditional.label_agreement`), beside its
 sensitivity on real DS2 beats. Writes ``adherence.json`` and ``adherence.md``.
+
+Beside the classifier, every rhythm row reads its windows with wfdb's XQRS detector (independent of the
+scorecard's neurokit2 R peaks): the share faster than 100 bpm (the definition of VT and the other
+tachycardias) and the share regular (RR CV < 0.1, :mod:`lm.rhythm_check`), each next to the same figure
+on real 10-s windows wholly inside that rhythm (DS2 where it has some, else DS1; ``real_xqrs``).
 """
 
 import os
@@ -36,13 +41,49 @@ from tokenizer.utils.io import (  # noqa: E402
 )
 
 
-def _rhythm_rows(clf, ceiling, sets) -> list[dict]:
+def _xqrs_stats(windows, fs) -> dict:
+    """Rhythm by wfdb's XQRS (a detector independent of the scorecard's neurokit2): HR and regularity."""
+    import numpy as np
+
+    from lm.rhythm_check import REGULAR_CV, detect_beats, rr_cv
+
+    cv, hr = np.array([rr_cv(detect_beats(w, fs), fs) for w in windows]).reshape(-1, 2).T
+    ok = np.isfinite(hr)
+    return {"xqrs_hr_median_bpm": float(np.median(hr[ok])) if ok.any() else None,
+            "xqrs_hr_over_100_share": float((hr[ok] > 100).mean()) if ok.any() else None,
+            "xqrs_regular_share": float((cv[ok] < REGULAR_CV).mean()) if ok.any() else None, "xqrs_n": int(ok.sum())}
+
+
+def _real_reference(rhythms, data_dir, per_class: int = 60, seed: int = 0) -> dict:
+    """XQRS stats of real 10-s windows wholly inside each rhythm: DS2 where it has some, else DS1."""
+    import numpy as np
+
+    from eval.rhythm import labelled_windows
+    from tokenizer.splits import DS1, DS2
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, recs, hop in (("DS2", DS2, 10.0), ("DS1", DS1, 2.5)):
+        x, y, g = labelled_windows(recs, data_dir, hop_s=hop)
+        for r in rhythms:
+            idx = np.flatnonzero(y == r)
+            if r in out or not len(idx):
+                continue
+            idx = np.sort(rng.choice(idx, min(per_class, len(idx)), replace=False))
+            out[r] = {"source": name, "n": int(len(idx)), "patients": sorted(set(g[idx].tolist())),
+                      **_xqrs_stats(x[idx], 360.0)}
+    return out
+
+
+def _rhythm_rows(clf, ceiling, sets, data_dir=None) -> list[dict]:
     import numpy as np
 
     from eval.clinical import clinical_features
     from eval.rhythm import adherence
 
     rows = []
+    wanted = [c.partition(":")[2] for c in sets if c.startswith("rhythm:")]
+    real = _real_reference(wanted, data_dir) if wanted else {}
     for cond, ws in sets.items():
         kind, _, value = cond.partition(":")
         if kind != "rhythm":
@@ -54,6 +95,7 @@ def _rhythm_rows(clf, ceiling, sets) -> list[dict]:
         rows.append({"condition": cond, **a, "hr_median_bpm": float(np.nanmedian(hr)) if ok.any() else None,
                      # tachycardias (VT, SVTA, AFL...) are > 100 bpm by definition: a rule for any set
                      "hr_over_100_share": float((hr[ok] > 100).mean()) if ok.any() else None,
+                     **_xqrs_stats(ws.x, ws.fs), "real_xqrs": real.get(value),
                      "ceiling": c, "learned": value in clf.classes})
     return rows
 
@@ -90,19 +132,26 @@ def main(argv=None):
     dirs = {c.strip(): d.strip() for c, d in pairs}
     clf, train_data = train_rhythm_classifier(data_dir=a.data_dir, seed=a.seed, return_data=True)
     ceiling = rhythm_ceiling(clf, data_dir=a.data_dir, train_data=train_data, seed=a.seed)
-    rows = _rhythm_rows(clf, ceiling, sets)
+    rows = _rhythm_rows(clf, ceiling, sets, a.data_dir)
     lines = ["| condition | windows | recognised as requested | classifier recall on real (ceiling) | "
              "ceiling source | median HR of the set (bpm) | windows > 100 bpm | "
-             "what the classifier called them |",
-             "|---|---:|---:|---:|---|---:|---:|---|"]
+             "what the classifier called them | XQRS: > 100 bpm / regular (real) |",
+             "|---|---:|---:|---:|---|---:|---:|---|---|"]
     for r in rows:
         c = r["ceiling"] or {}
         rec = f"{c['recall']:.2f} (n={c['n']})" if c else "not learned"
         hr = f"{r['hr_median_bpm']:.0f}" if r["hr_median_bpm"] is not None else "n/a"
         called = ", ".join(f"{k} {v}" for k, v in sorted(r["predicted"].items(), key=lambda kv: -kv[1]))
         fast = f"{r['hr_over_100_share']:.2f}" if r["hr_over_100_share"] is not None else "n/a"
+        rx = r["real_xqrs"] or {}
+
+        def f2(v):
+            return "n/a" if v is None else f"{v:.2f}"
+        xq = (f"{f2(r['xqrs_hr_over_100_share'])} / {f2(r['xqrs_regular_share'])} "
+              f"({f2(rx.get('xqrs_hr_over_100_share'))} / {f2(rx.get('xqrs_regular_share'))}, "
+              f"{rx.get('source', 'none')} n={rx.get('n', 0)})")
         lines.append(f"| {r['condition']} | {r['n']} | {r['share']:.2f} | {rec} | {c.get('source', '')} | "
-                     f"{hr} | {fast} | {called} |")
+                     f"{hr} | {fast} | {called} | {xq} |")
     beat_rows = {}
     if a.beats:
         from eval.beat_classifier import beat_metrics, train_classifier

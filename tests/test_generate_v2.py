@@ -196,7 +196,7 @@ def test_v1_path_is_the_plain_sampler_and_decode(v1_toy):
 
 # ------------------------------------------------------------------------------------------ texture
 def test_texture_is_on_by_default_for_tokenizer_v2_and_seeded(v2_lm, tok2):
-    from lm.synthesize import texture_seed
+    from lm.synthesize import texture_seed, wander_seed
 
     tex = _syn(v2_lm, tok2)
     again = _syn(v2_lm, tok2)
@@ -209,10 +209,17 @@ def test_texture_is_on_by_default_for_tokenizer_v2_and_seeded(v2_lm, tok2):
     assert np.array_equal(tex.ids, clean.ids) and not np.array_equal(tex.signals, clean.signals)
     assert not np.array_equal(tex.signals, other.signals)
     assert np.array_equal(clean.signals, np.stack([tok2.decode(r) for r in clean.ids]))  # the clean band
+    assert tex.wander == tok2.has_wander_model and not clean.wander
+    base = np.zeros_like(tex.signals)
     for i, r in enumerate(tex.ids):
-        assert np.array_equal(tex.signals[i], tok2.decode(r, texture=True, seed=texture_seed(4, i)))
-    # texture is detail on top of the band, not another signal; measured 64 uV RMS on this untrained LM
-    assert float(np.sqrt(np.mean((tex.signals - clean.signals) ** 2))) < 0.1
+        st = tok2.sample_state(tex.signals.shape[1], seed=wander_seed(texture_seed(4, i))) if tex.wander else None
+        assert np.array_equal(tex.signals[i], tok2.decode(r, st, texture=True, seed=texture_seed(4, i)))
+        if st is not None:  # the sampled baseline, as decode adds it
+            base[i] = tok2.decode(r, st) - tok2.decode(r)[: tex.signals.shape[1]]
+    if tex.wander:  # a baseline of its own per sample, slow: a 10-s wander, not noise
+        assert not np.allclose(base[0], base[1]) and np.abs(np.diff(base, axis=1)).max() < 0.05
+    # texture is detail on top of the band (and baseline), not another signal; 64 uV RMS on this untrained LM
+    assert float(np.sqrt(np.mean((tex.signals - base - clean.signals) ** 2))) < 0.1
     # the texture of a sample does not depend on the batch it was drawn in
     one = _syn(v2_lm, tok2, batch_size=3)
     assert one.texture_seeds == tex.texture_seeds
@@ -240,10 +247,12 @@ def test_generate_cli_records_guidance_texture_source_and_lead(tmp_path, v2_dir,
     assert m["guidance"] == {"scale": 2.0, "source": "mitdb", "lead": "V1",
                              "sampler": "lm.guidance.sample_guided"}
     assert m["texture"]["on"] is True and m["config"]["guidance"] == 2.0
+    assert (m["texture"]["wander"] is not None) == tok2.has_wander_model
+    assert m["conditioning"]["grammar"] is None  # beat:V asked for: the rhythm:N grammar steps aside
     assert [s["texture_seed"] for s in m["samples"]] == [texture_seed(3, i) for i in range(2)]
     assert m["conditioning"]["conditions"] == ["rhythm:N", "beat:V"]
     mc = json.loads((tmp_path / "clean" / "manifest.json").read_text())
-    assert mc["texture"] == {"on": False, "seed": None} and "texture_seed" not in mc["samples"][0]
+    assert mc["texture"] == {"on": False, "seed": None, "wander": None} and "texture_seed" not in mc["samples"][0]
     ids = np.load(tmp_path / "clean" / "tokens.npy")
     assert np.array_equal(ids, np.load(tmp_path / "tex" / "tokens.npy"))
     x = np.load(tmp_path / "clean" / "sample_000.npy")
