@@ -25,8 +25,9 @@ MIT-BIH streams.
 Bigeminy, trigeminy and VT are also defined by their timing (a premature V beat, then a compensatory
 pause; VT > 100 bpm), so their grammars carry an RR window per pattern beat, read off DS1's annotations
 (:data:`GRAMMARS`): before the window opens no beat may start (the beat tokens are masked); once it
-closes the beat must start (every code is masked). Inside the window the LM decides. ``N`` sets no
-timing: sinus regularity is left to the model.
+closes the beat must start (every code is masked). Inside the window the LM decides. Sinus rhythm ``N``
+has a wide absolute window (48-120 bpm) and a regularity one: each RR within 0.94-1.07 of the previous (DS1's 5-95 %
+range, :data:`RR_RATIO`), so the rate may drift as a sinus rate does, not jump.
 
 This is constrained decoding (the model's distribution restricted to sequences of the requested rhythm),
 not something the LM learned: ``docs/lm.md`` reports adherence with and without it. Rhythms without a
@@ -41,18 +42,24 @@ from dataclasses import dataclass
 import torch
 
 #: Per rhythm, the cycled pattern of ``(beat class, shortest RR, longest RR)`` in seconds before that beat
-#: (None: the LM's own timing). The RR windows are the 5-95 % range of DS1's annotated RR in that rhythm
-#: (:func:`rr_quantiles`), rounded: bigeminy V 0.47-0.65 s, N after V 0.84-1.40 s; trigeminy N after V
-#: 0.65-1.44, N after N 0.57-1.22, V 0.47-1.01 (its V coupling narrowed to bigeminy's 0.45-0.65: the
-#: upper part is DS1's slow, barely premature trigeminy); VT 0.29-0.72 s (median 0.51), narrowed to its
-#: faster half, 0.30-0.50 s = 120-200 bpm: > 100 bpm is in the rhythm's definition, and at 0.30-0.55 s a
-#: detector that misses one generated complex in ten already read half the 10-s windows below 100 bpm.
+#: (None: the LM's own timing), read off DS1's annotated RR in that rhythm (:func:`rr_quantiles`), rounded:
+#: sinus N after N 0.50-1.22 s (1-99 %); 5-95 % for the others: bigeminy V 0.47-0.65 s, N after V
+#: 0.84-1.40 s; trigeminy N after V 0.65-1.44, N after N 0.57-1.22, V 0.47-1.01 (its V coupling narrowed to
+#: bigeminy's 0.45-0.65: the upper part is DS1's slow, barely premature trigeminy); VT 0.29-0.72 s (median
+#: 0.51), narrowed to its faster half, 0.30-0.50 s = 120-200 bpm: > 100 bpm is in the rhythm's definition,
+#: and at 0.30-0.55 s a detector that misses one generated complex in ten read half the windows below 100.
 GRAMMARS: dict[str, tuple[tuple[str, float | None, float | None], ...]] = {
-    "N": (("N", None, None),),
+    "N": (("N", 0.50, 1.22),),  # DS1 (N RR between N beats, 1-99 %: 48-120 bpm)
     "B": (("N", 0.85, 1.40), ("V", 0.45, 0.65)),
     "T": (("N", 0.85, 1.40), ("N", 0.60, 1.15), ("V", 0.45, 0.65)),  # N after V, N after N, V
     "VT": (("V", 0.30, 0.50),),
 }
+
+#: Per rhythm, the range of ``RR_i / RR_{i-1}`` allowed between two successive beats (None: free). Sinus
+#: rhythm changes its rate smoothly: in DS1's ``(N`` episodes, between N beats, the ratio's 5-95 % range is
+#: 0.94-1.07 (:func:`successive_rr_ratio`, 36,177 beats) -- the beat-to-beat regularity the rhythm is
+#: named for, which the LM alone draws in too few windows.
+RR_RATIO: dict[str, tuple[float, float]] = {"N": (0.94, 1.07)}
 
 
 @dataclass
@@ -67,12 +74,15 @@ class BeatGrammar:
         ``(P,)`` shortest / longest RR before each pattern beat, in codes (0 / a huge number: no limit).
     beat_ids : torch.Tensor
         ``(5,)`` ids of every ``beat:<class>`` token.
+    ratio : (float, float), optional
+        Allowed ``RR_i / RR_{i-1}`` (:data:`RR_RATIO`), once two beats have been drawn.
     """
 
     pattern: torch.Tensor
     lo: torch.Tensor
     hi: torch.Tensor
     beat_ids: torch.Tensor
+    ratio: tuple[float, float] | None = None
 
     @classmethod
     def for_rhythm(cls, rhythm: str | None, spec, tokens_per_second: float, device) -> "BeatGrammar | None":
@@ -91,7 +101,7 @@ class BeatGrammar:
                           device=device)
         hi = torch.tensor([2 ** 30 if b is None else max(1, int(round(b * tokens_per_second)))
                            for _, _, b in rows], device=device)
-        return cls(pattern, lo, hi, torch.as_tensor(spec.beat_ids(), device=device))
+        return cls(pattern, lo, hi, torch.as_tensor(spec.beat_ids(), device=device), RR_RATIO.get(rhythm))
 
     def new_state(self, b: int, gen: torch.Generator, device) -> dict:
         """Per-row state: beats drawn so far (a random phase in the pattern) and codes since the last beat.
@@ -99,8 +109,9 @@ class BeatGrammar:
         The first beat of a sequence has no RR before it: ``since`` starts at the pattern's limit.
         """
         phase = torch.randint(0, len(self.pattern), (b,), generator=gen, device=device)
-        return {"beats": phase, "since": self.lo[phase].clone(), "first": torch.ones(b, dtype=torch.bool,
-                                                                                     device=device)}
+        return {"beats": phase, "since": self.lo[phase].clone(),
+                "first": torch.ones(b, dtype=torch.bool, device=device),
+                "last_rr": torch.zeros(b, dtype=torch.long, device=device)}  # 0: no RR drawn yet
 
     def apply(self, logits: torch.Tensor, state: dict, n_codes: int) -> torch.Tensor:
         """``(b, V)`` mixed logits -> the same with the beat mass on the expected class and the RR rules.
@@ -111,10 +122,17 @@ class BeatGrammar:
         mass = torch.logsumexp(logits[:, self.beat_ids], dim=1)  # (b,) log P(a beat starts here)
         out[:, self.beat_ids] = -float("inf")
         k = state["beats"] % len(self.pattern)  # (b,) which pattern beat comes next
-        early = state["since"] < self.lo[k]  # (b,) too soon for it: no beat yet
+        lo, hi = self.lo[k], self.hi[k]
+        if self.ratio is not None:  # relative to the last RR, once there is one
+            known = state["last_rr"] > 0
+            rlo = torch.floor(state["last_rr"] * self.ratio[0]).long()
+            rhi = torch.ceil(state["last_rr"] * self.ratio[1]).long()
+            lo = torch.where(known, torch.maximum(lo, rlo), lo)
+            hi = torch.where(known, torch.minimum(hi, rhi), hi)
+        early = state["since"] < lo  # (b,) too soon for it: no beat yet
         mass = torch.where(early, torch.full_like(mass, -float("inf")), mass)
         out.scatter_(1, self.pattern[k][:, None], mass[:, None])
-        late = (state["since"] >= self.hi[k]) & ~state["first"]  # (b,) its RR is used up: the beat now
+        late = (state["since"] >= hi) & ~state["first"]  # (b,) its RR is used up: the beat now
         out[late, :n_codes] = -float("inf")
         return out
 
@@ -122,16 +140,43 @@ class BeatGrammar:
         """Advance the state by the drawn ``(b,)`` tokens (in place)."""
         is_beat = torch.isin(tok, self.beat_ids)
         state["beats"] = state["beats"] + is_beat.long()
+        state["last_rr"] = torch.where(is_beat & ~state["first"], state["since"], state["last_rr"])
         state["since"] = torch.where(is_beat, torch.zeros_like(state["since"]),
                                      state["since"] + (tok < n_codes).long())
         state["first"] = state["first"] & ~is_beat
 
 
-def rr_quantiles(records=None, data_dir=None, q=(5, 25, 50, 75, 95)) -> dict:
-    """RR (s) before each annotated beat inside a ``(B``, ``(T`` or ``(VT`` episode of ``records`` (DS1).
+def successive_rr_ratio(records=None, data_dir=None, rhythm: str = "N", q=(5, 50, 95)) -> dict:
+    """``RR_i / RR_{i-1}`` over three successive ``N`` beats inside ``(<rhythm>`` episodes of ``records``.
 
-    Keys ``"B V"`` (V after N), ``"B N"`` (N after V), ``"T V"``, ``"T N after N"``, ``"T N after V"``,
-    ``"VT V"``; values ``{"n", "quantiles": {q: seconds}}``. What :data:`GRAMMARS`' windows are read from.
+    What :data:`RR_RATIO` is read from (DS1 by default); returns ``{"n", "quantiles": {q: ratio}}``.
+    """
+    import numpy as np
+
+    from tokenizer.data import read_annotations, resolve_data_dir
+    from tokenizer.ecg import AAMI_CLASSES
+    from tokenizer.splits import DS1
+
+    ratios = []
+    for r in (records or DS1):
+        ann = read_annotations(str(r), resolve_data_dir(data_dir), 360.0)
+        starts, names = ann.rhythms()
+        s, sym = ann.beats()
+        y = [AAMI_CLASSES.get(c, "Q") for c in sym]
+        at = np.searchsorted(starts, s, side="right") - 1
+        rh = [names[j].strip() if j >= 0 else None for j in at]
+        for i in range(2, len(s)):
+            if rh[i] == rh[i - 1] == rh[i - 2] == f"({rhythm}" and y[i] == y[i - 1] == y[i - 2] == "N":
+                ratios.append((s[i] - s[i - 1]) / (s[i - 1] - s[i - 2]))
+    return {"n": len(ratios), "quantiles": {int(p): float(np.percentile(ratios, p)) for p in q}}
+
+
+def rr_quantiles(records=None, data_dir=None, q=(1, 5, 25, 50, 75, 95, 99)) -> dict:
+    """RR (s) before each annotated beat inside an ``(N``, ``(B``, ``(T`` or ``(VT`` episode of ``records``.
+
+    Keys ``"N N"`` (N after N), ``"B V"`` (V after N), ``"B N"`` (N after V), ``"T V"``, ``"T N after N"``,
+    ``"T N after V"``, ``"VT V"``; values ``{"n", "quantiles": {q: seconds}}``. :data:`GRAMMARS` is read
+    from them.
     """
     import numpy as np
 
@@ -150,10 +195,14 @@ def rr_quantiles(records=None, data_dir=None, q=(5, 25, 50, 75, 95)) -> dict:
         rh = [names[j].strip() if j >= 0 else None for j in at]
         for i in range(2, len(s)):
             r0, r1 = rh[i], rh[i - 1]
-            if r0 != r1 or r0 not in ("(B", "(T", "(VT"):
+            if r0 != r1 or r0 not in ("(N", "(B", "(T", "(VT"):
                 continue
             name = r0[1:]
-            if name == "VT":
+            if name == "N":
+                if y[i] != "N" or y[i - 1] != "N":
+                    continue
+                key = "N N"
+            elif name == "VT":
                 key = "VT V"
             elif name == "B":
                 key = "B V" if y[i] == "V" else "B N"

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lm.control import ControlSpec
-from lm.grammar import GRAMMARS, BeatGrammar
+from lm.grammar import GRAMMARS, RR_RATIO, BeatGrammar
 from tokenizer.errors import ConfigError
 
 TPS = 36.0
@@ -44,8 +44,7 @@ def test_beats_follow_the_pattern_and_rr_windows_across_context_windows(v2_lm, r
         beats = _beats(ev)
         classes = [c for _, c in beats]
         p = [c for c, _, _ in pattern]
-        if rhythm != "N":
-            assert len(beats) >= 120 / (max(hi for _, _, hi in pattern) * TPS) - 1  # late beats are forced
+        assert len(beats) >= 120 / (max(hi for _, _, hi in pattern) * TPS) - 1  # late beats are forced
         # the classes are the pattern, cycled from some phase
         phase = [i for i in range(len(p)) if all(classes[j] == p[(i + j) % len(p)] for j in range(len(classes)))]
         assert phase, classes
@@ -54,6 +53,10 @@ def test_beats_follow_the_pattern_and_rr_windows_across_context_windows(v2_lm, r
             rr = k1 - k0  # codes between two beat labels = RR
             if lo is not None:
                 assert round(lo * TPS) <= rr <= round(hi * TPS), (rhythm, j, rr)
+        if rhythm in RR_RATIO:  # each RR within the ratio window of the one before
+            rrs = np.diff([k for k, _ in beats])
+            a, b = RR_RATIO[rhythm]
+            assert len(rrs) >= 2 and all(np.floor(a * r0) <= r1 <= np.ceil(b * r0) for r0, r1 in zip(rrs, rrs[1:]))
 
 
 def test_grammar_off_is_the_sampler_of_before(v2_lm):
@@ -91,11 +94,12 @@ def test_rr_windows_sit_inside_ds1_annotated_rr(data_dir):
     from lm.grammar import rr_quantiles
 
     q = rr_quantiles(data_dir=data_dir)
-    rows = {"B": ["B N", "B V"], "T": ["T N after V", "T N after N", "T V"], "VT": ["VT V"]}
+    rows = {"B": ["B N", "B V"], "T": ["T N after V", "T N after N", "T V"], "VT": ["VT V"], "N": ["N N"]}
     for rhythm, keys in rows.items():
+        a, b = (1, 99) if rhythm == "N" else (5, 95)
         for (_, lo, hi), key in zip(GRAMMARS[rhythm], keys):
             assert q[key]["n"] > 200
-            assert q[key]["quantiles"][5] - 0.03 <= lo < hi <= q[key]["quantiles"][95] + 0.03, (key, lo, hi)
+            assert q[key]["quantiles"][a] - 0.03 <= lo < hi <= q[key]["quantiles"][b] + 0.03, (key, lo, hi)
 
 
 def test_explicit_beat_conditions_win_over_the_grammar(v2_lm):
@@ -105,3 +109,11 @@ def test_explicit_beat_conditions_win_over_the_grammar(v2_lm):
     a = sample_guided(v2_lm, grammar=True, tokens_per_second=TPS, **kw)
     b = sample_guided(v2_lm, grammar=False, **kw)
     assert np.array_equal(a.codes, b.codes) and a.events == b.events
+
+
+def test_sinus_ratio_window_is_ds1s_5_to_95_percent(data_dir):
+    from lm.grammar import successive_rr_ratio
+
+    q = successive_rr_ratio(data_dir=data_dir)
+    lo, hi = RR_RATIO["N"]
+    assert q["n"] > 10000 and abs(q["quantiles"][5] - lo) < 0.01 and abs(q["quantiles"][95] - hi) < 0.01
