@@ -48,6 +48,7 @@ class StrongConfig:
     vote: float = 0.5                  # trees+logreg: trees' share of the averaged probabilities
     linear_class_weight_power: float = 0.5  # trees+logreg / two-stage: class weighting of the second half
     second_model: str = "trees"        # two-stage: the N/S splitter, logreg | trees (boosted trees, same settings)
+    s_threshold: float = 0.5           # two-stage: call S when the N/S stage's P(S) / (P(N) + P(S)) >= this
     C: float = 1.0                     # logreg: inverse L2 strength (on standardised features)
     hidden: int = 32                   # mlp: hidden units (one layer)
     learning_rate: float = 0.1
@@ -151,6 +152,12 @@ class StrongClassifier:
             trees, linear = probs
             rest = np.isin(trees.argmax(1), [CLASSES.index("N"), CLASSES.index("S")])
             ns = linear[:, :2] / np.maximum(linear[:, :2].sum(1, keepdims=True), 1e-12)  # (N, 2)
+            t = float(self.config.s_threshold)
+            if t != 0.5:  # shift the S log-odds by logit(t): P(S) >= t becomes the argmax (0.5: unchanged)
+                if not 0.0 < t < 1.0:
+                    raise ValueError(f"s_threshold must be in (0, 1), got {t}")
+                odds = ns[:, 1] / np.maximum(ns[:, 0], 1e-12) * ((1.0 - t) / t)
+                ns = np.stack([1.0 / (1.0 + odds), odds / (1.0 + odds)], 1).astype(np.float32)
             out[:] = trees
             out[rest] = 0.0
             out[rest, :2] = ns[rest]
@@ -184,7 +191,18 @@ def _shares(cfg: StrongConfig) -> list[float]:
     return [cfg.vote, 1.0 - cfg.vote] if cfg.model == "trees+logreg" else [1.0]
 
 
-def train_strong(train: BeatSet, config: StrongConfig | None = None) -> StrongClassifier:
+#: StrongConfig fields that change no fitted member (how members are combined, or not a fit setting)
+_NOT_FIT = ("model", "feature_set", "linear_feature_set", "vote", "linear_class_weight_power", "second_model",
+            "class_weight_power", "s_threshold", "num_threads")
+
+
+def _fit_key(kind: str, feature_set: str, power: float, cfg: StrongConfig) -> tuple:
+    """What one fitted member depends on besides its training beats: two configs with the same key fit the
+    same estimator (so :func:`cross_validate` fits it once per fold)."""
+    return (kind, feature_set, power) + tuple((k, v) for k, v in sorted(asdict(cfg).items()) if k not in _NOT_FIT)
+
+
+def train_strong(train: BeatSet, config: StrongConfig | None = None, cache: dict | None = None) -> StrongClassifier:
     """Fit ``config.model`` on ``train`` (features from ``train.features`` when present).
 
     Parameters
@@ -194,6 +212,9 @@ def train_strong(train: BeatSet, config: StrongConfig | None = None) -> StrongCl
         when ``train`` is a class subset of a larger set.
     config : StrongConfig, optional
         Settings; the defaults are the DS1 cross-validation's choice.
+    cache : dict, optional
+        Fitted members by :func:`_fit_key`, reused and filled; only for calls on the **same** training beats
+        (one dict per CV fold), where rows sharing a stage fit it once.
     """
     from threadpoolctl import threadpool_limits
 
@@ -204,7 +225,14 @@ def train_strong(train: BeatSet, config: StrongConfig | None = None) -> StrongCl
     fitted = []
     with threadpool_limits(cfg.num_threads):
         for kind, feature_set, power in _members(cfg):
-            fitted.append((feature_set, _fit(kind, cfg, _features(train, feature_set), train.y, power)))
+            key = _fit_key(kind, feature_set, power, cfg)
+            if cache is not None and key in cache:
+                fitted.append((feature_set, cache[key]))
+                continue
+            model = _fit(kind, cfg, _features(train, feature_set), train.y, power)
+            if cache is not None:
+                cache[key] = model
+            fitted.append((feature_set, model))
     return StrongClassifier(fitted, cfg, train.counts(), time.time() - t)
 
 
@@ -221,6 +249,7 @@ def cross_validate(beats: BeatSet, configs: dict[str, StrongConfig], n_splits: i
     groups = np.asarray(beats.group, dtype=str)
     folds = list(GroupKFold(n_splits=n_splits).split(np.zeros(len(beats)), beats.y, groups))
     cache: dict[str, np.ndarray] = {}
+    fitted: list[dict] = [{} for _ in folds]  # per fold: members shared by several rows are fitted once
     out = {}
     for name, cfg in configs.items():
         t = time.time()
@@ -233,13 +262,13 @@ def cross_validate(beats: BeatSet, configs: dict[str, StrongConfig], n_splits: i
         feats, names = cache[key]
         pred = np.full(len(beats), -1)
         fold_f1 = []
-        for tr, te in folds:
+        for k, (tr, te) in enumerate(folds):
             train = beats.subset(tr)
             meta = {"feature_set": key, "feature_names": names}
             train.features, train.meta = feats[tr], dict(meta)
             test = beats.subset(te)
             test.features, test.meta = feats[te], dict(meta)
-            pred[te] = train_strong(train, replace(cfg)).predict(test)
+            pred[te] = train_strong(train, replace(cfg), cache=fitted[k]).predict(test)
             fold_f1.append(beat_metrics(test.y, pred[te])["macro_f1"])
         m = beat_metrics(beats.y, pred)
         out[name] = {"config": asdict(cfg), "macro_f1": m["macro_f1"],
@@ -261,12 +290,16 @@ def _g(model: str, feature_set: str, power: float, **kw) -> dict:
     return {"model": model, "feature_set": feature_set, "class_weight_power": power, **kw}
 
 
-def _ns(linear_feature_set: str, power: float, second_model: str = "logreg") -> dict:
+def _ns(linear_feature_set: str, power: float, second_model: str = "logreg", **kw) -> dict:
     """A two-stage row with the chosen V/F stage (trees, ``rr+morph+patient``, sqrt weights) and the N/S
     stage ``second_model`` on ``linear_feature_set`` with class weights frequency^-``power``."""
     return _g("two-stage", "rr+morph+patient", 0.5, linear_feature_set=linear_feature_set,
-              linear_class_weight_power=power, second_model=second_model)
+              linear_class_weight_power=power, second_model=second_model, **kw)
 
+
+#: N/S-stage feature sets whose S threshold the third pass cross-validates, and the thresholds (0.5: the rows above)
+THIRD_PASS_NS = ("rr+rhythm", "rr+rhythm+avg", "rr+rhythm+avg+slower", "rr+rhythm+avg+slower+pwave")
+S_THRESHOLDS = (0.3, 0.4, 0.6, 0.7)
 
 CV_GRID: dict[str, dict] = {
     "trees rr_raw (no patient), balanced": _g("trees", "rr_raw", 1.0),
@@ -297,6 +330,17 @@ CV_GRID: dict[str, dict] = {
     "two-stage: trees sqrt V/F, trees rr+rhythm balanced S/N": _ns("rr+rhythm", 1.0, "trees"),
     "two-stage: trees sqrt V/F, trees rr+rhythm sqrt S/N": _ns("rr+rhythm", 0.5, "trees"),
     "two-stage: trees sqrt V/F, trees rr+rhythm+patient sqrt S/N": _ns("rr+rhythm+patient", 0.5, "trees"),
+    # third pass (SVEB): patient-average RR (patient mean, 5-min mean), a slower-beats reference, patient-relative
+    # P wave / QRS beside the rhythm context; and the S threshold of the N/S stage (the V/F stage is shared)
+    "two-stage: trees sqrt V/F, logreg rr+avg balanced S/N": _ns("rr+avg", 1.0),
+    "two-stage: trees sqrt V/F, trees rr+rhythm+avg sqrt S/N": _ns("rr+rhythm+avg", 0.5, "trees"),
+    "two-stage: trees sqrt V/F, trees rr+rhythm+slower sqrt S/N": _ns("rr+rhythm+slower", 0.5, "trees"),
+    "two-stage: trees sqrt V/F, trees rr+rhythm+avg+slower sqrt S/N": _ns("rr+rhythm+avg+slower", 0.5, "trees"),
+    "two-stage: trees sqrt V/F, trees rr+rhythm+pwave sqrt S/N": _ns("rr+rhythm+pwave", 0.5, "trees"),
+    "two-stage: trees sqrt V/F, trees rr+rhythm+avg+slower+pwave sqrt S/N": _ns("rr+rhythm+avg+slower+pwave", 0.5,
+                                                                              "trees"),
+    **{f"two-stage: trees sqrt V/F, trees {fs} sqrt S/N, S threshold {t:g}": _ns(fs, 0.5, "trees", s_threshold=t)
+       for fs in THIRD_PASS_NS for t in S_THRESHOLDS},
 }
 
 
