@@ -49,6 +49,9 @@ class StrongConfig:
     linear_class_weight_power: float = 0.5  # trees+logreg / two-stage: class weighting of the second half
     second_model: str = "trees"        # two-stage: the N/S splitter, logreg | trees (boosted trees, same settings)
     s_threshold: float = 0.5           # two-stage: call S when the N/S stage's P(S) / (P(N) + P(S)) >= this
+    view_feature_set: str = ""         # two-stage: a second N/S model on these features ("": none); N/S = mean
+    view_model: str = "logreg"         # ... its kind (logreg | trees) and class weighting
+    view_class_weight_power: float = 1.0
     C: float = 1.0                     # logreg: inverse L2 strength (on standardised features)
     hidden: int = 32                   # mlp: hidden units (one layer)
     learning_rate: float = 0.1
@@ -149,9 +152,9 @@ class StrongClassifier:
                 p[:, model.classes_] = model.predict_proba(_features(beats, feature_set))
                 probs.append(p)
         if self.config.model == "two-stage":  # trees call V/F; the linear model splits the rest into N / S
-            trees, linear = probs
+            trees, *split = probs  # one N/S model, or two (view_feature_set): their N/S probabilities averaged
             rest = np.isin(trees.argmax(1), [CLASSES.index("N"), CLASSES.index("S")])
-            ns = linear[:, :2] / np.maximum(linear[:, :2].sum(1, keepdims=True), 1e-12)  # (N, 2)
+            ns = np.mean([q[:, :2] / np.maximum(q[:, :2].sum(1, keepdims=True), 1e-12) for q in split], 0)
             t = float(self.config.s_threshold)
             if t != 0.5:  # shift the S log-odds by logit(t): P(S) >= t becomes the argmax (0.5: unchanged)
                 if not 0.0 < t < 1.0:
@@ -180,11 +183,21 @@ def _members(cfg: StrongConfig) -> list[tuple[str, str, float]]:
         raise ValueError(f"model must be one of {list(MODELS)}, got {cfg.model!r}")
     if cfg.second_model not in ("logreg", "trees"):
         raise ValueError(f"second_model must be 'logreg' or 'trees', got {cfg.second_model!r}")
+    if cfg.view_model not in ("logreg", "trees"):
+        raise ValueError(f"view_model must be 'logreg' or 'trees', got {cfg.view_model!r}")
     if cfg.model in ("trees+logreg", "two-stage"):
         second = cfg.second_model if cfg.model == "two-stage" else "logreg"
-        return [("trees", cfg.feature_set, cfg.class_weight_power),
-                (second, cfg.linear_feature_set, cfg.linear_class_weight_power)]
+        out = [("trees", cfg.feature_set, cfg.class_weight_power),
+               (second, cfg.linear_feature_set, cfg.linear_class_weight_power)]
+        if cfg.model == "two-stage" and cfg.view_feature_set:
+            out.append((cfg.view_model, cfg.view_feature_set, cfg.view_class_weight_power))
+        return out
     return [(cfg.model, cfg.feature_set, cfg.class_weight_power)]
+
+
+def stage_feature_sets(cfg: StrongConfig) -> tuple[str, ...]:
+    """The feature sets ``cfg``'s members read, in member order (compute them together on whole sets)."""
+    return tuple(dict.fromkeys(fs for _, fs, _ in _members(cfg)))
 
 
 def _shares(cfg: StrongConfig) -> list[float]:
@@ -193,7 +206,8 @@ def _shares(cfg: StrongConfig) -> list[float]:
 
 #: StrongConfig fields that change no fitted member (how members are combined, or not a fit setting)
 _NOT_FIT = ("model", "feature_set", "linear_feature_set", "vote", "linear_class_weight_power", "second_model",
-            "class_weight_power", "s_threshold", "num_threads")
+            "class_weight_power", "s_threshold", "num_threads", "view_feature_set", "view_model",
+            "view_class_weight_power")
 
 
 def _fit_key(kind: str, feature_set: str, power: float, cfg: StrongConfig) -> tuple:
@@ -253,8 +267,7 @@ def cross_validate(beats: BeatSet, configs: dict[str, StrongConfig], n_splits: i
     out = {}
     for name, cfg in configs.items():
         t = time.time()
-        sets = (cfg.feature_set, cfg.linear_feature_set) if cfg.model in ("trees+logreg", "two-stage") else (
-            cfg.feature_set,)
+        sets = stage_feature_sets(cfg)
         key = "|".join(sets)
         if key not in cache:  # both stages' columns, computed on the whole set (patient statistics)
             whole = with_features(beats, *sets)
@@ -297,9 +310,16 @@ def _ns(linear_feature_set: str, power: float, second_model: str = "logreg", **k
               linear_class_weight_power=power, second_model=second_model, **kw)
 
 
-#: N/S-stage feature sets whose S threshold the third pass cross-validates, and the thresholds (0.5: the rows above)
-THIRD_PASS_NS = ("rr+rhythm", "rr+rhythm+avg", "rr+rhythm+avg+slower", "rr+rhythm+avg+slower+pwave")
-S_THRESHOLDS = (0.3, 0.4, 0.6, 0.7)
+#: N/S stages whose S threshold the third pass cross-validates (each also a row at 0.5), and the thresholds
+THIRD_PASS_NS = {
+    **{f"trees {fs} sqrt": _ns(fs, 0.5, "trees")
+       for fs in ("rr+rhythm", "rr+rhythm+avg", "rr+rhythm+avg+slower", "rr+rhythm+avg+slower+pwave")},
+    "trees rr+rhythm sqrt + trees rr+avg sqrt": _ns("rr+rhythm", 0.5, "trees", view_feature_set="rr+avg",
+                                                    view_model="trees", view_class_weight_power=0.5),
+    "trees rr+rhythm sqrt + logreg rr+avg balanced": _ns("rr+rhythm", 0.5, "trees", view_feature_set="rr+avg",
+                                                         view_model="logreg", view_class_weight_power=1.0),
+}
+S_THRESHOLDS = (0.3, 0.4, 0.6, 0.7, 0.8, 0.9)
 
 CV_GRID: dict[str, dict] = {
     "trees rr_raw (no patient), balanced": _g("trees", "rr_raw", 1.0),
@@ -339,8 +359,14 @@ CV_GRID: dict[str, dict] = {
     "two-stage: trees sqrt V/F, trees rr+rhythm+pwave sqrt S/N": _ns("rr+rhythm+pwave", 0.5, "trees"),
     "two-stage: trees sqrt V/F, trees rr+rhythm+avg+slower+pwave sqrt S/N": _ns("rr+rhythm+avg+slower+pwave", 0.5,
                                                                               "trees"),
-    **{f"two-stage: trees sqrt V/F, trees {fs} sqrt S/N, S threshold {t:g}": _ns(fs, 0.5, "trees", s_threshold=t)
-       for fs in THIRD_PASS_NS for t in S_THRESHOLDS},
+    # two views of the rhythm in the N/S stage, their N/S probabilities averaged: the neighbours' context
+    # (rr+rhythm) and the patient-average RR alone (rr+avg; de Chazal / Mondéjar-Guerra), so neither can be ignored
+    "two-stage: trees sqrt V/F, trees rr+rhythm sqrt + trees rr+avg sqrt S/N (mean)": THIRD_PASS_NS[
+        "trees rr+rhythm sqrt + trees rr+avg sqrt"],
+    "two-stage: trees sqrt V/F, trees rr+rhythm sqrt + logreg rr+avg balanced S/N (mean)": THIRD_PASS_NS[
+        "trees rr+rhythm sqrt + logreg rr+avg balanced"],
+    **{f"two-stage: trees sqrt V/F, {ns} S/N, S threshold {t:g}": {**row, "s_threshold": t}
+       for ns, row in THIRD_PASS_NS.items() for t in S_THRESHOLDS},
 }
 
 

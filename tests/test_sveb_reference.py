@@ -138,6 +138,12 @@ def test_s_threshold_only_moves_beats_between_n_and_s_and_cv_shares_the_fitted_s
     assert s[0.9] <= s[0.7] <= s[0.5] <= s[0.3] <= s[0.1]                      # lower threshold: more S
     with pytest.raises(ValueError):
         train_strong(beats, replace(base, s_threshold=1.0), cache=cache).predict(beats)
+    # a second N/S view (patient-average RR, logistic): one more fit; the V / F calls stay the first stage's
+    view = train_strong(beats, replace(base, view_feature_set="rr+avg", view_model="logreg"), cache=cache)
+    assert len(cache) == 3 and len(view.model) == 3 and view.model[2][0] == "rr+avg"
+    pv = view.predict(beats)
+    np.testing.assert_array_equal(pv[vf], p5[vf])
+    assert set(np.unique(pv[~vf])) <= {CLASSES.index("N"), CLASSES.index("S")}
     # cross_validate fits each stage once per fold for both rows; the lower threshold calls at least as many S
     rows = {"a": base, "b": replace(base, s_threshold=0.3)}
     res = cross_validate(beats, rows, n_splits=2, log=lambda m: None)["results"]
@@ -147,6 +153,12 @@ def test_s_threshold_only_moves_beats_between_n_and_s_and_cv_shares_the_fitted_s
 
 
 def test_third_pass_rows_keep_the_shared_vf_stage_and_name_their_threshold():
+    from eval.tstr import _feature_sets
+
+    for v in CV_GRID.values():  # TSTR computes every member's features on whole records, the view's too
+        cfg = replace(StrongConfig(), **v)
+        if cfg.view_feature_set:
+            assert cfg.view_feature_set in _feature_sets(cfg)
     third = {k: v for k, v in CV_GRID.items() if "S threshold" in k}
     assert third and all(v["feature_set"] == "rr+morph+patient" and v["class_weight_power"] == 0.5
                          for v in third.values())
