@@ -52,6 +52,8 @@ class StrongConfig:
     view_feature_set: str = ""         # two-stage: a second N/S model on these features ("": none); N/S = mean
     view_model: str = "logreg"         # ... its kind (logreg | trees) and class weighting
     view_class_weight_power: float = 1.0
+    ns_train: str = "all"              # two-stage N/S models learn "all" four classes (N/S renormalised) | "NS" only
+    monotone: bool = False             # ns_train "NS", trees: P(S) non-increasing in every previous-RR ratio
     C: float = 1.0                     # logreg: inverse L2 strength (on standardised features)
     hidden: int = 32                   # mlp: hidden units (one layer)
     learning_rate: float = 0.1
@@ -207,13 +209,35 @@ def _shares(cfg: StrongConfig) -> list[float]:
 #: StrongConfig fields that change no fitted member (how members are combined, or not a fit setting)
 _NOT_FIT = ("model", "feature_set", "linear_feature_set", "vote", "linear_class_weight_power", "second_model",
             "class_weight_power", "s_threshold", "num_threads", "view_feature_set", "view_model",
-            "view_class_weight_power")
+            "view_class_weight_power", "ns_train", "monotone")
+#: previous-RR ratios (``StrongConfig.monotone``): an earlier beat is, all else equal, no less likely S
+PREMATURITY = ("rr_pre/patient", "rr_pre/local", "ctx_pre/median", "rr_pre/patient_mean", "ref_pre/avg5min",
+               "ref_pre/slower_median")
 
 
-def _fit_key(kind: str, feature_set: str, power: float, cfg: StrongConfig) -> tuple:
+def _fit_key(kind: str, feature_set: str, power: float, cfg: StrongConfig, ns: bool = False) -> tuple:
     """What one fitted member depends on besides its training beats: two configs with the same key fit the
-    same estimator (so :func:`cross_validate` fits it once per fold)."""
-    return (kind, feature_set, power) + tuple((k, v) for k, v in sorted(asdict(cfg).items()) if k not in _NOT_FIT)
+    same estimator (so :func:`cross_validate` fits it once per fold). ``ns``: a two-stage N/S member."""
+    own = (cfg.ns_train, cfg.monotone) if ns else ()
+    return (kind, feature_set, power, *own) + tuple(
+        (k, v) for k, v in sorted(asdict(cfg).items()) if k not in _NOT_FIT)
+
+
+def _fit_member(kind: str, cfg: StrongConfig, feature_set: str, train: BeatSet, power: float, ns: bool):
+    """Fit one member on ``train``; a two-stage N/S member (``ns``) with ``ns_train="NS"`` sees only the N and
+    S beats (and, ``monotone`` trees, P(S) non-increasing in each :data:`PREMATURITY` column)."""
+    f, y = _features(train, feature_set), train.y
+    if ns and cfg.ns_train not in ("all", "NS"):
+        raise ValueError(f"ns_train must be 'all' or 'NS', got {cfg.ns_train!r}")
+    if ns and cfg.ns_train == "NS":
+        keep = np.isin(y, [CLASSES.index("N"), CLASSES.index("S")])
+        f, y = f[keep], y[keep]
+        if cfg.monotone and kind == "trees":
+            cst = [-1 if n in PREMATURITY else 0 for n in feature_names(feature_set)]
+            model = _make(kind, cfg).set_params(monotonic_cst=cst)
+            f = np.where(np.isnan(f).all(0, keepdims=True), 0.0, f) if len(f) else f
+            return model.fit(f, y, sample_weight=_weights(y, power))
+    return _fit(kind, cfg, f, y, power)
 
 
 def train_strong(train: BeatSet, config: StrongConfig | None = None, cache: dict | None = None) -> StrongClassifier:
@@ -238,12 +262,13 @@ def train_strong(train: BeatSet, config: StrongConfig | None = None, cache: dict
     t = time.time()
     fitted = []
     with threadpool_limits(cfg.num_threads):
-        for kind, feature_set, power in _members(cfg):
-            key = _fit_key(kind, feature_set, power, cfg)
+        for i, (kind, feature_set, power) in enumerate(_members(cfg)):
+            ns = cfg.model == "two-stage" and i > 0
+            key = _fit_key(kind, feature_set, power, cfg, ns)
             if cache is not None and key in cache:
                 fitted.append((feature_set, cache[key]))
                 continue
-            model = _fit(kind, cfg, _features(train, feature_set), train.y, power)
+            model = _fit_member(kind, cfg, feature_set, train, power, ns)
             if cache is not None:
                 cache[key] = model
             fitted.append((feature_set, model))
@@ -318,6 +343,14 @@ THIRD_PASS_NS = {
                                                     view_model="trees", view_class_weight_power=0.5),
     "trees rr+rhythm sqrt + logreg rr+avg balanced": _ns("rr+rhythm", 0.5, "trees", view_feature_set="rr+avg",
                                                          view_model="logreg", view_class_weight_power=1.0),
+    # the N/S models trained on the N and S beats alone; and trees monotone in prematurity (a physiological prior:
+    # no split may make an earlier beat less likely S)
+    "trees rr+rhythm sqrt, N/S-trained": _ns("rr+rhythm", 0.5, "trees", ns_train="NS"),
+    "trees rr+rhythm sqrt + logreg rr+avg balanced, N/S-trained": _ns(
+        "rr+rhythm", 0.5, "trees", view_feature_set="rr+avg", view_model="logreg", view_class_weight_power=1.0,
+        ns_train="NS"),
+    "trees rr+rhythm+avg+slower sqrt, N/S-trained, monotone": _ns("rr+rhythm+avg+slower", 0.5, "trees",
+                                                                  ns_train="NS", monotone=True),
 }
 S_THRESHOLDS = (0.3, 0.4, 0.6, 0.7, 0.8, 0.9)
 
@@ -365,6 +398,9 @@ CV_GRID: dict[str, dict] = {
         "trees rr+rhythm sqrt + trees rr+avg sqrt"],
     "two-stage: trees sqrt V/F, trees rr+rhythm sqrt + logreg rr+avg balanced S/N (mean)": THIRD_PASS_NS[
         "trees rr+rhythm sqrt + logreg rr+avg balanced"],
+    **{f"two-stage: trees sqrt V/F, {ns} S/N": THIRD_PASS_NS[ns] for ns in (
+        "trees rr+rhythm sqrt, N/S-trained", "trees rr+rhythm sqrt + logreg rr+avg balanced, N/S-trained",
+        "trees rr+rhythm+avg+slower sqrt, N/S-trained, monotone")},
     **{f"two-stage: trees sqrt V/F, {ns} S/N, S threshold {t:g}": {**row, "s_threshold": t}
        for ns, row in THIRD_PASS_NS.items() for t in S_THRESHOLDS},
 }

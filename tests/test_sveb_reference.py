@@ -164,3 +164,24 @@ def test_third_pass_rows_keep_the_shared_vf_stage_and_name_their_threshold():
                          for v in third.values())
     for k, v in third.items():
         assert f"S threshold {v['s_threshold']:g}" in k and v["linear_feature_set"] in k
+
+
+def test_ns_stage_trained_on_n_and_s_only_and_monotone_in_prematurity():
+    from eval.beat_features import feature_names as names_of
+    from eval.strong_classifier import PREMATURITY, _features
+
+    fs = "rr+rhythm+avg+slower"
+    beats = with_features(_train_set(), "rr+morph+patient", fs)
+    cfg = StrongConfig(max_iter=5, min_samples_leaf=5, linear_feature_set=fs, ns_train="NS", monotone=True)
+    clf = train_strong(beats, cfg)
+    ns_model = clf.model[1][1]
+    assert list(ns_model.classes_) == [CLASSES.index("N"), CLASSES.index("S")]  # no V / F beats in its training
+    x = _features(beats, fs)[::7].astype(np.float64)
+    cols = [i for i, n in enumerate(names_of(fs)) if n in PREMATURITY]
+    assert len(cols) == len(PREMATURITY)
+    for c in cols:  # an earlier beat (a smaller previous-RR ratio), all else equal, is no less likely S
+        lo, hi = x.copy(), x.copy()
+        lo[:, c], hi[:, c] = 0.5, 1.2
+        assert (ns_model.predict_proba(lo)[:, 1] >= ns_model.predict_proba(hi)[:, 1] - 1e-9).all()
+    with pytest.raises(ValueError):
+        train_strong(beats, replace(cfg, ns_train="V"))
