@@ -5,8 +5,9 @@ per patient, morphology, morphology against the patient's median beat), trained 
 ``(class frequency) ** -class_weight_power`` (1 = balanced classes): scikit-learn's
 :class:`~sklearn.ensemble.HistGradientBoostingClassifier`, linear discriminants, logistic regression, a
 small MLP, the mean of trees and logistic regression, and the default **two-stage** model: trees call V and
-F, a class-balanced logistic regression splits the other beats into N and S (trees weighted for V learn the
-morphology of the 22 DS1 patients and under-call S; the linear model on patient-relative RR does not).
+F, and N/S models trained on the N and S beats split the other beats into N and S (trees weighted for V learn
+the morphology of the 22 DS1 patients and under-call S): by default the mean of boosted trees on the rhythm
+context and a class-balanced logistic regression on the patient-average RR ratios, S at P(S) >= 0.7.
 The model and its settings (:class:`StrongConfig` defaults) were chosen by :func:`cross_validate` on DS1
 alone, folds grouped by record so no patient is in both a fold's training and test beats
 (``scripts/beat_cv.py`` writes the table, ``docs/tstr.md`` shows it); DS2 played no part.
@@ -34,12 +35,15 @@ from .beats import CLASSES, BeatSet
 class StrongConfig:
     """Settings of :func:`train_strong`.
 
-    Defaults: the DS1 cross-validation's choice, ``"two-stage: trees sqrt V/F, trees rr+rhythm sqrt S/N"``
-    of :data:`CV_GRID` (pooled out-of-fold macro-F1 0.601, S F1 0.528, V F1 0.901 on DS1, 5 record-grouped
-    folds; ``docs/results/beat_cv.json``; the former choice, a logistic N/S stage on ``rr+patient``: 0.559):
-    trees with frequency^-0.5 weights on all features call V and F, and a second set of boosted trees
-    (frequency^-0.5) on the patient-normalised RR and the rhythm context (:func:`eval.beats.rhythm_features`)
-    splits the remaining beats into N and S.
+    Defaults: the DS1 cross-validation's choice (third SVEB pass), ``"two-stage: trees sqrt V/F, trees
+    rr+rhythm sqrt + logreg rr+avg balanced, N/S-trained S/N, S threshold 0.7"`` of :data:`CV_GRID` (pooled
+    out-of-fold macro-F1 0.619, S F1 0.595, V F1 0.901 on DS1, 5 record-grouped folds;
+    ``docs/results/beat_cv.json``; the second pass's choice, the same without the view, all-class training and
+    the 0.5 threshold: 0.601; the first pass's, a logistic N/S stage on ``rr+patient``: 0.559): trees with
+    frequency^-0.5 weights on all features call V and F; the remaining beats are split into N and S by the mean
+    of two N/S models trained on the N and S beats alone -- boosted trees (frequency^-0.5) on the
+    patient-normalised RR and the rhythm context (:func:`eval.beats.rhythm_features`), and a class-balanced
+    logistic regression on the patient-average RR ratios (``rr+avg``) -- calling S at a mean P(S) >= 0.7.
     """
 
     model: str = "two-stage"           # trees | logreg | lda | mlp | trees+logreg | two-stage (see MODELS)
@@ -48,11 +52,11 @@ class StrongConfig:
     vote: float = 0.5                  # trees+logreg: trees' share of the averaged probabilities
     linear_class_weight_power: float = 0.5  # trees+logreg / two-stage: class weighting of the second half
     second_model: str = "trees"        # two-stage: the N/S splitter, logreg | trees (boosted trees, same settings)
-    s_threshold: float = 0.5           # two-stage: call S when the N/S stage's P(S) / (P(N) + P(S)) >= this
-    view_feature_set: str = ""         # two-stage: a second N/S model on these features ("": none); N/S = mean
+    s_threshold: float = 0.7           # two-stage: call S when the N/S stage's P(S) / (P(N) + P(S)) >= this
+    view_feature_set: str = "rr+avg"   # two-stage: a second N/S model on these features ("": none); N/S = mean
     view_model: str = "logreg"         # ... its kind (logreg | trees) and class weighting
     view_class_weight_power: float = 1.0
-    ns_train: str = "all"              # two-stage N/S models learn "all" four classes (N/S renormalised) | "NS" only
+    ns_train: str = "NS"               # two-stage N/S models learn "all" four classes (N/S renormalised) | "NS" only
     monotone: bool = False             # ns_train "NS", trees: P(S) non-increasing in every previous-RR ratio
     C: float = 1.0                     # logreg: inverse L2 strength (on standardised features)
     hidden: int = 32                   # mlp: hidden units (one layer)
@@ -223,6 +227,16 @@ def _fit_key(kind: str, feature_set: str, power: float, cfg: StrongConfig, ns: b
         (k, v) for k, v in sorted(asdict(cfg).items()) if k not in _NOT_FIT)
 
 
+class _Constant:
+    """The N/S member of a training set with one of N / S only: that class, probability 1."""
+
+    def __init__(self, y: np.ndarray):
+        self.classes_ = np.unique(y) if len(y) else np.array([CLASSES.index("N")])
+
+    def predict_proba(self, f: np.ndarray) -> np.ndarray:
+        return np.ones((len(f), 1))
+
+
 def _fit_member(kind: str, cfg: StrongConfig, feature_set: str, train: BeatSet, power: float, ns: bool):
     """Fit one member on ``train``; a two-stage N/S member (``ns``) with ``ns_train="NS"`` sees only the N and
     S beats (and, ``monotone`` trees, P(S) non-increasing in each :data:`PREMATURITY` column)."""
@@ -232,6 +246,8 @@ def _fit_member(kind: str, cfg: StrongConfig, feature_set: str, train: BeatSet, 
     if ns and cfg.ns_train == "NS":
         keep = np.isin(y, [CLASSES.index("N"), CLASSES.index("S")])
         f, y = f[keep], y[keep]
+        if len(np.unique(y)) < 2:  # no S (or no N) beats to learn from, e.g. a small generated set
+            return _Constant(y)
         if cfg.monotone and kind == "trees":
             cst = [-1 if n in PREMATURITY else 0 for n in feature_names(feature_set)]
             model = _make(kind, cfg).set_params(monotonic_cst=cst)
@@ -325,7 +341,16 @@ def cross_validate(beats: BeatSet, configs: dict[str, StrongConfig], n_splits: i
 def _g(model: str, feature_set: str, power: float, **kw) -> dict:
     if model in ("two-stage", "trees+logreg"):  # rows name their second stage (the default is now trees)
         kw.setdefault("second_model", "logreg")
+    # rows name every N/S-stage setting whose default the third pass changed: no view, all-class training,
+    # the argmax (0.5) threshold unless the row says otherwise, so each row keeps the meaning it was run with
+    for k, v in ROW_NEUTRAL.items():
+        kw.setdefault(k, v)
     return {"model": model, "feature_set": feature_set, "class_weight_power": power, **kw}
+
+
+#: the N/S-stage settings a CV row gets unless it names them (the StrongConfig defaults before the third pass)
+ROW_NEUTRAL = {"view_feature_set": "", "view_model": "logreg", "view_class_weight_power": 1.0, "ns_train": "all",
+               "monotone": False, "s_threshold": 0.5}
 
 
 def _ns(linear_feature_set: str, power: float, second_model: str = "logreg", **kw) -> dict:
@@ -351,6 +376,9 @@ THIRD_PASS_NS = {
         ns_train="NS"),
     "trees rr+rhythm+avg+slower sqrt, N/S-trained, monotone": _ns("rr+rhythm+avg+slower", 0.5, "trees",
                                                                   ns_train="NS", monotone=True),
+    "trees rr+rhythm+avg+slower sqrt + logreg rr+avg balanced, N/S-trained, monotone": _ns(
+        "rr+rhythm+avg+slower", 0.5, "trees", view_feature_set="rr+avg", view_model="logreg",
+        view_class_weight_power=1.0, ns_train="NS", monotone=True),
 }
 S_THRESHOLDS = (0.3, 0.4, 0.6, 0.7, 0.8, 0.9)
 
@@ -400,7 +428,8 @@ CV_GRID: dict[str, dict] = {
         "trees rr+rhythm sqrt + logreg rr+avg balanced"],
     **{f"two-stage: trees sqrt V/F, {ns} S/N": THIRD_PASS_NS[ns] for ns in (
         "trees rr+rhythm sqrt, N/S-trained", "trees rr+rhythm sqrt + logreg rr+avg balanced, N/S-trained",
-        "trees rr+rhythm+avg+slower sqrt, N/S-trained, monotone")},
+        "trees rr+rhythm+avg+slower sqrt, N/S-trained, monotone",
+        "trees rr+rhythm+avg+slower sqrt + logreg rr+avg balanced, N/S-trained, monotone")},
     **{f"two-stage: trees sqrt V/F, {ns} S/N, S threshold {t:g}": {**row, "s_threshold": t}
        for ns, row in THIRD_PASS_NS.items() for t in S_THRESHOLDS},
 }

@@ -121,7 +121,8 @@ def _train_set() -> BeatSet:
 
 def test_s_threshold_only_moves_beats_between_n_and_s_and_cv_shares_the_fitted_stages():
     beats = with_features(_train_set(), "rr+morph+patient", "rr+rhythm+avg")
-    base = StrongConfig(max_iter=5, min_samples_leaf=5, linear_feature_set="rr+rhythm+avg")
+    base = StrongConfig(max_iter=5, min_samples_leaf=5, linear_feature_set="rr+rhythm+avg", view_feature_set="",
+                        ns_train="all", s_threshold=0.5)
     cache: dict = {}
     p5 = train_strong(beats, base, cache=cache).predict(beats)
     assert len(cache) == 2
@@ -185,3 +186,39 @@ def test_ns_stage_trained_on_n_and_s_only_and_monotone_in_prematurity():
         assert (ns_model.predict_proba(lo)[:, 1] >= ns_model.predict_proba(hi)[:, 1] - 1e-9).all()
     with pytest.raises(ValueError):
         train_strong(beats, replace(cfg, ns_train="V"))
+
+
+def test_every_cv_row_replays_the_config_it_was_run_with():
+    # the StrongConfig defaults moved (view, N/S-only training, threshold 0.7): each CV_GRID row must still
+    # build the config stored with its score in docs/results/beat_cv.json (rows name the neutral settings)
+    import json
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from eval.strong_classifier import ROW_NEUTRAL
+
+    cv = json.loads((Path(__file__).resolve().parents[1] / "docs/results/beat_cv.json").read_text())
+    assert set(CV_GRID) <= set(cv["results"])
+    ns_keys = {"linear_feature_set", "vote", "linear_class_weight_power", "second_model", *ROW_NEUTRAL}
+    unused = {"two-stage": {"vote"}, "trees+logreg": {"second_model", *ROW_NEUTRAL}}  # fields a model never reads
+    for name, row in CV_GRID.items():
+        now, stored = asdict(replace(StrongConfig(), **row)), cv["results"][name]["config"]
+        for k, v in now.items():
+            if k not in unused.get(now["model"], ns_keys):
+                assert stored.get(k, ROW_NEUTRAL.get(k, v)) == v, (name, k)
+    # the defaults are the chosen row, and that row was chosen without DS2
+    chosen = cv["chosen"]
+    assert asdict(replace(StrongConfig(), **CV_GRID[chosen])) == asdict(StrongConfig())
+    assert max(cv["results"], key=lambda k: cv["results"][k]["macro_f1"]) == chosen
+    from tokenizer.splits import DS1, DS2
+
+    assert sorted(cv["records"]) == sorted(DS1) and not set(cv["records"]) & set(DS2)
+
+
+def test_ns_stage_without_s_beats_calls_no_s():
+    from eval.tstr import _feature_sets
+
+    beats = with_features(_train_set(), *_feature_sets(StrongConfig()))
+    no_s = beats.subset(np.flatnonzero(beats.y != CLASSES.index("S")))
+    clf = train_strong(no_s, StrongConfig(max_iter=5, min_samples_leaf=5))
+    assert CLASSES.index("S") not in set(clf.predict(beats))
