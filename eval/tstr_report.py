@@ -34,6 +34,9 @@ def _classifier_line(result: dict) -> str:
         kind = "boosted trees" if c.get("view_model") == "trees" else "L2 logistic regression"
         extra = (f", averaged with {kind} on features `{c.get('view_feature_set')}` (class weights "
                  f"frequency^-{c.get('view_class_weight_power')})")
+    if model == "two-stage" and c.get("ns_train", "all") == "NS":
+        extra += ", trained on the N and S beats only" + (" (trees monotone in prematurity)" if c.get("monotone")
+                                                          else "")
     if model == "two-stage" and float(c.get("s_threshold", 0.5)) != 0.5:
         extra += f", S called at N/S probability >= {c.get('s_threshold')}"
     if model == "two-stage" and c.get("second_model") == "trees":
