@@ -19,6 +19,16 @@ Mondéjar-Guerra et al. 2019, BSPC 47; Niu et al. 2020, IEEE JBHI 24(5)), comput
   their products, so a linear model can call "premature in a *regular* rhythm" (an S beat) apart from
   "early in atrial fibrillation" (an N beat conducted early).
 
+* **Patient-average RR** (``+avg``): previous, next and local RR over the patient's **mean** RR and over
+  the mean RR of the 5 minutes around the beat (:func:`eval.beats.reference_features`) -- the averages of
+  de Chazal et al. and Mondéjar-Guerra et al., which long pauses raise (the median does not).
+* **Slower reference** (``+slower``): previous RR over the median of the neighbouring intervals clearly
+  longer than it, and their share (:func:`eval.beats.reference_features`): a reference no beat as early as
+  this one enters.
+* **P wave and QRS against the patient** (``+pwave``, :func:`pwave_block`): a supraventricular beat has a
+  normal QRS but an early or different P wave; only patient-relative values (no mV), so 22 training
+  patients are not told apart by their amplitudes.
+
 A "patient" is a beat's ``group``: a MIT-BIH record, or one generated sequence for synthetic beats, so
 synthetic beats are normalised within their own sequence exactly as real ones within their record. The
 patient statistics use no labels, only the beats of that group; compute them on the whole set
@@ -30,7 +40,7 @@ import functools
 
 import numpy as np
 
-from .beats import AFTER, BEFORE, FS, RHYTHM_NAMES, BeatSet
+from .beats import AFTER, BEFORE, FS, REFERENCE_NAMES, RHYTHM_NAMES, BeatSet
 
 R = BEFORE                      # R-peak index in a beat
 QRS = (R - 36, R + 36)          # +-100 ms around R
@@ -73,7 +83,8 @@ RR_NORMALISED = ("rr_pre/patient", "rr_post/patient", "rr_local/patient", "rr_(p
 
 
 def rr_block(beats: BeatSet) -> tuple[np.ndarray, list[str]]:
-    """RR features ``(N, 11)`` and their names; patient RR = median previous-RR of the beat's group.
+    """RR features ``(N, 14)`` and their names; patient RR = median previous-RR of the beat's group (the
+    ``*_mean`` columns: over the group's mean previous-RR instead, the ``+avg`` sets).
 
     The median, as de Chazal et al. and Mondéjar-Guerra et al. use a rhythm average that premature beats
     and their compensatory pauses do not move: a mean over all beats is pulled down by a patient's
@@ -82,10 +93,12 @@ def rr_block(beats: BeatSet) -> tuple[np.ndarray, list[str]]:
     pre, post = beats.rr[:, 0].astype(np.float64), beats.rr[:, 1].astype(np.float64)
     local = pre / np.where(beats.rr[:, 2] > 0, beats.rr[:, 2], np.nan)  # (N,) pre / (pre / local)
     avg = group_median(pre, beats.group)
+    mean = group_mean(pre, beats.group)
     cols = [pre, post, local, avg, pre / avg, post / avg, local / avg, pre / local, post / local, post / pre,
-            (post - pre) / avg]
+            (post - pre) / avg, pre / mean, post / mean, local / mean]
     names = ["rr_pre", "rr_post", "rr_local", "rr_patient", "rr_pre/patient", "rr_post/patient",
-             "rr_local/patient", "rr_pre/local", "rr_post/local", "rr_post/pre", "rr_(post-pre)/patient"]
+             "rr_local/patient", "rr_pre/local", "rr_post/local", "rr_post/pre", "rr_(post-pre)/patient",
+             "rr_pre/patient_mean", "rr_post/patient_mean", "rr_local/patient_mean"]
     return np.stack(cols, 1).astype(np.float32), names
 
 
@@ -94,6 +107,41 @@ def rhythm_block(beats: BeatSet) -> tuple[np.ndarray, list[str]]:
     if beats.rhythm is None:
         return np.full((len(beats), len(RHYTHM_NAMES)), np.nan, np.float32), list(RHYTHM_NAMES)
     return np.asarray(beats.rhythm, np.float32), list(RHYTHM_NAMES)
+
+
+#: the ``+avg`` columns: intervals over the patient's mean RR (:func:`rr_block`) and over the 5-min average
+AVG_RR = ("rr_pre/patient_mean", "rr_post/patient_mean", "rr_local/patient_mean", "ref_pre/avg5min",
+          "ref_post/avg5min", "ref_local/avg5min")
+#: the ``+slower`` columns (:func:`eval.beats.reference_features`)
+SLOWER_RR = ("ref_pre/slower_median", "ref_slower_share")
+
+
+def reference_block(beats: BeatSet) -> tuple[np.ndarray, list[str]]:
+    """Reference-rhythm ratios ``(N, len(REFERENCE_NAMES))`` (``beats.reference``; NaN when the set has none)."""
+    if beats.reference is None:
+        return np.full((len(beats), len(REFERENCE_NAMES)), np.nan, np.float32), list(REFERENCE_NAMES)
+    return np.asarray(beats.reference, np.float32), list(REFERENCE_NAMES)
+
+
+def pwave_block(beats: BeatSet) -> tuple[np.ndarray, list[str]]:
+    """P-wave and QRS features against the patient's median beat, patient-relative only (no mV, no seconds of
+    the patient's own): QRS correlation and width over the patient's, RMS distance over the patient's QRS
+    range, P-window correlation, spread and range over the patient's, and the P peak's shift (s) from the
+    patient's median P peak (an ectopic atrial focus changes the P wave and the PR interval)."""
+    x = _smooth(beats.x.astype(np.float32))
+    med = group_median_beat(x, beats.group)
+    q, mq = x[:, QRS[0]:QRS[1]], med[:, QRS[0]:QRS[1]]
+    p, mp = x[:, P_WIN[0]:P_WIN[1]], med[:, P_WIN[0]:P_WIN[1]]
+    feats = {
+        "pw_qrs_corr": _rowcorr(q, mq),
+        "pw_qrs_width/patient": _qrs_width(x) / np.maximum(_qrs_width(med), 1 / FS),
+        "pw_rms/patient_qrs": np.sqrt(((x - med) ** 2).mean(1)) / (np.ptp(mq, 1) + 1e-3),
+        "pw_p_corr": _rowcorr(p, mp),
+        "pw_p_std/patient": p.std(1) / (mp.std(1) + 1e-3),
+        "pw_p_range/patient": np.ptp(p, 1) / (np.ptp(mp, 1) + 1e-3),
+        "pw_p_peak_shift": (p.argmax(1) - mp.argmax(1)) / FS,
+    }
+    return np.stack([np.asarray(v, np.float32) for v in feats.values()], 1), list(feats)
 
 
 def group_mean(v: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -168,7 +216,11 @@ COMPACT_MORPH = ("qrs_width", "qrs_width/patient", "r_amp/patient", "corr_patien
                  "qrs_slope_min", "p_std", "t_max", "t_min")
 #: Named feature subsets (selected by cross-validation on DS1, :mod:`eval.strong_classifier`).
 FEATURE_SETS = ("rr_raw", "rr", "rr+compact", "rr+patient", "rr+morph", "rr+morph+patient", "rr+rhythm",
-                "rr+rhythm+compact", "rr+rhythm+patient", "rr+rhythm+morph+patient")
+                "rr+rhythm+compact", "rr+rhythm+patient", "rr+rhythm+morph+patient",
+                # third pass (SVEB): patient-average RR, the slower-beats reference, P wave / QRS vs the patient
+                "rr+avg", "rr+slower", "rr+avg+slower", "rr+pwave", "rr+avg+pwave", "rr+avg+slower+pwave",
+                "rr+rhythm+avg", "rr+rhythm+slower", "rr+rhythm+avg+slower", "rr+rhythm+pwave", "rr+rhythm+avg+pwave",
+                "rr+rhythm+avg+slower+pwave")
 
 
 def beat_features(beats: BeatSet, feature_set: str = "rr+morph+patient") -> tuple[np.ndarray, list[str]]:
@@ -184,7 +236,8 @@ def beat_features(beats: BeatSet, feature_set: str = "rr+morph+patient") -> tupl
         patient (:data:`RR_NORMALISED`); ``"rr+compact"``: plus :data:`COMPACT_MORPH`; ``"rr+patient"``:
         plus all morphology against the patient's median beat; ``"rr+morph"``: plus the beat's own
         morphology; ``"rr+morph+patient"``: plus both. ``"rr+rhythm..."``: the same with the rhythm context
-        (:func:`rhythm_block`) after the RR features.
+        (:func:`rhythm_block`) after the RR features; ``+avg`` (:data:`AVG_RR`), ``+slower``
+        (:data:`SLOWER_RR`) and ``+pwave`` (:func:`pwave_block`) add their columns in that order after them.
     """
     if feature_set not in FEATURE_SETS:
         raise ValueError(f"feature_set must be one of {FEATURE_SETS}, got {feature_set!r}")
@@ -197,6 +250,17 @@ def beat_features(beats: BeatSet, feature_set: str = "rr+morph+patient") -> tupl
         h, h_names = rhythm_block(beats)
         rr, rr_names = np.concatenate([rr, h], 1), rr_names + h_names
         feature_set = feature_set.replace("+rhythm", "")
+    if "+avg" in feature_set or "+slower" in feature_set:
+        full, full_names = rr_block(beats)
+        ref, ref_names = reference_block(beats)
+        full, full_names = np.concatenate([full, ref], 1), full_names + ref_names
+        want = (AVG_RR if "+avg" in feature_set else ()) + (SLOWER_RR if "+slower" in feature_set else ())
+        cols = [full_names.index(n) for n in want]
+        rr, rr_names = np.concatenate([rr, full[:, cols]], 1), rr_names + list(want)
+        feature_set = feature_set.replace("+avg", "").replace("+slower", "")
+    if feature_set == "rr+pwave":
+        pw, pw_names = pwave_block(beats)
+        return np.concatenate([rr, pw], 1), rr_names + pw_names
     if feature_set in ("rr_raw", "rr"):
         return rr, rr_names
     morph, m_names = morphology_block(beats)

@@ -40,6 +40,16 @@ IRREGULAR_SHARE_TOL = 0.15
 RHYTHM_NAMES = ("ctx_pre/median", "ctx_post/median", "ctx_(pre+post)/2median", "ctx_irregularity",
                 "ctx_mad", "ctx_irregular_share", "ctx_prematurity_z", "ctx_prematurity*regular",
                 "ctx_prematurity*irregularity")
+#: half-width (s) of the window of :func:`reference_features`' average RR (de Chazal et al. 2004's "average
+#: RR-interval": the mean RR over about 5 minutes around the beat)
+AVERAGE_RR_HALF_S = 150.0
+#: a context interval counts as clearly slower than a beat's previous RR when longer by this share
+SLOWER_TOL = 0.15
+#: fewest clearly slower context intervals that make a reference (one compensatory pause next door does not)
+SLOWER_MIN = 3
+#: columns of :func:`reference_features` (ratios only, label-free, from the peak sequence)
+REFERENCE_NAMES = ("ref_pre/avg5min", "ref_post/avg5min", "ref_local/avg5min", "ref_pre/slower_median",
+                   "ref_slower_share")
 #: MIT-BIH symbols a generated .atr uses, back to AAMI classes.
 SYMBOL_CLASS = {sym: cls for cls, sym in CLASS_SYMBOL.items()}
 
@@ -60,6 +70,9 @@ class BeatSet:
     #: optional ``(N, len(RHYTHM_NAMES))`` rhythm context of each beat (:func:`rhythm_features`, set by
     #: :func:`cut_beats`); None for hand-built sets (the rhythm feature columns are then NaN)
     rhythm: np.ndarray | None = None
+    #: optional ``(N, len(REFERENCE_NAMES))`` reference-rhythm ratios (:func:`reference_features`, set by
+    #: :func:`cut_beats`); None for hand-built sets (those columns are then NaN)
+    reference: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(len(self.y))
@@ -74,8 +87,9 @@ class BeatSet:
             idx = idx.astype(np.int64)  # an empty list is float64 to numpy
         f = None if self.features is None else self.features[idx]
         h = None if self.rhythm is None else self.rhythm[idx]
+        r = None if self.reference is None else self.reference[idx]
         return BeatSet(self.x[idx], self.rr[idx], self.y[idx], self.group[idx], self.source, dict(self.meta), f,
-                       h)
+                       h, r)
 
     def of_classes(self, classes: Sequence[str]) -> "BeatSet":
         """Only the beats of ``classes``."""
@@ -92,15 +106,17 @@ class BeatSet:
         feats = np.concatenate([s.features for s in sets]) if same else None
         meta = {k: sets[0].meta[k] for k in ("feature_names", "feature_set") if same and k in sets[0].meta}
         rhythm = (np.concatenate([s.rhythm for s in sets]) if all(s.rhythm is not None for s in sets) else None)
+        ref = (np.concatenate([s.reference for s in sets]) if all(s.reference is not None for s in sets) else None)
         return BeatSet(np.concatenate([s.x for s in sets]), np.concatenate([s.rr for s in sets]),
                        np.concatenate([s.y for s in sets]), np.concatenate([s.group for s in sets]),
-                       source or " + ".join(s.source for s in sets), meta, feats, rhythm)
+                       source or " + ".join(s.source for s in sets), meta, feats, rhythm, ref)
 
 
 def empty_beats(source: str = "") -> BeatSet:
     return BeatSet(np.zeros((0, BEFORE + AFTER), np.float32), np.zeros((0, 4), np.float32),
                    np.zeros(0, np.int64), np.zeros(0, dtype=object), source,
-                   rhythm=np.zeros((0, len(RHYTHM_NAMES)), np.float32))
+                   rhythm=np.zeros((0, len(RHYTHM_NAMES)), np.float32),
+                   reference=np.zeros((0, len(REFERENCE_NAMES)), np.float32))
 
 
 def rr_features(peaks: np.ndarray, fs: float) -> np.ndarray:
@@ -167,6 +183,49 @@ def rhythm_features(peaks: np.ndarray, fs: float, beats: int = RHYTHM_BEATS) -> 
     return out.astype(np.float32)
 
 
+def reference_features(peaks: np.ndarray, fs: float, beats: int = RHYTHM_BEATS,
+                       half_s: float = AVERAGE_RR_HALF_S) -> np.ndarray:
+    """``(N, len(REFERENCE_NAMES))``: each beat's intervals against two reference rhythms that the beat's own
+    kind moves little; label-free, from the peak sequence alone. NaN where undefined.
+
+    * ``ref_pre/avg5min``, ``ref_post/avg5min``, ``ref_local/avg5min``: previous, next and local RR (mean of
+      the ``LOCAL_RR_BEATS`` intervals around the beat, as :func:`rr_features`) over the **mean** RR of the
+      intervals within ``half_s`` seconds of the beat (de Chazal et al. 2004's average RR; Mondéjar-Guerra et
+      al. 2019's ``global_R``). A mean, not a median: long pauses raise it, so beats that make up the
+      ongoing rhythm between pauses still read as early.
+    * ``ref_pre/slower_median``: previous RR over the median of those context intervals (the ``beats``
+      intervals on each side, the beat's own two left out, as :func:`rhythm_features`) that are longer than
+      it by more than :data:`SLOWER_TOL` -- a reference that excludes every beat as early as this one, so a
+      run of premature beats does not become its own reference; 1 when fewer than :data:`SLOWER_MIN` are
+      (a normal beat next to one compensatory pause keeps 1).
+      ``ref_slower_share``: the share of context intervals that are (0 for a beat of the ongoing rhythm in
+      sinus rhythm, 1 for an isolated premature beat, in between in atrial fibrillation).
+    """
+    p = np.asarray(peaks, dtype=np.float64) / fs
+    rr = np.diff(p)
+    n = len(p)
+    out = np.full((n, len(REFERENCE_NAMES)), np.nan)
+    if len(rr) < 2:
+        return out.astype(np.float32)
+    mid = (p[:-1] + p[1:]) / 2  # (N - 1,) time of each interval
+    c = np.concatenate([[0.0], np.cumsum(rr)])
+    lo = np.searchsorted(mid, p - half_s, side="left")
+    hi = np.searchsorted(mid, p + half_s, side="right")
+    avg = np.where(hi > lo, (c[hi] - c[lo]) / np.maximum(hi - lo, 1), np.nan)  # (N,)
+    local = rr_features(peaks, fs)  # pre, post, pre/local, post/local
+    loc = local[:, 0] / np.where(local[:, 2] > 0, local[:, 2], np.nan)
+    out[:, 0], out[:, 1], out[:, 2] = local[:, 0] / avg, local[:, 1] / avg, loc / avg
+    for i in range(1, n - 1):
+        ctx = np.concatenate([rr[max(0, i - 1 - beats):i - 1], rr[i + 1:i + 1 + beats]])
+        if len(ctx) < 3:
+            continue
+        pre = rr[i - 1]
+        slower = ctx[ctx > pre * (1.0 + SLOWER_TOL)]
+        out[i, 3] = pre / float(np.median(slower)) if len(slower) >= SLOWER_MIN else 1.0
+        out[i, 4] = len(slower) / len(ctx)
+    return out.astype(np.float32)
+
+
 def cut_beats(x: np.ndarray, peaks: np.ndarray, classes: Sequence[str], fs: float, group: str,
               source: str = "") -> BeatSet:
     """Cut every beat of ``classes`` (AAMI letters, one per peak) that has both RR neighbours and a full window.
@@ -185,6 +244,7 @@ def cut_beats(x: np.ndarray, peaks: np.ndarray, classes: Sequence[str], fs: floa
     peaks = np.asarray(peaks, np.int64)
     rr = rr_features(peaks, fs)
     rhythm = rhythm_features(peaks, fs)
+    reference = reference_features(peaks, fs)
     keep = [i for i, c in enumerate(classes)
             if c in CLASSES and np.isfinite(rr[i]).all() and peaks[i] - BEFORE >= 0 and peaks[i] + AFTER <= len(x)]
     if not keep:
@@ -194,7 +254,7 @@ def cut_beats(x: np.ndarray, peaks: np.ndarray, classes: Sequence[str], fs: floa
     seg = seg - np.median(seg, axis=1, keepdims=True)
     y = np.array([CLASSES.index(classes[i]) for i in keep], np.int64)
     return BeatSet(seg.astype(np.float32), rr[keep], y, np.array([group] * len(keep), dtype=object), source,
-                   rhythm=rhythm[keep])
+                   rhythm=rhythm[keep], reference=reference[keep])
 
 
 def real_beats(records: Sequence[str], data_dir=None, source: str = "") -> BeatSet:

@@ -5,8 +5,9 @@ per patient, morphology, morphology against the patient's median beat), trained 
 ``(class frequency) ** -class_weight_power`` (1 = balanced classes): scikit-learn's
 :class:`~sklearn.ensemble.HistGradientBoostingClassifier`, linear discriminants, logistic regression, a
 small MLP, the mean of trees and logistic regression, and the default **two-stage** model: trees call V and
-F, a class-balanced logistic regression splits the other beats into N and S (trees weighted for V learn the
-morphology of the 22 DS1 patients and under-call S; the linear model on patient-relative RR does not).
+F, and N/S models trained on the N and S beats split the other beats into N and S (trees weighted for V learn
+the morphology of the 22 DS1 patients and under-call S): by default the mean of boosted trees on the rhythm
+context and a class-balanced logistic regression on the patient-average RR ratios, S at P(S) >= 0.7.
 The model and its settings (:class:`StrongConfig` defaults) were chosen by :func:`cross_validate` on DS1
 alone, folds grouped by record so no patient is in both a fold's training and test beats
 (``scripts/beat_cv.py`` writes the table, ``docs/tstr.md`` shows it); DS2 played no part.
@@ -34,12 +35,15 @@ from .beats import CLASSES, BeatSet
 class StrongConfig:
     """Settings of :func:`train_strong`.
 
-    Defaults: the DS1 cross-validation's choice, ``"two-stage: trees sqrt V/F, trees rr+rhythm sqrt S/N"``
-    of :data:`CV_GRID` (pooled out-of-fold macro-F1 0.601, S F1 0.528, V F1 0.901 on DS1, 5 record-grouped
-    folds; ``docs/results/beat_cv.json``; the former choice, a logistic N/S stage on ``rr+patient``: 0.559):
-    trees with frequency^-0.5 weights on all features call V and F, and a second set of boosted trees
-    (frequency^-0.5) on the patient-normalised RR and the rhythm context (:func:`eval.beats.rhythm_features`)
-    splits the remaining beats into N and S.
+    Defaults: the DS1 cross-validation's choice (third SVEB pass), ``"two-stage: trees sqrt V/F, trees
+    rr+rhythm sqrt + logreg rr+avg balanced, N/S-trained S/N, S threshold 0.7"`` of :data:`CV_GRID` (pooled
+    out-of-fold macro-F1 0.619, S F1 0.595, V F1 0.901 on DS1, 5 record-grouped folds;
+    ``docs/results/beat_cv.json``; the second pass's choice, the same without the view, all-class training and
+    the 0.5 threshold: 0.601; the first pass's, a logistic N/S stage on ``rr+patient``: 0.559): trees with
+    frequency^-0.5 weights on all features call V and F; the remaining beats are split into N and S by the mean
+    of two N/S models trained on the N and S beats alone -- boosted trees (frequency^-0.5) on the
+    patient-normalised RR and the rhythm context (:func:`eval.beats.rhythm_features`), and a class-balanced
+    logistic regression on the patient-average RR ratios (``rr+avg``) -- calling S at a mean P(S) >= 0.7.
     """
 
     model: str = "two-stage"           # trees | logreg | lda | mlp | trees+logreg | two-stage (see MODELS)
@@ -48,6 +52,12 @@ class StrongConfig:
     vote: float = 0.5                  # trees+logreg: trees' share of the averaged probabilities
     linear_class_weight_power: float = 0.5  # trees+logreg / two-stage: class weighting of the second half
     second_model: str = "trees"        # two-stage: the N/S splitter, logreg | trees (boosted trees, same settings)
+    s_threshold: float = 0.7           # two-stage: call S when the N/S stage's P(S) / (P(N) + P(S)) >= this
+    view_feature_set: str = "rr+avg"   # two-stage: a second N/S model on these features ("": none); N/S = mean
+    view_model: str = "logreg"         # ... its kind (logreg | trees) and class weighting
+    view_class_weight_power: float = 1.0
+    ns_train: str = "NS"               # two-stage N/S models learn "all" four classes (N/S renormalised) | "NS" only
+    monotone: bool = False             # ns_train "NS", trees: P(S) non-increasing in every previous-RR ratio
     C: float = 1.0                     # logreg: inverse L2 strength (on standardised features)
     hidden: int = 32                   # mlp: hidden units (one layer)
     learning_rate: float = 0.1
@@ -148,9 +158,15 @@ class StrongClassifier:
                 p[:, model.classes_] = model.predict_proba(_features(beats, feature_set))
                 probs.append(p)
         if self.config.model == "two-stage":  # trees call V/F; the linear model splits the rest into N / S
-            trees, linear = probs
+            trees, *split = probs  # one N/S model, or two (view_feature_set): their N/S probabilities averaged
             rest = np.isin(trees.argmax(1), [CLASSES.index("N"), CLASSES.index("S")])
-            ns = linear[:, :2] / np.maximum(linear[:, :2].sum(1, keepdims=True), 1e-12)  # (N, 2)
+            ns = np.mean([q[:, :2] / np.maximum(q[:, :2].sum(1, keepdims=True), 1e-12) for q in split], 0)
+            t = float(self.config.s_threshold)
+            if t != 0.5:  # shift the S log-odds by logit(t): P(S) >= t becomes the argmax (0.5: unchanged)
+                if not 0.0 < t < 1.0:
+                    raise ValueError(f"s_threshold must be in (0, 1), got {t}")
+                odds = ns[:, 1] / np.maximum(ns[:, 0], 1e-12) * ((1.0 - t) / t)
+                ns = np.stack([1.0 / (1.0 + odds), odds / (1.0 + odds)], 1).astype(np.float32)
             out[:] = trees
             out[rest] = 0.0
             out[rest, :2] = ns[rest]
@@ -173,18 +189,74 @@ def _members(cfg: StrongConfig) -> list[tuple[str, str, float]]:
         raise ValueError(f"model must be one of {list(MODELS)}, got {cfg.model!r}")
     if cfg.second_model not in ("logreg", "trees"):
         raise ValueError(f"second_model must be 'logreg' or 'trees', got {cfg.second_model!r}")
+    if cfg.view_model not in ("logreg", "trees"):
+        raise ValueError(f"view_model must be 'logreg' or 'trees', got {cfg.view_model!r}")
     if cfg.model in ("trees+logreg", "two-stage"):
         second = cfg.second_model if cfg.model == "two-stage" else "logreg"
-        return [("trees", cfg.feature_set, cfg.class_weight_power),
-                (second, cfg.linear_feature_set, cfg.linear_class_weight_power)]
+        out = [("trees", cfg.feature_set, cfg.class_weight_power),
+               (second, cfg.linear_feature_set, cfg.linear_class_weight_power)]
+        if cfg.model == "two-stage" and cfg.view_feature_set:
+            out.append((cfg.view_model, cfg.view_feature_set, cfg.view_class_weight_power))
+        return out
     return [(cfg.model, cfg.feature_set, cfg.class_weight_power)]
+
+
+def stage_feature_sets(cfg: StrongConfig) -> tuple[str, ...]:
+    """The feature sets ``cfg``'s members read, in member order (compute them together on whole sets)."""
+    return tuple(dict.fromkeys(fs for _, fs, _ in _members(cfg)))
 
 
 def _shares(cfg: StrongConfig) -> list[float]:
     return [cfg.vote, 1.0 - cfg.vote] if cfg.model == "trees+logreg" else [1.0]
 
 
-def train_strong(train: BeatSet, config: StrongConfig | None = None) -> StrongClassifier:
+#: StrongConfig fields that change no fitted member (how members are combined, or not a fit setting)
+_NOT_FIT = ("model", "feature_set", "linear_feature_set", "vote", "linear_class_weight_power", "second_model",
+            "class_weight_power", "s_threshold", "num_threads", "view_feature_set", "view_model",
+            "view_class_weight_power", "ns_train", "monotone")
+#: previous-RR ratios (``StrongConfig.monotone``): an earlier beat is, all else equal, no less likely S
+PREMATURITY = ("rr_pre/patient", "rr_pre/local", "ctx_pre/median", "rr_pre/patient_mean", "ref_pre/avg5min",
+               "ref_pre/slower_median")
+
+
+def _fit_key(kind: str, feature_set: str, power: float, cfg: StrongConfig, ns: bool = False) -> tuple:
+    """What one fitted member depends on besides its training beats: two configs with the same key fit the
+    same estimator (so :func:`cross_validate` fits it once per fold). ``ns``: a two-stage N/S member."""
+    own = (cfg.ns_train, cfg.monotone) if ns else ()
+    return (kind, feature_set, power, *own) + tuple(
+        (k, v) for k, v in sorted(asdict(cfg).items()) if k not in _NOT_FIT)
+
+
+class _Constant:
+    """The N/S member of a training set with one of N / S only: that class, probability 1."""
+
+    def __init__(self, y: np.ndarray):
+        self.classes_ = np.unique(y) if len(y) else np.array([CLASSES.index("N")])
+
+    def predict_proba(self, f: np.ndarray) -> np.ndarray:
+        return np.ones((len(f), 1))
+
+
+def _fit_member(kind: str, cfg: StrongConfig, feature_set: str, train: BeatSet, power: float, ns: bool):
+    """Fit one member on ``train``; a two-stage N/S member (``ns``) with ``ns_train="NS"`` sees only the N and
+    S beats (and, ``monotone`` trees, P(S) non-increasing in each :data:`PREMATURITY` column)."""
+    f, y = _features(train, feature_set), train.y
+    if ns and cfg.ns_train not in ("all", "NS"):
+        raise ValueError(f"ns_train must be 'all' or 'NS', got {cfg.ns_train!r}")
+    if ns and cfg.ns_train == "NS":
+        keep = np.isin(y, [CLASSES.index("N"), CLASSES.index("S")])
+        f, y = f[keep], y[keep]
+        if len(np.unique(y)) < 2:  # no S (or no N) beats to learn from, e.g. a small generated set
+            return _Constant(y)
+        if cfg.monotone and kind == "trees":
+            cst = [-1 if n in PREMATURITY else 0 for n in feature_names(feature_set)]
+            model = _make(kind, cfg).set_params(monotonic_cst=cst)
+            f = np.where(np.isnan(f).all(0, keepdims=True), 0.0, f) if len(f) else f
+            return model.fit(f, y, sample_weight=_weights(y, power))
+    return _fit(kind, cfg, f, y, power)
+
+
+def train_strong(train: BeatSet, config: StrongConfig | None = None, cache: dict | None = None) -> StrongClassifier:
     """Fit ``config.model`` on ``train`` (features from ``train.features`` when present).
 
     Parameters
@@ -194,6 +266,9 @@ def train_strong(train: BeatSet, config: StrongConfig | None = None) -> StrongCl
         when ``train`` is a class subset of a larger set.
     config : StrongConfig, optional
         Settings; the defaults are the DS1 cross-validation's choice.
+    cache : dict, optional
+        Fitted members by :func:`_fit_key`, reused and filled; only for calls on the **same** training beats
+        (one dict per CV fold), where rows sharing a stage fit it once.
     """
     from threadpoolctl import threadpool_limits
 
@@ -203,8 +278,16 @@ def train_strong(train: BeatSet, config: StrongConfig | None = None) -> StrongCl
     t = time.time()
     fitted = []
     with threadpool_limits(cfg.num_threads):
-        for kind, feature_set, power in _members(cfg):
-            fitted.append((feature_set, _fit(kind, cfg, _features(train, feature_set), train.y, power)))
+        for i, (kind, feature_set, power) in enumerate(_members(cfg)):
+            ns = cfg.model == "two-stage" and i > 0
+            key = _fit_key(kind, feature_set, power, cfg, ns)
+            if cache is not None and key in cache:
+                fitted.append((feature_set, cache[key]))
+                continue
+            model = _fit_member(kind, cfg, feature_set, train, power, ns)
+            if cache is not None:
+                cache[key] = model
+            fitted.append((feature_set, model))
     return StrongClassifier(fitted, cfg, train.counts(), time.time() - t)
 
 
@@ -221,11 +304,11 @@ def cross_validate(beats: BeatSet, configs: dict[str, StrongConfig], n_splits: i
     groups = np.asarray(beats.group, dtype=str)
     folds = list(GroupKFold(n_splits=n_splits).split(np.zeros(len(beats)), beats.y, groups))
     cache: dict[str, np.ndarray] = {}
+    fitted: list[dict] = [{} for _ in folds]  # per fold: members shared by several rows are fitted once
     out = {}
     for name, cfg in configs.items():
         t = time.time()
-        sets = (cfg.feature_set, cfg.linear_feature_set) if cfg.model in ("trees+logreg", "two-stage") else (
-            cfg.feature_set,)
+        sets = stage_feature_sets(cfg)
         key = "|".join(sets)
         if key not in cache:  # both stages' columns, computed on the whole set (patient statistics)
             whole = with_features(beats, *sets)
@@ -233,13 +316,13 @@ def cross_validate(beats: BeatSet, configs: dict[str, StrongConfig], n_splits: i
         feats, names = cache[key]
         pred = np.full(len(beats), -1)
         fold_f1 = []
-        for tr, te in folds:
+        for k, (tr, te) in enumerate(folds):
             train = beats.subset(tr)
             meta = {"feature_set": key, "feature_names": names}
             train.features, train.meta = feats[tr], dict(meta)
             test = beats.subset(te)
             test.features, test.meta = feats[te], dict(meta)
-            pred[te] = train_strong(train, replace(cfg)).predict(test)
+            pred[te] = train_strong(train, replace(cfg), cache=fitted[k]).predict(test)
             fold_f1.append(beat_metrics(test.y, pred[te])["macro_f1"])
         m = beat_metrics(beats.y, pred)
         out[name] = {"config": asdict(cfg), "macro_f1": m["macro_f1"],
@@ -258,15 +341,46 @@ def cross_validate(beats: BeatSet, configs: dict[str, StrongConfig], n_splits: i
 def _g(model: str, feature_set: str, power: float, **kw) -> dict:
     if model in ("two-stage", "trees+logreg"):  # rows name their second stage (the default is now trees)
         kw.setdefault("second_model", "logreg")
+    # rows name every N/S-stage setting whose default the third pass changed: no view, all-class training,
+    # the argmax (0.5) threshold unless the row says otherwise, so each row keeps the meaning it was run with
+    for k, v in ROW_NEUTRAL.items():
+        kw.setdefault(k, v)
     return {"model": model, "feature_set": feature_set, "class_weight_power": power, **kw}
 
 
-def _ns(linear_feature_set: str, power: float, second_model: str = "logreg") -> dict:
+#: the N/S-stage settings a CV row gets unless it names them (the StrongConfig defaults before the third pass)
+ROW_NEUTRAL = {"view_feature_set": "", "view_model": "logreg", "view_class_weight_power": 1.0, "ns_train": "all",
+               "monotone": False, "s_threshold": 0.5}
+
+
+def _ns(linear_feature_set: str, power: float, second_model: str = "logreg", **kw) -> dict:
     """A two-stage row with the chosen V/F stage (trees, ``rr+morph+patient``, sqrt weights) and the N/S
     stage ``second_model`` on ``linear_feature_set`` with class weights frequency^-``power``."""
     return _g("two-stage", "rr+morph+patient", 0.5, linear_feature_set=linear_feature_set,
-              linear_class_weight_power=power, second_model=second_model)
+              linear_class_weight_power=power, second_model=second_model, **kw)
 
+
+#: N/S stages whose S threshold the third pass cross-validates (each also a row at 0.5), and the thresholds
+THIRD_PASS_NS = {
+    **{f"trees {fs} sqrt": _ns(fs, 0.5, "trees")
+       for fs in ("rr+rhythm", "rr+rhythm+avg", "rr+rhythm+avg+slower", "rr+rhythm+avg+slower+pwave")},
+    "trees rr+rhythm sqrt + trees rr+avg sqrt": _ns("rr+rhythm", 0.5, "trees", view_feature_set="rr+avg",
+                                                    view_model="trees", view_class_weight_power=0.5),
+    "trees rr+rhythm sqrt + logreg rr+avg balanced": _ns("rr+rhythm", 0.5, "trees", view_feature_set="rr+avg",
+                                                         view_model="logreg", view_class_weight_power=1.0),
+    # the N/S models trained on the N and S beats alone; and trees monotone in prematurity (a physiological prior:
+    # no split may make an earlier beat less likely S)
+    "trees rr+rhythm sqrt, N/S-trained": _ns("rr+rhythm", 0.5, "trees", ns_train="NS"),
+    "trees rr+rhythm sqrt + logreg rr+avg balanced, N/S-trained": _ns(
+        "rr+rhythm", 0.5, "trees", view_feature_set="rr+avg", view_model="logreg", view_class_weight_power=1.0,
+        ns_train="NS"),
+    "trees rr+rhythm+avg+slower sqrt, N/S-trained, monotone": _ns("rr+rhythm+avg+slower", 0.5, "trees",
+                                                                  ns_train="NS", monotone=True),
+    "trees rr+rhythm+avg+slower sqrt + logreg rr+avg balanced, N/S-trained, monotone": _ns(
+        "rr+rhythm+avg+slower", 0.5, "trees", view_feature_set="rr+avg", view_model="logreg",
+        view_class_weight_power=1.0, ns_train="NS", monotone=True),
+}
+S_THRESHOLDS = (0.3, 0.4, 0.6, 0.7, 0.8, 0.9)
 
 CV_GRID: dict[str, dict] = {
     "trees rr_raw (no patient), balanced": _g("trees", "rr_raw", 1.0),
@@ -297,6 +411,27 @@ CV_GRID: dict[str, dict] = {
     "two-stage: trees sqrt V/F, trees rr+rhythm balanced S/N": _ns("rr+rhythm", 1.0, "trees"),
     "two-stage: trees sqrt V/F, trees rr+rhythm sqrt S/N": _ns("rr+rhythm", 0.5, "trees"),
     "two-stage: trees sqrt V/F, trees rr+rhythm+patient sqrt S/N": _ns("rr+rhythm+patient", 0.5, "trees"),
+    # third pass (SVEB): patient-average RR (patient mean, 5-min mean), a slower-beats reference, patient-relative
+    # P wave / QRS beside the rhythm context; and the S threshold of the N/S stage (the V/F stage is shared)
+    "two-stage: trees sqrt V/F, logreg rr+avg balanced S/N": _ns("rr+avg", 1.0),
+    "two-stage: trees sqrt V/F, trees rr+rhythm+avg sqrt S/N": _ns("rr+rhythm+avg", 0.5, "trees"),
+    "two-stage: trees sqrt V/F, trees rr+rhythm+slower sqrt S/N": _ns("rr+rhythm+slower", 0.5, "trees"),
+    "two-stage: trees sqrt V/F, trees rr+rhythm+avg+slower sqrt S/N": _ns("rr+rhythm+avg+slower", 0.5, "trees"),
+    "two-stage: trees sqrt V/F, trees rr+rhythm+pwave sqrt S/N": _ns("rr+rhythm+pwave", 0.5, "trees"),
+    "two-stage: trees sqrt V/F, trees rr+rhythm+avg+slower+pwave sqrt S/N": _ns("rr+rhythm+avg+slower+pwave", 0.5,
+                                                                              "trees"),
+    # two views of the rhythm in the N/S stage, their N/S probabilities averaged: the neighbours' context
+    # (rr+rhythm) and the patient-average RR alone (rr+avg; de Chazal / Mondéjar-Guerra), so neither can be ignored
+    "two-stage: trees sqrt V/F, trees rr+rhythm sqrt + trees rr+avg sqrt S/N (mean)": THIRD_PASS_NS[
+        "trees rr+rhythm sqrt + trees rr+avg sqrt"],
+    "two-stage: trees sqrt V/F, trees rr+rhythm sqrt + logreg rr+avg balanced S/N (mean)": THIRD_PASS_NS[
+        "trees rr+rhythm sqrt + logreg rr+avg balanced"],
+    **{f"two-stage: trees sqrt V/F, {ns} S/N": THIRD_PASS_NS[ns] for ns in (
+        "trees rr+rhythm sqrt, N/S-trained", "trees rr+rhythm sqrt + logreg rr+avg balanced, N/S-trained",
+        "trees rr+rhythm+avg+slower sqrt, N/S-trained, monotone",
+        "trees rr+rhythm+avg+slower sqrt + logreg rr+avg balanced, N/S-trained, monotone")},
+    **{f"two-stage: trees sqrt V/F, {ns} S/N, S threshold {t:g}": {**row, "s_threshold": t}
+       for ns, row in THIRD_PASS_NS.items() for t in S_THRESHOLDS},
 }
 
 

@@ -289,9 +289,9 @@ def run_study(cfg: TSTRConfig, generate, log=print) -> dict:
 
 def _feature_sets(cfg) -> tuple[str, ...]:
     """The feature sets a :class:`~eval.strong_classifier.StrongConfig` reads: the trees' and the linear stage's."""
-    if cfg.model in ("trees+logreg", "two-stage"):
-        return (cfg.feature_set, cfg.linear_feature_set)
-    return (cfg.feature_set,)
+    from .strong_classifier import stage_feature_sets
+
+    return stage_feature_sets(cfg)
 
 
 def run_real_arm(cfg: TSTRConfig, log=print) -> dict:

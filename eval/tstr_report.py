@@ -29,10 +29,20 @@ def _classifier_line(result: dict) -> str:
     seeds = f"seeds vary the random {c.get('max_features')} share of features tried at each split"
     if model == "trees":
         return f"beat classifier: {trees}; {seeds}"
+    extra = ""
+    if model == "two-stage" and c.get("view_feature_set"):
+        kind = "boosted trees" if c.get("view_model") == "trees" else "L2 logistic regression"
+        extra = (f", averaged with {kind} on features `{c.get('view_feature_set')}` (class weights "
+                 f"frequency^-{c.get('view_class_weight_power')})")
+    if model == "two-stage" and c.get("ns_train", "all") == "NS":
+        extra += ", trained on the N and S beats only" + (" (trees monotone in prematurity)" if c.get("monotone")
+                                                          else "")
+    if model == "two-stage" and float(c.get("s_threshold", 0.5)) != 0.5:
+        extra += f", S called at N/S probability >= {c.get('s_threshold')}"
     if model == "two-stage" and c.get("second_model") == "trees":
         return (f"beat classifier: two stages: {trees} call V and F; the other beats are split into N and S by "
                 f"second boosted trees (same settings) on features `{c.get('linear_feature_set')}`, class weights "
-                f"frequency^-{c.get('linear_class_weight_power')}; {seeds} (both stages)")
+                f"frequency^-{c.get('linear_class_weight_power')}{extra}; {seeds} (both stages)")
     if model == "two-stage":
         return (f"beat classifier: two stages: {trees} call V and F; the other beats are split into N and S by "
                 f"L2 logistic regression (C {c.get('C')}) on standardised features `{c.get('linear_feature_set')}`, "

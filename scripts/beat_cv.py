@@ -11,7 +11,9 @@ inter-patient features (:mod:`eval.beat_features`) and scores every configuratio
 beats are predicted by a model trained on the other folds' records. Writes ``cv.json`` (pooled out-of-fold
 macro-F1, per-class Se/PPV/F1, per-fold macro-F1, confusion matrices) and ``cv.md`` (the table), and names
 the configuration with the highest pooled macro-F1: the defaults of :class:`eval.strong_classifier.StrongConfig`
-were set to it. ~9 min on one busy CPU core.
+were set to it. A stage shared by several rows (the V/F trees of every two-stage row) is fitted once per
+fold; ``--config`` with an ``only:`` list runs some rows (their names contain commas). The first 16 rows took
+~9 min on one busy CPU core; the 72 rows of the third SVEB pass 18 min in four runs (``docs/tstr.md``).
 """
 from __future__ import annotations
 

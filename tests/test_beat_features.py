@@ -9,7 +9,7 @@ import pytest
 from eval.beat_classifier import beat_metrics
 from eval.beat_features import FEATURE_SETS, beat_features, rr_block, with_features
 from eval.beats import BEFORE, CLASSES, BeatSet, cut_beats
-from eval.strong_classifier import StrongConfig, cross_validate, train_strong
+from eval.strong_classifier import StrongConfig, cross_validate, stage_feature_sets, train_strong
 
 
 def _patient(rr_s: float, premature: set[int], group: str, n: int = 40, seed: int = 0) -> BeatSet:
@@ -140,9 +140,10 @@ def test_other_models_learn_separable_classes(model):
     train, test = _toy(150, 0), _toy(60, 1)
     cfg = StrongConfig(model=model, feature_set="rr+morph+patient", linear_feature_set="rr+patient",
                        max_iter=30, min_samples_leaf=10)
-    # the combination reads both feature sets' columns from the stored superset
-    clf = train_strong(with_features(train, "rr+morph+patient"), cfg)
-    p = clf.predict_proba(with_features(test, "rr+morph+patient"))
+    # the combination reads every member's columns from the stored superset
+    sets = stage_feature_sets(cfg) if model == "two-stage" else ("rr+morph+patient",)
+    clf = train_strong(with_features(train, *sets), cfg)
+    p = clf.predict_proba(with_features(test, *sets))
     np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-5)
     assert beat_metrics(test.y, p.argmax(1))["macro_f1"] > 0.95  # chance is 0.25
     assert clf.describe()["model"]
