@@ -101,25 +101,24 @@ def _chunk(model, ctx: torch.Tensor, n_new: int, params: SamplingParams, vcut: i
     ``grammar`` (with its per-row ``gstate``, advanced in place) constrains the beat labels drawn
     (:mod:`lm.grammar`); ``n_codes`` is the codebook size (ids below it are ECG codes).
     """
-    from transformers import StaticCache
-
     b, c = ctx.shape
     device = ctx.device
     nulled = voc.to_null(ctx)
     x = {"cond": ctx, "uncond": nulled, "both": torch.cat([ctx, nulled])}[mode]  # (b or 2b, C)
     if supports(model):  # the filled-prefix KV cache (lm.kvdecode): same logits, less memory traffic
-        dec = KVDecoder(model, x.shape[0], c + n_new)
-        step = partial(dec.step, logits_cut=vcut)
-    else:
-        cache = StaticCache(config=model.config, max_cache_len=c + n_new)
+        step = partial(KVDecoder(model, x.shape[0], c + n_new).step, logits_cut=vcut)
+    else:  # any other architecture: transformers' static cache
+        from transformers import StaticCache
 
-        def step(ids):
-            pos = torch.arange(c + n_new - cache_left[0], c + n_new - cache_left[0] + ids.shape[1], device=device)
-            cache_left[0] -= ids.shape[1]
+        cache = StaticCache(config=model.config, max_cache_len=c + n_new)
+        filled = [0]
+
+        def step(ids: torch.Tensor) -> torch.Tensor:
+            pos = torch.arange(filled[0], filled[0] + ids.shape[1], device=device)
+            filled[0] += ids.shape[1]
             return model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1,
                          cache_position=pos).logits[:, -1, :vcut].float()
 
-        cache_left = [c + n_new]
     logits = step(x)  # (b|2b, V)
     out = torch.empty((b, n_new), dtype=torch.long, device=device)
     for t in range(n_new):
