@@ -198,14 +198,38 @@ def test_cinc2017_missing_says_where_to_get_it(tmp_path):
         read_cinc2017("A00001", tmp_path)
 
 
-def test_numpy_inference_path_matches_the_training_path():
+@pytest.mark.parametrize("iterations,method,thr", [(1, "linear", 0.0), (3, "linear", 0.05), (3, "cubic", 0.0),
+                                                    (2, "cubic", 0.05)])
+def test_numpy_inference_path_matches_the_training_path(iterations, method, thr):
     from tokenizer.baseline import estimate_knots_np, interpolate_knots_np
 
     rng = np.random.default_rng(0)
     for t in (5, 180, 181, 36001):
-        x = (rng.standard_normal(t) + np.linspace(0, 5, t)).astype(np.float32)
-        k_t = estimate_knots(torch.from_numpy(x)[None], 180, 0.002)[0].numpy()
-        k_n = estimate_knots_np(x, 180, 0.002)
-        assert np.array_equal(k_t, k_n)
-        i_t = interpolate_knots(torch.from_numpy(k_n)[None], 180, t)[0].numpy()
-        assert np.abs(i_t - interpolate_knots_np(k_n, 180, t)).max() < 1e-5
+        x = (rng.standard_normal(t) + np.linspace(0, 5, t) + wander(t, FS, 2.0, 0.5)).astype(np.float32)
+        k_t = estimate_knots(torch.from_numpy(x)[None], 180, 0.002, iterations, method, thr)[0].numpy()
+        k_n = estimate_knots_np(x, 180, 0.002, iterations, method, thr)
+        assert np.abs(k_t - k_n).max() <= (0 if iterations == 1 else 0.0021)  # one 2 µV step at most
+        i_t = interpolate_knots(torch.from_numpy(k_n)[None], 180, t, method)[0].numpy()
+        assert np.abs(i_t - interpolate_knots_np(k_n, 180, t, method)).max() < 1e-5
+
+
+def test_linear_interpolation_is_np_interp_bit_for_bit():
+    from tokenizer.baseline import interpolate_knots_np
+
+    rng = np.random.default_rng(1)
+    for hop, n in ((180, 1), (180, 90), (180, 91), (180, 36001), (7, 1000), (2, 9)):
+        k = (np.round(rng.standard_normal(-(-n // hop)) * 500) * 0.002).astype(np.float32)
+        ref = np.interp(np.arange(n), np.arange(len(k)) * hop + hop // 2, k.astype(np.float64)).astype(np.float32)
+        assert np.array_equal(interpolate_knots_np(k, hop, n), ref)
+
+
+def test_refined_baseline_follows_fast_wander_better():
+    from tokenizer.baseline import estimate_knots_np, interpolate_knots_np
+
+    t = 36000
+    w = wander(t, FS, 2.0, 0.5, 0.7).astype(np.float32)
+    errs = {}
+    for it, m in ((1, "linear"), (3, "linear"), (3, "cubic")):
+        b = interpolate_knots_np(estimate_knots_np(w, 180, 0.002, it, m, 0.02), 180, t, m)
+        errs[(it, m)] = float(np.sqrt(np.mean((b - w)[360:-360] ** 2)))
+    assert errs[(3, "linear")] < 0.6 * errs[(1, "linear")] and errs[(3, "cubic")] < errs[(3, "linear")]

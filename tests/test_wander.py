@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tokenizer.base import ECGTokenizer
-from tokenizer.baseline import interpolate_knots_np, n_knots
+from tokenizer.baseline import n_knots
 from tokenizer.errors import TokenizerError
 from tokenizer.wander import WANDER_FILE, WanderModel, fit_wander, wander_log_rms
 
@@ -38,7 +38,7 @@ def test_sample_state_shape_and_decode(v2, n):
     y = v2.decode(ids, st, texture=True, seed=1)
     assert y.shape == (n,)
     np.testing.assert_allclose(y - v2.decode(ids, {"n_samples": n}, texture=True, seed=1),
-                               interpolate_knots_np(st["baseline"], v2.hop, n), atol=0.006)  # ADC rounding
+                               v2.interpolate_baseline(st["baseline"], n), atol=0.006)  # ADC rounding
 
 
 def test_sample_state_is_seeded(v2):
@@ -137,11 +137,11 @@ def test_sampled_wander_sits_inside_the_real_ds1_distribution(v2, data_dir):
     real = []
     for r in inter_patient_split().train[::3]:
         x = read_record(r, data_dir, lead="MLII", fs=v2.fs, annotations=False).signal
-        b = interpolate_knots_np(v2.estimate_baseline(x), v2.hop, len(x))
+        b = v2.interpolate_baseline(v2.estimate_baseline(x), len(x))
         m = len(b) // win
         real.append(wander_log_rms(b[: m * win].reshape(m, win), v2.fs))
     real = np.concatenate(real)
-    samp = np.stack([interpolate_knots_np(v2.sample_state(win, seed=i)["baseline"], v2.hop, win) for i in range(400)])
+    samp = np.stack([v2.interpolate_baseline(v2.sample_state(win, seed=i)["baseline"], win) for i in range(400)])
     sim = wander_log_rms(samp, v2.fs)
     q25, q50, q75 = np.percentile(real, [25, 50, 75])
     s25, s50, s75 = np.percentile(sim, [25, 50, 75])

@@ -72,9 +72,10 @@ class TokenConv(nn.Module):
         if lo <= 0:
             raise ValueError(f"sequence of {x.shape[1]} tokens is shorter than the kernel's span {self.shrink + 1}")
         c, d = self.c_out, self.dilation
-        y = z[:, 0:lo, 0:c] + self.bias  # (B, lo, c_out)
-        for j in range(1, self.kernel):
-            y = y + z[:, j * d : j * d + lo, j * c : (j + 1) * c]
+        y = z[:, 0:lo, 0:c] + self.bias  # (B, lo, c_out), a new tensor
+        for j in range(1, self.kernel):  # same sums in the same order; in place when no gradient is needed
+            zj = z[:, j * d : j * d + lo, j * c : (j + 1) * c]
+            y = y.add_(zj) if not torch.is_grad_enabled() else y + zj
         return y
 
     def extra_repr(self) -> str:
@@ -99,6 +100,8 @@ class ResBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         r = self.reach
         h = self.proj(self.act(self.conv(self.act(x))))  # (B, L - 2r, C)
+        if not torch.is_grad_enabled():
+            return h.add_(x[:, r : x.shape[1] - r])  # inference: in place (h + x == x + h exactly)
         return x[:, r : x.shape[1] - r] + h
 
 
