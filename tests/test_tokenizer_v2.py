@@ -97,14 +97,14 @@ def test_default_is_v2_at_36_tokens_per_second(v2):
     assert d["baseline_raw_bits_per_second"] == 32.0
 
 
-# Band RMSE ratio to the clean signal's on record 100's first minute, measured: DC +-50 mV 0.99-1.00, ramp
-# 0.99, 1 mV 0.2 Hz 1.03, 2 mV 0.2 Hz 1.06-1.07 (all within the issue's 1.1x); 2 mV at 0.3 Hz 1.15 and
-# at 0.5 Hz 1.50 are NOT (the 2 Hz knots trim the peaks of fast wander; docs/tokenizer.md): bounded just
-# above what they measure, so a regression still fails.
+# Band RMSE ratio to the clean signal's on record 100's first minute, measured with the refined baseline
+# estimator (3 passes): DC +-50 mV 0.99-1.00, ramp 0.99, 1 mV / 2 mV 0.2 Hz 1.03, 2 mV 0.3 Hz 1.06 (all
+# within the issue's 1.1x); 2 mV at 0.5 Hz 1.16-1.17 is NOT on this minute (DS2 as a whole: 1.09x; the
+# one-pass estimator: 1.50): bounded just above what they measure, so a regression still fails.
 @pytest.mark.parametrize("dc,amp,freq,ramp,bound", [
     (50.0, 0.0, 0.0, 0.0, 1.1), (-50.0, 0.0, 0.0, 0.0, 1.1), (-25.0, 0.0, 0.0, 2.0, 1.1),
     (10.0, 1.0, 0.2, 0.0, 1.1), (50.0, 2.0, 0.2, 0.0, 1.1), (-50.0, 2.0, 0.2, 2.0, 1.1),
-    (50.0, 2.0, 0.3, 0.0, 1.2), (50.0, 2.0, 0.5, 0.0, 1.6),
+    (50.0, 2.0, 0.3, 0.0, 1.1), (50.0, 2.0, 0.5, 0.0, 1.22), (-50.0, 2.0, 0.5, 2.0, 1.22),
 ])
 def test_offset_ramp_wander_leave_band_error_near_clean(v2, rec100, dc, amp, freq, ramp, bound):
     clean = _band_rmse(v2, rec100)
@@ -233,3 +233,27 @@ def test_refined_baseline_follows_fast_wander_better():
         b = interpolate_knots_np(estimate_knots_np(w, 180, 0.002, it, m, 0.02), 180, t, m)
         errs[(it, m)] = float(np.sqrt(np.mean((b - w)[360:-360] ** 2)))
     assert errs[(3, "linear")] < 0.6 * errs[(1, "linear")] and errs[(3, "cubic")] < errs[(3, "linear")]
+
+
+# sha256 of the one-pass knots (float32, little-endian) of DS2 records' first minute, from the estimator the
+# shipped weights were trained with (commit 368e30a): baseline_iterations=1 must reproduce them exactly.
+ONE_PASS_KNOTS_SHA = {"100": "976bc4570c190f35f6ceb74a2f8a5f3f10aacd59812da90d07e0307cfa974207",
+                      "213": "4aed09d9607f6c8226857be16421706e079f2de3b06dc430bc4e49ba8cd4490a"}
+
+
+def test_one_pass_estimator_is_the_trained_with_one_and_refinement_changes_few_tokens(v2, data_dir):
+    import copy
+    import hashlib
+
+    from tokenizer.data import read_record
+
+    one = copy.deepcopy(v2)
+    one.config.baseline_iterations = 1
+    changed, total = 0, 0
+    for r, sha in ONE_PASS_KNOTS_SHA.items():
+        x = read_record(r, data_dir, lead="MLII", fs=FS, annotations=False).signal[: int(60 * FS)]
+        ids1, st1 = one.encode(x, FS)
+        assert hashlib.sha256(st1["baseline"].astype("<f4").tobytes()).hexdigest() == sha
+        ids3, _ = v2.encode(x, FS)
+        changed, total = changed + int((ids1 != ids3).sum()), total + len(ids1)
+    assert changed / total < 0.02  # DS2 whole: 0.65 % of the ids differ (docs/tokenizer.md)
