@@ -257,3 +257,22 @@ def test_one_pass_estimator_is_the_trained_with_one_and_refinement_changes_few_t
         ids3, _ = v2.encode(x, FS)
         changed, total = changed + int((ids1 != ids3).sum()), total + len(ids1)
     assert changed / total < 0.02  # DS2 whole: 0.65 % of the ids differ (docs/tokenizer.md)
+
+
+def test_local_re_measurement_equals_re_measuring_every_window():
+    from tokenizer.baseline import _median_knots_np, estimate_knots_np, interpolate_knots_np
+
+    def full(x, iterations, method, thr):  # every window re-measured in every pass
+        k = _median_knots_np(x, 180)
+        for _ in range(iterations - 1):
+            c = _median_knots_np(x - interpolate_knots_np(k, 180, len(x), method), 180)
+            k = k + np.where(np.abs(c) > np.float32(thr), c, np.float32(0))
+        return (np.round(k / np.float32(0.002)) * np.float32(0.002)).astype(np.float32)
+
+    rng = np.random.default_rng(3)
+    t = 72000
+    for amp, freq in ((2.0, 0.5), (1.0, 0.3), (0.05, 0.2)):
+        x = (0.1 * rng.standard_normal(t) + wander(t, FS, amp, freq, 0.4) - 50).astype(np.float32)
+        x[30000:30400] += 3.0  # a baseline jump
+        for it, m in ((3, "linear"), (4, "cubic"), (5, "linear")):
+            assert np.array_equal(estimate_knots_np(x, 180, 0.002, it, m, 0.1), full(x, it, m, 0.1))
