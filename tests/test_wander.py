@@ -148,3 +148,10 @@ def test_sampled_wander_sits_inside_the_real_ds1_distribution(v2, data_dir):
     assert q25 < s50 < q75, (np.percentile(real, [25, 50, 75]), np.percentile(sim, [25, 50, 75]))
     overlap = min(q75, s75) - max(q25, s25)
     assert overlap > 0.6 * (q75 - q25)
+
+
+def test_other_tokenizers_say_they_have_no_wander_model():
+    v1 = ECGTokenizer.from_pretrained("v1")
+    assert v1.has_wander_model is False
+    with pytest.raises(TokenizerError, match="no baseline"):
+        v1.sample_state(3600, seed=0)
