@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tokenizer.base import ECGTokenizer  # noqa: E402
+from tokenizer.errors import ConfigError, TokenizerError  # noqa: E402
 from tokenizer.utils.cli import run_main  # noqa: E402
 from tokenizer.utils.config import parse_config  # noqa: E402
 from tokenizer.utils.io import write_json  # noqa: E402
@@ -39,6 +40,20 @@ class BaselineStudyConfig:
     seconds: float | None = None  # only the first seconds of each record (None: whole)
 
 
+def _parse_variant(v: str) -> tuple[int, str, float]:
+    """``"3:linear:0.1"`` -> (3, "linear", 0.1); the threshold defaults to 0."""
+    from tokenizer.baseline import INTERPOLATIONS
+
+    parts = v.split(":")
+    try:
+        it, interp, thr = int(parts[0]), parts[1], float(parts[2]) if len(parts) > 2 else 0.0
+    except (ValueError, IndexError):
+        raise ConfigError(f"variant {v!r} is not iterations:interp[:min_correction_mv], e.g. 3:linear:0.1") from None
+    if it < 1 or interp not in INTERPOLATIONS or len(parts) > 3:
+        raise ConfigError(f"variant {v!r}: iterations >= 1 and interp one of {INTERPOLATIONS}")
+    return it, interp, thr
+
+
 @run_main
 def main(argv=None):
     """Parse flags, measure every variant, print and optionally write the table; returns 0."""
@@ -50,7 +65,10 @@ def main(argv=None):
     from tokenizer.splits import DS2
 
     a = parse_config(BaselineStudyConfig, argv, description=__doc__)
+    variants = [_parse_variant(v) for v in a.variants]
     tok = ECGTokenizer.from_pretrained(a.tokenizer)
+    if tok.tokenizer_type != "fsq2":
+        raise TokenizerError(f"{a.tokenizer} is a '{tok.tokenizer_type}' tokenizer; baseline variants need 'fsq2'")
     records = list(a.records or DS2)
     sigs = {}
     for r in records:
@@ -59,10 +77,9 @@ def main(argv=None):
     cases = {"offset10_wander1": _offset_wander(10.0, 1.0, 0.2, fs=tok.fs),
              "offset-50_ramp_wander2": _offset_wander(-50.0, 2.0, 0.5, ramp=2.0, fs=tok.fs)}
     out, ref_ids = {}, None
-    for v in a.variants:
-        it, interp, *thr = v.split(":")
-        tok.config.baseline_iterations, tok.config.baseline_interp = int(it), interp
-        tok.config.baseline_min_correction_mv = float(thr[0]) if thr else 0.0
+    for v, (it, interp, thr) in zip(a.variants, variants):
+        tok.config.baseline_iterations, tok.config.baseline_interp = it, interp
+        tok.config.baseline_min_correction_mv = thr
         clean = band_errors(tok, sigs, keep_knots=True)
         ids = np.concatenate([tok.encode(x, tok.fs)[0] for x in sigs.values()])
         ref_ids = ids if ref_ids is None else ref_ids
