@@ -155,3 +155,28 @@ def test_other_tokenizers_say_they_have_no_wander_model():
     assert v1.has_wander_model is False
     with pytest.raises(TokenizerError, match="no baseline"):
         v1.sample_state(3600, seed=0)
+
+
+def test_shipped_lm_accepts_a_re_saved_copy_of_its_tokenizer(v2, tmp_path):
+    """A copy saved by this code carries the newer config fields (baseline estimator); the LM's record,
+    written before them, must still match it once defaults are filled in - and still refuse other configs."""
+    from pathlib import Path
+
+    from lm.model import load_tokenizer_for
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = json.loads((root / "lm/pretrained/default/config.json").read_text())
+    assert "baseline_iterations" not in cfg["ecg_tokenizer"]["config"]
+
+    class C:
+        ecg_tokenizer = cfg["ecg_tokenizer"]
+
+    folder = v2.save_pretrained(tmp_path / "tok")
+    assert "baseline_iterations" in json.loads((folder / "config.json").read_text())
+    tok = load_tokenizer_for(C, tokenizer=folder)
+    assert tok.has_wander_model and tok.weights_hash == SHIPPED_HASH
+    c2 = json.loads((folder / "config.json").read_text())
+    c2["texture_hop"] = 30
+    (folder / "config.json").write_text(json.dumps(c2))
+    with pytest.raises(TokenizerError, match="has config"):
+        load_tokenizer_for(C, tokenizer=folder)
