@@ -203,12 +203,15 @@ def load_tokenizer_for(lm_config, folder: Path | None = None, tokenizer: str | P
                            hint="pass --tokenizer <folder> (the one this LM was trained with)")
     saved_cfg = json.loads((where / "config.json").read_text()) if (where / "config.json").is_file() else {}
     saved_cfg.pop("weights_hash", None)
-    if saved_cfg and saved_cfg != rec["config"]:
+    tok = ECGTokenizer.from_config(rec["config"])
+    # Compare the configs as loaded (dataclass defaults filled in), so that a field added to a tokenizer
+    # config later (e.g. fsq2's baseline estimator fields) does not make a re-saved copy look different.
+    if saved_cfg and (saved_cfg.get("tokenizer_type") != rec["config"].get("tokenizer_type")
+                      or ECGTokenizer.from_config(saved_cfg).config_dict() != tok.config_dict()):
         raise TokenizerError(
             f"tokenizer at {where} has config {saved_cfg}, but the LM was trained with {rec['config']}; "
             f"pass the matching tokenizer with --tokenizer"
         )
-    tok = ECGTokenizer.from_config(rec["config"])
     try:
         tok.model.load_state_dict(load_file(str(where / "model.safetensors")), strict=True)
     except Exception as e:  # noqa: BLE001 - shape mismatches, corrupt files

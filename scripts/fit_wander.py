@@ -56,7 +56,8 @@ def main(argv=None):
     knots = [tok.estimate_baseline(read_record(r, a.data_dir, lead=a.lead, fs=tok.fs, annotations=False).signal)
              for r in records]
     model = fit_wander(knots, tok.config.baseline_knot_s, tok.fs, tok.hop, order=a.order,
-                       segment_knots=a.segment_knots, step_mv=tok.config.baseline_step_mv)
+                       segment_knots=a.segment_knots, step_mv=tok.config.baseline_step_mv,
+                       method=tok.config.baseline_interp)
     model.fit.update({"records": list(records), "lead": a.lead, "source": str(a.tokenizer),
                       "weights_hash": tok.weights_hash, "wall_seconds": round(time.time() - t0, 1)})
     for folder in a.into:

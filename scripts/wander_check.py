@@ -45,7 +45,6 @@ def main(argv=None):
     """Parse flags, measure, print and optionally write the quantiles; returns 0."""
     import numpy as np
 
-    from tokenizer.baseline import interpolate_knots_np
     from tokenizer.data import read_record
     from tokenizer.splits import DS2
     from tokenizer.wander import wander_log_rms
@@ -62,9 +61,9 @@ def main(argv=None):
         x = read_record(r, a.data_dir, lead="MLII", fs=tok.fs, annotations=False).signal.astype(np.float32)
         ids, state = tok.encode(x, tok.fs)
         band = tok.decode(ids)[: len(x)]
-        base = interpolate_knots_np(state["baseline"], tok.hop, len(x))
+        base = tok.interpolate_baseline(state["baseline"], len(x))
         m = len(x) // win
-        samp = np.stack([interpolate_knots_np(tok.sample_state(win, seed=i + j)["baseline"], tok.hop, win)
+        samp = np.stack([tok.interpolate_baseline(tok.sample_state(win, seed=i + j)["baseline"], win)
                          for j in range(m)])  # (m, win)
         i += m
         cut = {"real": x, "real_baseline": base, "band_decode": band}

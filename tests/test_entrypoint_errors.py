@@ -80,6 +80,9 @@ def _bad_inputs(tmp):
         "scripts/adherence.py": (["--sets", f"rhythm:N={nowhere}", "--out", str(tmp / "o")], "nowhere"),
         "scripts/beat_cv.py": (["--data_dir", nowhere, "--download", "false", "--out", str(tmp / "o")], "nowhere"),
         "scripts/lm_ablate.py": (["--runs", "nowhere", "--out", str(tmp / "o")], "nowhere"),
+        "scripts/fit_wander.py": (["--tokenizer", nowhere], "nowhere"),
+        "scripts/wander_check.py": (["--tokenizer", nowhere], "nowhere"),
+        "scripts/baseline_study.py": (["--variants", "3:spline"], "3:spline"),
     }
 
 

@@ -97,14 +97,14 @@ def test_default_is_v2_at_36_tokens_per_second(v2):
     assert d["baseline_raw_bits_per_second"] == 32.0
 
 
-# Band RMSE ratio to the clean signal's on record 100's first minute, measured: DC +-50 mV 0.99-1.00, ramp
-# 0.99, 1 mV 0.2 Hz 1.03, 2 mV 0.2 Hz 1.06-1.07 (all within the issue's 1.1x); 2 mV at 0.3 Hz 1.15 and
-# at 0.5 Hz 1.50 are NOT (the 2 Hz knots trim the peaks of fast wander; docs/tokenizer.md): bounded just
-# above what they measure, so a regression still fails.
+# Band RMSE ratio to the clean signal's on record 100's first minute, measured with the refined baseline
+# estimator (3 passes): DC +-50 mV 0.99-1.00, ramp 0.99, 1 mV / 2 mV 0.2 Hz 1.03, 2 mV 0.3 Hz 1.06 (all
+# within the issue's 1.1x); 2 mV at 0.5 Hz 1.16-1.17 is NOT on this minute (DS2 as a whole: 1.09x; the
+# one-pass estimator: 1.50): bounded just above what they measure, so a regression still fails.
 @pytest.mark.parametrize("dc,amp,freq,ramp,bound", [
     (50.0, 0.0, 0.0, 0.0, 1.1), (-50.0, 0.0, 0.0, 0.0, 1.1), (-25.0, 0.0, 0.0, 2.0, 1.1),
     (10.0, 1.0, 0.2, 0.0, 1.1), (50.0, 2.0, 0.2, 0.0, 1.1), (-50.0, 2.0, 0.2, 2.0, 1.1),
-    (50.0, 2.0, 0.3, 0.0, 1.2), (50.0, 2.0, 0.5, 0.0, 1.6),
+    (50.0, 2.0, 0.3, 0.0, 1.1), (50.0, 2.0, 0.5, 0.0, 1.22), (-50.0, 2.0, 0.5, 2.0, 1.22),
 ])
 def test_offset_ramp_wander_leave_band_error_near_clean(v2, rec100, dc, amp, freq, ramp, bound):
     clean = _band_rmse(v2, rec100)
@@ -198,14 +198,81 @@ def test_cinc2017_missing_says_where_to_get_it(tmp_path):
         read_cinc2017("A00001", tmp_path)
 
 
-def test_numpy_inference_path_matches_the_training_path():
+@pytest.mark.parametrize("iterations,method,thr", [(1, "linear", 0.0), (3, "linear", 0.05), (3, "cubic", 0.0),
+                                                    (2, "cubic", 0.05)])
+def test_numpy_inference_path_matches_the_training_path(iterations, method, thr):
     from tokenizer.baseline import estimate_knots_np, interpolate_knots_np
 
     rng = np.random.default_rng(0)
     for t in (5, 180, 181, 36001):
-        x = (rng.standard_normal(t) + np.linspace(0, 5, t)).astype(np.float32)
-        k_t = estimate_knots(torch.from_numpy(x)[None], 180, 0.002)[0].numpy()
-        k_n = estimate_knots_np(x, 180, 0.002)
-        assert np.array_equal(k_t, k_n)
-        i_t = interpolate_knots(torch.from_numpy(k_n)[None], 180, t)[0].numpy()
-        assert np.abs(i_t - interpolate_knots_np(k_n, 180, t)).max() < 1e-5
+        x = (rng.standard_normal(t) + np.linspace(0, 5, t) + wander(t, FS, 2.0, 0.5)).astype(np.float32)
+        k_t = estimate_knots(torch.from_numpy(x)[None], 180, 0.002, iterations, method, thr)[0].numpy()
+        k_n = estimate_knots_np(x, 180, 0.002, iterations, method, thr)
+        assert np.abs(k_t - k_n).max() <= (0 if iterations == 1 else 0.0021)  # one 2 µV step at most
+        i_t = interpolate_knots(torch.from_numpy(k_n)[None], 180, t, method)[0].numpy()
+        assert np.abs(i_t - interpolate_knots_np(k_n, 180, t, method)).max() < 1e-5
+
+
+def test_linear_interpolation_is_np_interp_bit_for_bit():
+    from tokenizer.baseline import interpolate_knots_np
+
+    rng = np.random.default_rng(1)
+    for hop, n in ((180, 1), (180, 90), (180, 91), (180, 36001), (7, 1000), (2, 9)):
+        k = (np.round(rng.standard_normal(-(-n // hop)) * 500) * 0.002).astype(np.float32)
+        ref = np.interp(np.arange(n), np.arange(len(k)) * hop + hop // 2, k.astype(np.float64)).astype(np.float32)
+        assert np.array_equal(interpolate_knots_np(k, hop, n), ref)
+
+
+def test_refined_baseline_follows_fast_wander_better():
+    from tokenizer.baseline import estimate_knots_np, interpolate_knots_np
+
+    t = 36000
+    w = wander(t, FS, 2.0, 0.5, 0.7).astype(np.float32)
+    errs = {}
+    for it, m in ((1, "linear"), (3, "linear"), (3, "cubic")):
+        b = interpolate_knots_np(estimate_knots_np(w, 180, 0.002, it, m, 0.02), 180, t, m)
+        errs[(it, m)] = float(np.sqrt(np.mean((b - w)[360:-360] ** 2)))
+    assert errs[(3, "linear")] < 0.6 * errs[(1, "linear")] and errs[(3, "cubic")] < errs[(3, "linear")]
+
+
+# sha256 of the one-pass knots (float32, little-endian) of DS2 records' first minute, from the estimator the
+# shipped weights were trained with (commit 368e30a): baseline_iterations=1 must reproduce them exactly.
+ONE_PASS_KNOTS_SHA = {"100": "976bc4570c190f35f6ceb74a2f8a5f3f10aacd59812da90d07e0307cfa974207",
+                      "213": "4aed09d9607f6c8226857be16421706e079f2de3b06dc430bc4e49ba8cd4490a"}
+
+
+def test_one_pass_estimator_is_the_trained_with_one_and_refinement_changes_few_tokens(v2, data_dir):
+    import copy
+    import hashlib
+
+    from tokenizer.data import read_record
+
+    one = copy.deepcopy(v2)
+    one.config.baseline_iterations = 1
+    changed, total = 0, 0
+    for r, sha in ONE_PASS_KNOTS_SHA.items():
+        x = read_record(r, data_dir, lead="MLII", fs=FS, annotations=False).signal[: int(60 * FS)]
+        ids1, st1 = one.encode(x, FS)
+        assert hashlib.sha256(st1["baseline"].astype("<f4").tobytes()).hexdigest() == sha
+        ids3, _ = v2.encode(x, FS)
+        changed, total = changed + int((ids1 != ids3).sum()), total + len(ids1)
+    assert changed / total < 0.02  # DS2 whole: 0.65 % of the ids differ (docs/tokenizer.md)
+
+
+def test_local_re_measurement_equals_re_measuring_every_window():
+    from tokenizer.baseline import _median_knots_np, estimate_knots_np, interpolate_knots_np
+
+    def full(x, iterations, method, thr):  # every window re-measured in every pass
+        k = _median_knots_np(x, 180)
+        for _ in range(iterations - 1):
+            c = _median_knots_np(x - interpolate_knots_np(k, 180, len(x), method), 180)
+            k = k + np.where(np.abs(c) > np.float32(thr), c, np.float32(0))
+        return (np.round(k / np.float32(0.002)) * np.float32(0.002)).astype(np.float32)
+
+    rng = np.random.default_rng(3)
+    t = 72000
+    for amp, freq in ((2.0, 0.5), (1.0, 0.3), (0.05, 0.2)):
+        x = (0.1 * rng.standard_normal(t) + wander(t, FS, amp, freq, 0.4) - 50).astype(np.float32)
+        x[30000:30400] += 3.0  # a baseline jump
+        for it, m in ((3, "linear"), (4, "cubic"), (5, "linear")):
+            assert np.array_equal(estimate_knots_np(x, 180, 0.002, it, m, 0.1), full(x, it, m, 0.1))

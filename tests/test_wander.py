@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tokenizer.base import ECGTokenizer
-from tokenizer.baseline import interpolate_knots_np, n_knots
+from tokenizer.baseline import n_knots
 from tokenizer.errors import TokenizerError
 from tokenizer.wander import WANDER_FILE, WanderModel, fit_wander, wander_log_rms
 
@@ -38,7 +38,7 @@ def test_sample_state_shape_and_decode(v2, n):
     y = v2.decode(ids, st, texture=True, seed=1)
     assert y.shape == (n,)
     np.testing.assert_allclose(y - v2.decode(ids, {"n_samples": n}, texture=True, seed=1),
-                               interpolate_knots_np(st["baseline"], v2.hop, n), atol=0.006)  # ADC rounding
+                               v2.interpolate_baseline(st["baseline"], n), atol=0.006)  # ADC rounding
 
 
 def test_sample_state_is_seeded(v2):
@@ -137,14 +137,46 @@ def test_sampled_wander_sits_inside_the_real_ds1_distribution(v2, data_dir):
     real = []
     for r in inter_patient_split().train[::3]:
         x = read_record(r, data_dir, lead="MLII", fs=v2.fs, annotations=False).signal
-        b = interpolate_knots_np(v2.estimate_baseline(x), v2.hop, len(x))
+        b = v2.interpolate_baseline(v2.estimate_baseline(x), len(x))
         m = len(b) // win
         real.append(wander_log_rms(b[: m * win].reshape(m, win), v2.fs))
     real = np.concatenate(real)
-    samp = np.stack([interpolate_knots_np(v2.sample_state(win, seed=i)["baseline"], v2.hop, win) for i in range(400)])
+    samp = np.stack([v2.interpolate_baseline(v2.sample_state(win, seed=i)["baseline"], win) for i in range(400)])
     sim = wander_log_rms(samp, v2.fs)
     q25, q50, q75 = np.percentile(real, [25, 50, 75])
     s25, s50, s75 = np.percentile(sim, [25, 50, 75])
     assert q25 < s50 < q75, (np.percentile(real, [25, 50, 75]), np.percentile(sim, [25, 50, 75]))
     overlap = min(q75, s75) - max(q25, s25)
     assert overlap > 0.6 * (q75 - q25)
+
+
+def test_other_tokenizers_say_they_have_no_wander_model():
+    v1 = ECGTokenizer.from_pretrained("v1")
+    assert v1.has_wander_model is False
+    with pytest.raises(TokenizerError, match="no baseline"):
+        v1.sample_state(3600, seed=0)
+
+
+def test_shipped_lm_accepts_a_re_saved_copy_of_its_tokenizer(v2, tmp_path):
+    """A copy saved by this code carries the newer config fields (baseline estimator); the LM's record,
+    written before them, must still match it once defaults are filled in - and still refuse other configs."""
+    from pathlib import Path
+
+    from lm.model import load_tokenizer_for
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = json.loads((root / "lm/pretrained/default/config.json").read_text())
+    assert "baseline_iterations" not in cfg["ecg_tokenizer"]["config"]
+
+    class C:
+        ecg_tokenizer = cfg["ecg_tokenizer"]
+
+    folder = v2.save_pretrained(tmp_path / "tok")
+    assert "baseline_iterations" in json.loads((folder / "config.json").read_text())
+    tok = load_tokenizer_for(C, tokenizer=folder)
+    assert tok.has_wander_model and tok.weights_hash == SHIPPED_HASH
+    c2 = json.loads((folder / "config.json").read_text())
+    c2["texture_hop"] = 30
+    (folder / "config.json").write_text(json.dumps(c2))
+    with pytest.raises(TokenizerError, match="has config"):
+        load_tokenizer_for(C, tokenizer=folder)

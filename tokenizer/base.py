@@ -84,6 +84,17 @@ class ECGTokenizer:
         return False
 
     @property
+    def has_wander_model(self) -> bool:
+        """True when :meth:`sample_state` can draw a realistic ``state`` for generated ids (tokenizer v2 with
+        a fitted ``wander.json``); False for every other tokenizer."""
+        return False
+
+    def sample_state(self, n_samples: int, seed: int | None = None) -> dict:
+        """A sampled ``state`` for ids an LM generated; only tokenizers with :attr:`has_wander_model`."""
+        raise TokenizerError(f"a '{self.tokenizer_type}' tokenizer has no baseline (wander) model to sample a "
+                             f"state from; decode generated ids with state=None")
+
+    @property
     def bits_per_token(self) -> float:
         return math.log2(self.vocab_size)
 

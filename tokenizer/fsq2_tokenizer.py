@@ -10,7 +10,7 @@
     real = tok.decode(ids, texture=True, seed=0)                 # + sampled noise / mains / fine detail
 
 Encode: the signal (resampled to ``fs``) is split by :mod:`tokenizer.baseline` into a slow baseline (median
-knots at 2 Hz, quantized to 2 µV, linear interpolation; ``state["baseline"]``) and the band
+knots at 2 Hz refined on the residual, quantized to 2 µV, linear interpolation; ``state["baseline"]``) and the band
 ``x - baseline``, which the contextual FSQ autoencoder codes at ``fs / n`` tokens per second on an
 absolute mV scale (``band / scale_mv``; nothing estimated per signal). So ids alone decode to millivolts
 of the band, and any DC offset or slow wander leaves the band - and its tokens - unchanged.
@@ -21,6 +21,10 @@ smooths the seams between tokens, the source of the block structure (spectral li
 ``fs / n``) of v1. ``texture=True`` adds a sample of :class:`tokenizer.texture.TextureModel`: Gaussian
 detail whose short-time spectrum is predicted from the decoded band (measurement noise, mains, the fine
 structure MSE training averages away), seeded for reproducibility.
+
+Generated ids have no state: :meth:`FSQ2Tokenizer.sample_state` draws one from the baseline (wander) model
+of :mod:`tokenizer.wander` (``wander.json`` in the folder, outside the weights hash), so
+``decode(ids, tok.sample_state(n, seed), texture=True, seed=s)`` carries a realistic baseline too.
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ from einops import rearrange
 from torch import nn
 
 from .base import register_tokenizer
-from .baseline import estimate_knots_np, interpolate_knots_np, knot_hop, n_knots
+from .baseline import INTERPOLATIONS, estimate_knots_np, interpolate_knots_np, knot_hop, n_knots
 from .errors import TokenizerError
 from .fsq import FSQ
 from .fsq_tokenizer import FSQModelTokenizer
@@ -59,6 +63,9 @@ class FSQ2TokenizerConfig:
     post_taps: int = 15  # sample-rate FIR after the decoder (odd; 1 = none)
     baseline_knot_s: float = 0.5  # one baseline knot per this many seconds (2 Hz)
     baseline_step_mv: float = 0.002  # knot quantization step (2 µV)
+    baseline_iterations: int = 3  # knot passes, each on the residual of the last (1: the estimator trained with)
+    baseline_interp: str = "linear"  # knot interpolation: "linear" (trained with, decodes old states) or "cubic"
+    baseline_min_correction_mv: float = 0.1  # refinement passes keep only knot corrections above this (mV)
     texture_n_fft: int = 120  # texture STFT: 3 Hz bins at 360 Hz (60 Hz mains and fs/n lines on bins)
     texture_hop: int = 60
     texture_adc_step_mv: float = 0.005  # texture output rounded to this ADC step (MIT-BIH: 5 µV; 0 = off)
@@ -72,6 +79,10 @@ class FSQ2TokenizerConfig:
             raise TokenizerError(f"levels must be integers >= 2, got {self.levels}")
         if not self.scale_mv > 0 or not self.baseline_step_mv > 0 or not self.baseline_knot_s > 0:
             raise TokenizerError("scale_mv, baseline_step_mv and baseline_knot_s must be positive")
+        if int(self.baseline_iterations) < 1:
+            raise TokenizerError(f"baseline_iterations must be >= 1, got {self.baseline_iterations}")
+        if self.baseline_interp not in INTERPOLATIONS:
+            raise TokenizerError(f"baseline_interp must be one of {INTERPOLATIONS}, got {self.baseline_interp!r}")
         if int(self.post_taps) < 1 or int(self.post_taps) % 2 != 1:
             raise TokenizerError(f"post_taps must be an odd integer >= 1, got {self.post_taps}")
         if self.chunk_tokens < 1 or self.batch_chunks < 1:
@@ -239,14 +250,20 @@ class FSQ2Tokenizer(FSQModelTokenizer):
     def estimate_baseline(self, x: np.ndarray) -> np.ndarray:
         """Quantized baseline knots ``(n_knots(len(x), hop),)`` mV of a 1-D signal at ``fs`` (what
         :meth:`encode` stores in ``state["baseline"]``)."""
-        return estimate_knots_np(np.asarray(x, np.float32), self.hop, self.config.baseline_step_mv)
+        c = self.config
+        return estimate_knots_np(np.asarray(x, np.float32), self.hop, c.baseline_step_mv, int(c.baseline_iterations),
+                                 c.baseline_interp, float(c.baseline_min_correction_mv))
+
+    def interpolate_baseline(self, knots: np.ndarray, n_samples: int) -> np.ndarray:
+        """The baseline ``(n_samples,)`` float32 mV that ``knots`` stand for (what :meth:`decode` adds)."""
+        return interpolate_knots_np(knots, self.hop, n_samples, self.config.baseline_interp)
 
     # ----------------------------------------------------------------- internals
     @torch.inference_mode()
     def _encode(self, x: np.ndarray) -> tuple[np.ndarray, dict]:
         n, m = self.model.n, self.model.encoder.reach
         knots = self.estimate_baseline(x)  # (K,)
-        band = np.asarray(x, np.float32) - interpolate_knots_np(knots, self.hop, len(x))  # (T,)
+        band = np.asarray(x, np.float32) - self.interpolate_baseline(knots, len(x))  # (T,)
         if float(np.abs(knots).max()) > 32767 * self.config.baseline_step_mv:
             raise TokenizerError(
                 f"baseline reaches {float(np.abs(knots).max()):.1f} mV, beyond what int16 knots at "
@@ -291,5 +308,5 @@ class FSQ2Tokenizer(FSQModelTokenizer):
             if len(knots) != n_knots(n_samples, self.hop):
                 raise TokenizerError(f"state has {len(knots)} baseline knots, {n_knots(n_samples, self.hop)} "
                                      f"expected for {n_samples} samples; is the state from another signal?")
-            y = y + interpolate_knots_np(knots, self.hop, n_samples)
+            y = y + self.interpolate_baseline(knots, n_samples)
         return y

@@ -155,7 +155,7 @@ def _yule_walker(series: Sequence[np.ndarray], order: int) -> np.ndarray:
 
 def fit_wander(knot_series: Sequence[np.ndarray], knot_s: float, fs: float, hop: int, *, order: int = 4,
                segment_knots: int = 20, step_mv: float = 0.002, calibrate: bool = True,
-               calib_samples: int = 200, calib_knots: int = 720) -> WanderModel:
+               calib_samples: int = 200, calib_knots: int = 720, method: str = "linear") -> WanderModel:
     """Fit :class:`WanderModel` to the baseline knots of real recordings (see the module docstring).
 
     Parameters
@@ -170,6 +170,8 @@ def fit_wander(knot_series: Sequence[np.ndarray], knot_s: float, fs: float, hop:
         Knots per segment of the scale effect (20 = 10 s).
     calibrate : bool
         Shift ``mu`` so the median 10-s wander of samples matches the records' (seeds 0..calib_samples-1).
+    method : str
+        Knot interpolation of the tokenizer (``baseline_interp``), used by the calibration.
     """
     from scipy.signal import lfilter
 
@@ -202,7 +204,7 @@ def fit_wander(knot_series: Sequence[np.ndarray], knot_s: float, fs: float, hop:
     def median_wander(knot_list):
         ws = []
         for k in knot_list:
-            b = interpolate_knots_np(k, hop, len(k) * hop)
+            b = interpolate_knots_np(k, hop, len(k) * hop, method)
             m = len(b) // win
             if m:
                 ws.append(wander_log_rms(b[: m * win].reshape(m, win), fs))

@@ -226,7 +226,8 @@ def train_tokenizer(cfg: TrainConfig, pools: dict[str, list[np.ndarray]], valid:
         for g in opt.param_groups:
             g["lr"] = _lr_at(eff_step, cfg)
         x = augment(sampler.sample(cfg.batch_size), cfg, gen)  # (B, T) mV
-        band, _ = split_baseline(x, tok.hop, cfg.baseline_step_mv)  # (B, T)
+        band, _ = split_baseline(x, tok.hop, cfg.baseline_step_mv, tok.config.baseline_iterations,
+                                 tok.config.baseline_interp, tok.config.baseline_min_correction_mv)  # (B, T)
         patches = rearrange(band / cfg.scale_mv, "b (l n) -> b l n", n=n)  # (B, L + 2r, n)
         y, bounded = model(patches)  # (B, L n - 2p), (B, L', d)
         y = y * cfg.scale_mv
