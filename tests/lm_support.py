@@ -76,3 +76,21 @@ def build_test_store(out: Path, tok_dir: Path, data_root: Path, records) -> Path
     build_store(TokenizeConfig(out=str(out), tokenizer=str(tok_dir), data_dir=str(data_root),
                                records=[str(r) for r in records], download=False), progress=False)
     return out
+
+
+def random_v2_lm(counts: dict, context: int = 48, codebook: int = 64, seed: int = 0):
+    """A randomly initialized conditional LM v2 (2 layers, d 32) over ``codebook`` codes, in eval mode.
+
+    Sampling invariants (guidance, grammars, the KV decoder) need no training; ``counts`` are the
+    control-token counts its spec records (untrained tokens are never sampled).
+    """
+    from lm.config import LMTrainConfig
+    from lm.control import ControlSpec
+    from lm.model import build_model
+
+    spec = ControlSpec(first_id=codebook + 3, conditional=True, condition_dropout=0.1, counts=dict(counts))
+    cfg = LMTrainConfig(n_layer=2, n_head=2, d_model=32, context_length=context)
+    rec = {"codebook_size": codebook, "config": {}, "weights_hash": "x", "fs": 360.0, "samples_per_token": 10.0,
+           "tokens_per_second": 36.0, "needs_state": False}
+    torch.manual_seed(seed)
+    return build_model(cfg, rec, spec).eval()

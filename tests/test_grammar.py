@@ -1,7 +1,7 @@
 """Rhythm grammars (lm/grammar.py): the beat labels an LM v2 draws under rhythm:N/B/T/VT follow the rhythm."""
 import numpy as np
 import pytest
-import torch
+from lm_support import random_v2_lm
 
 from lm.control import ControlSpec
 from lm.grammar import GRAMMARS, RR_RATIO, BeatGrammar
@@ -13,17 +13,8 @@ TPS = 36.0
 @pytest.fixture(scope="module")
 def v2_lm():
     """A randomly initialized conditional v2 LM (context 48): the grammar's invariants need no training."""
-    from lm.config import LMTrainConfig
-    from lm.model import build_model
-
-    spec = ControlSpec(first_id=67, conditional=True, condition_dropout=0.1,
-                       counts={"beat:N": 90, "beat:V": 10, "rhythm:N": 5, "rhythm:B": 2, "rhythm:T": 2,
+    return random_v2_lm({"beat:N": 90, "beat:V": 10, "rhythm:N": 5, "rhythm:B": 2, "rhythm:T": 2,
                                "rhythm:VT": 2, "rhythm:AFIB": 2})
-    cfg = LMTrainConfig(n_layer=2, n_head=2, d_model=32, context_length=48)
-    rec = {"codebook_size": 64, "config": {}, "weights_hash": "x", "fs": 360.0, "samples_per_token": 10.0,
-           "tokens_per_second": TPS, "needs_state": False}
-    torch.manual_seed(0)
-    return build_model(cfg, rec, spec).eval()
 
 
 def _beats(events):

@@ -2,22 +2,12 @@
 import numpy as np
 import pytest
 import torch
-
-from lm.control import ControlSpec
+from lm_support import random_v2_lm
 
 
 @pytest.fixture(scope="module")
 def lm():
-    from lm.config import LMTrainConfig
-    from lm.model import build_model
-
-    spec = ControlSpec(first_id=67, conditional=True, condition_dropout=0.1,
-                       counts={"beat:N": 90, "beat:V": 10, "rhythm:N": 5, "rhythm:B": 2})
-    cfg = LMTrainConfig(n_layer=2, n_head=2, d_model=32, context_length=48)
-    rec = {"codebook_size": 64, "config": {}, "weights_hash": "x", "fs": 360.0, "samples_per_token": 10.0,
-           "tokens_per_second": 36.0, "needs_state": False}
-    torch.manual_seed(0)
-    return build_model(cfg, rec, spec).eval()
+    return random_v2_lm({"beat:N": 90, "beat:V": 10, "rhythm:N": 5, "rhythm:B": 2})
 
 
 def test_logits_match_transformers_for_prefill_steps_and_a_multi_token_step(lm):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import synthetic_ecg, write_wfdb
-from lm_support import seed_tokenizer_dir
+from lm_support import random_v2_lm, seed_tokenizer_dir
 
 from lm.conditioning import ConditionSpec
 from lm.control import ControlSpec, drop_conditions
@@ -173,16 +173,7 @@ def test_pretrain_then_finetune_end_to_end(tmp_path, data_root, seed_tok, capsys
 @pytest.fixture(scope="module")
 def v2_lm():
     """A randomly initialized conditional v2 LM (context 48): sampling invariants need no training."""
-    from lm.config import LMTrainConfig
-    from lm.model import build_model
-
-    spec = ControlSpec(first_id=67, conditional=True, condition_dropout=0.1,
-                       counts={"beat:N": 90, "beat:V": 10, "rhythm:N": 5, "rhythm:AFIB": 2})
-    cfg = LMTrainConfig(n_layer=2, n_head=2, d_model=32, context_length=48)
-    rec = {"codebook_size": 64, "config": {}, "weights_hash": "x", "fs": 360.0, "samples_per_token": 10.0,
-           "tokens_per_second": 36.0, "needs_state": False}
-    torch.manual_seed(0)
-    return build_model(cfg, rec, spec).eval()
+    return random_v2_lm({"beat:N": 90, "beat:V": 10, "rhythm:N": 5, "rhythm:AFIB": 2})
 
 
 def test_guidance_one_is_conditional_and_zero_is_unconditional_bit_for_bit(v2_lm):
