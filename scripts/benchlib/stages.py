@@ -418,7 +418,7 @@ def stage_generate(o: dict) -> dict:
     """Generation speed at several batch sizes: ``--model`` (the shipped ``default`` LM v2 unless given), and on
     CUDA an untrained ``small``."""
     cuda = o["device"].startswith("cuda")
-    batches = o["gen_batches"] or ([1, 8] if o["quick"] else ([1, 64, 256, 1024] if cuda else [1, 16, 64, 128]))
+    batches = o["gen_batches"] or ([1, 8] if o["quick"] else ([1, 64, 256, 1024] if cuda else [1, 16, 64, 128, 256]))
     seconds, repeats = (2.0, 1) if o["quick"] else (30.0, 2)
     # the targets are stated for full-size batches of 30-s samples: a --quick run (batch 8 x 2 s) is not judged
     full = not o["quick"]
