@@ -146,29 +146,41 @@ class BeatGrammar:
         state["first"] = state["first"] & ~is_beat
 
 
+def _annotated_beats(records, data_dir):
+    """Per record of ``records`` (DS1 by default): beat times (s), AAMI classes, rhythm name in force."""
+    import numpy as np
+
+    from tokenizer.data import read_annotations, resolve_data_dir
+    from tokenizer.ecg import AAMI_CLASSES, rhythm_name
+    from tokenizer.splits import DS1
+
+    fs = 360.0
+    for r in (records or DS1):
+        ann = read_annotations(str(r), resolve_data_dir(data_dir), fs)
+        starts, names = ann.rhythms()
+        s, sym = ann.beats()
+        at = np.searchsorted(starts, s, side="right") - 1  # the rhythm note in force at each beat
+        yield (np.asarray(s) / fs, [AAMI_CLASSES.get(c, "Q") for c in sym],
+               [rhythm_name(names[j]) if j >= 0 else None for j in at])
+
+
+def _quantiles(values: list, q) -> dict:
+    import numpy as np
+
+    return {"n": len(values), "quantiles": {int(p): float(np.percentile(values, p)) for p in q}}
+
+
 def successive_rr_ratio(records=None, data_dir=None, rhythm: str = "N", q=(5, 50, 95)) -> dict:
     """``RR_i / RR_{i-1}`` over three successive ``N`` beats inside ``(<rhythm>`` episodes of ``records``.
 
     What :data:`RR_RATIO` is read from (DS1 by default); returns ``{"n", "quantiles": {q: ratio}}``.
     """
-    import numpy as np
-
-    from tokenizer.data import read_annotations, resolve_data_dir
-    from tokenizer.ecg import AAMI_CLASSES
-    from tokenizer.splits import DS1
-
     ratios = []
-    for r in (records or DS1):
-        ann = read_annotations(str(r), resolve_data_dir(data_dir), 360.0)
-        starts, names = ann.rhythms()
-        s, sym = ann.beats()
-        y = [AAMI_CLASSES.get(c, "Q") for c in sym]
-        at = np.searchsorted(starts, s, side="right") - 1
-        rh = [names[j].strip() if j >= 0 else None for j in at]
-        for i in range(2, len(s)):
-            if rh[i] == rh[i - 1] == rh[i - 2] == f"({rhythm}" and y[i] == y[i - 1] == y[i - 2] == "N":
-                ratios.append((s[i] - s[i - 1]) / (s[i - 1] - s[i - 2]))
-    return {"n": len(ratios), "quantiles": {int(p): float(np.percentile(ratios, p)) for p in q}}
+    for t, y, rh in _annotated_beats(records, data_dir):
+        for i in range(2, len(t)):
+            if rh[i] == rh[i - 1] == rh[i - 2] == rhythm and y[i] == y[i - 1] == y[i - 2] == "N":
+                ratios.append((t[i] - t[i - 1]) / (t[i - 1] - t[i - 2]))
+    return _quantiles(ratios, q)
 
 
 def rr_quantiles(records=None, data_dir=None, q=(1, 5, 25, 50, 75, 95, 99)) -> dict:
@@ -178,26 +190,12 @@ def rr_quantiles(records=None, data_dir=None, q=(1, 5, 25, 50, 75, 95, 99)) -> d
     ``"T N after V"``, ``"VT V"``; values ``{"n", "quantiles": {q: seconds}}``. :data:`GRAMMARS` is read
     from them.
     """
-    import numpy as np
-
-    from tokenizer.data import read_annotations, resolve_data_dir
-    from tokenizer.ecg import AAMI_CLASSES
-    from tokenizer.splits import DS1
-
-    fs = 360.0
     got: dict[str, list] = {}
-    for r in (records or DS1):
-        ann = read_annotations(str(r), resolve_data_dir(data_dir), fs)
-        starts, names = ann.rhythms()
-        s, sym = ann.beats()
-        y = [AAMI_CLASSES.get(c, "Q") for c in sym]
-        at = np.searchsorted(starts, s, side="right") - 1  # the rhythm note in force at each beat
-        rh = [names[j].strip() if j >= 0 else None for j in at]
-        for i in range(2, len(s)):
-            r0, r1 = rh[i], rh[i - 1]
-            if r0 != r1 or r0 not in ("(N", "(B", "(T", "(VT"):
+    for t, y, rh in _annotated_beats(records, data_dir):
+        for i in range(2, len(t)):
+            name = rh[i]
+            if name != rh[i - 1] or name not in ("N", "B", "T", "VT"):
                 continue
-            name = r0[1:]
             if name == "N":
                 if y[i] != "N" or y[i - 1] != "N":
                     continue
@@ -208,6 +206,5 @@ def rr_quantiles(records=None, data_dir=None, q=(1, 5, 25, 50, 75, 95, 99)) -> d
                 key = "B V" if y[i] == "V" else "B N"
             else:
                 key = "T V" if y[i] == "V" else ("T N after V" if y[i - 1] == "V" else "T N after N")
-            got.setdefault(key, []).append((s[i] - s[i - 1]) / fs)
-    return {k: {"n": len(v), "quantiles": {int(p): float(np.percentile(v, p)) for p in q}}
-            for k, v in sorted(got.items())}
+            got.setdefault(key, []).append(t[i] - t[i - 1])
+    return {k: _quantiles(v, q) for k, v in sorted(got.items())}

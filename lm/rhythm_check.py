@@ -57,7 +57,8 @@ def rhythm_stats(signals, fs: float, threshold: float = REGULAR_CV) -> dict:
     -------
     dict
         ``regular_share`` (over all windows), ``n_windows``, ``n_detected`` (>= 3 beats),
-        ``median_cv``, ``median_hr_bpm`` (over detected windows), and ``cv`` (per window, NaN if undetected).
+        ``median_cv``, ``median_hr_bpm`` (over detected windows), and ``cv``, ``hr_bpm`` (per window, NaN if
+        undetected).
     """
     cvs, hrs = [], []
     for x in signals:
@@ -69,7 +70,8 @@ def rhythm_stats(signals, fs: float, threshold: float = REGULAR_CV) -> dict:
     return {"regular_share": share,
             "n_windows": int(len(cvs)), "n_detected": int(ok.sum()),
             "median_cv": float(np.median(cvs[ok])) if ok.any() else float("nan"),
-            "median_hr_bpm": float(np.median(hrs[ok])) if ok.any() else float("nan"), "cv": cvs.tolist()}
+            "median_hr_bpm": float(np.median(hrs[ok])) if ok.any() else float("nan"), "cv": cvs.tolist(),
+            "hr_bpm": hrs.tolist()}
 
 
 def real_windows(records, data_dir=None, n: int = 64, seconds: float = 10.0, lead: str = "MLII",

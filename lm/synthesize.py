@@ -300,7 +300,7 @@ def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, p
     n_out = int(round((prompt_s + seconds) * tok.fs))
     seeds = [texture_seed(seed, i) for i in range(len(ids))] if use_texture else None
     rows = [np.concatenate([prompt, row]) for row in ids]
-    wander = use_texture and bool(getattr(tok, "has_wander_model", False))
+    wander = use_texture and tok.has_wander_model
     if use_texture:  # + a sampled baseline where the tokenizer has a wander model (an LM generates the band)
         decoded = [tok.decode(r, tok.sample_state(n_out, seed=wander_seed(s)) if wander else None, texture=True,
                               seed=s)[:n_out] for r, s in zip(rows, seeds)]

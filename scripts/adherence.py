@@ -45,9 +45,10 @@ def _xqrs_stats(windows, fs) -> dict:
     """Rhythm by wfdb's XQRS (a detector independent of the scorecard's neurokit2): HR and regularity."""
     import numpy as np
 
-    from lm.rhythm_check import REGULAR_CV, detect_beats, rr_cv
+    from lm.rhythm_check import REGULAR_CV, rhythm_stats
 
-    cv, hr = np.array([rr_cv(detect_beats(w, fs), fs) for w in windows]).reshape(-1, 2).T
+    st = rhythm_stats(windows, fs)
+    cv, hr = np.asarray(st["cv"], float), np.asarray(st["hr_bpm"], float)
     ok = np.isfinite(hr)
     return {"xqrs_hr_median_bpm": float(np.median(hr[ok])) if ok.any() else None,
             "xqrs_hr_over_100_share": float((hr[ok] > 100).mean()) if ok.any() else None,
