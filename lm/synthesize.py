@@ -388,6 +388,7 @@ def generate(cfg: GenerateConfig) -> dict:
             "sampler": "lm.guidance.sample_guided"},
         "texture": {"on": syn.texture, "seed": "texture_seed(seed, i) (lm.synthesize), per sample"
                     if syn.texture else None,
+                    "model": getattr(tok, "texture_kind", None) if syn.texture else None,
                     "wander": {"on": True, "model": "tokenizer wander.json (tokenizer.wander)",
                                "seed": "wander_seed(texture_seed(seed, i)) (lm.synthesize)"} if syn.wander else None},
         "timing": {"sampling_s": t_sample, "sampling_and_decoding_s": t_total, "device": device,

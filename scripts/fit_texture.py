@@ -2,13 +2,23 @@
 
 Launch::
 
-    python scripts/fit_texture.py --tokenizer runs/tokenizer/fsq2_default/tokenizer --out runs/tok/v2_tex
+    python scripts/fit_texture.py --tokenizer default --out runs/tok/v2_bank            # texture v2 (bank)
+    python scripts/fit_texture.py --tokenizer default --out runs/tok/v2_gauss --method gaussian --leads all
     python scripts/fit_texture.py --config my_texture.yaml     # the same fields as YAML keys
 
-Data: MLII and the second lead of the DS1 training records (DS1 minus the validation records; never DS2).
-The fit is closed-form (ridge regression of the residual's log power spectrum on the decode's, plus
-segment- and frame-level covariances; :mod:`tokenizer.texture`). Writes the tokenizer folder and
-``texture_fit.json`` next to it (fit statistics, wall time).
+Data: the 22 DS1 records (``--records train``: DS1 minus the validation records; never DS2), MLII by
+default (``--leads all`` adds the second leads). The texture fit is closed-form with nothing to stop early,
+so it does not need the validation records held out; :mod:`scripts.texture_cv` (``scripts/texture_cv.py``)
+is its model selection, cross-validated over DS1 records. Both methods are closed-form:
+
+* ``bank`` (default, :mod:`tokenizer.texture_bank`): noise levels resampled from the training recordings'
+  10-s segments, spectral lines (found in the residuals: 60, 120, 149.9 Hz on MIT-BIH) as tones. Written to
+  ``texture.safetensors`` beside the weights, outside the weights hash, so every LM and token store made
+  with this tokenizer stays valid.
+* ``gaussian`` (:mod:`tokenizer.texture`): the first model, Gaussian levels; its tensors are part of the
+  weights (a refit changes the weights hash).
+
+Writes the tokenizer folder and ``<out>_texture_fit.json`` next to it (fit statistics, wall time).
 """
 from __future__ import annotations
 
@@ -20,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tokenizer.base import ECGTokenizer  # noqa: E402
-from tokenizer.errors import TokenizerError  # noqa: E402
+from tokenizer.errors import ConfigError, TokenizerError  # noqa: E402
 from tokenizer.utils.cli import run_main  # noqa: E402
 from tokenizer.utils.config import parse_config  # noqa: E402
 from tokenizer.utils.io import write_json  # noqa: E402
@@ -30,8 +40,11 @@ from tokenizer.utils.io import write_json  # noqa: E402
 class FitTextureConfig:
     """Fields of ``scripts/fit_texture.py`` (every field is a flag and a ``--config`` YAML key)."""
 
-    tokenizer: str                  # fsq2 tokenizer folder
+    tokenizer: str                  # fsq2 tokenizer: shipped name or folder
     out: str                        # folder to write the tokenizer with its fitted texture
+    method: str = "bank"            # bank (texture.safetensors, outside the hash) | gaussian (in the weights)
+    leads: str = "mlii"             # mlii | all (MLII and the second lead of each record)
+    records: str = "ds1"            # ds1 (all 22 DS1 records) | train (DS1 minus the validation records)
     data_dir: str | None = None     # data root holding mitdb/ ($ECG2LLM_DATA otherwise)
     num_threads: int = 1            # torch CPU threads
 
@@ -43,22 +56,39 @@ def main(argv=None):
 
     from tokenizer.data import read_header, read_record, resolve_data_dir
     from tokenizer.splits import inter_patient_split
-    from tokenizer.texture import fit_texture
 
     a = parse_config(FitTextureConfig, argv, description=__doc__)
+    if a.method not in ("bank", "gaussian"):
+        raise ConfigError(f"--method must be bank or gaussian, got {a.method!r}")
+    if a.records not in ("ds1", "train"):
+        raise ConfigError(f"--records must be ds1 or train, got {a.records!r}")
+    if a.leads not in ("mlii", "all"):
+        raise ConfigError(f"--leads must be mlii or all, got {a.leads!r}")
     torch.set_num_threads(a.num_threads)
     tok = ECGTokenizer.from_pretrained(a.tokenizer)
     if tok.tokenizer_type != "fsq2":
         raise TokenizerError(f"{a.tokenizer} is a '{tok.tokenizer_type}' tokenizer; texture needs 'fsq2'")
     t0 = time.time()
     db = resolve_data_dir(a.data_dir) / "mitdb"
-    sigs = [read_record(r, a.data_dir, lead=lead, fs=tok.fs, annotations=False).signal
-            for r in inter_patient_split().train for lead in read_header(r, db).sig_name]
-    stats = fit_texture(tok, sigs)
+    sigs = []
+    sp = inter_patient_split()
+    for r in (sp.train if a.records == "train" else (*sp.train, *sp.valid)):
+        for lead in (["MLII"] if a.leads == "mlii" else read_header(r, db).sig_name):
+            sigs.append(read_record(r, a.data_dir, lead=lead, fs=tok.fs, annotations=False).signal)
+    if a.method == "bank":
+        from tokenizer.texture_bank import fit_texture_bank
+
+        tok.texture_bank, stats = fit_texture_bank(tok, sigs)
+    else:
+        from tokenizer.texture import fit_texture
+
+        tok.texture_bank = None
+        stats = fit_texture(tok, sigs)
     out = tok.save_pretrained(a.out)
     write_json(Path(a.out).parent / f"{Path(a.out).name}_texture_fit.json",
-               {**stats, "wall_seconds": time.time() - t0, "signals": len(sigs), "source": str(a.tokenizer)})
-    print(f"texture fitted in {time.time() - t0:.0f} s ({stats}); saved to {out}")
+               {**stats, "method": a.method, "leads": a.leads, "records": a.records, "wall_seconds": time.time() - t0,
+                "signals": len(sigs), "source": str(a.tokenizer), "weights_hash": tok.weights_hash})
+    print(f"{a.method} texture fitted in {time.time() - t0:.0f} s ({stats}); saved to {out}")
     return 0
 
 

@@ -248,11 +248,12 @@ def test_generate_cli_records_guidance_texture_source_and_lead(tmp_path, v2_dir,
                              "sampler": "lm.guidance.sample_guided"}
     assert m["texture"]["on"] is True and m["config"]["guidance"] == 2.0
     assert (m["texture"]["wander"] is not None) == tok2.has_wander_model
+    assert m["texture"]["model"] == tok2.texture_kind
     assert m["conditioning"]["grammar"] is None  # beat:V asked for: the rhythm:N grammar steps aside
     assert [s["texture_seed"] for s in m["samples"]] == [texture_seed(3, i) for i in range(2)]
     assert m["conditioning"]["conditions"] == ["rhythm:N", "beat:V"]
     mc = json.loads((tmp_path / "clean" / "manifest.json").read_text())
-    assert mc["texture"] == {"on": False, "seed": None, "wander": None} and "texture_seed" not in mc["samples"][0]
+    assert mc["texture"] == {"on": False, "seed": None, "model": None, "wander": None} and "texture_seed" not in mc["samples"][0]
     ids = np.load(tmp_path / "clean" / "tokens.npy")
     assert np.array_equal(ids, np.load(tmp_path / "tex" / "tokens.npy"))
     x = np.load(tmp_path / "clean" / "sample_000.npy")

@@ -127,6 +127,8 @@ def test_save_pretrained_round_trip_and_generate_py(pipe, tmp_path):
     want = {"config.json", "model.safetensors", "generation_config.json", "tokenizer"}
     assert {p.name for p in folder.iterdir()} >= want
     extra = {"wander.json"} if pipe.tokenizer.has_wander_model else set()  # tokenizer v2's baseline model
+    if getattr(pipe.tokenizer, "texture_kind", None) == "bank":
+        extra.add("texture.safetensors")  # tokenizer v2's texture bank
     assert {p.name for p in (folder / "tokenizer").iterdir()} == {"config.json", "model.safetensors"} | extra
     again = ECGPipeline.from_pretrained(folder, device="cpu")
     x = pipe.generate(2, 2, seed=3)

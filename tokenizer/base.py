@@ -10,7 +10,7 @@
 
 A tokenizer folder holds ``config.json`` (``tokenizer_type`` plus that type's config dataclass as a
 plain dict) and ``model.safetensors``, plus optional small side files a type reads in :meth:`load_extras`
-(``wander.json`` of ``fsq2``). Nothing is pickled. ``weights_hash`` is a SHA-256 over the
+(``wander.json`` and ``texture.safetensors`` of ``fsq2``). Nothing is pickled. ``weights_hash`` is a SHA-256 over the
 tensors (sorted by name), so a saved LM can refuse a tokenizer whose weights differ from its own.
 """
 from __future__ import annotations
@@ -213,8 +213,8 @@ class ECGTokenizer:
         with tempfile.TemporaryDirectory() as d:
             return push_folder(self.save_pretrained(Path(d) / "tokenizer"), repo_id, **kwargs)
 
-    def _extra_files(self) -> dict[str, str]:
-        """Small text files saved beside the weights (name -> text); not part of the weights hash."""
+    def _extra_files(self) -> dict[str, str | bytes]:
+        """Small side files saved beside the weights (name -> text or bytes); not part of the weights hash."""
         return {}
 
     def load_extras(self, folder: str | Path) -> "ECGTokenizer":

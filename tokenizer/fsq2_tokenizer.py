@@ -18,9 +18,11 @@ of the band, and any DC offset or slow wander leaves the band - and its tokens -
 Decode: the token-rate decoder (:mod:`tokenizer.models.contextual`, may be wider than the encoder) gives
 ``n`` samples per token; a learned sample-rate FIR (``post_taps`` taps, residual, zero-initialized) then
 smooths the seams between tokens, the source of the block structure (spectral lines at multiples of
-``fs / n``) of v1. ``texture=True`` adds a sample of :class:`tokenizer.texture.TextureModel`: Gaussian
-detail whose short-time spectrum is predicted from the decoded band (measurement noise, mains, the fine
-structure MSE training averages away), seeded for reproducibility.
+``fs / n``) of v1. ``texture=True`` adds a sample of realistic detail whose short-time spectrum is predicted
+from the decoded band (measurement noise, mains, the fine structure MSE training averages away), seeded for
+reproducibility: :class:`tokenizer.texture_bank.TextureBank` (``texture.safetensors`` in the folder, outside
+the weights hash: noise levels resampled from real recordings, mains and other spectral lines as tones)
+where the folder has one, else the in-weights Gaussian :class:`tokenizer.texture.TextureModel`.
 
 Generated ids have no state: :meth:`FSQ2Tokenizer.sample_state` draws one from the baseline (wander) model
 of :mod:`tokenizer.wander` (``wander.json`` in the folder, outside the weights hash), so
@@ -43,6 +45,7 @@ from .fsq import FSQ
 from .fsq_tokenizer import FSQModelTokenizer
 from .models.contextual import ContextualDecoder, ContextualEncoder, chunked_apply
 from .texture import TextureModel
+from .texture_bank import TEXTURE_FILE, TextureBank
 from .wander import WANDER_FILE, WanderModel
 
 
@@ -154,6 +157,7 @@ class FSQ2Tokenizer(FSQModelTokenizer):
     def __init__(self, config):
         super().__init__(config)
         self.wander_model: WanderModel | None = None  # read from wander.json by load_extras
+        self.texture_bank: TextureBank | None = None  # read from texture.safetensors by load_extras
 
     @property
     def hop(self) -> int:
@@ -162,7 +166,14 @@ class FSQ2Tokenizer(FSQModelTokenizer):
 
     @property
     def has_texture(self) -> bool:
-        return bool(self.model.texture.fitted)
+        return self.texture_bank is not None or bool(self.model.texture.fitted)
+
+    @property
+    def texture_kind(self) -> str | None:
+        """``"bank"`` (texture.safetensors), ``"gaussian"`` (the in-weights model) or None (no texture)."""
+        if self.texture_bank is not None:
+            return "bank"
+        return "gaussian" if self.model.texture.fitted else None
 
     @property
     def has_wander_model(self) -> bool:
@@ -194,12 +205,22 @@ class FSQ2Tokenizer(FSQModelTokenizer):
         knots = self.wander_model.sample(n_knots(n_samples, self.hop), seed)
         return {"n_samples": n_samples, "baseline": knots}
 
-    def _extra_files(self) -> dict[str, str]:
-        return {WANDER_FILE: self.wander_model.to_json()} if self.wander_model is not None else {}
+    def _extra_files(self) -> dict[str, str | bytes]:
+        out: dict[str, str | bytes] = {}
+        if self.wander_model is not None:
+            out[WANDER_FILE] = self.wander_model.to_json()
+        if self.texture_bank is not None:
+            out[TEXTURE_FILE] = self.texture_bank.to_bytes()
+        return out
 
     def load_extras(self, folder) -> "FSQ2Tokenizer":
-        """Load ``wander.json`` when the folder has one (older folders: no wander model)."""
+        """Load ``wander.json`` and ``texture.safetensors`` when the folder has them (older folders: none)."""
         from pathlib import Path
+
+        t = Path(folder) / TEXTURE_FILE
+        if t.is_file():
+            self.texture_bank = TextureBank.from_file(t, n_fft=int(self.config.texture_n_fft),
+                                                      hop=int(self.config.texture_hop), fs=float(self.fs))
 
         f = Path(folder) / WANDER_FILE
         if f.is_file():
@@ -239,7 +260,10 @@ class FSQ2Tokenizer(FSQModelTokenizer):
             if not self.has_texture:
                 raise TokenizerError("this tokenizer has no fitted texture model; decode with texture=False "
                                      "or fit one with scripts/fit_texture.py")
-            y = y + self.model.texture.sample(y, self.config.texture_hop, seed, fs=self.fs)
+            if self.texture_bank is not None:
+                y = y + self.texture_bank.sample(y, seed)
+            else:
+                y = y + self.model.texture.sample(y, self.config.texture_hop, seed, fs=self.fs)
         if state is not None:
             y = self._apply_state(y, ids, state)
         q = float(self.config.texture_adc_step_mv)

@@ -106,8 +106,10 @@ def _download(repo_id: str, what: str, error: type[ECG2LLMError], revision: str 
 
 
 def save_folder(path: str | Path, state_dict: Mapping[str, torch.Tensor], config: dict[str, Any], *,
-                metadata: dict[str, str] | None = None, extra_files: dict[str, str] | None = None) -> Path:
+                metadata: dict[str, str] | None = None, extra_files: dict[str, str | bytes] | None = None) -> Path:
     """Write ``config.json`` (``config`` + ``weights_hash``) and ``model.safetensors`` into ``path``, atomically.
+
+    ``extra_files`` (name -> text or bytes) are written beside them, outside the weights hash.
 
     Returns
     -------
@@ -122,8 +124,11 @@ def save_folder(path: str | Path, state_dict: Mapping[str, torch.Tensor], config
         tmp.mkdir(parents=True)
         save_file(sd, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", **(metadata or {})})
         write_json(tmp / CONFIG_NAME, {**config, "weights_hash": state_dict_hash(sd)})
-        for name, text in (extra_files or {}).items():
-            (tmp / name).write_text(text)
+        for name, data in (extra_files or {}).items():
+            if isinstance(data, bytes):
+                (tmp / name).write_bytes(data)
+            else:
+                (tmp / name).write_text(data)
     return path
 
 
