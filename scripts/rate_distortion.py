@@ -12,6 +12,10 @@ size, so the same token rate and bits per token). Methods:
 
 * ``fsq``: the contextual FSQ tokenizer, trained by ``tokenizer/train.py`` with the default config and
   ``--fsq_steps`` steps (shorter than the shipped default's training; said in each row's ``train``);
+* ``fsq2``: tokenizer v2 (baseline in the state, band in the tokens), trained by ``tokenizer/train.py``
+  from ``--fsq2_config`` with ``--fsq2_minutes`` of wall time per cell (the shipped default had 48); its
+  baseline knots are side information at their entropy-coded rate on DS2 (about 13 bit/s). Scored, like
+  every row, on the full signal ``decode(ids, state)``;
 * ``seed``: the seed report's scalar autoencoder (text reading: one scalar per block of ``n``, uniform
   quantizer with ``vocab`` bins on [-5, 5]), trained here by :func:`train_seed` on DS1-train blocks, or
   loaded from ``--seed_dir/seed_n{n}_v{V}`` when given. It needs each 250-sample window's min and max to
@@ -64,7 +68,7 @@ from tokenizer.utils.io import (  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FSQ_LEVELS = {256: [8, 6, 5], 1024: [8, 5, 5, 5], 4096: [8, 8, 8, 8]}  # Mentzer et al. Table 1; 8^4
-METHODS = ("fsq", "seed", "decimate_uniform", "decimate_mulaw", "chronos_meanscale")
+METHODS = ("fsq", "fsq2", "seed", "decimate_uniform", "decimate_mulaw", "chronos_meanscale")
 SEED_WINDOW = 250  # samples per seed window (tokenizer.windows)
 SEED_WINDOW_BITS = 2 * MITDB_ADC_BITS  # min and max of each 250-sample window, at the ADC's resolution
 
@@ -86,6 +90,8 @@ class RateDistortionConfig:
     fsq_config: str = "configs/tokenizer/fsq_default.yaml"  # tokenizer/train.py config of the fsq cells
     fsq_steps: int = 3000  # training steps of each fsq cell
     fsq_eval_every: int = 0  # 0: the config's value
+    fsq2_config: str = "configs/tokenizer/fsq2_default.yaml"  # tokenizer/train.py config of the fsq2 cells
+    fsq2_minutes: float = 8.0  # wall-time budget of each fsq2 cell (its cosine schedule follows wall time)
     seed_steps: int = 3000  # training steps of each seed-autoencoder cell
     seed_dir: str | None = None  # folder with trained seed_n{n}_v{V} tokenizers to load
     test_seconds: float = 0.0  # first seconds of each DS2 record (0: all)
@@ -162,8 +168,46 @@ def fsq_argv(args, n: int, vocab: int, out_dir: Path) -> list[str]:
     return argv
 
 
-def get_model(args, method: str, n: int, vocab: int, train: list[np.ndarray], out: Path, study_cmd: str):
+def fsq2_argv(args, n: int, vocab: int, out_dir: Path) -> list[str]:
+    """The ``tokenizer/train.py`` arguments that train the tokenizer-v2 model of one cell."""
+    levels = ",".join(str(v) for v in FSQ_LEVELS[vocab])
+    argv = ["--config", args.fsq2_config, "--samples_per_token", str(n), "--levels", f"[{levels}]",
+            "--max_minutes", str(args.fsq2_minutes), "--fit_texture", "false", "--eval_test", "false",
+            "--output_dir", str(out_dir), "--threads", str(args.threads)]
+    if args.quick:
+        argv += ["--steps", "20", "--eval_every", "10", "--valid_seconds", "20", "--cinc_records", "20",
+                 "--cinc_holdout", "5", "--pool_cache", ""]
+    if args.data_dir:
+        argv += ["--data_dir", str(args.data_dir)]
+    return argv
+
+
+def baseline_side_bits(tok, test: dict) -> float:
+    """Entropy-coded bit/s of an ``fsq2`` tokenizer's baseline knots on the test signals."""
+    from tokenizer.baseline import baseline_bits_per_second
+
+    knots = np.concatenate([tok.estimate_baseline(np.asarray(x, np.float32)) for x in test.values()])
+    rate = baseline_bits_per_second(knots, tok.fs, tok.hop, tok.config.baseline_step_mv)
+    return float(rate.get("baseline_entropy_bits_per_second", rate["baseline_raw_bits_per_second"]))
+
+
+def get_model(args, method: str, n: int, vocab: int, train: list[np.ndarray], out: Path, study_cmd: str,
+              test: dict | None = None):
     """(tokenizer, side-information bit/s, command, training info) for one cell, training or loading it."""
+    if method == "fsq2":
+        import json
+
+        from tokenizer.training import fsq2 as fsq2_training
+
+        run_dir = out / "models" / f"fsq2_n{n}_v{vocab}"
+        argv = fsq2_argv(args, n, vocab, run_dir)
+        command = "python tokenizer/train.py " + " ".join(argv)
+        if not (run_dir / "tokenizer" / "model.safetensors").is_file():
+            fsq2_training.run(parse_config(fsq2_training.TrainConfig, argv))
+        info = json.loads((run_dir / "metrics.json").read_text())
+        train_info = {k: info.get(k) for k in ("best_step", "steps_run", "train_seconds", "best_valid_band_rmse_uv")}
+        tok = ECGTokenizer.from_pretrained(run_dir / "tokenizer")
+        return tok, baseline_side_bits(tok, test or {}), command, train_info
     if method == "fsq":
         from tokenizer.training import fsq as fsq_training
 
@@ -346,7 +390,7 @@ def main(argv=None):
             )
             continue
         print(f"[{i + 1}/{len(cells)}] {method} n={n} vocab~{vocab}", flush=True)
-        tok, side, command, train_info = get_model(args, method, n, vocab, train, out, study_cmd)
+        tok, side, command, train_info = get_model(args, method, n, vocab, train, out, study_cmd, test)
         res = evaluate_tokenizer(tok, test, side)
         row = {
             "method": method,

@@ -82,6 +82,7 @@ def _bad_inputs(tmp):
         "scripts/lm_ablate.py": (["--runs", "nowhere", "--out", str(tmp / "o")], "nowhere"),
         "scripts/fit_wander.py": (["--tokenizer", nowhere], "nowhere"),
         "scripts/wander_check.py": (["--tokenizer", nowhere], "nowhere"),
+        "scripts/texture_cv.py": (["--tokenizer", nowhere], "nowhere"),
         "scripts/baseline_study.py": (["--variants", "3:spline"], "3:spline"),
     }
 

@@ -253,7 +253,8 @@ def test_generate_cli_records_guidance_texture_source_and_lead(tmp_path, v2_dir,
     assert [s["texture_seed"] for s in m["samples"]] == [texture_seed(3, i) for i in range(2)]
     assert m["conditioning"]["conditions"] == ["rhythm:N", "beat:V"]
     mc = json.loads((tmp_path / "clean" / "manifest.json").read_text())
-    assert mc["texture"] == {"on": False, "seed": None, "model": None, "wander": None} and "texture_seed" not in mc["samples"][0]
+    assert mc["texture"] == {"on": False, "seed": None, "model": None, "wander": None}
+    assert "texture_seed" not in mc["samples"][0]
     ids = np.load(tmp_path / "clean" / "tokens.npy")
     assert np.array_equal(ids, np.load(tmp_path / "tex" / "tokens.npy"))
     x = np.load(tmp_path / "clean" / "sample_000.npy")

@@ -291,10 +291,10 @@ def run(cfg: TrainConfig) -> Path:
     tok, hist = train_tokenizer(cfg, pools, valid, out)
     metrics = {"tokenizer": tok.describe(), "split": split.as_dict(),
                "pool_sizes": {k: int(sum(len(s) for s in v)) for k, v in pools.items()}, **hist}
-    if cfg.fit_texture:
-        from ..texture import fit_texture
+    if cfg.fit_texture:  # the texture bank (texture.safetensors) on DS1-train MLII; scripts/fit_texture.py refits
+        from ..texture_bank import fit_texture_bank
 
-        metrics["texture_fit"] = fit_texture(tok, pools["mlii"] + pools["lead2"])
+        tok.texture_bank, metrics["texture_fit"] = fit_texture_bank(tok, pools["mlii"])
     tok_dir = tok.save_pretrained(out / "tokenizer")
     if cfg.eval_test:
         metrics["test_ds2"] = robustness_report(tok, cfg.data_dir, split.test)
