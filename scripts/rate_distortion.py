@@ -308,7 +308,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     markers = {5: "o", 10: "s", 20: "^"}
-    colors = dict(zip(METHODS, ("C3", "C0", "C2", "C1", "C4")))
+    colors = dict(zip(METHODS, ("C3", "C5", "C0", "C2", "C1", "C4")))
     for ax, key, label in ((axes[0], "rmse_uv", "DS2 RMSE (µV)"), (axes[1], "prdn", "DS2 PRDN (%)")):
         for m in METHODS:
             for n in (5, 10, 20):

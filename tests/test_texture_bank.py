@@ -127,3 +127,18 @@ def test_shipped_texture_discriminator_on_ds2_excerpt_within_bound(data_dir):
     score = discriminator_score(np.vstack(real), np.vstack(fake), np.concatenate(groups))["score"]
     # measured 0.237 on this excerpt (whole DS2: 0.231; the Gaussian texture model: 0.411); goal 0.15
     assert score <= 0.26
+
+
+def test_v2_trainer_fits_and_saves_a_texture_bank(data_dir, tmp_path):
+    """``tokenizer/train.py`` for fsq2 with ``fit_texture: true`` writes texture.safetensors (a few steps)."""
+    from tokenizer.training import fsq2 as fsq2_training
+    from tokenizer.utils.config import parse_config
+
+    argv = ["--config", "configs/tokenizer/fsq2_default.yaml", "--steps", "4", "--eval_every", "2",
+            "--valid_seconds", "10", "--cinc_records", "0", "--pool_cache", "", "--max_minutes", "0",
+            "--fit_texture", "true", "--eval_test", "false", "--threads", "1", "--channels", "8",
+            "--dec_channels", "8", "--output_dir", str(tmp_path / "run"), "--data_dir", str(data_dir)]
+    folder = fsq2_training.run(parse_config(fsq2_training.TrainConfig, argv))
+    assert (folder / TEXTURE_FILE).is_file()
+    tok = ECGTokenizer.from_pretrained(folder)
+    assert tok.texture_kind == "bank" and len(tok.texture_bank.recordings) == 18  # DS1-train MLII

@@ -252,7 +252,7 @@ def train_tokenizer(cfg: TrainConfig, pools: dict[str, list[np.ndarray]], valid:
             v = valid_band_rmse(tok, valid)
             model.train()
             entry = {"step": step + 1, "train_rmse_uv": 1000 * math.sqrt(running), "valid_band_rmse_uv": v,
-                     "loss": float(loss), "lr": _lr_at(eff_step, cfg), "elapsed_s": elapsed}
+                     "loss": float(loss.detach()), "lr": _lr_at(eff_step, cfg), "elapsed_s": elapsed}
             history.append(entry)
             print(f"step {step + 1}: train {entry['train_rmse_uv']:.1f} uV, valid band {v:.1f} uV, "
                   f"{elapsed:.0f} s", flush=True)
