@@ -220,7 +220,33 @@ FEATURE_SETS = ("rr_raw", "rr", "rr+compact", "rr+patient", "rr+morph", "rr+morp
                 # third pass (SVEB): patient-average RR, the slower-beats reference, P wave / QRS vs the patient
                 "rr+avg", "rr+slower", "rr+avg+slower", "rr+pwave", "rr+avg+pwave", "rr+avg+slower+pwave",
                 "rr+rhythm+avg", "rr+rhythm+slower", "rr+rhythm+avg+slower", "rr+rhythm+pwave", "rr+rhythm+avg+pwave",
-                "rr+rhythm+avg+slower+pwave")
+                "rr+rhythm+avg+slower+pwave",
+                # fourth pass (SVEB): mean references only (de Chazal et al. 2004's average RR), no median
+                "rr_mean", "rr_mean+irregularity", "rr_mean+irregularity+pwave")
+
+
+#: ``rr_mean`` sets: every interval over a **mean** reference (the patient's mean RR, the 5-min mean, the local
+#: mean of the 10 intervals around the beat; de Chazal et al. 2004), no median. A median of a record in which
+#: premature beats are the majority (ectopic atrial runs) is a premature interval, so its S beats look on time
+#: against it; long pauses raise a mean, and a run of premature beats moves it only by its share.
+RR_MEAN = ("rr_pre/patient_mean", "rr_post/patient_mean", "rr_local/patient_mean", "ref_pre/avg5min",
+           "ref_post/avg5min", "ref_local/avg5min", "rr_pre/local", "rr_post/local", "rr_post/pre")
+#: the ``+irregularity`` columns: how irregular the neighbouring intervals are (ratios, no reference interval)
+IRREGULARITY = ("ctx_irregularity", "ctx_mad", "ctx_irregular_share")
+
+
+def _mean_features(beats: BeatSet, feature_set: str) -> tuple[np.ndarray, list[str]]:
+    """The ``rr_mean`` family: :data:`RR_MEAN`, then :data:`IRREGULARITY`, then :func:`pwave_block`."""
+    full, names = rr_block(beats)
+    ref, ref_names = reference_block(beats)
+    h, h_names = rhythm_block(beats)
+    full, names = np.concatenate([full, ref, h], 1), names + ref_names + h_names
+    want = RR_MEAN + (IRREGULARITY if "+irregularity" in feature_set else ())
+    out, out_names = full[:, [names.index(n) for n in want]], list(want)
+    if feature_set.endswith("+pwave"):
+        pw, pw_names = pwave_block(beats)
+        out, out_names = np.concatenate([out, pw], 1), out_names + pw_names
+    return out, out_names
 
 
 def beat_features(beats: BeatSet, feature_set: str = "rr+morph+patient") -> tuple[np.ndarray, list[str]]:
@@ -243,6 +269,8 @@ def beat_features(beats: BeatSet, feature_set: str = "rr+morph+patient") -> tupl
         raise ValueError(f"feature_set must be one of {FEATURE_SETS}, got {feature_set!r}")
     if not len(beats):
         return np.zeros((0, 0), np.float32), []
+    if feature_set.startswith("rr_mean"):
+        return _mean_features(beats, feature_set)
     rr, rr_names = rr_block(beats)
     keep = [rr_names.index(n) for n in (RR_RAW if feature_set == "rr_raw" else RR_NORMALISED)]
     rr, rr_names = rr[:, keep], [rr_names[i] for i in keep]

@@ -212,7 +212,26 @@ class Calibration:
                                                               "r_amp_mv")], axis=1)
         return np.concatenate([f.spectral, p, f.clinical()], axis=1)
 
-    def discriminate(self, feats, seed: int = 0, real=None) -> float:
+    @staticmethod
+    def disc_groups() -> dict[str, np.ndarray]:
+        """Column indices of :meth:`_disc_x` per feature group: the spectrum's band powers and amplitude
+        quantiles, the R-peak statistics, and each clinical group (:data:`eval.clinical.GROUPS`)."""
+        from .features import PSD_BANDS, QUANTILES
+
+        nb, nq, npk = len(PSD_BANDS) - 1, len(QUANTILES), 5
+        out = {"band powers": np.arange(nb), "amplitude quantiles": nb + np.arange(nq),
+               "R-peak statistics": nb + nq + np.arange(npk)}
+        start = nb + nq + npk
+        for g, keys in GROUPS.items():
+            out[f"clinical {g}"] = np.array([start + FEATURES.index(k) for k in keys])
+        return out
+
+    def explain(self, feats, seed: int = 0) -> dict[str, float]:
+        """The discriminator's accuracy with one feature group alone (:meth:`disc_groups`; same folds and
+        windows as :meth:`discriminate`): which group gives the set away (0.5 = cannot tell, 1 = always)."""
+        return {g: self.discriminate(feats, seed=seed, columns=cols) for g, cols in self.disc_groups().items()}
+
+    def discriminate(self, feats, seed: int = 0, real=None, columns=None) -> float:
         """Patient-grouped cross-validated accuracy of real-LM-training-patients vs ``feats`` windows.
 
         The real side's folds hold whole patients; the set's windows are grouped by k-means clusters of
@@ -231,6 +250,8 @@ class Calibration:
         rng = np.random.default_rng(seed)
         xr, gr = real if real is not None else self.disc_real
         xf = self._disc_x(feats)
+        if columns is not None:  # one feature group alone (explain)
+            xr, xf = xr[:, columns], xf[:, columns]
         n = min(len(xr), len(xf), s.disc_max_n)
         ir = rng.choice(len(xr), n, replace=False)
         jf = rng.choice(len(xf), n, replace=False)
@@ -339,7 +360,10 @@ class Calibration:
             head["memorization"] = {"value": None, "real_band": list(bands["memorization"]), "verdict": "n/a"}
         order = [*HEADLINE, *LM_ONLY]
         head = {k: head[k] for k in order if k in head}
-        return {"headline": head, "verdict": overall(head), "clinical": clinical}
+        out = {"headline": head, "verdict": overall(head), "clinical": clinical}
+        if "discriminator" in head:  # what the discriminator reads: each feature group alone, same folds
+            out["discriminator_groups"] = self.explain(feats, seed=0)
+        return out
 
     # ------------------------------------------------------------------------------ LM-only variant
     def add_tokenizer(self, tokenizer, per_patient: int = 40, texture: bool = False) -> None:

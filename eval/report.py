@@ -240,6 +240,12 @@ def headline_tables(metrics: dict) -> list[str]:
                 md.append(f"| {k} | {_fmt(h['value'])} | [{_fmt(h['real_band'][0])}, "
                           f"{_fmt(h['real_band'][1])}] | {VERDICT_MARK[h['verdict']]} |")
             md += [""]
+        if r.get("discriminator_groups"):
+            g = r["discriminator_groups"]
+            md += ["What gives the set away: the discriminator's accuracy on each feature group alone "
+                   f"(all groups together: {_fmt(r['headline']['discriminator']['value'])}; 0.5 = cannot tell):",
+                   "", "| feature group | accuracy |", "|---|---:|"]
+            md += [f"| {k} | {_fmt(v)} |" for k, v in sorted(g.items(), key=lambda kv: -kv[1])] + [""]
     keys = list(meanings)
     md += ["| row | n | " + " | ".join(keys) + " | verdict |", "|" + "---|" * (len(keys) + 3)]
     na = {"value": None, "verdict": "n/a"}

@@ -35,25 +35,25 @@ from .beats import CLASSES, BeatSet
 class StrongConfig:
     """Settings of :func:`train_strong`.
 
-    Defaults: the DS1 cross-validation's choice (third SVEB pass), ``"two-stage: trees sqrt V/F, trees
-    rr+rhythm sqrt + logreg rr+avg balanced, N/S-trained S/N, S threshold 0.7"`` of :data:`CV_GRID` (pooled
-    out-of-fold macro-F1 0.619, S F1 0.595, V F1 0.901 on DS1, 5 record-grouped folds;
-    ``docs/results/beat_cv.json``; the second pass's choice, the same without the view, all-class training and
-    the 0.5 threshold: 0.601; the first pass's, a logistic N/S stage on ``rr+patient``: 0.559): trees with
-    frequency^-0.5 weights on all features call V and F; the remaining beats are split into N and S by the mean
-    of two N/S models trained on the N and S beats alone -- boosted trees (frequency^-0.5) on the
-    patient-normalised RR and the rhythm context (:func:`eval.beats.rhythm_features`), and a class-balanced
-    logistic regression on the patient-average RR ratios (``rr+avg``) -- calling S at a mean P(S) >= 0.7.
+    Defaults: the DS1 cross-validation's choice among the mean-reference rows (fourth SVEB pass,
+    :data:`FOURTH_PASS_NS`), ``"two-stage: trees sqrt V/F, trees rr_mean+irregularity sqrt, N/S-trained S/N, S
+    threshold 0.7"`` of :data:`CV_GRID` (pooled out-of-fold macro-F1 0.609, S F1 0.556, V F1 0.901 on DS1, 5
+    record-grouped folds; ``docs/results/beat_cv.json``. The best of all rows, the third pass's choice with a
+    median-referenced N/S stage, scores 0.619 on DS1 and misses every S beat of a patient whose majority rhythm is
+    ectopic, DS2's record 232: ``docs/tstr.md``): trees with frequency^-0.5 weights on all features call V and F;
+    the remaining beats are split into N and S by boosted trees (frequency^-0.5) trained on the N and S beats
+    alone, on RR over mean references only (the patient's mean, the 5-min mean, the local mean) and the
+    irregularity of the neighbouring intervals, calling S at P(S) >= 0.7.
     """
 
     model: str = "two-stage"           # trees | logreg | lda | mlp | trees+logreg | two-stage (see MODELS)
     feature_set: str = "rr+morph+patient"
-    linear_feature_set: str = "rr+rhythm"  # features of the second half of "trees+logreg" / "two-stage"
+    linear_feature_set: str = "rr_mean+irregularity"  # features of the second half of "trees+logreg" / "two-stage"
     vote: float = 0.5                  # trees+logreg: trees' share of the averaged probabilities
     linear_class_weight_power: float = 0.5  # trees+logreg / two-stage: class weighting of the second half
     second_model: str = "trees"        # two-stage: the N/S splitter, logreg | trees (boosted trees, same settings)
     s_threshold: float = 0.7           # two-stage: call S when the N/S stage's P(S) / (P(N) + P(S)) >= this
-    view_feature_set: str = "rr+avg"   # two-stage: a second N/S model on these features ("": none); N/S = mean
+    view_feature_set: str = ""         # two-stage: a second N/S model on these features ("": none); N/S = mean
     view_model: str = "logreg"         # ... its kind (logreg | trees) and class weighting
     view_class_weight_power: float = 1.0
     ns_train: str = "NS"               # two-stage N/S models learn "all" four classes (N/S renormalised) | "NS" only
@@ -382,6 +382,31 @@ THIRD_PASS_NS = {
 }
 S_THRESHOLDS = (0.3, 0.4, 0.6, 0.7, 0.8, 0.9)
 
+#: fourth pass (SVEB): N/S stages that see only **mean** references (``rr_mean`` sets of
+#: :mod:`eval.beat_features`: de Chazal et al. 2004's patient, 5-min and local average RR), trained on N and S
+#: beats. A median reference is the majority rhythm, so it fails a patient whose majority rhythm is ectopic; a
+#: mean is moved by a run of premature beats only by its share and raised by pauses. Chosen among themselves
+#: (``BeatCVConfig.choose = "mean_reference"``, :func:`mean_reference_only`) on DS1 CV.
+FOURTH_PASS_NS = {
+    "trees rr_mean sqrt": _ns("rr_mean", 0.5, "trees", ns_train="NS"),
+    "trees rr_mean+irregularity sqrt": _ns("rr_mean+irregularity", 0.5, "trees", ns_train="NS"),
+    "trees rr_mean+irregularity+pwave sqrt": _ns("rr_mean+irregularity+pwave", 0.5, "trees", ns_train="NS"),
+    "trees rr_mean+irregularity sqrt, monotone": _ns("rr_mean+irregularity", 0.5, "trees", ns_train="NS",
+                                                     monotone=True),
+    "logreg rr_mean balanced": _ns("rr_mean", 1.0, "logreg", ns_train="NS"),
+    "trees rr_mean+irregularity sqrt + logreg rr_mean balanced": _ns(
+        "rr_mean+irregularity", 0.5, "trees", view_feature_set="rr_mean", view_model="logreg",
+        view_class_weight_power=1.0, ns_train="NS"),
+}
+FOURTH_PASS_THRESHOLDS = (0.5, 0.6, 0.7, 0.8)
+
+
+def mean_reference_only(row: dict) -> bool:
+    """Whether a CV row's N/S stage (and its view) reads only mean-reference features (``rr_mean`` sets)."""
+    cfg = replace(StrongConfig(), **row)
+    sets = [cfg.linear_feature_set] + ([cfg.view_feature_set] if cfg.view_feature_set else [])
+    return cfg.model == "two-stage" and all(s.startswith("rr_mean") for s in sets)
+
 CV_GRID: dict[str, dict] = {
     "trees rr_raw (no patient), balanced": _g("trees", "rr_raw", 1.0),
     "trees rr (per-patient median RR), balanced": _g("trees", "rr", 1.0),
@@ -432,6 +457,8 @@ CV_GRID: dict[str, dict] = {
         "trees rr+rhythm+avg+slower sqrt + logreg rr+avg balanced, N/S-trained, monotone")},
     **{f"two-stage: trees sqrt V/F, {ns} S/N, S threshold {t:g}": {**row, "s_threshold": t}
        for ns, row in THIRD_PASS_NS.items() for t in S_THRESHOLDS},
+    **{f"two-stage: trees sqrt V/F, {ns}, N/S-trained S/N, S threshold {t:g}": {**row, "s_threshold": t}
+       for ns, row in FOURTH_PASS_NS.items() for t in FOURTH_PASS_THRESHOLDS},
 }
 
 
@@ -446,3 +473,5 @@ class BeatCVConfig:
     n_splits: int = 5
     max_iter: int = 100             # boosting rounds of the grid's base setting
     only: list[str] = field(default_factory=list)     # run only these CV_GRID names (empty = all)
+    # which rows may be chosen: "mean_reference" (N/S stage on mean references only, mean_reference_only) | "any"
+    choose: str = "mean_reference"

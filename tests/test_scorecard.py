@@ -200,3 +200,18 @@ def test_ecg_paper_figure(tmp_path):
     p = fig_ecg_paper([x, x], [x], FS, tmp_path / "paper.png", dpi=50)
     w, h = Image.open(p).size
     assert w > 3 * h  # two 10-s strips side by side (250 mm each) are much wider than two strips are tall
+
+
+def test_discriminator_groups_name_what_gives_a_defect_away(small_scorer, data_dir):
+    """Each feature group alone (headline ``discriminator_groups``): the groups split the discriminator's
+    columns, and a planted spectral defect (white noise) is found by the band powers, not by the rhythm."""
+    from eval.planted import PlantedDefects
+
+    cal = small_scorer.calibration()
+    cols = np.concatenate(list(cal.disc_groups().values()))
+    assert sorted(cols) == list(range(cal.disc_real[0].shape[1]))  # every column in exactly one group
+    pd = PlantedDefects(["101", "112"], n=40, data_dir=data_dir, seed=0, train_records=("106", "109"))
+    row = small_scorer.score_windows("white_noise", pd.make("white_noise"))
+    g = row["discriminator_groups"]
+    assert set(g) == set(cal.disc_groups()) and all(0.0 <= v <= 1.0 for v in g.values())
+    assert g["band powers"] >= 0.9 and g["band powers"] > g["clinical rhythm"], g
