@@ -344,7 +344,8 @@ def _cv_summary(path: str) -> dict:
     rows = {k: {m: v[m] for m in ("macro_f1", "per_class", "fold_macro_f1", "config")}
             for k, v in cv["results"].items()}
     return {"source": str(path), "n_splits": cv["n_splits"], "folds": cv["folds"], "records": cv.get("records"),
-            "chosen": cv["chosen"], "results": rows}
+            "chosen": cv["chosen"], "choose": cv.get("choose", "any"), "best_any": cv.get("best_any", cv["chosen"]),
+            "results": rows}
 
 
 def agreed_beats(clf, beats: BeatSet) -> BeatSet:
