@@ -229,9 +229,10 @@ class Calibration:
     def explain(self, feats, seed: int = 0) -> dict[str, float]:
         """The discriminator's accuracy with one feature group alone (:meth:`disc_groups`; same folds and
         windows as :meth:`discriminate`): which group gives the set away (0.5 = cannot tell, 1 = always)."""
-        return {g: self.discriminate(feats, seed=seed, columns=cols) for g, cols in self.disc_groups().items()}
+        groups = self.disc_groups()
+        return dict(zip(groups, self._discriminate(feats, seed, None, list(groups.values())), strict=True))
 
-    def discriminate(self, feats, seed: int = 0, real=None, columns=None) -> float:
+    def discriminate(self, feats, seed: int = 0, real=None) -> float:
         """Patient-grouped cross-validated accuracy of real-LM-training-patients vs ``feats`` windows.
 
         The real side's folds hold whole patients; the set's windows are grouped by k-means clusters of
@@ -241,6 +242,11 @@ class Calibration:
         clusters and 5 folds clean real windows scored 0.79 against a real band of [0.34, 0.73] (patients
         split across clusters leak identity); with 3 and 3, 0.63 against [0.39, 0.74].
         """
+        return self._discriminate(feats, seed, real, [None])[0]
+
+    def _discriminate(self, feats, seed: int, real, column_sets: list) -> list[float]:
+        """:meth:`discriminate`'s accuracy for each column subset (None = all columns) on one draw of windows,
+        clusters and folds: the subsets differ only in the columns the classifier is fitted on."""
         from sklearn.cluster import KMeans
         from sklearn.ensemble import HistGradientBoostingClassifier
         from sklearn.model_selection import StratifiedGroupKFold
@@ -250,8 +256,6 @@ class Calibration:
         rng = np.random.default_rng(seed)
         xr, gr = real if real is not None else self.disc_real
         xf = self._disc_x(feats)
-        if columns is not None:  # one feature group alone (explain)
-            xr, xf = xr[:, columns], xf[:, columns]
         n = min(len(xr), len(xf), s.disc_max_n)
         ir = rng.choice(len(xr), n, replace=False)
         jf = rng.choice(len(xf), n, replace=False)
@@ -261,16 +265,18 @@ class Calibration:
         x = np.concatenate([xr[ir], xf[jf]])
         y = np.r_[np.zeros(n, int), np.ones(n, int)]
         groups = np.r_[[f"r{g}" for g in gr[ir]], [f"c{c}" for c in cl]]
-        correct = 0
+        correct = [0] * len(column_sets)
         for tr, te in StratifiedGroupKFold(s.disc_folds, shuffle=True, random_state=seed).split(x, y, groups):
-            clf = HistGradientBoostingClassifier(
-                max_iter=60, max_leaf_nodes=15, min_samples_leaf=int(min(20, max(2, len(tr) // 16))),
-                early_stopping=False, random_state=seed,
-            )
-            with threadpool_limits(limits=1, user_api="openmp"):
-                clf.fit(x[tr], y[tr])
-                correct += int((clf.predict(x[te]) == y[te]).sum())
-        return correct / len(y)
+            for i, cols in enumerate(column_sets):
+                xc = x if cols is None else x[:, cols]
+                clf = HistGradientBoostingClassifier(
+                    max_iter=60, max_leaf_nodes=15, min_samples_leaf=int(min(20, max(2, len(tr) // 16))),
+                    early_stopping=False, random_state=seed,
+                )
+                with threadpool_limits(limits=1, user_api="openmp"):
+                    clf.fit(xc[tr], y[tr])
+                    correct[i] += int((clf.predict(xc[te]) == y[te]).sum())
+        return [c / len(y) for c in correct]
 
     def distances(self, emb: np.ndarray, clin: np.ndarray, draw: int) -> np.ndarray:
         """``[embedding FD, per-measurement distances...]`` of one set against draw ``draw``'s reference."""
