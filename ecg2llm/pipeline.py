@@ -177,8 +177,8 @@ class ECGPipeline:
                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                  condition: str | Sequence[str] | None = None, condition_strength: float = 3.0,
                  guidance: float | None = None, texture: bool | None = None, source: str | None = None,
-                 lead: str | None = None, grammar: bool = True, batch_size: int = 64,
-                 progress: bool = False) -> np.ndarray:
+                 lead: str | None = None, grammar: bool = True, beat_cache: float | None = None,
+                 batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Sample synthetic ECGs from scratch.
 
         Parameters
@@ -211,6 +211,11 @@ class ECGPipeline:
             LM v2 with ``rhythm:N``, ``B``, ``T`` or ``VT``: draw the beat labels that rhythm is made of (N V
             alternating for bigeminy, V at 120-200 bpm for VT...; :mod:`lm.grammar`). ``False``: the rhythm
             prefix alone. No effect on other rhythms or v1 LMs.
+        beat_cache : float, optional
+            Conditional LM v2: strength of the beat cache (:mod:`lm.beatcache`), which tethers each code to
+            the same phase of the sample's previous beats so that a sample's beats repeat as a patient's do
+            (0.25: the shipped LM's likelihood-optimal strength, in the shape its config records). None or
+            ``0``: the LM alone (the default). A v1 LM refuses a non-zero strength.
         batch_size : int
             Sequences sampled together (memory vs speed).
         progress : bool
@@ -241,7 +246,7 @@ class ECGPipeline:
         syn = self._synthesize(n, secs, seed=seed, temperature=temperature, top_k=top_k, top_p=top_p,
                                condition=conds, condition_strength=condition_strength, batch_size=batch_size,
                                progress=progress, guidance=guidance, texture=texture, source=source,
-                               lead=lead, grammar=grammar)
+                               lead=lead, grammar=grammar, beat_cache=beat_cache)
         return syn.signals[:, : round(secs * self.fs)]  # (K, T)
 
     def forecast(self, prefix_mv: Any, fs: float | None = None, seconds: float = 5.0,
@@ -450,7 +455,7 @@ class ECGPipeline:
                     top_p: float, batch_size: int, progress: bool, condition: Sequence[str] = (),
                     condition_strength: float = 3.0, prompt: np.ndarray | None = None,
                     guidance: float | None = None, texture: bool | None = None, source: str | None = None,
-                    lead: str | None = None, grammar: bool = True):
+                    lead: str | None = None, grammar: bool = True, beat_cache: float | None = None):
         from lm.sampling import SamplingParams
         from lm.synthesize import synthesize
         from tokenizer.errors import ConfigError
@@ -462,7 +467,7 @@ class ECGPipeline:
                           batch_size=int(batch_size), condition=list(condition),
                           condition_strength=float(condition_strength), prompt=prompt, progress=progress,
                           guidance=guidance, texture=texture, source=source, lead=lead,
-                          grammar=bool(grammar))
+                          grammar=bool(grammar), beat_cache=beat_cache)
 
 
 def _torch_dtype(dtype: Any) -> torch.dtype:

@@ -30,6 +30,7 @@ import torch
 
 from tokenizer.errors import ConfigError
 
+from .beatcache import BeatCache, BeatCacheParams
 from .control import ControlSpec
 from .grammar import BeatGrammar
 from .kvdecode import KVDecoder, supports
@@ -95,11 +96,13 @@ def guided_bias(spec: ControlSpec, vocab: int, rhythm: str | None = None, beats=
 
 def _chunk(model, ctx: torch.Tensor, n_new: int, params: SamplingParams, vcut: int, gen: torch.Generator,
            bias: torch.Tensor, voc: _Vocab, mode: str, g: float, grammar: BeatGrammar | None = None,
-           gstate: dict | None = None, n_codes: int = 0) -> torch.Tensor:
+           gstate: dict | None = None, n_codes: int = 0, cache: BeatCache | None = None,
+           cstate: dict | None = None) -> torch.Tensor:
     """``ctx`` ``(b, C)`` conditional context -> ``(b, n_new)`` ids; ``mode`` cond | uncond | both.
 
     ``grammar`` (with its per-row ``gstate``, advanced in place) constrains the beat labels drawn
-    (:mod:`lm.grammar`); ``n_codes`` is the codebook size (ids below it are ECG codes).
+    (:mod:`lm.grammar`); ``cache`` (with ``cstate``) mixes the beat cache into the code distribution
+    (:mod:`lm.beatcache`); ``n_codes`` is the codebook size (ids below it are ECG codes).
     """
     b, c = ctx.shape
     device = ctx.device
@@ -110,13 +113,13 @@ def _chunk(model, ctx: torch.Tensor, n_new: int, params: SamplingParams, vcut: i
     else:  # any other architecture: transformers' static cache
         from transformers import StaticCache
 
-        cache = StaticCache(config=model.config, max_cache_len=c + n_new)
+        static = StaticCache(config=model.config, max_cache_len=c + n_new)
         filled = [0]
 
         def step(ids: torch.Tensor) -> torch.Tensor:
             pos = torch.arange(filled[0], filled[0] + ids.shape[1], device=device)
             filled[0] += ids.shape[1]
-            return model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1,
+            return model(input_ids=ids, cache=static, use_cache=True, logits_to_keep=1,
                          cache_position=pos).logits[:, -1, :vcut].float()
 
     logits = step(x)  # (b|2b, V)
@@ -130,9 +133,13 @@ def _chunk(model, ctx: torch.Tensor, n_new: int, params: SamplingParams, vcut: i
             mixed = logits
         if grammar is not None:
             mixed = grammar.apply(mixed, gstate, n_codes)
+        if cache is not None:
+            mixed = cache.apply(mixed, cstate, n_codes)
         out[:, t] = draw(mixed + bias, params, gen)
         if grammar is not None:
             grammar.update(gstate, out[:, t], n_codes)
+        if cache is not None:
+            cache.update(cstate, out[:, t], n_codes)
         if t + 1 < n_new:
             tok = out[:, t:t + 1]  # (b, 1)
             nxt = {"cond": tok, "uncond": voc.to_null(tok), "both": torch.cat([tok, voc.to_null(tok)])}[mode]
@@ -167,7 +174,8 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
                   params: SamplingParams | None = None, batch_size: int = 64, seed: int = 0,
                   unconditional: bool = False, progress: bool = False, prompt=None,
                   prompt_rhythm: str | None = None, grammar: bool = False,
-                  tokens_per_second: float = 36.0) -> ConditionedSamples:
+                  tokens_per_second: float = 36.0,
+                  beat_cache: BeatCacheParams | None = None) -> ConditionedSamples:
     """Sample a v2 LM until every sequence has ``n_codes`` ECG codes, optionally with guidance.
 
     Parameters
@@ -205,6 +213,9 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
         so is a request that also names beat classes (``rhythm:N,beat:V``: the beats asked for win).
     tokens_per_second : float
         The tokenizer's token rate (turns the grammar's RR limits into codes).
+    beat_cache : BeatCacheParams, optional
+        Tether each code to the same phase of the sequence's previous beats (:mod:`lm.beatcache`; needs a
+        conditional LM, whose beat labels align the beats). None: the LM alone.
 
     Returns
     -------
@@ -259,6 +270,8 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
     # a grammar fixes every beat's class, so it steps aside when beat classes are requested explicitly
     rules = BeatGrammar.for_rhythm(rhythm, spec, tokens_per_second, device) \
         if grammar and mode != "uncond" and not beats else None
+    cache = BeatCache.for_model(model, beat_cache, spec, device) \
+        if beat_cache is not None and beat_cache.strength > 0 else None
     starts = list(range(0, n_samples, max(1, int(batch_size))))
     for bi, start in enumerate(tqdm(starts, desc="sampling", unit="batch", disable=not progress)):
         b = min(batch_size, n_samples - start)
@@ -275,6 +288,10 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
                 prefix = _chunk(model, head_b, 1, params, vcut, gen, first_bias, voc, mode, g)  # (b, 1)
         hist = torch.as_tensor(prompt, device=device).expand(b, -1).clone()  # (b, P): the prompt first
         gstate = rules.new_state(b, gen, device) if rules is not None else None
+        cstate = cache.new_state(b, device) if cache is not None else None
+        if cache is not None:  # the prompt's beats are the first ones the cache holds
+            for tok_t in torch.as_tensor(prompt, device=device).unsqueeze(1).expand(-1, b):
+                cache.update(cstate, tok_t, v)
         made = torch.zeros(b, dtype=torch.long, device=device)
         first = True
         while int(made.min()) < n_codes:
@@ -298,7 +315,7 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
                 room = window - ctx.shape[1]
             need = n_codes - int(made.min())
             new = _chunk(model, ctx, min(room, need + need // 6 + 4), params, vcut, gen, bias, voc, mode, g,
-                         rules, gstate, v)
+                         rules, gstate, v, cache, cstate)
             hist = torch.cat([hist, new], 1)
             made += (new < v).sum(1)
             first = False

@@ -32,6 +32,8 @@ from tokenizer.errors import ConfigError
 from tokenizer.folder import check_replaceable, write_folder
 from tokenizer.utils.io import git_sha, sha256_file, versions
 
+from .beatcache import BeatCacheParams
+from .beatcache import resolve as resolve_beat_cache
 from .conditioning import ConditionSpec, events_to_annotations
 from .control import ControlSpec
 from .model import load_lm, load_tokenizer_for
@@ -65,6 +67,7 @@ class GenerateConfig:
     lead: str | None = None             # LM v2: lead to generate, MLII | V1 | ... | I (none = MLII)
     texture: bool | None = None         # tokenizer v2: texture decode (none = on when the tokenizer has one)
     grammar: bool = True                # LM v2: impose the rhythm's beat-class grammar (lm/grammar.py)
+    beat_cache: float = 0.0             # LM v2: beat-cache strength (lm/beatcache.py, e.g. 0.25); 0 = off
     device: str = "auto"                # auto | cpu | cuda
     num_threads: int = 0                # torch CPU threads; 0 = library default
 
@@ -79,6 +82,7 @@ class GenerateConfig:
             raise ConfigError("--prompt_record needs --prompt_seconds > 0")
         SamplingParams(self.temperature, self.top_k, self.top_p)  # validates
         check_guidance(self.guidance)
+        BeatCacheParams(strength=float(self.beat_cache))  # validates: >= 0
 
 
 def _prompt_ids(cfg: GenerateConfig, tok) -> tuple[np.ndarray, float, int]:
@@ -210,13 +214,15 @@ class Synthesis:
     texture_seeds: list | None = None  # per sample, the texture seed (texture_seed(seed, i)), else None
     lm_version: int = 1             # 2: sampled by lm.guidance.sample_guided (source/lead/guidance)
     wander: bool = False            # a sampled baseline added (tokenizer wander model, with texture)
+    beat_cache: dict | None = None  # the beat cache sampled with (lm.beatcache.BeatCacheParams), else None
 
 
 def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, params: SamplingParams | None = None,
                batch_size: int = 64, condition: Sequence[str] = (), condition_strength: float = 3.0,
                prompt: np.ndarray | None = None, prompt_labels: tuple | None = None,
                guidance: float | None = None, source: str | None = None, lead: str | None = None,
-               texture: bool | None = None, grammar: bool = True, progress: bool = True) -> Synthesis:
+               texture: bool | None = None, grammar: bool = True, beat_cache: float | None = None,
+               progress: bool = True) -> Synthesis:
     """Sample ``num_samples`` ECGs of ``seconds`` after an optional prompt and decode them to millivolts.
 
     The one sampling path behind ``lm/generate.py`` and :meth:`ecg2llm.ECGPipeline.generate` /
@@ -251,6 +257,11 @@ def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, p
     grammar : bool
         LM v2 with a rhythm condition: constrain the drawn beat labels to that rhythm's grammar
         (:mod:`lm.grammar`; ``rhythm:N``/``B``/``T``/``VT``). No effect on v1 LMs or other rhythms.
+    beat_cache : float, optional
+        Conditional LM v2: strength of the beat cache, which tethers each code to the same phase of the
+        sample's previous beats (:mod:`lm.beatcache`; the shape fitted for this LM where its config records
+        one, ``ecg_beat_cache``; 0.25 is the shipped LM's likelihood-optimal strength). None or 0: the LM
+        alone (the default). A v1 LM refuses a non-zero strength.
     """
     prompt = np.zeros(0, np.int64) if prompt is None else np.asarray(prompt, np.int64)
     ctl, use_texture = check_request(model, tok, guidance=guidance, source=source, lead=lead, texture=texture,
@@ -259,6 +270,10 @@ def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, p
     if condition and (spec is None or (ctl is not None and not ctl.conditional)):
         raise ConfigError(f"condition {','.join(condition)} needs a conditional LM (trained with "
                           f"`conditioning: true`, e.g. configs/lm/tiny_cond.yaml); this LM has no control tokens")
+    if beat_cache and ctl is None:
+        raise ConfigError(f"the beat cache (beat_cache={beat_cache}) needs a conditional LM v2; this is a v1 LM "
+                          f"(sample it without --beat_cache)")
+    cache_params = resolve_beat_cache(model, beat_cache) if ctl is not None else None
     prompt_s = len(prompt) / tok.tokens_per_second
     n_tok = int(np.ceil(seconds * tok.tokens_per_second))
     params = params or SamplingParams()
@@ -280,7 +295,7 @@ def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, p
                               source=source or "mitdb", lead=lead or "MLII", params=params,
                               batch_size=batch_size, seed=seed, progress=progress, prompt=stream,
                               prompt_rhythm=prompt_rhythm, unconditional=unlabelled, grammar=bool(grammar),
-                              tokens_per_second=tok.tokens_per_second)
+                              tokens_per_second=tok.tokens_per_second, beat_cache=cache_params)
         labels = drawn if ctl.conditional else None
         ids = drawn.codes
     elif spec is not None:
@@ -314,7 +329,8 @@ def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, p
                                              x, tok.fs, tok.samples_per_token, spec.lead_s)
                        for ev, rhythm, x in zip(labels.events, labels.rhythm, signals)]
     return Synthesis(signals, ids, annotations, t_sample, time.perf_counter() - t0, texture=use_texture,
-                     texture_seeds=seeds, lm_version=1 if ctl is None else 2, wander=wander)
+                     texture_seeds=seeds, lm_version=1 if ctl is None else 2, wander=wander,
+                     beat_cache=None if cache_params is None else cache_params.as_dict())
 
 
 def generate(cfg: GenerateConfig) -> dict:
@@ -350,7 +366,7 @@ def generate(cfg: GenerateConfig) -> dict:
                      params=SamplingParams(cfg.temperature, cfg.top_k, cfg.top_p), batch_size=cfg.batch_size,
                      condition=cfg.condition, condition_strength=cfg.condition_strength, prompt=prompt,
                      prompt_labels=prompt_labels, guidance=cfg.guidance, source=cfg.source, lead=cfg.lead,
-                     texture=cfg.texture, grammar=cfg.grammar)
+                     texture=cfg.texture, grammar=cfg.grammar, beat_cache=cfg.beat_cache)
     signals, ids, annotations = syn.signals, syn.ids, syn.annotations
     n_tok, t_sample, t_total = ids.shape[1], syn.sampling_s, syn.total_s
     comment = (f"synthetic ECG generated by ecg2llm ({Path(folder).name} LM), seed {cfg.seed}; "
@@ -383,6 +399,7 @@ def generate(cfg: GenerateConfig) -> dict:
             "beats_per_class": _class_totals(annotations),
             "grammar": _grammar_used(cfg, ctl)},
         "lm_version": syn.lm_version,
+        "beat_cache": None if syn.beat_cache is None else {**syn.beat_cache, "module": "lm.beatcache"},
         "guidance": None if ctl is None else {
             "scale": check_guidance(cfg.guidance), "source": cfg.source or "mitdb", "lead": lead,
             "sampler": "lm.guidance.sample_guided"},
