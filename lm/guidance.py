@@ -101,7 +101,7 @@ def _chunk(model, ctx: torch.Tensor, n_new: int, params: SamplingParams, vcut: i
     """``ctx`` ``(b, C)`` conditional context -> ``(b, n_new)`` ids; ``mode`` cond | uncond | both.
 
     ``grammar`` (with its per-row ``gstate``, advanced in place) constrains the beat labels drawn
-    (:mod:`lm.grammar`); ``cache`` (with ``cstate``) mixes the beat cache into the code distribution
+    (:mod:`lm.grammar`); ``cache`` (with ``cstate``) reweights each code towards the previous beats'
     (:mod:`lm.beatcache`); ``n_codes`` is the codebook size (ids below it are ECG codes).
     """
     b, c = ctx.shape

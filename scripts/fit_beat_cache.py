@@ -51,8 +51,8 @@ class FitBeatCacheConfig:
     also: list[str] = field(default_factory=list)  # other LM folders with the same weights to record it in
 
 
-def _score(lm, tiles, settings, cache_cls, batch: int, levels, bounds):
-    """Summed nats and token counts of the LM alone and of each setting on ``tiles`` ``(N, L)``."""
+def _score(lm, tiles, caches, batch: int):
+    """Summed nats and token counts of the LM alone and with each of ``caches`` on ``tiles`` ``(N, L)``."""
     import torch
     from tqdm.auto import tqdm
 
@@ -60,15 +60,15 @@ def _score(lm, tiles, settings, cache_cls, batch: int, levels, bounds):
 
     bos = int(lm.config.bos_token_id)
     x_all = torch.from_numpy(tiles)
-    alone, nats, count = 0.0, [0.0] * len(settings), 0
+    alone, nats, count = 0.0, [0.0] * len(caches), 0
     for i in tqdm(range(0, len(x_all), batch), desc="tiles", unit="batch"):
         x = torch.cat([torch.full((min(batch, len(x_all) - i), 1), bos), x_all[i:i + batch]], 1)
         with torch.inference_mode():
             logp = torch.log_softmax(lm(input_ids=x).logits.float(), -1)[:, :-1]  # (b, L-1, V)
         alone -= float(logp.gather(2, x[:, 1:, None]).sum())
         count += x[:, 1:].numel()
-        for j, p in enumerate(settings):
-            nats[j] -= float(cache_log_probs(logp, x, cache_cls(p, levels, bounds)).sum())
+        for j, cache in enumerate(caches):
+            nats[j] -= float(cache_log_probs(logp, x, cache).sum())
     return alone, nats, count
 
 
@@ -90,20 +90,17 @@ def main(argv=None):
     spec = ControlSpec.of_model(lm)
     if spec is None or not spec.conditional:
         raise ConfigError(f"{folder} is not a conditional LM v2: the beat cache aligns beats by its beat labels")
-    levels = (getattr(lm.config, "ecg_tokenizer", None) or {}).get("config", {}).get("levels")
-    if not levels:
-        raise ConfigError(f"{folder}/config.json records no FSQ levels: the beat cache needs an FSQ tokenizer")
+    settings = [BeatCacheParams(strength=s, sigma=g, beats=k, decay=d)
+                for s, g, k, d in itertools.product(a.strengths, a.sigmas, a.beats, a.decays)]
+    caches = [BeatCache.for_model(lm, p, spec) for p in settings]  # refuses an LM without FSQ levels
     tok = load_tokenizer_for(lm.config, folder)
     over = ["--config", a.lm_config] + (["--data_dir", a.data_dir] if a.data_dir else []) + \
         (["--store", a.store] if a.store else [])
     cfg = parse_config(LMTrainConfig, over)
     _, corpus, _ = open_corpus(cfg, tok)
     length = int(lm.config.max_position_embeddings) - 1
-    settings = [BeatCacheParams(strength=s, sigma=g, beats=k, decay=d)
-                for s, g, k, d in itertools.product(a.strengths, a.sigmas, a.beats, a.decays)]
-    bounds = list(spec.beat_ids()) + [spec.null_beat_id]
     valid = corpus.tiles("valid", length, max_crops=a.tiles)
-    alone, nats, n = _score(lm, valid, settings, BeatCache, a.batch, levels, bounds)
+    alone, nats, n = _score(lm, valid, caches, a.batch)
     rows = [{**p.as_dict(), "valid_bits_per_token": v / n / math.log(2)} for p, v in zip(settings, nats)]
     best = min(range(len(rows)), key=lambda i: rows[i]["valid_bits_per_token"])
     report = {"model": str(folder), "valid_records": list(cfg.valid_records), "valid_tiles": len(valid),
@@ -111,7 +108,7 @@ def main(argv=None):
               "rows": rows, "chosen": rows[best], "chosen_by": "lowest validation bits/token"}
     if a.test_tiles:
         test = corpus.tiles("test", length, max_crops=a.test_tiles)
-        t_alone, t_nats, tn = _score(lm, test, [settings[best]], BeatCache, a.batch, levels, bounds)
+        t_alone, t_nats, tn = _score(lm, test, [caches[best]], a.batch)
         report.update(test_tiles=len(test), test_bits_per_token_lm_alone=t_alone / tn / math.log(2),
                       test_bits_per_token=t_nats[0] / tn / math.log(2))
     report["wall_seconds"] = round(time.time() - t0, 1)
