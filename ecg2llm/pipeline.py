@@ -178,6 +178,7 @@ class ECGPipeline:
                  condition: str | Sequence[str] | None = None, condition_strength: float = 3.0,
                  guidance: float | None = None, texture: bool | None = None, source: str | None = None,
                  lead: str | None = None, grammar: bool = True, beat_cache: float | None = None,
+                 lead_guidance: float | None = None, contrast_lead: str | None = None,
                  batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Sample synthetic ECGs from scratch.
 
@@ -216,6 +217,10 @@ class ECGPipeline:
             the same phase of the sample's previous beats so that a sample's beats repeat as a patient's do
             (0.25: the shipped LM's likelihood-optimal strength, in the shape its config records). None or
             ``0``: the LM alone (the default). A v1 LM refuses a non-zero strength.
+        lead_guidance, contrast_lead : float, str, optional
+            LM v2: lead-contrast guidance (:func:`lm.guidance.sample_guided`), a negative prompt on the lead
+            that keeps complexes of the other leads out of an MLII sample (``1.25``: the setting of
+            ``docs/lm.md``; ``contrast_lead`` default V1). None or ``1``: off. A v1 LM refuses it.
         batch_size : int
             Sequences sampled together (memory vs speed).
         progress : bool
@@ -246,7 +251,8 @@ class ECGPipeline:
         syn = self._synthesize(n, secs, seed=seed, temperature=temperature, top_k=top_k, top_p=top_p,
                                condition=conds, condition_strength=condition_strength, batch_size=batch_size,
                                progress=progress, guidance=guidance, texture=texture, source=source,
-                               lead=lead, grammar=grammar, beat_cache=beat_cache)
+                               lead=lead, grammar=grammar, beat_cache=beat_cache, lead_guidance=lead_guidance,
+                               contrast_lead=contrast_lead)
         return syn.signals[:, : round(secs * self.fs)]  # (K, T)
 
     def forecast(self, prefix_mv: Any, fs: float | None = None, seconds: float = 5.0,
@@ -455,7 +461,8 @@ class ECGPipeline:
                     top_p: float, batch_size: int, progress: bool, condition: Sequence[str] = (),
                     condition_strength: float = 3.0, prompt: np.ndarray | None = None,
                     guidance: float | None = None, texture: bool | None = None, source: str | None = None,
-                    lead: str | None = None, grammar: bool = True, beat_cache: float | None = None):
+                    lead: str | None = None, grammar: bool = True, beat_cache: float | None = None,
+                    lead_guidance: float | None = None, contrast_lead: str | None = None):
         from lm.sampling import SamplingParams
         from lm.synthesize import synthesize
         from tokenizer.errors import ConfigError
@@ -467,7 +474,8 @@ class ECGPipeline:
                           batch_size=int(batch_size), condition=list(condition),
                           condition_strength=float(condition_strength), prompt=prompt, progress=progress,
                           guidance=guidance, texture=texture, source=source, lead=lead,
-                          grammar=bool(grammar), beat_cache=beat_cache)
+                          grammar=bool(grammar), beat_cache=beat_cache, lead_guidance=lead_guidance,
+                          contrast_lead=contrast_lead)
 
 
 def _torch_dtype(dtype: Any) -> torch.dtype:

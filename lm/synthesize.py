@@ -19,6 +19,7 @@ adds a baseline drawn from the tokenizer's wander model where it has one (``tok.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -68,6 +69,8 @@ class GenerateConfig:
     texture: bool | None = None         # tokenizer v2: texture decode (none = on when the tokenizer has one)
     grammar: bool = True                # LM v2: impose the rhythm's beat-class grammar (lm/grammar.py)
     beat_cache: float = 0.0             # LM v2: beat-cache strength (lm/beatcache.py, e.g. 0.25); 0 = off
+    lead_guidance: float | None = None  # LM v2: lead-contrast guidance scale (lm/guidance.py, e.g. 1.25); none = off
+    contrast_lead: str | None = None    # LM v2: the lead lead guidance pushes away from (none = V1, or MLII for V1)
     device: str = "auto"                # auto | cpu | cuda
     num_threads: int = 0                # torch CPU threads; 0 = library default
 
@@ -83,6 +86,11 @@ class GenerateConfig:
         SamplingParams(self.temperature, self.top_k, self.top_p)  # validates
         check_guidance(self.guidance)
         BeatCacheParams(strength=float(self.beat_cache))  # validates: >= 0
+        if self.lead_guidance is not None and not (math.isfinite(float(self.lead_guidance))
+                                                   and float(self.lead_guidance) >= 0):
+            raise ConfigError(f"lead_guidance must be a finite number >= 0 (1 = off), got {self.lead_guidance}")
+        if self.contrast_lead is not None and self.lead_guidance is None:
+            raise ConfigError(f"--contrast_lead {self.contrast_lead} needs --lead_guidance (e.g. 1.25)")
 
 
 def _prompt_ids(cfg: GenerateConfig, tok) -> tuple[np.ndarray, float, int]:
@@ -215,6 +223,7 @@ class Synthesis:
     lm_version: int = 1             # 2: sampled by lm.guidance.sample_guided (source/lead/guidance)
     wander: bool = False            # a sampled baseline added (tokenizer wander model, with texture)
     beat_cache: dict | None = None  # the beat cache sampled with (lm.beatcache.BeatCacheParams), else None
+    lead_guidance: dict | None = None  # {"scale", "lead", "contrast_lead"} when lead guidance was on, else None
 
 
 def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, params: SamplingParams | None = None,
@@ -222,6 +231,7 @@ def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, p
                prompt: np.ndarray | None = None, prompt_labels: tuple | None = None,
                guidance: float | None = None, source: str | None = None, lead: str | None = None,
                texture: bool | None = None, grammar: bool = True, beat_cache: float | None = None,
+               lead_guidance: float | None = None, contrast_lead: str | None = None,
                progress: bool = True) -> Synthesis:
     """Sample ``num_samples`` ECGs of ``seconds`` after an optional prompt and decode them to millivolts.
 
@@ -262,6 +272,10 @@ def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, p
         sample's previous beats (:mod:`lm.beatcache`; the shape fitted for this LM where its config records
         one, ``ecg_beat_cache``; 0.25 is the shipped LM's likelihood-optimal strength). None or 0: the LM
         alone (the default). A v1 LM refuses a non-zero strength.
+    lead_guidance, contrast_lead : float, str, optional
+        LM v2: lead-contrast guidance (:func:`lm.guidance.sample_guided`): push each token away from what
+        the LM would draw under ``contrast_lead`` (default V1, or MLII for ``lead="V1"``). None or 1: off.
+        A v1 LM refuses it.
     """
     prompt = np.zeros(0, np.int64) if prompt is None else np.asarray(prompt, np.int64)
     ctl, use_texture = check_request(model, tok, guidance=guidance, source=source, lead=lead, texture=texture,
@@ -273,6 +287,9 @@ def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, p
     if beat_cache and ctl is None:
         raise ConfigError(f"the beat cache (beat_cache={beat_cache}) needs a conditional LM v2; this is a v1 LM "
                           f"(sample it without --beat_cache)")
+    if (lead_guidance is not None or contrast_lead is not None) and ctl is None:
+        raise ConfigError(f"lead guidance (lead_guidance={lead_guidance}) needs an LM v2 (trained with a lead "
+                          f"token); this is a v1 LM (sample it without --lead_guidance)")
     cache_params = resolve_beat_cache(model, beat_cache) if ctl is not None else None
     prompt_s = len(prompt) / tok.tokens_per_second
     n_tok = int(np.ceil(seconds * tok.tokens_per_second))
@@ -295,7 +312,8 @@ def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, p
                               source=source or "mitdb", lead=lead or "MLII", params=params,
                               batch_size=batch_size, seed=seed, progress=progress, prompt=stream,
                               prompt_rhythm=prompt_rhythm, unconditional=unlabelled, grammar=bool(grammar),
-                              tokens_per_second=tok.tokens_per_second, beat_cache=cache_params)
+                              tokens_per_second=tok.tokens_per_second, beat_cache=cache_params,
+                              lead_guidance=lead_guidance, contrast_lead=contrast_lead)
         labels = drawn if ctl.conditional else None
         ids = drawn.codes
     elif spec is not None:
@@ -330,7 +348,18 @@ def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, p
                        for ev, rhythm, x in zip(labels.events, labels.rhythm, signals)]
     return Synthesis(signals, ids, annotations, t_sample, time.perf_counter() - t0, texture=use_texture,
                      texture_seeds=seeds, lm_version=1 if ctl is None else 2, wander=wander,
-                     beat_cache=None if cache_params is None else cache_params.as_dict())
+                     beat_cache=None if cache_params is None else cache_params.as_dict(),
+                     lead_guidance=_lead_guidance_record(model, ctl, lead, lead_guidance, contrast_lead))
+
+
+def _lead_guidance_record(model, ctl, lead, scale, contrast_lead) -> dict | None:
+    """What the manifest records of lead guidance (None when off)."""
+    if ctl is None or scale is None or float(scale) == 1.0:
+        return None
+    from .guidance import lead_contrast
+
+    _, other, s = lead_contrast(model, ctl, lead or "MLII", scale, contrast_lead)
+    return {"scale": s, "lead": lead or "MLII", "contrast_lead": ctl.name_of(other)[len("lead:"):]}
 
 
 def generate(cfg: GenerateConfig) -> dict:
@@ -366,7 +395,8 @@ def generate(cfg: GenerateConfig) -> dict:
                      params=SamplingParams(cfg.temperature, cfg.top_k, cfg.top_p), batch_size=cfg.batch_size,
                      condition=cfg.condition, condition_strength=cfg.condition_strength, prompt=prompt,
                      prompt_labels=prompt_labels, guidance=cfg.guidance, source=cfg.source, lead=cfg.lead,
-                     texture=cfg.texture, grammar=cfg.grammar, beat_cache=cfg.beat_cache)
+                     texture=cfg.texture, grammar=cfg.grammar, beat_cache=cfg.beat_cache,
+                     lead_guidance=cfg.lead_guidance, contrast_lead=cfg.contrast_lead)
     signals, ids, annotations = syn.signals, syn.ids, syn.annotations
     n_tok, t_sample, t_total = ids.shape[1], syn.sampling_s, syn.total_s
     comment = (f"synthetic ECG generated by ecg2llm ({Path(folder).name} LM), seed {cfg.seed}; "
@@ -400,6 +430,8 @@ def generate(cfg: GenerateConfig) -> dict:
             "grammar": _grammar_used(cfg, ctl)},
         "lm_version": syn.lm_version,
         "beat_cache": None if syn.beat_cache is None else {**syn.beat_cache, "module": "lm.beatcache"},
+        "lead_guidance": None if syn.lead_guidance is None else {**syn.lead_guidance,
+                                                                 "sampler": "lm.guidance.sample_guided"},
         "guidance": None if ctl is None else {
             "scale": check_guidance(cfg.guidance), "source": cfg.source or "mitdb", "lead": lead,
             "sampler": "lm.guidance.sample_guided"},

@@ -82,6 +82,8 @@ class BenchConfig:
     no_compile: bool = False  # do not torch.compile the CUDA training model
     peak_tflops: float = 0.0  # dense bf16 peak for MFU (0: from the GPU name, e.g. 989 for an H100)
     gen_batches: list[int] = field(default_factory=list)  # generation batch sizes (default per device)
+    lead_guidance: float | None = None  # generation: sample with lead-contrast guidance (lm/generate.py's flag)
+    beat_cache: float = 0.0  # generation: sample with the beat cache at this strength (0 = off)
     corpus_patients: int = 10_000  # scaling projection: patients
     corpus_hours_per_patient: float = 70.0  # scaling projection: hours each
     corpus_leads: int = 1  # scaling projection: leads per recording

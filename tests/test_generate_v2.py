@@ -263,6 +263,12 @@ def test_generate_cli_records_guidance_texture_source_and_lead(tmp_path, v2_dir,
     rec = wfdb.rdrecord(str(tmp_path / "tex" / "sample_000"))
     assert rec.sig_name == ["V1"] and rec.sig_len == 720
     assert (tmp_path / "tex" / "sample_000.atr").is_file()
+    assert m["lead_guidance"] is None and mc["lead_guidance"] is None
+    assert main([*args[:-2], "--out", str(tmp_path / "lg"), "--lead_guidance", "1.5", "--texture", "false"]) == 0
+    ml = json.loads((tmp_path / "lg" / "manifest.json").read_text())
+    assert ml["lead_guidance"] == {"scale": 1.5, "lead": "MLII", "contrast_lead": "V1",
+                                   "sampler": "lm.guidance.sample_guided"}
+    assert not np.array_equal(np.load(tmp_path / "lg" / "tokens.npy"), ids)
 
 
 def test_generate_cli_refuses_v2_flags_on_a_v1_lm(tmp_path, capsys):

@@ -364,10 +364,12 @@ def stage_train(o: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- generation
-def bench_generate(model_dir: str, device: str, batch: int, seconds: float, repeats: int) -> dict:
+def bench_generate(model_dir: str, device: str, batch: int, seconds: float, repeats: int,
+                   lead_guidance: float | None = None, beat_cache: float = 0.0) -> dict:
     """ECG-seconds generated per wall-clock second through :func:`lm.synthesize.synthesize`, the one path
     ``lm/generate.py`` and the pipeline take (v1: static KV cache; LM v2: control prefix and inline labels;
-    tokenizer v2: texture decode on), sampled and decoded to mV."""
+    tokenizer v2: texture decode on), sampled and decoded to mV; ``lead_guidance`` / ``beat_cache`` as the
+    flags of ``lm/generate.py`` (LM v2 only)."""
     from lm.model import load_lm, load_tokenizer_for
     from lm.synthesize import synthesize
 
@@ -376,12 +378,13 @@ def bench_generate(model_dir: str, device: str, batch: int, seconds: float, repe
     if hasattr(tok, "to"):
         tok.to(device)
     n_tok = int(np.ceil(seconds * tok.tokens_per_second))
-    synthesize(model, tok, batch, 0.5, seed=0, batch_size=batch, progress=False)  # warm-up (allocations)
+    extra = {k: v for k, v in (("lead_guidance", lead_guidance), ("beat_cache", beat_cache)) if v}
+    synthesize(model, tok, batch, 0.5, seed=0, batch_size=batch, progress=False, **extra)  # warm-up (allocations)
     times = []
     for r in range(repeats):
         sync(device)
         t0 = time.perf_counter()
-        synthesize(model, tok, batch, seconds, seed=r, batch_size=batch, progress=False)
+        synthesize(model, tok, batch, seconds, seed=r, batch_size=batch, progress=False, **extra)
         sync(device)
         times.append(time.perf_counter() - t0)
     return {
@@ -396,6 +399,7 @@ def bench_generate(model_dir: str, device: str, batch: int, seconds: float, repe
         "ecg_seconds_per_second": batch * seconds / min(times),
         "ecg_seconds_per_second_median": batch * seconds / float(np.median(times)),
         "tokens_per_second": batch * n_tok / min(times),
+        "sampling": extra,
     }
 
 
@@ -422,14 +426,18 @@ def stage_generate(o: dict) -> dict:
     seconds, repeats = (2.0, 1) if o["quick"] else (30.0, 2)
     # the targets are stated for full-size batches of 30-s samples: a --quick run (batch 8 x 2 s) is not judged
     full = not o["quick"]
-    models = [(Path(str(o["model"])).name, o["model"], 100.0 if not cuda and full else None)]
+    extra = {k: o.get(k) for k in ("lead_guidance", "beat_cache") if o.get(k)}
+    name = Path(str(o["model"])).name + "".join(f", {k} {v:g}" for k, v in extra.items())
+    # the 100 ECG-s/s target is stated for plain sampling; lead guidance / the beat cache are timed, not judged
+    models = [(name, o["model"], 100.0 if not cuda and full and not extra else None)]
     rows, res = [], []
     with tempfile.TemporaryDirectory(prefix="bench_gen_") as tmp:
         if cuda:
             small = random_init_lm(str(REPO / "configs" / "lm" / "small.yaml"), Path(tmp) / "small")
             models.append(("small (untrained)", str(small), 10_000.0 if full else None))
         for name, path, target in models:
-            rs = [bench_generate(path, o["device"], b, seconds, repeats) for b in batches]
+            kw = extra if path == o["model"] else {}
+            rs = [bench_generate(path, o["device"], b, seconds, repeats, **kw) for b in batches]
             res.extend({"name": name, **r} for r in rs)
             for r in rs:
                 rows.append(
