@@ -68,6 +68,7 @@ class CalibrationSettings:
     disc_real_n: int = 300
     disc_clusters: int = 3  # the set's windows form 3 k-means groups, one per fold
     disc_folds: int = 3
+    disc_spread_draws: int = 5  # the set's discriminator also over this many draws (mean/sd beside draw 0); 0 = off
     memo_stride_s: float = 2.5
     copy_quantile: float = 0.01
     pool_per_record: int | None = None  # cap band-pool windows per record (small test setups only)
@@ -369,7 +370,19 @@ class Calibration:
         out = {"headline": head, "verdict": overall(head), "clinical": clinical}
         if "discriminator" in head:  # what the discriminator reads: each feature group alone, same folds
             out["discriminator_groups"] = self.explain(feats, seed=0)
+            if self.settings.disc_spread_draws > 1:
+                out["discriminator_draws"] = self.draw_spread(feats, head["discriminator"]["value"])
         return out
+
+    def draw_spread(self, feats, first: float | None = None) -> dict:
+        """The discriminator over ``disc_spread_draws`` draws of windows, k-means clusters and folds (seeds
+        0, 1, ...): ``{"values", "mean", "sd", "min", "max"}``. The verdict reads draw 0, as each real band
+        draw reads one draw; one draw has an sd of ~0.02-0.04 for a set of 300 windows, so differences
+        between two sets smaller than that are not differences (``docs/scorecard.md``)."""
+        k = int(self.settings.disc_spread_draws)
+        v = [first if (i == 0 and first is not None) else self.discriminate(feats, seed=i) for i in range(k)]
+        return {"values": [float(x) for x in v], "mean": float(np.mean(v)), "sd": float(np.std(v)),
+                "min": float(np.min(v)), "max": float(np.max(v))}
 
     # ------------------------------------------------------------------------------ LM-only variant
     def add_tokenizer(self, tokenizer, per_patient: int = 40, texture: bool = False) -> None:
@@ -436,6 +449,6 @@ def _band_key(scorer, s: CalibrationSettings, n: int) -> str:
         scorer.data_dir,
         scorer.embedder.weights_hash,
         scorer.reference.names,
-        asdict(s),
+        {k: v for k, v in asdict(s).items() if k != "disc_spread_draws"},  # reporting only: bands unchanged
         n,
     )

@@ -240,6 +240,11 @@ def headline_tables(metrics: dict) -> list[str]:
                 md.append(f"| {k} | {_fmt(h['value'])} | [{_fmt(h['real_band'][0])}, "
                           f"{_fmt(h['real_band'][1])}] | {VERDICT_MARK[h['verdict']]} |")
             md += [""]
+        if r.get("discriminator_draws"):
+            dd = r["discriminator_draws"]
+            md += [f"The discriminator over {len(dd['values'])} draws of windows, clusters and folds: mean "
+                   f"{_fmt(dd['mean'])} ± {_fmt(dd['sd'])} (min {_fmt(dd['min'])}, max {_fmt(dd['max'])}); the "
+                   "verdict reads draw 0, as each real band draw reads one.", ""]
         if r.get("discriminator_groups"):
             g = r["discriminator_groups"]
             md += ["What gives the set away: the discriminator's accuracy on each feature group alone "

@@ -215,3 +215,7 @@ def test_discriminator_groups_name_what_gives_a_defect_away(small_scorer, data_d
     g = row["discriminator_groups"]
     assert set(g) == set(cal.disc_groups()) and all(0.0 <= v <= 1.0 for v in g.values())
     assert g["band powers"] >= 0.9 and g["band powers"] > g["clinical rhythm"], g
+    dd = row["discriminator_draws"]  # the spread over draws: draw 0 is the headline value
+    assert len(dd["values"]) == cal.settings.disc_spread_draws
+    assert dd["values"][0] == row["headline"]["discriminator"]["value"]
+    assert dd["min"] <= dd["mean"] <= dd["max"] and dd["sd"] >= 0 and dd["mean"] >= 0.8, dd
