@@ -31,6 +31,7 @@ branches). The lead wires ``lm/generate.py --guidance`` and the pipeline's ``gui
 """
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import numpy as np
@@ -102,6 +103,19 @@ def guided_bias(spec: ControlSpec, vocab: int, rhythm: str | None = None, beats=
     return bias
 
 
+def check_lead_guidance(scale) -> float | None:
+    """``scale`` as a float (or None), refusing non-numbers, NaN/inf and negative scales (1 = off)."""
+    if scale is None:
+        return None
+    try:
+        scale = float(scale)
+    except (TypeError, ValueError):
+        raise ConfigError(f"lead_guidance must be a number, got {scale!r}") from None
+    if not math.isfinite(scale) or scale < 0:
+        raise ConfigError(f"lead_guidance must be a finite number >= 0 (1 = off), got {scale}")
+    return scale
+
+
 def lead_contrast(model, spec: ControlSpec, lead: str, scale: float | None,
                   contrast_lead: str | None = None) -> tuple[int, int, float] | None:
     """``(lead id, contrast lead id, scale)`` for :func:`_chunk`, or None when lead guidance is off.
@@ -111,18 +125,11 @@ def lead_contrast(model, spec: ControlSpec, lead: str, scale: float | None,
     V1, V2, V4, V5 and the handheld I); an LM fine-tuned on MLII alone records only that in
     ``config.ecg_leads`` but still knows the leads of its pretraining, so that record is not checked.
     """
-    import math
-
+    scale = check_lead_guidance(scale)
     if scale is None:
         if contrast_lead is not None:
             raise ConfigError(f"contrast_lead={contrast_lead!r} needs a lead_guidance scale (e.g. 1.25)")
         return None
-    try:
-        scale = float(scale)
-    except (TypeError, ValueError):
-        raise ConfigError(f"lead_guidance must be a number, got {scale!r}") from None
-    if not math.isfinite(scale) or scale < 0:
-        raise ConfigError(f"lead_guidance must be a finite number >= 0 (1 = off), got {scale}")
     other = contrast_lead or ("MLII" if lead == "V1" else "V1")
     if other == lead:
         raise ConfigError(f"contrast_lead is the lead being generated ({lead}); pick another one")

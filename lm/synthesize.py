@@ -19,7 +19,6 @@ adds a baseline drawn from the tokenizer's wander model where it has one (``tok.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -86,9 +85,9 @@ class GenerateConfig:
         SamplingParams(self.temperature, self.top_k, self.top_p)  # validates
         check_guidance(self.guidance)
         BeatCacheParams(strength=float(self.beat_cache))  # validates: >= 0
-        if self.lead_guidance is not None and not (math.isfinite(float(self.lead_guidance))
-                                                   and float(self.lead_guidance) >= 0):
-            raise ConfigError(f"lead_guidance must be a finite number >= 0 (1 = off), got {self.lead_guidance}")
+        from .guidance import check_lead_guidance
+
+        check_lead_guidance(self.lead_guidance)
         if self.contrast_lead is not None and self.lead_guidance is None:
             raise ConfigError(f"--contrast_lead {self.contrast_lead} needs --lead_guidance (e.g. 1.25)")
 
