@@ -190,6 +190,7 @@ class ConditionedSamples:
     rhythm: list
     streams: list
     prompt_events: list = field(default_factory=list)  # labels of a real prompt (set by lm.synthesize)
+    kv_cache: str | None = None  # LM v2: the KV cache sampled with (lm.kvdecode), else None
 
 
 def control_bias(spec, vocab: int, rhythm: str | None, beats, strength: float) -> torch.Tensor:

@@ -84,6 +84,7 @@ class BenchConfig:
     gen_batches: list[int] = field(default_factory=list)  # generation batch sizes (default per device)
     lead_guidance: float | None = None  # generation: sample with lead-contrast guidance (lm/generate.py's flag)
     beat_cache: float = 0.0  # generation: sample with the beat cache at this strength (0 = off)
+    kv_cache: Literal["auto", "float32", "float16"] = "auto"  # generation, LM v2: the sampler's KV cache
     corpus_patients: int = 10_000  # scaling projection: patients
     corpus_hours_per_patient: float = 70.0  # scaling projection: hours each
     corpus_leads: int = 1  # scaling projection: leads per recording

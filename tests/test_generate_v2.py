@@ -269,6 +269,13 @@ def test_generate_cli_records_guidance_texture_source_and_lead(tmp_path, v2_dir,
     assert ml["lead_guidance"] == {"scale": 1.5, "lead": "MLII", "contrast_lead": "V1",
                                    "sampler": "lm.guidance.sample_guided"}
     assert not np.array_equal(np.load(tmp_path / "lg" / "tokens.npy"), ids)
+    from lm.kvdecode import attend_one
+
+    assert m["kv_cache"] == ("float16" if attend_one() is not None else "float32")  # auto on CPU
+    assert main([*args, "--out", str(tmp_path / "f32"), "--texture", "false", "--kv_cache", "float32"]) == 0
+    assert json.loads((tmp_path / "f32" / "manifest.json").read_text())["kv_cache"] == "float32"
+    assert main([*args, "--out", str(tmp_path / "bad"), "--kv_cache", "fp16"]) == 2
+    assert not (tmp_path / "bad").exists()
 
 
 def test_generate_cli_refuses_v2_flags_on_a_v1_lm(tmp_path, capsys):

@@ -365,11 +365,11 @@ def stage_train(o: dict) -> dict:
 
 # ---------------------------------------------------------------------------------------------- generation
 def bench_generate(model_dir: str, device: str, batch: int, seconds: float, repeats: int,
-                   lead_guidance: float | None = None, beat_cache: float = 0.0) -> dict:
+                   lead_guidance: float | None = None, beat_cache: float = 0.0, kv_cache: str = "auto") -> dict:
     """ECG-seconds generated per wall-clock second through :func:`lm.synthesize.synthesize`, the one path
     ``lm/generate.py`` and the pipeline take (v1: static KV cache; LM v2: control prefix and inline labels;
     tokenizer v2: texture decode on), sampled and decoded to mV; ``lead_guidance`` / ``beat_cache`` as the
-    flags of ``lm/generate.py`` (LM v2 only)."""
+    flags of ``lm/generate.py`` (LM v2 only); ``kv_cache`` likewise (``auto``: float16 on CPU where it compiles)."""
     from lm.model import load_lm, load_tokenizer_for
     from lm.synthesize import synthesize
 
@@ -379,6 +379,10 @@ def bench_generate(model_dir: str, device: str, batch: int, seconds: float, repe
         tok.to(device)
     n_tok = int(np.ceil(seconds * tok.tokens_per_second))
     extra = {k: v for k, v in (("lead_guidance", lead_guidance), ("beat_cache", beat_cache)) if v}
+    from lm.control import ControlSpec
+
+    if ControlSpec.of_model(model) is not None:  # LM v2 (lm.guidance): its KV cache
+        extra["kv_cache"] = kv_cache
     synthesize(model, tok, batch, 0.5, seed=0, batch_size=batch, progress=False, **extra)  # warm-up (allocations)
     times = []
     for r in range(repeats):
@@ -428,6 +432,9 @@ def stage_generate(o: dict) -> dict:
     full = not o["quick"]
     extra = {k: o.get(k) for k in ("lead_guidance", "beat_cache") if o.get(k)}
     name = Path(str(o["model"])).name + "".join(f", {k} {v:g}" for k, v in extra.items())
+    kv = o.get("kv_cache") or "auto"
+    if kv != "auto":
+        name += f", kv_cache {kv}"
     # the 100 ECG-s/s target is stated for plain sampling; lead guidance / the beat cache are timed, not judged
     models = [(name, o["model"], 100.0 if not cuda and full and not extra else None)]
     rows, res = [], []
@@ -436,7 +443,7 @@ def stage_generate(o: dict) -> dict:
             small = random_init_lm(str(REPO / "configs" / "lm" / "small.yaml"), Path(tmp) / "small")
             models.append(("small (untrained)", str(small), 10_000.0 if full else None))
         for name, path, target in models:
-            kw = extra if path == o["model"] else {}
+            kw = {**extra, "kv_cache": kv} if path == o["model"] else {}
             rs = [bench_generate(path, o["device"], b, seconds, repeats, **kw) for b in batches]
             res.extend({"name": name, **r} for r in rs)
             for r in rs:
