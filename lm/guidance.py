@@ -42,7 +42,7 @@ from tokenizer.errors import ConfigError
 from .beatcache import BeatCache, BeatCacheParams
 from .control import ControlSpec
 from .grammar import BeatGrammar
-from .kvdecode import KV_CACHES, KVDecoder, resolve_kv_cache, supports
+from .kvdecode import KVDecoder, check_kv_cache, resolve_kv_cache, supports
 from .sampling import ConditionedSamples, SamplingParams, draw
 
 
@@ -103,17 +103,23 @@ def guided_bias(spec: ControlSpec, vocab: int, rhythm: str | None = None, beats=
     return bias
 
 
-def check_lead_guidance(scale) -> float | None:
-    """``scale`` as a float (or None), refusing non-numbers, NaN/inf and negative scales (1 = off)."""
-    if scale is None:
+def check_scale(value, name: str, *, meaning: str, example: str = "") -> float | None:
+    """``value`` as a float (or None), refusing non-numbers, NaN/inf and negative scales; ``name``,
+    ``meaning`` and ``example`` word the errors (shared by ``guidance`` and ``lead_guidance``)."""
+    if value is None:
         return None
     try:
-        scale = float(scale)
+        scale = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"lead_guidance must be a number, got {scale!r}") from None
-    if not math.isfinite(scale) or scale < 0:
-        raise ConfigError(f"lead_guidance must be a finite number >= 0 (1 = off), got {scale}")
+        raise ConfigError(f"{name} must be a number{example}, got {value!r}") from None
+    if not (math.isfinite(scale) and scale >= 0):
+        raise ConfigError(f"{name} must be a finite number >= 0 ({meaning}), got {value!r}")
     return scale
+
+
+def check_lead_guidance(scale) -> float | None:
+    """``scale`` as a float (or None), refusing non-numbers, NaN/inf and negative scales (1 = off)."""
+    return check_scale(scale, "lead_guidance", meaning="1 = off")
 
 
 def lead_contrast(model, spec: ControlSpec, lead: str, scale: float | None,
@@ -318,9 +324,8 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
         raise ConfigError(f"need n_samples >= 1 and n_codes >= 1, got {n_samples}, {n_codes}")
     contrast = lead_contrast(model, spec, lead, lead_guidance, contrast_lead)
     device = next(model.parameters()).device
-    if kv_cache not in KV_CACHES:
-        resolve_kv_cache(kv_cache, device)  # raises, listing the choices
-    kv = resolve_kv_cache(kv_cache, device) if supports(model) else "float32"  # other models: transformers' cache
+    check_kv_cache(kv_cache)
+    kv = resolve_kv_cache(kv_cache, device) if supports(model) else None  # None: transformers' static cache
     prompt = np.zeros(0, np.int64) if prompt is None else np.asarray(prompt, np.int64).ravel()
     if prompt.size and (prompt.min() < 0 or prompt.max() >= spec.first_id + spec.n_tokens
                         or np.isin(prompt, np.arange(spec.first_id - 3, spec.first_id)).any()):
@@ -405,5 +410,4 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
             rhythms.append(spec.name_of(int(prefix[i, 0]))[len("rhythm:"):]
                            if prefix.shape[1] and not prompt.size else None)
             streams.append(part[i])
-    return ConditionedSamples(codes=codes, events=events, rhythm=rhythms, streams=streams,
-                              kv_cache=kv if supports(model) else None)
+    return ConditionedSamples(codes=codes, events=events, rhythm=rhythms, streams=streams, kv_cache=kv)

@@ -77,6 +77,14 @@ def attend_one():
     return _COMPILED.get("fn")
 
 
+def check_kv_cache(choice, flag: str = "kv_cache") -> str:
+    """``choice`` (None = ``"auto"``) if it names a cache, else a ConfigError listing them (``flag`` names it)."""
+    choice = "auto" if choice is None else str(choice)
+    if choice not in KV_CACHES:
+        raise ConfigError(f"{flag} must be one of {', '.join(KV_CACHES)}, got {choice!r}")
+    return choice
+
+
 def resolve_kv_cache(choice: str | None, device) -> str:
     """``"auto"`` / ``"float32"`` / ``"float16"`` -> the cache to use on ``device`` (see the module docstring).
 
@@ -84,9 +92,7 @@ def resolve_kv_cache(choice: str | None, device) -> str:
     ``"float16"`` refuses a non-CPU device (there SDPA is the fast path) and a machine where
     ``torch.compile`` fails.
     """
-    choice = "auto" if choice is None else str(choice)
-    if choice not in KV_CACHES:
-        raise ConfigError(f"kv_cache must be one of {', '.join(KV_CACHES)}, got {choice!r}")
+    choice = check_kv_cache(choice)
     cpu = torch.device(device).type == "cpu"
     if choice == "float32" or (choice == "auto" and not cpu):
         return "float32"

@@ -91,10 +91,9 @@ class GenerateConfig:
         check_lead_guidance(self.lead_guidance)
         if self.contrast_lead is not None and self.lead_guidance is None:
             raise ConfigError(f"--contrast_lead {self.contrast_lead} needs --lead_guidance (e.g. 1.25)")
-        from .kvdecode import KV_CACHES
+        from .kvdecode import check_kv_cache
 
-        if self.kv_cache not in KV_CACHES:
-            raise ConfigError(f"--kv_cache must be one of {', '.join(KV_CACHES)}, got {self.kv_cache!r}")
+        check_kv_cache(self.kv_cache, "--kv_cache")
 
 
 def _prompt_ids(cfg: GenerateConfig, tok) -> tuple[np.ndarray, float, int]:
@@ -118,16 +117,10 @@ def _prompt_ids(cfg: GenerateConfig, tok) -> tuple[np.ndarray, float, int]:
 
 def check_guidance(guidance) -> float | None:
     """``guidance`` as a float (or None), refusing non-numbers, NaN/inf and negative scales."""
-    if guidance is None:
-        return None
-    try:
-        g = float(guidance)
-    except (TypeError, ValueError):
-        raise ConfigError(f"guidance must be a number (e.g. 2.0) or None, got {guidance!r}") from None
-    if not (np.isfinite(g) and g >= 0):
-        raise ConfigError(f"guidance must be a finite number >= 0 (1 = conditional sampling, > 1 = stronger "
-                          f"adherence), got {guidance!r}")
-    return g
+    from .guidance import check_scale
+
+    return check_scale(guidance, "guidance", example=" (e.g. 2.0) or None",
+                       meaning="1 = conditional sampling, > 1 = stronger adherence")
 
 
 def has_texture(tok) -> bool:
