@@ -38,3 +38,16 @@ def test_quick_bench_reports_every_stage(data_dir, tmp_path):
     assert md.startswith("Machine: ") and "Command: `python scripts/bench.py --quick" in md
     assert md.count("\n| tokenizer | cpu |") == 2 and "ECG-hours per hour" in md
     assert md in r.stdout  # the table is printed too (CI logs show it)
+
+
+def test_train_stage_runs_a_bf16_config_in_cpu_autocast(tmp_path):
+    """A config with ``mixed_precision: bf16`` is timed as lm/train.py runs it on CPU: bf16 autocast."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from benchlib.stages import bench_train
+
+    cfg = tmp_path / "bf16.yaml"
+    cfg.write_text("n_layer: 1\nn_head: 2\nd_model: 32\ncontext_length: 16\nmixed_precision: bf16\n")
+    r = bench_train(str(cfg), "cpu", steps=1, warmup=0, compile_=False, batch_size=2)
+    assert r["precision"] == "bf16 autocast" and r["tokens_per_second"] > 0
+    cfg.write_text("n_layer: 1\nn_head: 2\nd_model: 32\ncontext_length: 16\n")
+    assert bench_train(str(cfg), "cpu", steps=1, warmup=0, compile_=False, batch_size=2)["precision"] == "fp32"

@@ -264,8 +264,10 @@ def peak_tflops(o: dict) -> float | None:
 def bench_train(config: str, device: str, steps: int, warmup: int, compile_: bool, batch_size: int | None) -> dict:
     """Tokens/s of AdamW steps of the config's model (built as ``lm/train.py`` builds it) on random tokens.
 
-    bf16 autocast on CUDA. FLOPs per token: ``6 N + 12 L d T`` (N non-embedding parameters plus the LM
-    head, L layers, d width, T context; PaLM appendix B).
+    bf16 autocast on CUDA, and on CPU when the config asks for it (``mixed_precision: bf16``, as
+    ``lm/train.py`` runs it: CPU autocast, fp32 weights and optimizer state). FLOPs per token:
+    ``6 N + 12 L d T`` (N non-embedding parameters plus the LM head, L layers, d width, T context; PaLM
+    appendix B).
     """
     from lm.config import LMTrainConfig
     from lm.model import build_model, num_parameters, tokenizer_record
@@ -280,7 +282,8 @@ def bench_train(config: str, device: str, steps: int, warmup: int, compile_: boo
     b, t = int(batch_size or cfg.batch_size), cfg.context_length
     ids = torch.randint(0, tok.vocab_size, (b, t), generator=torch.Generator().manual_seed(0)).to(device)  # (B, T)
     cuda = device.startswith("cuda")
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+    cpu_bf16 = not cuda and cfg.mixed_precision == "bf16"
+    amp = torch.autocast("cuda" if cuda else "cpu", dtype=torch.bfloat16, enabled=cuda or cpu_bf16)
 
     def one_step():
         with amp:
@@ -310,7 +313,7 @@ def bench_train(config: str, device: str, steps: int, warmup: int, compile_: boo
         "n_params": num_parameters(model),
         "n_params_non_embedding": n_non_emb,
         "attention": getattr(model.config, "_attn_implementation", None),
-        "precision": "bf16 autocast" if cuda else "fp32",
+        "precision": "bf16 autocast" if cuda or cpu_bf16 else "fp32",
         "compile": compile_,
         "tokens_per_second": tok_s,
         "seconds_per_step": wall / steps,
