@@ -167,26 +167,36 @@ def tokenizer_roundtrip_windows(tokenizer, windows: WindowSet, texture: bool = F
     )
 
 
-def tokenizer_roundtrip_row(scorer: Scorer, tokenizer, n: int = 200, name: str | None = None) -> dict:
+def tokenizer_roundtrip_row(scorer: Scorer, tokenizer, n: int = 200, name: str | None = None,
+                            texture: bool = False) -> dict:
     """Held-out DS2 windows (disjoint from the reference) through a tokenizer and back: its ceiling row.
 
     Parameters
     ----------
     tokenizer : tokenizer.ECGTokenizer or path
         A loaded tokenizer or a folder for ``ECGTokenizer.from_pretrained``.
+    texture : bool
+        Decode with the tokenizer's texture model (tokenizer v2), as generated ECGs are decoded by default:
+        the best a generator on these tokens can score, decoded the same way (window ``i`` seeded ``i``).
     """
     if isinstance(tokenizer, (str, Path)):
         from tokenizer import ECGTokenizer
 
         tokenizer = ECGTokenizer.from_pretrained(tokenizer)
+    if texture and not getattr(tokenizer, "has_texture", False):
+        from tokenizer.errors import ConfigError
+
+        raise ConfigError(f"texture=True needs a tokenizer with a texture model; {tokenizer.tokenizer_type} has none")
     t = time.time()
-    ws = tokenizer_roundtrip_windows(tokenizer, scorer.heldout_real(n))
+    ws = tokenizer_roundtrip_windows(tokenizer, scorer.heldout_real(n), texture=texture)
     d = tokenizer.describe()
-    name = name or f"tokenizer round trip ({d['tokenizer_type']}, {d['tokens_per_second']:.0f} tok/s)"
+    name = name or (f"tokenizer round trip ({d['tokenizer_type']}, {d['tokens_per_second']:.0f} tok/s"
+                    f"{', texture decode' if texture else ''})")
     row = scorer.score_windows(name, ws)
     row["tokenizer"] = {
         k: d[k] for k in ("tokenizer_type", "tokens_per_second", "bits_per_second", "weights_hash")
     }
+    row["tokenizer"]["texture"] = bool(texture)
     row["seconds"] = round(time.time() - t, 2)
     return row
 

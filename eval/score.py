@@ -68,6 +68,7 @@ class ScoreConfig(ScoreSettings):
     references: str = "all"  # all | none | comma list of ds1,ecgsyn
     extra_rows: list[str] = field(default_factory=list)  # name=DIR pairs scored like --synthetic
     tokenizer: str | None = None  # tokenizer folder: adds its DS2 round-trip row
+    texture_row: bool = True  # with a texture tokenizer, also its round trip decoded with texture (as generated)
     forecast: str | None = None  # folder or file with forecast.npz
     n_forecast_tasks: int = 64  # tasks for the naive baselines when no --forecast is given
     headline: bool = True  # headline verdicts against real bands (eval/headline.py)
@@ -124,10 +125,12 @@ def run(cfg: ScoreConfig, command: str = "") -> dict:
     settings = ScoreSettings(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(ScoreSettings)})
     settings.calibration = {"draws": cfg.band_draws, **(cfg.calibration or {})}
     scorer = Scorer(settings)
-    if cfg.headline and cfg.tokenizer:  # the LM-only discriminator needs the tokenizer's round trip
+    tok = None
+    if cfg.tokenizer:
         from tokenizer import ECGTokenizer
 
         tok = ECGTokenizer.from_pretrained(cfg.tokenizer)
+    if cfg.headline and tok is not None:  # the LM-only discriminator needs the tokenizer's round trip
         # a set decoded with the texture model is compared with texture-decoded round trips (like for like)
         scorer.calibration().add_tokenizer(tok, texture=_texture_decoded(cfg.synthetic, tok))
     rows: dict[str, dict] = {}
@@ -141,8 +144,11 @@ def run(cfg: ScoreConfig, command: str = "") -> dict:
         )
     rows.update(reference_rows(scorer, which, n=cfg.n_ref_rows))
     if cfg.tokenizer:
-        row = tokenizer_roundtrip_row(scorer, cfg.tokenizer, n=cfg.n_ref_rows)
+        row = tokenizer_roundtrip_row(scorer, tok, n=cfg.n_ref_rows)
         rows[row["name"]] = row
+        if cfg.texture_row and getattr(tok, "has_texture", False):  # decoded as generated ECGs are: their ceiling
+            row = tokenizer_roundtrip_row(scorer, tok, n=cfg.n_ref_rows, texture=True)
+            rows[row["name"]] = row
 
     if forecast is not None:
         fm = forecast_metrics(

@@ -10,6 +10,7 @@ import pytest
 from eval.score import REQUIRED_KEYS, main
 from eval.scorer import Scorer, ScoreSettings
 from eval.testing import gaussian_wave_ecg, real_data_root, write_tiny_mitdb
+from tokenizer.errors import ConfigError
 from tokenizer.folder import write_folder
 from tokenizer.forecasts import make_forecast_tasks, save_forecasts
 
@@ -144,5 +145,24 @@ def test_tokenizer_roundtrip_row(scorer, tmp_path):
     assert rt.x.shape == held.x.shape and np.isfinite(rt.x).all()
     row = tokenizer_roundtrip_row(scorer, tmp_path / "tok", n=8)
     assert row["name"].startswith("tokenizer round trip (seed, 36 tok/s)")
-    assert row["tokenizer"]["weights_hash"] == tok.weights_hash
+    assert row["tokenizer"]["weights_hash"] == tok.weights_hash and row["tokenizer"]["texture"] is False
     assert row["name"] in scorer.sets
+    with pytest.raises(ConfigError, match="texture model"):
+        tokenizer_roundtrip_row(scorer, tok, n=8, texture=True)
+
+
+def test_texture_roundtrip_row_decodes_as_generated_ecgs_are(scorer):
+    """With tokenizer v2 the ceiling row also comes decoded with texture, seeded per window (same seed, same
+    windows; the ECG band itself unchanged underneath: texture adds noise, it does not move the beats)."""
+    from eval.references import tokenizer_roundtrip_row, tokenizer_roundtrip_windows
+    from tokenizer import ECGTokenizer
+
+    tok = ECGTokenizer.from_pretrained("default")
+    held = scorer.heldout_real(4)
+    plain, tex = tokenizer_roundtrip_windows(tok, held), tokenizer_roundtrip_windows(tok, held, texture=True)
+    again = tokenizer_roundtrip_windows(tok, held, texture=True)
+    assert np.array_equal(tex.x, again.x) and not np.array_equal(tex.x, plain.x)
+    noise = tex.x - plain.x
+    assert 0 < np.std(noise) < 0.5 * np.std(plain.x)
+    row = tokenizer_roundtrip_row(scorer, tok, n=8, texture=True)
+    assert row["name"].endswith("texture decode)") and row["tokenizer"]["texture"] is True
