@@ -143,7 +143,7 @@ def run(cfg: ScoreConfig, command: str = "") -> dict:
             name, load_synthetic(d, fs=cfg.fs, short=cfg.short, prompted=cfg.prompted)
         )
     rows.update(reference_rows(scorer, which, n=cfg.n_ref_rows))
-    if cfg.tokenizer:
+    if tok is not None:
         row = tokenizer_roundtrip_row(scorer, tok, n=cfg.n_ref_rows)
         rows[row["name"]] = row
         if cfg.texture_row and getattr(tok, "has_texture", False):  # decoded as generated ECGs are: their ceiling

@@ -29,8 +29,9 @@ def test_every_lm_yaml_is_a_valid_config(path):
 
 
 def test_fine_tuning_stages_match_their_pretraining():
-    by_output = {str(Path(_cfg(p).output_dir)): (p, _cfg(p)) for p in LM_CONFIGS}
-    stages = [(p, _cfg(p)) for p in LM_CONFIGS if _cfg(p).init_from]
+    cfgs = [(p, _cfg(p)) for p in LM_CONFIGS]
+    by_output = {str(Path(c.output_dir)): (p, c) for p, c in cfgs}
+    stages = [(p, c) for p, c in cfgs if c.init_from]
     assert stages, "configs/lm holds no fine-tuning stage"
     for path, ft in stages:
         parent = str(Path(ft.init_from).parent)
