@@ -213,11 +213,12 @@ def rhythm_in_force(stream: np.ndarray, initial: int, spec: ConditionSpec) -> np
 
 
 def sample_crops(streams, body: int, n: int, length: int, crop, rng: np.random.Generator,
-                 where: str) -> np.ndarray:
+                 where: str, scale=None) -> np.ndarray:
     """``n`` random crops ``(n, length)``, uniform over every start of a ``body``-token window in ``streams``.
 
     ``crop(r, s)`` returns the row for stream ``r`` starting at ``s`` (prefix tokens included); streams
     shorter than ``body`` are skipped, and none long enough raises a :class:`StoreError` naming ``where``.
+    ``scale`` (one factor per stream) multiplies each stream's share of starts: a weighted mixture.
     """
     from tokenizer.errors import StoreError
 
@@ -225,6 +226,8 @@ def sample_crops(streams, body: int, n: int, length: int, crop, rng: np.random.G
     if not cand:
         raise StoreError(f"{where} has >= {body} stream tokens")
     weights = np.array([len(streams[i]) - body + 1 for i in cand], dtype=np.float64)
+    if scale is not None:
+        weights *= np.asarray([scale[i] for i in cand], dtype=np.float64)
     which = rng.choice(len(cand), size=n, p=weights / weights.sum())
     out = np.empty((n, length), dtype=np.int64)
     for j, w in enumerate(which):

@@ -35,6 +35,8 @@ class LMTrainConfig:
     # store (built by lm/corpora.py), `leads` the MIT-BIH leads trained on, and sequences start
     # BOS source:<db> lead:<lead> [rhythm]; validation/test stay MIT-BIH MLII (DS1 validation records, DS2).
     sources: list[str] = field(default_factory=list)  # "mitdb", "cinc2017"
+    source_weights: list[float] = field(default_factory=list)  # share of training crops per source (aligned
+    #                                          with `sources`, normalized); empty = in proportion to their tokens
     cinc_store: str = "runs/store/default_cinc2017"    # CinC 2017 token store, built on first use
     cinc_max_records: int = 0                # CinC recordings tokenized when building (0 = all 8,528)
     augment_views: int = 0                   # augmented copies (gain, offset, tempo) of each DS1 training record
@@ -113,6 +115,13 @@ class LMTrainConfig:
             raise ConfigError(f"condition_dropout must be in [0, 1], got {self.condition_dropout}")
         if self.condition_dropout > 0 and not (self.conditioning and self.sources):
             raise ConfigError("condition_dropout needs a v2 conditional run (conditioning: true and sources)")
+        if self.source_weights:
+            if len(self.source_weights) != len(self.sources):
+                raise ConfigError(f"source_weights {self.source_weights} must give one weight per source of "
+                                  f"{self.sources} (or be empty: crops in proportion to each source's tokens)")
+            if any(not w > 0 for w in self.source_weights):
+                raise ConfigError(f"source_weights must all be > 0, got {self.source_weights}; drop a source "
+                                  "from `sources` instead of giving it weight 0")
         if self.augment_views < 0 or self.cinc_max_records < 0:
             raise ConfigError("augment_views and cinc_max_records must be >= 0")
         if self.init_from in ("", "none", "None"):

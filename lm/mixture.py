@@ -14,7 +14,8 @@ n-gram baselines are fitted on DS1 MLII streams only (:meth:`sequences`), so "x 
 same reference in every ablation whatever data the LM saw.
 
 Training crops draw a stream with probability proportional to its number of crop positions (every
-position of the mixture equally likely, as :meth:`tokenizer.store.TokenStore.random_crops` does), then,
+position of the mixture equally likely, as :meth:`tokenizer.store.TokenStore.random_crops` does; with
+``source_weights``, each database's share of crops is its weight, positions equally likely within it), then,
 in a conditional LM, apply classifier-free-guidance dropout (:func:`lm.control.drop_conditions`) with the
 same generator, so a batch stays a pure function of the step.
 """
@@ -23,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from tokenizer.data import read_annotations
-from tokenizer.errors import StoreError
+from tokenizer.errors import ConfigError, StoreError
 
 from .conditioning import interleave, label_events, rhythm_in_force, sample_crops
 from .control import ControlSpec, drop_conditions
@@ -48,11 +49,15 @@ class MixedCorpus:
         The tokenizer's rate and hop.
     train_sources : sequence of str
         Databases whose records are trained on (all of them by default; ``["mitdb"]`` to fine-tune).
+    source_weights : dict of str to float, optional
+        Share of training crops drawn from each database (normalized; e.g. ``{"mitdb": 3, "cinc2017": 1}``
+        for a fine-tune that upweights MIT-BIH but keeps CinC 2017). None: in proportion to their tokens.
     """
 
     def __init__(self, stores, spec: ControlSpec, train_leads=("MLII",), data_dir=None, fs: float = 360.0,
-                 samples_per_token: float = 10.0, train_sources=None):
+                 samples_per_token: float = 10.0, train_sources=None, source_weights=None):
         self.spec = spec
+        self.source_weights = dict(source_weights) if source_weights else None
         self.path = ", ".join(str(s.path) for s, _ in stores)
         self.streams: dict[str, list[np.ndarray]] = {}
         self.rhythm_at: dict[str, list[np.ndarray]] = {}
@@ -128,12 +133,25 @@ class MixedCorpus:
                      rng: np.random.Generator | None = None) -> np.ndarray:
         """``n`` crops of ``length`` tokens (prefix + stream), shape ``(n, length)``; CFG dropout on train."""
         rng = rng if rng is not None else np.random.default_rng()
-        out = sample_crops(self.streams.get(split, []), length - self.n_prefix, n, length,
+        body = length - self.n_prefix
+        scale = self._source_scale(split, body) if split == "train" and self.source_weights else None
+        out = sample_crops(self.streams.get(split, []), body, n, length,
                            lambda r, s: self._crop(split, r, s, length), rng,
-                           f"no stream in split {split!r} of {self.path}")
+                           f"no stream in split {split!r} of {self.path}", scale=scale)
         if split == "train" and self.spec.conditional and self.spec.condition_dropout > 0:
             out = drop_conditions(out, self.spec, self.spec.condition_dropout, rng)
         return out
+
+    def _source_scale(self, split: str, body: int) -> list[float]:
+        """Per-stream factors that give database ``db`` a share ``w_db / sum(w)`` of the crops."""
+        names, streams = self.names.get(split, []), self.streams.get(split, [])
+        dbs = sorted({db for db, _, _ in names})
+        missing = [db for db in dbs if db not in self.source_weights]
+        if missing:
+            raise ConfigError(f"source_weights {self.source_weights} give no weight to {missing}, which "
+                              f"split {split!r} trains on")
+        starts = {db: sum(max(len(s) - body + 1, 0) for s, n in zip(streams, names) if n[0] == db) for db in dbs}
+        return [self.source_weights[db] / starts[db] if starts[db] else 0.0 for db, _, _ in names]
 
     def tiles(self, split: str, length: int, max_crops: int = 0) -> np.ndarray:
         """Non-overlapping crops over every stream of ``split`` (an evenly spaced subset if ``max_crops``)."""
@@ -160,8 +178,6 @@ def open_corpus(cfg, tok):
     (TokenStore, MixedCorpus, ControlSpec)
         The MIT-BIH store, the corpus, and its spec (``counts`` filled from the training streams).
     """
-    from tokenizer.errors import ConfigError
-
     from .corpora import build_cinc2017_store, build_mitdb_store, open_or_build
 
     unknown = [s for s in cfg.sources if s not in ("mitdb", CINC_DB)]
@@ -186,6 +202,7 @@ def open_corpus(cfg, tok):
     spec = ControlSpec(first_id=int(tok.vocab_size) + 3, lead_s=float(cfg.condition_lead_s),
                        conditional=bool(cfg.conditioning), condition_dropout=float(cfg.condition_dropout))
     corpus = MixedCorpus(stores, spec, train_leads=list(cfg.leads), data_dir=cfg.data_dir, fs=tok.fs,
-                         samples_per_token=tok.samples_per_token, train_sources=list(cfg.sources))
+                         samples_per_token=tok.samples_per_token, train_sources=list(cfg.sources),
+                         source_weights=dict(zip(cfg.sources, cfg.source_weights)) or None)
     spec.counts = corpus.counts("train")
     return mitdb, corpus, spec

@@ -144,6 +144,38 @@ def test_augmented_store_and_mixed_corpus(tmp_path, data_root, seed_tok):
     assert rate[0] == pytest.approx(rate[1] * d["tempo"], rel=0.05)
 
 
+def test_source_weights_set_each_database_share_of_training_crops(tmp_path, data_root, seed_tok):
+    from lm.config import LMTrainConfig
+    from lm.corpora import build_mitdb_store
+    from lm.mixture import MixedCorpus
+    from tokenizer.base import ECGTokenizer
+    from tokenizer.errors import ConfigError
+
+    tok = ECGTokenizer.from_pretrained(seed_tok)
+    store = build_mitdb_store(tmp_path / "s", tok, data_root, records=["100", "101", "106", "108"],
+                              valid_records=["101"], views=0, progress=False)
+    spec = ControlSpec(first_id=tok.vocab_size + 3, conditional=False)
+    # the same records read as a second database: equal tokens, so unweighted crops split ~50/50
+    kw = dict(train_leads=["MLII", "V1"], fs=tok.fs, samples_per_token=tok.samples_per_token)
+    both = [(store, "mitdb"), (store, "cinc2017")]
+    plain = MixedCorpus(both, spec, **kw)
+    weighted = MixedCorpus(both, spec, source_weights={"mitdb": 3.0, "cinc2017": 1.0}, **kw)
+    assert plain.n_tokens("train", "mitdb") == pytest.approx(plain.n_tokens("train", "cinc2017"), rel=0.3)
+    mitdb_id = spec.source_id("mitdb")
+    share = [(c.random_crops(40, 2000, rng=np.random.default_rng(0))[:, 0] == mitdb_id).mean()
+             for c in (plain, weighted)]
+    assert share[0] == pytest.approx(plain.n_tokens("train", "mitdb") / plain.n_tokens("train"), abs=0.05)
+    assert share[1] == pytest.approx(0.75, abs=0.03)
+    # evaluation tiles are untouched by the weights
+    assert np.array_equal(plain.tiles("test", 40), weighted.tiles("test", 40))
+    with pytest.raises(ConfigError, match="no weight to"):
+        MixedCorpus(both, spec, source_weights={"mitdb": 1.0}, **kw).random_crops(40, 4)
+    with pytest.raises(ConfigError, match="one weight per source"):
+        LMTrainConfig(sources=["mitdb", "cinc2017"], source_weights=[1.0])
+    with pytest.raises(ConfigError, match="must all be > 0"):
+        LMTrainConfig(sources=["mitdb", "cinc2017"], source_weights=[1.0, 0.0])
+
+
 def test_pretrain_then_finetune_end_to_end(tmp_path, data_root, seed_tok, capsys):
     from lm.model import load_lm
     from lm.train import main
