@@ -192,6 +192,7 @@ class Calibration:
                 with atomic_path(path) as tmp:
                     with open(tmp, "wb") as f:
                         np.save(f, self.memo_emb)
+        self.memo_names = list(ws.names)  # "<record>@<start sample>" of each LM-training window
         d, _ = nearest_distances(self.pool_f.emb, self.memo_emb)
         self.pool_nn = d
         self.copy_threshold = float(np.quantile(d, s.copy_quantile))
@@ -344,7 +345,26 @@ class Calibration:
             out["discriminator_lm"] = self.discriminate(feats, seed=0, real=self.lm_only["real"])
         return out
 
-    def headline(self, feats, memorization: bool = True) -> dict:
+    def near_copies(self, feats, names=None) -> dict:
+        """The windows the memorization headline counts, and the LM-training windows they sit next to.
+
+        ``{"n", "by_record": {record: count}, "windows": [{"window", "train_window", "distance"}]}``, nearest
+        first: a privacy audit names which training patients a generator reproduces (record numbers and
+        sample offsets only, never header data). ``names``: the set's window names (index otherwise).
+        """
+        nn, idx = nearest_distances(feats.emb, self.memo_emb)
+        hit = np.flatnonzero(nn < self.copy_threshold)
+        hit = hit[np.argsort(nn[hit])]
+        rows = [{"window": names[i] if names is not None else int(i), "train_window": self.memo_names[idx[i]],
+                 "distance": round(float(nn[i]), 4)} for i in hit]
+        by: dict[str, int] = {}
+        for r in rows:
+            rec = r["train_window"].split("@")[0]
+            by[rec] = by.get(rec, 0) + 1
+        return {"n": len(rows), "threshold": round(float(self.copy_threshold), 4),
+                "by_record": dict(sorted(by.items(), key=lambda kv: (-kv[1], kv[0]))), "windows": rows}
+
+    def headline(self, feats, memorization: bool = True, names=None) -> dict:
         """``{"headline": {metric: {value, real_band, verdict}}, "verdict", "clinical": {...}}``.
 
         ``memorization=False`` (a set drawn from the training records themselves, e.g. the real-DS1 row)
@@ -368,6 +388,8 @@ class Calibration:
         order = [*HEADLINE, *LM_ONLY]
         head = {k: head[k] for k in order if k in head}
         out = {"headline": head, "verdict": overall(head), "clinical": clinical}
+        if memorization:
+            out["near_copies"] = self.near_copies(feats, names)
         if "discriminator" in head:  # what the discriminator reads: each feature group alone, same folds
             out["discriminator_groups"] = self.explain(feats, seed=0)
             if self.settings.disc_spread_draws > 1:

@@ -251,6 +251,16 @@ def headline_tables(metrics: dict) -> list[str]:
                    f"(all groups together: {_fmt(r['headline']['discriminator']['value'])}; 0.5 = cannot tell):",
                    "", "| feature group | accuracy |", "|---|---:|"]
             md += [f"| {k} | {_fmt(v)} |" for k, v in sorted(g.items(), key=lambda kv: -kv[1])] + [""]
+        nc = r.get("near_copies")
+        if nc is not None:
+            recs = ", ".join(f"{k} ({v})" for k, v in list(nc["by_record"].items())[:8]) or "none"
+            md += [f"Near copies (the memorization headline): {nc['n']} of {r['n_windows']} windows lie closer to "
+                   f"an LM-training window than 99 % of unseen real windows do (embedding distance < "
+                   f"{_fmt(nc['threshold'])}). Training records they sit next to (windows): {recs}.", ""]
+            if nc["windows"]:
+                md += ["| window | nearest training window | distance |", "|---|---|---:|"]
+                md += [f"| {w['window']} | {w['train_window']} | {_fmt(w['distance'])} |"
+                       for w in nc["windows"][:10]] + [""]
     keys = list(meanings)
     md += ["| row | n | " + " | ".join(keys) + " | verdict |", "|" + "---|" * (len(keys) + 3)]
     na = {"value": None, "verdict": "n/a"}

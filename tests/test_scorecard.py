@@ -219,3 +219,23 @@ def test_discriminator_groups_name_what_gives_a_defect_away(small_scorer, data_d
     assert len(dd["values"]) == cal.settings.disc_spread_draws
     assert dd["values"][0] == row["headline"]["discriminator"]["value"]
     assert dd["min"] <= dd["mean"] <= dd["max"] and dd["sd"] >= 0 and dd["mean"] >= 0.8, dd
+
+
+def test_near_copies_name_the_training_windows_a_set_reproduces(small_scorer, data_dir):
+    """The memorization headline's windows are listed with the LM-training window each sits next to: copies
+    of records 106 and 109 point back to 106 and 109; the list is the headline's count, nearest first."""
+    from eval.planted import PlantedDefects
+
+    pd = PlantedDefects(["101", "112"], n=40, data_dir=data_dir, seed=0, train_records=("106", "109"))
+    for name in ("train_copy", "clean"):
+        row = small_scorer.score_windows(name, pd.make(name))
+        nc = row["near_copies"]
+        assert nc["n"] == len(nc["windows"]) == sum(nc["by_record"].values())
+        assert nc["n"] == round(row["headline"]["memorization"]["value"] * row["n_windows"])
+        d = [w["distance"] for w in nc["windows"]]
+        assert d == sorted(d) and all(x < nc["threshold"] for x in d)
+        names = set(pd.make(name).names)
+        assert all(w["window"] in names for w in nc["windows"])
+        if name == "train_copy":
+            assert nc["n"] >= 0.5 * row["n_windows"] and set(nc["by_record"]) <= {"106", "109"}
+    assert "near_copies" not in small_scorer.score_windows("ds1", pd.make("train_copy"), memorization=False)
