@@ -40,7 +40,7 @@ TOKENIZER_SUBDIR = "tokenizer"  # a copy of the ECG tokenizer inside every saved
 #: LMs shipped in ``lm/pretrained/<name>`` and the config each was trained with.
 #: ``default`` and ``conditional`` are one LM v2 (tokenizer v2, rhythm prefix + beat labels, condition dropout):
 #: ``default`` is sampled without a condition, ``conditional`` with one; ``v1*`` are the tokenizer-v1 LMs.
-SHIPPED = {"default": "configs/lm/v2_conditional_ft.yaml", "conditional": "configs/lm/v2_conditional_ft.yaml",
+SHIPPED = {"default": "configs/lm/v2b_default_ft.yaml", "conditional": "configs/lm/v2_conditional_ft.yaml",
            "v1": "configs/lm/tiny.yaml", "v1-conditional": "configs/lm/tiny_cond.yaml"}
 
 

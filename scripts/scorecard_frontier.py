@@ -109,7 +109,7 @@ def figure(groups: dict[str, list[dict]], path: str) -> None:
 
     first = next(iter(groups.values()))[0]["bands"]
     (d0, d1), (m0, m1) = first["discriminator"], first["memorization"]
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = plt.subplots(figsize=(9.2, 4.4))
     ax.axhspan(d0, d1, color="tab:green", alpha=0.10, lw=0)
     ax.axvspan(m0, m1, color="tab:green", alpha=0.10, lw=0)
     ax.add_patch(plt.Rectangle((m0, d0), m1 - m0, d1 - d0, color="tab:green", alpha=0.18, lw=0,
@@ -126,7 +126,7 @@ def figure(groups: dict[str, list[dict]], path: str) -> None:
     ax.set(xlabel="memorization (near copies of training windows; band: unseen real)",
            ylabel="discriminator accuracy (mean of 5 draws)", title="Realism against copies (100 × 30 s per set)",
            xlim=(0, max(max(xs), m1) * 1.15), ylim=(min(min(ys) - 0.03, d1 - 0.1), max(ys) + 0.03))
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(Path(path)) as tmp:

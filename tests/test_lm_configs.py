@@ -45,6 +45,15 @@ def test_fine_tuning_stages_match_their_pretraining():
 
 
 def test_shipped_lms_name_existing_configs():
+    import json
+
+    from lm.model import PRETRAINED_DIR
+
     for name, rel in SHIPPED.items():
         assert (REPO / rel).is_file(), (name, rel)
-        _cfg(REPO / rel)
+        cfg = _cfg(REPO / rel)
+        saved = PRETRAINED_DIR / name / "config.json"
+        if saved.is_file():  # the shipped weights are the shape their config trains
+            hf = json.loads(saved.read_text())
+            assert (hf["num_hidden_layers"], hf["hidden_size"], hf["num_attention_heads"]) == (
+                cfg.n_layer, cfg.d_model, cfg.n_head), (name, rel)

@@ -165,7 +165,7 @@ def test_shipped_lm_accepts_a_re_saved_copy_of_its_tokenizer(v2, tmp_path):
     from lm.model import load_tokenizer_for
 
     root = Path(__file__).resolve().parents[1]
-    cfg = json.loads((root / "lm/pretrained/default/config.json").read_text())
+    cfg = json.loads((root / "lm/pretrained/conditional/config.json").read_text())  # recorded before them
     assert "baseline_iterations" not in cfg["ecg_tokenizer"]["config"]
 
     class C:
