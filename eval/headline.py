@@ -332,27 +332,29 @@ class Calibration:
         cand = np.flatnonzero(np.isin(self.pool.records, held) & self.pool_free)
         return np.sort(rng.choice(cand, n, replace=n > len(cand)))
 
-    def values(self, feats, memorization: bool = True) -> dict[str, float]:
-        """A set's headline (and per-measurement) values: the mean over the draws' references."""
+    def values(self, feats, memorization: bool = True, nearest=None) -> dict[str, float]:
+        """A set's headline (and per-measurement) values: the mean over the draws' references.
+        ``nearest``: ``nearest_distances(feats.emb, memo_emb)`` if the caller has it already."""
         clin = feats.clinical()
         d = np.mean([self.distances(feats.emb, clin, b) for b in range(len(self.draws))], axis=0)
         out = self._aggregate(d)
         if memorization:
-            nn, _ = nearest_distances(feats.emb, self.memo_emb)
+            nn, _ = nearest if nearest is not None else nearest_distances(feats.emb, self.memo_emb)
             out["memorization"] = float((nn < self.copy_threshold).mean())
         out["discriminator"] = self.discriminate(feats, seed=0)
         if self.lm_only is not None:
             out["discriminator_lm"] = self.discriminate(feats, seed=0, real=self.lm_only["real"])
         return out
 
-    def near_copies(self, feats, names=None) -> dict:
+    def near_copies(self, feats, names=None, nearest=None) -> dict:
         """The windows the memorization headline counts, and the LM-training windows they sit next to.
 
         ``{"n", "by_record": {record: count}, "windows": [{"window", "train_window", "distance"}]}``, nearest
         first: a privacy audit names which training patients a generator reproduces (record numbers and
-        sample offsets only, never header data). ``names``: the set's window names (index otherwise).
+        sample offsets only, never header data). ``names``: the set's window names (index otherwise);
+        ``nearest`` as in :meth:`values`.
         """
-        nn, idx = nearest_distances(feats.emb, self.memo_emb)
+        nn, idx = nearest if nearest is not None else nearest_distances(feats.emb, self.memo_emb)
         hit = np.flatnonzero(nn < self.copy_threshold)
         hit = hit[np.argsort(nn[hit])]
         rows = [{"window": names[i] if names is not None else int(i), "train_window": self.memo_names[idx[i]],
@@ -370,7 +372,8 @@ class Calibration:
         ``memorization=False`` (a set drawn from the training records themselves, e.g. the real-DS1 row)
         reports memorization as None, outside the verdict.
         """
-        vals = self.values(feats, memorization)
+        nearest = nearest_distances(feats.emb, self.memo_emb) if memorization else None  # shared by both
+        vals = self.values(feats, memorization, nearest=nearest)
         bands = self.band(len(feats))
         entry = {
             k: {"value": v, "real_band": list(bands[k]), "verdict": verdict(v, bands[k])}
@@ -389,7 +392,7 @@ class Calibration:
         head = {k: head[k] for k in order if k in head}
         out = {"headline": head, "verdict": overall(head), "clinical": clinical}
         if memorization:
-            out["near_copies"] = self.near_copies(feats, names)
+            out["near_copies"] = self.near_copies(feats, names, nearest=nearest)
         if "discriminator" in head:  # what the discriminator reads: each feature group alone, same folds
             out["discriminator_groups"] = self.explain(feats, seed=0)
             if self.settings.disc_spread_draws > 1:

@@ -58,6 +58,7 @@ class MixedCorpus:
                  samples_per_token: float = 10.0, train_sources=None, source_weights=None):
         self.spec = spec
         self.source_weights = dict(source_weights) if source_weights else None
+        self._scale: dict[tuple[str, int], list[float]] = {}
         self.path = ", ".join(str(s.path) for s, _ in stores)
         self.streams: dict[str, list[np.ndarray]] = {}
         self.rhythm_at: dict[str, list[np.ndarray]] = {}
@@ -143,7 +144,14 @@ class MixedCorpus:
         return out
 
     def _source_scale(self, split: str, body: int) -> list[float]:
-        """Per-stream factors that give database ``db`` a share ``w_db / sum(w)`` of the crops."""
+        """Per-stream factors that give database ``db`` a share ``w_db / sum(w)`` of the crops (computed once
+        per split and crop length: :meth:`random_crops` runs every training step)."""
+        key = (split, body)
+        if key not in self._scale:
+            self._scale[key] = self._compute_scale(split, body)
+        return self._scale[key]
+
+    def _compute_scale(self, split: str, body: int) -> list[float]:
         names, streams = self.names.get(split, []), self.streams.get(split, [])
         dbs = sorted({db for db, _, _ in names})
         missing = [db for db in dbs if db not in self.source_weights]

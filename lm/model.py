@@ -38,8 +38,9 @@ from tokenizer.errors import ConfigError, TokenizerError
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 TOKENIZER_SUBDIR = "tokenizer"  # a copy of the ECG tokenizer inside every saved LM folder
 #: LMs shipped in ``lm/pretrained/<name>`` and the config each was trained with.
-#: ``default`` and ``conditional`` are one LM v2 (tokenizer v2, rhythm prefix + beat labels, condition dropout):
-#: ``default`` is sampled without a condition, ``conditional`` with one; ``v1*`` are the tokenizer-v1 LMs.
+#: ``default`` (LM v2c, the unconditional generator) and ``conditional`` (LM v2, requested rhythms and beats) share
+#: one control vocabulary (tokenizer v2, rhythm prefix + beat labels, condition dropout); ``v1*`` are the
+#: tokenizer-v1 LMs.
 SHIPPED = {"default": "configs/lm/v2b_default_ft.yaml", "conditional": "configs/lm/v2_conditional_ft.yaml",
            "v1": "configs/lm/tiny.yaml", "v1-conditional": "configs/lm/tiny_cond.yaml"}
 
