@@ -38,10 +38,10 @@ from tokenizer.errors import ConfigError, TokenizerError
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 TOKENIZER_SUBDIR = "tokenizer"  # a copy of the ECG tokenizer inside every saved LM folder
 #: LMs shipped in ``lm/pretrained/<name>`` and the config each was trained with.
-#: ``default`` (LM v2c, the unconditional generator) and ``conditional`` (LM v2, requested rhythms and beats) share
+#: ``default`` (LM v2d, the unconditional generator) and ``conditional`` (LM v2, requested rhythms and beats) share
 #: one control vocabulary (tokenizer v2, rhythm prefix + beat labels, condition dropout); ``v1*`` are the
 #: tokenizer-v1 LMs.
-SHIPPED = {"default": "configs/lm/v2b_default_ft.yaml", "conditional": "configs/lm/v2_conditional_ft.yaml",
+SHIPPED = {"default": "configs/lm/v2d_default_ft.yaml", "conditional": "configs/lm/v2_conditional_ft.yaml",
            "v1": "configs/lm/tiny.yaml", "v1-conditional": "configs/lm/tiny_cond.yaml"}
 
 

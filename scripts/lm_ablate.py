@@ -137,10 +137,11 @@ def figure(out: Path, png: Path, chained: list[Path] | None = None) -> Path:
             pts = [(t / 1e3, x[key]) for t, x in rows if key in x]
             if pts:
                 ax.plot(*zip(*pts), label=name, marker="o" if key.startswith("val") else None, ms=3)
-        if chained:  # where fine-tuning starts, and the bigram of the validation tokens
-            edge = _chained_rows(runs[:1])[-1][0] / 1e3
-            for ax in axes:
-                ax.axvline(edge, color="gray", ls=":", lw=1)
+        if chained:  # where each later stage starts (fine-tuning), and the bigram of the validation tokens
+            for k in range(1, len(runs)):
+                edge = _chained_rows(runs[:k])[-1][0] / 1e3
+                for ax in axes:
+                    ax.axvline(edge, color="gray", ls=":", lw=1)
             big = [x["val/bigram_bits_per_token"] for _, x in rows if "val/bigram_bits_per_token" in x]
             if big:
                 axes[1].axhline(big[-1], color="gray", ls="--", lw=1, label="bigram (validation)")
