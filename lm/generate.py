@@ -23,6 +23,8 @@ LM v2 (trained with ``configs/lm/v2_*.yaml``: source/lead tokens, condition drop
 samples; > 1: stronger adherence to ``--condition``); v1 LMs refuse it, and ``--source`` / ``--lead``.
 A tokenizer v2 with a texture model decodes with texture by default (noise, mains, fine detail, seeded
 per sample from ``--seed``); ``--texture false`` writes the clean ECG band. The manifest records both.
+``--label_gap 2.0`` (LM v2, no rhythm requested) keeps every sample's beat labels coming (a beat label at
+least every 2 s, ``lm.grammar.LabelGap``), so every generated beat gets an ``.atr`` annotation.
 """
 import os
 import sys

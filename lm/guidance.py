@@ -41,7 +41,7 @@ from tokenizer.errors import ConfigError
 
 from .beatcache import BeatCache, BeatCacheParams
 from .control import ControlSpec
-from .grammar import BeatGrammar
+from .grammar import BeatGrammar, LabelGap
 from .kvdecode import KVDecoder, check_kv_cache, resolve_kv_cache, supports
 from .sampling import ConditionedSamples, SamplingParams, draw
 
@@ -240,7 +240,8 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
                   prompt_rhythm: str | None = None, grammar: bool = False,
                   tokens_per_second: float = 36.0,
                   beat_cache: BeatCacheParams | None = None, lead_guidance: float | None = None,
-                  contrast_lead: str | None = None, kv_cache: str = "auto") -> ConditionedSamples:
+                  contrast_lead: str | None = None, kv_cache: str = "auto",
+                  label_gap: float | None = None) -> ConditionedSamples:
     """Sample a v2 LM until every sequence has ``n_codes`` ECG codes, optionally with guidance.
 
     Parameters
@@ -295,6 +296,11 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
         CPU where ``torch.compile`` works, ~1.3x faster; else float32), ``"float32"`` (logits equal to the
         model's to float rounding) or ``"float16"``. Either draws from the same distribution; the same seed
         gives the same samples only with the same cache.
+    label_gap : float, optional
+        Seconds (e.g. 2.0, :data:`lm.grammar.MAX_LABEL_GAP_S`): where no grammar applies (no rhythm
+        requested), force a beat label once that long has passed without one, in every sequence whose
+        rhythm prefix is not the null ``rhythm:?`` (:class:`lm.grammar.LabelGap`: keeps a labelled MIT-BIH
+        stream from slipping into CinC 2017's unlabelled format). None or 0: off.
 
     Returns
     -------
@@ -352,6 +358,8 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
     # a grammar fixes every beat's class, so it steps aside when beat classes are requested explicitly
     rules = BeatGrammar.for_rhythm(rhythm, spec, tokens_per_second, device) \
         if grammar and mode != "uncond" and not beats else None
+    gap = LabelGap.for_model(spec, tokens_per_second, device, label_gap) \
+        if label_gap and rules is None and spec.conditional and mode != "uncond" else None
     cache = BeatCache.for_model(model, beat_cache, spec, device) \
         if beat_cache is not None and beat_cache.strength > 0 else None
     starts = list(range(0, n_samples, max(1, int(batch_size))))
@@ -371,6 +379,9 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
                                 contrast=contrast, kv_cache=kv)  # (b, 1)
         hist = torch.as_tensor(prompt, device=device).expand(b, -1).clone()  # (b, P): the prompt first
         gstate = rules.new_state(b, gen, device) if rules is not None else None
+        if gap is not None:  # rows with a real rhythm prefix (not the unlabelled rhythm:?) stay labelled
+            gstate = gap.new_state(prefix[:, 0] != spec.id_of("rhythm:?") if prefix.shape[1]
+                                   else torch.zeros(b, dtype=torch.bool, device=device))
         cstate = cache.new_state(b, device) if cache is not None else None
         if cache is not None:  # the prompt's beats are the first ones the cache holds
             for tok_t in torch.as_tensor(prompt, device=device).unsqueeze(1).expand(-1, b):
@@ -398,7 +409,7 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
                 room = window - ctx.shape[1]
             need = n_codes - int(made.min())
             new = _chunk(model, ctx, min(room, need + need // 6 + 4), params, vcut, gen, bias, voc, mode, g,
-                         rules, gstate, v, cache, cstate, contrast, kv)
+                         rules if rules is not None else gap, gstate, v, cache, cstate, contrast, kv)
             hist = torch.cat([hist, new], 1)
             made += (new < v).sum(1)
             first = False

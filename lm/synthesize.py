@@ -68,6 +68,7 @@ class GenerateConfig:
     texture: bool | None = None         # tokenizer v2: texture decode (none = on when the tokenizer has one)
     grammar: bool = True                # LM v2: impose the rhythm's beat-class grammar (lm/grammar.py)
     beat_cache: float = 0.0             # LM v2: beat-cache strength (lm/beatcache.py, e.g. 0.25); 0 = off
+    label_gap: float = 0.0              # LM v2, no rhythm asked: a beat label at least every N s (e.g. 2); 0 = off
     lead_guidance: float | None = None  # LM v2: lead-contrast guidance scale (lm/guidance.py, e.g. 1.25); none = off
     contrast_lead: str | None = None    # LM v2: the lead lead guidance pushes away from (none = V1, or MLII for V1)
     kv_cache: str = "auto"              # LM v2: auto | float32 | float16 (lm/kvdecode.py; auto = float16 on CPU)
@@ -86,6 +87,8 @@ class GenerateConfig:
         SamplingParams(self.temperature, self.top_k, self.top_p)  # validates
         check_guidance(self.guidance)
         BeatCacheParams(strength=float(self.beat_cache))  # validates: >= 0
+        if not self.label_gap >= 0:
+            raise ConfigError(f"label_gap must be >= 0 seconds (0 = off, e.g. 2.0), got {self.label_gap}")
         from .guidance import check_lead_guidance
 
         check_lead_guidance(self.lead_guidance)
@@ -230,7 +233,7 @@ def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, p
                guidance: float | None = None, source: str | None = None, lead: str | None = None,
                texture: bool | None = None, grammar: bool = True, beat_cache: float | None = None,
                lead_guidance: float | None = None, contrast_lead: str | None = None,
-               kv_cache: str = "auto", progress: bool = True) -> Synthesis:
+               kv_cache: str = "auto", label_gap: float | None = None, progress: bool = True) -> Synthesis:
     """Sample ``num_samples`` ECGs of ``seconds`` after an optional prompt and decode them to millivolts.
 
     The one sampling path behind ``lm/generate.py`` and :meth:`ecg2llm.ECGPipeline.generate` /
@@ -278,6 +281,10 @@ def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, p
         LM v2: the decoder's KV cache (:mod:`lm.kvdecode`): ``"auto"`` (float16 with a compiled attention
         kernel on CPU where ``torch.compile`` works, ~1.3x faster; else float32), ``"float32"``, ``"float16"``.
         The same distribution either way; identical arrays need the same cache. v1 LMs ignore it.
+    label_gap : float, optional
+        Conditional LM v2 without a requested rhythm: seconds after which a beat label is forced in a
+        sequence with a labelled rhythm prefix (:class:`lm.grammar.LabelGap`, e.g. 2.0). None or 0: off.
+        A v1 LM refuses it.
     """
     prompt = np.zeros(0, np.int64) if prompt is None else np.asarray(prompt, np.int64)
     ctl, use_texture = check_request(model, tok, guidance=guidance, source=source, lead=lead, texture=texture,
@@ -292,6 +299,9 @@ def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, p
     if (lead_guidance is not None or contrast_lead is not None) and ctl is None:
         raise ConfigError(f"lead guidance (lead_guidance={lead_guidance}) needs an LM v2 (trained with a lead "
                           f"token); this is a v1 LM (sample it without --lead_guidance)")
+    if label_gap and (ctl is None or not ctl.conditional):
+        raise ConfigError(f"label_gap={label_gap} needs a conditional LM v2 (beat labels in its stream); "
+                          f"sample this LM without --label_gap")
     cache_params = resolve_beat_cache(model, beat_cache) if ctl is not None else None
     prompt_s = len(prompt) / tok.tokens_per_second
     n_tok = int(np.ceil(seconds * tok.tokens_per_second))
@@ -315,7 +325,8 @@ def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, p
                               batch_size=batch_size, seed=seed, progress=progress, prompt=stream,
                               prompt_rhythm=prompt_rhythm, unconditional=unlabelled, grammar=bool(grammar),
                               tokens_per_second=tok.tokens_per_second, beat_cache=cache_params,
-                              lead_guidance=lead_guidance, contrast_lead=contrast_lead, kv_cache=kv_cache)
+                              lead_guidance=lead_guidance, contrast_lead=contrast_lead, kv_cache=kv_cache,
+                              label_gap=label_gap or None)
         labels = drawn if ctl.conditional else None
         ids, kv_used = drawn.codes, drawn.kv_cache
     elif spec is not None:
@@ -399,7 +410,8 @@ def generate(cfg: GenerateConfig) -> dict:
                      condition=cfg.condition, condition_strength=cfg.condition_strength, prompt=prompt,
                      prompt_labels=prompt_labels, guidance=cfg.guidance, source=cfg.source, lead=cfg.lead,
                      texture=cfg.texture, grammar=cfg.grammar, beat_cache=cfg.beat_cache,
-                     lead_guidance=cfg.lead_guidance, contrast_lead=cfg.contrast_lead, kv_cache=cfg.kv_cache)
+                     lead_guidance=cfg.lead_guidance, contrast_lead=cfg.contrast_lead, kv_cache=cfg.kv_cache,
+                     label_gap=cfg.label_gap or None)
     signals, ids, annotations = syn.signals, syn.ids, syn.annotations
     n_tok, t_sample, t_total = ids.shape[1], syn.sampling_s, syn.total_s
     comment = (f"synthetic ECG generated by ecg2llm ({Path(folder).name} LM), seed {cfg.seed}; "

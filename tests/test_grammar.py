@@ -108,3 +108,58 @@ def test_sinus_ratio_window_is_ds1s_5_to_95_percent(data_dir):
     q = successive_rr_ratio(data_dir=data_dir)
     lo, hi = RR_RATIO["N"]
     assert q["n"] > 10000 and abs(q["quantiles"][5] - lo) < 0.01 and abs(q["quantiles"][95] - hi) < 0.01
+
+
+def test_label_gap_keeps_labelled_streams_labelled_and_leaves_the_rest(v2_lm):
+    """LabelGap (no rhythm requested): a beat label at most every ``hi`` codes in rows with a real rhythm
+    prefix, the class the LM's own; rows drawn under the null rhythm:? and requested rhythms are untouched."""
+    import torch
+
+    from lm.grammar import MAX_LABEL_GAP_S, LabelGap
+    from lm.guidance import sample_guided
+
+    spec = ControlSpec.of_model(v2_lm)
+    gap_s = 0.25  # 9 codes at 36 tokens/s: forced often in 120 codes
+    rule = LabelGap.for_model(spec, TPS, "cpu", gap_s)
+    assert rule.hi == 9 and 1.5 < MAX_LABEL_GAP_S < 3.0
+    # the rule alone: late active rows may only draw beat labels, everything else is unchanged
+    logits = torch.randn(3, 64 + spec.n_tokens + 3)
+    state = rule.new_state(torch.tensor([True, True, False]))
+    state["since"] = torch.tensor([9, 3, 50])
+    out = rule.apply(logits, state, 64)
+    finite = torch.isfinite(out[0]).nonzero().flatten().tolist()
+    assert sorted(finite) == sorted(spec.beat_ids().tolist())
+    assert torch.equal(out[1:], logits[1:])
+    rule.update(state, torch.tensor([int(spec.beat_ids()[2]), 5, spec.id_of("rhythm:N")]), 64)
+    assert state["since"].tolist() == [0, 4, 50]  # a beat resets, a code counts, another control token does not
+    with pytest.raises(ConfigError, match="label_gap"):
+        LabelGap.for_model(spec, TPS, "cpu", 0.0)
+
+    kw = dict(n_samples=4, n_codes=150, batch_size=4, seed=2, tokens_per_second=TPS)
+    free = sample_guided(v2_lm, **kw)
+    held = sample_guided(v2_lm, label_gap=gap_s, **kw)
+    assert held.rhythm == free.rhythm  # the prefix is drawn before the rule starts
+    checked = 0
+    for ev, ev_free, rh in zip(held.events, free.events, held.rhythm):
+        beats = [k for k, n in ev if n.startswith("beat:") and n != "beat:?"]
+        if rh == "?":
+            assert ev == ev_free  # the unlabelled format is left alone
+            continue
+        gaps = np.diff([0] + beats + [150])
+        assert gaps.max() <= rule.hi, (rh, gaps)
+        checked += 1
+    assert checked >= 1 and held.events != free.events  # the rule held some labelled row and acted
+    again = sample_guided(v2_lm, label_gap=gap_s, **kw)
+    assert np.array_equal(held.codes, again.codes) and held.events == again.events  # deterministic
+    # a requested rhythm keeps its own grammar: label_gap is not applied on top
+    g = dict(conditions=["rhythm:B"], grammar=True, **kw)
+    a, b = sample_guided(v2_lm, **g), sample_guided(v2_lm, label_gap=gap_s, **g)
+    assert np.array_equal(a.codes, b.codes) and a.events == b.events
+
+
+def test_label_gap_flag_is_validated():
+    from lm.synthesize import GenerateConfig
+
+    with pytest.raises(ConfigError, match="label_gap must be >= 0"):
+        GenerateConfig(label_gap=-1.0)
+    assert GenerateConfig(label_gap=2.0).label_gap == 2.0 and GenerateConfig().label_gap == 0.0
