@@ -360,6 +360,7 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
         if grammar and mode != "uncond" and not beats else None
     gap = LabelGap.for_model(spec, tokens_per_second, device, label_gap) \
         if label_gap and rules is None and spec.conditional and mode != "uncond" else None
+    beat_rule = rules if rules is not None else gap  # what constrains the beat labels (one at most)
     cache = BeatCache.for_model(model, beat_cache, spec, device) \
         if beat_cache is not None and beat_cache.strength > 0 else None
     starts = list(range(0, n_samples, max(1, int(batch_size))))
@@ -409,7 +410,7 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
                 room = window - ctx.shape[1]
             need = n_codes - int(made.min())
             new = _chunk(model, ctx, min(room, need + need // 6 + 4), params, vcut, gen, bias, voc, mode, g,
-                         rules if rules is not None else gap, gstate, v, cache, cstate, contrast, kv)
+                         beat_rule, gstate, v, cache, cstate, contrast, kv)
             hist = torch.cat([hist, new], 1)
             made += (new < v).sum(1)
             first = False
