@@ -25,7 +25,8 @@ MIT-BIH streams.
 Bigeminy, trigeminy and VT are also defined by their timing (a premature V beat, then a compensatory
 pause; VT > 100 bpm), so their grammars carry an RR window per pattern beat, read off DS1's annotations
 (:data:`GRAMMARS`): before the window opens no beat may start (the beat tokens are masked); once it
-closes the beat must start (every code is masked). Inside the window the LM decides. Sinus rhythm ``N``
+closes the beat must start (every code is masked); the first beat must start within one longest RR of the
+start of sampling. Inside the window the LM decides. Sinus rhythm ``N``
 has a wide absolute window (48-120 bpm) and a regularity one: each RR within 0.94-1.07 of the previous (DS1's 5-95 %
 range, :data:`RR_RATIO`), so the rate may drift as a sinus rate does, not jump.
 
@@ -106,10 +107,13 @@ class BeatGrammar:
     def new_state(self, b: int, gen: torch.Generator, device) -> dict:
         """Per-row state: beats drawn so far (a random phase in the pattern) and codes since the last beat.
 
-        The first beat of a sequence has no RR before it: ``since`` starts at the pattern's limit.
+        The first beat of a sequence has no RR before it: ``since`` starts at the pattern's shortest RR, so
+        it may come at once, and it must come within one longest RR of the start (``grace``): a window of
+        the rhythm holds a beat in its first RR. (Before, the first beat was never forced, and an LM that
+        opened in an unlabelled stream format drew a whole "rhythm:VT" window without a beat: 4 of 40.)
         """
         phase = torch.randint(0, len(self.pattern), (b,), generator=gen, device=device)
-        return {"beats": phase, "since": self.lo[phase].clone(),
+        return {"beats": phase, "since": self.lo[phase].clone(), "grace": self.lo[phase].clone(),
                 "first": torch.ones(b, dtype=torch.bool, device=device),
                 "last_rr": torch.zeros(b, dtype=torch.long, device=device)}  # 0: no RR drawn yet
 
@@ -132,7 +136,7 @@ class BeatGrammar:
         early = state["since"] < lo  # (b,) too soon for it: no beat yet
         mass = torch.where(early, torch.full_like(mass, -float("inf")), mass)
         out.scatter_(1, self.pattern[k][:, None], mass[:, None])
-        late = (state["since"] >= hi) & ~state["first"]  # (b,) its RR is used up: the beat now
+        late = state["since"] >= hi + torch.where(state["first"], state["grace"], 0)  # (b,) RR used up: beat now
         out[late, :n_codes] = -float("inf")
         return out
 

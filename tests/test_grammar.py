@@ -50,6 +50,29 @@ def test_beats_follow_the_pattern_and_rr_windows_across_context_windows(v2_lm, r
             assert len(rrs) >= 2 and all(np.floor(a * r0) <= r1 <= np.ceil(b * r0) for r0, r1 in zip(rrs, rrs[1:]))
 
 
+def test_the_first_beat_is_forced_within_one_longest_rr():
+    """An LM that never offers a beat label (an unlabelled stream) still gets the rhythm's first beat by the
+    pattern's longest RR after the start, and the pattern's RR windows from then on."""
+    import torch
+
+    spec = ControlSpec(first_id=67, conditional=True, counts={"beat:N": 9, "beat:V": 3, "rhythm:VT": 1})
+    g = BeatGrammar.for_rhythm("VT", spec, TPS, "cpu")
+    lo, hi = int(g.lo[0]), int(g.hi[0])
+    state = g.new_state(1, torch.Generator().manual_seed(0), "cpu")
+    logits = torch.zeros(1, 67 + spec.n_tokens)
+    logits[0, 64:] = -1e5  # specials and control tokens (the sampler masks them) ...
+    logits[0, spec.beat_ids()] = -1e4  # ... and the LM all but never starts a beat
+    beats = []
+    for k in range(4 * hi):
+        out = g.apply(logits, state, 64)
+        tok = out.argmax(1)  # greedy: a beat only where the grammar forces it
+        if int(tok) in spec.beat_ids().tolist():
+            beats.append(k - len(beats))  # code index of the beat (labels are not codes)
+        g.update(state, tok, 64)
+    assert beats and beats[0] <= hi  # the first beat within one longest RR of the start
+    assert all(lo <= b - a <= hi for a, b in zip(beats, beats[1:])) and len(beats) >= 3
+
+
 def test_grammar_off_is_the_sampler_of_before(v2_lm):
     from lm.guidance import sample_guided
 
