@@ -39,6 +39,8 @@ class LMTrainConfig:
     #                                          with `sources`, normalized); empty = in proportion to their tokens
     cinc_store: str = "runs/store/default_cinc2017"    # CinC 2017 token store, built on first use
     cinc_max_records: int = 0                # CinC recordings tokenized when building (0 = all 8,528)
+    cinc_labels: list[str] = field(default_factory=list)  # CinC labels trained on (N/A/O/~); empty = all
+    cinc_min_r_mv: float = 0.0               # leave out CinC recordings whose R amplitude (mV) is below (0 = keep)
     augment_views: int = 0                   # augmented copies (gain, offset, tempo) of each DS1 training record
     condition_dropout: float = 0.0           # classifier-free guidance: P(rhythm/beat labels -> null) per sequence
     init_from: str | None = None             # LM folder whose weights start this run (pretrain -> fine-tune)
@@ -122,6 +124,12 @@ class LMTrainConfig:
             if any(not w > 0 for w in self.source_weights):
                 raise ConfigError(f"source_weights must all be > 0, got {self.source_weights}; drop a source "
                                   "from `sources` instead of giving it weight 0")
+        bad = [lab for lab in self.cinc_labels if lab not in ("N", "A", "O", "~")]
+        if bad:
+            raise ConfigError(f"cinc_labels {self.cinc_labels}: {bad} are not CinC 2017 labels; choose from "
+                              "N (normal), A (AF), O (other rhythm), ~ (noisy), or leave it empty for all")
+        if self.cinc_min_r_mv < 0:
+            raise ConfigError(f"cinc_min_r_mv must be >= 0 (mV), got {self.cinc_min_r_mv}")
         if self.augment_views < 0 or self.cinc_max_records < 0:
             raise ConfigError("augment_views and cinc_max_records must be >= 0")
         if self.init_from in ("", "none", "None"):

@@ -52,10 +52,12 @@ class MixedCorpus:
     source_weights : dict of str to float, optional
         Share of training crops drawn from each database (normalized; e.g. ``{"mitdb": 3, "cinc2017": 1}``
         for a fine-tune that upweights MIT-BIH but keeps CinC 2017). None: in proportion to their tokens.
+    exclude : set of str, optional
+        CinC 2017 recordings left out of training (:func:`lm.corpora.cinc2017_excluded`).
     """
 
     def __init__(self, stores, spec: ControlSpec, train_leads=("MLII",), data_dir=None, fs: float = 360.0,
-                 samples_per_token: float = 10.0, train_sources=None, source_weights=None):
+                 samples_per_token: float = 10.0, train_sources=None, source_weights=None, exclude=None):
         self.spec = spec
         self.source_weights = dict(source_weights) if source_weights else None
         self._scale: dict[tuple[str, int], list[float]] = {}
@@ -65,6 +67,8 @@ class MixedCorpus:
         self.prefix: dict[str, list[list[int]]] = {}
         self.names: dict[str, list[tuple[str, str, str]]] = {}  # (db, record, lead)
         want = set(train_sources) if train_sources else {db for _, db in stores}
+        exclude = set(exclude or ())
+        self.excluded = 0
         null_r = spec.null_rhythm_id
         for store, db in stores:
             views = store.meta.get("views", {})
@@ -73,6 +77,9 @@ class MixedCorpus:
                 original = base_record(e.record) == e.record
                 if e.split == "train":
                     if db not in want or (db == "mitdb" and e.lead not in train_leads):
+                        continue
+                    if db == CINC_DB and e.record in exclude:
+                        self.excluded += 1
                         continue
                 elif e.split not in ("valid", "test") or db != "mitdb" or e.lead != EVAL_LEAD or not original:
                     continue
@@ -186,7 +193,7 @@ def open_corpus(cfg, tok):
     (TokenStore, MixedCorpus, ControlSpec)
         The MIT-BIH store, the corpus, and its spec (``counts`` filled from the training streams).
     """
-    from .corpora import build_cinc2017_store, build_mitdb_store, open_or_build
+    from .corpora import build_cinc2017_store, build_mitdb_store, cinc2017_excluded, open_or_build
 
     unknown = [s for s in cfg.sources if s not in ("mitdb", CINC_DB)]
     if unknown:
@@ -204,13 +211,22 @@ def open_corpus(cfg, tok):
                          f"asks "
                          f"for {cfg.augment_views}; point --store at another folder (built on first use)")
     stores = [(mitdb, "mitdb")]
+    exclude: set[str] = set()
     if CINC_DB in cfg.sources:
-        stores.append((open_or_build(cfg.cinc_store, build_cinc2017_store, tok, data_dir=cfg.data_dir,
-                                     max_records=cfg.cinc_max_records), CINC_DB))
+        cinc = open_or_build(cfg.cinc_store, build_cinc2017_store, tok, data_dir=cfg.data_dir,
+                             max_records=cfg.cinc_max_records)
+        stores.append((cinc, CINC_DB))
+        if cfg.cinc_labels or cfg.cinc_min_r_mv > 0:
+            exclude = cinc2017_excluded(cinc.meta.get("labels", {}), cfg.cinc_labels, cfg.cinc_min_r_mv,
+                                        data_dir=cfg.data_dir)
     spec = ControlSpec(first_id=int(tok.vocab_size) + 3, lead_s=float(cfg.condition_lead_s),
                        conditional=bool(cfg.conditioning), condition_dropout=float(cfg.condition_dropout))
     corpus = MixedCorpus(stores, spec, train_leads=list(cfg.leads), data_dir=cfg.data_dir, fs=tok.fs,
                          samples_per_token=tok.samples_per_token, train_sources=list(cfg.sources),
-                         source_weights=dict(zip(cfg.sources, cfg.source_weights)) or None)
+                         source_weights=dict(zip(cfg.sources, cfg.source_weights)) or None, exclude=exclude)
+    if exclude:
+        print(f"cinc2017: {corpus.excluded} recordings left out of training (labels kept: "
+              f"{list(cfg.cinc_labels) or 'all'}, R amplitude >= {cfg.cinc_min_r_mv} mV); "
+              f"{corpus.n_tokens('train', CINC_DB):,} CinC tokens remain", flush=True)
     spec.counts = corpus.counts("train")
     return mitdb, corpus, spec

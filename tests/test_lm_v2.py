@@ -89,6 +89,31 @@ def test_cinc2017_missing_folder_says_where_to_get_it(tmp_path):
         read_cinc2017_labels(tmp_path)
 
 
+def test_r_amplitude_proxy_tracks_qrs_height_not_offset_or_polarity():
+    from lm.corpora import r_amplitude_mv
+
+    x = synthetic_ecg(30, hr_bpm=75, seed=0).astype(np.float64)
+    a = r_amplitude_mv(x, 360.0)
+    assert 0.3 < a < 3.0
+    assert r_amplitude_mv(0.5 * x, 360.0) == pytest.approx(0.5 * a, rel=1e-6)  # linear in gain
+    assert r_amplitude_mv(x + 2.0, 360.0) == pytest.approx(a, rel=0.02)  # a DC offset does not count
+    assert r_amplitude_mv(-x, 360.0) == pytest.approx(a, rel=1e-6)  # handheld leads may be inverted
+    assert r_amplitude_mv(x[:1800], 360.0) > 0  # shorter than one window: one window
+
+
+def test_cinc2017_curation_on_real_data(cinc_root):
+    """Label and amplitude filters name the recordings left out; the amplitude read is the real one."""
+    from lm.corpora import cinc2017_excluded, read_cinc2017_labels
+
+    labels = dict(list(read_cinc2017_labels(cinc_root).items())[:60])
+    assert cinc2017_excluded(labels) == set()
+    noisy = {n for n, lab in labels.items() if lab == "~"}
+    assert cinc2017_excluded(labels, keep_labels=["N", "A", "O"]) == noisy
+    low = cinc2017_excluded(labels, min_r_mv=0.5, data_dir=cinc_root, progress=False)
+    assert 0 < len(low) < 30  # about a quarter of CinC reads under 0.5 mV (MIT-BIH DS1: under 1 %)
+    assert cinc2017_excluded(labels, ["N", "A", "O"], 0.5, cinc_root, False) == low | noisy
+
+
 # ------------------------------------------------------------------------------------------ corpus
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
@@ -166,6 +191,11 @@ def test_source_weights_set_each_database_share_of_training_crops(tmp_path, data
              for c in (plain, weighted)]
     assert share[0] == pytest.approx(plain.n_tokens("train", "mitdb") / plain.n_tokens("train"), abs=0.05)
     assert share[1] == pytest.approx(0.75, abs=0.03)
+    # exclude leaves those CinC recordings out of training, MIT-BIH's records of the same name stay
+    cut = MixedCorpus(both, spec, exclude={"106"}, **kw)
+    assert cut.excluded == 2 and cut.n_tokens("train", "mitdb") == plain.n_tokens("train", "mitdb")
+    assert ("cinc2017", "106", "MLII") not in cut.names["train"] and ("mitdb", "106", "MLII") in cut.names["train"]
+    assert 0 < cut.n_tokens("train", "cinc2017") < plain.n_tokens("train", "cinc2017")
     # evaluation tiles are untouched by the weights
     assert np.array_equal(plain.tiles("test", 40), weighted.tiles("test", 40))
     with pytest.raises(ConfigError, match="no weight to"):
@@ -174,6 +204,10 @@ def test_source_weights_set_each_database_share_of_training_crops(tmp_path, data
         LMTrainConfig(sources=["mitdb", "cinc2017"], source_weights=[1.0])
     with pytest.raises(ConfigError, match="must all be > 0"):
         LMTrainConfig(sources=["mitdb", "cinc2017"], source_weights=[1.0, 0.0])
+    with pytest.raises(ConfigError, match="not CinC 2017 labels"):
+        LMTrainConfig(sources=["mitdb", "cinc2017"], cinc_labels=["N", "AF"])
+    with pytest.raises(ConfigError, match="cinc_min_r_mv"):
+        LMTrainConfig(sources=["mitdb", "cinc2017"], cinc_min_r_mv=-1.0)
 
 
 def test_pretrain_then_finetune_end_to_end(tmp_path, data_root, seed_tok, capsys):
