@@ -115,11 +115,12 @@ def figure(groups: dict[str, list[dict]], path: str) -> None:
     ax.add_patch(plt.Rectangle((m0, d0), m1 - m0, d1 - d0, color="tab:green", alpha=0.18, lw=0,
                                label="real band (both)"))
     for i, (label, fs) in enumerate(groups.items()):
-        c = f"C{i}"
+        c = f"C{i % 10}"  # past ten models, the colours repeat with another marker
+        mk = "os^Dv"[(i // 10) % 5]
         x = np.array([f["headline"]["memorization"] for f in fs])
         y = np.array([f["discriminator_mean"] for f in fs])
-        ax.scatter(x, y, s=18, color=c, alpha=0.55)
-        ax.errorbar(x.mean(), y.mean(), xerr=x.std(), yerr=y.std(), fmt="o", ms=8, color=c, capsize=3,
+        ax.scatter(x, y, s=18, color=c, alpha=0.55, marker=mk)
+        ax.errorbar(x.mean(), y.mean(), xerr=x.std(), yerr=y.std(), fmt=mk, ms=8, color=c, capsize=3,
                     label=f"{label} ({len(fs)} sets)")
     ys = [f["discriminator_mean"] for fs in groups.values() for f in fs]
     xs = [f["headline"]["memorization"] for fs in groups.values() for f in fs]
