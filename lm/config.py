@@ -124,10 +124,13 @@ class LMTrainConfig:
             if any(not w > 0 for w in self.source_weights):
                 raise ConfigError(f"source_weights must all be > 0, got {self.source_weights}; drop a source "
                                   "from `sources` instead of giving it weight 0")
-        bad = [lab for lab in self.cinc_labels if lab not in ("N", "A", "O", "~")]
-        if bad:
-            raise ConfigError(f"cinc_labels {self.cinc_labels}: {bad} are not CinC 2017 labels; choose from "
-                              "N (normal), A (AF), O (other rhythm), ~ (noisy), or leave it empty for all")
+        if self.cinc_labels:
+            from .corpora import CINC_RHYTHM  # the challenge's labels
+
+            bad = [lab for lab in self.cinc_labels if lab not in CINC_RHYTHM]
+            if bad:
+                raise ConfigError(f"cinc_labels {self.cinc_labels}: {bad} are not CinC 2017 labels; choose "
+                                  "from N (normal), A (AF), O (other rhythm), ~ (noisy), or leave it empty for all")
         if self.cinc_min_r_mv < 0:
             raise ConfigError(f"cinc_min_r_mv must be >= 0 (mV), got {self.cinc_min_r_mv}")
         if self.augment_views < 0 or self.cinc_max_records < 0:

@@ -155,7 +155,8 @@ def cinc2017_excluded(labels: dict[str, str], keep_labels=(), min_r_mv: float = 
     this proxy; 23 % of CinC under 0.5 mV, where DS1's 1st percentile of 10-s windows is 0.58 mV): this is
     the curation knob of ``configs/lm/v2e_default_ft.yaml``.
     """
-    bad = {n for n, lab in labels.items() if keep_labels and lab not in set(keep_labels)}
+    keep = set(keep_labels)
+    bad = {n for n, lab in labels.items() if keep and lab not in keep}
     if min_r_mv > 0:
         amps = cinc2017_r_amplitudes(sorted(set(labels) - bad), data_dir, progress)
         bad |= {n for n, a in amps.items() if a < min_r_mv}
