@@ -37,6 +37,8 @@ class LMTrainConfig:
     sources: list[str] = field(default_factory=list)  # "mitdb", "cinc2017"
     source_weights: list[float] = field(default_factory=list)  # share of training crops per source (aligned
     #                                          with `sources`, normalized); empty = in proportion to their tokens
+    record_weights: dict[str, float] = field(default_factory=dict)  # MIT-BIH training records' relative share
+    #                                          of crops (every lead and view), e.g. {"205": 0.25}; unlisted = 1
     cinc_store: str = "runs/store/default_cinc2017"    # CinC 2017 token store, built on first use
     cinc_max_records: int = 0                # CinC recordings tokenized when building (0 = all 8,528)
     cinc_labels: list[str] = field(default_factory=list)  # CinC labels trained on (N/A/O/~); empty = all
@@ -124,6 +126,21 @@ class LMTrainConfig:
             if any(not w > 0 for w in self.source_weights):
                 raise ConfigError(f"source_weights must all be > 0, got {self.source_weights}; drop a source "
                                   "from `sources` instead of giving it weight 0")
+        if self.record_weights:
+            if not self.sources:
+                raise ConfigError("record_weights needs a v2 corpus (`sources`, e.g. [mitdb]); the v1 layout "
+                                  "draws every record in proportion to its tokens")
+            weights = {}
+            for rec, w in self.record_weights.items():
+                try:
+                    w = float(w)
+                except (TypeError, ValueError):
+                    raise ConfigError(f"record_weights[{rec!r}] must be a number, got {w!r}") from None
+                if not w > 0:
+                    raise ConfigError(f"record_weights[{rec!r}] must be > 0, got {w}; leave a record out of "
+                                      "`records` (or move it to valid_records) instead of giving it weight 0")
+                weights[str(rec)] = w
+            self.record_weights = weights
         if self.cinc_labels:
             from .corpora import CINC_RHYTHM  # the challenge's labels
 

@@ -15,7 +15,8 @@ same reference in every ablation whatever data the LM saw.
 
 Training crops draw a stream with probability proportional to its number of crop positions (every
 position of the mixture equally likely, as :meth:`tokenizer.store.TokenStore.random_crops` does; with
-``source_weights``, each database's share of crops is its weight, positions equally likely within it), then,
+``source_weights``, each database's share of crops is its weight, positions equally likely within it; with
+``record_weights``, an MIT-BIH record's positions, every lead and view, count that many times), then,
 in a conditional LM, apply classifier-free-guidance dropout (:func:`lm.control.drop_conditions`) with the
 same generator, so a batch stays a pure function of the step.
 """
@@ -54,12 +55,18 @@ class MixedCorpus:
         for a fine-tune that upweights MIT-BIH but keeps CinC 2017). None: in proportion to their tokens.
     exclude : set of str, optional
         CinC 2017 recordings left out of training (:func:`lm.corpora.cinc2017_excluded`).
+    record_weights : dict of str to float, optional
+        Relative share of an MIT-BIH training record's crop positions (every lead and augmented view; unlisted
+        records 1), inside its database's share: e.g. ``{"205": 0.25}`` draws record 205 a quarter as often,
+        a de-duplication lever for records whose windows repeat so closely that the LM learns to copy them.
     """
 
     def __init__(self, stores, spec: ControlSpec, train_leads=("MLII",), data_dir=None, fs: float = 360.0,
-                 samples_per_token: float = 10.0, train_sources=None, source_weights=None, exclude=None):
+                 samples_per_token: float = 10.0, train_sources=None, source_weights=None, exclude=None,
+                 record_weights=None):
         self.spec = spec
         self.source_weights = dict(source_weights) if source_weights else None
+        self.record_weights = {str(k): float(v) for k, v in (record_weights or {}).items()}
         self._scale: dict[tuple[str, int], list[float]] = {}
         self.path = ", ".join(str(s.path) for s, _ in stores)
         self.streams: dict[str, list[np.ndarray]] = {}
@@ -103,6 +110,12 @@ class MixedCorpus:
                     rhythm_in_force(stream, initial, spec) if spec.conditional else None)
                 self.prefix.setdefault(e.split, []).append(spec.prefix(db, e.lead))
                 self.names.setdefault(e.split, []).append((db, e.record, e.lead))
+        if self.record_weights:
+            have = sorted({base_record(rec) for db, rec, _ in self.names.get("train", []) if db == "mitdb"})
+            unknown = sorted(set(self.record_weights) - set(have))
+            if unknown:
+                raise ConfigError(f"record_weights name {unknown}, which are not MIT-BIH training records of "
+                                  f"{self.path}; the training records are {have}")
 
     # ------------------------------------------------------------------ sizes, counts, baselines
     @property
@@ -142,7 +155,8 @@ class MixedCorpus:
         """``n`` crops of ``length`` tokens (prefix + stream), shape ``(n, length)``; CFG dropout on train."""
         rng = rng if rng is not None else np.random.default_rng()
         body = length - self.n_prefix
-        scale = self._source_scale(split, body) if split == "train" and self.source_weights else None
+        weighted = self.source_weights or self.record_weights
+        scale = self._source_scale(split, body) if split == "train" and weighted else None
         out = sample_crops(self.streams.get(split, []), body, n, length,
                            lambda r, s: self._crop(split, r, s, length), rng,
                            f"no stream in split {split!r} of {self.path}", scale=scale)
@@ -151,8 +165,9 @@ class MixedCorpus:
         return out
 
     def _source_scale(self, split: str, body: int) -> list[float]:
-        """Per-stream factors that give database ``db`` a share ``w_db / sum(w)`` of the crops (computed once
-        per split and crop length: :meth:`random_crops` runs every training step)."""
+        """Per-stream factors that give database ``db`` a share ``w_db / sum(w)`` of the crops and an MIT-BIH
+        record its ``record_weights`` share of positions within it (computed once per split and crop length:
+        :meth:`random_crops` runs every training step)."""
         key = (split, body)
         if key not in self._scale:
             self._scale[key] = self._compute_scale(split, body)
@@ -160,13 +175,18 @@ class MixedCorpus:
 
     def _compute_scale(self, split: str, body: int) -> list[float]:
         names, streams = self.names.get(split, []), self.streams.get(split, [])
+        rw = [self.record_weights.get(base_record(rec), 1.0) if db == "mitdb" else 1.0 for db, rec, _ in names]
+        if not self.source_weights:
+            return rw
         dbs = sorted({db for db, _, _ in names})
         missing = [db for db in dbs if db not in self.source_weights]
         if missing:
             raise ConfigError(f"source_weights {self.source_weights} give no weight to {missing}, which "
                               f"split {split!r} trains on")
-        starts = {db: sum(max(len(s) - body + 1, 0) for s, n in zip(streams, names) if n[0] == db) for db in dbs}
-        return [self.source_weights[db] / starts[db] if starts[db] else 0.0 for db, _, _ in names]
+        starts = {db: sum(max(len(s) - body + 1, 0) * w for s, n, w in zip(streams, names, rw) if n[0] == db)
+                  for db in dbs}
+        return [self.source_weights[db] * w / starts[db] if starts[db] else 0.0
+                for (db, _, _), w in zip(names, rw)]
 
     def tiles(self, split: str, length: int, max_crops: int = 0) -> np.ndarray:
         """Non-overlapping crops over every stream of ``split`` (an evenly spaced subset if ``max_crops``)."""
@@ -223,7 +243,8 @@ def open_corpus(cfg, tok):
                        conditional=bool(cfg.conditioning), condition_dropout=float(cfg.condition_dropout))
     corpus = MixedCorpus(stores, spec, train_leads=list(cfg.leads), data_dir=cfg.data_dir, fs=tok.fs,
                          samples_per_token=tok.samples_per_token, train_sources=list(cfg.sources),
-                         source_weights=dict(zip(cfg.sources, cfg.source_weights)) or None, exclude=exclude)
+                         source_weights=dict(zip(cfg.sources, cfg.source_weights)) or None, exclude=exclude,
+                         record_weights=cfg.record_weights)
     if exclude:
         print(f"cinc2017: {corpus.excluded} recordings left out of training (labels kept: "
               f"{list(cfg.cinc_labels) or 'all'}, R amplitude >= {cfg.cinc_min_r_mv} mV); "

@@ -210,6 +210,63 @@ def test_source_weights_set_each_database_share_of_training_crops(tmp_path, data
         LMTrainConfig(sources=["mitdb", "cinc2017"], cinc_min_r_mv=-1.0)
 
 
+def test_record_weights_set_a_records_share_of_its_database_crops(tmp_path, data_root, seed_tok):
+    from lm.config import LMTrainConfig
+    from lm.corpora import build_mitdb_store
+    from lm.mixture import MixedCorpus
+    from tokenizer.base import ECGTokenizer
+    from tokenizer.errors import ConfigError
+
+    tok = ECGTokenizer.from_pretrained(seed_tok)
+    store = build_mitdb_store(tmp_path / "s", tok, data_root, records=["100", "101", "106", "108"],
+                              valid_records=["101"], views=0, progress=False)
+    spec = ControlSpec(first_id=tok.vocab_size + 3, conditional=False)
+    kw = dict(train_leads=["MLII", "V1"], fs=tok.fs, samples_per_token=tok.samples_per_token)
+    length, body = 40, 38
+    first = {}  # the first 8 body tokens of every crop position of record 106 (both leads) -> (stream, start)
+    ref = MixedCorpus([(store, "mitdb")], spec, **kw)
+    for r, (_, rec, _) in enumerate(ref.names["train"]):
+        if rec == "106":
+            s = ref.streams["train"][r]
+            for i in range(len(s) - body + 1):
+                first.setdefault(s[i:i + 8].tobytes(), []).append((r, i))
+
+    def share_106(c, n=3000):
+        crops = c.random_crops(length, n, rng=np.random.default_rng(1))
+        hit = 0
+        for row in crops[:, 2:]:
+            hit += any(np.array_equal(ref.streams["train"][r][i:i + body], row)
+                       for r, i in first.get(row[:8].tobytes(), []))
+        return hit / n
+
+    sizes = {rec: sum(len(s) - body + 1 for s, n in zip(ref.streams["train"], ref.names["train"]) if n[1] == rec)
+             for rec in ("106", "108")}  # DS1's training records here (100 is DS2, 101 validation)
+    plain = sizes["106"] / sum(sizes.values())
+    quarter = 0.25 * sizes["106"] / (0.25 * sizes["106"] + sizes["108"])
+    assert share_106(ref) == pytest.approx(plain, abs=0.03)
+    assert share_106(MixedCorpus([(store, "mitdb")], spec, record_weights={"106": 0.25}, **kw)) == \
+        pytest.approx(quarter, abs=0.03)
+    # inside a database's share: the same store read as a second database keeps its 3:1 split of crops
+    both = [(store, "mitdb"), (store, "cinc2017")]
+    mixed = MixedCorpus(both, spec, source_weights={"mitdb": 3.0, "cinc2017": 1.0}, record_weights={"106": 0.25},
+                        **kw)
+    crops = mixed.random_crops(length, 2000, rng=np.random.default_rng(0))
+    assert (crops[:, 0] == spec.source_id("mitdb")).mean() == pytest.approx(0.75, abs=0.03)
+    scale = mixed._compute_scale("train", body)
+    mit = [(w * (len(s) - body + 1), n[1]) for w, s, n in zip(scale, mixed.streams["train"], mixed.names["train"])
+           if n[0] == "mitdb"]
+    assert sum(w for w, rec in mit if rec == "106") / sum(w for w, _ in mit) == pytest.approx(quarter)
+    # evaluation tiles are untouched; bad weights are clear errors
+    assert np.array_equal(ref.tiles("test", length), mixed.tiles("test", length))
+    with pytest.raises(ConfigError, match=r"not MIT-BIH training records.*\['106', '108'\]"):
+        MixedCorpus([(store, "mitdb")], spec, record_weights={"101": 0.5}, **kw)
+    assert LMTrainConfig(sources=["mitdb"], record_weights={205: "0.5"}).record_weights == {"205": 0.5}
+    with pytest.raises(ConfigError, match=r"record_weights\['205'\] must be > 0"):
+        LMTrainConfig(sources=["mitdb"], record_weights={"205": 0})
+    with pytest.raises(ConfigError, match="needs a v2 corpus"):
+        LMTrainConfig(record_weights={"205": 0.5})
+
+
 def test_pretrain_then_finetune_end_to_end(tmp_path, data_root, seed_tok, capsys):
     from lm.model import load_lm
     from lm.train import main
