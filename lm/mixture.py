@@ -156,7 +156,7 @@ class MixedCorpus:
         rng = rng if rng is not None else np.random.default_rng()
         body = length - self.n_prefix
         weighted = self.source_weights or self.record_weights
-        scale = self._source_scale(split, body) if split == "train" and weighted else None
+        scale = self._crop_scale(split, body) if split == "train" and weighted else None
         out = sample_crops(self.streams.get(split, []), body, n, length,
                            lambda r, s: self._crop(split, r, s, length), rng,
                            f"no stream in split {split!r} of {self.path}", scale=scale)
@@ -164,7 +164,7 @@ class MixedCorpus:
             out = drop_conditions(out, self.spec, self.spec.condition_dropout, rng)
         return out
 
-    def _source_scale(self, split: str, body: int) -> list[float]:
+    def _crop_scale(self, split: str, body: int) -> list[float]:
         """Per-stream factors that give database ``db`` a share ``w_db / sum(w)`` of the crops and an MIT-BIH
         record its ``record_weights`` share of positions within it (computed once per split and crop length:
         :meth:`random_crops` runs every training step)."""

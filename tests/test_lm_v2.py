@@ -169,19 +169,27 @@ def test_augmented_store_and_mixed_corpus(tmp_path, data_root, seed_tok):
     assert rate[0] == pytest.approx(rate[1] * d["tempo"], rel=0.05)
 
 
-def test_source_weights_set_each_database_share_of_training_crops(tmp_path, data_root, seed_tok):
-    from lm.config import LMTrainConfig
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory, data_root, seed_tok):
+    """Records 100 (DS2), 101 (validation), 106 and 108 (DS1 training), every lead, no views: the store, an
+    unconditional spec, and the MixedCorpus keywords (MLII and V1) of the crop-weighting tests."""
     from lm.corpora import build_mitdb_store
-    from lm.mixture import MixedCorpus
     from tokenizer.base import ECGTokenizer
-    from tokenizer.errors import ConfigError
 
     tok = ECGTokenizer.from_pretrained(seed_tok)
-    store = build_mitdb_store(tmp_path / "s", tok, data_root, records=["100", "101", "106", "108"],
-                              valid_records=["101"], views=0, progress=False)
+    store = build_mitdb_store(tmp_path_factory.mktemp("small_store") / "s", tok, data_root,
+                              records=["100", "101", "106", "108"], valid_records=["101"], views=0, progress=False)
     spec = ControlSpec(first_id=tok.vocab_size + 3, conditional=False)
+    return store, spec, dict(train_leads=["MLII", "V1"], fs=tok.fs, samples_per_token=tok.samples_per_token)
+
+
+def test_source_weights_set_each_database_share_of_training_crops(small_store):
+    from lm.config import LMTrainConfig
+    from lm.mixture import MixedCorpus
+    from tokenizer.errors import ConfigError
+
+    store, spec, kw = small_store
     # the same records read as a second database: equal tokens, so unweighted crops split ~50/50
-    kw = dict(train_leads=["MLII", "V1"], fs=tok.fs, samples_per_token=tok.samples_per_token)
     both = [(store, "mitdb"), (store, "cinc2017")]
     plain = MixedCorpus(both, spec, **kw)
     weighted = MixedCorpus(both, spec, source_weights={"mitdb": 3.0, "cinc2017": 1.0}, **kw)
@@ -210,18 +218,12 @@ def test_source_weights_set_each_database_share_of_training_crops(tmp_path, data
         LMTrainConfig(sources=["mitdb", "cinc2017"], cinc_min_r_mv=-1.0)
 
 
-def test_record_weights_set_a_records_share_of_its_database_crops(tmp_path, data_root, seed_tok):
+def test_record_weights_set_a_records_share_of_its_database_crops(small_store):
     from lm.config import LMTrainConfig
-    from lm.corpora import build_mitdb_store
     from lm.mixture import MixedCorpus
-    from tokenizer.base import ECGTokenizer
     from tokenizer.errors import ConfigError
 
-    tok = ECGTokenizer.from_pretrained(seed_tok)
-    store = build_mitdb_store(tmp_path / "s", tok, data_root, records=["100", "101", "106", "108"],
-                              valid_records=["101"], views=0, progress=False)
-    spec = ControlSpec(first_id=tok.vocab_size + 3, conditional=False)
-    kw = dict(train_leads=["MLII", "V1"], fs=tok.fs, samples_per_token=tok.samples_per_token)
+    store, spec, kw = small_store
     length, body = 40, 38
     first = {}  # the first 8 body tokens of every crop position of record 106 (both leads) -> (stream, start)
     ref = MixedCorpus([(store, "mitdb")], spec, **kw)
