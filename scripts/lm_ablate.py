@@ -45,6 +45,12 @@ ABLATIONS: dict[str, list[list[str]]] = {
     # pretrain on CinC 2017 + MIT-BIH for 60 % of the tokens, fine-tune on MIT-BIH DS1 for the rest
     "cinc": [["--sources", "[mitdb,cinc2017]", "--frac", "0.6"], ["--frac", "0.4", "--warmup_steps", "5"]],
     "cond": [["--conditioning", "true", "--condition_dropout", "0.1", "--store", "runs/store/v2_mitdb"]],
+    # the three data ingredients together, staged as the shipped recipe: CinC + MIT-BIH (both leads, 2 views)
+    # for 60 % of the tokens, then MIT-BIH alone (both leads, 2 views) for the rest
+    "recipe": [["--sources", "[mitdb,cinc2017]", "--leads", BOTH_LEADS, "--store", "runs/store/v2_mitdb_aug2",
+                "--augment_views", "2", "--frac", "0.6"],
+               ["--leads", BOTH_LEADS, "--store", "runs/store/v2_mitdb_aug2", "--augment_views", "2",
+                "--frac", "0.4", "--warmup_steps", "5"]],
 }
 
 
@@ -165,6 +171,7 @@ DESCRIBE = {
     "aug": "base + 2 augmented views per DS1 record",
     "cinc": "base, 60 % of tokens pretrained on CinC 2017 + MIT-BIH, 40 % fine-tuned on MIT-BIH",
     "cond": "base + rhythm/beat tokens, condition dropout 0.1",
+    "recipe": "leads + aug + cinc together: 60 % CinC 2017 + MIT-BIH, 40 % MIT-BIH (both leads, 2 views)",
 }
 
 

@@ -70,3 +70,25 @@ def test_bench_config_from_yaml_keeps_the_child_flags(tmp_path):
         "runs/b", ["generate", "score"], [1, 8], "cpu", True, 1)
     assert (a._extra.child, a._extra.child_device, a._extra.debug) == ("generate", "cpu", False)
     assert dataclasses.asdict(a)["stages"] == ["generate", "score"]  # what the stages receive
+
+
+def test_every_lm_ablation_stage_is_a_valid_lm_config():
+    """Each stage of every ``scripts/lm_ablate.py`` variant composes with the base YAML into an LM config
+    (a typo in a variant's overrides fails here, not an hour into a queue of ablations)."""
+    from lm.config import LMTrainConfig
+    from tokenizer.utils.config import parse_config
+
+    mod = sys.modules[_main("scripts/lm_ablate.py").__module__]
+    base = parse_config(LMTrainConfig, ["--config", mod.BASE])
+    assert set(mod.DESCRIBE) == set(mod.ABLATIONS)
+    for name, stages in mod.ABLATIONS.items():
+        fracs = []
+        for stage in stages:
+            over, frac = mod._split_frac(list(stage))
+            cfg = parse_config(LMTrainConfig, ["--config", mod.BASE, *over])
+            fracs.append(frac)
+            changed = {f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(base, f.name)}
+            assert changed or over == [], (name, over)  # an override that changes nothing is a typo
+        assert sum(fracs) == pytest.approx(1.0 if len(stages) > 1 else fracs[0]), (name, fracs)
+    recipe = parse_config(LMTrainConfig, ["--config", mod.BASE, *mod._split_frac(mod.ABLATIONS["recipe"][0])[0]])
+    assert recipe.sources == ["mitdb", "cinc2017"] and "V1" in recipe.leads and recipe.augment_views == 2
