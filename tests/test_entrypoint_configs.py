@@ -16,7 +16,7 @@ CONFIG_CLASSES = {
     "scripts/rate_distortion.py": "RateDistortionConfig", "scripts/adherence.py": "AdherenceConfig",
     "scripts/planted.py": "PlantedConfig", "scripts/fit_texture.py": "FitTextureConfig",
     "scripts/tokenizer_report.py": "TokenizerReportConfig", "scripts/lm_ablate.py": "AblateConfig",
-    "scripts/scorecard_frontier.py": "FrontierConfig",
+    "scripts/scorecard_frontier.py": "FrontierConfig", "scripts/verbatim_check.py": "VerbatimConfig",
 }
 
 

@@ -84,6 +84,7 @@ def _bad_inputs(tmp):
         "scripts/fit_beat_cache.py": (["--model", nowhere, "--out", str(tmp / "o.json")], "nowhere"),
         "scripts/wander_check.py": (["--tokenizer", nowhere], "nowhere"),
         "scripts/lead_check.py": (["--synthetic", nowhere], "nowhere"),
+        "scripts/verbatim_check.py": (["--synthetic", nowhere], "nowhere"),
         "scripts/scorecard_frontier.py": (["--sets", f"x={nowhere}"], "nowhere"),
         "scripts/texture_cv.py": (["--tokenizer", nowhere], "nowhere"),
         "scripts/baseline_study.py": (["--variants", "3:spline"], "3:spline"),
