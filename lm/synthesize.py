@@ -69,7 +69,7 @@ class GenerateConfig:
     grammar: bool = True                # LM v2: impose the rhythm's beat-class grammar (lm/grammar.py)
     beat_cache: float = 0.0             # LM v2: beat-cache strength (lm/beatcache.py, e.g. 0.25); 0 = off
     label_gap: float = 0.0              # LM v2, no rhythm asked: a beat label at least every N s (e.g. 2); 0 = off
-    lead_guidance: float | None = None  # LM v2: lead-contrast guidance scale (lm/guidance.py, e.g. 1.25); none = off
+    lead_guidance: float | None = None  # LM v2: lead-contrast guidance (e.g. 2); 1 = off; none = the LM's default
     contrast_lead: str | None = None    # LM v2: the lead lead guidance pushes away from (none = V1, or MLII for V1)
     kv_cache: str = "auto"              # LM v2: auto | float32 | float16 (lm/kvdecode.py; auto = float16 on CPU)
     device: str = "auto"                # auto | cpu | cuda
@@ -275,8 +275,9 @@ def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, p
         alone (the default). A v1 LM refuses a non-zero strength.
     lead_guidance, contrast_lead : float, str, optional
         LM v2: lead-contrast guidance (:func:`lm.guidance.sample_guided`): push each token away from what
-        the LM would draw under ``contrast_lead`` (default V1, or MLII for ``lead="V1"``). None or 1: off.
-        A v1 LM refuses it.
+        the LM would draw under ``contrast_lead`` (default V1, or MLII for ``lead="V1"``). 1: off. None: the
+        LM's default for a requested condition (:func:`condition_default`; ``default`` switches it on at 2
+        for ``rhythm:VT``), else off. A v1 LM refuses it.
     kv_cache : str
         LM v2: the decoder's KV cache (:mod:`lm.kvdecode`): ``"auto"`` (float16 with a compiled attention
         kernel on CPU where ``torch.compile`` works, ~1.3x faster; else float32), ``"float32"``, ``"float16"``.
@@ -303,6 +304,9 @@ def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, p
         raise ConfigError(f"label_gap={label_gap} needs a conditional LM v2 (beat labels in its stream); "
                           f"sample this LM without --label_gap")
     cache_params = resolve_beat_cache(model, beat_cache) if ctl is not None else None
+    default_for = None
+    if ctl is not None and lead_guidance is None and contrast_lead is None:
+        lead_guidance, default_for = condition_default(model, condition, "lead_guidance")
     prompt_s = len(prompt) / tok.tokens_per_second
     n_tok = int(np.ceil(seconds * tok.tokens_per_second))
     params = params or SamplingParams()
@@ -362,18 +366,50 @@ def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, p
     return Synthesis(signals, ids, annotations, t_sample, time.perf_counter() - t0, texture=use_texture,
                      texture_seeds=seeds, lm_version=1 if ctl is None else 2, wander=wander,
                      beat_cache=None if cache_params is None else cache_params.as_dict(),
-                     lead_guidance=_lead_guidance_record(model, ctl, lead, lead_guidance, contrast_lead),
+                     lead_guidance=_lead_guidance_record(model, ctl, lead, lead_guidance, contrast_lead, default_for),
                      kv_cache=kv_used)
 
 
-def _lead_guidance_record(model, ctl, lead, scale, contrast_lead) -> dict | None:
-    """What the manifest records of lead guidance (None when off)."""
+def _lead_guidance_record(model, ctl, lead, scale, contrast_lead, default_for=None) -> dict | None:
+    """What the manifest records of lead guidance (None when off); ``default_for``: the condition whose
+    model default (:func:`condition_default`) switched it on, when the caller left it unset."""
     if ctl is None or scale is None or float(scale) == 1.0:
         return None
     from .guidance import lead_contrast
 
     _, other, s = lead_contrast(model, ctl, lead or "MLII", scale, contrast_lead)
-    return {"scale": s, "lead": lead or "MLII", "contrast_lead": ctl.name_of(other)[len("lead:"):]}
+    rec = {"scale": s, "lead": lead or "MLII", "contrast_lead": ctl.name_of(other)[len("lead:"):]}
+    if default_for:
+        rec["model_default_for"] = default_for
+    return rec
+
+
+#: sampling settings an LM's ``config.ecg_condition_defaults`` may set per condition
+CONDITION_DEFAULT_KEYS = ("lead_guidance",)
+
+
+def condition_default(model, condition: Sequence[str], key: str):
+    """``(value, condition)`` of the sampling setting ``key`` that the LM recommends for a requested condition.
+
+    An LM's ``config.json`` may carry ``ecg_condition_defaults``: per condition, settings measured to make
+    that condition come out as requested (``default``: ``{"rhythm:VT": {"lead_guidance": 2.0}}``, see its
+    model card). They apply only where the caller left the setting unset (None); an explicit value,
+    including ``1`` (off) for ``lead_guidance``, always wins. ``(None, None)`` when no requested condition
+    has one. An unknown setting name in the config is refused, naming the file's key.
+    """
+    table = getattr(model.config, "ecg_condition_defaults", None) or {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"the LM's config.json ecg_condition_defaults must map conditions to settings "
+                          f"({{\"rhythm:VT\": {{\"lead_guidance\": 2.0}}}}), got {type(table).__name__}")
+    for c in condition:
+        settings = table.get(c) or {}
+        unknown = sorted(set(settings) - set(CONDITION_DEFAULT_KEYS))
+        if unknown:
+            raise ConfigError(f"the LM's config.json ecg_condition_defaults[{c!r}] sets {', '.join(unknown)}; "
+                              f"known: {', '.join(CONDITION_DEFAULT_KEYS)}")
+        if key in settings:
+            return settings[key], c
+    return None, None
 
 
 def generate(cfg: GenerateConfig) -> dict:

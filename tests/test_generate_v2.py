@@ -342,3 +342,27 @@ def test_lm_forecast_continues_prefixes_with_an_lm_v2_as_the_pipeline_does(tmp_p
     same = ECGPipeline(v2_lm, tok2).forecast(f["prefix"][1], seconds=0.5, num_samples=2, seed=100003 + 1,
                                              batch_size=2)
     np.testing.assert_allclose(f["samples"][1], same, atol=1e-5)
+
+
+def test_a_condition_default_switches_lead_guidance_on_unless_the_caller_sets_it(v2_lm, tok2, monkeypatch):
+    """``config.ecg_condition_defaults`` (``default``: lead guidance 2 for ``rhythm:VT``) applies to requests of
+    that condition when ``lead_guidance`` is left unset; an explicit value (1 = off) wins; others untouched."""
+    kw = {"condition": ["rhythm:N"], "texture": False}
+    plain, other = _syn(v2_lm, tok2, **kw), _syn(v2_lm, tok2, condition=["rhythm:AFIB"], texture=False)
+    explicit = _syn(v2_lm, tok2, lead_guidance=2.0, **kw)
+    monkeypatch.setattr(v2_lm.config, "ecg_condition_defaults", {"rhythm:N": {"lead_guidance": 2.0}}, raising=False)
+    auto = _syn(v2_lm, tok2, **kw)
+    assert np.array_equal(auto.ids, explicit.ids) and not np.array_equal(auto.ids, plain.ids)
+    assert auto.lead_guidance == {**explicit.lead_guidance, "model_default_for": "rhythm:N"}
+    off = _syn(v2_lm, tok2, lead_guidance=1.0, **kw)
+    assert np.array_equal(off.ids, plain.ids) and off.lead_guidance is None
+    assert np.array_equal(_syn(v2_lm, tok2, condition=["rhythm:AFIB"], texture=False).ids, other.ids)
+    assert _syn(v2_lm, tok2, texture=False).lead_guidance is None  # unconditional: no default
+    monkeypatch.setattr(v2_lm.config, "ecg_condition_defaults", {"rhythm:N": {"temperature": 0.8}})
+    with pytest.raises(ConfigError, match=r"ecg_condition_defaults\['rhythm:N'\] sets temperature"):
+        _syn(v2_lm, tok2, **kw)
+
+
+def test_the_shipped_default_recommends_lead_guidance_for_vt():
+    cfg = json.loads((Path(__file__).resolve().parents[1] / "lm/pretrained/default/config.json").read_text())
+    assert cfg["ecg_condition_defaults"] == {"rhythm:VT": {"lead_guidance": 2.0}}
