@@ -88,6 +88,7 @@ def run_variant(name: str, out: Path, tokens: int, n_windows: int, threads: int)
     tok = load_tokenizer_for(lm.config, folder)
     res = {"name": name, "stages": ABLATIONS[name], "tokens": tokens,
            "test_bits_per_token": metrics["test"]["bits_per_token"],
+           "test_bits_per_second": metrics["test"].get("bits_per_second"),
            "test_bigram_bits_per_token": metrics["test"]["bigram_bits_per_token"],
            "val_bits_per_token": metrics["val"]["bits_per_token"],
            "ratio_vs_bigram": metrics["test"]["bits_per_token"] / metrics["test"]["bigram_bits_per_token"]}
@@ -181,14 +182,18 @@ def table(out: Path) -> str:
     for line in (out / "results.jsonl").read_text().splitlines():
         r = json.loads(line)
         rows[r["name"]] = r
-    head = ("| variant | what | DS2 bits/token | DS2 bigram | ratio | val bits/token | regular share "
-            "(10-s, XQRS) | median HR | minutes |\n|---|---|---|---|---|---|---|---|---|")
+    head = ("| variant | what | DS2 bits/token | DS2 bits/s | DS2 bigram | ratio | val bits/token | regular share "
+            "(10-s, XQRS) | median HR | minutes |\n|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for name in ABLATIONS:
         if name not in rows:
             continue
         r = rows[name]
+        bps = r.get("test_bits_per_second")
+        if bps is None and (out / name / "metrics.json").is_file():  # rows written before the column existed
+            bps = json.loads((out / name / "metrics.json").read_text())["test"].get("bits_per_second")
         lines.append(f"| {name} | {DESCRIBE[name]} | {r['test_bits_per_token']:.3f} | "
+                     f"{'-' if bps is None else f'{bps:.0f}'} | "
                      f"{r['test_bigram_bits_per_token']:.3f} | {r['ratio_vs_bigram']:.3f} | "
                      f"{r['val_bits_per_token']:.3f} | {r['regular_share']:.3f} | {r['median_hr_bpm']:.0f} | "
                      f"{r['minutes']:.1f} |")

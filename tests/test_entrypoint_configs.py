@@ -53,12 +53,14 @@ def test_lm_ablate_table_from_yaml(tmp_path, capsys):
     row = {"name": "ctx256", "test_bits_per_token": 7.5, "test_bigram_bits_per_token": 8.0,
            "ratio_vs_bigram": 0.9375, "val_bits_per_token": 7.4, "regular_share": 0.5, "median_hr_bpm": 75.0,
            "minutes": 8.0}
-    (out / "results.jsonl").write_text(json.dumps(row) + "\n")
+    row2 = {**row, "name": "leads", "test_bits_per_token": 4.5, "test_bits_per_second": 162.04}
+    (out / "results.jsonl").write_text(json.dumps(row) + "\n" + json.dumps(row2) + "\n")
     y = tmp_path / "a.yaml"
     y.write_text(f"out: {out}\ntable: true\nruns: [ctx256]\n")
     assert _main("scripts/lm_ablate.py")(["--config", str(y)]) == 0
     table = capsys.readouterr().out
-    assert "| ctx256 |" in table and "| 7.500 | 8.000 | 0.938 |" in table
+    assert "| ctx256 |" in table and "| 7.500 | - | 8.000 | 0.938 |" in table  # no bits/s recorded: "-"
+    assert "| 4.500 | 162 | 8.000 |" in table  # bits/s beside bits/token where the row has it
 
 
 def test_bench_config_from_yaml_keeps_the_child_flags(tmp_path):
