@@ -305,6 +305,24 @@ class Calibration:
         if path is not None and path.is_file():
             self._bands[n] = {k: tuple(v) for k, v in json.loads(path.read_text()).items()}
             return self._bands[n]
+        vals = self.draw_values(n)
+        q0, q1 = s.band_quantiles
+        bands = {k: (float(np.quantile(v, q0)), float(np.quantile(v, q1))) for k, v in vals.items()}
+        if path is not None:
+            from tokenizer.utils.io import write_json
+
+            write_json(path, {k: list(v) for k, v in bands.items()})
+        sc._log(f"real bands at n={n}: {len(self.draws)} leave-patients-out draws")
+        self._bands[n] = bands
+        return bands
+
+    def draw_values(self, n: int) -> dict[str, list[float]]:
+        """Every band metric on each leave-patients-out draw of ``n`` real windows, in draw order.
+
+        The band is a quantile range of these values (:meth:`band`); the discriminator has ``disc_draws``
+        values, every other metric one per draw. Not cached (a few minutes: the discriminator draws).
+        """
+        s = self.settings
         rng = np.random.default_rng(s.seed + 11)
         clin = self.pool_f.clinical()
         vals: dict[str, list[float]] = {}
@@ -318,15 +336,7 @@ class Calibration:
         for b, (held, _) in enumerate(self.draws[: s.disc_draws]):
             idx = self._draw_pool(held, nd, rng)
             vals.setdefault("discriminator", []).append(self.discriminate(self.pool_f.subset(idx), seed=b))
-        q0, q1 = s.band_quantiles
-        bands = {k: (float(np.quantile(v, q0)), float(np.quantile(v, q1))) for k, v in vals.items()}
-        if path is not None:
-            from tokenizer.utils.io import write_json
-
-            write_json(path, {k: list(v) for k, v in bands.items()})
-        sc._log(f"real bands at n={n}: {len(self.draws)} leave-patients-out draws")
-        self._bands[n] = bands
-        return bands
+        return vals
 
     def _draw_pool(self, held: np.ndarray, n: int, rng) -> np.ndarray:
         cand = np.flatnonzero(np.isin(self.pool.records, held) & self.pool_free)
@@ -477,3 +487,38 @@ def _band_key(scorer, s: CalibrationSettings, n: int) -> str:
         {k: v for k, v in asdict(s).items() if k != "disc_spread_draws"},  # reporting only: bands unchanged
         n,
     )
+
+
+def leave_one_out_pass(vals: dict[str, list[float]], keys=tuple(HEADLINE)) -> dict:
+    """How often a held-out *real* set reads "as real" on every headline: each real draw in turn is judged
+    against the band of the other draws (``worse`` = above their maximum, the verdict's rule for a
+    ``[min, max]`` band; "better" passes, as it does for a scored set).
+
+    Parameters
+    ----------
+    vals : dict
+        :meth:`Calibration.draw_values`: per metric, one value per draw.
+    keys : sequence of str
+        Headline metrics judged (default: every :data:`HEADLINE` metric in ``vals``). The draws judged are
+        those every metric has (the discriminator's first ``disc_draws``); each against all other draws of
+        each metric, as its band is built.
+
+    Returns
+    -------
+    dict
+        ``passed`` and ``draws`` (counts), ``rate``, and ``worse`` (per metric, draws above the others' band).
+    """
+    keys = [k for k in keys if k in vals]
+    if not keys:
+        raise ValueError("no headline metric in vals")
+    d = min(len(vals[k]) for k in keys)
+    if d < 3:
+        raise ValueError(f"need at least 3 draws of every headline metric, got {d}")
+    worse = np.zeros((d, len(keys)), bool)
+    for j, k in enumerate(keys):
+        v = np.asarray(vals[k], np.float64)  # the band of the others: every other draw of this metric
+        for i in range(d):
+            worse[i, j] = v[i] > np.delete(v, i).max()
+    passed = int((~worse.any(axis=1)).sum())
+    return {"passed": passed, "draws": int(d), "rate": passed / d,
+            "worse": {k: int(worse[:, j].sum()) for j, k in enumerate(keys)}}

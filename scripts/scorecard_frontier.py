@@ -15,7 +15,11 @@ seed, ``lm/generate.py --seed k``), each scored by ``eval/score.py``. ``--sets``
 
 Per label it reports, over its folders, the mean and sd of every headline metric (the discriminator as the
 mean of each folder's 5 draws, ``discriminator_draws``), how many folders read each headline "as real", the
-near-copy records (``near_copies``, where scored) and the heart-rate W1. The figure puts each folder at
+near-copy records (``near_copies``, where scored), the heart-rate W1, and how many folders read "as real"
+overall (the verdict). ``--real_reference true`` adds the yardstick for that count: each leave-patients-out
+draw of *real* held-out windows judged against the band of the other draws (``eval.headline.leave_one_out_pass``,
+the scorer of ``eval/score.py``'s defaults, ~3 min), so "k of n sets as real" can be read against what unseen
+real patients reach (rate^n for all n). The figure puts each folder at
 (memorization, discriminator) with the real bands shaded: a generator can move towards real on the
 discriminator by reproducing its training patients, and this is the plane where that trade shows.
 """
@@ -44,6 +48,8 @@ class FrontierConfig:
     row: str = ROW                                  # the row of each metrics.json to read
     out: str | None = None                          # JSON: per label, per folder and summary
     figure: str | None = None                       # PNG: discriminator vs memorization, real bands shaded
+    real_reference: bool = False                    # also: how often a held-out real set reads "as real" (slow)
+    data_dir: str | None = None                     # data root for --real_reference (holds mitdb/)
 
     def __post_init__(self):
         bad = [s for s in self.sets if "=" not in s or not s.split("=", 1)[0].strip()]
@@ -95,7 +101,24 @@ def summarize(folders: list[dict]) -> dict:
         for rec, n in (f["near_copy_records"] or {}).items():
             recs[rec] = recs.get(rec, 0) + n
     out["near_copy_records"] = dict(sorted(recs.items(), key=lambda kv: (-kv[1], kv[0])))
+    out["as_real_overall"] = sum(f["verdict"] != "worse" for f in folders)
     return out
+
+
+def real_reference(data_dir: str | None, n: int = 300) -> dict:
+    """Leave-one-draw-out "as real on every headline" rate of real held-out sets of ``n`` windows, with the
+    scorer ``eval/score.py`` builds by default (same reference, band pool and draws)."""
+    import dataclasses
+
+    from eval.headline import leave_one_out_pass
+    from eval.score import ScoreConfig
+    from eval.scorer import Scorer, ScoreSettings
+
+    cfg = parse_config(ScoreConfig, ["--out", "unused", *(["--data_dir", data_dir] if data_dir else [])])
+    settings = ScoreSettings(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(ScoreSettings)})
+    settings.calibration = {"draws": cfg.band_draws, **(cfg.calibration or {})}
+    res = leave_one_out_pass(Scorer(settings).calibration().draw_values(n))
+    return {**res, "n_windows": n}
 
 
 def figure(groups: dict[str, list[dict]], path: str) -> None:
@@ -162,11 +185,18 @@ def main(argv=None):
               f"   " + " ".join(f"{c:>15}" for c in cells)
               + f" {s['hr_w1_bpm']['mean']:5.1f}±{s['hr_w1_bpm']['sd']:.1f}  {recs}")
     print("(each headline: mean ± sd over sets, then how many sets read it as real)")
+    print("sets as real overall: " + ", ".join(f"{label} {s['as_real_overall']}/{s['n_sets']}"
+                                               for label, s in summary.items()))
+    ref = None
+    if a.real_reference:
+        ref = real_reference(a.data_dir)
+        print(f"real held-out sets ({ref['n_windows']} windows, leave one draw out): as real on every headline in "
+              f"{ref['passed']} of {ref['draws']} draws ({ref['rate']:.2f}); all of 5 sets: {ref['rate'] ** 5:.2f}")
     if a.figure:
         figure(groups, a.figure)
         print(f"wrote {a.figure}")
     if a.out:
-        write_json(a.out, {"config": {"sets": a.sets, "row": a.row}, "summary": summary,
+        write_json(a.out, {"config": {"sets": a.sets, "row": a.row}, "summary": summary, "real_reference": ref,
                            "sets": {label: [{k: v for k, v in f.items() if k != "bands"} for f in fs]
                                     for label, fs in groups.items()}})
         print(f"wrote {a.out}")

@@ -175,6 +175,36 @@ def test_headline_schema_clean_as_real_defects_worse(small_scorer, data_dir):
         assert r["verdict"] == "worse", (d, detail)
 
 
+
+def test_band_is_the_range_of_the_draw_values_and_real_draws_pass_leave_one_out(small_scorer):
+    """``band`` is the [min, max] of ``draw_values`` (same draws, same order), and a held-out real draw judged
+    against the others' band passes every headline unless it holds a maximum (scorecard_frontier's yardstick)."""
+    from eval.headline import HEADLINE, leave_one_out_pass
+
+    cal = small_scorer.calibration()
+    band = cal.band(40)
+    vals = cal.draw_values(40)
+    for k in HEADLINE:
+        assert band[k] == pytest.approx((min(vals[k]), max(vals[k]))), k
+    assert len(vals["discriminator"]) == 8 and len(vals["embedding"]) == 12
+    res = leave_one_out_pass(vals)
+    assert res["draws"] == 8 and 0 <= res["passed"] <= 8 and res["rate"] == res["passed"] / 8
+    holders = {int(np.argmax(vals[k])) for k in res["worse"] if res["worse"][k]}
+    assert all(h < 8 for h in holders) and res["passed"] == 8 - len(holders)  # fails only by holding a maximum
+
+
+def test_leave_one_out_pass_counts_draws_above_the_others_band():
+    from eval.headline import leave_one_out_pass
+
+    vals = {"embedding": [1.0, 2.0, 3.0, 10.0], "discriminator": [0.9, 0.5, 0.5, 0.5, 0.4],
+            "memorization": [0.0, 0.0, 0.0, 0.0]}  # ties at the top are inside the others' band
+    res = leave_one_out_pass(vals)
+    assert res == {"passed": 2, "draws": 4, "rate": 0.5, "worse": {"embedding": 1, "discriminator": 1,
+                                                                   "memorization": 0}}
+    assert leave_one_out_pass({"embedding": [0.0, 3.0, 3.0]})["passed"] == 3  # below the others: "better", passes
+    with pytest.raises(ValueError, match="3 draws"):
+        leave_one_out_pass({"embedding": [1.0, 2.0]})
+
 # ------------------------------------------------------------------------------------------ rhythm
 def test_rhythm_classifier_on_separable_data():
     from eval.rhythm import RhythmClassifier, _fit, rhythm_features

@@ -14,7 +14,8 @@ def _scored(folder: Path, disc: float, memo: float, draws: list[float], copies: 
     vals = {"embedding": 3.0, "discriminator": disc, "memorization": memo}
     head = {k: {"value": v, "real_band": band[k],
                 "verdict": "as_real" if band[k][0] <= v <= band[k][1] else "worse"} for k, v in vals.items()}
-    row = {"n_windows": 300, "headline": head, "verdict": "worse", "hr_w1_bpm": 4.0,
+    verdict = "worse" if any(h["verdict"] == "worse" for h in head.values()) else "as_real"
+    row = {"n_windows": 300, "headline": head, "verdict": verdict, "hr_w1_bpm": 4.0,
            "discriminator_draws": {"values": draws, "mean": sum(draws) / len(draws)}}
     if copies is not None:
         row["near_copies"] = {"n": sum(copies.values()), "by_record": copies, "windows": []}
@@ -26,12 +27,14 @@ def test_frontier_summarizes_each_model_over_its_sets(tmp_path, capsys):
     _scored(tmp_path / "a_s0", 0.70, 0.02, [0.70, 0.72], {"205": 3})
     _scored(tmp_path / "a_s1", 0.66, 0.06, [0.66, 0.68], {"205": 2, "122": 1})
     _scored(tmp_path / "b_s0", 0.80, 0.01, [0.80, 0.80], None)
+    _scored(tmp_path / "b_s1", 0.60, 0.01, [0.60, 0.62], None)
     out, fig = tmp_path / "f.json", tmp_path / "f.png"
     rc = _main("scripts/scorecard_frontier.py")(
         ["--sets", f"A={tmp_path}/a_s*,B={tmp_path}/b_s*", "--out", str(out), "--figure", str(fig)])
     assert rc == 0 and fig.stat().st_size > 0
     s = json.loads(out.read_text())["summary"]
-    assert s["A"]["n_sets"] == 2 and s["B"]["n_sets"] == 1
+    assert s["A"]["n_sets"] == 2 and s["B"]["n_sets"] == 2
+    assert s["A"]["as_real_overall"] == 0 and s["B"]["as_real_overall"] == 1  # the verdict, set by set
     assert s["A"]["discriminator_mean"]["mean"] == pytest.approx((0.71 + 0.67) / 2)
     assert s["A"]["headline"]["memorization"]["mean"] == pytest.approx(0.04)
     assert s["A"]["headline"]["memorization"]["sd"] == pytest.approx(0.02)
