@@ -96,6 +96,14 @@ def _which_references(spec: str) -> list[str]:
     return [s.strip() for s in spec.split(",") if s.strip()]
 
 
+def scorer_settings(cfg: ScoreConfig) -> ScoreSettings:
+    """The :class:`~eval.scorer.ScoreSettings` a run of ``cfg`` scores with (its calibration's ``draws`` from
+    ``band_draws``): the one place a scorer is configured from this entry point's flags."""
+    settings = ScoreSettings(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(ScoreSettings)})
+    settings.calibration = {"draws": cfg.band_draws, **(cfg.calibration or {})}
+    return settings
+
+
 def run(cfg: ScoreConfig, command: str = "") -> dict:
     """Score everything ``cfg`` asks for, write ``metrics.json`` and the report; return the metrics."""
     import numpy as np
@@ -122,8 +130,7 @@ def run(cfg: ScoreConfig, command: str = "") -> dict:
     forecast = load_forecasts(cfg.forecast) if cfg.forecast else None
     out = ensure_writable_dir(cfg.out)
 
-    settings = ScoreSettings(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(ScoreSettings)})
-    settings.calibration = {"draws": cfg.band_draws, **(cfg.calibration or {})}
+    settings = scorer_settings(cfg)
     scorer = Scorer(settings)
     tok = None
     if cfg.tokenizer:

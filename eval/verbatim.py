@@ -13,8 +13,8 @@ streams, tokenized with the same tokenizer.
 - :class:`NgramIndex`: the sorted, unique n-gram hashes of the training streams; ``contains`` is a binary
   search, so a ~7 M-token corpus indexes in seconds and ~100 MB.
 - :func:`window_coverage`: per window, the share of its n-gram positions found in the index.
-- :func:`training_streams`: MIT-BIH training records (DS1 minus the validation records, every lead), read
-  from a local copy and tokenized with the LM's tokenizer.
+- :func:`record_streams`: MIT-BIH records (default: the training records, DS1 minus the validation records,
+  every lead), read from a local copy and tokenized with the LM's tokenizer.
 
 At 36 tokens/s (the default tokenizer) ``n = 16`` is 0.44 s of signal, about half a beat: real DS2 windows
 (patients no LM saw) share such a run with DS1 in ~1 % of 10-s windows. ``scripts/verbatim_check.py`` is
@@ -128,9 +128,9 @@ def summarize(cov: np.ndarray) -> dict:
             "p95_coverage": float(np.quantile(c, 0.95)), "max_coverage": float(c.max())}
 
 
-def training_streams(tok, data_dir=None, records: Sequence[str] | None = None, leads: Sequence[str] = ("all",),
-                     progress: bool = True) -> list[np.ndarray]:
-    """Token streams of MIT-BIH records, every requested lead, tokenized with ``tok``.
+def record_streams(tok, data_dir=None, records: Sequence[str] | None = None, leads: Sequence[str] = ("all",),
+                   progress: bool = True) -> list[np.ndarray]:
+    """Token streams of MIT-BIH records, every requested lead (in record order), tokenized with ``tok``.
 
     Parameters
     ----------
@@ -151,7 +151,7 @@ def training_streams(tok, data_dir=None, records: Sequence[str] | None = None, l
         records = [r for r in DS1 if r not in ("101", "112", "119")]
     root = resolve_data_dir(data_dir)
     streams = []
-    for rec in tqdm(list(records), desc="tokenizing training records", unit="record", disable=not progress):
+    for rec in tqdm(list(records), desc="tokenizing records", unit="record", disable=not progress):
         names = list(read_header(rec, root / "mitdb").sig_name or []) if tuple(leads) == ("all",) else list(leads)
         for lead in names:
             r = read_record(rec, root, lead=lead, annotations=False)

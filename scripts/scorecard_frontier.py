@@ -108,16 +108,12 @@ def summarize(folders: list[dict]) -> dict:
 def real_reference(data_dir: str | None, n: int = 300) -> dict:
     """Leave-one-draw-out "as real on every headline" rate of real held-out sets of ``n`` windows, with the
     scorer ``eval/score.py`` builds by default (same reference, band pool and draws)."""
-    import dataclasses
-
     from eval.headline import leave_one_out_pass
-    from eval.score import ScoreConfig
-    from eval.scorer import Scorer, ScoreSettings
+    from eval.score import ScoreConfig, scorer_settings
+    from eval.scorer import Scorer
 
     cfg = parse_config(ScoreConfig, ["--out", "unused", *(["--data_dir", data_dir] if data_dir else [])])
-    settings = ScoreSettings(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(ScoreSettings)})
-    settings.calibration = {"draws": cfg.band_draws, **(cfg.calibration or {})}
-    res = leave_one_out_pass(Scorer(settings).calibration().draw_values(n))
+    res = leave_one_out_pass(Scorer(scorer_settings(cfg)).calibration().draw_values(n))
     return {**res, "n_windows": n}
 
 

@@ -89,9 +89,8 @@ def main(argv=None):
     """Parse flags, index the training n-grams, measure every set, print the table, write JSON; returns 0."""
     import numpy as np
 
-    from eval.verbatim import NgramIndex, summarize, training_streams, window_coverage
-    from tokenizer import ECGTokenizer, read_record
-    from tokenizer.data import resolve_data_dir
+    from eval.verbatim import NgramIndex, record_streams, summarize, window_coverage
+    from tokenizer import ECGTokenizer
     from tokenizer.splits import DS2
     from tokenizer.utils.io import write_json
 
@@ -110,17 +109,15 @@ def main(argv=None):
         raise ConfigError(f"tokenizer {sorted(tok_dirs)[0]} is not the one the folders were generated with "
                           f"(weights hash {tok.weights_hash[:12]} vs {want[:12]}); pass the right --tokenizer")
     window = int(round(a.window_s * tok.tokens_per_second))
-    streams = training_streams(tok, a.data_dir)
+    streams = record_streams(tok, a.data_dir)
     indexes = {n: NgramIndex(streams, n) for n in a.n}
     rows = {}
     if a.real_windows:
         rng = np.random.default_rng(a.seed)
-        root = resolve_data_dir(a.data_dir)
-        real = {r: np.asarray(tok.encode(*_sig(read_record(r, root, lead="MLII", annotations=False)))[0])
-                for r in DS2}
+        real = record_streams(tok, a.data_dir, records=DS2, leads=("MLII",))  # one stream per record, DS2 order
         picks = []
         for _ in range(a.real_windows):
-            ids = real[DS2[rng.integers(len(DS2))]]
+            ids = real[rng.integers(len(DS2))]
             s = rng.integers(0, len(ids) - window)
             picks.append(ids[s:s + window])
         rows["real DS2 MLII"] = {n: summarize(window_coverage(np.stack(picks), indexes[n], window)) for n in a.n}
@@ -153,10 +150,6 @@ def main(argv=None):
                            "rows": {k: {str(n): r for n, r in v.items()} for k, v in rows.items()}})
         print(f"wrote {a.out}")
     return 0
-
-
-def _sig(rec):
-    return rec.signal, rec.fs
 
 
 if __name__ == "__main__":
