@@ -45,6 +45,8 @@ class LMTrainConfig:
     cinc_min_r_mv: float = 0.0               # leave out CinC recordings whose R amplitude (mV) is below (0 = keep)
     augment_views: int = 0                   # augmented copies (gain, offset, tempo) of each DS1 training record
     condition_dropout: float = 0.0           # classifier-free guidance: P(rhythm/beat labels -> null) per sequence
+    input_noise: float = 0.0                 # share of input ECG codes moved to an FSQ lattice neighbour (targets
+    #                                          stay clean; lm.data.LatticeNoise); needs an FSQ tokenizer
     init_from: str | None = None             # LM folder whose weights start this run (pretrain -> fine-tune)
 
     # ------------------------------------------------------------------ model (Llama-style, lm/model.py)
@@ -117,6 +119,8 @@ class LMTrainConfig:
             )
         if not 0.0 <= self.condition_dropout <= 1.0:
             raise ConfigError(f"condition_dropout must be in [0, 1], got {self.condition_dropout}")
+        if not 0.0 <= self.input_noise < 1.0:
+            raise ConfigError(f"input_noise must be in [0, 1) (a share of input codes), got {self.input_noise}")
         if self.condition_dropout > 0 and not (self.conditioning and self.sources):
             raise ConfigError("condition_dropout needs a v2 conditional run (conditioning: true and sources)")
         if self.source_weights:

@@ -139,3 +139,53 @@ def tile_crops(store: TokenStore, split: str, length: int, max_crops: int = 0) -
         starts = starts[np.unique(np.linspace(0, len(starts) - 1, max_crops).round().astype(np.int64))]
     idx = starts[:, None] + np.arange(length)[None, :]  # (N, length)
     return np.asarray(store.tokens[idx], dtype=np.int64)
+
+
+class LatticeNoise:
+    """Input-token corruption for training: some input codes move to a neighbouring FSQ code; targets stay clean.
+
+    Each ECG code (an id below the codebook size; BOS, condition and label tokens are never touched) is
+    replaced, with probability ``rate``, by a code one step away on the FSQ lattice: one latent channel moves
+    up or down one level (reflected at the ends). A lattice neighbour decodes to a slightly different 0.028-s
+    segment, the kind of error sampling makes, so the model learns to predict the *clean* next token from a
+    context with small errors in it -- it must lean on the window's earlier beats rather than on the last
+    few codes, and it cannot recall a training crop token for token. Deterministic like
+    :class:`TrainBatches`: the corruption of a batch is a pure function of ``(seed, step, micro, rank)``.
+
+    Parameters
+    ----------
+    levels : sequence of int
+        The FSQ tokenizer's levels (``index = sum_i digit_i * prod(levels[:i])``, :mod:`tokenizer.fsq`).
+    rate : float
+        Share of ECG codes corrupted, in ``[0, 1)``.
+    seed : int
+    """
+
+    def __init__(self, levels, rate: float, seed: int):
+        self.levels = np.asarray([int(v) for v in levels], dtype=np.int64)
+        if self.levels.size == 0 or self.levels.min() < 2:
+            raise ValueError(f"LatticeNoise needs FSQ levels >= 2, got {list(levels)}")
+        self.basis = np.concatenate([[1], np.cumprod(self.levels[:-1])]).astype(np.int64)
+        self.codebook_size = int(np.prod(self.levels))
+        self.rate, self.seed = float(rate), int(seed)
+        if not 0.0 <= self.rate < 1.0:
+            raise ValueError(f"input noise rate must be in [0, 1), got {rate}")
+
+    def __call__(self, x: torch.Tensor, step: int, micro: int = 0, rank: int = 0) -> torch.Tensor:
+        """A corrupted copy of the ``(B, L)`` id batch ``x`` (``x`` itself is not modified)."""
+        if self.rate == 0.0:
+            return x
+        ids = x.cpu().numpy()
+        rng = np.random.default_rng([self.seed, 0x6E6F, int(step), int(micro), int(rank)])  # "no"ise stream
+        hit = (ids < self.codebook_size) & (rng.random(ids.shape) < self.rate)
+        n = int(hit.sum())
+        if n == 0:
+            return x
+        codes = ids[hit]
+        ch = rng.integers(0, len(self.levels), n)  # which latent channel moves
+        digit = (codes // self.basis[ch]) % self.levels[ch]
+        up = rng.random(n) < 0.5
+        up = np.where(digit == 0, True, np.where(digit == self.levels[ch] - 1, False, up))  # reflect at the ends
+        out = ids.copy()
+        out[hit] = codes + np.where(up, 1, -1) * self.basis[ch]
+        return torch.from_numpy(out).to(x.device)

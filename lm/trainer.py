@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tokenizer.errors import ConfigError
 from tokenizer.utils.io import atomic_path, ensure_writable_dir, write_json, write_run_info
 
 from . import checkpoints as ck
 from .baselines import baseline_metrics, fit_baselines
-from .data import TrainBatches, open_or_build_store, tile_crops, with_bos
+from .data import LatticeNoise, TrainBatches, open_or_build_store, tile_crops, with_bos
 from .evaluation import eval_loader, evaluate, with_rates
 from .model import TOKENIZER_SUBDIR, build_model, num_parameters, tokenizer_record
 from .tracking import JsonlLog, flat_config, log_figure, prepare_tracker_env, wandb_init_kwargs
@@ -51,8 +52,6 @@ def _check_fsdp(cfg, acc) -> None:
     if acc.distributed_type != DistributedType.FSDP:
         return
     if cfg.keep_best:
-        from tokenizer.errors import ConfigError
-
         raise ConfigError("keep_best is not supported with FSDP (it reloads the best weights into sharded "
                           "parameters): pass --keep_best false, and pick a checkpoint by its validation loss")
     if cfg.figure_samples > 0:
@@ -138,6 +137,14 @@ class Trainer:
         self.n_params_nonemb = num_parameters(model, exclude_embeddings=True)
         self.bos = int(model.config.bos_token_id)
         self.batches = TrainBatches(source, cfg.context_length, cfg.batch_size, self.bos, cfg.seed)
+        self.noise = None
+        if cfg.input_noise > 0:
+            levels = getattr(getattr(self.tok, "config", None), "levels", None)
+            if not levels:
+                raise ConfigError(f"input_noise {cfg.input_noise} moves codes to FSQ lattice neighbours, but "
+                                  f"tokenizer {cfg.tokenizer!r} is not an FSQ tokenizer (no `levels`); set "
+                                  "input_noise: 0 or train on an FSQ tokenizer (fsq, fsq2)")
+            self.noise = LatticeNoise(levels, cfg.input_noise, cfg.seed)
 
         n = cfg.context_length - 1
         tiles = source.tiles if self.spec is not None else (lambda split, *a: tile_crops(self.store, split, *a))
@@ -322,7 +329,8 @@ class Trainer:
             for micro in range(ga):
                 x = self.batches.batch(st.step, micro, rank).to(acc.device)  # (B, L)
                 with acc.accumulate(self.model):
-                    loss = self.model(input_ids=x, labels=x).loss
+                    inp = x if self.noise is None else self.noise(x, st.step, micro, rank)
+                    loss = self.model(input_ids=inp, labels=x).loss  # targets: the clean sequence
                     acc.backward(loss)
                     if acc.sync_gradients:
                         grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)

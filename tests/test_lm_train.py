@@ -227,3 +227,48 @@ def test_fsdp_turns_figures_off_and_refuses_keep_best():
     cfg = TrainConfig(figure_samples=4, keep_best=True)
     _check_fsdp(cfg, ddp)  # DDP: nothing changes
     assert cfg.figure_samples == 4
+
+
+# ------------------------------------------------------------------ input noise
+def test_lattice_noise_moves_codes_one_lattice_step_and_nothing_else():
+    from lm.data import LatticeNoise
+
+    levels = [8, 5, 3]  # unequal levels: the index basis matters
+    noise = LatticeNoise(levels, 0.25, seed=7)
+    v = noise.codebook_size
+    x = torch.randint(0, v, (8, 400))
+    x[:, 0] = v + 1  # BOS
+    x[:, 50:60] = v + 5  # condition / label tokens
+    y = noise(x, step=3)
+    assert torch.equal(y, noise(x, step=3)) and not torch.equal(y, noise(x, step=4))  # f(seed, step, micro, rank)
+    assert not torch.equal(y, noise(x, step=3, rank=1))
+    changed = y != x
+    assert torch.equal(y[x >= v], x[x >= v])  # specials never touched
+    share = changed.sum().item() / (x < v).sum().item()
+    assert 0.22 < share < 0.28
+    basis = np.array([1, 8, 40])
+    dx = (x[changed].numpy()[:, None] // basis) % levels
+    dy = (y[changed].numpy()[:, None] // basis) % levels
+    assert (np.abs(dx - dy).sum(1) == 1).all()  # one channel, one level
+    assert (y[changed] >= 0).all() and (y[changed] < v).all()
+    assert noise(x, 0) is not x and torch.equal(LatticeNoise(levels, 0.0, 7)(x, 3), x)
+    with pytest.raises(ValueError, match="in \\[0, 1\\)"):
+        LatticeNoise(levels, 1.0, 0)
+
+
+def test_input_noise_trains_on_clean_targets_and_is_refused_without_fsq(tmp_path, seed_tok, store, data_root, capsys):
+    rc = main(["--tokenizer", str(seed_tok), "--store", str(store), "--output_dir", str(tmp_path / "seed"),
+               "--max_steps", "1", "--input_noise", "0.1", *TINY])
+    assert rc == 2 and "not an FSQ tokenizer" in capsys.readouterr().err
+    assert main(["--input_noise", "1.5", "--output_dir", str(tmp_path / "bad"), *TINY]) == 2
+    assert "input_noise must be in [0, 1)" in capsys.readouterr().err
+    # the shipped FSQ tokenizer: same data and initial weights, so the first losses differ only by the noise
+    fsq_store = tmp_path / "fsq_store"
+    common = ["--tokenizer", "default", "--store", str(fsq_store), "--data_dir", str(data_root),
+              "--records", "100,101,106,108", "--download", "false", "--max_steps", "2", "--eval_every", "0", *TINY]
+    assert main([*common, "--output_dir", str(tmp_path / "clean")]) == 0
+    assert main([*common, "--output_dir", str(tmp_path / "noisy"), "--input_noise", "0.3"]) == 0
+    clean, noisy = _log(tmp_path / "clean"), _log(tmp_path / "noisy")
+    assert noisy[1] != pytest.approx(clean[1], abs=1e-6) and np.isfinite(noisy[2])
+    info = json.loads((tmp_path / "noisy" / "run_info.json").read_text())
+    assert json.dumps(info).count('"input_noise": 0.3') >= 1
