@@ -327,9 +327,11 @@ class Trainer:
                 group["lr"] = lr
             step_loss = torch.zeros((), device=acc.device)
             for micro in range(ga):
-                x = self.batches.batch(st.step, micro, rank).to(acc.device)  # (B, L)
+                batch = self.batches.batch(st.step, micro, rank)  # (B, L), on the CPU
+                x = batch.to(acc.device)
+                # input noise is drawn on the CPU copy (numpy), so a GPU batch never makes a round trip
+                inp = x if self.noise is None else self.noise(batch, st.step, micro, rank).to(acc.device)
                 with acc.accumulate(self.model):
-                    inp = x if self.noise is None else self.noise(x, st.step, micro, rank)
                     loss = self.model(input_ids=inp, labels=x).loss  # targets: the clean sequence
                     acc.backward(loss)
                     if acc.sync_gradients:
