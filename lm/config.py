@@ -44,6 +44,8 @@ class LMTrainConfig:
     cinc_labels: list[str] = field(default_factory=list)  # CinC labels trained on (N/A/O/~); empty = all
     cinc_min_r_mv: float = 0.0               # leave out CinC recordings whose R amplitude (mV) is below (0 = keep)
     augment_views: int = 0                   # augmented copies (gain, offset, tempo) of each DS1 training record
+    augment_mix_deg: float = 0.0             # each view also rotates the record's two leads by up to this many
+    #                                          degrees (lm.corpora.rotate_leads: a new axis, a new "patient"); 0 = off
     condition_dropout: float = 0.0           # classifier-free guidance: P(rhythm/beat labels -> null) per sequence
     input_noise: float = 0.0                 # share of input ECG codes moved to an FSQ lattice neighbour (targets
     #                                          stay clean; lm.data.LatticeNoise); needs an FSQ tokenizer
@@ -156,6 +158,10 @@ class LMTrainConfig:
             raise ConfigError(f"cinc_min_r_mv must be >= 0 (mV), got {self.cinc_min_r_mv}")
         if self.augment_views < 0 or self.cinc_max_records < 0:
             raise ConfigError("augment_views and cinc_max_records must be >= 0")
+        if not 0.0 <= float(self.augment_mix_deg) <= 90.0:
+            raise ConfigError(f"augment_mix_deg must be in [0, 90] degrees, got {self.augment_mix_deg}")
+        if self.augment_mix_deg > 0 and self.augment_views == 0:
+            raise ConfigError("augment_mix_deg rotates the leads of augmented views: set augment_views >= 1 too")
         if self.init_from in ("", "none", "None"):
             self.init_from = None
         if self.resume_from_checkpoint in ("", "none", "None"):

@@ -21,6 +21,15 @@ codes would invent some), a tempo change has no token-level equivalent, and offl
 training batch a pure function of the step (exact resume) at the cost of a finite number of views. The
 tokenizer encodes ~10,000x faster than real time on one core, so a view of DS1 costs seconds.
 
+**Lead rotation** (``mix_deg``, off by default) makes a view a new *patient* rather than the same patient
+louder or faster: each view also draws an angle ``theta`` (uniform in +-``mix_deg``) and replaces the
+record's two leads by a rotation in their plane, ``(a, b) -> (a cos theta + b sin theta, -a sin theta +
+b cos theta)``, so every beat keeps its timing (and its annotation) while its shape moves the way a
+different electrical axis or electrode position moves it. This is the two-lead analogue of 3KG's
+vectorcardiogram rotation (Gopal et al., "3KG: contrastive learning of 12-lead ECGs using physiologically-
+inspired augmentations", ML4H 2021); MLII and V1 are not orthogonal, so it approximates an axis change
+rather than being one.
+
 Stores written here are ordinary :class:`tokenizer.store.TokenStore` folders (one writer, one reader);
 an augmented view's entry is named ``<record>@a<k>`` and its draw is kept in ``meta.json`` (``views``),
 so the conditional corpus can rescale the record's annotations by the same tempo factor.
@@ -166,24 +175,58 @@ def cinc2017_excluded(labels: dict[str, str], keep_labels=(), min_r_mv: float = 
 # ------------------------------------------------------------------------------------------ augmentation
 @dataclass
 class AugmentDraw:
-    """One augmented view: ``y(t) = gain * x(t * tempo) + offset`` (tempo > 1: a faster heart)."""
+    """One augmented view: ``y(t) = gain * x'(t * tempo) + offset`` (tempo > 1: a faster heart), where
+    ``x'`` is the lead itself, or its rotation by ``mix_deg`` degrees with the record's other lead
+    (:func:`rotate_leads`)."""
 
     gain: float = 1.0
     offset_mv: float = 0.0
     tempo: float = 1.0
+    mix_deg: float = 0.0
 
 
 def draw_augmentation(rng: np.random.Generator, max_gain: float = 1.25, max_offset_mv: float = 0.1,
-                      max_tempo: float = 0.05) -> AugmentDraw:
-    """Gain log-uniform in ``[1/max_gain, max_gain]``, offset ``+-max_offset_mv``, tempo ``1+-max_tempo``."""
+                      max_tempo: float = 0.05, max_mix_deg: float = 0.0) -> AugmentDraw:
+    """Gain log-uniform in ``[1/max_gain, max_gain]``, offset ``+-max_offset_mv``, tempo ``1+-max_tempo``,
+    and (``max_mix_deg > 0``) a lead-rotation angle uniform in ``+-max_mix_deg`` degrees. The angle is drawn
+    last, so a draw's gain, offset and tempo do not depend on ``max_mix_deg``."""
     g = float(np.exp(rng.uniform(-np.log(max_gain), np.log(max_gain))))
-    return AugmentDraw(gain=g, offset_mv=float(rng.uniform(-max_offset_mv, max_offset_mv)),
-                       tempo=float(rng.uniform(1 - max_tempo, 1 + max_tempo)))
+    d = AugmentDraw(gain=g, offset_mv=float(rng.uniform(-max_offset_mv, max_offset_mv)),
+                    tempo=float(rng.uniform(1 - max_tempo, 1 + max_tempo)))
+    if max_mix_deg > 0:
+        d.mix_deg = float(rng.uniform(-max_mix_deg, max_mix_deg))
+    return d
 
 
-def augment(x: np.ndarray, fs: float, d: AugmentDraw) -> np.ndarray:
-    """Apply one :class:`AugmentDraw` to a signal in mV at ``fs``: float32, ``~len(x) / tempo`` samples."""
+def rotate_leads(a: np.ndarray, b: np.ndarray, deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """Rotate two simultaneous leads by ``deg`` degrees in their plane: ``(a cos t + b sin t, -a sin t + b cos t)``.
+
+    Amplitudes in mV, equal lengths; NaN gaps stay NaN. A rotation keeps the pair's total power and every
+    beat's timing.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise RecordError(f"lead rotation needs two leads of one record with the same length, got "
+                          f"{a.shape} and {b.shape}")
+    t = np.deg2rad(float(deg))
+    c, s = np.cos(t), np.sin(t)
+    return c * a + s * b, -s * a + c * b
+
+
+def augment(x: np.ndarray, fs: float, d: AugmentDraw, other: np.ndarray | None = None,
+            first: bool = True) -> np.ndarray:
+    """Apply one :class:`AugmentDraw` to a signal in mV at ``fs``: float32, ``~len(x) / tempo`` samples.
+
+    With ``d.mix_deg != 0``, ``other`` must be the record's other lead (same samples): ``x`` becomes the
+    first (``first=True``) or second component of :func:`rotate_leads` ``(x, other)`` (``(other, x)`` when
+    ``first`` is false, so a record's two views are one rotation of its pair).
+    """
     y = np.asarray(x, dtype=np.float64)
+    if d.mix_deg:
+        if other is None:
+            raise RecordError(f"augmentation rotates leads by {d.mix_deg:.1f} deg but no second lead was given "
+                              "(single-lead record?); draw it with max_mix_deg=0")
+        y = rotate_leads(y, other, d.mix_deg)[0] if first else rotate_leads(other, y, d.mix_deg)[1]
     if d.tempo != 1.0:  # play the record tempo x faster: resample fs -> fs / tempo, read back at fs
         y = resample(y, float(fs), float(fs) / d.tempo)
     return (d.gain * y + d.offset_mv).astype(np.float32)
@@ -194,9 +237,17 @@ def _writer_meta(tok) -> dict:
     return {"config": tok.config_dict(), **tok.describe()}
 
 
+def _lead_at(cache: dict, rec: str, lead: str, root, fs: float) -> np.ndarray:
+    """One MIT-BIH lead in mV at the tokenizer's rate, read once per record (``cache``: lead -> signal)."""
+    if lead not in cache:
+        r = read_record(rec, root, lead=lead, annotations=False)
+        cache[lead] = r.signal if r.fs == fs else resample(r.signal, r.fs, fs).astype(np.float32)
+    return cache[lead]
+
+
 def build_mitdb_store(out, tok, data_dir=None, records=(), leads=("all",),
                       valid_records=("101", "112", "119"),
-                      views: int = 0, seed: int = 0, progress: bool = True) -> TokenStore:
+                      views: int = 0, seed: int = 0, mix_deg: float = 0.0, progress: bool = True) -> TokenStore:
     """Tokenize MIT-BIH (every lead by default) plus ``views`` augmented copies of each *training* record.
 
     Splits follow :func:`tokenizer.build_store.split_of` (inter-patient; paced records excluded). Entries
@@ -218,12 +269,19 @@ def build_mitdb_store(out, tok, data_dir=None, records=(), leads=("all",),
         Augmented copies per training (record, lead).
     seed : int
         Seed of the augmentation draws (``default_rng([seed, view, record])``).
+    mix_deg : float
+        Largest lead-rotation angle of a view (degrees; 0 = none): each view of a two-lead record rotates
+        the pair by one angle drawn in ``+-mix_deg`` (:func:`rotate_leads`), the same for both leads. Kept
+        in ``meta.json`` (``augment_mix_deg``, each view's ``mix_deg``).
 
     Returns
     -------
     TokenStore
     """
     from tqdm.auto import tqdm
+
+    if not 0.0 <= float(mix_deg) <= 90.0:
+        raise StoreError(f"mix_deg must be in [0, 90] degrees, got {mix_deg}")
 
     from tokenizer.build_store import split_of
     from tokenizer.data import MITDB_RECORDS, ensure_database
@@ -239,20 +297,25 @@ def build_mitdb_store(out, tok, data_dir=None, records=(), leads=("all",),
             split = split_of(rec, list(valid_records))
             if split == "excluded":
                 continue
+            sig: dict[str, np.ndarray] = {}
             for lead in (names if list(leads) == ["all"] else [ld for ld in leads if ld in names]):
-                r = read_record(rec, root, lead=lead, annotations=False)
-                x = r.signal if r.fs == tok.fs else resample(r.signal, r.fs, tok.fs).astype(np.float32)
+                x = _lead_at(sig, rec, lead, root, tok.fs)
                 ids, state = tok.encode(x, tok.fs)
                 w.add(rec, lead, split, ids, state, len(x))
-                for k in range(1, views + 1 if split == "train" else 1):
-                    d = draw_augmentation(np.random.default_rng([seed, k, int(rec)]))
-                    y = augment(x, tok.fs, d)
+                n_views = views if split == "train" else 0
+                pair = names[:2] if mix_deg > 0 and len(names) >= 2 and lead in names[:2] else None
+                other = _lead_at(sig, rec, pair[1 - pair.index(lead)], root, tok.fs) if pair and n_views else None
+                for k in range(1, n_views + 1):
+                    d = draw_augmentation(np.random.default_rng([seed, k, int(rec)]),
+                                          max_mix_deg=float(mix_deg) if pair else 0.0)
+                    y = augment(x, tok.fs, d, other=other, first=pair is None or lead == pair[0])
                     ids, state = tok.encode(y, tok.fs)
                     w.add(f"{rec}{VIEW_SEP}{k}", lead, "train", ids, state, len(y))
                     view_meta[f"{rec}{VIEW_SEP}{k}"] = asdict(d)
         if not w.entries:
             raise RecordError(f"nothing to tokenize: no record of {records} has the lead(s) {list(leads)}")
         w.close({"db": "mitdb", "leads": list(leads), "views": view_meta, "augment_seed": seed,
+                 "augment_mix_deg": float(mix_deg),
                  "build": {"seconds": round(time.perf_counter() - t0, 2), "git_sha": git_sha(),
                            "versions": versions(), "valid_records": list(valid_records)}})
     return TokenStore.open(out)

@@ -220,7 +220,7 @@ def open_corpus(cfg, tok):
         raise ConfigError(f"unknown sources {unknown}; choose from ['mitdb', '{CINC_DB}']")
     mitdb = open_or_build(cfg.store, build_mitdb_store, tok, data_dir=cfg.data_dir, records=list(cfg.records),
                           leads=("all",), valid_records=list(cfg.valid_records), views=cfg.augment_views,
-                          seed=cfg.seed)
+                          seed=cfg.seed, mix_deg=float(cfg.augment_mix_deg))
     have = mitdb.meta.get("build", {}).get("valid_records")
     if have is not None and sorted(have) != sorted(str(r) for r in cfg.valid_records):
         raise StoreError(f"token store {cfg.store} holds validation records {have}, the config asks for "
@@ -230,6 +230,11 @@ def open_corpus(cfg, tok):
         raise StoreError(f"token store {cfg.store} holds {n_views} augmented views per record, the config "
                          f"asks "
                          f"for {cfg.augment_views}; point --store at another folder (built on first use)")
+    have_mix = float(mitdb.meta.get("augment_mix_deg", 0.0))
+    if n_views and have_mix != float(cfg.augment_mix_deg):
+        raise StoreError(f"token store {cfg.store} rotates its views' leads by up to {have_mix:g} deg, the config "
+                         f"asks for augment_mix_deg {cfg.augment_mix_deg:g}; point --store at another folder "
+                         "(built on first use)")
     stores = [(mitdb, "mitdb")]
     exclude: set[str] = set()
     if CINC_DB in cfg.sources:

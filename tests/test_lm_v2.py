@@ -169,6 +169,63 @@ def test_augmented_store_and_mixed_corpus(tmp_path, data_root, seed_tok):
     assert rate[0] == pytest.approx(rate[1] * d["tempo"], rel=0.05)
 
 
+def test_lead_rotation_views_are_rotations_of_the_record_pair(tmp_path, data_root, seed_tok):
+    from lm.config import LMTrainConfig
+    from lm.corpora import augment, build_mitdb_store, draw_augmentation, rotate_leads
+    from lm.mixture import open_corpus
+    from tokenizer.base import ECGTokenizer
+    from tokenizer.data import read_record, resample
+    from tokenizer.errors import RecordError, StoreError
+
+    # the rotation: power and timing kept, the identity at 0, its inverse at -deg, 90 deg swaps the leads
+    a, b = synthetic_ecg(5, seed=1), synthetic_ecg(5, seed=2)
+    x, y = rotate_leads(a, b, 30.0)
+    np.testing.assert_allclose(x ** 2 + y ** 2, a ** 2 + b ** 2, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(rotate_leads(*rotate_leads(a, b, 25.0), -25.0), (a, b), atol=1e-6)
+    np.testing.assert_allclose(rotate_leads(a, b, 90.0), (b, -a), atol=1e-6)
+    # the angle is drawn last: gain, offset and tempo are those of the draw without rotation
+    d0, d = draw_augmentation(np.random.default_rng([0, 1, 106])), draw_augmentation(
+        np.random.default_rng([0, 1, 106]), max_mix_deg=30.0)
+    assert (d.gain, d.offset_mv, d.tempo) == (d0.gain, d0.offset_mv, d0.tempo) and d0.mix_deg == 0.0
+    assert 0 < abs(d.mix_deg) <= 30.0
+    d.tempo, d.gain, d.offset_mv = 1.0, 1.0, 0.0
+    np.testing.assert_allclose(augment(a, 360.0, d, other=b), rotate_leads(a, b, d.mix_deg)[0], atol=1e-5)
+    np.testing.assert_allclose(augment(b, 360.0, d, other=a, first=False), rotate_leads(a, b, d.mix_deg)[1],
+                               atol=1e-5)
+    with pytest.raises(RecordError, match="second lead"):
+        augment(a, 360.0, d)
+    with pytest.raises(RecordError, match="same length"):
+        rotate_leads(a, b[:-1], 10.0)
+
+    tok = ECGTokenizer.from_pretrained(seed_tok)
+    store = build_mitdb_store(tmp_path / "rot", tok, data_root, records=["100", "101", "106"],
+                              valid_records=["101"], views=1, mix_deg=30.0, progress=False)
+    assert store.meta["augment_mix_deg"] == 30.0
+    view = store.meta["views"]["106@a1"]
+    assert 0 < abs(view["mix_deg"]) <= 30.0
+    # the stored view is the tokenization of the rotated pair, not of the lead alone
+    recs = [read_record("106", data_root, lead=ld, annotations=False) for ld in ("MLII", "V1")]
+    ra, rb = (r.signal if r.fs == tok.fs else resample(r.signal, r.fs, tok.fs).astype(np.float32) for r in recs)
+    want, _ = tok.encode(augment(ra, tok.fs, draw_augmentation(np.random.default_rng([0, 1, 106]),
+                                                               max_mix_deg=30.0), other=rb), tok.fs)
+    got = {(e.record, e.lead): e for e in store.entries()}
+    np.testing.assert_array_equal(store.tokens_of(got[("106@a1", "MLII")]), want)
+    plain, _ = tok.encode(augment(ra, tok.fs, draw_augmentation(np.random.default_rng([0, 1, 106]))), tok.fs)
+    assert (store.tokens_of(got[("106@a1", "MLII")]) != plain).mean() > 0.05
+    with pytest.raises(StoreError, match="mix_deg"):
+        build_mitdb_store(tmp_path / "bad", tok, data_root, records=["106"], views=1, mix_deg=120.0, progress=False)
+
+    # a config must match its store; and the knob needs views
+    cfg = LMTrainConfig(sources=["mitdb"], store=str(tmp_path / "rot"), records=["100", "101", "106"],
+                        valid_records=["101"], augment_views=1, augment_mix_deg=20.0, data_dir=str(data_root))
+    with pytest.raises(StoreError, match="augment_mix_deg 20"):
+        open_corpus(cfg, tok)
+    with pytest.raises(ConfigError, match="augment_views"):
+        LMTrainConfig(sources=["mitdb"], augment_mix_deg=10.0)
+    with pytest.raises(ConfigError, match="0, 90"):
+        LMTrainConfig(sources=["mitdb"], augment_views=1, augment_mix_deg=-5.0)
+
+
 @pytest.fixture(scope="module")
 def small_store(tmp_path_factory, data_root, seed_tok):
     """Records 100 (DS2), 101 (validation), 106 and 108 (DS1 training), every lead, no views: the store, an
