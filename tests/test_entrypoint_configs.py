@@ -17,6 +17,7 @@ CONFIG_CLASSES = {
     "scripts/planted.py": "PlantedConfig", "scripts/fit_texture.py": "FitTextureConfig",
     "scripts/tokenizer_report.py": "TokenizerReportConfig", "scripts/lm_ablate.py": "AblateConfig",
     "scripts/scorecard_frontier.py": "FrontierConfig", "scripts/verbatim_check.py": "VerbatimConfig",
+    "scripts/augment_views.py": "AugmentViewsConfig",
 }
 
 

@@ -88,6 +88,7 @@ def _bad_inputs(tmp):
         "scripts/scorecard_frontier.py": (["--sets", f"x={nowhere}"], "nowhere"),
         "scripts/texture_cv.py": (["--tokenizer", nowhere], "nowhere"),
         "scripts/baseline_study.py": (["--variants", "3:spline"], "3:spline"),
+        "scripts/augment_views.py": (["--angles", "120", "--out", str(tmp / "o.png")], "120"),
     }
 
 

@@ -226,6 +226,15 @@ def test_lead_rotation_views_are_rotations_of_the_record_pair(tmp_path, data_roo
         LMTrainConfig(sources=["mitdb"], augment_views=1, augment_mix_deg=-5.0)
 
 
+def test_augment_views_figure_on_a_real_record(tmp_path, data_root):
+    from test_entrypoint_errors import _main
+
+    out = tmp_path / "rot.png"
+    assert _main("scripts/augment_views.py")(["--record", "106", "--angles=-20,20", "--start_s", "0", "--seconds", "2",
+                                               "--data_dir", str(data_root), "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(tmp_path.glob("*.tmp*"))
+
+
 @pytest.fixture(scope="module")
 def small_store(tmp_path_factory, data_root, seed_tok):
     """Records 100 (DS2), 101 (validation), 106 and 108 (DS1 training), every lead, no views: the store, an
