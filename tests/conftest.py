@@ -75,3 +75,13 @@ def tiny_db(tmp_path) -> Path:
         sig = np.stack([v1, mlii] if rec == "114" else [mlii, v1], axis=1)
         write_wfdb(db, rec, sig, sig_name=leads)
     return tmp_path / "data"
+
+
+def free_port() -> int:
+    """A TCP port free right now, for ``accelerate launch --main_process_port``: two multi-process launches
+    running at once in different pytest-xdist workers would otherwise both rendezvous on 29500."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

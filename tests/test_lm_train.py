@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, synthetic_ecg, write_wfdb
+from conftest import REPO, free_port, synthetic_ecg, write_wfdb
 from lm_support import UniformBlockConfig, UniformBlockTokenizer, build_test_store, seed_tokenizer_dir
 
 from lm.data import TrainBatches, tile_crops
@@ -171,7 +171,8 @@ def test_two_process_cpu_launch(tmp_path, seed_tok, store):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
            "WANDB_MODE": "disabled"}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "lm/train.py",
+           "--num_machines", "1", "--main_process_port", str(free_port()), "--mixed_precision", "no",
+           "--dynamo_backend", "no", "lm/train.py",
            "--tokenizer", str(seed_tok), "--store", str(store), "--output_dir", str(out), "--max_steps", "4",
            "--save_every", "2", "--eval_every", "2", *TINY]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, free_port
 
 from tokenizer.build_store import TokenizeConfig, build_store
 from tokenizer.shards import ShardedArray
@@ -17,6 +17,8 @@ RECORDS = "100,101,114"
 
 
 def _launch(launcher: list[str], out, tiny_db) -> subprocess.CompletedProcess:
+    if "--num_processes" in launcher and "--main_process_port" not in launcher:
+        launcher = [*launcher, "--main_process_port", str(free_port())]
     cmd = [sys.executable, "-m", "accelerate.commands.launch", *launcher, "tokenizer/tokenize.py", "--out", str(out),
            "--data_dir", str(tiny_db), "--records", RECORDS, "--leads", "all", "--download", "false"]
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "WANDB_MODE": "disabled", "HOME": str(out.parent)}
