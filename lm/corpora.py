@@ -278,10 +278,9 @@ def build_mitdb_store(out, tok, data_dir=None, records=(), leads=("all",),
     -------
     TokenStore
     """
-    from tqdm.auto import tqdm
-
     if not 0.0 <= float(mix_deg) <= 90.0:
         raise StoreError(f"mix_deg must be in [0, 90] degrees, got {mix_deg}")
+    from tqdm.auto import tqdm
 
     from tokenizer.build_store import split_of
     from tokenizer.data import MITDB_RECORDS, ensure_database
@@ -307,7 +306,7 @@ def build_mitdb_store(out, tok, data_dir=None, records=(), leads=("all",),
                 other = _lead_at(sig, rec, pair[1 - pair.index(lead)], root, tok.fs) if pair and n_views else None
                 for k in range(1, n_views + 1):
                     d = draw_augmentation(np.random.default_rng([seed, k, int(rec)]),
-                                          max_mix_deg=float(mix_deg) if pair else 0.0)
+                                          max_mix_deg=mix_deg if pair else 0.0)
                     y = augment(x, tok.fs, d, other=other, first=pair is None or lead == pair[0])
                     ids, state = tok.encode(y, tok.fs)
                     w.add(f"{rec}{VIEW_SEP}{k}", lead, "train", ids, state, len(y))
