@@ -162,7 +162,7 @@ def cinc2017_excluded(labels: dict[str, str], keep_labels=(), min_r_mv: float = 
 
     Handheld lead-I recordings are about half MIT-BIH MLII's amplitude (medians 0.73 vs 1.45-1.62 mV by
     this proxy; 23 % of CinC under 0.5 mV, where DS1's 1st percentile of 10-s windows is 0.58 mV): this is
-    the curation knob of ``configs/lm/v2e_default_ft.yaml``.
+    the curation knob of ``configs/studies/lm_v2d_variants/v2e_default_ft.yaml``.
     """
     keep = set(keep_labels)
     bad = {n for n, lab in labels.items() if keep and lab not in keep}

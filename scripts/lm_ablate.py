@@ -1,7 +1,8 @@
 """Short LM v2 recipe ablations: train each variant briefly, then score DS2 bits/token and rhythm regularity.
 
-Every variant starts from ``configs/lm/ablate_base.yaml`` (tiny LM, 30-s context, MLII, v2 layout) with the
-overrides of :data:`ABLATIONS`, trains the same number of tokens (``--tokens``), and is scored by
+Every variant starts from ``configs/studies/lm_ablate/ablate_base.yaml`` (tiny LM, 30-s context, MLII, v2
+layout) with the overrides of :data:`ABLATIONS`, trains the same number of tokens (``--tokens``), and is
+scored by
 
 - ``metrics.json``: DS2 (test) bits/token and the DS1-MLII bigram's on the same tiles (ratio = LM / bigram);
 - :mod:`lm.rhythm_check`: the share of generated 10-s windows with RR CV < 0.1 (wfdb XQRS), beside the
@@ -15,8 +16,8 @@ Results go to ``<out>/<name>/`` (a normal run dir) and one line per variant in `
     python scripts/lm_ablate.py --reference runs/lm/v2_conditional/final            # regular share, median HR
     python scripts/lm_ablate.py --figure curves.png --chained runs/lm/v2_conditional_pre,runs/lm/v2_conditional
 
-Each variant's LM config is ``configs/lm/ablate_base.yaml`` composed with its overrides through the same
-:func:`tokenizer.utils.config.parse_config` path as ``lm/train.py`` (no field is copied here).
+Each variant's LM config is ``configs/studies/lm_ablate/ablate_base.yaml`` composed with its overrides through
+the same :func:`tokenizer.utils.config.parse_config` path as ``lm/train.py`` (no field is copied here).
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from tokenizer.errors import ConfigError  # noqa: E402
 from tokenizer.utils.cli import run_main  # noqa: E402
 from tokenizer.utils.config import parse_config  # noqa: E402
 
-BASE = "configs/lm/ablate_base.yaml"
+BASE = "configs/studies/lm_ablate/ablate_base.yaml"
 BOTH_LEADS = "[MLII,V1,V2,V4,V5]"
 #: name -> (list of stages: each a list of CLI overrides; a later stage starts from the previous one's final/)
 ABLATIONS: dict[str, list[list[str]]] = {

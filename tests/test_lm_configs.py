@@ -1,6 +1,8 @@
-"""The LM recipes in ``configs/lm`` are valid before anyone spends an hour on them: every YAML builds an
-``LMTrainConfig``, every fine-tuning stage starts from a pretraining stage in the same folder whose model it
-can load (same shape, context, tokenizer and control vocabulary), and the shipped LMs name configs that exist."""
+"""The LM recipes are valid before anyone spends an hour on them: every YAML of ``configs/lm`` (the shipped
+recipes and their bases) and of ``configs/studies/<study>/`` (the studies' LM configs) builds an
+``LMTrainConfig``; every fine-tuning stage starts from a pretraining stage among them whose model it can load
+(same shape, context, tokenizer and control vocabulary); the shipped LMs name configs in ``configs/lm``, which
+holds nothing else but their bases; and every study folder says in a README who uses it and how it ran."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +14,11 @@ from lm.config import LMTrainConfig
 from lm.model import SHIPPED
 from tokenizer.utils.config import config_from_dict, load_yaml
 
-LM_CONFIGS = sorted((REPO / "configs" / "lm").glob("*.yaml"))
+SHIPPED_CONFIGS = sorted((REPO / "configs" / "lm").glob("*.yaml"))
+STUDY_DIRS = sorted(p for p in (REPO / "configs" / "studies").iterdir() if p.is_dir())
+LM_CONFIGS = SHIPPED_CONFIGS + sorted(p for d in STUDY_DIRS for p in d.glob("*.yaml"))
+#: configs/lm may hold a recipe no shipped LM names only if it is a documented base or GPU recipe
+BASES = {"base.yaml", "small.yaml"}
 #: what lm.finetune.init_from_pretrained compares between the saved LM and the new run
 SHAPE = ("n_layer", "n_head", "n_kv_head", "d_model", "d_ff", "context_length", "tie_embeddings", "tokenizer",
          "conditioning", "vocab_multiple")
@@ -22,7 +28,7 @@ def _cfg(path: Path) -> LMTrainConfig:
     return config_from_dict(LMTrainConfig, load_yaml(path), source=str(path))
 
 
-@pytest.mark.parametrize("path", LM_CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", LM_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_lm_yaml_is_a_valid_config(path):
     cfg = _cfg(path)
     assert cfg.output_dir and cfg.max_steps >= 1 and cfg.context_length >= 2
@@ -32,7 +38,7 @@ def test_fine_tuning_stages_match_their_pretraining():
     cfgs = [(p, _cfg(p)) for p in LM_CONFIGS]
     by_output = {str(Path(c.output_dir)): (p, c) for p, c in cfgs}
     stages = [(p, c) for p, c in cfgs if c.init_from]
-    assert stages, "configs/lm holds no fine-tuning stage"
+    assert stages, "configs/lm and configs/studies hold no fine-tuning stage"
     for path, ft in stages:
         parent = str(Path(ft.init_from).parent)
         assert parent in by_output, f"{path.name}: init_from {ft.init_from} is no config's output_dir/final"
@@ -62,3 +68,32 @@ def test_shipped_lms_name_existing_configs():
             hf = json.loads(saved.read_text())
             assert (hf["num_hidden_layers"], hf["hidden_size"], hf["num_attention_heads"]) == (
                 cfg.n_layer, cfg.d_model, cfg.n_head), (name, rel)
+
+
+def test_configs_lm_holds_only_shipped_recipes_and_bases():
+    """Recipes apart from experiments (issue 36): configs/lm holds each shipped LM's stages (the config
+    SHIPPED names and every stage it starts from, through ``init_from``) and the bases; a study's configs
+    live in configs/studies/<study>/."""
+    by_output = {str(Path(c.output_dir)): p for p, c in ((p, _cfg(p)) for p in SHIPPED_CONFIGS)}
+    stages = set()
+    for name, rel in SHIPPED.items():
+        path = REPO / rel
+        while True:
+            stages.add(path.name)
+            parent = _cfg(path).init_from
+            if not parent:
+                break
+            assert str(Path(parent).parent) in by_output, f"{name}: stage {parent} has no config in configs/lm"
+            path = by_output[str(Path(parent).parent)]
+    names = {p.name for p in SHIPPED_CONFIGS}
+    assert names <= stages | BASES, f"study configs in configs/lm: {sorted(names - stages - BASES)}"
+    assert len(list((REPO / "configs" / "lm").iterdir())) <= 10
+
+
+@pytest.mark.parametrize("study", STUDY_DIRS, ids=lambda p: p.name)
+def test_every_study_folder_says_who_uses_it(study):
+    readme = study / "README.md"
+    assert readme.is_file(), f"{study}: no README.md (which page or script uses it, how it was run)"
+    text = readme.read_text()
+    assert "Used by" in text and "Run:" in text, readme
+    assert any(study.glob("*.yaml")), f"{study}: an empty study folder"
