@@ -220,7 +220,7 @@ class ECGPipeline:
         lead_guidance, contrast_lead : float, str, optional
             LM v2: lead-contrast guidance (:func:`lm.guidance.sample_guided`), a negative prompt on the lead
             that keeps complexes of the other leads out of an MLII sample (``1.25``: the setting of
-            ``docs/lm.md``; ``contrast_lead`` default V1). ``1``: off; None: the LM's default for the
+            ``docs/notes/lm-v2-notebook.md``; ``contrast_lead`` default V1). ``1``: off; None: the LM's default for the
             requested condition (``config.ecg_condition_defaults``: ``default`` uses 2 for ``rhythm:VT``), else
             off. A v1 LM refuses it.
         kv_cache : str

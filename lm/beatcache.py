@@ -3,7 +3,8 @@
 A real patient's beats repeat: in a 30-s window of DS2 the median correlation of each beat with the
 window's median beat is 0.992, and a tokenizer round trip keeps it (0.991). The shipped LM v2 alone draws
 each beat afresh (0.962, 10th percentile 0.644), and that is what a classifier uses to tell its ECGs from
-real ones (``docs/lm.md``). The network is small (1.9 M parameters) and copies poorly from its own context.
+real ones (``docs/notes/lm-v2-notebook.md``). The network is small (1.9 M parameters) and copies poorly from
+its own context.
 
 The cache gives the sampler the sequence's own previous beats, as a *cache language model* gives a word LM
 its recent words (Kuhn & De Mori 1990; Grave et al. 2017). The past that matters here is beat-aligned: a
@@ -21,7 +22,7 @@ the next token is a code at all -- so the cache never changes *when* a beat star
 tokens and their hazard keep the LM's probabilities; the rhythm grammar of :mod:`lm.grammar` composes
 with it). The kernel only reweights codes the LM already finds plausible towards the previous beats'
 codes; it never proposes a code the LM gives no mass. (A *mixture* with the cache, as Grave et al. mix,
-does propose such codes, and it breaks beats: ``docs/lm.md``.)
+does propose such codes, and it breaks beats: ``docs/notes/lm-v2-notebook.md``.)
 
 It is a normalized probability model, so it has a likelihood: ``strength``, ``sigma``, ``beats`` and
 ``decay`` are fitted on the DS1 *validation* records' bits/token under teacher forcing
@@ -33,7 +34,7 @@ The cache is **opt-in** (``lm/generate.py --beat_cache 0.25``, ``ECGPipeline.gen
 on the shipped LM v2 the fitted setting lowers validation bits/token 3.848 -> 3.809 (DS2 4.205 -> 4.155),
 moves beat consistency and QTc into the real band and leaves every headline metric but the discriminator
 as real, but the discriminator rises 0.735 -> 0.778 and the memorization ratio falls 0.98 -> 0.90
-(``docs/lm.md``, "Beat cache"); the sampler's default stays the LM alone.
+(``docs/notes/lm-v2-notebook.md``, "Beat cache"); the sampler's default stays the LM alone.
 """
 from __future__ import annotations
 
@@ -101,7 +102,7 @@ def resolve(model, strength: float | None) -> BeatCacheParams | None:
     The shape (``sigma``, ``beats``, ``decay``) is the one fitted for ``model`` where its config records
     one (:func:`params_of_model`), else :class:`BeatCacheParams`' defaults. The cache is opt-in: on the
     shipped LM v2 it improves held-out bits/token and beat consistency but not the scorecard as a whole
-    (``docs/lm.md``, "Beat cache"), so sampling does not use it unless asked.
+    (``docs/notes/lm-v2-notebook.md``, "Beat cache"), so sampling does not use it unless asked.
     """
     if strength is None or float(strength) == 0.0:
         return None

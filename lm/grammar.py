@@ -31,7 +31,7 @@ has a wide absolute window (48-120 bpm) and a regularity one: each RR within 0.9
 range, :data:`RR_RATIO`), so the rate may drift as a sinus rate does, not jump.
 
 This is constrained decoding (the model's distribution restricted to sequences of the requested rhythm),
-not something the LM learned: ``docs/lm.md`` reports adherence with and without it. Rhythms without a
+not something the LM learned: ``docs/notes/lm-v2-notebook.md`` reports adherence with and without it. Rhythms without a
 grammar (``AFIB``, ``SVTA``...) are sampled from the rhythm prefix alone, and so is a request that also
 names beat classes (``rhythm:N,beat:V``: the beats asked for win over the grammar). Switch it off with
 ``grammar=False`` (``lm/generate.py --grammar false``, ``ECGPipeline.generate(grammar=False)``).
@@ -164,7 +164,7 @@ class LabelGap:
     every R peak, and CinC 2017's, a rhythm prefix and no beat labels at all. Sampled unconditionally under
     ``source:mitdb``, the shipped ``default`` sometimes slips into the second one part-way through a
     sample (fewer than 25 labels in 30 s in 16 % of its samples), and those samples hold most of its
-    noise-like, beat-inconsistent windows (``docs/lm.md``). This rule masks every ECG code once ``hi``
+    noise-like, beat-inconsistent windows (``docs/notes/lm-v2-notebook.md``). This rule masks every ECG code once ``hi``
     codes have passed since the last beat label, so the next token is a beat label, its class the LM's
     choice (the null ``beat:?`` excluded). Rows whose rhythm prefix is the null ``rhythm:?`` (the
     condition-dropout format, unlabelled by design) are left alone (``active``). It has the

@@ -15,7 +15,7 @@ the configuration with the highest pooled macro-F1 among the rows ``--choose`` a
 best of all rows is named too): the defaults of :class:`eval.strong_classifier.StrongConfig` were set to it.
 A stage shared by several rows (the V/F trees of every two-stage row) is fitted once per fold; ``--config``
 with an ``only:`` list runs some rows (their names contain commas). The first 16 rows took ~9 min on one busy
-CPU core; the 72 rows of the third SVEB pass 18 min in four runs (``docs/tstr.md``).
+CPU core; the 72 rows of the third SVEB pass 18 min in four runs (``docs/notes/tstr-notebook.md``).
 """
 from __future__ import annotations
 

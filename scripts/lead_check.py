@@ -6,7 +6,7 @@ Launch::
         --data_dir ../shared/data --out runs/lead_check/check.json --figure runs/lead_check/check.png
 
 An LM trained on MLII and MIT-BIH's second leads (V1, V2, V4, V5) can draw second-lead complexes under
-``lead:MLII`` (``docs/lm.md``, "Lead-contrast guidance"). Per 10-s window (synthetic folders through
+``lead:MLII`` (``docs/notes/lm-v2-notebook.md``, "Lead-contrast guidance"). Per 10-s window (synthetic folders through
 :func:`eval.data.load_synthetic`, real ones from ``records`` of the ``lead``):
 
 * ``negative_dominant``: whether the window's 1st percentile lies further below its median than the 99th
