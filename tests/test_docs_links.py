@@ -57,3 +57,11 @@ def test_relative_links_resolve(page):
         elif frag and dest.suffix == ".md" and frag not in anchors(dest):
             dead.append(f"{target} (no heading #{frag} in {dest.relative_to(REPO)})")
     assert not dead, f"{page.relative_to(REPO)}: dead links: {dead}"
+
+
+def test_front_pages_stay_short():
+    """The README is the front page (<= 250 lines) and docs/architecture.md a map (<= 120 lines, issue 36):
+    long tables and studies belong on the docs pages and in docs/notes/."""
+    for rel, most in (("README.md", 250), ("docs/architecture.md", 120)):
+        n = len((REPO / rel).read_text().splitlines())
+        assert n <= most, f"{rel}: {n} lines, more than {most}"
