@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ecg2llm import cli
-from lm.model import PRETRAINED_DIR
+from ecg2llm.lm.model import PRETRAINED_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from eval.score import REQUIRED_KEYS, main
-from eval.scorer import Scorer, ScoreSettings
-from eval.testing import gaussian_wave_ecg, real_data_root, write_tiny_mitdb
-from tokenizer.errors import ConfigError
-from tokenizer.folder import write_folder
-from tokenizer.forecasts import make_forecast_tasks, save_forecasts
+from ecg2llm.core.errors import ConfigError
+from ecg2llm.eval.score import REQUIRED_KEYS, main
+from ecg2llm.eval.scorecard.scorer import Scorer, ScoreSettings
+from ecg2llm.eval.testing import gaussian_wave_ecg, real_data_root, write_tiny_mitdb
+from ecg2llm.tokenizer.folder import write_folder
+from ecg2llm.tokenizer.forecasts import make_forecast_tasks, save_forecasts
 
 REF, TRAIN = ["100", "103"], ["101", "106"]
 
@@ -123,7 +123,7 @@ def test_perfect_generator_on_real_data(tmp_path):
     perfect = sc.score_windows("held-out DS2", sc.heldout_real(100))
     ds1 = sc.score_windows(
         "DS1",
-        __import__("eval.references", fromlist=["ds1_windows"]).ds1_windows(sc, 100),
+        __import__("ecg2llm.eval.scorecard.references", fromlist=["ds1_windows"]).ds1_windows(sc, 100),
         memorization=False,
     )
     assert perfect["rfed"] < 0.5 * ds1["rfed"]
@@ -134,8 +134,8 @@ def test_perfect_generator_on_real_data(tmp_path):
 
 def test_tokenizer_roundtrip_row(scorer, tmp_path):
     """The round-trip row runs any tokenizer folder (here an untrained seed tokenizer) on held-out windows."""
-    from eval.references import tokenizer_roundtrip_row, tokenizer_roundtrip_windows
-    from tokenizer import SeedTokenizer, SeedTokenizerConfig
+    from ecg2llm.eval.scorecard.references import tokenizer_roundtrip_row, tokenizer_roundtrip_windows
+    from ecg2llm.tokenizer import SeedTokenizer, SeedTokenizerConfig
 
     tok = SeedTokenizer(SeedTokenizerConfig())
     tok.save_pretrained(tmp_path / "tok")
@@ -154,8 +154,8 @@ def test_tokenizer_roundtrip_row(scorer, tmp_path):
 def test_texture_roundtrip_row_decodes_as_generated_ecgs_are(scorer):
     """With tokenizer v2 the ceiling row also comes decoded with texture, seeded per window (same seed, same
     windows; the ECG band itself unchanged underneath: texture adds noise, it does not move the beats)."""
-    from eval.references import tokenizer_roundtrip_row, tokenizer_roundtrip_windows
-    from tokenizer import ECGTokenizer
+    from ecg2llm.eval.scorecard.references import tokenizer_roundtrip_row, tokenizer_roundtrip_windows
+    from ecg2llm.tokenizer import ECGTokenizer
 
     tok = ECGTokenizer.from_pretrained("default")
     held = scorer.heldout_real(4)
