@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,3 +167,30 @@ def test_texture_roundtrip_row_decodes_as_generated_ecgs_are(scorer):
     assert 0 < np.std(noise) < 0.5 * np.std(plain.x)
     row = tokenizer_roundtrip_row(scorer, tok, n=8, texture=True)
     assert row["name"].endswith("texture decode)") and row["tokenizer"]["texture"] is True
+
+
+def test_front_door_score_returns_the_verdicts_the_cli_prints(tiny_root, tmp_path):
+    """``ecg2llm.score(folder)``: one call, the command's verdicts as a result object; ``out=None`` scores into a
+    temporary folder that is gone afterwards; an unknown option is a ConfigError naming the valid ones."""
+    import ecg2llm
+    from ecg2llm.eval.score import SUMMARY_KEYS, summary_lines
+
+    synth = [gaussian_wave_ecg(65 + 3 * i, 20.0, seed=200 + i) for i in range(8)]  # 16 windows of 10 s
+    write_folder(tmp_path / "gen", synth, 360.0)
+    with pytest.raises(ConfigError, match="unknown key.*n_rael.*valid keys"):
+        ecg2llm.score(tmp_path / "gen", n_rael=3)
+    result = ecg2llm.score(tmp_path / "gen", data_dir=str(tiny_root), reference_records=REF, train_records=TRAIN,
+                           n_real=16, n_ref_rows=10, memo_stride_s=10.0, references="none",
+                           cache_dir=str(tmp_path / "cache"))
+    m = result.metrics
+    assert isinstance(result, ecg2llm.ScoreResult) and result.out is None
+    assert not Path(m["config"]["out"]).exists()  # the temporary folder is cleaned up
+    assert m["primary_row"] == "synthetic" and m["synthetic"]["n_windows"] == 16
+    assert result.verdict == m["verdict"] and result.verdict in ("as_real", "worse")
+    assert set(result.headline) == set(m["headline"]) and result.headline
+    for h in result.headline.values():
+        assert {"value", "verdict", "real_band"} <= set(h)
+    assert list(result.summary) == list(SUMMARY_KEYS) and result.summary["rfed"] == m["rfed"] > 0
+    lines = str(result).splitlines()
+    assert lines == summary_lines(m) and lines[0].startswith(f"verdict: {result.verdict}")
+    assert set(m["rows"]) == {"synthetic"}
