@@ -1,6 +1,6 @@
 """Stage 1 of ecg2llm: ECG data, tokenizers (ECG in mV <-> integer tokens), and the token store.
 
->>> from tokenizer import ECGTokenizer
+>>> from ecg2llm.tokenizer import ECGTokenizer
 >>> tok = ECGTokenizer.from_pretrained("default")        # doctest: +SKIP
 >>> ids, state = tok.encode(signal_mv, fs)               # doctest: +SKIP
 >>> x_hat = tok.decode(ids, state)                       # doctest: +SKIP
