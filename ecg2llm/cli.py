@@ -25,12 +25,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 #: subcommand -> (importable module, or a path relative to the checkout for scripts/ files)
 SUBCOMMANDS: dict[str, str] = {
-    "tokenize": "tokenizer.tokenize",
-    "train-tokenizer": "tokenizer.train",
-    "train": "lm.train",
-    "generate": "lm.generate",
-    "forecast": "lm.forecast",
-    "score": "eval.score",
+    "tokenize": "ecg2llm.tokenizer.tokenize_db",
+    "train-tokenizer": "ecg2llm.tokenizer.train",
+    "train": "ecg2llm.lm.train",
+    "generate": "ecg2llm.lm.generate",
+    "forecast": "ecg2llm.lm.forecast",
+    "score": "ecg2llm.eval.score",
     "tstr": "scripts/tstr.py",
     "bench": "scripts/bench.py",
     "demo": "scripts/demo.py",
@@ -42,13 +42,14 @@ def _source(target: str) -> Path | None:
     if target.endswith(".py"):
         p = REPO / target
         return p if p.is_file() else None
-    top, _, rest = target.partition(".")
-    try:  # find the package without importing it (importing tokenizer/ or lm/ loads torch)
-        spec = importlib.util.find_spec(top)
+    parts = target.split(".")
+    package, rest = ".".join(parts[:2]), parts[2:]
+    try:  # find the stage package without importing it (importing ecg2llm.tokenizer or .lm loads torch)
+        spec = importlib.util.find_spec(package)  # imports only the light parent, ``ecg2llm``
     except (ImportError, ValueError):
         return None
     for root in (spec.submodule_search_locations or []) if spec is not None else []:
-        p = Path(root, *rest.split(".")).with_suffix(".py")
+        p = Path(root, *rest).with_suffix(".py")
         if p.is_file():
             return p
     return None
@@ -68,7 +69,7 @@ def describe(target: str) -> str:
 
 def _load(name: str, target: str):
     """Import the entry point's module (``scripts/*.py`` by file path) and return its ``main``."""
-    from tokenizer.errors import ConfigError
+    from ecg2llm.core.errors import ConfigError
 
     if not target.endswith(".py"):
         return importlib.import_module(target).main
@@ -138,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: unknown subcommand {name!r}{hint} (known: {', '.join(SUBCOMMANDS)}; "
               f"see ecg2llm --help)", file=sys.stderr)
         return 2
-    from tokenizer.errors import ECG2LLMError
+    from ecg2llm.core.errors import ECG2LLMError
 
     try:
         entry = _load(name, SUBCOMMANDS[name])

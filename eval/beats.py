@@ -6,8 +6,8 @@ classics that separate S from N): previous RR, next RR (s), and each divided by 
 10 surrounding intervals.
 
 Real beats come from the MIT-BIH reference annotations; synthetic ones from the ``.atr`` files a conditional
-LM writes beside its WFDB records (:mod:`lm.conditioning`). Both are cut at the peak found by the same rule
-(:func:`tokenizer.ecg.refine_peaks`: the largest deviation within 80 ms of the annotation), so the two
+LM writes beside its WFDB records (:mod:`ecg2llm.lm.conditioning`). Both are cut at the peak found by the same rule
+(:func:`ecg2llm.tokenizer.ecg.refine_peaks`: the largest deviation within 80 ms of the annotation), so the two
 differ only in their signals. Classes: AAMI N, S, V, F; **Q is excluded** (8 beats in DS1, 7 in DS2 once the
 paced records are out: too few to train or score). RR intervals use every annotated beat, Q included.
 
@@ -24,8 +24,8 @@ from typing import Sequence
 
 import numpy as np
 
-from tokenizer.data import read_record
-from tokenizer.ecg import AAMI_CLASSES, CLASS_SYMBOL, refine_peaks
+from ecg2llm.tokenizer.data import read_record
+from ecg2llm.tokenizer.ecg import AAMI_CLASSES, CLASS_SYMBOL, refine_peaks
 
 #: Classes scored (AAMI EC57 without Q), in label order.
 CLASSES: tuple[str, ...] = ("N", "S", "V", "F")
@@ -64,7 +64,8 @@ class BeatSet:
     group: np.ndarray  # (N,) record (real) or sample name (synthetic) of each beat
     source: str = ""
     meta: dict = field(default_factory=dict)
-    #: optional ``(N, F)`` per-beat features computed on the whole set (:func:`eval.beat_features.with_features`),
+    #: optional ``(N, F)`` per-beat features computed on the whole set
+    #: (:func:`ecg2llm.eval.tstr.beat_features.with_features`),
     #: carried through :meth:`subset` and :meth:`concat` so class subsets keep their patient statistics
     features: np.ndarray | None = None
     #: optional ``(N, len(RHYTHM_NAMES))`` rhythm context of each beat (:func:`rhythm_features`, set by

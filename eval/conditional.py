@@ -2,7 +2,7 @@
 
 ``condition_windows(DS2, "beat:V")`` cuts the 10-s MLII windows of DS2 that hold at least one ventricular
 beat; ``"rhythm:AFIB"`` the windows lying wholly inside atrial fibrillation. A set generated under that
-condition is scored by :class:`eval.scorer.Scorer` against those windows (not against all of DS2), so
+condition is scored by :class:`ecg2llm.eval.scorecard.scorer.Scorer` against those windows (not against all of DS2), so
 "fidelity per condition" compares like with like.
 
 ``label_agreement`` asks a beat classifier trained on real DS1 what it calls the generated beats: the rate
@@ -15,8 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
-from tokenizer.data import read_record
-from tokenizer.ecg import AAMI_CLASSES, rhythm_name
+from ecg2llm.tokenizer.data import read_record
+from ecg2llm.tokenizer.ecg import AAMI_CLASSES, rhythm_name
 
 from .beats import CLASSES, BeatSet
 from .data import FS, WINDOW_S, WindowSet
@@ -51,7 +51,7 @@ def condition_windows(records: Sequence[str], condition: str, data_dir=None, n: 
 
     Returns an empty-``x`` WindowSet (0 windows) when no window matches.
     """
-    from tokenizer.data import resolve_data_dir
+    from ecg2llm.tokenizer.data import resolve_data_dir
 
     from .data import _mlii  # the cached reader the scorer uses
 

@@ -4,8 +4,8 @@ Everything stage 3 compares is a :class:`WindowSet`: ``x`` of shape ``(N, T)`` f
 (360 Hz, ``T = 3600`` for the default 10-s windows), one name per window, and for real windows the record
 and start sample each came from.
 
-Synthetic folders are read through :func:`tokenizer.folder.iter_samples` -- the one reader of the one
-folder format (``manifest.json`` written by :func:`tokenizer.folder.write_folder`, or bare ``*.npy`` files
+Synthetic folders are read through :func:`ecg2llm.tokenizer.folder.iter_samples` -- the one reader of the one
+folder format (``manifest.json`` written by :func:`ecg2llm.tokenizer.folder.write_folder`, or bare ``*.npy`` files
 in mV at ``--fs`` (default 360 Hz), or bare WFDB records with their own rate and units).
 
 Window policy: samples at another rate are resampled to 360 Hz; a sample longer than one window is cut
@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tokenizer.data import resample
-from tokenizer.folder import SyntheticDataError, iter_samples
-from tokenizer.windowset import FS, LEAD, WINDOW_S, WindowSet, _mlii, real_windows  # noqa: F401 - stage 3's names
+from ecg2llm.tokenizer.data import resample
+from ecg2llm.tokenizer.folder import SyntheticDataError, iter_samples
+from ecg2llm.tokenizer.windowset import FS, LEAD, WINDOW_S, WindowSet, _mlii, real_windows  # noqa: F401 - stage 3's names
 
 
 # --------------------------------------------------------------------------------------------- synthetic

@@ -12,21 +12,14 @@ the same distribution. Both go through the same loader as ``lm/generate.py`` out
 (``manifest.json`` + ``.npy`` + WFDB).
 """
 
-import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-if __name__ == "__main__":  # `python eval/make_folder.py`: keep eval/ off sys.path, the repo root on it
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
-    sys.path.insert(0, os.path.dirname(_here))
-
-from dataclasses import dataclass  # noqa: E402
-
-from tokenizer.errors import ConfigError  # noqa: E402
-from tokenizer.splits import DS1, DS2  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import parse_config  # noqa: E402
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import parse_config
+from ecg2llm.core.errors import ConfigError
+from ecg2llm.tokenizer.splits import DS1, DS2
 
 
 @dataclass
@@ -42,10 +35,10 @@ class MakeFolderConfig:
 
 
 def run(cfg: MakeFolderConfig):
-    from eval.data import real_windows
-    from eval.metrics.physiology import beat_features
-    from eval.references import ecgsyn_windows
-    from tokenizer.folder import write_folder
+    from ecg2llm.eval.data import real_windows
+    from ecg2llm.eval.scorecard.metrics.physiology import beat_features
+    from ecg2llm.eval.scorecard.references import ecgsyn_windows
+    from ecg2llm.tokenizer.folder import write_folder
 
     if cfg.source == "ecgsyn":
         ds1 = real_windows(DS1, cfg.data_dir, n=max(cfg.n, 200), seed=cfg.seed + 2)

@@ -13,27 +13,20 @@ ECGSYN rows, ``none`` skips them, ``ds1`` or ``ecgsyn`` picks one. ``--extra_row
 scores more folders (same format as ``--synthetic``) as extra rows; ``--tokenizer DIR`` adds the round
 trip of held-out DS2 windows through that tokenizer. ``--forecast DIR`` scores a ``forecast.npz``
 (format: ``tokenizer/forecasts.py``); without it only the naive forecast baselines are reported.
-Metric definitions and directions: ``eval/metrics/__init__.py`` and the report itself.
+Metric definitions and directions: ``eval/scorecard/metrics/__init__.py`` and the report itself.
 """
 
-import os
+import dataclasses
 import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
-if __name__ == "__main__":  # `python eval/score.py`: keep eval/ off sys.path, the repo root on it
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
-    sys.path.insert(0, os.path.dirname(_here))
-
-import dataclasses  # noqa: E402
-import time  # noqa: E402
-from dataclasses import asdict, dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from eval.scorer import ScoreSettings  # noqa: E402
-from tokenizer.errors import ConfigError  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import parse_config  # noqa: E402
-from tokenizer.utils.io import ensure_writable_dir, git_sha, versions, write_json  # noqa: E402
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import parse_config
+from ecg2llm.core.errors import ConfigError
+from ecg2llm.core.io import ensure_writable_dir, git_sha, versions, write_json
+from ecg2llm.eval.scorecard.scorer import ScoreSettings
 
 REQUIRED_KEYS = (
     "fed",
@@ -54,7 +47,7 @@ REQUIRED_KEYS = (
 @dataclass
 class ScoreConfig(ScoreSettings):
     """Options of ``eval/score.py`` (``configs/eval/score.yaml``): every field of the scorer's
-    :class:`eval.scorer.ScoreSettings` (inherited, not copied: ``data_dir``, ``n_real``, ``seed``,
+    :class:`ecg2llm.eval.scorecard.scorer.ScoreSettings` (inherited, not copied: ``data_dir``, ``n_real``, ``seed``,
     ``reference_records`` (default DS2), ``train_records`` (default DS1), ``memo_stride_s``, ``disc_splits``,
     ``cache_dir``, ``embedding``, ...) plus what to score and how to report it."""
 
@@ -71,7 +64,7 @@ class ScoreConfig(ScoreSettings):
     texture_row: bool = True  # with a texture tokenizer, also its round trip decoded with texture (as generated)
     forecast: str | None = None  # folder or file with forecast.npz
     n_forecast_tasks: int = 64  # tasks for the naive baselines when no --forecast is given
-    headline: bool = True  # headline verdicts against real bands (eval/headline.py)
+    headline: bool = True  # headline verdicts against real bands (eval/scorecard/headline.py)
     band_draws: int = 40  # leave-patients-out draws of the real bands (calibration's "draws")
 
 
@@ -86,7 +79,7 @@ def _parse_rows(items: list[str]) -> list[tuple[str, str]]:
 
 
 def _which_references(spec: str) -> list[str]:
-    from eval.references import REFERENCE_ROWS
+    from ecg2llm.eval.scorecard.references import REFERENCE_ROWS
 
     spec = (spec or "none").strip().lower()
     if spec == "all":
@@ -97,7 +90,8 @@ def _which_references(spec: str) -> list[str]:
 
 
 def scorer_settings(cfg: ScoreConfig) -> ScoreSettings:
-    """The :class:`~eval.scorer.ScoreSettings` a run of ``cfg`` scores with (its calibration's ``draws`` from
+    """The :class:`~ecg2llm.eval.scorecard.scorer.ScoreSettings` a run of ``cfg`` scores with (its calibration's
+    ``draws`` from
     ``band_draws``): the one place a scorer is configured from this entry point's flags."""
     settings = ScoreSettings(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(ScoreSettings)})
     settings.calibration = {"draws": cfg.band_draws, **(cfg.calibration or {})}
@@ -108,13 +102,13 @@ def run(cfg: ScoreConfig, command: str = "") -> dict:
     """Score everything ``cfg`` asks for, write ``metrics.json`` and the report; return the metrics."""
     import numpy as np
 
-    from eval.data import load_synthetic
-    from eval.metrics import METRICS
-    from eval.metrics.forecast import baseline_metrics, forecast_metrics
-    from eval.references import reference_rows, tokenizer_roundtrip_row
-    from eval.report import write_report
-    from eval.scorer import Scorer
-    from tokenizer.forecasts import load_forecasts, make_forecast_tasks
+    from ecg2llm.eval.data import load_synthetic
+    from ecg2llm.eval.scorecard.metrics import METRICS
+    from ecg2llm.eval.scorecard.metrics.forecast import baseline_metrics, forecast_metrics
+    from ecg2llm.eval.scorecard.references import reference_rows, tokenizer_roundtrip_row
+    from ecg2llm.eval.scorecard.report import write_report
+    from ecg2llm.eval.scorecard.scorer import Scorer
+    from ecg2llm.tokenizer.forecasts import load_forecasts, make_forecast_tasks
 
     t0 = time.time()
     which = _which_references(cfg.references)
@@ -134,7 +128,7 @@ def run(cfg: ScoreConfig, command: str = "") -> dict:
     scorer = Scorer(settings)
     tok = None
     if cfg.tokenizer:
-        from tokenizer import ECGTokenizer
+        from ecg2llm.tokenizer import ECGTokenizer
 
         tok = ECGTokenizer.from_pretrained(cfg.tokenizer)
     if cfg.headline and tok is not None:  # the LM-only discriminator needs the tokenizer's round trip
@@ -228,10 +222,29 @@ def _texture_decoded(folder, tok) -> bool:
     """Whether a generated folder's samples were decoded with a texture model (``texture_seed`` set)."""
     if not folder or not getattr(tok, "has_texture", False):
         return False
-    from tokenizer.folder import read_manifest
+    from ecg2llm.tokenizer.folder import read_manifest
 
     manifest = read_manifest(folder)  # None for plain WFDB records: no texture info
     return bool(manifest) and any(smp.get("texture_seed") is not None for smp in manifest.get("samples", []))
+
+
+SUMMARY_KEYS = ("rfed", "mmd", "disc_score", "valid_rhythm_rate", "hr_w1_bpm", "memorization_ratio")
+
+
+def summary_lines(metrics: dict) -> list[str]:
+    """The lines ``eval/score.py`` prints after scoring: the headline verdicts, then the key metrics.
+
+    Empty when no synthetic set was scored (reference rows only); the verdict line only with headline bands.
+    """
+    lines = []
+    if metrics["primary_row"] and metrics.get("headline"):
+        lines.append(f"verdict: {metrics['verdict']}  " + "  ".join(
+            f"{k}={h['value']:.3g} ({h['verdict']}, real {h['real_band'][0]:.3g}-{h['real_band'][1]:.3g})"
+            for k, h in metrics["headline"].items()))
+    if metrics["primary_row"]:
+        lines.append("  ".join(
+            f"{k}={metrics[k]:.3g}" if isinstance(metrics[k], float) else f"{k}={metrics[k]}" for k in SUMMARY_KEYS))
+    return lines
 
 
 @run_main
@@ -240,18 +253,8 @@ def main(argv=None):
     args = sys.argv[1:] if argv is None else list(argv)
     cfg = parse_config(ScoreConfig, args, description=__doc__)
     metrics = run(cfg, command=" ".join(["python eval/score.py", *args]))
-    if metrics["primary_row"] and metrics.get("headline"):
-        print(f"verdict: {metrics['verdict']}  " + "  ".join(
-            f"{k}={h['value']:.3g} ({h['verdict']}, real {h['real_band'][0]:.3g}-{h['real_band'][1]:.3g})"
-            for k, h in metrics["headline"].items()))
-    if metrics["primary_row"]:
-        keys = ("rfed", "mmd", "disc_score", "valid_rhythm_rate", "hr_w1_bpm", "memorization_ratio")
-        print(
-            "  ".join(
-                f"{k}={metrics[k]:.3g}" if isinstance(metrics[k], float) else f"{k}={metrics[k]}"
-                for k in keys
-            )
-        )
+    for line in summary_lines(metrics):
+        print(line)
     return 0
 
 

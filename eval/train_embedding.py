@@ -15,34 +15,27 @@ embedding has to encode morphology, rhythm and rate):
 * heart rate from the annotated beats, ``60 (n - 1) / (t_last - t_first)`` bpm, regressed as log-bpm
   (smooth L1; windows with fewer than two beats are masked).
 
-Records: DS1 minus the validation records of :func:`tokenizer.splits.inter_patient_split` for training
+Records: DS1 minus the validation records of :func:`ecg2llm.tokenizer.splits.inter_patient_split` for training
 (10-s windows every ``stride_s`` seconds), the validation records for model selection. DS2 is never read.
 """
 
-import os
+import dataclasses
 import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
-if __name__ == "__main__":  # `python eval/train_embedding.py`: keep eval/ off sys.path, the repo root on it
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
-    sys.path.insert(0, os.path.dirname(_here))
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-import dataclasses  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from eval.embedding import ECGEmbeddingNet, EmbeddingConfig, save_model  # noqa: E402
-from tokenizer.data import read_record  # noqa: E402
-from tokenizer.ecg import AAMI_CLASSES  # noqa: E402
-from tokenizer.splits import inter_patient_split  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import parse_config  # noqa: E402
-from tokenizer.utils.io import git_sha, versions, write_text  # noqa: E402
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import parse_config
+from ecg2llm.core.io import git_sha, versions, write_text
+from ecg2llm.eval.scorecard.embedding import ECGEmbeddingNet, EmbeddingConfig, save_model
+from ecg2llm.tokenizer.data import read_record
+from ecg2llm.tokenizer.ecg import AAMI_CLASSES
+from ecg2llm.tokenizer.splits import inter_patient_split
 
 AAMI_ORDER = ("N", "S", "V", "F", "Q")
 RHYTHM_GROUPS = ("sinus", "af", "bigeminy_trigeminy", "ventricular", "other")
@@ -55,7 +48,7 @@ class TrainEmbeddingConfig:
 
     data_dir: str | None = None
     output_dir: str = "runs/embedding"
-    valid_records: list[str] | None = None  # default: tokenizer.splits.DEFAULT_VALID
+    valid_records: list[str] | None = None  # default: ecg2llm.tokenizer.splits.DEFAULT_VALID
     stride_s: float = 5.0
     epochs: int = 8
     batch_size: int = 64
@@ -224,8 +217,8 @@ def run(cfg: TrainEmbeddingConfig) -> Path:
 
 def model_card(folder: Path, training: dict) -> str:
     """``README.md`` of an embedding folder: what it is, how it was trained, how well, how to retrain."""
-    from eval.embedding import load_model
-    from tokenizer.utils.hub import state_dict_hash
+    from ecg2llm.core.hub import state_dict_hash
+    from ecg2llm.eval.scorecard.embedding import load_model
 
     model = load_model(folder)
     n_params = sum(p.numel() for p in model.parameters())
@@ -233,7 +226,7 @@ def model_card(folder: Path, training: dict) -> str:
     return f"""# ECG embedding network (stage 3 of ecg2llm)
 
 Frozen 1-D CNN whose {model.cfg.embed_dim}-d output is the feature space of FED, MMD, precision/recall/
-density/coverage, the discriminative score and the memorization distances (`eval/embedding.py`).
+density/coverage, the discriminative score and the memorization distances (`eval/scorecard/embedding.py`).
 
 - weights hash (SHA-256 over tensors): `{state_dict_hash(model.state_dict())}`
 - parameters: {n_params:,}; input: {model.cfg.window_s:g}-s MLII windows in mV at {model.cfg.fs:g} Hz,

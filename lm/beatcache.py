@@ -16,10 +16,10 @@ beats. The next token is drawn from a product of experts (Hinton 2002)::
     p(t) = p_LM(t)                                                for every control token t
     k(c) = sum_k decay**k * exp(-|digits(c) - digits(c_k)|**2 / (2 sigma**2)) / sum_k decay**k
 
-``digits`` are a code's coordinates on the FSQ lattice (:mod:`tokenizer.fsq`: one level per latent
+``digits`` are a code's coordinates on the FSQ lattice (:mod:`ecg2llm.tokenizer.fsq`: one level per latent
 channel), ``c_k`` the code of the beat ``k`` back at that phase, and ``P_code`` the LM's probability that
 the next token is a code at all -- so the cache never changes *when* a beat starts (beat labels, rhythm
-tokens and their hazard keep the LM's probabilities; the rhythm grammar of :mod:`lm.grammar` composes
+tokens and their hazard keep the LM's probabilities; the rhythm grammar of :mod:`ecg2llm.lm.grammar` composes
 with it). The kernel only reweights codes the LM already finds plausible towards the previous beats'
 codes; it never proposes a code the LM gives no mass. (A *mixture* with the cache, as Grave et al. mix,
 does propose such codes, and it breaks beats: ``docs/notes/lm-v2-notebook.md``.)
@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 
-from tokenizer.errors import ConfigError
+from ecg2llm.core.errors import ConfigError
 
 CONFIG_KEY = "ecg_beat_cache"
 
@@ -123,7 +123,7 @@ def lattice_kernels(levels, sigma: float, device=None) -> list[torch.Tensor]:
 def kernel_rows(codes: torch.Tensor, levels, kernels: list[torch.Tensor]) -> torch.Tensor:
     """``codes`` ``(...,)`` in ``[0, prod(levels))`` -> ``(..., prod(levels))`` kernels centred on each.
 
-    The index order is FSQ's (``index = sum_i digit_i * prod(levels[:i])``, :mod:`tokenizer.fsq`), so the
+    The index order is FSQ's (``index = sum_i digit_i * prod(levels[:i])``, :mod:`ecg2llm.tokenizer.fsq`), so the
     kernel is the outer product of the per-channel rows, built from the last channel down.
     """
     digits, base = [], 1

@@ -12,7 +12,7 @@ Accelerate reloads such objects with ``torch.load`` and ``weights_only`` off, i.
 Accelerate reads ``optimizer.bin`` and ``random_states_*.pkl`` through ``accelerate.utils.load``, which
 passes ``weights_only=True`` (tensors, numpy arrays and plain containers only; no code runs). Before
 resuming, :func:`check_checkpoint_files` refuses a folder holding any file our trainer does not write (a
-stray pickle included). The data position is a function of the step (:class:`lm.data.TrainBatches`) and
+stray pickle included). The data position is a function of the step (:class:`ecg2llm.lm.data.TrainBatches`) and
 the learning rate too (:func:`lr_at`), so restoring the step restores both.
 """
 from __future__ import annotations
@@ -23,11 +23,11 @@ import re
 import shutil
 from pathlib import Path
 
-from tokenizer.errors import ConfigError
+from ecg2llm.core.errors import ConfigError
 
 MARKER = "trainer_state.json"
 _NAME = re.compile(r"^checkpoint_(\d+)$")
-#: Every file name ``accelerator.save_state`` + :class:`lm.trainer.Trainer` write into a checkpoint.
+#: Every file name ``accelerator.save_state`` + :class:`ecg2llm.lm.trainer.Trainer` write into a checkpoint.
 _EXPECTED = re.compile(r"^(model(_\d+)?\.safetensors|optimizer(_\d+)?\.bin|random_states_\d+\.pkl|scaler\.pt"
                        r"|sampler(_\d+)?\.bin|dl_state_dict(_\d+)?\.bin|trainer_state\.json)$")
 

@@ -6,7 +6,7 @@ A conditional LM reads the same ECG codes as an unconditional one, with two kind
   training sequence starts ``BOS <rhythm in force at the crop start>``: the prefix that sets the rhythm at
   generation time. A rhythm change inside a crop appears inline, where the annotation is.
 - **beat tokens** ``beat:N``, ``beat:S``, ``beat:V``, ``beat:F``, ``beat:Q`` (AAMI EC57 classes of the beat
-  symbols, :data:`tokenizer.ecg.AAMI_CLASSES`), inserted ``lead_s`` seconds (0.2 s) *before* each annotated
+  symbols, :data:`ecg2llm.tokenizer.ecg.AAMI_CLASSES`), inserted ``lead_s`` seconds (0.2 s) *before* each annotated
   R peak: the model names the beat before it draws its P wave and QRS, so a requested class shapes the
   whole beat, and premature classes (S, V) are emitted early in the RR interval, where the data put them.
 
@@ -17,7 +17,7 @@ the generated WFDB records get a ``.atr`` file with those labels. A requested be
 still chooses *when* the beat comes; a requested rhythm is the prefix, with every other rhythm token masked.
 
 Stream layout of one record (``V`` codes; ids of the control tokens follow PAD/BOS/EOS, see
-:func:`lm.model.special_ids`)::
+:func:`ecg2llm.lm.model.special_ids`)::
 
     ... code code [beat:N] code code code code code code code(R) ... [rhythm:AFIB] code ... [beat:N] code ...
 
@@ -32,9 +32,17 @@ from typing import Sequence
 
 import numpy as np
 
-from tokenizer.data import read_annotations
-from tokenizer.ecg import AAMI_CLASSES, BEAT_CLASSES, REFRACTORY_S, RHYTHMS, BeatLabels, refine_peaks, rhythm_name
-from tokenizer.errors import ConfigError
+from ecg2llm.core.errors import ConfigError
+from ecg2llm.tokenizer.data import read_annotations
+from ecg2llm.tokenizer.ecg import (
+    AAMI_CLASSES,
+    BEAT_CLASSES,
+    REFRACTORY_S,
+    RHYTHMS,
+    BeatLabels,
+    refine_peaks,
+    rhythm_name,
+)
 
 
 @dataclass
@@ -140,7 +148,7 @@ def label_events(ann, n_codes: int, samples_per_token: float, fs: float, spec: C
 
     Parameters
     ----------
-    ann : tokenizer.data.Annotations
+    ann : ecg2llm.tokenizer.data.Annotations
         The record's annotations, sample indices at the tokenizer's ``fs``.
     n_codes : int
         Codes of the record (or of the excerpt starting at sample ``offset``).
@@ -220,7 +228,7 @@ def sample_crops(streams, body: int, n: int, length: int, crop, rng: np.random.G
     shorter than ``body`` are skipped, and none long enough raises a :class:`StoreError` naming ``where``.
     ``scale`` (one factor per stream) multiplies each stream's share of starts: a weighted mixture.
     """
-    from tokenizer.errors import StoreError
+    from ecg2llm.core.errors import StoreError
 
     cand = [i for i, s in enumerate(streams) if len(s) >= body]
     if not cand:
@@ -236,16 +244,16 @@ def sample_crops(streams, body: int, n: int, length: int, crop, rng: np.random.G
     return out
 
 class ConditionedCorpus:
-    """The records of a token store with their control tokens, cut like :mod:`lm.data` cuts plain codes.
+    """The records of a token store with their control tokens, cut like :mod:`ecg2llm.lm.data` cuts plain codes.
 
     Every crop is ``<rhythm in force at its start>`` followed by ``length - 1`` consecutive stream tokens of
-    one record; :class:`lm.data.TrainBatches` prepends BOS. ``random_crops`` draws exactly like
-    :meth:`tokenizer.store.TokenStore.random_crops` (every valid start equally likely), ``tiles`` like
-    :func:`lm.data.tile_crops` (fixed, non-overlapping), so the two kinds of LM are trained and scored alike.
+    one record; :class:`ecg2llm.lm.data.TrainBatches` prepends BOS. ``random_crops`` draws exactly like
+    :meth:`ecg2llm.tokenizer.store.TokenStore.random_crops` (every valid start equally likely), ``tiles`` like
+    :func:`ecg2llm.lm.data.tile_crops` (fixed, non-overlapping), so the two kinds of LM are trained and scored alike.
 
     Parameters
     ----------
-    store : tokenizer.store.TokenStore
+    store : ecg2llm.tokenizer.store.TokenStore
     spec : ConditionSpec
     data_dir : path or None
         Data root with the ``.atr`` files of the store's records.
@@ -298,7 +306,7 @@ class ConditionedCorpus:
 
     def tiles(self, split: str, length: int, max_crops: int = 0) -> np.ndarray:
         """Non-overlapping crops over every record of ``split`` (an evenly spaced subset if ``max_crops``)."""
-        from tokenizer.errors import StoreError
+        from ecg2llm.core.errors import StoreError
 
         body = length - 1
         starts = [(r, body * k) for r, s in enumerate(self.streams.get(split, [])) for k in range(len(s) // body)]

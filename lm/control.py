@@ -12,10 +12,10 @@ A v2 sequence starts with a fixed prefix of control tokens after BOS::
 - ``rhythm:?`` and ``beat:?`` are the *null* conditions of classifier-free guidance (Ho & Salimans 2022):
   in training a sequence's rhythm and beat labels are replaced by them with probability
   ``condition_dropout`` (:func:`drop_conditions`), so the same network also models ECG without its
-  conditions; at sampling :mod:`lm.guidance` runs both branches and extrapolates their logits. CinC 2017
+  conditions; at sampling :mod:`ecg2llm.lm.guidance` runs both branches and extrapolates their logits. CinC 2017
   records labelled "other rhythm" or "noisy" carry ``rhythm:?`` too (their rhythm is not one name).
 
-:class:`ControlSpec` extends :class:`lm.conditioning.ConditionSpec` by appending these names *after* the
+:class:`ControlSpec` extends :class:`ecg2llm.lm.conditioning.ConditionSpec` by appending these names *after* the
 existing ``beat:*`` and ``rhythm:*`` tokens, so every id the shipped conditional LM uses keeps its value,
 and a v1 reader (``ConditionSpec.from_dict``) of a v2 config still sees the first 21 tokens correctly.
 """
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tokenizer.errors import ConfigError
+from ecg2llm.core.errors import ConfigError
 
 from .conditioning import ConditionSpec
 

@@ -30,7 +30,7 @@ vectorcardiogram rotation (Gopal et al., "3KG: contrastive learning of 12-lead E
 inspired augmentations", ML4H 2021); MLII and V1 are not orthogonal, so it approximates an axis change
 rather than being one.
 
-Stores written here are ordinary :class:`tokenizer.store.TokenStore` folders (one writer, one reader);
+Stores written here are ordinary :class:`ecg2llm.tokenizer.store.TokenStore` folders (one writer, one reader);
 an augmented view's entry is named ``<record>@a<k>`` and its draw is kept in ``meta.json`` (``views``),
 so the conditional corpus can rescale the record's annotations by the same tempo factor.
 """
@@ -43,14 +43,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tokenizer.data import ECGRecord, fill_nan_gaps, read_header, read_record, resample, resolve_data_dir
-from tokenizer.errors import DataNotFoundError, RecordError, StoreError
-from tokenizer.store import StoreWriter, TokenStore
-from tokenizer.utils.io import atomic_path, git_sha, versions
+from ecg2llm.core.errors import DataNotFoundError, RecordError, StoreError
+from ecg2llm.core.io import atomic_path, git_sha, versions
+from ecg2llm.tokenizer.data import ECGRecord, fill_nan_gaps, read_header, read_record, resample, resolve_data_dir
+from ecg2llm.tokenizer.store import StoreWriter, TokenStore
 
 CINC_DB = "cinc2017"
 CINC_LEAD = "I"
-#: CinC 2017 label -> rhythm name of :data:`lm.conditioning.RHYTHMS` (None: the null ``rhythm:?``).
+#: CinC 2017 label -> rhythm name of :data:`ecg2llm.lm.conditioning.RHYTHMS` (None: the null ``rhythm:?``).
 CINC_RHYTHM: dict[str, str | None] = {"N": "N", "A": "AFIB", "O": None, "~": None}
 CINC_DOWNLOAD = ("download training2017.zip from https://physionet.org/content/challenge-2017/1.0.0/ "
                  "and unzip its A*.hea, A*.mat and REFERENCE.csv into <data root>/cinc2017")
@@ -250,7 +250,7 @@ def build_mitdb_store(out, tok, data_dir=None, records=(), leads=("all",),
                       views: int = 0, seed: int = 0, mix_deg: float = 0.0, progress: bool = True) -> TokenStore:
     """Tokenize MIT-BIH (every lead by default) plus ``views`` augmented copies of each *training* record.
 
-    Splits follow :func:`tokenizer.build_store.split_of` (inter-patient; paced records excluded). Entries
+    Splits follow :func:`ecg2llm.tokenizer.build_store.split_of` (inter-patient; paced records excluded). Entries
     of augmented views are named ``<record>@a<k>`` (split ``train``) and their draws kept in
     ``meta.json["views"]``; validation and test records are never augmented.
 
@@ -258,7 +258,7 @@ def build_mitdb_store(out, tok, data_dir=None, records=(), leads=("all",),
     ----------
     out : path
         Store folder, written atomically.
-    tok : tokenizer.base.ECGTokenizer
+    tok : ecg2llm.tokenizer.base.ECGTokenizer
     data_dir : path, optional
     records : sequence of str
         Records to tokenize; empty = all 48.
@@ -282,8 +282,8 @@ def build_mitdb_store(out, tok, data_dir=None, records=(), leads=("all",),
         raise StoreError(f"mix_deg must be in [0, 90] degrees, got {mix_deg}")
     from tqdm.auto import tqdm
 
-    from tokenizer.build_store import split_of
-    from tokenizer.data import MITDB_RECORDS, ensure_database
+    from ecg2llm.tokenizer.build_store import split_of
+    from ecg2llm.tokenizer.data import MITDB_RECORDS, ensure_database
 
     root = resolve_data_dir(data_dir)
     records = [str(r) for r in records] or list(MITDB_RECORDS)

@@ -7,7 +7,7 @@ be saved in a checkpoint: restoring the step restores the data stream exactly, w
 
 Every sequence starts with BOS followed by ``context_length - 1`` consecutive tokens of one record (crops
 never cross records). Evaluation uses fixed, non-overlapping tiles of the held-out records, the same for
-every run, so numbers are comparable across runs and with the n-gram baselines of :mod:`lm.baselines`.
+every run, so numbers are comparable across runs and with the n-gram baselines of :mod:`ecg2llm.lm.baselines`.
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tokenizer.errors import StoreError
-from tokenizer.store import TokenStore
+from ecg2llm.core.errors import StoreError
+from ecg2llm.tokenizer.store import TokenStore
 
 
 def open_or_build_store(cfg, tok, accelerator=None) -> TokenStore:
@@ -37,7 +37,7 @@ def open_or_build_store(cfg, tok, accelerator=None) -> TokenStore:
     ctx = accelerator.main_process_first() if accelerator is not None else nullcontext()
     with ctx:
         if not (path / "meta.json").is_file():
-            from tokenizer.build_store import TokenizeConfig, build_store
+            from ecg2llm.tokenizer.build_store import TokenizeConfig, build_store
 
             is_main = accelerator is None or accelerator.is_main_process
             if is_main:
@@ -85,7 +85,7 @@ class TrainBatches:
 
     Parameters
     ----------
-    store : TokenStore or lm.conditioning.ConditionedCorpus
+    store : TokenStore or ecg2llm.lm.conditioning.ConditionedCorpus
         Where crops come from (a conditional LM's corpus adds the rhythm prefix and beat labels).
     context_length : int
         Sequence length including BOS.
@@ -155,7 +155,7 @@ class LatticeNoise:
     Parameters
     ----------
     levels : sequence of int
-        The FSQ tokenizer's levels (``index = sum_i digit_i * prod(levels[:i])``, :mod:`tokenizer.fsq`).
+        The FSQ tokenizer's levels (``index = sum_i digit_i * prod(levels[:i])``, :mod:`ecg2llm.tokenizer.fsq`).
     rate : float
         Share of ECG codes corrupted, in ``[0, 1)``.
     seed : int

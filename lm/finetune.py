@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from tokenizer.errors import ConfigError
+from ecg2llm.core.errors import ConfigError
 
 #: Config fields that must agree between the saved LM and the new one.
 _SAME = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
@@ -24,7 +24,7 @@ def init_from_pretrained(model, folder) -> dict:
     Parameters
     ----------
     model : transformers.LlamaForCausalLM
-        A freshly built model (:func:`lm.model.build_model`).
+        A freshly built model (:func:`ecg2llm.lm.model.build_model`).
     folder : path
         ``<output_dir>/final`` of an earlier run, a run directory, or a shipped name.
 

@@ -6,7 +6,7 @@ Launch (from the repo root)::
     python eval/score.py --synthetic runs/gen --forecast runs/forecast --out runs/eval
 
 Each task is a random 10-s MLII window of a held-out (DS2 by default) record, drawn by
-:func:`tokenizer.forecasts.make_forecast_tasks` (the same draw ``eval/score.py`` uses for its naive
+:func:`ecg2llm.tokenizer.forecasts.make_forecast_tasks` (the same draw ``eval/score.py`` uses for its naive
 baselines when given no forecast file, same seed ⇒ same tasks). The first ``prefix_s`` seconds are
 tokenized with the LM's own tokenizer, the LM samples ``k`` continuations of ``horizon_s`` seconds, and
 the tokenizer decodes prefix + continuation together (so the contextual decoder sees the real prefix at
@@ -14,21 +14,14 @@ the seam); the part after the prefix is the forecast. Output: ``forecast.npz`` (
 ``samples (N, K, H)``, ``fs``, ``records``, ``starts``; written atomically) and ``forecast.json``
 (settings, model, timing). Every field of :class:`ForecastConfig` is a flag.
 """
-import os
 import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
-if __name__ == "__main__":  # `python lm/forecast.py`: keep lm/ off sys.path (no shadowing), the repo root on it
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
-    sys.path.insert(0, os.path.dirname(_here))
-
-import time  # noqa: E402
-from dataclasses import asdict, dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from tokenizer.errors import ConfigError  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import parse_config  # noqa: E402
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import parse_config
+from ecg2llm.core.errors import ConfigError
 
 
 @dataclass
@@ -64,13 +57,13 @@ def forecast(cfg: ForecastConfig) -> dict:
     import torch
     from tqdm.auto import tqdm
 
-    from lm.control import ControlSpec
-    from lm.model import load_lm, load_tokenizer_for
-    from lm.sampling import SamplingParams, check_stateless, sample_tokens
-    from lm.synthesize import synthesize
-    from tokenizer.data import resolve_data_dir
-    from tokenizer.forecasts import make_forecast_tasks, save_forecasts
-    from tokenizer.utils.io import ensure_writable_dir, git_sha, sha256_file, versions, write_json
+    from ecg2llm.core.io import ensure_writable_dir, git_sha, sha256_file, versions, write_json
+    from ecg2llm.lm.control import ControlSpec
+    from ecg2llm.lm.model import load_lm, load_tokenizer_for
+    from ecg2llm.lm.sampling import SamplingParams, check_stateless, sample_tokens
+    from ecg2llm.lm.synthesize import synthesize
+    from ecg2llm.tokenizer.data import resolve_data_dir
+    from ecg2llm.tokenizer.forecasts import make_forecast_tasks, save_forecasts
 
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -91,7 +84,7 @@ def forecast(cfg: ForecastConfig) -> dict:
     t0 = time.perf_counter()
     for i in tqdm(range(len(prefix)), desc="forecast", unit="task"):
         ids, _ = tok.encode(prefix[i], tok.fs)
-        if v2:  # an LM v2 continues the prompt as a stream with its control tokens (lm.synthesize)
+        if v2:  # an LM v2 continues the prompt as a stream with its control tokens (ecg2llm.lm.synthesize)
             syn = synthesize(model, tok, cfg.k, (n_new - 0.5) / tok.tokens_per_second, seed=cfg.seed * 100003 + i,
                              params=params, batch_size=cfg.k, prompt=ids, texture=False, progress=False)
             samples[i] = syn.signals[:, p : p + h]

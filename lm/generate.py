@@ -11,7 +11,7 @@ Unconditional samples start from BOS; ``--prompt-record ID --prompt-seconds P`` 
 seconds (from ``--prompt-start``) of a real record instead, and the written signal holds the prefix then
 the continuation. The tokenizer is rebuilt from the LM's config (its copy in ``<model>/tokenizer``, or
 ``--tokenizer``) and refused if its config or weights hash differ from the ones the LM was trained with.
-The same seed and batch size give identical output. Every field of :class:`lm.synthesize.GenerateConfig`
+The same seed and batch size give identical output. Every field of :class:`ecg2llm.lm.synthesize.GenerateConfig`
 is a flag.
 
 LM v2 (trained with ``configs/lm/v2_*.yaml``: source/lead tokens, condition dropout)::
@@ -24,25 +24,19 @@ samples; > 1: stronger adherence to ``--condition``); v1 LMs refuse it, and ``--
 A tokenizer v2 with a texture model decodes with texture by default (noise, mains, fine detail, seeded
 per sample from ``--seed``); ``--texture false`` writes the clean ECG band. The manifest records both.
 ``--label_gap 2.0`` (LM v2, no rhythm requested) keeps every sample's beat labels coming (a beat label at
-least every 2 s, ``lm.grammar.LabelGap``), so every generated beat gets an ``.atr`` annotation.
+least every 2 s, ``ecg2llm.lm.grammar.LabelGap``), so every generated beat gets an ``.atr`` annotation.
 """
-import os
 import sys
 
-if __name__ == "__main__":  # `python lm/generate.py`: keep lm/ off sys.path (no shadowing), the repo root on it
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
-    sys.path.insert(0, os.path.dirname(_here))
-
-from lm.synthesize import GenerateConfig  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import parse_config  # noqa: E402
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import parse_config
+from ecg2llm.lm.synthesize import GenerateConfig
 
 
 @run_main
 def main(argv=None):
     """Parse flags into :class:`GenerateConfig`, generate, print a one-line summary."""
-    from lm.synthesize import generate
+    from ecg2llm.lm.synthesize import generate
 
     cfg = parse_config(GenerateConfig, argv, description=__doc__)
     m = generate(cfg)

@@ -1,7 +1,7 @@
 """Rhythm grammars: the beat-class sequence a rhythm condition *means*, imposed on an LM v2's beat labels.
 
 A conditional LM v2 writes an inline ``beat:<class>`` token 0.2 s before every R peak it draws
-(:mod:`lm.conditioning`), so the class of each beat it is about to draw is a token the sampler sees. Several
+(:mod:`ecg2llm.lm.conditioning`), so the class of each beat it is about to draw is a token the sampler sees. Several
 rhythms are *defined* by that class sequence:
 
 ============  ==============================  ==========================================
@@ -93,7 +93,7 @@ class BeatGrammar:
         rows = GRAMMARS[rhythm]
         unseen = sorted({c for c, _, _ in rows if spec.counts and spec.counts.get(f"beat:{c}", 0) == 0})
         if unseen:
-            from tokenizer.errors import ConfigError
+            from ecg2llm.core.errors import ConfigError
 
             raise ConfigError(f"the rhythm:{rhythm} grammar needs beat:{', beat:'.join(unseen)}, which this LM "
                               f"never saw in training; sample it with grammar=False (--grammar false)")
@@ -179,7 +179,7 @@ class LabelGap:
     def for_model(cls, spec, tokens_per_second: float, device, max_gap_s: float = MAX_LABEL_GAP_S) -> "LabelGap":
         """The rule for an LM with control spec ``spec``, ``max_gap_s`` seconds at ``tokens_per_second``."""
         if not max_gap_s > 0:
-            from tokenizer.errors import ConfigError
+            from ecg2llm.core.errors import ConfigError
 
             raise ConfigError(f"label_gap must be > 0 seconds (e.g. {MAX_LABEL_GAP_S}), got {max_gap_s}")
         return cls(max(1, int(round(float(max_gap_s) * tokens_per_second))),
@@ -210,9 +210,9 @@ def _annotated_beats(records, data_dir):
     """Per record of ``records`` (DS1 by default): beat times (s), AAMI classes, rhythm name in force."""
     import numpy as np
 
-    from tokenizer.data import read_annotations, resolve_data_dir
-    from tokenizer.ecg import AAMI_CLASSES, rhythm_name
-    from tokenizer.splits import DS1
+    from ecg2llm.tokenizer.data import read_annotations, resolve_data_dir
+    from ecg2llm.tokenizer.ecg import AAMI_CLASSES, rhythm_name
+    from ecg2llm.tokenizer.splits import DS1
 
     fs = 360.0
     for r in (records or DS1):

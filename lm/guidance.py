@@ -1,6 +1,6 @@
 """Sampling LM v2 models, with classifier-free guidance on the rhythm and beat conditions.
 
-A v2 LM (:mod:`lm.control`) reads ``BOS source:<db> lead:<lead> [rhythm:<R>]`` and then codes with inline
+A v2 LM (:mod:`ecg2llm.lm.control`) reads ``BOS source:<db> lead:<lead> [rhythm:<R>]`` and then codes with inline
 beat labels. Trained with condition dropout, the same network is two models: the *conditional* one (real
 rhythm and beat labels in its context) and the *unconditional* one (every label replaced by ``rhythm:?`` /
 ``beat:?``). Classifier-free guidance (Ho & Salimans 2022) samples each token from::
@@ -37,13 +37,14 @@ from functools import partial
 import numpy as np
 import torch
 
-from tokenizer.errors import ConfigError
+from ecg2llm.core.errors import ConfigError
 
 from .beatcache import BeatCache, BeatCacheParams
 from .control import ControlSpec
 from .grammar import BeatGrammar, LabelGap
 from .kvdecode import KVDecoder, check_kv_cache, resolve_kv_cache, supports
-from .sampling import ConditionedSamples, SamplingParams, draw
+from .rhythm_check import detect_beats
+from .sampling import ConditionedSamples, SamplingParams, draw, sample_tokens, tokens_to_mv
 
 
 class _Vocab:
@@ -151,11 +152,11 @@ def _chunk(model, ctx: torch.Tensor, n_new: int, params: SamplingParams, vcut: i
     """``ctx`` ``(b, C)`` conditional context -> ``(b, n_new)`` ids; ``mode`` cond | uncond | both.
 
     ``grammar`` (with its per-row ``gstate``, advanced in place) constrains the beat labels drawn
-    (:mod:`lm.grammar`); ``cache`` (with ``cstate``) reweights each code towards the previous beats'
-    (:mod:`lm.beatcache`); ``n_codes`` is the codebook size (ids below it are ECG codes). ``contrast``
+    (:mod:`ecg2llm.lm.grammar`); ``cache`` (with ``cstate``) reweights each code towards the previous beats'
+    (:mod:`ecg2llm.lm.beatcache`); ``n_codes`` is the codebook size (ids below it are ECG codes). ``contrast``
     ``(lead id, contrast lead id, scale)`` adds the lead-contrast branch: the primary branch's context with
     the lead token swapped, its logits pushed away from by ``(scale - 1) * (primary - contrast)``.
-    ``kv_cache``: the resolved :class:`lm.kvdecode.KVDecoder` cache (``"float32"`` / ``"float16"``).
+    ``kv_cache``: the resolved :class:`ecg2llm.lm.kvdecode.KVDecoder` cache (``"float32"`` / ``"float16"``).
     """
     b, c = ctx.shape
     device = ctx.device
@@ -164,7 +165,7 @@ def _chunk(model, ctx: torch.Tensor, n_new: int, params: SamplingParams, vcut: i
     if contrast is not None:  # + the primary branch under the contrast lead (lead tokens sit in the head only)
         primary = x[:b]
         x = torch.cat([x, torch.where(primary == contrast[0], contrast[1], primary)])  # (+b, C)
-    if supports(model):  # the filled-prefix KV cache (lm.kvdecode): same logits, less memory traffic
+    if supports(model):  # the filled-prefix KV cache (ecg2llm.lm.kvdecode): same logits, less memory traffic
         step = partial(KVDecoder(model, x.shape[0], c + n_new, kv_cache=kv_cache).step, logits_cut=vcut)
     else:  # any other architecture: transformers' static cache
         from transformers import StaticCache
@@ -215,13 +216,12 @@ def null_label_stream(codes, signal: np.ndarray, fs: float, samples_per_token: f
                       spec: ControlSpec) -> np.ndarray:
     """An unlabelled ECG in the layout of a condition-dropped training sequence: codes with ``beat:?``.
 
-    Beats are found by wfdb's XQRS detector (:func:`lm.rhythm_check.detect_beats`) on ``signal`` (the
+    Beats are found by wfdb's XQRS detector (:func:`ecg2llm.lm.rhythm_check.detect_beats`) on ``signal`` (the
     prompt in mV at ``fs``, e.g. its decoded codes) and each ``beat:?`` goes before the code
-    ``spec.lead_s`` ahead of its R peak, where :func:`lm.conditioning.label_events` puts a real label.
+    ``spec.lead_s`` ahead of its R peak, where :func:`ecg2llm.lm.conditioning.label_events` puts a real label.
     A conditional LM then continues it through its unconditional branch (``unconditional=True``).
     """
     from .conditioning import interleave
-    from .rhythm_check import detect_beats
 
     codes = np.asarray(codes, np.int64)
     if not spec.conditional:
@@ -263,7 +263,7 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
         The prefix: which database and lead to imitate (``"mitdb"``/``"cinc2017"``, ``"MLII"``/``"V1"``/...).
     params : SamplingParams, optional
     batch_size, seed, progress
-        As :func:`lm.sampling.sample_tokens` (batch ``i`` draws from ``torch.Generator(seed + i)``).
+        As :func:`ecg2llm.lm.sampling.sample_tokens` (batch ``i`` draws from ``torch.Generator(seed + i)``).
     unconditional : bool
         Sample the unconditional branch alone (labels nulled in the context, drawn from the prior).
     prompt : array-like of int, optional
@@ -274,32 +274,32 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
         The rhythm prefix of a prompted stream (``"N"``, ...; ``"?"`` = unlabelled); ignored when a rhythm
         is requested in ``conditions``. Default: ``"?"`` when ``prompt`` is given.
     grammar : bool
-        Impose the requested rhythm's beat-class grammar (:mod:`lm.grammar`: ``N`` all N, ``B`` N V, ``T``
+        Impose the requested rhythm's beat-class grammar (:mod:`ecg2llm.lm.grammar`: ``N`` all N, ``B`` N V, ``T``
         N N V, ``VT`` V at 120-200 bpm) on the beat labels drawn; rhythms without one are unaffected, and
         so is a request that also names beat classes (``rhythm:N,beat:V``: the beats asked for win).
     tokens_per_second : float
         The tokenizer's token rate (turns the grammar's RR limits into codes).
     beat_cache : BeatCacheParams, optional
-        Tether each code to the same phase of the sequence's previous beats (:mod:`lm.beatcache`; needs a
+        Tether each code to the same phase of the sequence's previous beats (:mod:`ecg2llm.lm.beatcache`; needs a
         conditional LM, whose beat labels align the beats). None: the LM alone.
     lead_guidance : float, optional
         Lead-contrast guidance (a negative prompt on the lead): a third branch reads the same tokens under
         ``lead:<contrast_lead>`` and the logits move by ``(lead_guidance - 1) * (logits - logits_contrast)``,
         i.e. ``lerp(contrast, lead, s)`` without rhythm guidance. An LM trained on several leads otherwise
-        draws some complexes of the other leads under ``lead:MLII`` (:mod:`lm.guidance` docstring). None or
+        draws some complexes of the other leads under ``lead:MLII`` (:mod:`ecg2llm.lm.guidance` docstring). None or
         1: off. Costs one more forward row per sample.
     contrast_lead : str, optional
         The lead pushed away from (one the LM was trained on, not ``lead``). Default: ``V1`` (MIT-BIH's
         commonest second lead), or ``MLII`` when ``lead`` is ``V1``.
     kv_cache : str
-        The decoder's KV cache (:mod:`lm.kvdecode`): ``"auto"`` (float16 with a compiled attention kernel on
+        The decoder's KV cache (:mod:`ecg2llm.lm.kvdecode`): ``"auto"`` (float16 with a compiled attention kernel on
         CPU where ``torch.compile`` works, ~1.3x faster; else float32), ``"float32"`` (logits equal to the
         model's to float rounding) or ``"float16"``. Either draws from the same distribution; the same seed
         gives the same samples only with the same cache.
     label_gap : float, optional
-        Seconds (e.g. 2.0, :data:`lm.grammar.MAX_LABEL_GAP_S`): where no grammar applies (no rhythm
+        Seconds (e.g. 2.0, :data:`ecg2llm.lm.grammar.MAX_LABEL_GAP_S`): where no grammar applies (no rhythm
         requested), force a beat label once that long has passed without one, in every sequence whose
-        rhythm prefix is not the null ``rhythm:?`` (:class:`lm.grammar.LabelGap`: keeps a labelled MIT-BIH
+        rhythm prefix is not the null ``rhythm:?`` (:class:`ecg2llm.lm.grammar.LabelGap`: keeps a labelled MIT-BIH
         stream from slipping into CinC 2017's unlabelled format). None or 0: off.
 
     Returns
@@ -315,7 +315,7 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
     """
     spec = ControlSpec.of_model(model)
     if spec is None:
-        raise ConfigError("sample_guided needs an LM v2 (trained with `sources`); use lm.sampling for v1 LMs")
+        raise ConfigError("sample_guided needs an LM v2 (trained with `sources`); use ecg2llm.lm.sampling for v1 LMs")
     rhythm, beats = spec.parse_conditions(list(conditions)) if spec.conditional else (None, [])
     if not spec.conditional and (list(conditions) or guidance is not None or unconditional):
         raise ConfigError("this LM was trained without rhythm/beat tokens: conditions and guidance need "
@@ -423,3 +423,18 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
                            if prefix.shape[1] and not prompt.size else None)
             streams.append(part[i])
     return ConditionedSamples(codes=codes, events=events, rhythm=rhythms, streams=streams, kv_cache=kv)
+
+
+def generated_windows(model, tok, n: int = 64, seconds: float = 10.0, seed: int = 0, batch_size: int = 32,
+                      **kwargs) -> list[np.ndarray]:
+    """``n`` generated windows of ``seconds`` in mV from an LM (v1 or v2) decoded by ``tok``.
+
+    ``kwargs`` go to :func:`sample_guided` for a v2 LM (``conditions``, ``guidance``,
+    ``params``...) or to :func:`ecg2llm.lm.sampling.sample_tokens` for a v1 LM (``params``).
+    """
+    n_tok = int(round(seconds * tok.tokens_per_second))
+    if ControlSpec.of_model(model) is not None:
+        ids = sample_guided(model, n, n_tok, batch_size=batch_size, seed=seed, **kwargs).codes
+    else:
+        ids = sample_tokens(model, n, n_tok, batch_size=batch_size, seed=seed, **kwargs)
+    return [tokens_to_mv(tok, r) for r in ids]

@@ -25,7 +25,7 @@ Two caches (``kv_cache=``, see :func:`resolve_kv_cache`):
 on this machine (it needs a C++ compiler; probed once per process on a tiny input) and ``"float32"``
 otherwise, with one warning saying why.
 
-Used by :func:`lm.guidance.sample_guided` (LM v2). :func:`supports` says whether a model is the plain
+Used by :func:`ecg2llm.lm.guidance.sample_guided` (LM v2). :func:`supports` says whether a model is the plain
 Llama layout this covers; anything else keeps the ``transformers`` path.
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from tokenizer.errors import ConfigError
+from ecg2llm.core.errors import ConfigError
 
 KV_CACHES = ("auto", "float32", "float16")
 

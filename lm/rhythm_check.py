@@ -4,11 +4,13 @@ Issue 17 measures rhythm realism as the share of 10-s windows whose RR intervals
 variation (std / mean) below 0.1 -- "regular" -- for generated and for real DS2 windows (56 % of real DS2
 MLII windows, 19 % of the v1 LM's). :func:`rhythm_stats` computes it for any list of signals;
 :func:`real_windows` cuts the matching real reference out of MIT-BIH. A window with fewer than 3 detected
-beats has no CV and counts as *not* regular (a flat or noisy output is not a regular rhythm).
+beats has no CV and counts as *not* regular (a flat or noisy output is not a regular rhythm). Windows generated
+by an LM come from :func:`ecg2llm.lm.guidance.generated_windows` (the sampler imports this detector, not the
+reverse).
 
 Example::
 
-    from lm.rhythm_check import real_windows, rhythm_stats
+    from ecg2llm.lm.rhythm_check import real_windows, rhythm_stats
     rhythm_stats(real_windows(DS2, "../shared/data", n=64), 360.0)   # {'regular_share': ..., ...}
 """
 from __future__ import annotations
@@ -81,7 +83,7 @@ def real_windows(records, data_dir=None, n: int = 64, seconds: float = 10.0, lea
     Deterministic (no random numbers): window ``k`` of a record starts at ``(k + 1/2) / m`` of its usable
     length, for ``m`` windows per record.
     """
-    from tokenizer.data import read_record
+    from ecg2llm.tokenizer.data import read_record
 
     records = [str(r) for r in records]
     per = [n // len(records) + (1 if i < n % len(records) else 0) for i in range(len(records))]
@@ -95,23 +97,3 @@ def real_windows(records, data_dir=None, n: int = 64, seconds: float = 10.0, lea
             s = int((k + 0.5) / m * (len(x) - w))
             out.append(np.asarray(x[s:s + w], np.float32))
     return out
-
-
-def generated_windows(model, tok, n: int = 64, seconds: float = 10.0, seed: int = 0, batch_size: int = 32,
-                      **kwargs) -> list[np.ndarray]:
-    """``n`` generated windows of ``seconds`` in mV from an LM (v1 or v2) decoded by ``tok``.
-
-    ``kwargs`` go to :func:`lm.guidance.sample_guided` for a v2 LM (``conditions``, ``guidance``,
-    ``params``...) or to :func:`lm.sampling.sample_tokens` for a v1 LM (``params``).
-    """
-    from .control import ControlSpec
-    from .sampling import sample_tokens, tokens_to_mv
-
-    n_tok = int(round(seconds * tok.tokens_per_second))
-    if ControlSpec.of_model(model) is not None:
-        from .guidance import sample_guided
-
-        ids = sample_guided(model, n, n_tok, batch_size=batch_size, seed=seed, **kwargs).codes
-    else:
-        ids = sample_tokens(model, n, n_tok, batch_size=batch_size, seed=seed, **kwargs)
-    return [tokens_to_mv(tok, r) for r in ids]

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from tokenizer.errors import ConfigError, TokenizerError
+from ecg2llm.core.errors import ConfigError, TokenizerError
 
 
 @dataclass
@@ -189,8 +189,8 @@ class ConditionedSamples:
     events: list
     rhythm: list
     streams: list
-    prompt_events: list = field(default_factory=list)  # labels of a real prompt (set by lm.synthesize)
-    kv_cache: str | None = None  # LM v2: the KV cache sampled with (lm.kvdecode), else None
+    prompt_events: list = field(default_factory=list)  # labels of a real prompt (set by ecg2llm.lm.synthesize)
+    kv_cache: str | None = None  # LM v2: the KV cache sampled with (ecg2llm.lm.kvdecode), else None
 
 
 def control_bias(spec, vocab: int, rhythm: str | None, beats, strength: float) -> torch.Tensor:
@@ -213,7 +213,7 @@ def sample_conditioned(model, n_samples: int, n_codes: int, conditions=(), stren
                        prompt: np.ndarray | None = None, prompt_rhythm: str | None = None,
                        params: SamplingParams | None = None, batch_size: int = 64, seed: int = 0,
                        progress: bool = False) -> ConditionedSamples:
-    """Sample a conditional LM (see :mod:`lm.conditioning`) until every sequence has ``n_codes`` ECG codes.
+    """Sample a conditional LM (see :mod:`ecg2llm.lm.conditioning`) until every sequence has ``n_codes`` ECG codes.
 
     Parameters
     ----------
@@ -226,7 +226,7 @@ def sample_conditioned(model, n_samples: int, n_codes: int, conditions=(), stren
     strength : float
         Log-odds added to each requested beat class.
     prompt : np.ndarray of int, optional
-        A real prefix as a stream (codes and control tokens, :func:`lm.conditioning.interleave`).
+        A real prefix as a stream (codes and control tokens, :func:`ecg2llm.lm.conditioning.interleave`).
     prompt_rhythm : str, optional
         Rhythm in force at the prompt's start (the prefix token); required with ``prompt``.
     params : SamplingParams, optional

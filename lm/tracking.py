@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tokenizer.errors import ConfigError
+from ecg2llm.core.errors import ConfigError
 
 
 def wandb_logged_in() -> bool:
@@ -104,7 +104,7 @@ class JsonlLog:
             return
         keep = [line for line in self.path.read_text().splitlines()
                 if line.strip() and json.loads(line).get("step", 0) <= step]
-        from tokenizer.utils.io import write_text
+        from ecg2llm.core.io import write_text
 
         write_text(self.path, "".join(line + "\n" for line in keep))
 

@@ -8,31 +8,25 @@ Launch (from the repo root)::
     python lm/train.py --config configs/lm/tiny.yaml --max_steps 50 --output_dir runs/lm/try
     accelerate launch lm/train.py --config configs/lm/tiny.yaml --resume_from_checkpoint latest
 
-Every field of :class:`lm.config.LMTrainConfig` is a flag (``--batch_size 16``) overriding the YAML. If the
+Every field of :class:`ecg2llm.lm.config.LMTrainConfig` is a flag (``--batch_size 16``) overriding the YAML. If the
 token store named by ``store`` does not exist, it is built first with ``tokenizer`` (main process; the
 others wait). Outputs in ``output_dir``: ``run_info.json``, ``train_log.jsonl``, ``metrics.json`` (val/test
 loss, perplexity, bits/token, bits per ECG second, unigram/bigram baselines), rotating
 ``checkpoints/checkpoint_<step>/``, ``figures/``, and ``final/`` (``save_pretrained`` + the tokenizer) for
 ``lm/generate.py --model <output_dir>/final``.
 """
-import os
 import sys
 
-if __name__ == "__main__":  # `python lm/train.py`: keep lm/ off sys.path (no shadowing), the repo root on it
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
-    sys.path.insert(0, os.path.dirname(_here))
-
-from lm.config import LMTrainConfig  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import parse_config  # noqa: E402
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import parse_config
+from ecg2llm.lm.config import LMTrainConfig
 
 
 @run_main
 def main(argv=None):
     """Parse ``--config`` and overrides into :class:`LMTrainConfig`, train, print where the model went."""
-    from lm.trainer import Trainer
-    from tokenizer.utils.distributed import relaunch_cpu_ddp
+    from ecg2llm.core.distributed import relaunch_cpu_ddp
+    from ecg2llm.lm.trainer import Trainer
 
     if argv is None:  # only a real command line can be relaunched
         relaunch_cpu_ddp(sys.argv[0], sys.argv[1:])

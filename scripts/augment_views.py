@@ -6,7 +6,7 @@ Launch::
         --out docs/figures/lead_rotation.png
 
 Draws ``--seconds`` of the record's first two leads (MLII and V1 in most MIT-BIH records), then the first
-lead of each view :func:`lm.corpora.rotate_leads` makes at the given angles -- the lead rotation that
+lead of each view :func:`ecg2llm.lm.corpora.rotate_leads` makes at the given angles -- the lead rotation that
 ``augment_mix_deg`` applies to augmented views when a store is built (``lm/corpora.py``). Every beat keeps
 its time; its shape moves as a different electrical axis or electrode position would move it. Gain, offset
 and tempo (the other augmentations) are left out so the rotation is seen alone.
@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tokenizer.errors import ConfigError  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import parse_config  # noqa: E402
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import parse_config
+from ecg2llm.core.errors import ConfigError
 
 
 @dataclass
@@ -51,9 +48,9 @@ def main(argv=None):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from lm.corpora import rotate_leads
-    from tokenizer.data import read_header, read_record, resolve_data_dir
-    from tokenizer.utils.io import atomic_path
+    from ecg2llm.core.io import atomic_path
+    from ecg2llm.lm.corpora import rotate_leads
+    from ecg2llm.tokenizer.data import read_header, read_record, resolve_data_dir
 
     a = parse_config(AugmentViewsConfig, argv, description=__doc__)
     root = resolve_data_dir(a.data_dir)

@@ -9,7 +9,7 @@ Each variant is ``iterations:interp[:min_correction_mv]`` (``FSQ2TokenizerConfig
 ``baseline_interp`` / ``baseline_min_correction_mv``, default 0; ``1:linear`` is the estimator the shipped
 weights were trained with). On ``records`` (default DS2, MLII,
 whole) it reports, per variant: the clean band RMSE / PRDN, the band RMSE ratio to clean of the issue's two
-offset + wander cases (:func:`tokenizer.robustness.robustness_report`'s ``offset10_wander1`` and
+offset + wander cases (:func:`ecg2llm.tokenizer.robustness.robustness_report`'s ``offset10_wander1`` and
 ``offset-50_ramp_wander2``), the knots' difference entropy (bits/s), and the fraction of clean-signal token
 ids that differ from the first variant's.
 """
@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tokenizer.base import ECGTokenizer  # noqa: E402
-from tokenizer.errors import ConfigError, TokenizerError  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import parse_config  # noqa: E402
-from tokenizer.utils.io import write_json  # noqa: E402
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import parse_config
+from ecg2llm.core.errors import ConfigError, TokenizerError
+from ecg2llm.core.io import write_json
+from ecg2llm.tokenizer.base import ECGTokenizer
 
 
 @dataclass
@@ -42,7 +39,7 @@ class BaselineStudyConfig:
 
 def _parse_variant(v: str) -> tuple[int, str, float]:
     """``"3:linear:0.1"`` -> (3, "linear", 0.1); the threshold defaults to 0."""
-    from tokenizer.baseline import INTERPOLATIONS
+    from ecg2llm.tokenizer.baseline import INTERPOLATIONS
 
     parts = v.split(":")
     try:
@@ -59,10 +56,10 @@ def main(argv=None):
     """Parse flags, measure every variant, print and optionally write the table; returns 0."""
     import numpy as np
 
-    from tokenizer.baseline import baseline_bits_per_second
-    from tokenizer.data import read_record
-    from tokenizer.robustness import _offset_wander, band_errors
-    from tokenizer.splits import DS2
+    from ecg2llm.tokenizer.baseline import baseline_bits_per_second
+    from ecg2llm.tokenizer.data import read_record
+    from ecg2llm.tokenizer.robustness import _offset_wander, band_errors
+    from ecg2llm.tokenizer.splits import DS2
 
     a = parse_config(BaselineStudyConfig, argv, description=__doc__)
     variants = [_parse_variant(v) for v in a.variants]

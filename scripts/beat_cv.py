@@ -5,14 +5,16 @@ Launch (from the repo root)::
     python scripts/beat_cv.py --out runs/beat_cv --data_dir ../shared/data
 
 Cuts the labelled MLII beats of the training records (default DS1; DS2 is never read), computes the
-inter-patient features (:mod:`eval.beat_features`) and scores every configuration of
-:data:`eval.strong_classifier.CV_GRID` by GroupKFold cross-validation grouped by record
-(:func:`eval.strong_classifier.cross_validate`): each record's
+inter-patient features (:mod:`ecg2llm.eval.tstr.beat_features`) and scores every configuration of
+:data:`ecg2llm.eval.tstr.strong_classifier.CV_GRID` by GroupKFold cross-validation grouped by record
+(:func:`ecg2llm.eval.tstr.strong_classifier.cross_validate`): each record's
 beats are predicted by a model trained on the other folds' records. Writes ``cv.json`` (pooled out-of-fold
 macro-F1, per-class Se/PPV/F1, per-fold macro-F1, confusion matrices) and ``cv.md`` (the table), and names
 the configuration with the highest pooled macro-F1 among the rows ``--choose`` allows (default
-``mean_reference``: N/S stages on mean references only, :func:`eval.strong_classifier.mean_reference_only`; the
-best of all rows is named too): the defaults of :class:`eval.strong_classifier.StrongConfig` were set to it.
+``mean_reference``: N/S stages on mean references only,
+:func:`ecg2llm.eval.tstr.strong_classifier.mean_reference_only`; the
+best of all rows is named too): the defaults of :class:`ecg2llm.eval.tstr.strong_classifier.StrongConfig` were set to
+it.
 A stage shared by several rows (the V/F trees of every two-stage row) is fitted once per fold; ``--config``
 with an ``only:`` list runs some rows (their names contain commas). The first 16 rows took ~9 min on one busy
 CPU core; the 72 rows of the third SVEB pass 18 min in four runs (``docs/notes/tstr-notebook.md``).
@@ -22,16 +24,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from eval.strong_classifier import CV_GRID, BeatCVConfig  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import config_to_dict, parse_config  # noqa: E402
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import config_to_dict, parse_config
+from ecg2llm.eval.tstr.strong_classifier import CV_GRID, BeatCVConfig
 
 
 def markdown(cv: dict) -> str:
     """The CV table (pooled out-of-fold scores on the training records)."""
-    from eval.beats import CLASSES
+    from ecg2llm.eval.beats import CLASSES
 
     lines = [f"Patient-grouped {cv['n_splits']}-fold CV on {len(cv['records'])} training records "
              f"(folds: {'; '.join(' '.join(f) for f in cv['folds'])}); pooled out-of-fold predictions.", "",
@@ -53,12 +53,12 @@ def main(argv=None):
     """Parse flags, cut the training beats, cross-validate the grid, write ``cv.json`` and ``cv.md``."""
     from dataclasses import replace
 
-    from eval.beats import real_beats
-    from eval.strong_classifier import StrongConfig, cross_validate, mean_reference_only
-    from tokenizer.data import ensure_database
-    from tokenizer.errors import ConfigError
-    from tokenizer.splits import DS1, DS2
-    from tokenizer.utils.io import atomic_path, ensure_writable_dir, write_json, write_run_info
+    from ecg2llm.core.errors import ConfigError
+    from ecg2llm.core.io import atomic_path, ensure_writable_dir, write_json, write_run_info
+    from ecg2llm.eval.beats import real_beats
+    from ecg2llm.eval.tstr.strong_classifier import StrongConfig, cross_validate, mean_reference_only
+    from ecg2llm.tokenizer.data import ensure_database
+    from ecg2llm.tokenizer.splits import DS1, DS2
 
     cfg = parse_config(BeatCVConfig, argv, description=__doc__)
     records = list(cfg.records) or list(DS1)

@@ -7,7 +7,7 @@ Launch (after a token store exists, e.g. the one ``lm/train.py`` built)::
     python eval/score.py --synthetic runs/gen --extra_rows "bigram sampler=runs/bigram" --out runs/eval
 
 The bigram model is fitted on the store's ``train`` records and its smoothing ``k`` tuned on 64 crops of
-its ``valid`` records (:func:`lm.baselines.fit_baselines`, exactly the model ``lm/train.py`` reports
+its ``valid`` records (:func:`ecg2llm.lm.baselines.fit_baselines`, exactly the model ``lm/train.py`` reports
 bits/token for); ``NGramModel.sample`` draws the tokens and the store's tokenizer (``--tokenizer``,
 default ``default``; its weights hash must match the store's) decodes them to millivolts. Output: the
 synthetic-folder format of ``lm/generate.py`` (``manifest.json``, ``.npy``, WFDB), written atomically.
@@ -18,20 +18,18 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from tokenizer.errors import ConfigError, StoreError  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import parse_config  # noqa: E402
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import parse_config
+from ecg2llm.core.errors import ConfigError, StoreError
 
 
 @dataclass
 class BigramSamplesConfig:
     """Fields of ``scripts/bigram_samples.py`` (every field is a flag and a ``--config`` YAML key)."""
 
-    store: str                      # token store folder (tokenizer/tokenize.py or lm/train.py)
+    store: str                      # token store folder (tokenizer/tokenize_db.py or lm/train.py)
     out: str                        # output folder (replaced atomically)
     tokenizer: str = "default"      # tokenizer that built the store
     num_samples: int = 200          # ECGs to sample
@@ -46,11 +44,11 @@ class BigramSamplesConfig:
 def bigram_samples(store_path: str, out: str, tokenizer: str = "default", num_samples: int = 200,
                    seconds: float = 10.0, seed: int = 0) -> Path:
     """Fit the bigram model on ``store_path``, sample ``num_samples`` ECGs of ``seconds``, write ``out``."""
-    from lm.baselines import fit_baselines
-    from lm.sampling import check_stateless
-    from tokenizer.base import ECGTokenizer
-    from tokenizer.folder import write_folder
-    from tokenizer.store import TokenStore
+    from ecg2llm.lm.baselines import fit_baselines
+    from ecg2llm.lm.sampling import check_stateless
+    from ecg2llm.tokenizer.base import ECGTokenizer
+    from ecg2llm.tokenizer.folder import write_folder
+    from ecg2llm.tokenizer.store import TokenStore
 
     store = TokenStore.open(store_path)
     tok = ECGTokenizer.from_pretrained(tokenizer)
@@ -67,7 +65,7 @@ def bigram_samples(store_path: str, out: str, tokenizer: str = "default", num_sa
     signals = [tok.decode(row, None)[:n_out] for row in ids]
     write_folder(
         out, signals, tok.fs,
-        extra={"generator": "bigram token model (lm.baselines.NGramModel, add-k smoothing)",
+        extra={"generator": "bigram token model (ecg2llm.lm.baselines.NGramModel, add-k smoothing)",
                "k": bigram.k, "seed": seed, "store": str(store_path), "tokenizer_weights_hash": tok.weights_hash,
                "bits_per_token_valid": bigram.bits_per_token(valid)})
     return Path(out)

@@ -8,7 +8,7 @@ Launch (``make demo`` runs exactly this after installing)::
 Stages, each run as the command a user would type (printed before it runs, logged to ``<out>/logs``):
 
 1. **tokenize** every MIT-BIH record's MLII lead with the shipped tokenizer (``default``: contextual FSQ,
-   36 tokens/s, 4096 codes) into ``<out>/store`` (``tokenizer/tokenize.py``);
+   36 tokens/s, 4096 codes) into ``<out>/store`` (``tokenizer/tokenize_db.py``);
 2. **train** the ``tiny`` GPT on the DS1 training records with Accelerate (``lm/train.py``,
    ``configs/lm/tiny.yaml``) into ``<out>/lm``, tracked with W&B (offline into ``<out>/lm/wandb`` unless
    you are logged in; ``wandb sync`` it later);
@@ -36,13 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import config_to_dict, parse_config
+from ecg2llm.core.errors import ECG2LLMError
+from ecg2llm.core.io import write_json
 
-from tokenizer.errors import ECG2LLMError  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import config_to_dict, parse_config  # noqa: E402
-from tokenizer.utils.io import write_json  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 ACCELERATE = [
     sys.executable,
@@ -104,7 +103,7 @@ def main(argv=None):
     """Parse flags (:class:`DemoConfig`), run stages 1-4 into ``--out``, print where the report is."""
     a = parse_config(DemoConfig, argv, description=__doc__)
 
-    from tokenizer.data import ensure_database, resolve_data_dir
+    from ecg2llm.tokenizer.data import ensure_database, resolve_data_dir
 
     out = (REPO / a.out) if not Path(a.out).is_absolute() else Path(a.out)
     logs = out / "logs"
@@ -121,7 +120,7 @@ def main(argv=None):
     if not reuse:
         run_stage(
             "1_tokenize",
-            [py, "tokenizer/tokenize.py", "--tokenizer", "default", "--out", str(store), *data],
+            [py, "tokenizer/tokenize_db.py", "--tokenizer", "default", "--out", str(store), *data],
             logs,
             summary,
         )

@@ -1,6 +1,6 @@
 """Fit the beat cache of a conditional LM v2 on its validation records; record it in the LM's config.
 
-The beat cache (:mod:`lm.beatcache`) is a product of the LM with a kernel around the previous beats' codes;
+The beat cache (:mod:`ecg2llm.lm.beatcache`) is a product of the LM with a kernel around the previous beats' codes;
 it is a normalized model, so each setting has a held-out likelihood. This script scores every setting of
 the grid by teacher-forced bits/token on the DS1 *validation* records (MLII tiles of the LM's context, the
 ones ``lm/train.py`` early-stops on), picks the lowest, reports the same on DS2 (the test split; never used
@@ -22,12 +22,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tokenizer.errors import ConfigError  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import parse_config  # noqa: E402
-from tokenizer.utils.io import write_json  # noqa: E402
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import parse_config
+from ecg2llm.core.errors import ConfigError
+from ecg2llm.core.io import write_json
 
 
 @dataclass
@@ -56,7 +54,7 @@ def _score(lm, tiles, caches, batch: int):
     import torch
     from tqdm.auto import tqdm
 
-    from lm.beatcache import cache_log_probs
+    from ecg2llm.lm.beatcache import cache_log_probs
 
     bos = int(lm.config.bos_token_id)
     x_all = torch.from_numpy(tiles)
@@ -77,11 +75,11 @@ def main(argv=None):
     """Parse flags (:class:`FitBeatCacheConfig`), score the grid, write the report (and the config)."""
     import torch
 
-    from lm.beatcache import CONFIG_KEY, BeatCache, BeatCacheParams
-    from lm.config import LMTrainConfig
-    from lm.control import ControlSpec
-    from lm.mixture import open_corpus
-    from lm.model import load_lm, load_tokenizer_for, resolve_model_dir
+    from ecg2llm.lm.beatcache import CONFIG_KEY, BeatCache, BeatCacheParams
+    from ecg2llm.lm.config import LMTrainConfig
+    from ecg2llm.lm.control import ControlSpec
+    from ecg2llm.lm.mixture import open_corpus
+    from ecg2llm.lm.model import load_lm, load_tokenizer_for, resolve_model_dir
 
     a = parse_config(FitBeatCacheConfig, argv, description=__doc__)
     torch.set_num_threads(max(1, a.num_threads))
@@ -120,7 +118,7 @@ def main(argv=None):
         print(f"DS2 bits/token: LM alone {report['test_bits_per_token_lm_alone']:.4f}, with the cache "
               f"{report['test_bits_per_token']:.4f}")
     if a.write:
-        from tokenizer.utils.io import sha256_file
+        from ecg2llm.core.io import sha256_file
 
         entry = {**settings[best].as_dict(), "fitted": {
             k: report[k] for k in ("valid_records", "valid_tiles", "valid_bits_per_token_lm_alone",

@@ -11,11 +11,11 @@ default (``--leads all`` adds the second leads). The texture fit is closed-form 
 so it does not need the validation records held out; :mod:`scripts.texture_cv` (``scripts/texture_cv.py``)
 is its model selection, cross-validated over DS1 records. Both methods are closed-form:
 
-* ``bank`` (default, :mod:`tokenizer.texture_bank`): noise levels resampled from the training recordings'
+* ``bank`` (default, :mod:`ecg2llm.tokenizer.texture_bank`): noise levels resampled from the training recordings'
   10-s segments, spectral lines (found in the residuals: 60, 120, 149.9 Hz on MIT-BIH) as tones. Written to
   ``texture.safetensors`` beside the weights, outside the weights hash, so every LM and token store made
   with this tokenizer stays valid.
-* ``gaussian`` (:mod:`tokenizer.texture`): the first model, Gaussian levels; its tensors are part of the
+* ``gaussian`` (:mod:`ecg2llm.tokenizer.texture`): the first model, Gaussian levels; its tensors are part of the
   weights (a refit changes the weights hash).
 
 Writes the tokenizer folder and ``<out>_texture_fit.json`` next to it (fit statistics, wall time).
@@ -27,13 +27,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tokenizer.base import ECGTokenizer  # noqa: E402
-from tokenizer.errors import ConfigError, TokenizerError  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import parse_config  # noqa: E402
-from tokenizer.utils.io import write_json  # noqa: E402
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import parse_config
+from ecg2llm.core.errors import ConfigError, TokenizerError
+from ecg2llm.core.io import write_json
+from ecg2llm.tokenizer.base import ECGTokenizer
 
 
 @dataclass
@@ -54,8 +52,8 @@ def main(argv=None):
     """Parse flags (:class:`FitTextureConfig`), fit the texture, save the tokenizer; returns 0."""
     import torch
 
-    from tokenizer.data import read_header, read_record, resolve_data_dir
-    from tokenizer.splits import inter_patient_split
+    from ecg2llm.tokenizer.data import read_header, read_record, resolve_data_dir
+    from ecg2llm.tokenizer.splits import inter_patient_split
 
     a = parse_config(FitTextureConfig, argv, description=__doc__)
     if a.method not in ("bank", "gaussian"):
@@ -76,11 +74,11 @@ def main(argv=None):
         for lead in (["MLII"] if a.leads == "mlii" else read_header(r, db).sig_name):
             sigs.append(read_record(r, a.data_dir, lead=lead, fs=tok.fs, annotations=False).signal)
     if a.method == "bank":
-        from tokenizer.texture_bank import fit_texture_bank
+        from ecg2llm.tokenizer.texture_bank import fit_texture_bank
 
         tok.texture_bank, stats = fit_texture_bank(tok, sigs)
     else:
-        from tokenizer.texture import fit_texture
+        from ecg2llm.tokenizer.texture import fit_texture
 
         tok.texture_bank = None
         stats = fit_texture(tok, sigs)

@@ -7,7 +7,7 @@ lm/pretrained/default/tokenizer,lm/pretrained/conditional/tokenizer --report run
 
 Data: MLII of the MIT-BIH DS1 training records (DS1 minus the validation records; never DS2). The knots
 are the tokenizer's own (:meth:`FSQ2Tokenizer.estimate_baseline`), the fit is closed form
-(:func:`tokenizer.wander.fit_wander`, ~10 s). ``wander.json`` is not part of the weights hash: every
+(:func:`ecg2llm.tokenizer.wander.fit_wander`, ~10 s). ``wander.json`` is not part of the weights hash: every
 folder written to is reloaded and its hash checked against the one before.
 """
 from __future__ import annotations
@@ -18,13 +18,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tokenizer.base import ECGTokenizer  # noqa: E402
-from tokenizer.errors import TokenizerError  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import parse_config  # noqa: E402
-from tokenizer.utils.io import write_json, write_text  # noqa: E402
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import parse_config
+from ecg2llm.core.errors import TokenizerError
+from ecg2llm.core.io import write_json, write_text
+from ecg2llm.tokenizer.base import ECGTokenizer
 
 
 @dataclass
@@ -43,9 +41,9 @@ class FitWanderConfig:
 @run_main
 def main(argv=None):
     """Parse flags (:class:`FitWanderConfig`), fit, write ``wander.json`` into each ``--into``; returns 0."""
-    from tokenizer.data import read_record
-    from tokenizer.splits import inter_patient_split
-    from tokenizer.wander import WANDER_FILE, fit_wander
+    from ecg2llm.tokenizer.data import read_record
+    from ecg2llm.tokenizer.splits import inter_patient_split
+    from ecg2llm.tokenizer.wander import WANDER_FILE, fit_wander
 
     a = parse_config(FitWanderConfig, argv, description=__doc__)
     tok = ECGTokenizer.from_pretrained(a.tokenizer)

@@ -7,12 +7,13 @@ Launch::
 
 An LM trained on MLII and MIT-BIH's second leads (V1, V2, V4, V5) can draw second-lead complexes under
 ``lead:MLII`` (``docs/notes/lm-v2-notebook.md``, "Lead-contrast guidance"). Per 10-s window (synthetic folders through
-:func:`eval.data.load_synthetic`, real ones from ``records`` of the ``lead``):
+:func:`ecg2llm.eval.data.load_synthetic`, real ones from ``records`` of the ``lead``):
 
 * ``negative_dominant``: whether the window's 1st percentile lies further below its median than the 99th
   percentile lies above it (a QS / rS complex dominates: V1-like; MLII is mostly upright);
 * ``polarity``: ``(p99 - median - |p1 - median|) / (p99 - p1)`` in [-1, 1] (the figure's left panel);
-* ``r_amp_mv`` and ``beat_consistency``: :func:`eval.clinical.clinical_features` (median-beat R amplitude,
+* ``r_amp_mv`` and ``beat_consistency``: :func:`ecg2llm.eval.scorecard.clinical.clinical_features` (median-beat R
+amplitude,
   median correlation of each beat with the median beat).
 
 Prints one row per set (share negative-dominant, R amplitude and beat consistency quantiles 10/50/90 %) and
@@ -25,11 +26,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tokenizer.errors import ConfigError  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import parse_config  # noqa: E402
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import parse_config
+from ecg2llm.core.errors import ConfigError
 
 
 @dataclass
@@ -65,7 +64,7 @@ def describe(x, fs: float) -> dict:
     """The row of one set of windows ``x`` ``(N, T)`` in mV."""
     import numpy as np
 
-    from eval.clinical import clinical_features
+    from ecg2llm.eval.scorecard.clinical import clinical_features
 
     f = clinical_features(x, fs)
     q = [0.1, 0.5, 0.9]
@@ -82,8 +81,8 @@ def real_set(a: LeadCheckConfig):
     """``per_record`` seeded random 10-s windows of each real record (360 Hz, mV)."""
     import numpy as np
 
-    from tokenizer.data import read_record, resolve_data_dir
-    from tokenizer.splits import DS2
+    from ecg2llm.tokenizer.data import read_record, resolve_data_dir
+    from ecg2llm.tokenizer.splits import DS2
 
     rng = np.random.default_rng(a.seed)
     root = resolve_data_dir(a.data_dir)
@@ -100,8 +99,8 @@ def main(argv=None):
     """Parse flags, measure every set, print the table, write JSON / PNG; returns 0."""
     import numpy as np
 
-    from eval.data import load_synthetic
-    from tokenizer.utils.io import atomic_path, write_json
+    from ecg2llm.core.io import atomic_path, write_json
+    from ecg2llm.eval.data import load_synthetic
 
     a = parse_config(LeadCheckConfig, argv, description=__doc__)
     if not a.synthetic:

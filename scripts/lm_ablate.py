@@ -5,7 +5,7 @@ layout) with the overrides of :data:`ABLATIONS`, trains the same number of token
 scored by
 
 - ``metrics.json``: DS2 (test) bits/token and the DS1-MLII bigram's on the same tiles (ratio = LM / bigram);
-- :mod:`lm.rhythm_check`: the share of generated 10-s windows with RR CV < 0.1 (wfdb XQRS), beside the
+- :mod:`ecg2llm.lm.rhythm_check`: the share of generated 10-s windows with RR CV < 0.1 (wfdb XQRS), beside the
   same share on real DS2 windows (the reference of issue 17).
 
 Results go to ``<out>/<name>/`` (a normal run dir) and one line per variant in ``<out>/results.jsonl``.
@@ -17,7 +17,7 @@ Results go to ``<out>/<name>/`` (a normal run dir) and one line per variant in `
     python scripts/lm_ablate.py --figure curves.png --chained runs/lm/v2_conditional_pre,runs/lm/v2_conditional
 
 Each variant's LM config is ``configs/studies/lm_ablate/ablate_base.yaml`` composed with its overrides through
-the same :func:`tokenizer.utils.config.parse_config` path as ``lm/train.py`` (no field is copied here).
+the same :func:`ecg2llm.core.config.parse_config` path as ``lm/train.py`` (no field is copied here).
 """
 from __future__ import annotations
 
@@ -28,11 +28,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tokenizer.errors import ConfigError  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import parse_config  # noqa: E402
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import parse_config
+from ecg2llm.core.errors import ConfigError
 
 BASE = "configs/studies/lm_ablate/ablate_base.yaml"
 BOTH_LEADS = "[MLII,V1,V2,V4,V5]"
@@ -65,10 +63,11 @@ def _split_frac(args: list[str]) -> tuple[list[str], float]:
 def run_variant(name: str, out: Path, tokens: int, n_windows: int, threads: int) -> dict:
     import torch
 
-    from lm.config import LMTrainConfig
-    from lm.model import load_lm, load_tokenizer_for
-    from lm.rhythm_check import generated_windows, rhythm_stats
-    from lm.trainer import Trainer
+    from ecg2llm.lm.config import LMTrainConfig
+    from ecg2llm.lm.guidance import generated_windows
+    from ecg2llm.lm.model import load_lm, load_tokenizer_for
+    from ecg2llm.lm.rhythm_check import rhythm_stats
+    from ecg2llm.lm.trainer import Trainer
     torch.set_num_threads(threads)
     t0 = time.time()
     prev = None
@@ -203,9 +202,10 @@ def table(out: Path) -> str:
 
 def reference(model: str = "default") -> dict:
     """Regular-rhythm share of real DS2 MLII windows (6 per record) and of 128 windows of a saved LM."""
-    from lm.model import load_lm, load_tokenizer_for
-    from lm.rhythm_check import generated_windows, real_windows, rhythm_stats
-    from tokenizer.splits import DS2
+    from ecg2llm.lm.guidance import generated_windows
+    from ecg2llm.lm.model import load_lm, load_tokenizer_for
+    from ecg2llm.lm.rhythm_check import real_windows, rhythm_stats
+    from ecg2llm.tokenizer.splits import DS2
 
     real = rhythm_stats(real_windows(DS2, n=132), 360.0)
     lm, folder = load_lm(model)

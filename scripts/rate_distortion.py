@@ -21,9 +21,9 @@ size, so the same token rate and bits per token). Methods:
   loaded from ``--seed_dir/seed_n{n}_v{V}`` when given. It needs each 250-sample window's min and max to
   return mV: counted as 2 x 11 bits per window (31.7 bit/s) of side information;
 * ``decimate_uniform``, ``decimate_mulaw``, ``chronos_meanscale``: the non-learned baselines of
-  :mod:`tokenizer.baselines` (Chronos' per-context scale counted as 16 bits per 512 tokens).
+  :mod:`ecg2llm.tokenizer.baselines` (Chronos' per-context scale counted as 16 bits per 512 tokens).
 
-Every row is scored by :func:`tokenizer.evaluation.evaluate_tokenizer` on the whole of each DS2 record
+Every row is scored by :func:`ecg2llm.tokenizer.evaluation.evaluate_tokenizer` on the whole of each DS2 record
 and carries the command that produced its model. Trained models and finished rows are cached under
 ``--out`` (``models/``, ``rows/``), so an interrupted study resumes where it stopped.
 """
@@ -37,27 +37,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from tokenizer.base import ECGTokenizer  # noqa: E402
-from tokenizer.baselines import (  # noqa: E402
-    ChronosMeanScaleConfig,
-    ChronosMeanScaleTokenizer,
-    DecimateMuLawConfig,
-    DecimateMuLawTokenizer,
-    DecimateUniformConfig,
-    DecimateUniformTokenizer,
-)
-from tokenizer.errors import ConfigError  # noqa: E402
-from tokenizer.evaluation import evaluate_tokenizer, load_signals  # noqa: E402
-from tokenizer.metrics import MITDB_ADC_BITS  # noqa: E402
-from tokenizer.splits import inter_patient_split  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import config_to_dict, parse_config  # noqa: E402
-from tokenizer.utils.io import (  # noqa: E402
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import config_to_dict, parse_config
+from ecg2llm.core.errors import ConfigError
+from ecg2llm.core.io import (
     ensure_writable_dir,
     git_sha,
     versions,
@@ -65,11 +51,23 @@ from tokenizer.utils.io import (  # noqa: E402
     write_run_info,
     write_text,
 )
+from ecg2llm.tokenizer.base import ECGTokenizer
+from ecg2llm.tokenizer.baselines import (
+    ChronosMeanScaleConfig,
+    ChronosMeanScaleTokenizer,
+    DecimateMuLawConfig,
+    DecimateMuLawTokenizer,
+    DecimateUniformConfig,
+    DecimateUniformTokenizer,
+)
+from ecg2llm.tokenizer.evaluation import evaluate_tokenizer, load_signals
+from ecg2llm.tokenizer.metrics import MITDB_ADC_BITS
+from ecg2llm.tokenizer.splits import inter_patient_split
 
 REPO = Path(__file__).resolve().parents[1]
 FSQ_LEVELS = {256: [8, 6, 5], 1024: [8, 5, 5, 5], 4096: [8, 8, 8, 8]}  # Mentzer et al. Table 1; 8^4
 METHODS = ("fsq", "fsq2", "seed", "decimate_uniform", "decimate_mulaw", "chronos_meanscale")
-SEED_WINDOW = 250  # samples per seed window (tokenizer.windows)
+SEED_WINDOW = 250  # samples per seed window (ecg2llm.tokenizer.windows)
 SEED_WINDOW_BITS = 2 * MITDB_ADC_BITS  # min and max of each 250-sample window, at the ADC's resolution
 
 
@@ -105,10 +103,10 @@ def train_seed(
 
     As in the report: 250-sample windows min-max normalized to [0, 1], blocks of ``n`` samples, MSE on
     the block, the fixed uniform quantizer ([-5, 5], ``num_bins``) in the loop with a straight-through
-    gradient, Adam. Returns a :class:`~tokenizer.seed_tokenizer.SeedTokenizer` in eval mode.
+    gradient, Adam. Returns a :class:`~ecg2llm.tokenizer.seed_tokenizer.SeedTokenizer` in eval mode.
     """
-    from tokenizer.seed_tokenizer import SeedTokenizer, SeedTokenizerConfig
-    from tokenizer.windows import minmax_normalize, to_blocks, to_windows
+    from ecg2llm.tokenizer.seed_tokenizer import SeedTokenizer, SeedTokenizerConfig
+    from ecg2llm.tokenizer.windows import minmax_normalize, to_blocks, to_windows
 
     torch.manual_seed(seed)
     tok = SeedTokenizer(SeedTokenizerConfig(block_size=n, latent="scalar", num_bins=num_bins))
@@ -184,7 +182,7 @@ def fsq2_argv(args, n: int, vocab: int, out_dir: Path) -> list[str]:
 
 def baseline_side_bits(tok, test: dict) -> float:
     """Entropy-coded bit/s of an ``fsq2`` tokenizer's baseline knots on the test signals."""
-    from tokenizer.baseline import baseline_bits_per_second
+    from ecg2llm.tokenizer.baseline import baseline_bits_per_second
 
     knots = np.concatenate([tok.estimate_baseline(np.asarray(x, np.float32)) for x in test.values()])
     rate = baseline_bits_per_second(knots, tok.fs, tok.hop, tok.config.baseline_step_mv)
@@ -197,7 +195,7 @@ def get_model(args, method: str, n: int, vocab: int, train: list[np.ndarray], ou
     if method == "fsq2":
         import json
 
-        from tokenizer.training import fsq2 as fsq2_training
+        from ecg2llm.tokenizer.training import fsq2 as fsq2_training
 
         run_dir = out / "models" / f"fsq2_n{n}_v{vocab}"
         argv = fsq2_argv(args, n, vocab, run_dir)
@@ -209,7 +207,7 @@ def get_model(args, method: str, n: int, vocab: int, train: list[np.ndarray], ou
         tok = ECGTokenizer.from_pretrained(run_dir / "tokenizer")
         return tok, baseline_side_bits(tok, test or {}), command, train_info
     if method == "fsq":
-        from tokenizer.training import fsq as fsq_training
+        from ecg2llm.tokenizer.training import fsq as fsq_training
 
         run_dir = out / "models" / f"fsq_n{n}_v{vocab}"
         argv = fsq_argv(args, n, vocab, run_dir)

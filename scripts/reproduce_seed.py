@@ -13,20 +13,17 @@ records), tested on DS2 - the numbers that count; ``intra_record`` = first 80 % 
 only to mirror the seed. Unquantized rows count each latent value as a float32 (32 bits).
 Writes ``table2.json``, ``table2.md`` and ``figure{1..5}_*.png`` into ``--out``.
 """
-import os
 import sys
 import time
 from dataclasses import dataclass, field
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from tokenizer.seed_tokenizer import SeedTokenizer, SeedTokenizerConfig  # noqa: E402
-from tokenizer.training.seed import TrainConfig, evaluate, fit, split_windows  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import config_to_dict, parse_config  # noqa: E402
-from tokenizer.utils.io import ensure_writable_dir, write_json, write_run_info, write_text  # noqa: E402
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import config_to_dict, parse_config
+from ecg2llm.core.io import ensure_writable_dir, write_json, write_run_info, write_text
+from ecg2llm.tokenizer.seed_tokenizer import SeedTokenizer, SeedTokenizerConfig
+from ecg2llm.tokenizer.training.seed import TrainConfig, evaluate, fit, split_windows
 
 BLOCK_SIZES = (250, 125, 50, 25, 10, 5, 2)
 READINGS = ("scalar", "table1")
@@ -130,9 +127,9 @@ def make_figures(out, windows, examples) -> None:
     import matplotlib.pyplot as plt
     import torch
 
-    from tokenizer.quantize import UniformQuantizer
-    from tokenizer.training.seed import reconstruct_mv
-    from tokenizer.windows import minmax_normalize, to_blocks
+    from ecg2llm.tokenizer.quantize import UniformQuantizer
+    from ecg2llm.tokenizer.training.seed import reconstruct_mv
+    from ecg2llm.tokenizer.windows import minmax_normalize, to_blocks
 
     w = windows[len(windows) // 2: len(windows) // 2 + 1]  # (1, 250) mV
     norm = minmax_normalize(w)[0][0]

@@ -7,7 +7,7 @@ Launch::
 
 The 22 DS1 records (training and validation) are split into ``folds`` groups; for each group the texture
 model is fitted on the other records' MLII and the held-out records are encoded and decoded with
-``texture=True``. The discriminator of :mod:`tokenizer.texture_check` (log spectrum + slope statistics of
+``texture=True``. The discriminator of :mod:`ecg2llm.tokenizer.texture_check` (log spectrum + slope statistics of
 10-s windows, logistic regression, 5 folds grouped by record) then scores all held-out windows against
 their originals: the same test as the DS2 number, on records no fit saw, and DS2 untouched. Also reports
 the score of feature subsets (spectrum bands, slope statistics), which tells what still gives it away.
@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tokenizer.base import ECGTokenizer  # noqa: E402
-from tokenizer.errors import ConfigError, TokenizerError  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import parse_config  # noqa: E402
-from tokenizer.utils.io import write_json  # noqa: E402
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import parse_config
+from ecg2llm.core.errors import ConfigError, TokenizerError
+from ecg2llm.core.io import write_json
+from ecg2llm.tokenizer.base import ECGTokenizer
 
 BANDS_HZ = ((0, 20), (20, 45), (45, 75), (75, 100), (100, 140), (140, 181))
 
@@ -49,9 +46,9 @@ def main(argv=None):
     import numpy as np
     import torch
 
-    from tokenizer.evaluation import load_signals
-    from tokenizer.splits import inter_patient_split
-    from tokenizer.texture_check import discriminator_score, to_windows, window_features
+    from ecg2llm.tokenizer.evaluation import load_signals
+    from ecg2llm.tokenizer.splits import inter_patient_split
+    from ecg2llm.tokenizer.texture_check import discriminator_score, to_windows, window_features
 
     a = parse_config(TextureCVConfig, argv, description=__doc__)
     if a.method not in ("bank", "gaussian"):
@@ -69,11 +66,11 @@ def main(argv=None):
         tok = copy.deepcopy(base)
         train = [sigs[r] for r in records if r not in held]
         if a.method == "bank":
-            from tokenizer.texture_bank import fit_texture_bank
+            from ecg2llm.tokenizer.texture_bank import fit_texture_bank
 
             tok.texture_bank, _ = fit_texture_bank(tok, train, progress=False)
         else:
-            from tokenizer.texture import fit_texture
+            from ecg2llm.tokenizer.texture import fit_texture
 
             tok.texture_bank = None
             fit_texture(tok, train, progress=False)

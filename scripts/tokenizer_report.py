@@ -6,8 +6,8 @@ Launch::
     python scripts/tokenizer_report.py --tokenizer v1 --out runs/tokreport/v1 --no_texture_check
     python scripts/tokenizer_report.py --config my_report.yaml   # the same fields as YAML keys
 
-Writes ``report.json`` (every row, :func:`tokenizer.robustness.robustness_report` and
-:func:`tokenizer.texture_check.texture_report`) and prints the summary. DS2 is only scored here, never
+Writes ``report.json`` (every row, :func:`ecg2llm.tokenizer.robustness.robustness_report` and
+:func:`ecg2llm.tokenizer.texture_check.texture_report`) and prints the summary. DS2 is only scored here, never
 used to choose anything.
 """
 from __future__ import annotations
@@ -16,14 +16,11 @@ import json
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tokenizer.base import ECGTokenizer  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import config_to_dict, parse_config  # noqa: E402
-from tokenizer.utils.io import ensure_writable_dir, write_json, write_run_info  # noqa: E402
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import config_to_dict, parse_config
+from ecg2llm.core.io import ensure_writable_dir, write_json, write_run_info
+from ecg2llm.tokenizer.base import ECGTokenizer
 
 
 @dataclass
@@ -45,8 +42,8 @@ def main(argv=None):
     """Parse flags (:class:`TokenizerReportConfig`), score, write ``report.json``; returns 0."""
     import torch
 
-    from tokenizer.robustness import robustness_report
-    from tokenizer.texture_check import format_report, texture_report
+    from ecg2llm.tokenizer.robustness import robustness_report
+    from ecg2llm.tokenizer.texture_check import format_report, texture_report
 
     a = parse_config(TokenizerReportConfig, argv, description=__doc__)
     torch.set_num_threads(a.num_threads)

@@ -12,10 +12,11 @@ Launch (from the repo root)::
     python scripts/tstr.py --out runs/tstr_real --data_dir ../shared/data --seeds 0,1,2,3,4 --num_threads 1 \
         --real_only true --results_json docs/results/tstr_real_only.json
 
-What it does (details in :mod:`eval.tstr`): generates beat- and rhythm-conditioned synthetic records with a
+What it does (details in :mod:`ecg2llm.eval.tstr.study`): generates beat- and rhythm-conditioned synthetic records
+with a
 conditional LM (WFDB + ``.atr`` labels), cuts labelled beats from real DS1, real DS2 and the synthetic
 records, trains an AAMI N/S/V/F beat classifier (default: gradient-boosted trees on inter-patient
-features, :mod:`eval.strong_classifier`; ``--classifier cnn``: the former 1-D CNN) on (a) real DS1,
+features, :mod:`ecg2llm.eval.tstr.strong_classifier`; ``--classifier cnn``: the former 1-D CNN) on (a) real DS1,
 (b) synthetic only, (c) DS1 plus the
 synthetic minority beats, (d) DS1 plus those synthetic minority beats a DS1-trained classifier agrees with
 -- several seeds each -- and tests all on real DS2 (macro-F1, per-class Se/PPV);
@@ -28,21 +29,20 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from eval.tstr import TSTRConfig  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import config_to_dict, parse_config  # noqa: E402
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import config_to_dict, parse_config
+from ecg2llm.eval.tstr.study import TSTRConfig
 
 
 @run_main
 def main(argv=None):
-    """Parse flags into :class:`eval.tstr.TSTRConfig`, run the study, write the outputs, print the verdict."""
-    from eval.tstr import run_study
-    from eval.tstr_report import write_outputs
-    from lm.model import resolve_model_dir
-    from tokenizer.errors import ConfigError
-    from tokenizer.utils.io import ensure_writable_dir, write_run_info
+    """Parse flags into :class:`ecg2llm.eval.tstr.study.TSTRConfig`, run the study, write the outputs, print the
+    verdict."""
+    from ecg2llm.core.errors import ConfigError
+    from ecg2llm.core.io import ensure_writable_dir, write_run_info
+    from ecg2llm.eval.tstr.report import write_outputs
+    from ecg2llm.eval.tstr.study import run_study
+    from ecg2llm.lm.model import resolve_model_dir
 
     cfg = parse_config(TSTRConfig, argv, description=__doc__)
     import json
@@ -55,14 +55,14 @@ def main(argv=None):
         raise ConfigError(f"{folder} is not a conditional LM (no ecg_conditioning in its config.json); train "
                           f"one with `accelerate launch lm/train.py --config configs/lm/tiny_cond.yaml`")
     # the database before anything else: generation takes minutes, and beats are cut after it
-    from tokenizer.data import ensure_database
-    from tokenizer.splits import DS1, DS2
+    from ecg2llm.tokenizer.data import ensure_database
+    from ecg2llm.tokenizer.splits import DS1, DS2
 
     ensure_database(cfg.data_dir, records=list(cfg.train_records or DS1) + list(cfg.test_records or DS2),
                     download=cfg.download)
     out = ensure_writable_dir(cfg.out)
     write_run_info(out, config_to_dict(cfg), model_dir=str(folder))
-    from lm.synthesize import GenerateConfig, generate_or_reuse
+    from ecg2llm.lm.synthesize import GenerateConfig, generate_or_reuse
 
     def generate(folder, conditions, num_samples, seconds, seed, strength):
         """One synthetic set from the study's conditional LM (reused when an earlier run wrote the same)."""
@@ -75,7 +75,7 @@ def main(argv=None):
     import shlex
     from datetime import datetime, timezone
 
-    from tokenizer.utils.io import git_sha
+    from ecg2llm.core.io import git_sha
 
     args = list(sys.argv[1:] if argv is None else argv)
     result.update({"command": "python scripts/tstr.py " + shlex.join(args), "git_sha": git_sha(),
@@ -96,10 +96,10 @@ def _real_only(cfg, argv) -> int:
     import shlex
     from datetime import datetime, timezone
 
-    from eval.tstr import run_real_arm
-    from tokenizer.data import ensure_database
-    from tokenizer.splits import DS1, DS2
-    from tokenizer.utils.io import ensure_writable_dir, git_sha, write_json, write_run_info
+    from ecg2llm.core.io import ensure_writable_dir, git_sha, write_json, write_run_info
+    from ecg2llm.eval.tstr.study import run_real_arm
+    from ecg2llm.tokenizer.data import ensure_database
+    from ecg2llm.tokenizer.splits import DS1, DS2
 
     ensure_database(cfg.data_dir, records=list(cfg.train_records or DS1) + list(cfg.test_records or DS2),
                     download=cfg.download)

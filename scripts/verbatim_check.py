@@ -7,7 +7,8 @@ Launch::
 
 Per 10-s window of each synthetic folder (its ``tokens.npy``, written by ``lm/generate.py``), the share of
 its n-token runs that also occur in the LM's training streams: the MIT-BIH training records (DS1 minus the
-validation records, every lead), tokenized with the folder's tokenizer (:mod:`eval.verbatim`). The same
+validation records, every lead), tokenized with the folder's tokenizer (:mod:`ecg2llm.eval.scorecard.verbatim`). The
+same
 figure on random 10-s windows of DS2 MLII -- patients no LM saw -- is the reference row: what chance and
 the tokenizer's common codes (flat line, baseline) give.
 
@@ -23,11 +24,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tokenizer.errors import ConfigError  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import parse_config  # noqa: E402
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import parse_config
+from ecg2llm.core.errors import ConfigError
 
 
 @dataclass
@@ -89,10 +88,10 @@ def main(argv=None):
     """Parse flags, index the training n-grams, measure every set, print the table, write JSON; returns 0."""
     import numpy as np
 
-    from eval.verbatim import NgramIndex, record_streams, summarize, window_coverage
-    from tokenizer import ECGTokenizer
-    from tokenizer.splits import DS2
-    from tokenizer.utils.io import write_json
+    from ecg2llm.core.io import write_json
+    from ecg2llm.eval.scorecard.verbatim import NgramIndex, record_streams, summarize, window_coverage
+    from ecg2llm.tokenizer import ECGTokenizer
+    from ecg2llm.tokenizer.splits import DS2
 
     a = parse_config(VerbatimConfig, argv, description=__doc__)
     if not a.synthetic:

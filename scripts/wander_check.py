@@ -5,7 +5,7 @@ Launch::
     python scripts/wander_check.py --tokenizer default --out runs/wander/check_ds2.json
 
 On MIT-BIH MLII of ``records`` (default DS2, which the wander model never saw) it cuts 10-s windows and
-reports the quantiles (10/25/50/75/90 %) of :func:`tokenizer.wander.wander_log_rms` for:
+reports the quantiles (10/25/50/75/90 %) of :func:`ecg2llm.tokenizer.wander.wander_log_rms` for:
 
 * ``real``: the recordings;
 * ``real_baseline``: their estimated baselines alone (interpolated knots);
@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tokenizer.base import ECGTokenizer  # noqa: E402
-from tokenizer.errors import TokenizerError  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import parse_config  # noqa: E402
-from tokenizer.utils.io import write_json  # noqa: E402
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import parse_config
+from ecg2llm.core.errors import TokenizerError
+from ecg2llm.core.io import write_json
+from ecg2llm.tokenizer.base import ECGTokenizer
 
 
 @dataclass
@@ -45,9 +42,9 @@ def main(argv=None):
     """Parse flags, measure, print and optionally write the quantiles; returns 0."""
     import numpy as np
 
-    from tokenizer.data import read_record
-    from tokenizer.splits import DS2
-    from tokenizer.wander import wander_log_rms
+    from ecg2llm.tokenizer.data import read_record
+    from ecg2llm.tokenizer.splits import DS2
+    from ecg2llm.tokenizer.wander import wander_log_rms
 
     a = parse_config(WanderCheckConfig, argv, description=__doc__)
     tok = ECGTokenizer.from_pretrained(a.tokenizer)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tokenizer.base import ECGTokenizer, register_tokenizer
+from ecg2llm.tokenizer.base import ECGTokenizer, register_tokenizer
 
 
 @dataclass
@@ -62,7 +62,7 @@ class UniformBlockTokenizer(ECGTokenizer):
 
 def seed_tokenizer_dir(path: Path) -> Path:
     """A seed tokenizer with random weights but informative tokens (narrow latent range), saved to ``path``."""
-    from tokenizer import SeedTokenizer, SeedTokenizerConfig
+    from ecg2llm.tokenizer import SeedTokenizer, SeedTokenizerConfig
 
     torch.manual_seed(0)
     SeedTokenizer(SeedTokenizerConfig(min_val=-0.05, max_val=0.05)).save_pretrained(path)
@@ -71,7 +71,7 @@ def seed_tokenizer_dir(path: Path) -> Path:
 
 def build_test_store(out: Path, tok_dir: Path, data_root: Path, records) -> Path:
     """Tokenize ``records`` of ``data_root/mitdb`` with the tokenizer at ``tok_dir`` into ``out``."""
-    from tokenizer.build_store import TokenizeConfig, build_store
+    from ecg2llm.tokenizer.build_store import TokenizeConfig, build_store
 
     build_store(TokenizeConfig(out=str(out), tokenizer=str(tok_dir), data_dir=str(data_root),
                                records=[str(r) for r in records], download=False), progress=False)
@@ -84,9 +84,9 @@ def random_v2_lm(counts: dict, context: int = 48, codebook: int = 64, seed: int 
     Sampling invariants (guidance, grammars, the KV decoder) need no training; ``counts`` are the
     control-token counts its spec records (untrained tokens are never sampled).
     """
-    from lm.config import LMTrainConfig
-    from lm.control import ControlSpec
-    from lm.model import build_model
+    from ecg2llm.lm.config import LMTrainConfig
+    from ecg2llm.lm.control import ControlSpec
+    from ecg2llm.lm.model import build_model
 
     spec = ControlSpec(first_id=codebook + 3, conditional=True, condition_dropout=0.1, counts=dict(counts))
     cfg = LMTrainConfig(n_layer=2, n_head=2, d_model=32, context_length=context)

@@ -18,9 +18,9 @@ import pytest
 from conftest import synthetic_ecg, write_wfdb
 from lm_support import build_test_store, seed_tokenizer_dir
 
-from tokenizer.base import ECGTokenizer
-from tokenizer.errors import DataNotFoundError, TokenizerError
-from tokenizer.tokenize import main as tokenize_main
+from ecg2llm.core.errors import DataNotFoundError, TokenizerError
+from ecg2llm.tokenizer.base import ECGTokenizer
+from ecg2llm.tokenizer.tokenize_db import main as tokenize_main
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_missing_atr_tokenizes_but_annotated_read_names_the_file(tiny_db, seed_t
     (tiny_db / "mitdb" / "101.atr").unlink()
     rc, _ = _tokenize(capsys, tiny_db, tmp_path / "store", seed_tok)
     assert rc == 0 and (tmp_path / "store" / "meta.json").is_file()
-    from tokenizer.data import read_record
+    from ecg2llm.tokenizer.data import read_record
 
     with pytest.raises(DataNotFoundError, match=r"annotation file .*101\.atr is missing"):
         read_record("101", tiny_db)
@@ -114,7 +114,7 @@ def test_other_sampling_rate_is_resampled(tmp_path, seed_tok, capsys):
     write_wfdb(root / "mitdb", "100", np.stack([synthetic_ecg(20, fs=250.0)] * 2, 1), fs=250.0)
     rc, _ = _tokenize(capsys, root, tmp_path / "store", seed_tok, ("100",))
     assert rc == 0
-    from tokenizer.store import TokenStore
+    from ecg2llm.tokenizer.store import TokenStore
 
     e = TokenStore.open(tmp_path / "store").get("100")
     assert e.n_samples == 20 * 360  # counted at the tokenizer's 360 Hz, not the record's 250 Hz
@@ -125,7 +125,7 @@ def test_flat_line_record_tokenizes_to_a_flat_line(tmp_path, seed_tok, capsys):
     write_wfdb(root / "mitdb", "100", np.zeros((3600, 2)) + 0.25)  # 10 s of a constant 0.25 mV
     rc, _ = _tokenize(capsys, root, tmp_path / "store", seed_tok, ("100",))
     assert rc == 0
-    from tokenizer.store import TokenStore
+    from ecg2llm.tokenizer.store import TokenStore
 
     s = TokenStore.open(tmp_path / "store")
     e = s.get("100")
@@ -187,7 +187,7 @@ def _past_end(s: Path) -> str:
 
 @pytest.mark.parametrize("corrupt", [_truncate, _bad_meta, _past_end], ids=["truncated", "bad_meta", "index_past_end"])
 def test_lm_train_on_a_corrupt_store_is_one_line(corrupt, tiny_db, seed_tok, tmp_path, capsys):
-    from lm.train import main as train_main
+    from ecg2llm.lm.train import main as train_main
 
     store = build_test_store(tmp_path / "store", seed_tok, tiny_db, ["100", "101"])
     needle = corrupt(store)
@@ -210,7 +210,7 @@ def test_disk_full_midway_keeps_the_previous_store(tiny_db, seed_tok, tmp_path, 
     assert _tokenize(capsys, tiny_db, out, seed_tok)[0] == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
-    from tokenizer import store as store_mod
+    from ecg2llm.tokenizer import store as store_mod
 
     real_add, calls = store_mod.StoreWriter.add, []
 
@@ -228,7 +228,7 @@ def test_disk_full_midway_keeps_the_previous_store(tiny_db, seed_tok, tmp_path, 
 
 
 def test_disk_full_in_write_json_keeps_the_previous_file(tmp_path, monkeypatch):
-    from tokenizer.utils import io
+    from ecg2llm.core import io
 
     target = io.write_json(tmp_path / "metrics.json", {"old": 1})
     monkeypatch.setattr(io.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left")))

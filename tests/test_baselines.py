@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tokenizer.base import ECGTokenizer
-from tokenizer.baselines import (
+from ecg2llm.core.errors import TokenizerError
+from ecg2llm.tokenizer.base import ECGTokenizer
+from ecg2llm.tokenizer.baselines import (
     ChronosMeanScaleConfig,
     ChronosMeanScaleTokenizer,
     DecimateMuLawConfig,
@@ -17,7 +18,6 @@ from tokenizer.baselines import (
     uniform_dequantize,
     uniform_quantize,
 )
-from tokenizer.errors import TokenizerError
 
 FS = 360.0
 

@@ -6,10 +6,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from eval.beat_classifier import beat_metrics
-from eval.beat_features import FEATURE_SETS, beat_features, rr_block, with_features
-from eval.beats import BEFORE, CLASSES, BeatSet, cut_beats
-from eval.strong_classifier import StrongConfig, cross_validate, stage_feature_sets, train_strong
+from ecg2llm.eval.beat_classifier import beat_metrics
+from ecg2llm.eval.beats import BEFORE, CLASSES, BeatSet, cut_beats
+from ecg2llm.eval.tstr.beat_features import FEATURE_SETS, beat_features, rr_block, with_features
+from ecg2llm.eval.tstr.strong_classifier import StrongConfig, cross_validate, stage_feature_sets, train_strong
 
 
 def _patient(rr_s: float, premature: set[int], group: str, n: int = 40, seed: int = 0) -> BeatSet:
@@ -172,8 +172,8 @@ def test_beat_cv_refuses_ds2_records(tmp_path, capsys):
 
 
 def test_beat_cv_defaults_to_ds1_only():
-    from eval.strong_classifier import CV_GRID, BeatCVConfig
-    from tokenizer.splits import DS1, DS2
+    from ecg2llm.eval.tstr.strong_classifier import CV_GRID, BeatCVConfig
+    from ecg2llm.tokenizer.splits import DS1, DS2
 
     assert BeatCVConfig().records == []  # empty means DS1 in scripts/beat_cv.py
     assert not set(DS1) & set(DS2)
@@ -185,9 +185,9 @@ def test_combined_models_read_their_linear_features_from_the_stored_features():
     # combined model must find its columns there, the trees all of theirs
     from dataclasses import replace
 
-    from eval.beat_features import feature_names
-    from eval.strong_classifier import CV_GRID
-    from eval.tstr import _feature_sets
+    from ecg2llm.eval.tstr.beat_features import feature_names
+    from ecg2llm.eval.tstr.strong_classifier import CV_GRID
+    from ecg2llm.eval.tstr.study import _feature_sets
 
     b = _toy(5, 0)
     for cfg in [StrongConfig()] + [replace(StrongConfig(), **v) for v in CV_GRID.values()]:
@@ -200,7 +200,7 @@ def test_combined_models_read_their_linear_features_from_the_stored_features():
 
 
 def test_real_beats_features_on_one_record(data_dir):
-    from eval.beats import real_beats
+    from ecg2llm.eval.beats import real_beats
 
     b = with_features(real_beats(["100"], data_dir))
     f, names = b.features, b.meta["feature_names"]

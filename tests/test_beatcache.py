@@ -6,8 +6,16 @@ import pytest
 import torch
 from lm_support import random_v2_lm
 
-from lm.beatcache import CONFIG_KEY, BeatCache, BeatCacheParams, cache_log_probs, kernel_rows, lattice_kernels, resolve
-from tokenizer.errors import ConfigError
+from ecg2llm.core.errors import ConfigError
+from ecg2llm.lm.beatcache import (
+    CONFIG_KEY,
+    BeatCache,
+    BeatCacheParams,
+    cache_log_probs,
+    kernel_rows,
+    lattice_kernels,
+    resolve,
+)
 
 LEVELS = [4, 4, 4]  # 64 codes, as random_v2_lm's codebook
 N_CODES = 64
@@ -130,8 +138,8 @@ def _beat_runs(stream, spec):
 
 
 def test_sampling_with_the_cache_repeats_beats_and_off_is_the_sampler_of_before(v2_lm):
-    from lm.control import ControlSpec
-    from lm.guidance import sample_guided
+    from ecg2llm.lm.control import ControlSpec
+    from ecg2llm.lm.guidance import sample_guided
 
     spec = ControlSpec.of_model(v2_lm)
     kw = dict(n_samples=4, n_codes=150, conditions=["rhythm:N"], grammar=True, tokens_per_second=36.0,
@@ -158,7 +166,7 @@ def test_sampling_with_the_cache_repeats_beats_and_off_is_the_sampler_of_before(
 
 
 def test_the_cache_needs_a_conditional_fsq_lm():
-    from lm.guidance import sample_guided
+    from ecg2llm.lm.guidance import sample_guided
 
     lm = random_v2_lm({"beat:N": 5})  # its config records no FSQ levels
     with pytest.raises(ConfigError, match="FSQ levels"):
@@ -166,7 +174,7 @@ def test_the_cache_needs_a_conditional_fsq_lm():
 
 
 def test_generate_config_refuses_a_negative_strength():
-    from lm.synthesize import GenerateConfig
+    from ecg2llm.lm.synthesize import GenerateConfig
 
     with pytest.raises(ConfigError, match="strength"):
         GenerateConfig(beat_cache=-0.5)
@@ -177,7 +185,7 @@ def test_fitted_cache_of_the_shipped_lm_is_recorded_and_beats_the_lm_alone():
     """The shipped LM's config carries the setting fitted on validation bits/token (scripts/fit_beat_cache.py)."""
     import json
 
-    from lm.model import resolve_model_dir
+    from ecg2llm.lm.model import resolve_model_dir
 
     cfg = json.loads((resolve_model_dir("default") / "config.json").read_text())
     rec = cfg[CONFIG_KEY]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ecg2llm import cli
-from lm.model import PRETRAINED_DIR
+from ecg2llm.lm.model import PRETRAINED_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,9 +36,10 @@ def test_help_lists_every_subcommand_with_its_docstring(capsys):
 
 
 @pytest.mark.parametrize("name", list(cli.SUBCOMMANDS))
-def test_every_subcommand_help(name, capsys, monkeypatch):
-    monkeypatch.setattr(sys, "path", list(sys.path))  # scripts/*.py put their folders on sys.path
+def test_every_subcommand_help(name, capsys):
+    before = list(sys.path)
     assert cli.main([name, "--help"]) == 0
+    assert sys.path == before  # no entry point or script edits sys.path (the package is installed)
     out = capsys.readouterr().out
     assert out.startswith(f"usage: ecg2llm {name} ")
     assert "--" in out.split("\n", 1)[1]  # the entry point's own flags

@@ -14,7 +14,8 @@ import pytest
 import torch
 from lm_support import UniformBlockConfig, UniformBlockTokenizer, build_test_store
 
-from lm.conditioning import (
+from ecg2llm.core.errors import ConfigError
+from ecg2llm.lm.conditioning import (
     ConditionedCorpus,
     ConditionSpec,
     events_to_annotations,
@@ -23,10 +24,9 @@ from lm.conditioning import (
     rhythm_in_force,
     split_stream,
 )
-from lm.model import TOKENIZER_SUBDIR, build_model, tokenizer_record
-from tokenizer.data import Annotations
-from tokenizer.ecg import rhythm_name
-from tokenizer.errors import ConfigError
+from ecg2llm.lm.model import TOKENIZER_SUBDIR, build_model, tokenizer_record
+from ecg2llm.tokenizer.data import Annotations
+from ecg2llm.tokenizer.ecg import rhythm_name
 
 V = 64  # the toy tokenizer's codebook
 SPEC = ConditionSpec(first_id=V + 3)
@@ -115,8 +115,8 @@ def cond_lm(tmp_path_factory) -> Path:
 
 
 def test_conditional_sampling_honours_rhythm_and_biases_beats(cond_lm):
-    from lm.model import load_lm
-    from lm.sampling import sample_conditioned, sample_tokens
+    from ecg2llm.lm.model import load_lm
+    from ecg2llm.lm.sampling import sample_conditioned, sample_tokens
 
     model, _ = load_lm(cond_lm)
     n_codes = 120  # > the 48-token context: the sliding window keeps the rhythm prefix
@@ -144,8 +144,8 @@ def test_conditional_sampling_honours_rhythm_and_biases_beats(cond_lm):
 def test_generate_writes_annotations_that_wfdb_reads(tmp_path, cond_lm):
     import wfdb
 
-    from eval.beats import synthetic_beats
-    from lm.generate import main
+    from ecg2llm.eval.beats import synthetic_beats
+    from ecg2llm.lm.generate import main
 
     out = tmp_path / "gen"
     assert main(["--model", str(cond_lm), "--num_samples", "3", "--seconds", "4", "--out", str(out),
@@ -172,7 +172,7 @@ def test_generate_writes_annotations_that_wfdb_reads(tmp_path, cond_lm):
 def test_conditions_need_a_conditional_lm_and_known_names(tmp_path, cond_lm, capsys):
     from test_lm_generate import _save_lm
 
-    from lm.generate import main
+    from ecg2llm.lm.generate import main
 
     plain = _save_lm(tmp_path / "plain", UniformBlockTokenizer(UniformBlockConfig()))
     assert main(["--model", str(plain), "--condition", "beat:V", "--out", str(tmp_path / "a")]) == 2
@@ -196,13 +196,13 @@ def test_events_to_annotations_merges_labels_on_one_peak():
 def test_corpus_crops_are_prefixed_stream_slices(tmp_path, data_dir):
     tok_dir = UniformBlockTokenizer(UniformBlockConfig()).save_pretrained(tmp_path / "tok")
     store_dir = build_test_store(tmp_path / "store", tok_dir, data_dir, ["106", "101"])
-    from tokenizer.store import TokenStore
+    from ecg2llm.tokenizer.store import TokenStore
 
     store = TokenStore.open(store_dir)
     corpus = ConditionedCorpus(store, SPEC, data_dir, 360.0, 10.0)
     # every AAMI-labelled beat of the record became exactly one beat token, codes unchanged
-    from lm.conditioning import read_annotations
-    from tokenizer.ecg import AAMI_CLASSES
+    from ecg2llm.lm.conditioning import read_annotations
+    from ecg2llm.tokenizer.ecg import AAMI_CLASSES
 
     for split, rec in (("train", "106"), ("valid", "101")):
         (stream,) = corpus.streams[split]
@@ -229,7 +229,7 @@ def test_corpus_crops_are_prefixed_stream_slices(tmp_path, data_dir):
 def test_shipped_conditional_model_generates_the_requested_rhythm(tmp_path):
     import wfdb
 
-    from lm.generate import main
+    from ecg2llm.lm.generate import main
 
     out = tmp_path / "g"
     assert main(["--model", "conditional", "--condition", "rhythm:AFIB", "--num_samples", "2", "--seconds", "10",
@@ -241,7 +241,7 @@ def test_shipped_conditional_model_generates_the_requested_rhythm(tmp_path):
         assert rec.sig_len == 3600 and np.isfinite(rec.p_signal).all()
         assert {a for a, sym in zip(ann.aux_note, ann.symbol) if sym == "+"} == {"(AFIB"}
         assert s["beats"] >= 5  # a 10-s ECG has beats, and every one is labelled
-    from lm.model import PRETRAINED_DIR
+    from ecg2llm.lm.model import PRETRAINED_DIR
 
     spec = ConditionSpec.from_dict(
         json.loads((PRETRAINED_DIR / "conditional" / "config.json").read_text())["ecg_conditioning"])
@@ -250,8 +250,8 @@ def test_shipped_conditional_model_generates_the_requested_rhythm(tmp_path):
 
 def test_store_with_other_validation_records_is_refused(tmp_path, data_dir):
     """Splits are fixed when a store is built: a config asking for other validation records gets a clear error."""
-    from lm.data import open_or_build_store
-    from tokenizer.errors import StoreError
+    from ecg2llm.core.errors import StoreError
+    from ecg2llm.lm.data import open_or_build_store
 
     tok = UniformBlockTokenizer(UniformBlockConfig())
     tok_dir = tok.save_pretrained(tmp_path / "tok")

@@ -4,8 +4,8 @@ from typing import Literal
 
 import pytest
 
-from tokenizer.errors import ConfigError
-from tokenizer.utils.config import build_parser, parse_config, peek_value
+from ecg2llm.core.config import build_parser, parse_config, peek_value
+from ecg2llm.core.errors import ConfigError
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Crash safety with real kills (issue 6): SIGKILL a tokenize run and a training run midway.
 
-* ``tokenizer/tokenize.py`` killed after it has written part of a new store leaves the previous store
+* ``tokenizer/tokenize_db.py`` killed after it has written part of a new store leaves the previous store
   byte for byte (or no store when there was none), never a half one; the next run cleans the dead
   run's temporary folder.
 * ``lm/train.py`` killed midway and run again with ``--resume_from_checkpoint latest`` continues with the
@@ -24,11 +24,11 @@ from lm_support import build_test_store, seed_tokenizer_dir
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
        "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
 
-# Runs tokenizer/tokenize.py's main() with StoreWriter.add slowed after the first record, so that the
+# Runs tokenizer/tokenize_db.py's main() with StoreWriter.add slowed after the first record, so that the
 # test can kill it while the new store is half written.
 _SLOW_TOKENIZE = """
 import sys, time
-from tokenizer import store
+from ecg2llm.tokenizer import store
 real = store.StoreWriter.add
 def add(self, *a, **k):
     e = real(self, *a, **k)
@@ -37,7 +37,7 @@ def add(self, *a, **k):
     time.sleep(60)
     return e
 store.StoreWriter.add = add
-from tokenizer.tokenize import main
+from ecg2llm.tokenizer.tokenize_db import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -64,8 +64,8 @@ def seed_tok(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("previous", [True, False], ids=["over_previous_store", "no_previous_store"])
 def test_killed_tokenize_leaves_previous_store_or_none(previous, tiny_db, seed_tok, tmp_path):
-    from tokenizer.build_store import TokenizeConfig, build_store
-    from tokenizer.store import TokenStore
+    from ecg2llm.tokenizer.build_store import TokenizeConfig, build_store
+    from ecg2llm.tokenizer.store import TokenStore
 
     out = tmp_path / "store"
     cfg = TokenizeConfig(out=str(out), tokenizer=str(seed_tok), data_dir=str(tiny_db), records=["100"],
@@ -105,7 +105,7 @@ def _log(run: Path) -> dict[int, float]:
 
 
 def test_killed_training_resumes_with_the_same_data_and_losses(tmp_path):
-    from lm.train import main
+    from ecg2llm.lm.train import main
 
     root = tmp_path / "data"
     for i, rec in enumerate(("100", "101", "106", "108")):
@@ -119,7 +119,7 @@ def test_killed_training_resumes_with_the_same_data_and_losses(tmp_path):
     proc = subprocess.Popen([sys.executable, "lm/train.py", *common, "--output_dir", str(killed),
                              "--max_steps", "100000"], cwd=REPO, env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    from lm.checkpoints import complete_checkpoints
+    from ecg2llm.lm.checkpoints import complete_checkpoints
 
     # Checkpoints rotate (save_total_limit 2): checkpoint_3 lives only ~2 steps, so wait for any complete
     # checkpoint at step >= 3 rather than for that one folder (polling could miss it on a fast machine).

@@ -5,9 +5,9 @@ import shutil
 import numpy as np
 import pytest
 
-from tokenizer.data import ENV_VAR, ensure_database, fill_nan_gaps, read_record, resolve_data_dir
-from tokenizer.ecg import AAMI_CLASSES
-from tokenizer.errors import DataNotFoundError, RecordError
+from ecg2llm.core.errors import DataNotFoundError, RecordError
+from ecg2llm.tokenizer.data import ENV_VAR, ensure_database, fill_nan_gaps, read_record, resolve_data_dir
+from ecg2llm.tokenizer.ecg import AAMI_CLASSES
 
 
 def test_resolve_data_dir_precedence(monkeypatch, tmp_path):

@@ -16,7 +16,7 @@ from lm_support import UniformBlockConfig, UniformBlockTokenizer, build_test_sto
 
 
 def test_store_is_byte_identical_except_build_time(tiny_db, tmp_path, capsys):
-    from tokenizer.tokenize import main
+    from ecg2llm.tokenizer.tokenize_db import main
 
     for name in ("a", "b"):
         assert main(["--out", str(tmp_path / name), "--tokenizer", "default", "--data_dir", str(tiny_db),
@@ -35,8 +35,8 @@ def test_store_is_byte_identical_except_build_time(tiny_db, tmp_path, capsys):
 
 
 def test_two_training_runs_give_identical_weights_and_samples(tmp_path):
-    from lm.generate import main as generate
-    from lm.train import main as train
+    from ecg2llm.lm.generate import main as generate
+    from ecg2llm.lm.train import main as train
 
     root = tmp_path / "data"
     for i, rec in enumerate(("100", "101", "106")):

@@ -78,8 +78,8 @@ def test_bench_config_from_yaml_keeps_the_child_flags(tmp_path):
 def test_every_lm_ablation_stage_is_a_valid_lm_config():
     """Each stage of every ``scripts/lm_ablate.py`` variant composes with the base YAML into an LM config
     (a typo in a variant's overrides fails here, not an hour into a queue of ablations)."""
-    from lm.config import LMTrainConfig
-    from tokenizer.utils.config import parse_config
+    from ecg2llm.core.config import parse_config
+    from ecg2llm.lm.config import LMTrainConfig
 
     mod = sys.modules[_main("scripts/lm_ablate.py").__module__]
     base = parse_config(LMTrainConfig, ["--config", mod.BASE])

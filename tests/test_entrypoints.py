@@ -13,18 +13,18 @@ def run(*args, env=None):
 
 
 def test_tokenize_script_builds_store_and_does_not_shadow_stdlib(tiny_db, tmp_path):
-    from tokenizer import SeedTokenizer, SeedTokenizerConfig
+    from ecg2llm.tokenizer import SeedTokenizer, SeedTokenizerConfig
 
     torch.manual_seed(0)
     tok = SeedTokenizer(SeedTokenizerConfig()).save_pretrained(tmp_path / "tok")
-    r = run("tokenizer/tokenize.py", "--out", str(tmp_path / "store"), "--tokenizer", str(tok),
+    r = run("tokenizer/tokenize_db.py", "--out", str(tmp_path / "store"), "--tokenizer", str(tok),
             "--data_dir", str(tiny_db), "--records", "100,101", "--download", "false")
     assert r.returncode == 0, r.stderr
     assert "token store" in r.stdout and (tmp_path / "store" / "meta.json").is_file()
 
 
 def test_missing_data_is_one_line_error(tmp_path):
-    r = run("-m", "tokenizer.tokenize", "--out", str(tmp_path / "s"), "--tokenizer", "default",
+    r = run("-m", "ecg2llm.tokenizer.tokenize_db", "--out", str(tmp_path / "s"), "--tokenizer", "default",
             "--data_dir", str(tmp_path / "none"), "--download", "false")
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and r.stderr.startswith("error: ")

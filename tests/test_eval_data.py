@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from eval.data import load_synthetic, real_windows
-from eval.testing import gaussian_wave_ecg, real_data_root, write_tiny_mitdb
-from tokenizer.folder import SyntheticDataError, write_folder
+from ecg2llm.eval.data import load_synthetic, real_windows
+from ecg2llm.eval.testing import gaussian_wave_ecg, real_data_root, write_tiny_mitdb
+from ecg2llm.tokenizer.folder import SyntheticDataError, write_folder
 
 FS = 360.0
 

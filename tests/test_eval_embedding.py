@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from eval.embedding import (
+from ecg2llm.eval.scorecard.embedding import (
     PRETRAINED_DIR,
     ECGEmbeddingNet,
     Embedder,
@@ -17,7 +17,7 @@ from eval.embedding import (
     load_model,
     save_model,
 )
-from eval.testing import gaussian_wave_ecg, real_data_root
+from ecg2llm.eval.testing import gaussian_wave_ecg, real_data_root
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_train_embedding_smoke(tmp_path):
     root = real_data_root()
     if root is None:
         pytest.skip("MIT-BIH not found (set ECG2LLM_DATA or place it at ../shared/data)")
-    from eval.train_embedding import main
+    from ecg2llm.eval.train_embedding import main
 
     out = tmp_path / "emb"
     assert (

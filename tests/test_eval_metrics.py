@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eval.metrics import (
+from ecg2llm.eval.scorecard.metrics import (
     beat_features,
     crps_ensemble,
     discriminative_score,
@@ -18,9 +18,9 @@ from eval.metrics import (
     physiology_metrics,
     prdc,
 )
-from eval.metrics.forecast import forecast_metrics
-from eval.testing import gaussian_wave_ecg
-from tokenizer.forecasts import ForecastError, load_forecasts, save_forecasts
+from ecg2llm.eval.scorecard.metrics.forecast import forecast_metrics
+from ecg2llm.eval.testing import gaussian_wave_ecg
+from ecg2llm.tokenizer.forecasts import ForecastError, load_forecasts, save_forecasts
 
 FS = 360.0
 
@@ -171,7 +171,7 @@ def test_naive_forecasts():
 
 
 def test_naive_beat_ensemble_spread_follows_rr_variability():
-    from eval.metrics import naive_beat_ensemble
+    from ecg2llm.eval.scorecard.metrics import naive_beat_ensemble
 
     p, h = int(5 * FS), int(5 * FS)
     steady = gaussian_wave_ecg(75, seconds=12.0, wander=0.0)
@@ -226,8 +226,8 @@ def test_nearest_distances_matches_brute_force():
 
 
 def test_crps_refuses_mismatched_shapes():
-    from eval.metrics.forecast import crps_ensemble
-    from tokenizer.forecasts import ForecastError
+    from ecg2llm.eval.scorecard.metrics.forecast import crps_ensemble
+    from ecg2llm.tokenizer.forecasts import ForecastError
 
     with pytest.raises(ForecastError, match="do not match"):
         crps_ensemble(np.zeros((3, 4, 10)), np.zeros((3, 9)))

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from eval.score import REQUIRED_KEYS, main
-from eval.scorer import Scorer, ScoreSettings
-from eval.testing import gaussian_wave_ecg, real_data_root, write_tiny_mitdb
-from tokenizer.errors import ConfigError
-from tokenizer.folder import write_folder
-from tokenizer.forecasts import make_forecast_tasks, save_forecasts
+from ecg2llm.core.errors import ConfigError
+from ecg2llm.eval.score import REQUIRED_KEYS, main
+from ecg2llm.eval.scorecard.scorer import Scorer, ScoreSettings
+from ecg2llm.eval.testing import gaussian_wave_ecg, real_data_root, write_tiny_mitdb
+from ecg2llm.tokenizer.folder import write_folder
+from ecg2llm.tokenizer.forecasts import make_forecast_tasks, save_forecasts
 
 REF, TRAIN = ["100", "103"], ["101", "106"]
 
@@ -123,7 +124,7 @@ def test_perfect_generator_on_real_data(tmp_path):
     perfect = sc.score_windows("held-out DS2", sc.heldout_real(100))
     ds1 = sc.score_windows(
         "DS1",
-        __import__("eval.references", fromlist=["ds1_windows"]).ds1_windows(sc, 100),
+        __import__("ecg2llm.eval.scorecard.references", fromlist=["ds1_windows"]).ds1_windows(sc, 100),
         memorization=False,
     )
     assert perfect["rfed"] < 0.5 * ds1["rfed"]
@@ -134,8 +135,8 @@ def test_perfect_generator_on_real_data(tmp_path):
 
 def test_tokenizer_roundtrip_row(scorer, tmp_path):
     """The round-trip row runs any tokenizer folder (here an untrained seed tokenizer) on held-out windows."""
-    from eval.references import tokenizer_roundtrip_row, tokenizer_roundtrip_windows
-    from tokenizer import SeedTokenizer, SeedTokenizerConfig
+    from ecg2llm.eval.scorecard.references import tokenizer_roundtrip_row, tokenizer_roundtrip_windows
+    from ecg2llm.tokenizer import SeedTokenizer, SeedTokenizerConfig
 
     tok = SeedTokenizer(SeedTokenizerConfig())
     tok.save_pretrained(tmp_path / "tok")
@@ -154,8 +155,8 @@ def test_tokenizer_roundtrip_row(scorer, tmp_path):
 def test_texture_roundtrip_row_decodes_as_generated_ecgs_are(scorer):
     """With tokenizer v2 the ceiling row also comes decoded with texture, seeded per window (same seed, same
     windows; the ECG band itself unchanged underneath: texture adds noise, it does not move the beats)."""
-    from eval.references import tokenizer_roundtrip_row, tokenizer_roundtrip_windows
-    from tokenizer import ECGTokenizer
+    from ecg2llm.eval.scorecard.references import tokenizer_roundtrip_row, tokenizer_roundtrip_windows
+    from ecg2llm.tokenizer import ECGTokenizer
 
     tok = ECGTokenizer.from_pretrained("default")
     held = scorer.heldout_real(4)
@@ -166,3 +167,30 @@ def test_texture_roundtrip_row_decodes_as_generated_ecgs_are(scorer):
     assert 0 < np.std(noise) < 0.5 * np.std(plain.x)
     row = tokenizer_roundtrip_row(scorer, tok, n=8, texture=True)
     assert row["name"].endswith("texture decode)") and row["tokenizer"]["texture"] is True
+
+
+def test_front_door_score_returns_the_verdicts_the_cli_prints(tiny_root, tmp_path):
+    """``ecg2llm.score(folder)``: one call, the command's verdicts as a result object; ``out=None`` scores into a
+    temporary folder that is gone afterwards; an unknown option is a ConfigError naming the valid ones."""
+    import ecg2llm
+    from ecg2llm.eval.score import SUMMARY_KEYS, summary_lines
+
+    synth = [gaussian_wave_ecg(65 + 3 * i, 20.0, seed=200 + i) for i in range(8)]  # 16 windows of 10 s
+    write_folder(tmp_path / "gen", synth, 360.0)
+    with pytest.raises(ConfigError, match="unknown key.*n_rael.*valid keys"):
+        ecg2llm.score(tmp_path / "gen", n_rael=3)
+    result = ecg2llm.score(tmp_path / "gen", data_dir=str(tiny_root), reference_records=REF, train_records=TRAIN,
+                           n_real=16, n_ref_rows=10, memo_stride_s=10.0, references="none",
+                           cache_dir=str(tmp_path / "cache"))
+    m = result.metrics
+    assert isinstance(result, ecg2llm.ScoreResult) and result.out is None
+    assert not Path(m["config"]["out"]).exists()  # the temporary folder is cleaned up
+    assert m["primary_row"] == "synthetic" and m["synthetic"]["n_windows"] == 16
+    assert result.verdict == m["verdict"] and result.verdict in ("as_real", "worse")
+    assert set(result.headline) == set(m["headline"]) and result.headline
+    for h in result.headline.values():
+        assert {"value", "verdict", "real_band"} <= set(h)
+    assert list(result.summary) == list(SUMMARY_KEYS) and result.summary["rfed"] == m["rfed"] > 0
+    lines = str(result).splitlines()
+    assert lines == summary_lines(m) and lines[0].startswith(f"verdict: {result.verdict}")
+    assert set(m["rows"]) == {"synthetic"}

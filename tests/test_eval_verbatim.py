@@ -1,4 +1,4 @@
-"""Verbatim n-gram overlap (eval/verbatim.py, scripts/verbatim_check.py): planted replays are found, chance
+"""Verbatim n-gram overlap (eval/scorecard/verbatim.py, scripts/verbatim_check.py): planted replays are found, chance
 overlap of unrelated streams is not, and n-grams never span two training streams."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from test_entrypoint_errors import _main
 
-from eval.verbatim import NgramIndex, ngram_hashes, summarize, window_coverage
+from ecg2llm.eval.scorecard.verbatim import NgramIndex, ngram_hashes, summarize, window_coverage
 
 
 def test_hashes_match_exactly_the_equal_ngrams():
@@ -49,7 +49,7 @@ def test_ngrams_never_span_two_training_streams():
 def test_verbatim_check_script_on_real_records(tmp_path, capsys, data_dir):
     """End to end on the shipped tokenizer: a 'generated' folder that replays a DS1 training record is found
     verbatim in every window; a DS2 record's tokens (a patient no LM saw) much less."""
-    from tokenizer import ECGTokenizer, read_record
+    from ecg2llm.tokenizer import ECGTokenizer, read_record
 
     tok_dir = "lm/pretrained/default/tokenizer"
     tok = ECGTokenizer.from_pretrained(tok_dir)

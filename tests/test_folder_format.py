@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from eval.data import load_synthetic
-from eval.testing import gaussian_wave_ecg
-from tokenizer.folder import FORMAT, VERSION, SyntheticDataError, iter_samples, read_manifest, write_folder
+from ecg2llm.eval.data import load_synthetic
+from ecg2llm.eval.testing import gaussian_wave_ecg
+from ecg2llm.tokenizer.folder import FORMAT, VERSION, SyntheticDataError, iter_samples, read_manifest, write_folder
 
 FS = 360.0
 
@@ -95,7 +95,7 @@ def test_prompted_generate_then_score_never_scores_the_prompt(tmp_path):
     from lm_support import UniformBlockConfig, UniformBlockTokenizer
     from test_lm_generate import _save_lm
 
-    from lm.generate import main as generate
+    from ecg2llm.lm.generate import main as generate
 
     lm_dir = _save_lm(tmp_path / "lm", UniformBlockTokenizer(UniformBlockConfig()))
     root = tmp_path / "data"

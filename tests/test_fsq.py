@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tokenizer.fsq import FSQ
+from ecg2llm.tokenizer.fsq import FSQ
 
 LEVEL_SETS = [[8, 6, 5], [8, 5, 5, 5], [8, 8, 8, 8], [4, 4, 4, 4, 4, 4], [2, 3], [7, 5, 5, 5, 5]]
 

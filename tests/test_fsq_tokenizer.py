@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from tokenizer.base import PRETRAINED_DIR, ECGTokenizer
-from tokenizer.errors import TokenizerError
-from tokenizer.fsq_tokenizer import FSQTokenizer, FSQTokenizerConfig
+from ecg2llm.core.errors import TokenizerError
+from ecg2llm.tokenizer.base import PRETRAINED_DIR, ECGTokenizer
+from ecg2llm.tokenizer.fsq_tokenizer import FSQTokenizer, FSQTokenizerConfig
 
 REPO = Path(__file__).resolve().parents[1]
 FS = 360.0
@@ -130,7 +130,7 @@ def test_bad_inputs_are_clear_errors():
 
 def test_training_step_lowers_the_error():
     """A few optimizer steps on synthetic ECG reduce the validation RMSE (the trainer wires loss to weights)."""
-    from tokenizer.training.fsq import TrainConfig, train_tokenizer
+    from ecg2llm.tokenizer.training.fsq import TrainConfig, train_tokenizer
 
     cfg = TrainConfig(channels=16, enc_dilations=[1, 2], dec_dilations=[1, 2], steps=60, eval_every=20,
                       batch_size=8, crop_tokens=32, lr=3e-3, warmup_steps=5, patience=0, threads=1)
@@ -155,7 +155,7 @@ def test_default_loads_without_a_path():
 
 @needs_data
 def test_default_roundtrip_on_ds2_excerpt_within_stated_error():
-    from tokenizer.evaluation import evaluate_tokenizer, load_signals
+    from ecg2llm.tokenizer.evaluation import evaluate_tokenizer, load_signals
 
     tok = ECGTokenizer.from_pretrained("v1")
     signals = load_signals(DEFAULT_EXCERPT, _data_root(), seconds=60)
@@ -172,7 +172,7 @@ def test_default_roundtrip_on_ds2_excerpt_within_stated_error():
 def test_default_has_no_seam_at_window_edges():
     """Decoding in windows of 100 tokens equals one call (|diff| <= 1e-4 mV), and the error within the
     decoder's reach of a window edge is not larger than elsewhere (ratio <= 1.1; it is 1 up to rounding)."""
-    from tokenizer.data import read_record
+    from ecg2llm.tokenizer.data import read_record
 
     tok = ECGTokenizer.from_pretrained("v1")
     x = read_record("100", _data_root(), annotations=False).signal[: 120 * 360]

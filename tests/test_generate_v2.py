@@ -1,7 +1,7 @@
 """Generation with LM v2 and tokenizer v2: guidance, source/lead, texture decode (issue 17, deliverables 2-3).
 
 The LMs here are untrained (random weights, context 48): what is tested is the dispatch and plumbing of
-:func:`lm.synthesize.synthesize`, ``lm/generate.py`` and :class:`ecg2llm.ECGPipeline`, not sample quality.
+:func:`ecg2llm.lm.synthesize.synthesize`, ``lm/generate.py`` and :class:`ecg2llm.ECGPipeline`, not sample quality.
 The v2 tokenizer is the shipped default (``fsq2`` with a fitted texture model).
 """
 from __future__ import annotations
@@ -15,9 +15,9 @@ import pytest
 import torch
 from lm_support import UniformBlockConfig, UniformBlockTokenizer
 
-from lm.control import ControlSpec
-from lm.model import TOKENIZER_SUBDIR, build_model, tokenizer_record
-from tokenizer.errors import ConfigError, TokenizerError
+from ecg2llm.core.errors import ConfigError, TokenizerError
+from ecg2llm.lm.control import ControlSpec
+from ecg2llm.lm.model import TOKENIZER_SUBDIR, build_model, tokenizer_record
 
 COUNTS = {"beat:N": 90, "beat:V": 10, "rhythm:N": 5, "rhythm:AFIB": 2}
 
@@ -38,7 +38,7 @@ def _save(model, tok, folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def tok2():
-    from tokenizer.base import ECGTokenizer
+    from ecg2llm.tokenizer.base import ECGTokenizer
 
     tok = ECGTokenizer.from_pretrained("default")
     if not getattr(tok, "has_texture", False):
@@ -66,7 +66,7 @@ def v1_toy():
 
 
 def _syn(model, tok, **kw):
-    from lm.synthesize import synthesize
+    from ecg2llm.lm.synthesize import synthesize
 
     args = {"num_samples": 3, "seconds": 2.0, "seed": 4, "batch_size": 2, "progress": False}
     return synthesize(model, tok, **{**args, **kw})
@@ -74,7 +74,7 @@ def _syn(model, tok, **kw):
 
 # ------------------------------------------------------------------------------------------ guidance
 def test_v2_dispatches_to_sample_guided_and_guidance_one_is_conditional_only(v2_lm, tok2):
-    from lm.guidance import sample_guided
+    from ecg2llm.lm.guidance import sample_guided
 
     kw = {"condition": ["rhythm:N", "beat:V"], "condition_strength": 5.0, "texture": False}
     plain = _syn(v2_lm, tok2, **kw)
@@ -107,14 +107,14 @@ def test_source_and_lead_change_the_prefix_and_unknown_ones_are_refused(v2_lm, t
         _syn(v2_lm, tok2, guidance=float("nan"))
     with pytest.raises(TokenizerError, match="outside the vocabulary"):
         _syn(v2_lm, tok2, prompt=np.full(4, tok2.vocab_size))  # PAD is not an ECG code
-    from lm.guidance import sample_guided
+    from ecg2llm.lm.guidance import sample_guided
 
     with pytest.raises(ConfigError, match="no PAD/BOS/EOS"):
         sample_guided(v2_lm, 1, 4, prompt=np.full(4, tok2.vocab_size))
 
 
 def _real_prompt(tok, data_dir, seconds: float = 3.0) -> np.ndarray:
-    from tokenizer.data import read_record
+    from ecg2llm.tokenizer.data import read_record
 
     rec = read_record("100", data_dir, lead="MLII", annotations=False)
     ids, _ = tok.encode(rec.signal[: int(seconds * rec.fs)], rec.fs)
@@ -122,9 +122,9 @@ def _real_prompt(tok, data_dir, seconds: float = 3.0) -> np.ndarray:
 
 
 def test_null_label_stream_puts_one_null_beat_per_detected_beat(v2_lm, tok2, data_dir):
-    from lm.conditioning import split_stream
-    from lm.guidance import null_label_stream
-    from lm.rhythm_check import detect_beats
+    from ecg2llm.lm.conditioning import split_stream
+    from ecg2llm.lm.guidance import null_label_stream
+    from ecg2llm.lm.rhythm_check import detect_beats
 
     spec = ControlSpec.of_model(v2_lm)
     codes = _real_prompt(tok2, data_dir)
@@ -183,7 +183,7 @@ def test_v1_lm_refuses_guidance_source_lead_and_texture(v1_toy):
 
 
 def test_v1_path_is_the_plain_sampler_and_decode(v1_toy):
-    from lm.sampling import SamplingParams, sample_tokens
+    from ecg2llm.lm.sampling import SamplingParams, sample_tokens
 
     model, tok = v1_toy
     s = _syn(model, tok)
@@ -196,7 +196,7 @@ def test_v1_path_is_the_plain_sampler_and_decode(v1_toy):
 
 # ------------------------------------------------------------------------------------------ texture
 def test_texture_is_on_by_default_for_tokenizer_v2_and_seeded(v2_lm, tok2):
-    from lm.synthesize import texture_seed, wander_seed
+    from ecg2llm.lm.synthesize import texture_seed, wander_seed
 
     tex = _syn(v2_lm, tok2)
     again = _syn(v2_lm, tok2)
@@ -235,8 +235,8 @@ def test_v1_lm_on_tokenizer_v2_gets_texture_too(tok2):
 def test_generate_cli_records_guidance_texture_source_and_lead(tmp_path, v2_dir, tok2):
     import wfdb
 
-    from lm.generate import main
-    from lm.synthesize import texture_seed
+    from ecg2llm.lm.generate import main
+    from ecg2llm.lm.synthesize import texture_seed
 
     args = ["--model", str(v2_dir), "--num-samples", "2", "--seconds", "2", "--seed", "3", "--png", "false",
             "--condition", "rhythm:N,beat:V", "--condition_strength", "5", "--guidance", "2", "--lead", "V1"]
@@ -245,7 +245,7 @@ def test_generate_cli_records_guidance_texture_source_and_lead(tmp_path, v2_dir,
     m = json.loads((tmp_path / "tex" / "manifest.json").read_text())
     assert m["lm_version"] == 2 and m["lead"] == "V1"
     assert m["guidance"] == {"scale": 2.0, "source": "mitdb", "lead": "V1",
-                             "sampler": "lm.guidance.sample_guided"}
+                             "sampler": "ecg2llm.lm.guidance.sample_guided"}
     assert m["texture"]["on"] is True and m["config"]["guidance"] == 2.0
     assert (m["texture"]["wander"] is not None) == tok2.has_wander_model
     assert m["texture"]["model"] == tok2.texture_kind
@@ -267,9 +267,9 @@ def test_generate_cli_records_guidance_texture_source_and_lead(tmp_path, v2_dir,
     assert main([*args[:-2], "--out", str(tmp_path / "lg"), "--lead_guidance", "1.5", "--texture", "false"]) == 0
     ml = json.loads((tmp_path / "lg" / "manifest.json").read_text())
     assert ml["lead_guidance"] == {"scale": 1.5, "lead": "MLII", "contrast_lead": "V1",
-                                   "sampler": "lm.guidance.sample_guided"}
+                                   "sampler": "ecg2llm.lm.guidance.sample_guided"}
     assert not np.array_equal(np.load(tmp_path / "lg" / "tokens.npy"), ids)
-    from lm.kvdecode import attend_one
+    from ecg2llm.lm.kvdecode import attend_one
 
     assert m["kv_cache"] == ("float16" if attend_one() is not None else "float32")  # auto on CPU
     assert main([*args, "--out", str(tmp_path / "f32"), "--texture", "false", "--kv_cache", "float32"]) == 0
@@ -279,7 +279,7 @@ def test_generate_cli_records_guidance_texture_source_and_lead(tmp_path, v2_dir,
 
 
 def test_generate_cli_refuses_v2_flags_on_a_v1_lm(tmp_path, capsys):
-    from lm.generate import main
+    from ecg2llm.lm.generate import main
 
     tok = UniformBlockTokenizer(UniformBlockConfig())
     v1 = _save(_model(tok), tok, tmp_path / "v1")
@@ -331,8 +331,8 @@ def test_pipeline_v1_refuses_guidance_and_keeps_forecast_clean(v1_toy):
 def test_lm_forecast_continues_prefixes_with_an_lm_v2_as_the_pipeline_does(tmp_path, v2_dir, v2_lm, tok2,
                                                                            tiny_db):
     from ecg2llm import ECGPipeline
-    from lm.forecast import ForecastConfig, forecast
-    from tokenizer.forecasts import load_forecasts
+    from ecg2llm.lm.forecast import ForecastConfig, forecast
+    from ecg2llm.tokenizer.forecasts import load_forecasts
 
     forecast(ForecastConfig(model=str(v2_dir), out=str(tmp_path / "fc"), data_dir=str(tiny_db), records=["100"],
                             n_tasks=2, k=2, prefix_s=1.0, horizon_s=0.5, seed=1, device="cpu"))

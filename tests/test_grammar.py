@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from lm_support import random_v2_lm
 
-from lm.control import ControlSpec
-from lm.grammar import GRAMMARS, RR_RATIO, BeatGrammar
-from tokenizer.errors import ConfigError
+from ecg2llm.core.errors import ConfigError
+from ecg2llm.lm.control import ControlSpec
+from ecg2llm.lm.grammar import GRAMMARS, RR_RATIO, BeatGrammar
 
 TPS = 36.0
 
@@ -25,7 +25,7 @@ def _beats(events):
 @pytest.mark.parametrize("rhythm", ["N", "B", "T", "VT"])
 @pytest.mark.parametrize("guidance", [None, 2.0])
 def test_beats_follow_the_pattern_and_rr_windows_across_context_windows(v2_lm, rhythm, guidance):
-    from lm.guidance import sample_guided
+    from ecg2llm.lm.guidance import sample_guided
 
     s = sample_guided(v2_lm, 2, 120, conditions=[f"rhythm:{rhythm}"], guidance=guidance, grammar=True,
                       tokens_per_second=TPS, batch_size=2, seed=3)  # 120 codes = 2.5 context windows of 48
@@ -74,7 +74,7 @@ def test_the_first_beat_is_forced_within_one_longest_rr():
 
 
 def test_grammar_off_is_the_sampler_of_before(v2_lm):
-    from lm.guidance import sample_guided
+    from ecg2llm.lm.guidance import sample_guided
 
     kw = dict(n_samples=3, n_codes=60, conditions=["rhythm:B"], batch_size=3, seed=5)
     a, b = sample_guided(v2_lm, **kw), sample_guided(v2_lm, grammar=False, **kw)
@@ -84,7 +84,7 @@ def test_grammar_off_is_the_sampler_of_before(v2_lm):
 
 
 def test_grammar_is_deterministic_and_leaves_other_rhythms_alone(v2_lm):
-    from lm.guidance import sample_guided
+    from ecg2llm.lm.guidance import sample_guided
 
     kw = dict(n_samples=2, n_codes=50, batch_size=2, seed=1, grammar=True, tokens_per_second=TPS)
     x, y = (sample_guided(v2_lm, conditions=["rhythm:T"], **kw) for _ in range(2))
@@ -105,7 +105,7 @@ def test_a_grammar_needing_an_unseen_beat_class_is_refused():
 
 def test_rr_windows_sit_inside_ds1_annotated_rr(data_dir):
     """The RR windows of GRAMMARS lie inside DS1's 5-95 % range of each rhythm's annotated RR (+- 0.03 s)."""
-    from lm.grammar import rr_quantiles
+    from ecg2llm.lm.grammar import rr_quantiles
 
     q = rr_quantiles(data_dir=data_dir)
     rows = {"B": ["B N", "B V"], "T": ["T N after V", "T N after N", "T V"], "VT": ["VT V"], "N": ["N N"]}
@@ -117,7 +117,7 @@ def test_rr_windows_sit_inside_ds1_annotated_rr(data_dir):
 
 
 def test_explicit_beat_conditions_win_over_the_grammar(v2_lm):
-    from lm.guidance import sample_guided
+    from ecg2llm.lm.guidance import sample_guided
 
     kw = dict(n_samples=2, n_codes=60, conditions=["rhythm:N", "beat:V"], strength=5.0, batch_size=2, seed=2)
     a = sample_guided(v2_lm, grammar=True, tokens_per_second=TPS, **kw)
@@ -126,7 +126,7 @@ def test_explicit_beat_conditions_win_over_the_grammar(v2_lm):
 
 
 def test_sinus_ratio_window_is_ds1s_5_to_95_percent(data_dir):
-    from lm.grammar import successive_rr_ratio
+    from ecg2llm.lm.grammar import successive_rr_ratio
 
     q = successive_rr_ratio(data_dir=data_dir)
     lo, hi = RR_RATIO["N"]
@@ -138,8 +138,8 @@ def test_label_gap_keeps_labelled_streams_labelled_and_leaves_the_rest(v2_lm):
     prefix, the class the LM's own; rows drawn under the null rhythm:? and requested rhythms are untouched."""
     import torch
 
-    from lm.grammar import MAX_LABEL_GAP_S, LabelGap
-    from lm.guidance import sample_guided
+    from ecg2llm.lm.grammar import MAX_LABEL_GAP_S, LabelGap
+    from ecg2llm.lm.guidance import sample_guided
 
     spec = ControlSpec.of_model(v2_lm)
     gap_s = 0.25  # 9 codes at 36 tokens/s: forced often in 120 codes
@@ -181,7 +181,7 @@ def test_label_gap_keeps_labelled_streams_labelled_and_leaves_the_rest(v2_lm):
 
 
 def test_label_gap_flag_is_validated():
-    from lm.synthesize import GenerateConfig
+    from ecg2llm.lm.synthesize import GenerateConfig
 
     with pytest.raises(ConfigError, match="label_gap must be >= 0"):
         GenerateConfig(label_gap=-1.0)

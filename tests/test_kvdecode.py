@@ -13,7 +13,7 @@ def lm():
 def test_logits_match_transformers_for_prefill_steps_and_a_multi_token_step(lm):
     from transformers import StaticCache
 
-    from lm.kvdecode import KVDecoder, supports
+    from ecg2llm.lm.kvdecode import KVDecoder, supports
 
     assert supports(lm)
     g = torch.Generator().manual_seed(1)
@@ -32,7 +32,7 @@ def test_logits_match_transformers_for_prefill_steps_and_a_multi_token_step(lm):
 
 
 def test_sampler_draws_the_same_with_either_cache(lm, monkeypatch):
-    import lm.guidance as guidance
+    import ecg2llm.lm.guidance as guidance
 
     kw = dict(n_samples=3, n_codes=70, conditions=["rhythm:N"], batch_size=3, seed=4,
               kv_cache="float32")  # crosses the window; the float32 cache: the same logits, so the same draws
@@ -46,7 +46,7 @@ def test_sampler_draws_the_same_with_either_cache(lm, monkeypatch):
 
 
 def test_training_mode_and_other_architectures_keep_the_transformers_path(lm):
-    from lm.kvdecode import supports
+    from ecg2llm.lm.kvdecode import supports
 
     lm.train()
     try:
@@ -71,7 +71,7 @@ def test_float16_cache_stays_within_float16_rounding_of_the_model(lm, which):
     """The compact cache (float16 keys/values, compiled one-query kernel) moves logits by rounding only."""
     from transformers import StaticCache
 
-    from lm.kvdecode import KVDecoder, attend_one
+    from ecg2llm.lm.kvdecode import KVDecoder, attend_one
 
     if attend_one() is None:
         pytest.skip("torch.compile does not work on this machine (no C++ compiler)")
@@ -94,8 +94,8 @@ def test_float16_cache_stays_within_float16_rounding_of_the_model(lm, which):
 def test_auto_cache_picks_float16_on_cpu_and_falls_back_with_one_warning(lm, monkeypatch):
     import warnings
 
-    import lm.kvdecode as kvd
-    from tokenizer.errors import ConfigError
+    import ecg2llm.lm.kvdecode as kvd
+    from ecg2llm.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="kv_cache must be one of auto, float32, float16"):
         kvd.resolve_kv_cache("fp16", "cpu")
@@ -114,8 +114,8 @@ def test_auto_cache_picks_float16_on_cpu_and_falls_back_with_one_warning(lm, mon
 
 
 def test_float16_sampling_is_deterministic_and_records_its_cache(lm):
-    import lm.guidance as guidance
-    from lm.kvdecode import attend_one
+    import ecg2llm.lm.guidance as guidance
+    from ecg2llm.lm.kvdecode import attend_one
 
     kw = dict(n_samples=3, n_codes=70, conditions=["rhythm:N"], batch_size=3, seed=4)
     a = guidance.sample_guided(lm, **kw)

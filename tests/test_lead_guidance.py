@@ -4,9 +4,9 @@ import pytest
 import torch
 from lm_support import random_v2_lm
 
-from lm.control import ControlSpec
-from lm.guidance import guided_bias, lead_contrast, sample_guided
-from tokenizer.errors import ConfigError
+from ecg2llm.core.errors import ConfigError
+from ecg2llm.lm.control import ControlSpec
+from ecg2llm.lm.guidance import guided_bias, lead_contrast, sample_guided
 
 COUNTS = {"beat:N": 90, "beat:V": 10, "rhythm:N": 5, "rhythm:B": 2}
 
@@ -20,7 +20,7 @@ def v2_lm():
 
 def test_the_first_draw_sees_logits_pushed_away_from_the_contrast_lead(v2_lm, monkeypatch):
     """What is sampled is ``l + (s - 1) (l - l_contrast)`` (+ the sampler's masks), l the LM's logits."""
-    import lm.guidance as g
+    import ecg2llm.lm.guidance as g
 
     seen = []
     real_draw = g.draw
@@ -90,8 +90,8 @@ def test_generate_config_and_a_v1_lm_refuse_it():
 
     from lm_support import UniformBlockConfig, UniformBlockTokenizer
 
-    from lm.model import build_model, tokenizer_record
-    from lm.synthesize import GenerateConfig, synthesize
+    from ecg2llm.lm.model import build_model, tokenizer_record
+    from ecg2llm.lm.synthesize import GenerateConfig, synthesize
 
     with pytest.raises(ConfigError, match="finite number >= 0"):
         GenerateConfig(lead_guidance=-0.5)

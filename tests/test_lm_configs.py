@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from lm.config import LMTrainConfig
-from lm.model import SHIPPED
-from tokenizer.utils.config import config_from_dict, load_yaml
+from ecg2llm.core.config import config_from_dict, load_yaml
+from ecg2llm.lm.config import LMTrainConfig
+from ecg2llm.lm.model import SHIPPED
 
 SHIPPED_CONFIGS = sorted((REPO / "configs" / "lm").glob("*.yaml"))
 STUDY_DIRS = sorted(p for p in (REPO / "configs" / "studies").iterdir() if p.is_dir())
 LM_CONFIGS = SHIPPED_CONFIGS + sorted(p for d in STUDY_DIRS for p in d.glob("*.yaml"))
 #: configs/lm may hold a recipe no shipped LM names only if it is a documented base or GPU recipe
 BASES = {"base.yaml", "small.yaml"}
-#: what lm.finetune.init_from_pretrained compares between the saved LM and the new run
+#: what ecg2llm.lm.finetune.init_from_pretrained compares between the saved LM and the new run
 SHAPE = ("n_layer", "n_head", "n_kv_head", "d_model", "d_ff", "context_length", "tie_embeddings", "tokenizer",
          "conditioning", "vocab_multiple")
 
@@ -58,7 +58,7 @@ def test_fine_tuning_stages_match_their_pretraining():
 def test_shipped_lms_name_existing_configs():
     import json
 
-    from lm.model import PRETRAINED_DIR
+    from ecg2llm.lm.model import PRETRAINED_DIR
 
     for name, rel in SHIPPED.items():
         assert (REPO / rel).is_file(), (name, rel)

@@ -1,4 +1,4 @@
-"""``lm/forecast.py`` (K sampled continuations of real prefixes) and the bigram sampler of ``lm.baselines``."""
+"""``lm/forecast.py`` (K sampled continuations of real prefixes) and the bigram sampler of ``ecg2llm.lm.baselines``."""
 from __future__ import annotations
 
 import json
@@ -8,10 +8,10 @@ import pytest
 from lm_support import UniformBlockConfig, UniformBlockTokenizer
 from test_lm_generate import _save_lm
 
-from lm.baselines import NGramModel
-from lm.forecast import ForecastConfig, forecast, main
-from tokenizer.errors import ConfigError
-from tokenizer.forecasts import load_forecasts
+from ecg2llm.core.errors import ConfigError
+from ecg2llm.lm.baselines import NGramModel
+from ecg2llm.lm.forecast import ForecastConfig, forecast, main
+from ecg2llm.tokenizer.forecasts import load_forecasts
 
 
 @pytest.fixture(scope="module")

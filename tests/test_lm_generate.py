@@ -15,8 +15,8 @@ import torch
 from conftest import synthetic_ecg, write_wfdb
 from lm_support import UniformBlockConfig, UniformBlockTokenizer, seed_tokenizer_dir
 
-from lm.generate import main
-from lm.model import PRETRAINED_DIR, TOKENIZER_SUBDIR, build_model, tokenizer_record
+from ecg2llm.lm.generate import main
+from ecg2llm.lm.model import PRETRAINED_DIR, TOKENIZER_SUBDIR, build_model, tokenizer_record
 
 
 def _save_lm(folder: Path, tok, context_length: int = 48) -> Path:
@@ -79,7 +79,7 @@ def test_prompted_generation_keeps_the_real_prefix(tmp_path, uniform_lm):
     assert p["tokens"] == 72 and p["seconds"] == pytest.approx(2.0) and p["record"] == "100"
     assert m["format"] == "ecg2llm.ecg-folder" and m["version"] == 1
     tok = UniformBlockTokenizer(UniformBlockConfig())
-    from tokenizer.data import read_record
+    from ecg2llm.tokenizer.data import read_record
 
     real = read_record("100", root, lead="MLII", annotations=False).signal[360:360 + 720]
     expect = tok.decode(tok.encode(real, 360)[0], None)
@@ -102,7 +102,7 @@ def test_mismatched_or_stateful_tokenizers_are_refused(tmp_path, uniform_lm, cap
     assert main(["--model", str(uniform_lm), "--tokenizer", str(other), "--out", str(tmp_path / "g2")]) == 2
     assert "weights hash" in capsys.readouterr().err
     # a tokenizer whose decode needs side information cannot turn generated ids into mV
-    from tokenizer.base import ECGTokenizer
+    from ecg2llm.tokenizer.base import ECGTokenizer
 
     seed_lm = _save_lm(tmp_path / "seed_lm", ECGTokenizer.from_pretrained(seed_tokenizer_dir(tmp_path / "seed")))
     assert main(["--model", str(seed_lm), "--out", str(tmp_path / "g3")]) == 2
@@ -130,7 +130,7 @@ def test_default_model_generates_after_install(tmp_path):
 
 
 def test_generate_or_reuse_reuses_only_the_same_generation(tmp_path, uniform_lm):
-    from lm.synthesize import GenerateConfig, generate_or_reuse
+    from ecg2llm.lm.synthesize import GenerateConfig, generate_or_reuse
 
     cfg = GenerateConfig(model=str(uniform_lm), num_samples=2, seconds=1, out=str(tmp_path / "g"), png=False)
     logs = []

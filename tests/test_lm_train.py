@@ -15,9 +15,9 @@ import torch
 from conftest import REPO, free_port, synthetic_ecg, write_wfdb
 from lm_support import UniformBlockConfig, UniformBlockTokenizer, build_test_store, seed_tokenizer_dir
 
-from lm.data import TrainBatches, tile_crops
-from lm.train import main
-from tokenizer.store import TokenStore
+from ecg2llm.lm.data import TrainBatches, tile_crops
+from ecg2llm.lm.train import main
+from ecg2llm.tokenizer.store import TokenStore
 
 # 2 layers of width 32, 63-token crops: seconds per run on 2 CPU cores
 TINY = ["--n_layer", "2", "--d_model", "32", "--n_head", "2", "--context_length", "64", "--batch_size", "4",
@@ -99,7 +99,7 @@ def test_train_builds_missing_store_learns_and_writes_a_complete_run(tmp_path, s
         assert r["n_tokens"] == 16 * 63
     assert m["train"]["tokens_per_second"] > 0 and m["step"] == 40
 
-    from tokenizer.base import ECGTokenizer
+    from ecg2llm.tokenizer.base import ECGTokenizer
 
     tok = ECGTokenizer.from_pretrained(seed_tok)
     cfg = json.loads((out / "final" / "config.json").read_text())
@@ -112,7 +112,7 @@ def test_train_builds_missing_store_learns_and_writes_a_complete_run(tmp_path, s
     assert info["config"]["max_steps"] == 40 and "git_sha" in info
     assert {"torch", "transformers", "accelerate"} <= set(info["versions"])
 
-    from lm.model import load_lm, load_tokenizer_for
+    from ecg2llm.lm.model import load_lm, load_tokenizer_for
 
     model, folder = load_lm(out)  # a run directory resolves to its final/
     assert model.dtype == torch.float32
@@ -156,7 +156,7 @@ def test_checkpoint_guards(tmp_path, seed_tok, store, capsys):
 
 def test_store_from_another_tokenizer_is_refused(tmp_path, store, capsys):
     other = seed_tokenizer_dir(tmp_path / "other")
-    from tokenizer import SeedTokenizer, SeedTokenizerConfig
+    from ecg2llm.tokenizer import SeedTokenizer, SeedTokenizerConfig
 
     torch.manual_seed(1)  # same config, different weights
     SeedTokenizer(SeedTokenizerConfig(min_val=-0.05, max_val=0.05)).save_pretrained(other)
@@ -213,9 +213,9 @@ def test_fsdp_turns_figures_off_and_refuses_keep_best():
 
     from accelerate.utils import DistributedType
 
-    from lm.config import LMTrainConfig as TrainConfig
-    from lm.trainer import _check_fsdp
-    from tokenizer.errors import ConfigError
+    from ecg2llm.core.errors import ConfigError
+    from ecg2llm.lm.config import LMTrainConfig as TrainConfig
+    from ecg2llm.lm.trainer import _check_fsdp
 
     said = []
     acc = SimpleNamespace(distributed_type=DistributedType.FSDP, print=said.append)
@@ -232,7 +232,7 @@ def test_fsdp_turns_figures_off_and_refuses_keep_best():
 
 # ------------------------------------------------------------------ input noise
 def test_lattice_noise_moves_codes_one_lattice_step_and_nothing_else():
-    from lm.data import LatticeNoise
+    from ecg2llm.lm.data import LatticeNoise
 
     levels = [8, 5, 3]  # unequal levels: the index basis matters
     noise = LatticeNoise(levels, 0.25, seed=7)

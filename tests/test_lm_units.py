@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from lm.baselines import NGramModel, fit_baselines
-from lm.checkpoints import lr_at
-from lm.model import build_model, padded_vocab_size, special_ids
-from lm.sampling import SamplingParams, draw, sample_tokens
-from tokenizer.errors import ConfigError
+from ecg2llm.core.errors import ConfigError
+from ecg2llm.lm.baselines import NGramModel, fit_baselines
+from ecg2llm.lm.checkpoints import lr_at
+from ecg2llm.lm.model import build_model, padded_vocab_size, special_ids
+from ecg2llm.lm.sampling import SamplingParams, draw, sample_tokens
 
 
 def _cfg(**kw):

@@ -11,9 +11,9 @@ import torch
 from conftest import synthetic_ecg, write_wfdb
 from lm_support import random_v2_lm, seed_tokenizer_dir
 
-from lm.conditioning import ConditionSpec
-from lm.control import ControlSpec, drop_conditions
-from tokenizer.errors import ConfigError
+from ecg2llm.core.errors import ConfigError
+from ecg2llm.lm.conditioning import ConditionSpec
+from ecg2llm.lm.control import ControlSpec, drop_conditions
 
 TINY = ["--n_layer", "2", "--d_model", "32", "--n_head", "2", "--context_length", "64", "--batch_size", "4",
         "--eval_crops", "8", "--final_eval_crops", "8", "--eval_batch_size", "8", "--log_every", "1",
@@ -69,7 +69,7 @@ def cinc_root() -> Path:
 
 
 def test_cinc2017_reader_on_real_data(cinc_root):
-    from lm.corpora import CINC_RHYTHM, read_cinc2017, read_cinc2017_labels
+    from ecg2llm.lm.corpora import CINC_RHYTHM, read_cinc2017, read_cinc2017_labels
 
     labels = read_cinc2017_labels(cinc_root)
     counts = {k: sum(v == k for v in labels.values()) for k in CINC_RHYTHM}
@@ -82,15 +82,15 @@ def test_cinc2017_reader_on_real_data(cinc_root):
 
 
 def test_cinc2017_missing_folder_says_where_to_get_it(tmp_path):
-    from lm.corpora import read_cinc2017_labels
-    from tokenizer.errors import DataNotFoundError
+    from ecg2llm.core.errors import DataNotFoundError
+    from ecg2llm.lm.corpora import read_cinc2017_labels
 
     with pytest.raises(DataNotFoundError, match="training2017.zip"):
         read_cinc2017_labels(tmp_path)
 
 
 def test_r_amplitude_proxy_tracks_qrs_height_not_offset_or_polarity():
-    from lm.corpora import r_amplitude_mv
+    from ecg2llm.lm.corpora import r_amplitude_mv
 
     x = synthetic_ecg(30, hr_bpm=75, seed=0).astype(np.float64)
     a = r_amplitude_mv(x, 360.0)
@@ -103,7 +103,7 @@ def test_r_amplitude_proxy_tracks_qrs_height_not_offset_or_polarity():
 
 def test_cinc2017_curation_on_real_data(cinc_root):
     """Label and amplitude filters name the recordings left out; the amplitude read is the real one."""
-    from lm.corpora import cinc2017_excluded, read_cinc2017_labels
+    from ecg2llm.lm.corpora import cinc2017_excluded, read_cinc2017_labels
 
     labels = dict(list(read_cinc2017_labels(cinc_root).items())[:60])
     assert cinc2017_excluded(labels) == set()
@@ -131,9 +131,9 @@ def seed_tok(tmp_path_factory) -> Path:
 
 
 def test_augmented_store_and_mixed_corpus(tmp_path, data_root, seed_tok):
-    from lm.corpora import augment, build_mitdb_store, draw_augmentation
-    from lm.mixture import MixedCorpus
-    from tokenizer.base import ECGTokenizer
+    from ecg2llm.lm.corpora import augment, build_mitdb_store, draw_augmentation
+    from ecg2llm.lm.mixture import MixedCorpus
+    from ecg2llm.tokenizer.base import ECGTokenizer
 
     tok = ECGTokenizer.from_pretrained(seed_tok)
     store = build_mitdb_store(tmp_path / "s", tok, data_root, records=["100", "101", "106", "108"],
@@ -170,12 +170,12 @@ def test_augmented_store_and_mixed_corpus(tmp_path, data_root, seed_tok):
 
 
 def test_lead_rotation_views_are_rotations_of_the_record_pair(tmp_path, data_root, seed_tok):
-    from lm.config import LMTrainConfig
-    from lm.corpora import augment, build_mitdb_store, draw_augmentation, rotate_leads
-    from lm.mixture import open_corpus
-    from tokenizer.base import ECGTokenizer
-    from tokenizer.data import read_record, resample
-    from tokenizer.errors import RecordError, StoreError
+    from ecg2llm.core.errors import RecordError, StoreError
+    from ecg2llm.lm.config import LMTrainConfig
+    from ecg2llm.lm.corpora import augment, build_mitdb_store, draw_augmentation, rotate_leads
+    from ecg2llm.lm.mixture import open_corpus
+    from ecg2llm.tokenizer.base import ECGTokenizer
+    from ecg2llm.tokenizer.data import read_record, resample
 
     # the rotation: power and timing kept, the identity at 0, its inverse at -deg, 90 deg swaps the leads
     a, b = synthetic_ecg(5, seed=1), synthetic_ecg(5, seed=2)
@@ -239,8 +239,8 @@ def test_augment_views_figure_on_a_real_record(tmp_path, data_root):
 def small_store(tmp_path_factory, data_root, seed_tok):
     """Records 100 (DS2), 101 (validation), 106 and 108 (DS1 training), every lead, no views: the store, an
     unconditional spec, and the MixedCorpus keywords (MLII and V1) of the crop-weighting tests."""
-    from lm.corpora import build_mitdb_store
-    from tokenizer.base import ECGTokenizer
+    from ecg2llm.lm.corpora import build_mitdb_store
+    from ecg2llm.tokenizer.base import ECGTokenizer
 
     tok = ECGTokenizer.from_pretrained(seed_tok)
     store = build_mitdb_store(tmp_path_factory.mktemp("small_store") / "s", tok, data_root,
@@ -250,9 +250,9 @@ def small_store(tmp_path_factory, data_root, seed_tok):
 
 
 def test_source_weights_set_each_database_share_of_training_crops(small_store):
-    from lm.config import LMTrainConfig
-    from lm.mixture import MixedCorpus
-    from tokenizer.errors import ConfigError
+    from ecg2llm.core.errors import ConfigError
+    from ecg2llm.lm.config import LMTrainConfig
+    from ecg2llm.lm.mixture import MixedCorpus
 
     store, spec, kw = small_store
     # the same records read as a second database: equal tokens, so unweighted crops split ~50/50
@@ -285,9 +285,9 @@ def test_source_weights_set_each_database_share_of_training_crops(small_store):
 
 
 def test_record_weights_set_a_records_share_of_its_database_crops(small_store):
-    from lm.config import LMTrainConfig
-    from lm.mixture import MixedCorpus
-    from tokenizer.errors import ConfigError
+    from ecg2llm.core.errors import ConfigError
+    from ecg2llm.lm.config import LMTrainConfig
+    from ecg2llm.lm.mixture import MixedCorpus
 
     store, spec, kw = small_store
     length, body = 40, 38
@@ -336,8 +336,8 @@ def test_record_weights_set_a_records_share_of_its_database_crops(small_store):
 
 
 def test_pretrain_then_finetune_end_to_end(tmp_path, data_root, seed_tok, capsys):
-    from lm.model import load_lm
-    from lm.train import main
+    from ecg2llm.lm.model import load_lm
+    from ecg2llm.lm.train import main
 
     common = ["--tokenizer", str(seed_tok), "--store", str(tmp_path / "store"), "--data_dir", str(data_root),
               "--records", "100,101,106,108", "--valid_records", "101", "--sources", "[mitdb]",
@@ -368,7 +368,7 @@ def v2_lm():
 
 
 def test_guidance_one_is_conditional_and_zero_is_unconditional_bit_for_bit(v2_lm):
-    from lm.guidance import sample_guided
+    from ecg2llm.lm.guidance import sample_guided
 
     kw = dict(n_samples=5, n_codes=100, conditions=["rhythm:N"], batch_size=3, seed=7)  # 100 codes > context
     plain = sample_guided(v2_lm, **kw)
@@ -386,7 +386,7 @@ def test_guidance_one_is_conditional_and_zero_is_unconditional_bit_for_bit(v2_lm
 
 
 def test_guidance_refuses_models_without_an_unconditional_branch(v2_lm):
-    from lm.guidance import sample_guided
+    from ecg2llm.lm.guidance import sample_guided
 
     spec = ControlSpec.of_model(v2_lm)
     v2_lm.config.ecg_conditioning = {**spec.to_dict(), "condition_dropout": 0.0}
@@ -400,7 +400,7 @@ def test_guidance_refuses_models_without_an_unconditional_branch(v2_lm):
 
 # ------------------------------------------------------------------------------------------ rhythm check
 def test_rhythm_check_separates_regular_from_irregular():
-    from lm.rhythm_check import rhythm_stats
+    from ecg2llm.lm.rhythm_check import rhythm_stats
 
     regular = [synthetic_ecg(10, hr_bpm=hr, seed=i) for i, hr in enumerate((60, 75, 90))]
     rng = np.random.default_rng(0)

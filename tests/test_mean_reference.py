@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from eval.beat_features import IRREGULARITY, RR_MEAN, beat_features, feature_names, with_features
-from eval.beats import CLASSES, cut_beats
-from eval.strong_classifier import CV_GRID, FOURTH_PASS_NS, StrongConfig, mean_reference_only, train_strong
+from ecg2llm.eval.beats import CLASSES, cut_beats
+from ecg2llm.eval.tstr.beat_features import IRREGULARITY, RR_MEAN, beat_features, feature_names, with_features
+from ecg2llm.eval.tstr.strong_classifier import CV_GRID, FOURTH_PASS_NS, StrongConfig, mean_reference_only, train_strong
 
 FS = 360.0
 
@@ -75,7 +75,7 @@ def test_mean_reference_ns_stage_finds_the_premature_majority_a_median_stage_mis
             rr[i], rr[i + 1] = 0.55 * rr[i], 1.3 * rr[i]
             cls[i + 1] = "S"
         train.append(_record(rr, cls, group=f"p{g}", seed=g))
-    from eval.beats import BeatSet
+    from ecg2llm.eval.beats import BeatSet
 
     train = BeatSet.concat(train)
     test, _ = _ectopic_majority()

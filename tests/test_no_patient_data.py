@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from lm_support import UniformBlockConfig, UniformBlockTokenizer, build_test_store
 
-from eval.testing import write_tiny_mitdb
+from ecg2llm.eval.testing import write_tiny_mitdb
 
 AGE, MEDS = "QZ97AGEMARK", "QZXMEDSMARK"  # in MIT-BIH headers: "# 69 M 1085 1629 x1" and "# Aldomet, Inderal"
 
@@ -23,11 +23,11 @@ def _add_patient_comments(db: Path) -> None:
 
 def test_header_comments_reach_no_output(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
-    from eval.score import main as score_main
-    from lm.forecast import main as forecast_main
-    from lm.generate import main as generate_main
-    from lm.train import main as train_main
-    from tokenizer.data import read_header
+    from ecg2llm.eval.score import main as score_main
+    from ecg2llm.lm.forecast import main as forecast_main
+    from ecg2llm.lm.generate import main as generate_main
+    from ecg2llm.lm.train import main as train_main
+    from ecg2llm.tokenizer.data import read_header
 
     root = write_tiny_mitdb(tmp_path / "data", ["100", "103", "101", "106"], seconds=150.0)
     _add_patient_comments(root / "mitdb")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lm.model import PRETRAINED_DIR
+from ecg2llm.lm.model import PRETRAINED_DIR
 
 pytestmark = pytest.mark.skipif(
     not (PRETRAINED_DIR / "default" / "config.json").is_file(), reason="no shipped default LM"
@@ -95,7 +95,7 @@ def test_forecast_shapes_rates_and_determinism(pipe):
     assert np.array_equal(f, pipe.forecast(prefix, fs=360, seconds=1, num_samples=4, seed=0))
     assert not np.array_equal(f, pipe.forecast(prefix, fs=360, seconds=1, num_samples=4, seed=1))
     # a prefix at another rate is resampled; a prefix that is not whole tokens is trimmed at its start
-    from tokenizer.data import resample
+    from ecg2llm.tokenizer.data import resample
 
     assert pipe.forecast(resample(prefix, 360, 250), fs=250, seconds=1, num_samples=2).shape == (2, 360)
     assert pipe.forecast(prefix[3:], seconds=0.5, num_samples=2).shape == (2, 180)
@@ -122,7 +122,7 @@ def test_tokenizer_round_trip(pipe):
 
 def test_save_pretrained_round_trip_and_generate_py(pipe, tmp_path):
     from ecg2llm import ECGPipeline
-    from lm.generate import main as generate_main
+    from ecg2llm.lm.generate import main as generate_main
 
     folder = pipe.save_pretrained(tmp_path / "my_model")
     want = {"config.json", "model.safetensors", "generation_config.json", "tokenizer"}
@@ -163,7 +163,7 @@ def test_dtype_and_bad_arguments(pipe):
 
 def test_tokenizer_override_must_match(pipe, tmp_path):
     from ecg2llm import ECGPipeline
-    from tokenizer.base import ECGTokenizer
+    from ecg2llm.tokenizer.base import ECGTokenizer
 
     same = ECGPipeline.from_pretrained("default", device="cpu", tokenizer="default")  # LM v2: tokenizer v2
     assert same.tokenizer.weights_hash == pipe.tokenizer.weights_hash
@@ -236,8 +236,8 @@ def test_hub_id_offline(pipe, tmp_path):
 
 def test_forecast_matches_lm_forecast_py(pipe, data_dir, tmp_path):
     """The facade and ``lm/forecast.py`` are one sampling path: same real prefix and seed, same forecasts."""
-    from lm.forecast import main as forecast_main
-    from tokenizer.forecasts import load_forecasts
+    from ecg2llm.lm.forecast import main as forecast_main
+    from ecg2llm.tokenizer.forecasts import load_forecasts
 
     out = tmp_path / "fc"
     assert forecast_main(["--model", "default", "--data_dir", str(data_dir), "--n_tasks", "2", "--k", "3",

@@ -4,7 +4,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tokenizer.quantize import UniformQuantizer
+from ecg2llm.tokenizer.quantize import UniformQuantizer
 
 floats = st.floats(min_value=-50, max_value=50, allow_nan=False, width=32)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eval.beat_features import FEATURE_SETS, beat_features, feature_names, with_features
-from eval.beats import RHYTHM_NAMES, BeatSet, cut_beats, rhythm_features
+from ecg2llm.eval.beats import RHYTHM_NAMES, BeatSet, cut_beats, rhythm_features
+from ecg2llm.eval.tstr.beat_features import FEATURE_SETS, beat_features, feature_names, with_features
 
 FS = 360.0
 
@@ -96,8 +96,8 @@ def test_two_stage_reads_both_stages_from_the_tstr_feature_union():
     # TSTR computes the union of the trees' and the second stage's feature sets on whole records
     from dataclasses import replace
 
-    from eval.strong_classifier import CV_GRID, StrongConfig
-    from eval.tstr import _feature_sets
+    from ecg2llm.eval.tstr.strong_classifier import CV_GRID, StrongConfig
+    from ecg2llm.eval.tstr.study import _feature_sets
 
     for cfg in [StrongConfig()] + [replace(StrongConfig(), **v) for v in CV_GRID.values()]:
         union = set().union(*(feature_names(f) for f in _feature_sets(cfg)))
@@ -107,7 +107,7 @@ def test_two_stage_reads_both_stages_from_the_tstr_feature_union():
 
 
 def test_two_stage_with_a_tree_second_stage_learns_premature_beats_in_regular_rhythm():
-    from eval.strong_classifier import StrongConfig, cross_validate
+    from ecg2llm.eval.tstr.strong_classifier import StrongConfig, cross_validate
 
     rng = np.random.default_rng(0)
     sets = []
@@ -129,7 +129,7 @@ def test_two_stage_with_a_tree_second_stage_learns_premature_beats_in_regular_rh
     assert np.asarray(r["confusion"]).sum() == len(b)
     assert r["per_class"]["S"]["f1"] > 0.9 and r["per_class"]["N"]["f1"] > 0.95
     with pytest.raises(ValueError, match="second_model"):
-        from eval.strong_classifier import train_strong
+        from ecg2llm.eval.tstr.strong_classifier import train_strong
 
         train_strong(b, StrongConfig(second_model="svm"))
 

@@ -40,7 +40,7 @@ class _Payload:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> tuple[Path, list[str]]:
     """A 2-step tiny training run with a checkpoint at every step."""
-    from lm.train import main
+    from ecg2llm.lm.train import main
 
     tmp = tmp_path_factory.mktemp("safe")
     x = synthetic_ecg(40)
@@ -68,7 +68,7 @@ def test_checkpoint_holds_only_the_expected_files(run):
 
 @pytest.mark.parametrize("name", ["custom_checkpoint_0.pkl", "random_states_0.pkl", "optimizer.bin", "extra.pt"])
 def test_resume_refuses_an_unexpected_or_unsafe_pickle(run, name, tmp_path, capsys):
-    from lm.train import main
+    from ecg2llm.lm.train import main
 
     out, args = run
     ck = out / "checkpoints" / "checkpoint_1"

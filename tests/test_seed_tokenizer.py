@@ -5,10 +5,10 @@ import pytest
 import torch
 from conftest import synthetic_ecg
 
-from tokenizer import ECGTokenizer, SeedTokenizer, SeedTokenizerConfig
-from tokenizer.errors import TokenizerError
-from tokenizer.models.seed import DimReduction
-from tokenizer.training.seed import TrainConfig, fit
+from ecg2llm.core.errors import TokenizerError
+from ecg2llm.tokenizer import ECGTokenizer, SeedTokenizer, SeedTokenizerConfig
+from ecg2llm.tokenizer.models.seed import DimReduction
+from ecg2llm.tokenizer.training.seed import TrainConfig, fit
 
 BLOCK_SIZES = (250, 125, 50, 25, 10, 5, 2)
 
@@ -98,7 +98,7 @@ def test_save_load_round_trip(tmp_path):
 def test_resamples_input_to_tokenizer_rate():
     tok = _trained()
     x360 = synthetic_ecg(10, seed=2)
-    from tokenizer.data import resample
+    from ecg2llm.tokenizer.data import resample
     x250 = resample(x360, 360, 250)
     ids, st = tok.encode(x250, 250)
     assert st["n_samples"] == len(x360)
@@ -148,7 +148,7 @@ def test_missing_tokenizer_folder(tmp_path):
 
 def test_interface_on_a_real_ds2_record(data_dir):
     """The documented interface on DS2 record 100 (first 60 s), for both readings, at 360 and 250 Hz input."""
-    from tokenizer import read_record
+    from ecg2llm.tokenizer import read_record
 
     rec = read_record("100", data_dir, annotations=False)
     x = rec.signal[: 60 * 360]
@@ -158,7 +158,7 @@ def test_interface_on_a_real_ds2_record(data_dir):
         assert len(ids) == -(-len(x) // 250) * 250 / tok.samples_per_token and ids.max() < tok.vocab_size
         y = tok.decode(ids, state)
         assert y.shape == x.shape and y.dtype == np.float32
-    from tokenizer.data import resample
+    from ecg2llm.tokenizer.data import resample
 
     ids250, st = tok.encode(resample(x, 360, 250), 250)
     assert st["n_samples"] == len(x)

@@ -1,4 +1,4 @@
-"""``tokenizer/tokenize.py`` under a real 2-process ``accelerate launch`` (CPU, gloo): the sharded store holds
+"""``tokenizer/tokenize_db.py`` under a real 2-process ``accelerate launch`` (CPU, gloo): the sharded store holds
 byte for byte the tokens of a one-process build, under the same global index; a failing process leaves the
 previous store."""
 import json
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from conftest import REPO, free_port
 
-from tokenizer.build_store import TokenizeConfig, build_store
-from tokenizer.shards import ShardedArray
-from tokenizer.store import TokenStore
+from ecg2llm.tokenizer.build_store import TokenizeConfig, build_store
+from ecg2llm.tokenizer.shards import ShardedArray
+from ecg2llm.tokenizer.store import TokenStore
 
 RECORDS = "100,101,114"
 
@@ -19,7 +19,7 @@ RECORDS = "100,101,114"
 def _launch(launcher: list[str], out, tiny_db) -> subprocess.CompletedProcess:
     if "--num_processes" in launcher and "--main_process_port" not in launcher:
         launcher = [*launcher, "--main_process_port", str(free_port())]
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", *launcher, "tokenizer/tokenize.py", "--out", str(out),
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", *launcher, "tokenizer/tokenize_db.py", "--out", str(out),
            "--data_dir", str(tiny_db), "--records", RECORDS, "--leads", "all", "--download", "false"]
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "WANDB_MODE": "disabled", "HOME": str(out.parent)}
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)

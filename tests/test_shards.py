@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from tokenizer import SeedTokenizer, SeedTokenizerConfig
-from tokenizer.build_store import TokenizeConfig, _write_shard, build_store
-from tokenizer.data import resolve_data_dir
-from tokenizer.errors import StoreError
-from tokenizer.shards import ShardedArray, merge_shards, plan_shards, shard_name
-from tokenizer.store import TokenStore
+from ecg2llm.core.errors import StoreError
+from ecg2llm.tokenizer import SeedTokenizer, SeedTokenizerConfig
+from ecg2llm.tokenizer.build_store import TokenizeConfig, _write_shard, build_store
+from ecg2llm.tokenizer.data import resolve_data_dir
+from ecg2llm.tokenizer.shards import ShardedArray, merge_shards, plan_shards, shard_name
+from ecg2llm.tokenizer.store import TokenStore
 
 RECORDS = ["100", "101", "114"]
 
@@ -86,7 +86,7 @@ def seed_tok(tmp_path):
 
 def _sharded(tiny_db, tok_path, folder, world=2):
     """The store a ``world``-process build writes, made here shard by shard."""
-    from tokenizer import ECGTokenizer
+    from ecg2llm.tokenizer import ECGTokenizer
 
     tok = ECGTokenizer.from_pretrained(tok_path)
     cfg = TokenizeConfig(out=str(folder), tokenizer=str(tok_path), data_dir=str(tiny_db), records=RECORDS,
@@ -121,7 +121,7 @@ def test_merged_index_matches_the_one_process_store(tiny_db, seed_tok, tmp_path)
 
 
 def test_lm_readers_work_on_a_sharded_store_without_loading_it(tiny_db, seed_tok, tmp_path):
-    from lm.data import TrainBatches, tile_crops
+    from ecg2llm.lm.data import TrainBatches, tile_crops
 
     store = _sharded(tiny_db, seed_tok, tmp_path / "two")
     assert all(isinstance(p, np.memmap) for p in store.tokens.parts)  # shards stay on disk

@@ -1,9 +1,9 @@
 """Inter-patient split: DS1/DS2 disjoint by record, paced records excluded, validation = whole DS1 records."""
 import pytest
 
-from tokenizer.data import MITDB_RECORDS
-from tokenizer.errors import ConfigError
-from tokenizer.splits import DS1, DS2, PACED, inter_patient_split, intra_record_split
+from ecg2llm.core.errors import ConfigError
+from ecg2llm.tokenizer.data import MITDB_RECORDS
+from ecg2llm.tokenizer.splits import DS1, DS2, PACED, inter_patient_split, intra_record_split
 
 
 def test_ds1_ds2_paced_partition_mitdb():

@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from tokenizer import SeedTokenizer, SeedTokenizerConfig
-from tokenizer.build_store import TokenizeConfig, build_store
-from tokenizer.errors import StoreError
-from tokenizer.store import TokenStore
+from ecg2llm.core.errors import StoreError
+from ecg2llm.tokenizer import SeedTokenizer, SeedTokenizerConfig
+from ecg2llm.tokenizer.build_store import TokenizeConfig, build_store
+from ecg2llm.tokenizer.store import TokenStore
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def store(tiny_db, tok_dir, tmp_path):
 
 
 def test_store_matches_direct_encoding(store, tiny_db, tok_dir):
-    from tokenizer import ECGTokenizer, read_record
+    from ecg2llm.tokenizer import ECGTokenizer, read_record
 
     tok = ECGTokenizer.from_pretrained(tok_dir)
     assert len(store.entries()) == 6  # 3 records x 2 leads

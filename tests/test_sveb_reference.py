@@ -7,9 +7,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from eval.beat_features import AVG_RR, SLOWER_RR, beat_features, feature_names, pwave_block, with_features
-from eval.beats import CLASSES, REFERENCE_NAMES, BeatSet, cut_beats, reference_features
-from eval.strong_classifier import CV_GRID, StrongConfig, cross_validate, train_strong
+from ecg2llm.eval.beats import CLASSES, REFERENCE_NAMES, BeatSet, cut_beats, reference_features
+from ecg2llm.eval.tstr.beat_features import AVG_RR, SLOWER_RR, beat_features, feature_names, pwave_block, with_features
+from ecg2llm.eval.tstr.strong_classifier import CV_GRID, StrongConfig, cross_validate, train_strong
 
 FS = 360.0
 
@@ -154,7 +154,7 @@ def test_s_threshold_only_moves_beats_between_n_and_s_and_cv_shares_the_fitted_s
 
 
 def test_third_pass_rows_keep_the_shared_vf_stage_and_name_their_threshold():
-    from eval.tstr import _feature_sets
+    from ecg2llm.eval.tstr.study import _feature_sets
 
     for v in CV_GRID.values():  # TSTR computes every member's features on whole records, the view's too
         cfg = replace(StrongConfig(), **v)
@@ -168,8 +168,8 @@ def test_third_pass_rows_keep_the_shared_vf_stage_and_name_their_threshold():
 
 
 def test_ns_stage_trained_on_n_and_s_only_and_monotone_in_prematurity():
-    from eval.beat_features import feature_names as names_of
-    from eval.strong_classifier import PREMATURITY, _features
+    from ecg2llm.eval.tstr.beat_features import feature_names as names_of
+    from ecg2llm.eval.tstr.strong_classifier import PREMATURITY, _features
 
     fs = "rr+rhythm+avg+slower"
     beats = with_features(_train_set(), "rr+morph+patient", fs)
@@ -195,7 +195,7 @@ def test_every_cv_row_replays_the_config_it_was_run_with():
     from dataclasses import asdict
     from pathlib import Path
 
-    from eval.strong_classifier import ROW_NEUTRAL
+    from ecg2llm.eval.tstr.strong_classifier import ROW_NEUTRAL
 
     cv = json.loads((Path(__file__).resolve().parents[1] / "docs/results/beat_cv.json").read_text())
     assert set(CV_GRID) <= set(cv["results"])
@@ -209,19 +209,19 @@ def test_every_cv_row_replays_the_config_it_was_run_with():
     # the defaults are the chosen row, and that row was chosen without DS2
     chosen = cv["chosen"]
     assert asdict(replace(StrongConfig(), **CV_GRID[chosen])) == asdict(StrongConfig())
-    from eval.strong_classifier import mean_reference_only
+    from ecg2llm.eval.tstr.strong_classifier import mean_reference_only
 
     eligible = [k for k in cv["results"] if cv.get("choose", "any") == "any" or mean_reference_only(CV_GRID[k])]
     assert sorted(eligible) == sorted(cv.get("eligible", eligible))
     assert max(eligible, key=lambda k: cv["results"][k]["macro_f1"]) == chosen
     assert cv.get("best_any", chosen) == max(cv["results"], key=lambda k: cv["results"][k]["macro_f1"])
-    from tokenizer.splits import DS1, DS2
+    from ecg2llm.tokenizer.splits import DS1, DS2
 
     assert sorted(cv["records"]) == sorted(DS1) and not set(cv["records"]) & set(DS2)
 
 
 def test_ns_stage_without_s_beats_calls_no_s():
-    from eval.tstr import _feature_sets
+    from ecg2llm.eval.tstr.study import _feature_sets
 
     beats = with_features(_train_set(), *_feature_sets(StrongConfig()))
     no_s = beats.subset(np.flatnonzero(beats.y != CLASSES.index("S")))

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy.signal import welch
 
-from tokenizer.base import ECGTokenizer
-from tokenizer.errors import TokenizerError
-from tokenizer.texture_bank import TEXTURE_FILE, TextureBank, detect_lines, fit_texture_bank
+from ecg2llm.core.errors import TokenizerError
+from ecg2llm.tokenizer.base import ECGTokenizer
+from ecg2llm.tokenizer.texture_bank import TEXTURE_FILE, TextureBank, detect_lines, fit_texture_bank
 
 FS = 360.0
 
@@ -35,7 +35,7 @@ def test_detect_lines_finds_planted_mains_and_nothing_in_white_noise():
 @pytest.fixture(scope="module")
 def planted(data_dir):
     """The shipped tokenizer with a bank fitted on 3 DS1 training minutes plus a planted 60 Hz tone."""
-    from tokenizer.data import read_record
+    from ecg2llm.tokenizer.data import read_record
 
     tok = copy.deepcopy(ECGTokenizer.from_pretrained("default"))
     t = np.arange(int(180 * FS)) / FS
@@ -96,7 +96,7 @@ def test_bad_texture_files_are_refused_with_a_clear_error(planted, tmp_path):
 def test_shipped_tokenizer_and_lms_decode_with_the_bank():
     import json
 
-    from lm.model import PRETRAINED_DIR, load_tokenizer_for
+    from ecg2llm.lm.model import PRETRAINED_DIR, load_tokenizer_for
 
     tok = ECGTokenizer.from_pretrained("default")
     assert tok.texture_kind == "bank" and isinstance(tok.texture_bank, TextureBank)
@@ -113,9 +113,9 @@ def test_shipped_tokenizer_and_lms_decode_with_the_bank():
 
 def test_shipped_texture_discriminator_on_ds2_excerpt_within_bound(data_dir):
     """Texture round trip of DS2 (first 10 min of each record) against the originals."""
-    from tokenizer.evaluation import load_signals
-    from tokenizer.splits import DS2
-    from tokenizer.texture_check import discriminator_score, to_windows, window_features
+    from ecg2llm.tokenizer.evaluation import load_signals
+    from ecg2llm.tokenizer.splits import DS2
+    from ecg2llm.tokenizer.texture_check import discriminator_score, to_windows, window_features
 
     tok = ECGTokenizer.from_pretrained("default")
     real, fake, groups = [], [], []
@@ -131,8 +131,8 @@ def test_shipped_texture_discriminator_on_ds2_excerpt_within_bound(data_dir):
 
 def test_v2_trainer_fits_and_saves_a_texture_bank(data_dir, tmp_path):
     """``tokenizer/train.py`` for fsq2 with ``fit_texture: true`` writes texture.safetensors (a few steps)."""
-    from tokenizer.training import fsq2 as fsq2_training
-    from tokenizer.utils.config import parse_config
+    from ecg2llm.core.config import parse_config
+    from ecg2llm.tokenizer.training import fsq2 as fsq2_training
 
     argv = ["--config", "configs/tokenizer/fsq2_default.yaml", "--steps", "4", "--eval_every", "2",
             "--valid_seconds", "10", "--cinc_records", "0", "--pool_cache", "", "--max_minutes", "0",

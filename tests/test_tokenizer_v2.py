@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from tokenizer.base import PRETRAINED_DIR, ECGTokenizer
-from tokenizer.baseline import (
+from ecg2llm.core.errors import DataNotFoundError, TokenizerError
+from ecg2llm.tokenizer.base import PRETRAINED_DIR, ECGTokenizer
+from ecg2llm.tokenizer.baseline import (
     band_filter,
     baseline_bits_per_second,
     estimate_knots,
@@ -16,8 +17,7 @@ from tokenizer.baseline import (
     split_baseline,
     wander,
 )
-from tokenizer.errors import DataNotFoundError, TokenizerError
-from tokenizer.fsq2_tokenizer import FSQ2Tokenizer, FSQ2TokenizerConfig
+from ecg2llm.tokenizer.fsq2_tokenizer import FSQ2Tokenizer, FSQ2TokenizerConfig
 
 FS = 360.0
 CARD = json.loads((PRETRAINED_DIR / "default" / "card.json").read_text())
@@ -79,7 +79,7 @@ def v2():
 
 @pytest.fixture(scope="module")
 def rec100(data_dir):
-    from tokenizer.data import read_record
+    from ecg2llm.tokenizer.data import read_record
 
     return read_record("100", data_dir, annotations=False).signal[: int(60 * FS)]
 
@@ -122,8 +122,8 @@ def test_decode_without_state_is_the_band_in_mv(v2, rec100):
 
 
 def test_default_band_error_on_ds2_excerpt_within_stated_bound(v2, data_dir):
-    from tokenizer.evaluation import load_signals
-    from tokenizer.robustness import band_errors
+    from ecg2llm.tokenizer.evaluation import load_signals
+    from ecg2llm.tokenizer.robustness import band_errors
 
     sigs = load_signals(CARD["excerpt_records"], data_dir, seconds=60)
     assert band_errors(v2, sigs)["rmse_uv"] <= CARD["excerpt_band_bound_rmse_uv"]
@@ -154,7 +154,7 @@ def test_default_has_no_seam_at_window_edges(v2, rec100):
 
 # ----------------------------------------------------------------------------- v1 and the LMs
 def test_v1_still_loads_with_its_recorded_hash():
-    from tokenizer.fsq_tokenizer import FSQTokenizer
+    from ecg2llm.tokenizer.fsq_tokenizer import FSQTokenizer
 
     v1 = ECGTokenizer.from_pretrained("v1")
     assert isinstance(v1, FSQTokenizer)
@@ -162,7 +162,7 @@ def test_v1_still_loads_with_its_recorded_hash():
 
 
 def test_shipped_lms_carry_the_tokenizer_they_were_trained_on():
-    from lm.model import PRETRAINED_DIR as LM_DIR
+    from ecg2llm.lm.model import PRETRAINED_DIR as LM_DIR
 
     want = {"default": "default", "conditional": "default", "v1": "v1", "v1-conditional": "v1"}
     for name, tok_name in want.items():
@@ -177,7 +177,7 @@ def test_shipped_lms_carry_the_tokenizer_they_were_trained_on():
 
 # ----------------------------------------------------------------------------- CinC 2017
 def test_cinc2017_reader(data_dir):
-    from tokenizer.cinc2017 import cinc2017_labels, cinc2017_records, read_cinc2017
+    from ecg2llm.tokenizer.cinc2017 import cinc2017_labels, cinc2017_records, read_cinc2017
 
     try:
         recs = cinc2017_records(data_dir)
@@ -192,7 +192,7 @@ def test_cinc2017_reader(data_dir):
 
 
 def test_cinc2017_missing_says_where_to_get_it(tmp_path):
-    from tokenizer.cinc2017 import read_cinc2017
+    from ecg2llm.tokenizer.cinc2017 import read_cinc2017
 
     with pytest.raises(DataNotFoundError, match="challenge-2017"):
         read_cinc2017("A00001", tmp_path)
@@ -201,7 +201,7 @@ def test_cinc2017_missing_says_where_to_get_it(tmp_path):
 @pytest.mark.parametrize("iterations,method,thr", [(1, "linear", 0.0), (3, "linear", 0.05), (3, "cubic", 0.0),
                                                     (2, "cubic", 0.05)])
 def test_numpy_inference_path_matches_the_training_path(iterations, method, thr):
-    from tokenizer.baseline import estimate_knots_np, interpolate_knots_np
+    from ecg2llm.tokenizer.baseline import estimate_knots_np, interpolate_knots_np
 
     rng = np.random.default_rng(0)
     for t in (5, 180, 181, 36001):
@@ -214,7 +214,7 @@ def test_numpy_inference_path_matches_the_training_path(iterations, method, thr)
 
 
 def test_linear_interpolation_is_np_interp_bit_for_bit():
-    from tokenizer.baseline import interpolate_knots_np
+    from ecg2llm.tokenizer.baseline import interpolate_knots_np
 
     rng = np.random.default_rng(1)
     for hop, n in ((180, 1), (180, 90), (180, 91), (180, 36001), (7, 1000), (2, 9)):
@@ -224,7 +224,7 @@ def test_linear_interpolation_is_np_interp_bit_for_bit():
 
 
 def test_refined_baseline_follows_fast_wander_better():
-    from tokenizer.baseline import estimate_knots_np, interpolate_knots_np
+    from ecg2llm.tokenizer.baseline import estimate_knots_np, interpolate_knots_np
 
     t = 36000
     w = wander(t, FS, 2.0, 0.5, 0.7).astype(np.float32)
@@ -245,7 +245,7 @@ def test_one_pass_estimator_is_the_trained_with_one_and_refinement_changes_few_t
     import copy
     import hashlib
 
-    from tokenizer.data import read_record
+    from ecg2llm.tokenizer.data import read_record
 
     one = copy.deepcopy(v2)
     one.config.baseline_iterations = 1
@@ -260,7 +260,7 @@ def test_one_pass_estimator_is_the_trained_with_one_and_refinement_changes_few_t
 
 
 def test_local_re_measurement_equals_re_measuring_every_window():
-    from tokenizer.baseline import _median_knots_np, estimate_knots_np, interpolate_knots_np
+    from ecg2llm.tokenizer.baseline import _median_knots_np, estimate_knots_np, interpolate_knots_np
 
     def full(x, iterations, method, thr):  # every window re-measured in every pass
         k = _median_knots_np(x, 180)

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from eval.beat_classifier import ClassifierConfig, beat_metrics, train_classifier
-from eval.beats import AFTER, BEFORE, CLASSES, BeatSet, cut_beats, real_beats, rr_features
-from eval.strong_classifier import MODELS, StrongConfig
+from ecg2llm.eval.beat_classifier import ClassifierConfig, beat_metrics, train_classifier
+from ecg2llm.eval.beats import AFTER, BEFORE, CLASSES, BeatSet, cut_beats, real_beats, rr_features
+from ecg2llm.eval.tstr.strong_classifier import MODELS, StrongConfig
 
 
 def test_rr_features_of_a_regular_rhythm():
@@ -71,7 +71,7 @@ def test_classifier_learns_separable_classes_and_is_seeded():
 
 
 def test_agreement_filter_keeps_exactly_the_beats_the_classifier_labels_alike():
-    from eval.tstr import agreed_beats
+    from ecg2llm.eval.tstr.study import agreed_beats
 
     y = np.array([1, 2, 3, 1, 2, 3])
     beats = BeatSet(np.arange(6, dtype=np.float32)[:, None].repeat(256, 1), np.zeros((6, 4), np.float32), y,
@@ -149,7 +149,7 @@ def test_tstr_script_end_to_end_on_tiny_data(tmp_path, data_dir):
 
     # a second run reuses the generated sets (same model, seeds, settings) and reproduces the arms;
     # hand-written notes below the marker of the docs page survive it
-    from eval.tstr_report import NOTES_MARKER
+    from ecg2llm.eval.tstr.report import NOTES_MARKER
 
     stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "syn").glob("*/manifest.json")}
     docs = tmp_path / "docs" / "tstr.md"
@@ -182,7 +182,7 @@ def test_tstr_checks_the_database_before_generating(tmp_path, capsys):
 def test_report_names_the_chosen_classifier(model, word):
     from dataclasses import asdict
 
-    from eval.tstr_report import _classifier_line
+    from ecg2llm.eval.tstr.report import _classifier_line
 
     cfg = StrongConfig(model=model, feature_set="rr+compact")
     line = _classifier_line({"config": {"classifier": "trees"}, "classifier": {"config": asdict(cfg)}})

@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from tokenizer.base import ECGTokenizer
-from tokenizer.baseline import n_knots
-from tokenizer.errors import TokenizerError
-from tokenizer.wander import WANDER_FILE, WanderModel, fit_wander, wander_log_rms
+from ecg2llm.core.errors import TokenizerError
+from ecg2llm.tokenizer.base import ECGTokenizer
+from ecg2llm.tokenizer.baseline import n_knots
+from ecg2llm.tokenizer.wander import WANDER_FILE, WanderModel, fit_wander, wander_log_rms
 
 SHIPPED_HASH = "1d93e402062b09aaa89cf90105d8ee70996c414967ff96eddee19cba9279b7fc"
 
@@ -97,7 +97,7 @@ def test_shipped_lm_copies_carry_the_same_wander_model(v2):
 def test_lm_loader_reads_the_wander_model():
     from pathlib import Path
 
-    from lm.model import load_tokenizer_for
+    from ecg2llm.lm.model import load_tokenizer_for
 
     root = Path(__file__).resolve().parents[1]
     folder = root / "lm/pretrained/default"
@@ -111,7 +111,7 @@ def test_lm_loader_reads_the_wander_model():
 
 
 def test_wander_metric_matches_the_scorecard():
-    from eval.clinical import texture_features
+    from ecg2llm.eval.scorecard.clinical import texture_features
 
     rng = np.random.default_rng(0)
     w = np.cumsum(rng.standard_normal((4, 3600)), axis=1) * 0.01
@@ -130,8 +130,8 @@ def test_fit_recovers_a_known_model():
 def test_sampled_wander_sits_inside_the_real_ds1_distribution(v2, data_dir):
     """Median 10-s wander of sampled baselines within the real DS1-train baselines' interquartile range, and
     the sampled interquartile range overlapping most of the real one."""
-    from tokenizer.data import read_record
-    from tokenizer.splits import inter_patient_split
+    from ecg2llm.tokenizer.data import read_record
+    from ecg2llm.tokenizer.splits import inter_patient_split
 
     win = 3600
     real = []
@@ -162,7 +162,7 @@ def test_shipped_lm_accepts_a_re_saved_copy_of_its_tokenizer(v2, tmp_path):
     written before them, must still match it once defaults are filled in - and still refuse other configs."""
     from pathlib import Path
 
-    from lm.model import load_tokenizer_for
+    from ecg2llm.lm.model import load_tokenizer_for
 
     root = Path(__file__).resolve().parents[1]
     cfg = json.loads((root / "lm/pretrained/conditional/config.json").read_text())  # recorded before them

@@ -1,13 +1,14 @@
 """Stage 1 of ecg2llm: ECG data, tokenizers (ECG in mV <-> integer tokens), and the token store.
 
->>> from tokenizer import ECGTokenizer
+>>> from ecg2llm.tokenizer import ECGTokenizer
 >>> tok = ECGTokenizer.from_pretrained("default")        # doctest: +SKIP
 >>> ids, state = tok.encode(signal_mv, fs)               # doctest: +SKIP
 >>> x_hat = tok.decode(ids, state)                       # doctest: +SKIP
 """
+from ecg2llm.core.errors import ConfigError, DataNotFoundError, ECG2LLMError, RecordError, StoreError, TokenizerError
+
 from .base import ECGTokenizer, register_tokenizer
 from .data import ECGRecord, ensure_database, read_record, resolve_data_dir
-from .errors import ConfigError, DataNotFoundError, ECG2LLMError, RecordError, StoreError, TokenizerError
 from .seed_tokenizer import SeedTokenizer, SeedTokenizerConfig
 from .splits import DS1, DS2, PACED, inter_patient_split
 

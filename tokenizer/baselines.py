@@ -17,7 +17,7 @@ All three share one front end, so they differ only in how a value becomes a toke
   ``decode(ids, None)`` raises because the ids alone do not give mV.
 
 Every one has an empty state dict (nothing is trained); they are registered tokenizer types so the
-harness (``tokenizer.evaluation.evaluate_tokenizer``) treats them exactly like the learned ones.
+harness (``ecg2llm.tokenizer.evaluation.evaluate_tokenizer``) treats them exactly like the learned ones.
 """
 from __future__ import annotations
 
@@ -26,8 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ecg2llm.core.errors import TokenizerError
+
 from .base import ECGTokenizer, register_tokenizer
-from .errors import TokenizerError
 
 CHRONOS_LIMIT = 15.0  # Chronos' bin range [-15, 15] on mean-scaled values (Ansari et al. 2024, Sec. 3.1)
 

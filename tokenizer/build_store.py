@@ -1,10 +1,10 @@
-"""Tokenize a WFDB database into a token store (library side of ``tokenizer/tokenize.py``).
+"""Tokenize a WFDB database into a token store (library side of ``tokenizer/tokenize_db.py``).
 
 One process writes a one-file store. Several processes (``accelerate launch`` / ``torchrun`` of
-``tokenizer/tokenize.py``, each calling :func:`build_store` with its :class:`ProcessGroup`) each tokenize a
-contiguous run of records, balanced by length (:func:`tokenizer.shards.plan_shards`), into their own shard
+``tokenizer/tokenize_db.py``, each calling :func:`build_store` with its :class:`ProcessGroup`) each tokenize a
+contiguous run of records, balanced by length (:func:`ecg2llm.tokenizer.shards.plan_shards`), into their own shard
 folder inside the main process's temporary store folder; after every shard is complete the main process
-writes the global index (:func:`tokenizer.shards.merge_shards`) and renames the folder into place. A
+writes the global index (:func:`ecg2llm.tokenizer.shards.merge_shards`) and renames the folder into place. A
 process that fails makes every process raise (its message is gathered), and nothing is renamed: the
 previous store, or none, stays.
 """
@@ -17,19 +17,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ecg2llm.core.distributed import ProcessGroup
+from ecg2llm.core.errors import ConfigError, RecordError, StoreError
+from ecg2llm.core.io import atomic_path, ensure_writable_dir, git_sha, versions
+
 from .base import ECGTokenizer
 from .data import MITDB_RECORDS, ensure_database, read_header, read_record, resolve_data_dir
-from .errors import ConfigError, RecordError, StoreError
 from .shards import merge_shards, plan_shards, shard_name
 from .splits import PACED, inter_patient_split
 from .store import StoreWriter, TokenStore
-from .utils.distributed import ProcessGroup
-from .utils.io import atomic_path, ensure_writable_dir, git_sha, versions
 
 
 @dataclass
 class TokenizeConfig:
-    """What to tokenize and where (``python -m tokenizer.tokenize --help`` lists these as flags)."""
+    """What to tokenize and where (``python -m ecg2llm.tokenizer.tokenize_db --help`` lists these as flags)."""
 
     out: str = "runs/store"              # store folder (replaced atomically if it exists)
     tokenizer: str = "default"           # tokenizer folder or "default" (the shipped one)

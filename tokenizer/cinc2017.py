@@ -21,8 +21,9 @@ from typing import Sequence
 
 import numpy as np
 
+from ecg2llm.core.errors import DataNotFoundError, RecordError
+
 from .data import _UNIT_SCALE, ENV_VAR, fill_nan_gaps, read_header, resample, resolve_data_dir
-from .errors import DataNotFoundError, RecordError
 
 DB = "cinc2017"
 FS = 300.0

@@ -23,8 +23,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ecg2llm.core.errors import DataNotFoundError, RecordError
+
 from .ecg import BEAT_SYMBOLS
-from .errors import DataNotFoundError, RecordError
 
 ENV_VAR = "ECG2LLM_DATA"
 DEFAULT_ROOT = Path("~/.cache/ecg2llm")

@@ -2,7 +2,7 @@
 names, R-peak refinement, and WFDB annotation files for generated records.
 
 Stage 1 owns them because they describe the data (the ``.atr`` annotations of MIT-BIH); the LM's control
-tokens (:mod:`lm.conditioning`) and stage 3's beat cutting (:mod:`eval.beats`) both build on them.
+tokens (:mod:`ecg2llm.lm.conditioning`) and stage 3's beat cutting (:mod:`ecg2llm.eval.beats`) both build on them.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 One harness for the learned tokenizers and the baselines, so every row of the rate-distortion study is
 measured the same way::
 
-    from tokenizer.evaluation import evaluate_tokenizer, load_signals
+    from ecg2llm.tokenizer.evaluation import evaluate_tokenizer, load_signals
     signals = load_signals(DS2, data_dir)                 # {record: mV array}, MLII
     result = evaluate_tokenizer(tok, signals)             # dict, see below
 

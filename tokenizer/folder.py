@@ -36,8 +36,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from .errors import ECG2LLMError
-from .utils.io import atomic_path, write_json
+from ecg2llm.core.errors import ECG2LLMError
+from ecg2llm.core.io import atomic_path, write_json
 
 FORMAT = "ecg2llm.ecg-folder"
 VERSION = 1

@@ -1,5 +1,5 @@
 """Forecast tasks from real recordings and the forecast file format: written by ``lm/forecast.py``,
-scored by ``eval/score.py --forecast`` (:mod:`eval.metrics.forecast`).
+scored by ``eval/score.py --forecast`` (:mod:`ecg2llm.eval.scorecard.metrics.forecast`).
 
 Forecast file format (``forecast.npz``, written by :func:`save_forecasts`, read by :func:`load_forecasts`;
 numpy arrays only, no pickle)::
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ECG2LLMError
-from .utils.io import atomic_path
+from ecg2llm.core.errors import ECG2LLMError
+from ecg2llm.core.io import atomic_path
 
 
 class ForecastError(ECG2LLMError, ValueError):
@@ -93,7 +93,7 @@ def load_forecasts(path: str | Path) -> dict[str, np.ndarray]:
         p = p / "forecast.npz"
     if not p.is_file():
         raise ForecastError(f"no forecast file at {p}; write one with lm/forecast.py "
-                            "(tokenizer.forecasts.save_forecasts)")
+                            "(ecg2llm.tokenizer.forecasts.save_forecasts)")
     try:
         with np.load(p, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

@@ -2,30 +2,30 @@
 
 .. code-block:: python
 
-    from tokenizer import ECGTokenizer
+    from ecg2llm.tokenizer import ECGTokenizer
     tok = ECGTokenizer.from_pretrained("default")                # this type since tokenizer v2
     ids, state = tok.encode(signal_mv, fs=500)                   # any rate, any DC offset / wander
     full = tok.decode(ids, state)                                # the whole signal in mV
     band = tok.decode(ids)                                       # the ECG band in mV (what an LM generates)
     real = tok.decode(ids, texture=True, seed=0)                 # + sampled noise / mains / fine detail
 
-Encode: the signal (resampled to ``fs``) is split by :mod:`tokenizer.baseline` into a slow baseline (median
+Encode: the signal (resampled to ``fs``) is split by :mod:`ecg2llm.tokenizer.baseline` into a slow baseline (median
 knots at 2 Hz refined on the residual, quantized to 2 µV, linear interpolation; ``state["baseline"]``) and the band
 ``x - baseline``, which the contextual FSQ autoencoder codes at ``fs / n`` tokens per second on an
 absolute mV scale (``band / scale_mv``; nothing estimated per signal). So ids alone decode to millivolts
 of the band, and any DC offset or slow wander leaves the band - and its tokens - unchanged.
 
-Decode: the token-rate decoder (:mod:`tokenizer.models.contextual`, may be wider than the encoder) gives
+Decode: the token-rate decoder (:mod:`ecg2llm.tokenizer.models.contextual`, may be wider than the encoder) gives
 ``n`` samples per token; a learned sample-rate FIR (``post_taps`` taps, residual, zero-initialized) then
 smooths the seams between tokens, the source of the block structure (spectral lines at multiples of
 ``fs / n``) of v1. ``texture=True`` adds a sample of realistic detail whose short-time spectrum is predicted
 from the decoded band (measurement noise, mains, the fine structure MSE training averages away), seeded for
-reproducibility: :class:`tokenizer.texture_bank.TextureBank` (``texture.safetensors`` in the folder, outside
+reproducibility: :class:`ecg2llm.tokenizer.texture_bank.TextureBank` (``texture.safetensors`` in the folder, outside
 the weights hash: noise levels resampled from real recordings, mains and other spectral lines as tones)
-where the folder has one, else the in-weights Gaussian :class:`tokenizer.texture.TextureModel`.
+where the folder has one, else the in-weights Gaussian :class:`ecg2llm.tokenizer.texture.TextureModel`.
 
 Generated ids have no state: :meth:`FSQ2Tokenizer.sample_state` draws one from the baseline (wander) model
-of :mod:`tokenizer.wander` (``wander.json`` in the folder, outside the weights hash), so
+of :mod:`ecg2llm.tokenizer.wander` (``wander.json`` in the folder, outside the weights hash), so
 ``decode(ids, tok.sample_state(n, seed), texture=True, seed=s)`` carries a realistic baseline too.
 """
 from __future__ import annotations
@@ -38,9 +38,10 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from ecg2llm.core.errors import TokenizerError
+
 from .base import register_tokenizer
 from .baseline import INTERPOLATIONS, estimate_knots_np, interpolate_knots_np, knot_hop, n_knots
-from .errors import TokenizerError
 from .fsq import FSQ
 from .fsq_tokenizer import FSQModelTokenizer
 from .models.contextual import ContextualDecoder, ContextualEncoder, chunked_apply
@@ -194,7 +195,7 @@ class FSQ2Tokenizer(FSQModelTokenizer):
         -------
         dict
             ``{"n_samples": n_samples, "baseline": knots}``, knots ``(n_knots(n_samples, hop),)`` float32 mV
-            drawn from :class:`tokenizer.wander.WanderModel` (DC offset included).
+            drawn from :class:`ecg2llm.tokenizer.wander.WanderModel` (DC offset included).
         """
         if self.wander_model is None:
             raise TokenizerError("this tokenizer has no baseline (wander) model; fit one with "

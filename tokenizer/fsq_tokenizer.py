@@ -2,7 +2,7 @@
 
 .. code-block:: python
 
-    from tokenizer import ECGTokenizer
+    from ecg2llm.tokenizer import ECGTokenizer
     tok = ECGTokenizer.from_pretrained("default")      # this type, trained on DS1
     ids, state = tok.encode(signal_mv, fs=360)         # ceil(len / n) ids in [0, tok.vocab_size)
     x_mv = tok.decode(ids)                             # len(ids) * n samples, mV, no side information
@@ -20,7 +20,7 @@ padding; it carries no information about the signal.
 
 Edges: the signal is padded at both ends by edge replication (``reach`` tokens, the receptive field);
 long signals are processed in overlapping windows whose overlap equals the receptive field, so chunked
-and one-shot processing agree (see :mod:`tokenizer.models.contextual`).
+and one-shot processing agree (see :mod:`ecg2llm.tokenizer.models.contextual`).
 """
 from __future__ import annotations
 
@@ -32,8 +32,9 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from ecg2llm.core.errors import TokenizerError
+
 from .base import ECGTokenizer, register_tokenizer
-from .errors import TokenizerError
 from .fsq import FSQ
 from .models.contextual import ContextualDecoder, ContextualEncoder, chunked_apply
 
@@ -66,7 +67,7 @@ class FSQTokenizerConfig:
 
 
 class FSQAutoencoder(nn.Module):
-    """Encoder -> FSQ -> decoder on channels-last patches (see :mod:`tokenizer.models.contextual`)."""
+    """Encoder -> FSQ -> decoder on channels-last patches (see :mod:`ecg2llm.tokenizer.models.contextual`)."""
 
     def __init__(self, cfg: FSQTokenizerConfig):
         super().__init__()

@@ -1,7 +1,7 @@
 """Errors in the ECG band and the robustness checks of tokenizer v2 (issue 16), for any tokenizer.
 
 Band error: the input ``x`` and the full decode ``decode(ids, state)`` are both high-passed at 0.5 Hz
-(zero-phase 2nd-order Butterworth, :func:`tokenizer.baseline.band_filter`) and compared: RMSE in µV
+(zero-phase 2nd-order Butterworth, :func:`ecg2llm.tokenizer.baseline.band_filter`) and compared: RMSE in µV
 pooled over all samples, PRDN per record averaged over records (the compression literature's habit).
 
 :func:`robustness_report` measures, on the given records (DS2 for the study, never used in training):

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ecg2llm.core.errors import TokenizerError
+
 from .base import ECGTokenizer, register_tokenizer
-from .errors import TokenizerError
 from .models.seed import LATENT_READINGS, DimReduction
 from .quantize import UniformQuantizer
 from .windows import WINDOW, minmax_denormalize, minmax_normalize, pad_to_windows, to_blocks

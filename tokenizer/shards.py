@@ -1,6 +1,6 @@
 """A token store made of shards: one folder per process of a sharded build, one global index.
 
-A sharded store (format 2) is what ``accelerate launch ... tokenizer/tokenize.py`` writes with more than
+A sharded store (format 2) is what ``accelerate launch ... tokenizer/tokenize_db.py`` writes with more than
 one process::
 
     meta.json                    format_version 2, the global token count, "shards": [{path, n_tokens, ...}]
@@ -9,7 +9,7 @@ one process::
     shard-00001-of-00002/        state_<key>.bin) with local offsets: each process writes its own
 
 Global offsets are the local offsets of a shard plus the tokens of the shards before it, so every reader
-of :class:`tokenizer.store.TokenStore` (``tokens``, ``tokens_of``, ``random_crops``...) is unchanged: its
+of :class:`ecg2llm.tokenizer.store.TokenStore` (``tokens``, ``tokens_of``, ``random_crops``...) is unchanged: its
 ``tokens`` is a :class:`ShardedArray`, which indexes the shards' memmaps with global offsets and loads
 nothing whole. Records are assigned to processes in contiguous runs (:func:`plan_shards`), so the
 concatenated shards hold exactly the bytes, and the global index exactly the entries, that a
@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import StoreError
+from ecg2llm.core.errors import StoreError
 
 SHARDED_FORMAT_VERSION = 2
 
@@ -161,7 +161,7 @@ def merge_shards(folder: str | Path, shard_dirs: Sequence[str], extra_meta: dict
     dict
         The global ``meta.json`` written.
     """
-    from .utils.io import write_json
+    from ecg2llm.core.io import write_json
 
     folder = Path(folder)
     metas, entries, shards = [], [], []

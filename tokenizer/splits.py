@@ -59,7 +59,7 @@ def inter_patient_split(valid: Sequence[str] | None = None) -> Split:
     valid : sequence of str, optional
         DS1 records to hold out for validation (default :data:`DEFAULT_VALID`). Must be DS1 records.
     """
-    from .errors import ConfigError
+    from ecg2llm.core.errors import ConfigError
 
     valid = tuple(str(r) for r in (DEFAULT_VALID if valid is None else valid))
     bad = [r for r in valid if r not in DS1]

@@ -9,12 +9,12 @@ Layout of a store folder (nanoGPT ``prepare.py`` style, JSON only)::
     state_<key>.bin  per-window side information of tokenizers that need it (the seed's window min/max),
                   float32, concatenated in index order
 
-A store is written into a temporary folder and renamed into place (:func:`tokenizer.utils.io.atomic_path`),
+A store is written into a temporary folder and renamed into place (:func:`ecg2llm.core.io.atomic_path`),
 so an interrupted write leaves the previous store or none, never a half one.
 
-A build with several processes writes a *sharded* store (format 2, :mod:`tokenizer.shards`): one such
+A build with several processes writes a *sharded* store (format 2, :mod:`ecg2llm.tokenizer.shards`): one such
 folder per process under the store, a global ``index.json`` whose offsets run over the shards in order,
-and ``TokenStore.tokens`` a :class:`tokenizer.shards.ShardedArray` over their memmaps. Readers see the same
+and ``TokenStore.tokens`` a :class:`ecg2llm.tokenizer.shards.ShardedArray` over their memmaps. Readers see the same
 API and the same offsets as for a one-file store.
 """
 from __future__ import annotations
@@ -27,7 +27,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .errors import StoreError
+from ecg2llm.core.errors import StoreError
+
 from .shards import SHARDED_FORMAT_VERSION, ShardedArray
 
 FORMAT_VERSION = 1  # one tokens.bin; SHARDED_FORMAT_VERSION (2): shard folders and a global index
@@ -100,7 +101,7 @@ class StoreWriter:
             f.flush()  # type: ignore[attr-defined]
             os.fsync(f.fileno())  # type: ignore[attr-defined]  # on disk before the folder is renamed in
             f.close()  # type: ignore[attr-defined]
-        from .utils.io import write_json
+        from ecg2llm.core.io import write_json
 
         meta = {
             "format_version": FORMAT_VERSION, "dtype": self.dtype.name, "n_tokens": self.n_tokens,
@@ -116,7 +117,7 @@ class TokenStore:
     """Read-only view of a token store (memory-mapped; nothing is loaded whole).
 
     ``tokens`` is the flat id array that entry offsets point into: an ``np.memmap`` of ``tokens.bin``, or a
-    :class:`tokenizer.shards.ShardedArray` over the shards' memmaps (same indexing, same offsets).
+    :class:`ecg2llm.tokenizer.shards.ShardedArray` over the shards' memmaps (same indexing, same offsets).
 
     Examples
     --------
@@ -138,7 +139,8 @@ class TokenStore:
         """Open and validate a store folder (one-file or sharded); raises :class:`StoreError` naming what is wrong."""
         p = Path(path)
         if not p.is_dir():
-            raise StoreError(f"token store {p} does not exist; build it with `python -m tokenizer.tokenize --out {p}`")
+            raise StoreError(f"token store {p} does not exist; build it with "
+                             f"`python -m ecg2llm.tokenizer.tokenize_db --out {p}`")
         meta = _read_json(p / "meta.json", "meta")
         index = _read_json(p / "index.json", "index")
         for key in ("dtype", "n_tokens", "vocab_size", "tokenizer"):

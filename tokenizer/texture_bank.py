@@ -1,6 +1,6 @@
 """Texture decode v2: noise levels resampled from real recordings, and spectral lines as tones.
 
-The first texture model (:mod:`tokenizer.texture`) draws each 10-s segment's noise level from a Gaussian
+The first texture model (:mod:`ecg2llm.tokenizer.texture`) draws each 10-s segment's noise level from a Gaussian
 and paints mains interference as band noise of its 3-Hz STFT bins. On DS1 cross-validation a plain
 spectral classifier still told its output from real ECGs at |accuracy - 0.5| = 0.38: real noise levels are
 skewed across windows (many quiet, a few loud: a Gaussian in log power gets both tails wrong), and mains is
@@ -29,7 +29,7 @@ leaves every token store and LM valid. Where the file exists it replaces the in-
 
 .. code-block:: python
 
-    from tokenizer.texture_bank import fit_texture_bank
+    from ecg2llm.tokenizer.texture_bank import fit_texture_bank
     bank = fit_texture_bank(tok, ds1_training_mlii)       # closed form, ~1 min on 2 cores
     tok.texture_bank = bank; tok.save_pretrained(folder)  # writes texture.safetensors
 
@@ -43,7 +43,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .errors import TokenizerError
+from ecg2llm.core.errors import TokenizerError
+
 from .texture import EULER_GAMMA, SEGMENT_S, _psd_sqrt, _segment_log_power, _stft, log_power
 
 TEXTURE_FILE = "texture.safetensors"

@@ -10,7 +10,7 @@ tell, 0.5 = always tells), mean over folds.
 
 .. code-block:: python
 
-    from tokenizer.texture_check import texture_report
+    from ecg2llm.tokenizer.texture_check import texture_report
     rep = texture_report(tok, records=DS2, data_dir="../shared/data")   # deterministic vs texture decode
 
 Command: ``python scripts/texture_check.py --tokenizer default`` (prints and writes JSON).

@@ -11,17 +11,11 @@ overridden on the command line (``--epochs 3``). ``--tokenizer_type fsq --help``
 fields. The run directory gets ``run_info.json``,
 ``metrics.json`` and ``tokenizer/`` (``config.json`` + ``model.safetensors``).
 """
-import os
 import sys
 
-if __name__ == "__main__":  # `python tokenizer/train.py`: keep tokenizer/ off sys.path, the repo root on it
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
-    sys.path.insert(0, os.path.dirname(_here))
-
-from tokenizer.training import trainer_module  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import parse_config, peek_value  # noqa: E402
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import parse_config, peek_value
+from ecg2llm.tokenizer.training import trainer_module
 
 
 @run_main

@@ -2,7 +2,7 @@
 
 An LM generates ids only, so ``decode(ids, None)`` is the ECG band: flat below ~0.5 Hz, unlike any real
 recording. :class:`WanderModel` samples the missing half of the tokenizer v2 state - the baseline knots of
-:mod:`tokenizer.baseline` (one every ``knot_s`` = 0.5 s) - so that ``decode(ids, tok.sample_state(n, seed))``
+:mod:`ecg2llm.tokenizer.baseline` (one every ``knot_s`` = 0.5 s) - so that ``decode(ids, tok.sample_state(n, seed))``
 carries a realistic baseline.
 
 Model (a heteroscedastic Gaussian AR process of the knot series, plus a DC offset)::
@@ -40,14 +40,14 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import TokenizerError
+from ecg2llm.core.errors import TokenizerError
 
 WANDER_FILE = "wander.json"
 _BURN_IN = 200  # knots run before the returned ones, so a sample starts in the stationary regime
 
 
 def wander_log_rms(windows: np.ndarray, fs: float) -> np.ndarray:
-    """log10 RMS below 0.5 Hz (mV) of ``(N, T)`` windows: the ``wander`` feature of ``eval/clinical.py``.
+    """log10 RMS below 0.5 Hz (mV) of ``(N, T)`` windows: the ``wander`` feature of ``eval/scorecard/clinical.py``.
 
     Same definition (window mean removed, zero-phase 2nd-order Butterworth low-pass at 0.5 Hz); restated
     here because ``tokenizer`` must not import ``eval`` (data flows one way). ``tests/test_wander.py``
@@ -161,7 +161,7 @@ def fit_wander(knot_series: Sequence[np.ndarray], knot_s: float, fs: float, hop:
     Parameters
     ----------
     knot_series : sequence of 1-D arrays
-        Knots (mV) of whole recordings, as :func:`tokenizer.baseline.estimate_knots_np` gives them.
+        Knots (mV) of whole recordings, as :func:`ecg2llm.tokenizer.baseline.estimate_knots_np` gives them.
     knot_s, fs, hop : float, float, int
         Knot spacing in seconds, the tokenizer's rate and samples between knots (for the calibration).
     order : int

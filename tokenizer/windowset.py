@@ -3,7 +3,7 @@
 A :class:`WindowSet` is ``x`` of shape ``(N, T)`` float32 in mV at ``fs`` (360 Hz, ``T = 3600`` for the
 default 10-s windows), one name per window, and for real windows the record and start sample each came
 from. :func:`real_windows` cuts MLII windows of MIT-BIH records (stage 3's references, the forecast tasks
-of stage 2, the planted-defect sets); :mod:`eval.data` adds folders of synthetic ECGs.
+of stage 2, the planted-defect sets); :mod:`ecg2llm.eval.data` adds folders of synthetic ECGs.
 """
 from __future__ import annotations
 
@@ -91,9 +91,9 @@ def real_windows(
     Parameters
     ----------
     records : sequence of str
-        Records to cut (``tokenizer.splits.DS2`` for the default reference).
+        Records to cut (``ecg2llm.tokenizer.splits.DS2`` for the default reference).
     data_dir : path, optional
-        Data root holding ``mitdb/`` (see :func:`tokenizer.data.resolve_data_dir`).
+        Data root holding ``mitdb/`` (see :func:`ecg2llm.tokenizer.data.resolve_data_dir`).
     n : int, optional
         Keep ``n`` windows drawn uniformly without replacement (all windows when None or larger).
     seed : int

@@ -10,8 +10,8 @@ def machine() -> dict:
     """CPU model, cores, memory, GPU and library versions of this machine."""
     import torch
 
-    from tokenizer.utils.distributed import available_cores
-    from tokenizer.utils.io import git_sha, versions
+    from ecg2llm.core.distributed import available_cores
+    from ecg2llm.core.io import git_sha, versions
 
     cpu = platform.processor() or platform.machine()
     try:

@@ -28,11 +28,12 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from ..errors import ConfigError
+from ecg2llm.core.errors import ConfigError
+from ecg2llm.core.io import ensure_writable_dir, write_json, write_run_info
+
 from ..evaluation import evaluate_tokenizer, load_signals
 from ..fsq_tokenizer import FSQTokenizer, FSQTokenizerConfig
 from ..splits import inter_patient_split
-from ..utils.io import ensure_writable_dir, write_json, write_run_info
 
 
 @dataclass

@@ -14,7 +14,7 @@ Data (inter-patient: nothing of DS2 is read before the final score):
 
 Each crop gets a gain ``exp(U(log g_min, log g_max))`` (0.2-3x), and, with probability ``aug_p``, a DC
 offset of up to +-``aug_offset_mv``, a ramp and a sinusoidal wander (up to ``aug_wander_mv`` at
-0.05-0.5 Hz); then the baseline is split off exactly as at inference (:mod:`tokenizer.baseline`) and
+0.05-0.5 Hz); then the baseline is split off exactly as at inference (:mod:`ecg2llm.tokenizer.baseline`) and
 the model codes the band. Loss: QRS-weighted MSE in units of (50 µV)^2, plus ``stft_weight`` x the
 multi-resolution STFT loss, minus ``code_weight`` x the code-usage entropy. Selection on the
 validation records' MLII band RMSE (first ``valid_seconds``); the best tokenizer is saved at every
@@ -34,11 +34,12 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from ecg2llm.core.errors import ConfigError
+from ecg2llm.core.io import ensure_writable_dir, write_json, write_run_info
+
 from ..baseline import split_baseline
-from ..errors import ConfigError
 from ..fsq2_tokenizer import FSQ2Tokenizer, FSQ2TokenizerConfig
 from ..splits import inter_patient_split
-from ..utils.io import ensure_writable_dir, write_json, write_run_info
 from .fsq import _lr_at
 from .losses import code_usage_entropy, qrs_weighted_mse, stft_loss
 

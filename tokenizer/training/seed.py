@@ -18,12 +18,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ecg2llm.core.errors import ConfigError
+from ecg2llm.core.io import ensure_writable_dir, write_json, write_run_info
+
 from ..data import read_record
-from ..errors import ConfigError
 from ..metrics import reconstruction_report
 from ..seed_tokenizer import SeedTokenizer, SeedTokenizerConfig
 from ..splits import inter_patient_split, intra_record_split
-from ..utils.io import ensure_writable_dir, write_json, write_run_info
 from ..windows import WINDOW, minmax_denormalize, minmax_normalize, to_blocks, to_windows
 
 

@@ -27,7 +27,7 @@ from typing import Any, Sequence, TypeVar
 
 import yaml
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 T = TypeVar("T")
 

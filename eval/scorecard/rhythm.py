@@ -2,18 +2,18 @@
 
 .. code-block:: python
 
-    from eval.rhythm import train_rhythm_classifier, rhythm_ceiling, adherence
+    from ecg2llm.eval.scorecard.rhythm import train_rhythm_classifier, rhythm_ceiling, adherence
     clf = train_rhythm_classifier(data_dir="../shared/data")          # DS1, MIT-BIH rhythm annotations
     ceiling = rhythm_ceiling(clf, data_dir="../shared/data")          # recall per rhythm on real DS2
     share = adherence(clf, windows_mv, fs=360.0, requested="AFIB")    # share recognised as requested
 
 Labels: a window is labelled with a rhythm of the ``.atr`` reference annotations (``N``, ``AFIB``, ``B``
-bigeminy, ``T`` trigeminy, ``VT``, ``SVTA``, ``AFL``...; :data:`lm.conditioning.RHYTHMS`) when that
+bigeminy, ``T`` trigeminy, ``VT``, ``SVTA``, ``AFL``...; :data:`ecg2llm.lm.conditioning.RHYTHMS`) when that
 rhythm is in force over the whole window. Training windows are cut at a ``hop_s`` hop (overlapping for
 the rare rhythms), sinus windows subsampled to ``max_per_class``. Rhythms with fewer than
 ``min_windows`` windows or only one DS1 patient are not learned (listed in ``describe()``).
 
-Features (:func:`rhythm_features`): the clinical measurements of :mod:`eval.clinical` (rate, RR CV,
+Features (:func:`rhythm_features`): the clinical measurements of :mod:`ecg2llm.eval.scorecard.clinical` (rate, RR CV,
 RMSSD, alternation, intervals, P-wave presence, beat consistency, amplitudes, texture) plus RR range and
 the share of premature beats (RR < 80 % of the median). Classifier: ``HistGradientBoostingClassifier``
 with balanced class weights -- a fixed recipe, nothing tuned on DS2.
@@ -30,12 +30,12 @@ from typing import Sequence
 
 import numpy as np
 
-from tokenizer.data import read_record, resolve_data_dir
-from tokenizer.ecg import rhythm_name
-from tokenizer.splits import DS1, DS2
+from ecg2llm.tokenizer.data import read_record, resolve_data_dir
+from ecg2llm.tokenizer.ecg import rhythm_name
+from ecg2llm.tokenizer.splits import DS1, DS2
 
+from ..data import FS, WINDOW_S
 from .clinical import FEATURES, clinical_features
-from .data import FS, WINDOW_S
 
 EXTRA = ("rr_range", "premature_frac")
 

@@ -2,7 +2,7 @@
 
 Fréchet ECG distance, MMD, precision/recall/density/coverage, the discriminative score and the
 memorization distances are all computed on its output, so the network is versioned: ``weights_hash``
-(SHA-256 over the tensors, :func:`tokenizer.utils.hub.state_dict_hash`) is written into every ``metrics.json``
+(SHA-256 over the tensors, :func:`ecg2llm.core.hub.state_dict_hash`) is written into every ``metrics.json``
 and two numbers are only comparable when their hashes agree.
 
 Input: 10-s MLII windows in mV at 360 Hz, shape ``(N, 3600)``. Each window's median is subtracted
@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from tokenizer.errors import ECG2LLMError
-from tokenizer.utils.hub import load_weights, read_config, resolve_folder, save_folder, state_dict_hash
+from ecg2llm.core.errors import ECG2LLMError
+from ecg2llm.core.hub import load_weights, read_config, resolve_folder, save_folder, state_dict_hash
 
-PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained" / "embedding"
+PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained" / "embedding"  # eval/pretrained/embedding
 
 
 class EmbeddingError(ECG2LLMError, ValueError):
@@ -135,7 +135,7 @@ class Embedder:
         if x.ndim != 2:
             raise EmbeddingError(f"embed expects (N, T) windows, got shape {x.shape}")
         if float(fs) != self.cfg.fs:
-            from tokenizer.data import resample
+            from ecg2llm.tokenizer.data import resample
 
             x = np.stack([resample(w, float(fs), self.cfg.fs) for w in x]).astype(np.float32)
         if x.shape[1] != self.cfg.window:

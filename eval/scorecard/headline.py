@@ -18,7 +18,7 @@ below it (closer to the reference than unseen real patients come: not a fault in
 look), else ``as_real``. The overall ``verdict`` is ``worse`` when any headline metric is ``worse``.
 
 Headline metrics (:data:`HEADLINE`): the embedding Fréchet distance; four clinical groups of
-:mod:`eval.clinical` (each the mean, over its measurements, of the Wasserstein-1 distance to the
+:mod:`ecg2llm.eval.scorecard.clinical` (each the mean, over its measurements, of the Wasserstein-1 distance to the
 reference divided by the reference's spread, plus the difference in the share of windows where the
 measurement is undefined); a patient-grouped discriminator against the generator's training patients;
 and the near-copy rate against the LM's training records only.
@@ -32,11 +32,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.stats import wasserstein_distance
 
-from tokenizer.splits import DEFAULT_VALID
+from ecg2llm.tokenizer.splits import DEFAULT_VALID
 
+from ..data import real_windows
 from .clinical import FEATURES, GROUPS
-from .data import real_windows
+from .features import FEATURE_VERSION, PSD_BANDS, QUANTILES, cache_key
 from .metrics import frechet_distance, nearest_distances
+from .references import tokenizer_roundtrip_windows
 
 HEADLINE: dict[str, str] = {
     "embedding": "Fréchet distance of the frozen ECG embedding to the real reference: overall look",
@@ -118,7 +120,7 @@ class Calibration:
 
     Parameters
     ----------
-    scorer : eval.scorer.Scorer
+    scorer : ecg2llm.eval.scorecard.scorer.Scorer
         Supplies the reference, the feature cache and the embedding.
     settings : CalibrationSettings, optional
     """
@@ -157,7 +159,7 @@ class Calibration:
         patients = np.array(sorted(set(self.pool.records.tolist())))
         self.draws = []
         if len(patients) < 2:
-            from tokenizer.errors import ConfigError
+            from ecg2llm.core.errors import ConfigError
 
             raise ConfigError(f"real bands need at least 2 band-pool patients, got {list(patients)}")
         for _ in range(s.draws):
@@ -187,7 +189,7 @@ class Calibration:
         else:
             self.memo_emb = sc.embedder.embed(ws.x, ws.fs)
             if path is not None:
-                from tokenizer.utils.io import atomic_path
+                from ecg2llm.core.io import atomic_path
 
                 with atomic_path(path) as tmp:
                     with open(tmp, "wb") as f:
@@ -217,9 +219,7 @@ class Calibration:
     @staticmethod
     def disc_groups() -> dict[str, np.ndarray]:
         """Column indices of :meth:`_disc_x` per feature group: the spectrum's band powers and amplitude
-        quantiles, the R-peak statistics, and each clinical group (:data:`eval.clinical.GROUPS`)."""
-        from .features import PSD_BANDS, QUANTILES
-
+        quantiles, the R-peak statistics, and each clinical group (:data:`ecg2llm.eval.scorecard.clinical.GROUPS`)."""
         nb, nq, npk = len(PSD_BANDS) - 1, len(QUANTILES), 5
         out = {"band powers": np.arange(nb), "amplitude quantiles": nb + np.arange(nq),
                "R-peak statistics": nb + nq + np.arange(npk)}
@@ -309,7 +309,7 @@ class Calibration:
         q0, q1 = s.band_quantiles
         bands = {k: (float(np.quantile(v, q0)), float(np.quantile(v, q1))) for k, v in vals.items()}
         if path is not None:
-            from tokenizer.utils.io import write_json
+            from ecg2llm.core.io import write_json
 
             write_json(path, {k: list(v) for k, v in bands.items()})
         sc._log(f"real bands at n={n}: {len(self.draws)} leave-patients-out draws")
@@ -429,8 +429,6 @@ class Calibration:
         Its band: round trips of unseen-patient draws (``per_patient`` pool windows per patient, at most
         ``disc_max_n`` per draw, ``disc_draws`` draws) against the round trip of the LM-training windows.
         """
-        from .references import tokenizer_roundtrip_windows
-
         sc, s = self.scorer, self.settings
         ws = real_windows(
             s.lm_train_records, sc.data_dir, n=s.disc_real_n, seed=s.seed + 7, window_s=sc.settings.window_s
@@ -476,9 +474,7 @@ class Calibration:
 
 
 def _band_key(scorer, s: CalibrationSettings, n: int) -> str:
-    from .scorer import FEATURE_VERSION, _hash
-
-    return _hash(
+    return cache_key(
         "bands-v2",
         FEATURE_VERSION,
         scorer.data_dir,

@@ -2,19 +2,19 @@
 
 The study behind ``python scripts/tstr.py --out DIR`` (configuration: :class:`TSTRConfig`):
 
-1. **Generate** with a conditional LM (:mod:`lm.conditioning`): ``beat_sequences`` records of ``seconds`` s
+1. **Generate** with a conditional LM (:mod:`ecg2llm.lm.conditioning`): ``beat_sequences`` records of ``seconds`` s
    unconditionally (the model picks rhythm and every beat label), and as many with each minority class
    requested (``beat:S``, ``beat:V``, ``beat:F``: ``strengths[c]`` log-odds on that label); plus
    ``rhythm_sequences`` 10-s records per rhythm condition. Every record is a WFDB record with a ``.atr``.
    Sets already generated with the same model, seed and settings under ``synthetic_dir`` are reused.
-2. **Cut beats** alike from real DS1, real DS2 and the synthetic records (:mod:`eval.beats`); for the
-   default tree classifier, compute the inter-patient features (:mod:`eval.beat_features`) per record and
+2. **Cut beats** alike from real DS1, real DS2 and the synthetic records (:mod:`ecg2llm.eval.beats`); for the
+   default tree classifier, compute the inter-patient features (:mod:`ecg2llm.eval.tstr.beat_features`) per record and
    per generated sequence (RR and morphology normalised within each).
 3. **Arms**, each trained with every seed of ``seeds`` and tested on all real DS2 beats (AAMI N, S, V, F)
-   with ``classifier`` -- ``trees`` (:mod:`eval.strong_classifier`: model and settings chosen by
+   with ``classifier`` -- ``trees`` (:mod:`ecg2llm.eval.tstr.strong_classifier`: model and settings chosen by
    patient-grouped CV on DS1, ``scripts/beat_cv.py``; the default two-stage model's trees call V/F and a
    logistic regression splits N/S; a seed sets the trees' per-split feature subsampling) or ``cnn``
-   (:mod:`eval.beat_classifier`; a seed sets initialisation and batch order):
+   (:mod:`ecg2llm.eval.beat_classifier`; a seed sets initialisation and batch order):
    (a) real DS1; (b) synthetic beats only; (c) DS1 plus the synthetic S, V and F beats; and, with
    ``filtered_arm``, (d) DS1 plus only those synthetic S, V, F beats that the arm-(a) classifier (first
    seed, trained on DS1 alone) assigns the generated label -- the usual agreement filter; no DS2 in it.
@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .beat_classifier import ClassifierConfig, beat_metrics, train_classifier
-from .beats import CLASSES, BeatSet, real_beats, synthetic_beats
+from ..beat_classifier import ClassifierConfig, beat_metrics, train_classifier
+from ..beats import CLASSES, BeatSet, real_beats, synthetic_beats
 
 MINORITY = ("S", "V", "F")
 
@@ -68,7 +68,8 @@ class TSTRConfig:
     batch_size: int = 64
     seed: int = 0                       # generation seed
     num_threads: int = 0                # torch CPU threads (0 = default)
-    classifier: str = "trees"           # trees: eval.strong_classifier (chosen by DS1 CV); cnn: eval.beat_classifier
+    # trees: ecg2llm.eval.tstr.strong_classifier (chosen by DS1 CV); cnn: ecg2llm.eval.beat_classifier
+    classifier: str = "trees"
     cv_json: str | None = None          # scripts/beat_cv.py's cv.json: its table goes into the report
     results_json: str | None = None     # also write tstr.json here (docs/results/tstr.json)
     docs_md: str | None = None          # also write tstr.md here (docs/tstr.md)
@@ -79,7 +80,7 @@ class TSTRConfig:
     real_only: bool = False
 
     def __post_init__(self):
-        from tokenizer.errors import ConfigError
+        from ecg2llm.core.errors import ConfigError
 
         if self.classifier not in ("trees", "cnn"):
             raise ConfigError(f"classifier must be 'trees' or 'cnn', got {self.classifier!r}")
@@ -95,8 +96,8 @@ def synthetic_root(cfg: TSTRConfig) -> Path:
 def split_records(cfg: TSTRConfig) -> tuple[list[str], list[str]]:
     """Training and test records (default DS1 / DS2); overlapping lists are refused (the study is
     inter-patient)."""
-    from tokenizer.errors import ConfigError
-    from tokenizer.splits import DS1, DS2
+    from ecg2llm.core.errors import ConfigError
+    from ecg2llm.tokenizer.splits import DS1, DS2
 
     train_recs = list(cfg.train_records) or list(DS1)
     test_recs = list(cfg.test_records) or list(DS2)
@@ -111,7 +112,7 @@ def generate_sets(cfg: TSTRConfig, generate, log=print) -> dict[str, Path]:
 
     ``generate(folder, conditions, num_samples, seconds, seed, strength) -> folder`` writes one set (an ecg2llm
     synthetic folder with ``.atr`` beat labels); ``scripts/tstr.py`` passes
-    :func:`lm.synthesize.generate_or_reuse` bound to the study's model, so this package never imports ``lm``.
+    :func:`ecg2llm.lm.synthesize.generate_or_reuse` bound to the study's model, so this package never imports ``lm``.
     """
     root = synthetic_root(cfg)
     sets = {"unconditional": generate(root / "unconditional", [], cfg.beat_sequences, cfg.seconds, cfg.seed, 0.0)}
@@ -216,7 +217,7 @@ def run_study(cfg: TSTRConfig, generate, log=print) -> dict:
     """
     import torch
 
-    from .conditional import label_agreement
+    from ..conditional import label_agreement
 
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -288,7 +289,8 @@ def run_study(cfg: TSTRConfig, generate, log=print) -> dict:
 
 
 def _feature_sets(cfg) -> tuple[str, ...]:
-    """The feature sets a :class:`~eval.strong_classifier.StrongConfig` reads: the trees' and the linear stage's."""
+    """The feature sets a :class:`~ecg2llm.eval.tstr.strong_classifier.StrongConfig` reads: the trees' and the linear
+    stage's."""
     from .strong_classifier import stage_feature_sets
 
     return stage_feature_sets(cfg)
@@ -335,7 +337,7 @@ def _cv_summary(path: str) -> dict:
     """The DS1 cross-validation table of ``scripts/beat_cv.py`` (its cv.json), without confusion matrices."""
     import json
 
-    from tokenizer.errors import ConfigError
+    from ecg2llm.core.errors import ConfigError
 
     try:
         cv = json.loads(Path(path).read_text())
@@ -372,9 +374,9 @@ def _goal(arms: dict) -> dict:
 
 
 def _fidelity(cfg: TSTRConfig, sets: dict, train_recs, test_recs, log) -> dict:
-    from .conditional import condition_windows
-    from .data import load_synthetic
-    from .scorer import Scorer, ScoreSettings
+    from ..conditional import condition_windows
+    from ..data import load_synthetic
+    from ..scorecard.scorer import Scorer, ScoreSettings
 
     out = {}
     for name, folder in sets.items():

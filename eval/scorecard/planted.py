@@ -37,10 +37,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from tokenizer.data import read_record, resolve_data_dir
-from tokenizer.splits import DEFAULT_VALID, inter_patient_split
+from ecg2llm.tokenizer.data import read_record, resolve_data_dir
+from ecg2llm.tokenizer.splits import DEFAULT_VALID, inter_patient_split
 
-from .data import FS, WINDOW_S, WindowSet, real_windows
+from ..data import FS, WINDOW_S, WindowSet, real_windows
 
 DEFECTS: dict[str, str] = {
     "clean": "real unseen-patient windows, unchanged",

@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 import torch
 
-from ..errors import ECG2LLMError
+from .errors import ECG2LLMError
 from .io import atomic_path, write_json
 
 CONFIG_NAME = "config.json"

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Callable, Iterator
 
-from ..errors import ConfigError, ECG2LLMError
+from .errors import ConfigError, ECG2LLMError
 
 
 @contextlib.contextmanager

@@ -1,6 +1,6 @@
 """The TSTR beat classifier on inter-patient features, chosen by patient-grouped CV on DS1.
 
-Models (:data:`MODELS`, ``StrongConfig.model``) on the features of :mod:`eval.beat_features` (RR normalised
+Models (:data:`MODELS`, ``StrongConfig.model``) on the features of :mod:`ecg2llm.eval.tstr.beat_features` (RR normalised
 per patient, morphology, morphology against the patient's median beat), trained with per-beat weights
 ``(class frequency) ** -class_weight_power`` (1 = balanced classes): scikit-learn's
 :class:`~sklearn.ensemble.HistGradientBoostingClassifier`, linear discriminants, logistic regression, a
@@ -16,8 +16,8 @@ Seeds: the trees consider a random ``max_features`` share of the features at eac
 seed), so seeds change the ensemble the way subsampling does; the MLP's seed sets its initialisation; the
 linear models are deterministic.
 
-The public surface mirrors :mod:`eval.beat_classifier` (``predict``, ``predict_proba``, ``describe``), so
-:func:`eval.conditional.label_agreement` and the TSTR arms take either classifier.
+The public surface mirrors :mod:`ecg2llm.eval.beat_classifier` (``predict``, ``predict_proba``, ``describe``), so
+:func:`ecg2llm.eval.conditional.label_agreement` and the TSTR arms take either classifier.
 """
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from .beat_classifier import beat_metrics
+from ..beat_classifier import beat_metrics
+from ..beats import CLASSES, BeatSet
 from .beat_features import beat_features, feature_names, with_features
-from .beats import CLASSES, BeatSet
 
 
 @dataclass
@@ -83,7 +83,8 @@ def _features(beats: BeatSet, feature_set: str) -> np.ndarray:
     if have and set(want) <= set(have):
         return beats.features[:, [have.index(n) for n in want]]
     raise ValueError(f"beats carry {beats.meta.get('feature_set')!r} features, the classifier needs "
-                     f"{feature_set!r}: recompute with eval.beat_features.with_features(beats, {feature_set!r})")
+                     f"{feature_set!r}: recompute with "
+                     f"ecg2llm.eval.tstr.beat_features.with_features(beats, {feature_set!r})")
 
 
 def _weights(y: np.ndarray, power: float) -> np.ndarray:
@@ -262,7 +263,7 @@ def train_strong(train: BeatSet, config: StrongConfig | None = None, cache: dict
     Parameters
     ----------
     train : BeatSet
-        Labelled beats; compute features on whole sets first (:func:`eval.beat_features.with_features`)
+        Labelled beats; compute features on whole sets first (:func:`ecg2llm.eval.tstr.beat_features.with_features`)
         when ``train`` is a class subset of a larger set.
     config : StrongConfig, optional
         Settings; the defaults are the DS1 cross-validation's choice.
@@ -296,7 +297,7 @@ def cross_validate(beats: BeatSet, configs: dict[str, StrongConfig], n_splits: i
 
     Folds: :class:`~sklearn.model_selection.GroupKFold` by ``beats.group`` (the record), so each record's
     beats are scored by a model that never saw that patient. Returns, per config, the metrics of the pooled
-    out-of-fold predictions (:func:`eval.beat_classifier.beat_metrics`), the macro-F1 of each fold, and
+    out-of-fold predictions (:func:`ecg2llm.eval.beat_classifier.beat_metrics`), the macro-F1 of each fold, and
     the seconds spent.
     """
     from sklearn.model_selection import GroupKFold
@@ -383,7 +384,8 @@ THIRD_PASS_NS = {
 S_THRESHOLDS = (0.3, 0.4, 0.6, 0.7, 0.8, 0.9)
 
 #: fourth pass (SVEB): N/S stages that see only **mean** references (``rr_mean`` sets of
-#: :mod:`eval.beat_features`: de Chazal et al. 2004's patient, 5-min and local average RR), trained on N and S
+#: :mod:`ecg2llm.eval.tstr.beat_features`: de Chazal et al. 2004's patient, 5-min and local average RR), trained on N
+#: and S
 #: beats. A median reference is the majority rhythm, so it fails a patient whose majority rhythm is ectopic; a
 #: mean is moved by a run of premature beats only by its share and raised by pauses. Chosen among themselves
 #: (``BeatCVConfig.choose = "mean_reference"``, :func:`mean_reference_only`) on DS1 CV.
@@ -427,7 +429,7 @@ CV_GRID: dict[str, dict] = {
     "two-stage: trees sqrt V/F, logreg rr+compact balanced S/N": _ns("rr+compact", 1.0),
     "trees sqrt + logreg rr+patient balanced": _g("trees+logreg", "rr+morph+patient", 0.5, vote=0.5,
                                                   linear_feature_set="rr+patient", linear_class_weight_power=1.0),
-    # rhythm context (eval.beats.rhythm_features) in the N/S stage, and small boosted trees as that stage
+    # rhythm context (ecg2llm.eval.beats.rhythm_features) in the N/S stage, and small boosted trees as that stage
     "two-stage: trees sqrt V/F, logreg rr balanced S/N": _ns("rr", 1.0),
     "two-stage: trees sqrt V/F, logreg rr+rhythm balanced S/N": _ns("rr+rhythm", 1.0),
     "two-stage: trees sqrt V/F, logreg rr+rhythm+patient balanced S/N": _ns("rr+rhythm+patient", 1.0),

@@ -3,7 +3,7 @@
 Task: 5 s of a real DS2 MLII window (the prefix) is given; the model samples K continuations of the next
 5 s; they are scored against what really followed (the truth).
 
-The tasks and the forecast file (``forecast.npz``) are defined once, in :mod:`tokenizer.forecasts`:
+The tasks and the forecast file (``forecast.npz``) are defined once, in :mod:`ecg2llm.tokenizer.forecasts`:
 ``lm/forecast.py`` writes it, this module scores it.
 
 Scores (lower is better, all in mV, averaged over tasks and horizon samples):
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tokenizer.forecasts import ForecastError
+from ecg2llm.tokenizer.forecasts import ForecastError
 
 
 def crps_ensemble(samples: np.ndarray, truth: np.ndarray) -> np.ndarray:

@@ -2,11 +2,11 @@
 
 Launch (from the repo root)::
 
-    python -m tokenizer.tokenize --out runs/store --tokenizer default --data_dir ../shared/data
-    python tokenizer/tokenize.py --out runs/store_both --leads all      # both leads of every record
-    accelerate launch --cpu --num_processes 2 tokenizer/tokenize.py --out runs/store_both --leads all
-    accelerate launch --config_file configs/accelerate/cpu_2proc.yaml tokenizer/tokenize.py --out runs/store_both
-    torchrun --nproc_per_node 8 tokenizer/tokenize.py --out /shared/store --device cuda   # one GPU per process
+    python -m ecg2llm.tokenizer.tokenize_db --out runs/store --tokenizer default --data_dir ../shared/data
+    python tokenizer/tokenize_db.py --out runs/store_both --leads all      # both leads of every record
+    accelerate launch --cpu --num_processes 2 tokenizer/tokenize_db.py --out runs/store_both --leads all
+    accelerate launch --config_file configs/accelerate/cpu_2proc.yaml tokenizer/tokenize_db.py --out runs/store_both
+    torchrun --nproc_per_node 8 tokenizer/tokenize_db.py --out /shared/store --device cuda   # one GPU per process
 
 One process writes a one-file store. Under ``accelerate launch`` / ``torchrun`` each process tokenizes a
 contiguous run of records (balanced by length) into its own memory-mapped shard and the main process writes
@@ -16,18 +16,12 @@ by the processes on it). The store is written to a temporary folder and renamed 
 run leaves the previous store or none. Records without a requested lead are skipped and listed in
 ``meta.json``.
 """
-import os
 import sys
 
-if __name__ == "__main__":  # keep tokenizer/ off sys.path: this file would shadow the stdlib `tokenize`
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
-    sys.path.insert(0, os.path.dirname(_here))
-
-from tokenizer.build_store import TokenizeConfig, build_store  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import parse_config  # noqa: E402
-from tokenizer.utils.distributed import ProcessGroup, available_cores, relaunch_cpu_ddp  # noqa: E402
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import parse_config
+from ecg2llm.core.distributed import ProcessGroup, available_cores, relaunch_cpu_ddp
+from ecg2llm.tokenizer.build_store import TokenizeConfig, build_store
 
 
 @run_main

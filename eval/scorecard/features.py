@@ -1,23 +1,36 @@
 """Per-window features every metric reads, computed once per window set and cacheable as ``.npz``.
 
 :func:`compute_features` runs the frozen embedding, the R-peak physiology and the spectral / amplitude
-summaries that feed the discriminator, on a :class:`eval.data.WindowSet`.
+summaries that feed the discriminator, on a :class:`ecg2llm.eval.data.WindowSet`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tokenizer.utils.io import atomic_path
+from ecg2llm.core.io import atomic_path
 
 from .embedding import Embedder
 from .metrics.physiology import beat_features
 
 #: Band edges (Hz) of the log power spectrum fed to the discriminator: log-spaced over the ECG band and
 #: above it, so quantization hiss or missing high frequencies are visible.
+FEATURE_VERSION = 2  # 2: clinical measurements (eval/scorecard/clinical.py) in Features.phys
+
+
+def cache_key(*parts) -> str:
+    """A 24-hex-digit SHA-256 of ``parts`` (bytes as they are, anything else as sorted JSON): cache file names."""
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:24]
+
+
 PSD_BANDS = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 17.0, 25.0, 35.0, 50.0, 70.0, 100.0, 140.0, 180.0)
 QUANTILES = (0.5, 2.0, 10.0, 25.0, 75.0, 90.0, 98.0, 99.5)
 PHYS_KEYS = ("n_beats", "hr_bpm", "sdnn_ms", "rmssd_ms", "r_amp_mv", "valid")
@@ -35,7 +48,7 @@ class Features:
         return len(self.emb)
 
     def clinical(self) -> np.ndarray:
-        """``(n, len(eval.clinical.FEATURES))`` clinical measurements (NaN where undefined)."""
+        """``(n, len(ecg2llm.eval.scorecard.clinical.FEATURES))`` clinical measurements (NaN where undefined)."""
         from .clinical import FEATURES
 
         return np.stack([self.phys[f"c_{k}"].astype(np.float64) for k in FEATURES], axis=1)
@@ -90,7 +103,7 @@ def spectral_features(windows: np.ndarray, fs: float) -> np.ndarray:
 def compute_features(windows: np.ndarray, fs: float, embedder: Embedder) -> Features:
     """All features of ``(N, T)`` windows in mV (embedding, physiology, clinical measurements, spectrum).
 
-    The clinical measurements of :mod:`eval.clinical` are stored in ``phys`` as ``c_<name>``.
+    The clinical measurements of :mod:`ecg2llm.eval.scorecard.clinical` are stored in ``phys`` as ``c_<name>``.
     """
     from .clinical import clinical_features
 

@@ -49,7 +49,7 @@ def fig_ecg_paper(left: Sequence[np.ndarray], right: Sequence[np.ndarray], fs: f
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tokenizer.utils.io import atomic_path
+    from ecg2llm.core.io import atomic_path
 
     n = max(len(left), len(right))
     seconds = max(len(x) for x in [*left, *right]) / fs

@@ -1,7 +1,7 @@
 """Verbatim memorization in token space: which share of a generated stream repeats an n-token run of the
 LM's training streams.
 
-The scorecard's memorization headline (:mod:`eval.headline`) is a distance in a learned embedding: a
+The scorecard's memorization headline (:mod:`ecg2llm.eval.scorecard.headline`) is a distance in a learned embedding: a
 window counts as a near copy when it lies closer to a DS1 training window than 99 % of unseen real windows
 do. That catches a patient's *look* reproduced; it does not say whether the LM replays its training tokens.
 This module measures the latter, the token-level memorization of the language-model literature
@@ -134,7 +134,7 @@ def record_streams(tok, data_dir=None, records: Sequence[str] | None = None, lea
 
     Parameters
     ----------
-    tok : tokenizer.base.ECGTokenizer
+    tok : ecg2llm.tokenizer.base.ECGTokenizer
     data_dir : path, optional
         Folder holding ``mitdb/`` (``$ECG2LLM_DATA`` otherwise).
     records : sequence of str, optional
@@ -144,8 +144,8 @@ def record_streams(tok, data_dir=None, records: Sequence[str] | None = None, lea
     """
     from tqdm.auto import tqdm
 
-    from tokenizer.data import read_header, read_record, resolve_data_dir
-    from tokenizer.splits import DS1
+    from ecg2llm.tokenizer.data import read_header, read_record, resolve_data_dir
+    from ecg2llm.tokenizer.splits import DS1
 
     if records is None:
         records = [r for r in DS1 if r not in ("101", "112", "119")]

@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from tokenizer.utils.io import atomic_path
+from ecg2llm.core.io import atomic_path
 
-from .data import FS, WindowSet, real_windows
-from .scorer import Scorer, _hash
+from ..data import FS, WindowSet, real_windows
+from .features import cache_key
+
+if TYPE_CHECKING:  # annotations only: the scorer imports this module (through headline), not the reverse
+    from .scorer import Scorer
 
 REFERENCE_ROWS = ("ds1", "ecgsyn")
 ROW_NAMES = {"ds1": "real DS1 (ceiling)", "ecgsyn": "ECGSYN (neurokit2)"}
@@ -35,7 +38,7 @@ def score_windows(
 
     This is how the LM-dependent rows are added (bigram-token sampler, a second LM...): produce 10-s
     windows at 360 Hz in mV, then ``score_windows(scorer, "bigram sampler", x)``; the row appears in the
-    report built from ``scorer`` afterwards. See :meth:`eval.scorer.Scorer.score_windows`.
+    report built from ``scorer`` afterwards. See :meth:`ecg2llm.eval.scorecard.scorer.Scorer.score_windows`.
     """
     return scorer.score_windows(name, windows, fs=fs, memorization=memorization)
 
@@ -88,7 +91,7 @@ def ecgsyn_windows(
     if cache_dir is not None:
         path = (
             Path(cache_dir)
-            / f"ecgsyn_{_hash(nk.__version__, n, seed, fs, window_s, hrs.round(6).tolist())}.npz"
+            / f"ecgsyn_{cache_key(nk.__version__, n, seed, fs, window_s, hrs.round(6).tolist())}.npz"
         )
         if path.is_file():
             with np.load(path, allow_pickle=False) as z:
@@ -152,7 +155,7 @@ def tokenizer_roundtrip_windows(tokenizer, windows: WindowSet, texture: bool = F
         else:
             y = np.asarray(tokenizer.decode(ids, state), np.float32)
         if tokenizer.fs != windows.fs:
-            from tokenizer.data import resample
+            from ecg2llm.tokenizer.data import resample
 
             y = resample(y, tokenizer.fs, windows.fs).astype(np.float32)
         n = windows.x.shape[1]
@@ -180,11 +183,11 @@ def tokenizer_roundtrip_row(scorer: Scorer, tokenizer, n: int = 200, name: str |
         the best a generator on these tokens can score, decoded the same way (window ``i`` seeded ``i``).
     """
     if isinstance(tokenizer, (str, Path)):
-        from tokenizer import ECGTokenizer
+        from ecg2llm.tokenizer import ECGTokenizer
 
         tokenizer = ECGTokenizer.from_pretrained(tokenizer)
     if texture and not getattr(tokenizer, "has_texture", False):
-        from tokenizer.errors import ConfigError
+        from ecg2llm.core.errors import ConfigError
 
         raise ConfigError(f"texture=True needs a tokenizer with a texture model; {tokenizer.tokenizer_type} has none")
     t = time.time()
@@ -206,7 +209,7 @@ def reference_rows(scorer: Scorer, which: Sequence[str] = REFERENCE_ROWS, n: int
     makers = {"ds1": ds1_row, "ecgsyn": ecgsyn_row}
     unknown = [w for w in which if w not in makers]
     if unknown:
-        from tokenizer.errors import ConfigError
+        from ecg2llm.core.errors import ConfigError
 
         raise ConfigError(
             f"unknown reference row(s) {unknown}; choose from {sorted(makers)}, 'all' or 'none'"

@@ -1,4 +1,4 @@
-"""Multi-process plumbing shared by the entry points that scale out (``tokenizer/tokenize.py``, ``lm/train.py``).
+"""Multi-process plumbing shared by the entry points that scale out (``tokenizer/tokenize_db.py``, ``lm/train.py``).
 
 Two things live here:
 

@@ -1,6 +1,7 @@
 """What a cardiologist reads off a 10-s strip, per window: rhythm, intervals, beat shape, recording texture.
 
-Per window (:func:`clinical_features`; R-peaks from :func:`eval.metrics.physiology.detect_rpeaks`, i.e.
+Per window (:func:`clinical_features`; R-peaks from :func:`ecg2llm.eval.scorecard.metrics.physiology.detect_rpeaks`,
+i.e.
 ``neurokit2``):
 
 * **rhythm** -- ``hr_bpm`` (60 / mean RR), ``rr_cv`` (std / mean of RR), ``rmssd_ms``, ``rr_alt``
@@ -32,7 +33,7 @@ import numpy as np
 
 from .metrics.physiology import detect_rpeaks
 
-#: Feature groups; each group is one headline metric (:mod:`eval.headline`).
+#: Feature groups; each group is one headline metric (:mod:`ecg2llm.eval.scorecard.headline`).
 GROUPS: dict[str, tuple[str, ...]] = {
     "rhythm": ("hr_bpm", "rr_cv", "rmssd_ms", "rr_alt", "n_beats"),
     "intervals": ("pr_ms", "qrs_ms", "qtc_ms", "p_present"),

@@ -3,7 +3,7 @@
 The features of the published inter-patient classifiers on MIT-BIH (de Chazal et al. 2004, IEEE TBME 51(7);
 Mondéjar-Guerra et al. 2019, BSPC 47; Niu et al. 2020, IEEE JBHI 24(5)), computed from a :class:`BeatSet`:
 
-* **RR**: previous, next, local (mean of the ~10 intervals around the beat, :mod:`eval.beats`), each over
+* **RR**: previous, next, local (mean of the ~10 intervals around the beat, :mod:`ecg2llm.eval.beats`), each over
   the patient's RR (median previous-RR over the patient's beats), over the local mean, and next / previous
   (the compensatory pause of a premature beat). Absolute seconds only in the ``"rr_raw"`` ablation. Dividing by the
   patient's own rhythm is what lets a classifier trained on other patients recognise "premature *for this
@@ -14,16 +14,16 @@ Mondéjar-Guerra et al. 2019, BSPC 47; Niu et al. 2020, IEEE JBHI 24(5)), comput
   patient's median beat, R amplitude and QRS width over the patient's medians, RMS distance to the median
   beat, and the beat minus the median beat sampled every 16 samples.
 
-* **Rhythm context** (``+rhythm`` sets; :func:`eval.beats.rhythm_features`): prematurity against the
+* **Rhythm context** (``+rhythm`` sets; :func:`ecg2llm.eval.beats.rhythm_features`): prematurity against the
   median of the neighbouring intervals (the beat's own left out) and the irregularity of that context, with
   their products, so a linear model can call "premature in a *regular* rhythm" (an S beat) apart from
   "early in atrial fibrillation" (an N beat conducted early).
 
 * **Patient-average RR** (``+avg``): previous, next and local RR over the patient's **mean** RR and over
-  the mean RR of the 5 minutes around the beat (:func:`eval.beats.reference_features`) -- the averages of
+  the mean RR of the 5 minutes around the beat (:func:`ecg2llm.eval.beats.reference_features`) -- the averages of
   de Chazal et al. and Mondéjar-Guerra et al., which long pauses raise (the median does not).
 * **Slower reference** (``+slower``): previous RR over the median of the neighbouring intervals clearly
-  longer than it, and their share (:func:`eval.beats.reference_features`): a reference no beat as early as
+  longer than it, and their share (:func:`ecg2llm.eval.beats.reference_features`): a reference no beat as early as
   this one enters.
 * **P wave and QRS against the patient** (``+pwave``, :func:`pwave_block`): a supraventricular beat has a
   normal QRS but an early or different P wave; only patient-relative values (no mV), so 22 training
@@ -40,7 +40,7 @@ import functools
 
 import numpy as np
 
-from .beats import AFTER, BEFORE, FS, REFERENCE_NAMES, RHYTHM_NAMES, BeatSet
+from ..beats import AFTER, BEFORE, FS, REFERENCE_NAMES, RHYTHM_NAMES, BeatSet
 
 R = BEFORE                      # R-peak index in a beat
 QRS = (R - 36, R + 36)          # +-100 ms around R
@@ -112,7 +112,7 @@ def rhythm_block(beats: BeatSet) -> tuple[np.ndarray, list[str]]:
 #: the ``+avg`` columns: intervals over the patient's mean RR (:func:`rr_block`) and over the 5-min average
 AVG_RR = ("rr_pre/patient_mean", "rr_post/patient_mean", "rr_local/patient_mean", "ref_pre/avg5min",
           "ref_post/avg5min", "ref_local/avg5min")
-#: the ``+slower`` columns (:func:`eval.beats.reference_features`)
+#: the ``+slower`` columns (:func:`ecg2llm.eval.beats.reference_features`)
 SLOWER_RR = ("ref_pre/slower_median", "ref_slower_share")
 
 
@@ -214,7 +214,7 @@ def morphology_block(beats: BeatSet) -> tuple[np.ndarray, list[str]]:
 COMPACT_MORPH = ("qrs_width", "qrs_width/patient", "r_amp/patient", "corr_patient", "corr_patient_qrs",
                  "corr_patient_p", "rms_to_patient", "p_std/patient", "qrs_ptp", "qrs_slope_max",
                  "qrs_slope_min", "p_std", "t_max", "t_min")
-#: Named feature subsets (selected by cross-validation on DS1, :mod:`eval.strong_classifier`).
+#: Named feature subsets (selected by cross-validation on DS1, :mod:`ecg2llm.eval.tstr.strong_classifier`).
 FEATURE_SETS = ("rr_raw", "rr", "rr+compact", "rr+patient", "rr+morph", "rr+morph+patient", "rr+rhythm",
                 "rr+rhythm+compact", "rr+rhythm+patient", "rr+rhythm+morph+patient",
                 # third pass (SVEB): patient-average RR, the slower-beats reference, P wave / QRS vs the patient

@@ -4,7 +4,7 @@ TimeGAN's reference implementation trains a GRU with ``hidden_dim = int(dim / 2)
 single-channel series, so it cannot score one ECG lead. Here the classifier is a gradient-boosted tree
 ensemble (``sklearn.ensemble.HistGradientBoostingClassifier``) on a per-window feature vector that sees
 one lead: the frozen embedding, a log power spectrum, amplitude quantiles and R-peak statistics
-(:func:`eval.features.discriminator_features`). It is flexible enough to find any of those differences
+(:func:`ecg2llm.eval.scorecard.features.discriminator_features`). It is flexible enough to find any of those differences
 and cheap enough to cross-validate in seconds on 2 cores.
 
 Protocol: the larger set is subsampled (seeded) to the size of the smaller so chance is exactly 0.5;

@@ -1,13 +1,13 @@
-"""Write the TSTR study's outputs: ``tstr.json``, ``tstr.md`` and two figures (see :mod:`eval.tstr`)."""
+"""Write the TSTR study's outputs: ``tstr.json``, ``tstr.md`` and two figures (see :mod:`ecg2llm.eval.tstr.study`)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from tokenizer.utils.io import write_json
+from ecg2llm.core.io import write_json
 
-from .beats import AFTER, BEFORE, CLASSES, FS
+from ..beats import AFTER, BEFORE, CLASSES, FS
 
 ARM_NAMES = {"a": "(a) real DS1", "b": "(b) synthetic only", "c": "(c) DS1 + synthetic S/V/F",
              "d": "(d) DS1 + agreed synthetic S/V/F"}
@@ -252,7 +252,7 @@ NOTES_MARKER = "<!-- notes: hand-written below, kept by scripts/tstr.py -->"
 def write_outputs(result: dict, out: Path) -> None:
     """``tstr.json``, ``tstr.md`` and ``figures/{beat_templates,arms}.png`` into ``out`` (atomic writes); also
     ``tstr.json`` to ``config.results_json`` and ``tstr.md`` to ``config.docs_md`` when those are set."""
-    from tokenizer.utils.io import atomic_path
+    from ecg2llm.core.io import atomic_path
 
     out = Path(out)
     figs = result.pop("_figures", None)

@@ -19,7 +19,7 @@ from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import ECG2LLMError
+from .errors import ECG2LLMError
 
 
 def ensure_writable_dir(path: str | Path) -> Path:
