@@ -115,7 +115,7 @@ def test_round_trip_decode_paths_agree(tok):
     band = tok.decode(ids)  # ids alone: the band, no offset
     assert len(band) >= len(x) and abs(float(np.median(band))) < 0.1
     err = 1000 * np.sqrt(np.mean((full - x) ** 2))
-    assert err < 20.0  # µV, on a synthetic ECG the codes were not fitted on (measured 14.7)
+    assert err < 15.0  # µV, on a synthetic ECG the codes were not fitted on (measured 12.4)
     coarse = tok.decode(ids, state, coarse_only=True)
     assert 1000 * np.sqrt(np.mean((coarse - x) ** 2)) > err  # detail adds information
 
@@ -132,7 +132,7 @@ def test_real_record_round_trip_and_no_drift(tok, data_dir):
     assert np.abs(bt.r[b] - np.unique(ann)).max() <= 2  # <= 5.6 ms everywhere over 30 min
     y = tok.decode_beats(bt, bt.state)
     rmse = 1000 * np.sqrt(np.mean((y - x) ** 2))
-    assert rmse < 20.0  # µV, whole signal incl. baseline (measured 16.9)
+    assert rmse < 13.0  # µV, whole signal incl. baseline (measured 11.0)
     det = tok.encode_beats(x, FS)
     assert abs(det.n_beats - len(ann)) < 0.01 * len(ann)
 
@@ -146,10 +146,11 @@ def test_fallback_on_signals_without_beats(tok, case):
     bt = tok.encode_beats(x, FS)
     y = tok.decode_beats(bt, bt.state)
     assert y.shape == x.shape and np.isfinite(y).all()
+    assert np.all(bt.kind == FALLBACK)
     if case != "noise":
-        assert np.all(bt.kind == FALLBACK) and np.abs(y - x).max() < 0.02
+        assert np.abs(y - x).max() < 0.02  # mV (measured 0.018: the fallback code's mean, 2 µV baseline steps)
     else:  # white noise has no beat shape: the fallback code keeps its low band only (documented bound)
-        assert 1000 * np.sqrt(np.mean((y - x) ** 2)) < 280.0  # of 300 µV (measured 257)
+        assert 1000 * np.sqrt(np.mean((y - x) ** 2)) < 280.0  # of 300 µV (measured 259)
 
 
 @needs_v3

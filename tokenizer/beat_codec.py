@@ -3,8 +3,8 @@
 Everything here is numpy on 1-D signals at the tokenizer's rate; :mod:`tokenizer.beat_tokenizer` puts
 them together and :mod:`tokenizer.training.beat` fits the codes.
 
-* :func:`detect_r_peaks`: a neurokit2 detector (``kalidas2017`` by default, the fastest accurate one
-  measured: ``scripts/beat_repeat.py --detectors``) on the band, each peak then moved to the largest
+* :func:`detect_r_peaks`: a neurokit2 detector (``neurokit`` by default, the most accurate and fastest of
+  those measured by ``scripts/beat_repeat.py --detectors``) on the band, each peak then moved to the largest
   deviation from the local median within ``refine_s`` (as :func:`tokenizer.ecg.refine_peaks` does for
   annotated beats), peaks closer than ``refractory_s`` merged (the larger deviation kept).
 * :class:`RRScale`: RR token <-> interval in samples. Exact samples up to ``exact_max`` (1 sample =
@@ -60,7 +60,7 @@ def merge_close(x: np.ndarray, peaks: np.ndarray, min_gap: int) -> np.ndarray:
     return np.asarray(keep, np.int64)
 
 
-def detect_r_peaks(band: np.ndarray, fs: float, method: str = "kalidas2017", refine_s: float = 0.05,
+def detect_r_peaks(band: np.ndarray, fs: float, method: str = "neurokit", refine_s: float = 0.05,
                    refractory_s: float = 0.2) -> np.ndarray:
     """R peaks of a 1-D band signal (mV at ``fs``) -> sorted int64 sample indices (may be empty).
 
@@ -197,6 +197,32 @@ def unwarp_cycles(w: np.ndarray, start: np.ndarray, r: np.ndarray, end: np.ndarr
 
 
 # ----------------------------------------------------------------------------------------- product code
+def viterbi_sticky(cost: np.ndarray, switch_cost: float, breaks: np.ndarray | None = None) -> np.ndarray:
+    """``(n, G, L)`` per-step code costs -> ``(n, G)`` codes minimizing cost + ``switch_cost`` per change.
+
+    Each of the ``G`` groups is an independent chain; ``breaks[t]`` (bool) makes step ``t`` free of the
+    switch cost (a new chain: after a fallback stretch or at the segment start).
+    """
+    n, g, L = cost.shape
+    dp = cost[0].astype(np.float64)
+    back = np.empty((n, g, L), np.int32)
+    stay_idx = np.broadcast_to(np.arange(L, dtype=np.int32), (g, L))
+    rows = np.arange(g)
+    for t in range(1, n):
+        best = dp.argmin(1)  # (G,)
+        sw = dp[rows, best][:, None] + (0.0 if breaks is not None and breaks[t] else switch_cost)  # (G, 1)
+        stay = dp <= sw
+        back[t] = np.where(stay, stay_idx, best[:, None])
+        dp = cost[t] + np.where(stay, dp, sw)
+    out = np.empty((n, g), np.int64)
+    c = dp.argmin(1)
+    for t in range(n - 1, -1, -1):
+        out[t] = c
+        c = back[t, rows, c]
+    return out
+
+
+
 class ProductCode:
     """PCA basis + per-group k-means codebooks (module docstring). Arrays only; fitted by ``fit``.
 
@@ -228,6 +254,23 @@ class ProductCode:
             d = self._norms[j][None] - 2.0 * z[:, a:b] @ cb.T  # (n, L), ||z||^2 dropped
             out[:, j] = np.argmin(d, axis=1)
         return out
+
+    def costs(self, x: np.ndarray) -> np.ndarray:
+        """``(n, D)`` -> ``(n, G, L)`` squared error of each codeword of each group (float32)."""
+        z = self.project(x)
+        out = np.empty((len(z), len(self.groups), self.n_codes), np.float32)
+        for j, (a, b) in enumerate(zip(self.bounds[:-1], self.bounds[1:])):
+            cb = self.codebooks[j, :, : b - a]  # (L, g)
+            out[:, j] = (z[:, a:b] ** 2).sum(1, keepdims=True) - 2.0 * z[:, a:b] @ cb.T + self._norms[j][None]
+        return np.maximum(out, 0)
+
+    def encode_sticky(self, x: np.ndarray, switch_cost: float, breaks: np.ndarray | None = None) -> np.ndarray:
+        """Codes of a *sequence* of vectors that change only where it pays: per group, the codes minimizing
+        ``sum_t ||z_t - c_t||^2 + switch_cost * #{t: c_t != c_(t-1)}`` (Viterbi over the sequence; a
+        ``breaks[t]`` row starts a new chain). ``switch_cost = 0`` is :meth:`encode`."""
+        if switch_cost <= 0 or len(x) < 2:
+            return self.encode(x)
+        return viterbi_sticky(self.costs(x), float(switch_cost), breaks)
 
     def coefficients(self, codes: np.ndarray) -> np.ndarray:
         codes = np.asarray(codes, np.int64)

@@ -162,65 +162,83 @@ class BeatTokens:
 
 
 def assemble_ids(layout: BeatLayout, kind, rr, coarse, detail, fallback) -> np.ndarray:
-    """Flat stream of units (the inverse of :func:`parse_ids`)."""
+    """Flat stream of units (the inverse of :func:`parse_ids`); vectorized over units."""
     kind = np.asarray(kind)
-    parts = []
-    for i, k in enumerate(kind):
-        if k == BEAT:
-            parts.append(np.concatenate([[int(rr[i])], layout.coarse_ids(coarse[i]), layout.detail_ids(detail[i])]))
-        elif k == FALLBACK:
-            parts.append(np.concatenate([[layout.fallback_marker], layout.fallback_ids(fallback[i])]))
-        else:
-            raise TokenizerError(f"unit {i} has kind {k}; 0 (beat) and 1 (fallback) exist")
-    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+    bad = np.flatnonzero((kind != BEAT) & (kind != FALLBACK))
+    if len(bad):
+        raise TokenizerError(f"unit {int(bad[0])} has kind {kind[bad[0]]}; 0 (beat) and 1 (fallback) exist")
+    b = kind == BEAT
+    lens = np.where(b, layout.tokens_per_beat, layout.tokens_per_fallback)
+    offs = np.cumsum(lens) - lens
+    out = np.empty(int(lens.sum()), np.int64)
+    if b.any():
+        rows = np.concatenate([np.asarray(rr, np.int64)[b, None], layout.coarse_ids(np.asarray(coarse)[b]),
+                               layout.detail_ids(np.asarray(detail)[b])], axis=1)  # (nb, tokens_per_beat)
+        out[offs[b, None] + np.arange(layout.tokens_per_beat)] = rows
+    if (~b).any():
+        nf = int((~b).sum())
+        rows = np.concatenate([np.full((nf, 1), layout.fallback_marker, np.int64),
+                               layout.fallback_ids(np.asarray(fallback)[~b])], axis=1)
+        out[offs[~b, None] + np.arange(layout.tokens_per_fallback)] = rows
+    return out
 
 
 def parse_ids(layout: BeatLayout, ids: np.ndarray, partial: str = "drop") -> BeatTokens:
     """Split a flat stream into units; ``partial``: what to do with an incomplete last unit
-    (``"drop"`` it, or ``"error"``). A token of the wrong type inside a unit always raises."""
+    (``"drop"`` it, or ``"error"``). A token of the wrong type inside a unit always raises.
+
+    RR tokens and the fallback marker never occur inside a unit, so every one of them starts a unit: the
+    units are found at once and then checked against the layout.
+    """
     ids = np.asarray(ids, np.int64)
-    types, pos = layout.token_type(ids), layout.position(ids)
+    types = layout.token_type(ids)
     n_tb, n_tf = layout.tokens_per_beat, layout.tokens_per_fallback
-    want_b = np.concatenate([[0], np.ones(layout.n_coarse, int), 2 * np.ones(layout.n_detail, int)])
-    want_f = np.concatenate([[3], 4 * np.ones(layout.n_fallback, int)])
-    kinds, rr, co, de, fb = [], [], [], [], []
-    i = 0
-    while i < len(ids):
-        if types[i] == 0:
-            n, want = n_tb, want_b
-        elif types[i] == 3:
-            n, want = n_tf, want_f
-        else:
-            raise TokenizerError(f"token {int(ids[i])} at position {i} starts a unit but is not an RR token or "
-                                 f"the fallback marker ({layout.fallback_marker}); is the stream cut mid-unit?")
-        seg_t, seg_p = types[i : i + n], pos[i : i + n]
-        if len(seg_t) < n:
-            if partial == "drop":
-                break
-            raise TokenizerError(f"the stream ends inside a unit: {len(seg_t)} of its {n} tokens at position {i}")
-        bad = np.flatnonzero((seg_t != want) | (seg_p != np.arange(n)))
-        if len(bad):
-            j = int(bad[0])
-            raise TokenizerError(f"token {int(ids[i + j])} at position {i + j} is not a valid "
-                                 f"{(layout.beat_unit if n == n_tb else layout.fallback_unit)[j]} token")
-        seg = ids[i : i + n]
+    starts = np.flatnonzero((types == 0) | (types == 3))
+    if len(ids) and (len(starts) == 0 or starts[0] != 0):
+        raise TokenizerError(f"token {int(ids[0])} at position 0 starts a unit but is not an RR token or the "
+                             f"fallback marker ({layout.fallback_marker}); is the stream cut mid-unit?")
+    lens = np.where(types[starts] == 0, n_tb, n_tf)
+    gap = np.flatnonzero(starts[1:] != starts[:-1] + lens[:-1])
+    if len(gap):
+        i = int(starts[gap[0]])
+        j = int(starts[gap[0] + 1])
+        unit = layout.beat_unit if lens[gap[0]] == n_tb else layout.fallback_unit
+        raise TokenizerError(f"token {int(ids[j])} at position {j} is not a valid {unit[j - i]} token (the unit "
+                             f"starting at {i} has {lens[gap[0]]} tokens)")
+    if len(starts) and starts[-1] + lens[-1] < len(ids):
+        j = int(starts[-1] + lens[-1])
+        raise TokenizerError(f"token {int(ids[j])} at position {j} starts a unit but is not an RR token or the "
+                             f"fallback marker ({layout.fallback_marker})")
+    if len(starts) and starts[-1] + lens[-1] > len(ids):
+        if partial != "drop":
+            raise TokenizerError(f"the stream ends inside a unit: {len(ids) - int(starts[-1])} of its "
+                                 f"{int(lens[-1])} tokens at position {int(starts[-1])}")
+        starts, lens = starts[:-1], lens[:-1]
+    b = lens == n_tb
+    m = len(starts)
+    kind = np.where(b, BEAT, FALLBACK).astype(np.int8)
+    rr = np.full(m, -1, np.int64)
+    coarse = np.full((m, layout.n_coarse), -1, np.int64)
+    detail = np.full((m, layout.n_detail), -1, np.int64)
+    fallback = np.full((m, layout.n_fallback), -1, np.int64)
+    pos = layout.position(ids)
+    for sel, n, want_t in ((b, n_tb, [0] + [1] * layout.n_coarse + [2] * layout.n_detail),
+                           (~b, n_tf, [3] + [4] * layout.n_fallback)):
+        if not sel.any():
+            continue
+        idx = starts[sel, None] + np.arange(n)  # (units, n)
+        bad = (types[idx] != np.asarray(want_t)) | (pos[idx] != np.arange(n))
+        if bad.any():
+            u, j = np.argwhere(bad)[0]
+            unit = layout.beat_unit if n == n_tb else layout.fallback_unit
+            raise TokenizerError(f"token {int(ids[idx[u, j]])} at position {int(idx[u, j])} is not a valid "
+                                 f"{unit[j]} token")
+        v = ids[idx]
         if n == n_tb:
-            kinds.append(BEAT)
-            rr.append(int(seg[0]))
-            co.append((seg[1 : 1 + layout.n_coarse] - layout.coarse_offset) % layout.coarse_size)
-            de.append((seg[1 + layout.n_coarse :] - layout.detail_offset) % layout.detail_size)
-            fb.append(np.full(layout.n_fallback, -1))
+            rr[sel] = v[:, 0]
+            coarse[sel] = (v[:, 1 : 1 + layout.n_coarse] - layout.coarse_offset) % layout.coarse_size
+            detail[sel] = (v[:, 1 + layout.n_coarse :] - layout.detail_offset) % layout.detail_size
         else:
-            kinds.append(FALLBACK)
-            rr.append(-1)
-            co.append(np.full(layout.n_coarse, -1))
-            de.append(np.full(layout.n_detail, -1))
-            fb.append((seg[1:] - layout.fallback_offset) % layout.fallback_size)
-        i += n
-
-    def stack(rows, k):
-        return np.asarray(rows, np.int64).reshape(len(rows), k)
-
-    return BeatTokens(r=np.zeros(len(kinds), np.int64), rr=np.asarray(rr, np.int64),
-                      coarse=stack(co, layout.n_coarse), detail=stack(de, layout.n_detail),
-                      fallback=stack(fb, layout.n_fallback), kind=np.asarray(kinds, np.int8), ids=ids)
+            fallback[sel] = (v[:, 1:] - layout.fallback_offset) % layout.fallback_size
+    return BeatTokens(r=np.zeros(m, np.int64), rr=rr, coarse=coarse, detail=detail, fallback=fallback, kind=kind,
+                      ids=ids[: int(starts[-1] + lens[-1])] if m else ids[:0])

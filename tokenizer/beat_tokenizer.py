@@ -57,7 +57,7 @@ class BeatTokenizerConfig:
     """Config of :class:`BeatTokenizer` (timing, code sizes, baseline as v2, texture analysis as v2)."""
 
     fs: float = 360.0
-    detector: str = "kalidas2017"  # neurokit2 ecg_findpeaks method
+    detector: str = "neurokit"  # neurokit2 ecg_findpeaks method (compared in docs/results/beat_repeat.json)
     refine_s: float = 0.05  # R moved to the largest |x - median| within +-refine_s
     refractory_s: float = 0.2  # closer detections merged
     pre_s: float = 0.25  # coarse window [-pre_s, +post_s) around R
@@ -69,6 +69,7 @@ class BeatTokenizerConfig:
     fallback_s: float = 0.5  # fallback segment length
     coarse_groups: list[int] = field(default_factory=lambda: [1] * 6)
     coarse_codes: int = 8
+    coarse_switch_uv: float = 0.0  # sticky coarse codes: a change must save this RMS error over the window
     detail_pre: int = 90  # warped cycle: samples before R
     detail_post: int = 270  # and from R on
     detail_groups: list[int] = field(default_factory=lambda: [2] * 8 + [4] * 4 + [8] * 4)
@@ -242,17 +243,21 @@ class BeatTokenizer(ECGTokenizer):
     # ----------------------------------------------------------------- encode
     def plan_units(self, r_true: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Kinds and RR tokens of the units covering ``n`` samples with beats at ``r_true`` (step 3)."""
+        import bisect
+
         kinds, toks = [], []
-        c = self.rr_scale.centers
+        c = self.rr_scale.centers.tolist()
         cursor, prev = 0, None  # prev: decoded R of the previous unit when it is a beat
 
         def beat(anchor, ri):
-            t = int(self.rr_scale.quantize(np.array([ri - anchor]))[0])
+            d = ri - anchor
+            t = min(max(bisect.bisect_left(c, d), 1), len(c) - 1)
+            t = t - 1 if d - c[t - 1] <= c[t] - d else t  # nearest (ties down), as RRScale.quantize
             kinds.append(BEAT)
             toks.append(t)
             return anchor + int(c[t])
 
-        for ri in np.asarray(r_true, np.int64):
+        for ri in np.asarray(r_true, np.int64).tolist():
             if prev is not None and ri - prev <= self.gap_max_n:
                 prev = beat(prev, ri)
                 continue
@@ -290,6 +295,22 @@ class BeatTokenizer(ECGTokenizer):
         t = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(lo, lens)
         out[t] = windows[cyc, t - r[cyc] + self.pre_n]
         return out
+
+    @staticmethod
+    def chain_breaks(kind: np.ndarray) -> np.ndarray:
+        """Per beat unit: True where the unit before it is not a beat (a new chain of sticky codes)."""
+        kb = np.flatnonzero(np.asarray(kind) == BEAT)
+        brk = np.ones(len(kb), bool)
+        brk[1:] = np.diff(kb) != 1
+        return brk
+
+    def encode_coarse(self, windows: np.ndarray, breaks: np.ndarray | None = None) -> np.ndarray:
+        """Coarse codes of consecutive beat windows: the nearest codes, or with ``coarse_switch_uv`` > 0 the
+        sticky codes (:meth:`tokenizer.beat_codec.ProductCode.encode_sticky`): a code changes from one beat to
+        the next only where that lowers the window's squared error by more than ``window * switch_uv^2``,
+        so a patient's repeated beat keeps its code through noise."""
+        sw = self.window * (float(self.config.coarse_switch_uv) / 1000.0) ** 2
+        return self.codes()["coarse"].encode_sticky(windows, sw, breaks)
 
     def estimate_baseline(self, x: np.ndarray) -> np.ndarray:
         c = self.config
@@ -353,7 +374,7 @@ class BeatTokenizer(ECGTokenizer):
         codes = self.codes()
         b = kind == BEAT
         if b.any():
-            coarse[b] = codes["coarse"].encode(self.coarse_windows(band, r[b]))
+            coarse[b] = self.encode_coarse(self.coarse_windows(band, r[b]), self.chain_breaks(kind))
             csig = self.place_coarse(codes["coarse"].decode(coarse[b]), start[b], r[b], end[b], total)
             w = warp_cycles(bandp - csig, start[b], r[b], end[b], self.config.detail_pre, self.config.detail_post)
             detail[b] = codes["detail"].encode(w)

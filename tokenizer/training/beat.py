@@ -138,16 +138,17 @@ def fit_tokenizer(cfg: TrainConfig, signals: list[tuple[str, np.ndarray]],
         bandp[: len(band)] = band
         b = kind == BEAT
         windows.append(tok.coarse_windows(band, r[b]))
-        parsed.append((bandp, start[b], r[b], end[b]))
+        parsed.append((bandp, start[b], r[b], end[b], tok.chain_breaks(kind)))
         pos = np.concatenate([start[~b], rng.integers(0, max(len(band) - F, 1), cfg.random_segments_per_record)])
         fb_segs.append(bandp[np.minimum(pos[:, None] + np.arange(F), total - 1)])
     t0 = time.perf_counter()
     W = np.concatenate(windows)
     coarse = fit_product_code(W, cfg.coarse_groups, cfg.coarse_codes, cfg.kmeans_iters, cfg.max_fit, rng)
     tok.model.coarse.set(coarse)
+    tok.reset_codes()
     res = []
-    for bandp, s, r, e in parsed:
-        cw = coarse.decode(coarse.encode(tok.coarse_windows(bandp, r)))
+    for bandp, s, r, e, brk in parsed:
+        cw = coarse.decode(tok.encode_coarse(tok.coarse_windows(bandp, r), brk))
         csig = tok.place_coarse(cw, s, r, e, len(bandp))
         res.append(warp_cycles(bandp - csig, s, r, e, cfg.detail_pre, cfg.detail_post))
     detail = fit_product_code(np.concatenate(res), cfg.detail_groups, cfg.detail_codes, cfg.kmeans_iters,
