@@ -4,7 +4,8 @@
 matched to a coded beat within ``tol_s`` (50 ms); the share of coarse-token positions that are equal,
 averaged over the pairs of a record, then over records with at least ``min_pairs`` pairs.
 **Coarse-only RMSE**: the R-aligned window (``-pre_s ... +post_s``) of the band around each coded beat
-against its coarse-only decode, pooled over all beats (µV).
+against its coarse-only decode, pooled over all beats (µV); ``coarse_rmse_mean_per_beat_uv`` is the mean of
+the per-beat RMSEs (smaller: the note ``BEAT-TOKENS.md`` appears to report this one).
 
 :func:`repeat_of_codes` works for any per-beat code (the naive PCA baseline and v2's tokens around R in
 ``scripts/beat_repeat.py`` use it too).
@@ -51,7 +52,7 @@ def repeat_scores(tok, records, data_dir=None, seconds: float | None = None, min
     from .beat_layout import BEAT
     from .data import read_record
 
-    per, sq, cnt = {}, 0.0, 0
+    per, sq, cnt, per_beat = {}, 0.0, 0, []
     for rec in records:
         rd = read_record(rec, data_dir, lead=lead, fs=tok.fs, annotations=True)
         x = rd.signal if not seconds else rd.signal[: int(seconds * tok.fs)]
@@ -65,6 +66,7 @@ def repeat_scores(tok, records, data_dir=None, seconds: float | None = None, min
         w = tok.coarse_windows(band, r)
         e = w - tok.decode_coarse(coarse)
         sq, cnt = sq + float(np.sum(e.astype(np.float64) ** 2)), cnt + e.size
+        per_beat.append(np.sqrt(np.mean(e.astype(np.float64) ** 2, axis=1)))
         rmse = 1000 * math.sqrt(float(np.mean(e.astype(np.float64) ** 2))) if e.size else float("nan")
         per[str(rec)] = {"pairs": int(len(pairs)), "repeat": repeat_of_codes(coarse, pairs), "beats": int(b.sum()),
                          "coarse_rmse_uv": rmse}
@@ -73,7 +75,9 @@ def repeat_scores(tok, records, data_dir=None, seconds: float | None = None, min
     used = [v["repeat"] for v in per.values() if v["pairs"] >= min_pairs]
     return {"repeat": float(np.mean(used)) if used else float("nan"),
             "repeat_min": float(np.min(used)) if used else float("nan"), "records_used": len(used),
-            "coarse_rmse_uv": 1000 * math.sqrt(sq / max(cnt, 1)), "per_record": per}
+            "coarse_rmse_uv": 1000 * math.sqrt(sq / max(cnt, 1)),
+            "coarse_rmse_mean_per_beat_uv": 1000 * float(np.mean(np.concatenate(per_beat))) if per_beat else float("nan"),
+            "per_record": per}
 
 
 def band_scores(tok, signals: dict, coarse_only: bool = True) -> dict:
