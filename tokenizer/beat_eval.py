@@ -76,7 +76,8 @@ def repeat_scores(tok, records, data_dir=None, seconds: float | None = None, min
     return {"repeat": float(np.mean(used)) if used else float("nan"),
             "repeat_min": float(np.min(used)) if used else float("nan"), "records_used": len(used),
             "coarse_rmse_uv": 1000 * math.sqrt(sq / max(cnt, 1)),
-            "coarse_rmse_mean_per_beat_uv": 1000 * float(np.mean(np.concatenate(per_beat))) if per_beat else float("nan"),
+            "coarse_rmse_mean_per_beat_uv": (1000 * float(np.mean(np.concatenate(per_beat))) if per_beat
+                                             else float("nan")),
             "per_record": per}
 
 
