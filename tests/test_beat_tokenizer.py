@@ -6,7 +6,7 @@ import pytest
 from conftest import synthetic_ecg
 
 from tokenizer.base import PRETRAINED_DIR, ECGTokenizer
-from tokenizer.beat_codec import RRScale, unwarp_cycles, warp_cycles
+from tokenizer.beat_codec import ProductCode, RRScale, unwarp_cycles, viterbi_sticky, warp_cycles
 from tokenizer.beat_layout import BEAT, FALLBACK
 from tokenizer.beat_tokenizer import BeatTokenizer
 from tokenizer.errors import TokenizerError
@@ -61,6 +61,39 @@ def test_warp_is_identity_on_nominal_cycles_and_inverts():
     inner = np.r_[0:498, 500:898]  # the last sample of a stretched cycle lies beyond its last warped sample
     assert np.abs(y[inner] - s[inner]).max() < 2e-3
     assert np.abs(y[:900] - s[:900]).max() < 0.025 * 440 / 270  # one warped step at the signal's slope
+
+
+def test_sticky_codes_trade_changes_for_error_exactly():
+    rng = np.random.default_rng(2)
+    cost = rng.random((200, 3, 8)).astype(np.float32)
+    brk = np.zeros(200, bool)
+    assert np.array_equal(viterbi_sticky(cost, 0.0, brk), cost.argmin(2))  # no switch cost: nearest codes
+    huge = viterbi_sticky(cost, 1e6, brk)
+    assert np.all(huge == huge[0])  # an unaffordable switch: one code per chain
+    brk[100] = True  # a chain break (after a fallback stretch) is free
+    two = viterbi_sticky(cost, 1e6, brk)
+    assert np.all(two[:100] == two[0]) and np.all(two[100:] == two[100])
+    assert np.array_equal(two[100:], viterbi_sticky(cost[100:], 1e6, brk[100:]))
+    # optimality against brute force on a short chain: cost + switch_cost * changes is minimal
+    c = rng.random((5, 1, 3)).astype(np.float32)
+    best = viterbi_sticky(c, 0.3)[:, 0]
+    import itertools
+
+    def total(seq):
+        return sum(c[t, 0, k] for t, k in enumerate(seq)) + 0.3 * sum(a != b for a, b in zip(seq, seq[1:]))
+    assert abs(total(best) - min(total(q) for q in itertools.product(range(3), repeat=5))) < 1e-5
+
+
+def test_product_code_round_trip_of_codewords():
+    rng = np.random.default_rng(4)
+    basis = np.linalg.qr(rng.standard_normal((6, 6)))[0][:4]  # (P=4, D=6) orthonormal rows
+    cb = rng.standard_normal((2, 5, 2)).astype(np.float32)
+    pc = ProductCode(np.zeros(6), basis, [2, 2], cb)
+    codes = rng.integers(0, 5, (10, 2))
+    x = pc.decode(codes)
+    assert np.array_equal(pc.encode(x), codes)  # a codeword encodes to itself
+    assert np.array_equal(pc.encode_sticky(x, 0.0), codes)
+    assert np.allclose(pc.costs(x)[np.arange(10)[:, None], np.arange(2), codes], 0, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- the shipped tokenizer
