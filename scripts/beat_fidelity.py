@@ -7,9 +7,9 @@ Launch::
 Rows (DS2 MLII, whole records unless ``--seconds``):
 
 * ``ds2``: band RMSE / PRDN of the round trip exactly as tokenizer v2 reports them
-  (:func:`tokenizer.robustness.band_errors`), tokens per second per record (mean, min, max: the rate
+  (:func:`ecg2llm.tokenizer.robustness.band_errors`), tokens per second per record (mean, min, max: the rate
   follows the heart rate), the coarse-only decode's band error beside it;
-* ``robustness`` (``--robustness``, default on): :func:`tokenizer.robustness.robustness_report` - gain 0.3,
+* ``robustness`` (``--robustness``, default on): :func:`ecg2llm.tokenizer.robustness.robustness_report` - gain 0.3,
   second leads, +10 mV offset with 1 mV wander, -50 mV with a ramp and 2 mV wander, 250/500/1000 Hz inputs;
 * ``no_beats``: a flat line, white noise (0.3 mV), and the ventricular flutter episodes of record 207
   (``(VFL`` rhythm notes; DS1, a training record of the codes - the point is the fallback path, not a
@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tokenizer.utils.cli import run_main
-from tokenizer.utils.config import parse_config
-from tokenizer.utils.io import git_sha, write_json
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import parse_config
+from ecg2llm.core.io import git_sha, write_json
 
 
 @dataclass
@@ -42,7 +42,7 @@ class BeatFidelityConfig:
 
 
 def _band_err(tok, x: np.ndarray, y: np.ndarray) -> dict:
-    from tokenizer.baseline import band_filter
+    from ecg2llm.tokenizer.baseline import band_filter
 
     bx, by = band_filter(x, tok.fs), band_filter(y, tok.fs)
     e2 = float(np.sum((bx - by) ** 2))
@@ -52,8 +52,8 @@ def _band_err(tok, x: np.ndarray, y: np.ndarray) -> dict:
 
 def no_beat_rows(tok, data_dir) -> dict:
     """Flat line, white noise and record 207's flutter episodes through the fallback path."""
-    from tokenizer.beat_layout import FALLBACK
-    from tokenizer.data import read_record
+    from ecg2llm.tokenizer.beat_layout import FALLBACK
+    from ecg2llm.tokenizer.data import read_record
 
     fs = tok.fs
     rng = np.random.default_rng(0)
@@ -73,7 +73,7 @@ def no_beat_rows(tok, data_dir) -> dict:
     y = tok.decode_beats(bt, bt.state)
     sq = ss = 0.0
     n_fb = n_units = 0
-    from tokenizer.baseline import band_filter
+    from ecg2llm.tokenizer.baseline import band_filter
 
     bx, by = band_filter(rd.signal, fs), band_filter(y, fs)
     for a, b in episodes:
@@ -93,11 +93,11 @@ def main(argv=None):
     """Measure, print and write ``--out`` (JSON with command, git sha, date); returns 0."""
     import sys
 
-    from tokenizer.beat_eval import band_scores
-    from tokenizer.beat_tokenizer import BeatTokenizer
-    from tokenizer.evaluation import load_signals
-    from tokenizer.robustness import robustness_report
-    from tokenizer.splits import DS2
+    from ecg2llm.tokenizer.beat_eval import band_scores
+    from ecg2llm.tokenizer.beat_tokenizer import BeatTokenizer
+    from ecg2llm.tokenizer.evaluation import load_signals
+    from ecg2llm.tokenizer.robustness import robustness_report
+    from ecg2llm.tokenizer.splits import DS2
 
     a = parse_config(BeatFidelityConfig, argv, description=__doc__)
     t0 = time.perf_counter()

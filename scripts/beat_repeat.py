@@ -7,7 +7,7 @@ Launch::
 **Goal protocol** (DS2 MLII, whole records unless ``--seconds``): pairs of adjacent annotated beats that
 are both AAMI N, each matched to a detected beat within 50 ms; the share of equal coarse-token positions,
 averaged per record, then over records with >= ``min_pairs`` (50) pairs; beside it the coarse-only RMSE of
-the R-aligned window (-0.25 ... +0.45 s) pooled over all detected beats (:mod:`tokenizer.beat_eval`).
+the R-aligned window (-0.25 ... +0.45 s) pooled over all detected beats (:mod:`ecg2llm.tokenizer.beat_eval`).
 Rows:
 
 * ``v3``: the tokenizer's own beats and coarse tokens;
@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tokenizer.utils.cli import run_main
-from tokenizer.utils.config import parse_config
-from tokenizer.utils.io import git_sha, write_json
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import parse_config
+from ecg2llm.core.io import git_sha, write_json
 
 
 @dataclass
@@ -78,7 +78,7 @@ class NaiveCode:
 
 
 def _consecutive_n_pairs(symbols: list[str]) -> np.ndarray:
-    from tokenizer.ecg import AAMI_CLASSES
+    from ecg2llm.tokenizer.ecg import AAMI_CLASSES
 
     n = np.array([AAMI_CLASSES.get(s) == "N" for s in symbols])
     i = np.flatnonzero(n[:-1] & n[1:])
@@ -93,10 +93,10 @@ def _rmse_uv(e: np.ndarray) -> dict:
 
 
 def _detectors(methods, data_dir, fs) -> dict:
-    from tokenizer.baseline import band_filter
-    from tokenizer.beat_codec import detect_r_peaks
-    from tokenizer.data import read_record
-    from tokenizer.splits import DS1
+    from ecg2llm.tokenizer.baseline import band_filter
+    from ecg2llm.tokenizer.beat_codec import detect_r_peaks
+    from ecg2llm.tokenizer.data import read_record
+    from ecg2llm.tokenizer.splits import DS1
 
     sigs = []
     for rec in DS1:
@@ -129,13 +129,13 @@ def main(argv=None):
     """Measure every row, print it, and write ``--out`` (JSON with command, git sha and date); returns 0."""
     import sys
 
-    from tokenizer.base import ECGTokenizer
-    from tokenizer.baseline import band_filter
-    from tokenizer.beat_eval import annotated_pairs, repeat_of_codes, repeat_scores
-    from tokenizer.beat_layout import BEAT
-    from tokenizer.beat_tokenizer import BeatTokenizer
-    from tokenizer.data import read_record
-    from tokenizer.splits import DS1, DS2
+    from ecg2llm.tokenizer.base import ECGTokenizer
+    from ecg2llm.tokenizer.baseline import band_filter
+    from ecg2llm.tokenizer.beat_eval import annotated_pairs, repeat_of_codes, repeat_scores
+    from ecg2llm.tokenizer.beat_layout import BEAT
+    from ecg2llm.tokenizer.beat_tokenizer import BeatTokenizer
+    from ecg2llm.tokenizer.data import read_record
+    from ecg2llm.tokenizer.splits import DS1, DS2
 
     a = parse_config(BeatRepeatConfig, argv, description=__doc__)
     t_start = time.perf_counter()

@@ -6,9 +6,9 @@ Launch::
     python scripts/beat_study.py --tokenizer v3 --data_dir /work/shared/data --out docs/results/beat_study_coarse.json
 
 Beats are those the tokenizer detects (its detector, refinement and unit plan); the R-aligned band windows
-of the DS1 training records fit each coarse code (PCA + k-means groups, :func:`tokenizer.training.beat.
+of the DS1 training records fit each coarse code (PCA + k-means groups, :func:`ecg2llm.tokenizer.training.beat.
 fit_product_code`), which is scored on the DS1 validation records and on DS2 with the goal protocol of
-:mod:`tokenizer.beat_eval` (adjacent annotated N-N pairs matched within 50 ms, records with >= 50 pairs;
+:mod:`ecg2llm.tokenizer.beat_eval` (adjacent annotated N-N pairs matched within 50 ms, records with >= 50 pairs;
 coarse-only window RMSE pooled over all beats, and its mean per beat). A spec ``GxL`` is ``Kc`` groups of
 ``G`` PCA coefficients with ``L`` codes each (``1x8`` x 6 = six scalar 8-level codes).
 """
@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tokenizer.utils.cli import run_main
-from tokenizer.utils.config import parse_config
-from tokenizer.utils.io import git_sha, write_json
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import parse_config
+from ecg2llm.core.io import git_sha, write_json
 
 
 @dataclass
@@ -40,9 +40,9 @@ class BeatStudyConfig:
 
 def beat_windows(tok, records, data_dir) -> dict:
     """Windows, N-N pairs, chain breaks and record ids of the tokenizer's beats in ``records`` (MLII)."""
-    from tokenizer.beat_eval import annotated_pairs
-    from tokenizer.beat_layout import BEAT
-    from tokenizer.data import read_record
+    from ecg2llm.tokenizer.beat_eval import annotated_pairs
+    from ecg2llm.tokenizer.beat_layout import BEAT
+    from ecg2llm.tokenizer.data import read_record
 
     W, P, B, R = [], [], [], []
     off = 0
@@ -79,10 +79,10 @@ def main(argv=None):
     """Fit and score every spec x switch cost; print and write ``--out``; returns 0."""
     import sys
 
-    from tokenizer.beat_codec import viterbi_sticky
-    from tokenizer.beat_tokenizer import BeatTokenizer
-    from tokenizer.splits import DS2, inter_patient_split
-    from tokenizer.training.beat import fit_product_code
+    from ecg2llm.tokenizer.beat_codec import viterbi_sticky
+    from ecg2llm.tokenizer.beat_tokenizer import BeatTokenizer
+    from ecg2llm.tokenizer.splits import DS2, inter_patient_split
+    from ecg2llm.tokenizer.training.beat import fit_product_code
 
     a = parse_config(BeatStudyConfig, argv, description=__doc__)
     t0 = time.perf_counter()

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from conftest import synthetic_ecg
 
-from tokenizer.base import PRETRAINED_DIR, ECGTokenizer
-from tokenizer.beat_codec import ProductCode, RRScale, unwarp_cycles, viterbi_sticky, warp_cycles
-from tokenizer.beat_layout import BEAT, FALLBACK
-from tokenizer.beat_tokenizer import BeatTokenizer
-from tokenizer.errors import TokenizerError
+from ecg2llm.tokenizer.base import PRETRAINED_DIR, ECGTokenizer
+from ecg2llm.tokenizer.beat_codec import ProductCode, RRScale, unwarp_cycles, viterbi_sticky, warp_cycles
+from ecg2llm.tokenizer.beat_layout import BEAT, FALLBACK
+from ecg2llm.tokenizer.beat_tokenizer import BeatTokenizer
+from ecg2llm.core.errors import TokenizerError
 
 FS = 360.0
 HAS_V3 = (PRETRAINED_DIR / "v3" / "model.safetensors").is_file()
@@ -155,7 +155,7 @@ def test_round_trip_decode_paths_agree(tok):
 
 @needs_v3
 def test_real_record_round_trip_and_no_drift(tok, data_dir):
-    from tokenizer.data import read_record
+    from ecg2llm.tokenizer.data import read_record
 
     rd = read_record("100", data_dir, fs=FS)  # DS2, the whole 30 min
     x = rd.signal
@@ -188,7 +188,7 @@ def test_fallback_on_signals_without_beats(tok, case):
 
 @needs_v3
 def test_other_sampling_rates(tok):
-    from tokenizer.data import resample
+    from ecg2llm.tokenizer.data import resample
 
     x = synthetic_ecg(12.0, FS, hr_bpm=80)
     for fs in (250.0, 500.0, 1000.0):

@@ -2,7 +2,7 @@
 
 .. code-block:: python
 
-    from tokenizer import ECGTokenizer
+    from ecg2llm.tokenizer import ECGTokenizer
     tok = ECGTokenizer.from_pretrained(path)   # or "default", the shipped tokenizer
     ids, state = tok.encode(signal_mv, fs)     # 1-D int64 in [0, tok.vocab_size); state or None
     x_hat = tok.decode(ids, state)             # 1-D float32 in mV at tok.fs
@@ -23,8 +23,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from .errors import TokenizerError
-from .utils.hub import load_weights, push_folder, read_config, resolve_folder, save_folder, state_dict_hash
+from ecg2llm.core.errors import TokenizerError
+from ecg2llm.core.hub import load_weights, push_folder, read_config, resolve_folder, save_folder, state_dict_hash
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 _REGISTRY: dict[str, type["ECGTokenizer"]] = {}
@@ -189,7 +189,7 @@ class ECGTokenizer:
             i = int(np.flatnonzero(~np.isfinite(x))[0])
             raise TokenizerError(
                 f"signal has NaN/inf samples (first at index {i}); fill gaps first, e.g. "
-                f"tokenizer.data.fill_nan_gaps(x, fs, max_gap_s)"
+                f"ecg2llm.tokenizer.data.fill_nan_gaps(x, fs, max_gap_s)"
             )
         return x
 
@@ -224,7 +224,7 @@ class ECGTokenizer:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "ECGTokenizer":
         """Build an untrained tokenizer from a ``config.json``-style dict (``tokenizer_type`` picks the class)."""
-        from .utils.config import config_from_dict
+        from ecg2llm.core.config import config_from_dict
 
         cfg = dict(config)
         ttype = cfg.pop("tokenizer_type", None) or cls.tokenizer_type

@@ -1,11 +1,11 @@
 """Numerical parts of tokenizer v3 (``beat``): R-peak detection, the RR scale, the cycle warp, product codes.
 
-Everything here is numpy on 1-D signals at the tokenizer's rate; :mod:`tokenizer.beat_tokenizer` puts
-them together and :mod:`tokenizer.training.beat` fits the codes.
+Everything here is numpy on 1-D signals at the tokenizer's rate; :mod:`ecg2llm.tokenizer.beat_tokenizer` puts
+them together and :mod:`ecg2llm.tokenizer.training.beat` fits the codes.
 
 * :func:`detect_r_peaks`: a neurokit2 detector (``neurokit`` by default, the most accurate and fastest of
   those measured by ``scripts/beat_repeat.py --detectors``) on the band, each peak then moved to the largest
-  deviation from the local median within ``refine_s`` (as :func:`tokenizer.ecg.refine_peaks` does for
+  deviation from the local median within ``refine_s`` (as :func:`ecg2llm.tokenizer.ecg.refine_peaks` does for
   annotated beats), peaks closer than ``refractory_s`` merged (the larger deviation kept).
 * :class:`RRScale`: RR token <-> interval in samples. Exact samples up to ``exact_max`` (1 sample =
   2.8 ms at 360 Hz: finer than beat-to-beat variability), then a geometric scale of ratio ``ratio``
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import TokenizerError
+from ecg2llm.core.errors import TokenizerError
 
 
 # ----------------------------------------------------------------------------------------- R peaks

@@ -48,7 +48,7 @@ def repeat_of_codes(codes: np.ndarray, pairs: np.ndarray) -> float:
 
 def repeat_scores(tok, records, data_dir=None, seconds: float | None = None, min_pairs: int = 50,
                   lead: str = "MLII", tol_s: float = 0.05, progress: bool = False) -> dict:
-    """Repeat and coarse-only beat-window RMSE of a :class:`tokenizer.beat_tokenizer.BeatTokenizer`."""
+    """Repeat and coarse-only beat-window RMSE of a :class:`ecg2llm.tokenizer.beat_tokenizer.BeatTokenizer`."""
     from .beat_layout import BEAT
     from .data import read_record
 
@@ -82,7 +82,7 @@ def repeat_scores(tok, records, data_dir=None, seconds: float | None = None, min
 
 
 def band_scores(tok, signals: dict, coarse_only: bool = True) -> dict:
-    """Band RMSE / PRDN exactly as v2 reports them (:func:`tokenizer.robustness.band_errors`), tokens per
+    """Band RMSE / PRDN exactly as v2 reports them (:func:`ecg2llm.tokenizer.robustness.band_errors`), tokens per
     second per record (mean, min, max), and the coarse-only decode's band error beside them."""
     from .robustness import band_errors
 

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .errors import TokenizerError
+from ecg2llm.core.errors import TokenizerError
 
 BEAT, FALLBACK = 0, 1
 KIND_NAMES = ("beat", "fallback")

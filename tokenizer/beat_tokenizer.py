@@ -2,7 +2,7 @@
 
 .. code-block:: python
 
-    from tokenizer.beat_tokenizer import BeatTokenizer
+    from ecg2llm.tokenizer.beat_tokenizer import BeatTokenizer
     tok = BeatTokenizer.from_pretrained("v3")          # or ECGTokenizer.from_pretrained("v3")
     bt = tok.encode_beats(signal_mv, fs)               # BeatTokens: r, rr, coarse, detail, kind, state, ids
     band = tok.decode_beats(bt)                        # == tok.decode(bt.ids): the ECG band in mV at tok.fs
@@ -12,13 +12,13 @@
 
 Encode (signal resampled to ``fs``):
 
-1. **Baseline** as tokenizer v2 (:mod:`tokenizer.baseline`: median knots at 2 Hz refined on the residual,
+1. **Baseline** as tokenizer v2 (:mod:`ecg2llm.tokenizer.baseline`: median knots at 2 Hz refined on the residual,
    quantized to 2 µV) into ``state["baseline"]``; the tokens code the band ``x - baseline`` in absolute mV.
-2. **Beats**: :func:`tokenizer.beat_codec.detect_r_peaks` (or given ``r_peaks``).
+2. **Beats**: :func:`ecg2llm.tokenizer.beat_codec.detect_r_peaks` (or given ``r_peaks``).
 3. **Units** in time order: a beat whose R is within ``gap_max_s`` of the previous R becomes a beat
    unit; otherwise the previous beat's cycle ends ``post_s`` after its R and **fallback units** (segments
    of ``fallback_s``) cover the stretch until the next R is within ``fallback_s`` (the same at the segment
-   start and after the last beat). RR tokens: :class:`tokenizer.beat_codec.RRScale` with error feedback
+   start and after the last beat). RR tokens: :class:`ecg2llm.tokenizer.beat_codec.RRScale` with error feedback
    (decoded R positions never drift).
 4. **Cycles**: consecutive beats meet at ``R - min(pre_s, RR / 2)``, so the cycles partition the signal
    (no overlap, no gap). A beat after a fallback (or at the start) starts at the cursor.
@@ -26,7 +26,7 @@ Encode (signal resampled to ``fs``):
    (``coarse.*`` tensors: PCA + per-coefficient codebooks), fitted on DS1 beats.
 6. **Detail** tokens: what coarse leaves over the whole cycle (the coarse window clipped to the cycle,
    subtracted), warped around R to a fixed ``detail_pre + detail_post`` samples
-   (:func:`tokenizer.beat_codec.warp_cycles`), product code ``detail.*``.
+   (:func:`ecg2llm.tokenizer.beat_codec.warp_cycles`), product code ``detail.*``.
 7. **Fallback** tokens: each segment's band samples, product code ``fallback.*``.
 
 Decode inverts each step; cycles and segments are placed on the timeline the RR tokens define, so ids
@@ -47,7 +47,7 @@ from .base import ECGTokenizer, register_tokenizer
 from .baseline import INTERPOLATIONS, estimate_knots_np, interpolate_knots_np, knot_hop, n_knots
 from .beat_codec import ProductCode, RRScale, detect_r_peaks, unwarp_cycles, warp_cycles
 from .beat_layout import BEAT, FALLBACK, BeatLayout, BeatTokens, assemble_ids, parse_ids
-from .errors import TokenizerError
+from ecg2llm.core.errors import TokenizerError
 from .texture_bank import TEXTURE_FILE, TextureBank
 from .wander import WANDER_FILE, WanderModel
 
@@ -306,7 +306,7 @@ class BeatTokenizer(ECGTokenizer):
 
     def encode_coarse(self, windows: np.ndarray, breaks: np.ndarray | None = None) -> np.ndarray:
         """Coarse codes of consecutive beat windows: the nearest codes, or with ``coarse_switch_uv`` > 0 the
-        sticky codes (:meth:`tokenizer.beat_codec.ProductCode.encode_sticky`): a code changes from one beat to
+        sticky codes (:meth:`ecg2llm.tokenizer.beat_codec.ProductCode.encode_sticky`): a code changes from one beat to
         the next only where that lowers the window's squared error by more than ``window * switch_uv^2``,
         so a patient's repeated beat keeps its code through noise."""
         sw = self.window * (float(self.config.coarse_switch_uv) / 1000.0) ** 2
@@ -333,7 +333,7 @@ class BeatTokenizer(ECGTokenizer):
         return detect_r_peaks(band, self.fs, c.detector, c.refine_s, c.refractory_s)
 
     def encode_beats(self, x, fs: float, r_peaks=None) -> BeatTokens:
-        """Tokenize a 1-D ECG into units (see :class:`tokenizer.beat_layout.BeatTokens`).
+        """Tokenize a 1-D ECG into units (see :class:`ecg2llm.tokenizer.beat_layout.BeatTokens`).
 
         Parameters
         ----------

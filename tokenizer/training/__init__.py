@@ -7,16 +7,16 @@ of the saved tokenizer (``<output_dir>/tokenizer``).
 import importlib
 
 TRAINERS = {
-    "seed": "tokenizer.training.seed",
-    "fsq": "tokenizer.training.fsq",
-    "fsq2": "tokenizer.training.fsq2",
-    "beat": "tokenizer.training.beat",
+    "seed": "ecg2llm.tokenizer.training.seed",
+    "fsq": "ecg2llm.tokenizer.training.fsq",
+    "fsq2": "ecg2llm.tokenizer.training.fsq2",
+    "beat": "ecg2llm.tokenizer.training.beat",
 }
 
 
 def trainer_module(tokenizer_type: str):
     """The training module for ``tokenizer_type``, with a clear error for an unknown type."""
-    from ..errors import ConfigError
+    from ecg2llm.core.errors import ConfigError
 
     if tokenizer_type not in TRAINERS:
         raise ConfigError(f"unknown tokenizer_type {tokenizer_type!r}; trainable types: {sorted(TRAINERS)}")

@@ -34,7 +34,7 @@ from ..beat_codec import ProductCode, warp_cycles
 from ..beat_layout import BEAT
 from ..beat_tokenizer import BeatTokenizer, BeatTokenizerConfig
 from ..splits import inter_patient_split
-from ..utils.io import ensure_writable_dir, write_json, write_run_info
+from ecg2llm.core.io import ensure_writable_dir, write_json, write_run_info
 
 
 @dataclass
