@@ -89,6 +89,9 @@ def _bad_inputs(tmp):
         "scripts/texture_cv.py": (["--tokenizer", nowhere], "nowhere"),
         "scripts/baseline_study.py": (["--variants", "3:spline"], "3:spline"),
         "scripts/augment_views.py": (["--angles", "120", "--out", str(tmp / "o.png")], "120"),
+        "scripts/beat_repeat.py": (["--tokenizer", nowhere], "nowhere"),
+        "scripts/beat_fidelity.py": (["--tokenizer", nowhere], "nowhere"),
+        "scripts/beat_study.py": (["--tokenizer", nowhere], "nowhere"),
     }
 
 

@@ -10,6 +10,7 @@ TRAINERS = {
     "seed": "ecg2llm.tokenizer.training.seed",
     "fsq": "ecg2llm.tokenizer.training.fsq",
     "fsq2": "ecg2llm.tokenizer.training.fsq2",
+    "beat": "ecg2llm.tokenizer.training.beat",
 }
 
 
