@@ -20,6 +20,7 @@ from tokenizer.errors import ConfigError
 from tokenizer.utils.io import atomic_path, ensure_writable_dir, write_json, write_run_info
 
 from . import checkpoints as ck
+from . import training_data
 from .baselines import baseline_metrics, fit_baselines
 from .data import LatticeNoise, TrainBatches, open_or_build_store, tile_crops, with_bos
 from .evaluation import eval_loader, evaluate, with_rates
@@ -293,6 +294,9 @@ class Trainer:
                 self.tok.save_pretrained(tmp / TOKENIZER_SUBDIR)
                 if metrics is not None:
                     write_json(tmp / "metrics.json", metrics)
+                # what this folder's weights saw (with init_from's): the scorecard's band pool and copy search
+                training_data.write(tmp, training_data.run_spec(
+                    self.cfg, getattr(self.source, "cinc_excluded", ()), stage=str(self.out)))
         acc.wait_for_everyone()
         return folder
 
