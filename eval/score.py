@@ -101,6 +101,8 @@ def scorer_settings(cfg: ScoreConfig) -> ScoreSettings:
     ``band_draws``): the one place a scorer is configured from this entry point's flags."""
     settings = ScoreSettings(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(ScoreSettings)})
     settings.calibration = {"draws": cfg.band_draws, **(cfg.calibration or {})}
+    if settings.training_data is None and cfg.synthetic:  # the LM a generated folder's manifest names
+        settings.training_data = cfg.synthetic
     return settings
 
 

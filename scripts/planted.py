@@ -72,6 +72,8 @@ class PlantedConfig(ScoreSettings):
     records: list[str] = dataclasses.field(default_factory=list)  # held-out records cut (default: validation)
     defects: list[str] = dataclasses.field(default_factory=list)  # defects to plant (default: all)
     headline: bool = True           # headline verdicts against real bands (what the matrix reads)
+    training_data: str | None = "default"  # whose training data the copy search and pool check use (a shipped
+    #                                        LM name, a model folder or its training_data.json)
 
 
 @run_main
@@ -110,6 +112,7 @@ def main(argv=None):
         "records": records,
         "n": a.n,
         "calibration": scorer.calibration().describe(),
+        "defects": {d: DEFECTS[d] for d in defects},
         "git_sha": git_sha(),
         "command": " ".join(["python scripts/planted.py", *(argv if argv is not None else sys.argv[1:])]),
         "seconds": round(time.time() - t0, 1),

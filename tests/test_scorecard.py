@@ -245,9 +245,9 @@ def test_discriminator_groups_name_what_gives_a_defect_away(small_scorer, data_d
     g = row["discriminator_groups"]
     assert set(g) == set(cal.disc_groups()) and all(0.0 <= v <= 1.0 for v in g.values())
     assert g["band powers"] >= 0.9 and g["band powers"] > g["clinical rhythm"], g
-    dd = row["discriminator_draws"]  # the spread over draws: draw 0 is the headline value
-    assert len(dd["values"]) == cal.settings.disc_spread_draws
-    assert dd["values"][0] == row["headline"]["discriminator"]["value"]
+    dd = row["discriminator_draws"]  # the draws whose mean is the headline value (scorecard v3: not draw 0)
+    assert len(dd["values"]) == cal.settings.disc_spread_draws >= 5
+    assert dd["mean"] == pytest.approx(row["headline"]["discriminator"]["value"])
     assert dd["min"] <= dd["mean"] <= dd["max"] and dd["sd"] >= 0 and dd["mean"] >= 0.8, dd
 
 
@@ -266,6 +266,6 @@ def test_near_copies_name_the_training_windows_a_set_reproduces(small_scorer, da
         assert d == sorted(d) and all(x < nc["threshold"] for x in d)
         names = set(pd.make(name).names)
         assert all(w["window"] in names for w in nc["windows"])
-        if name == "train_copy":
-            assert nc["n"] >= 0.5 * row["n_windows"] and set(nc["by_record"]) <= {"106", "109"}
+        if name == "train_copy":  # keys name corpus, record and lead ("mitdb:106:MLII")
+            assert nc["n"] >= 0.5 * row["n_windows"] and {k.split(":")[1] for k in nc["by_record"]} <= {"106", "109"}
     assert "near_copies" not in small_scorer.score_windows("ds1", pd.make("train_copy"), memorization=False)
