@@ -322,7 +322,7 @@ class Calibration:
         if path is not None and path.is_file():
             self._bands[n] = {k: tuple(v) for k, v in json.loads(path.read_text()).items()}
             return self._bands[n]
-        vals = self.draw_values(n)
+        vals = self.draw_values_cached(n)
         q0, q1 = s.band_quantiles
         bands = {k: (float(np.quantile(v, q0)), float(np.quantile(v, q1))) for k, v in vals.items()}
         if path is not None:
@@ -332,6 +332,15 @@ class Calibration:
         sc._log(f"real bands at n={n}: {len(self.draws)} leave-patients-out draws")
         self._bands[n] = bands
         return bands
+
+    def draw_values_cached(self, n: int) -> dict[str, list[float]]:
+        """:meth:`draw_values`, computed once per ``n`` in this process (the band and a leave-one-out check
+        read the same draws)."""
+        if not hasattr(self, "_draw_vals"):
+            self._draw_vals: dict[int, dict] = {}
+        if n not in self._draw_vals:
+            self._draw_vals[n] = self.draw_values(n)
+        return self._draw_vals[n]
 
     def draw_values(self, n: int) -> dict[str, list[float]]:
         """Every band metric on each leave-patients-out draw of ``n`` real windows, in draw order.
@@ -507,7 +516,7 @@ def _band_key(scorer, s: CalibrationSettings, n: int) -> str:
         scorer.data_dir,
         scorer.embedder.weights_hash,
         scorer.reference.names,
-        asdict(s),
+        {k: v for k, v in asdict(s).items() if k != "training_data_source"},  # where it was read: not a setting
         n,
     )
 

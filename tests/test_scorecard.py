@@ -131,6 +131,18 @@ def test_planted_defects_built_correctly(data_dir):
         c = rr(sets["beat_clone"].x[i])
         assert len(c) >= 3 and np.ptp(c) <= 2
         assert np.median(rr(sets["time_stretch"].x[i])) / np.median(rr(base[i])) == pytest.approx(1.25, abs=0.1)
+    # scorecard v3: copies of record 208 are exact slices of it; +-40 ms jitter moves RR by at most ~40 ms (plus
+    # detector error) and keeps the rate; a beat mix keeps the window's own R peaks, changes its beats
+    sig208 = _record("208", pd.root)[0].astype(np.float32)
+    for w in sets["copy_208"].x:
+        hits = np.flatnonzero(sig208[: len(sig208) - 3600] == w[0])
+        assert any(np.array_equal(sig208[h: h + 3600], w) for h in hits)
+    for i in range(len(base)):
+        a, j = rr(base[i]), rr(sets["rr_jitter_40ms"].x[i])
+        assert abs(np.mean(j) - np.mean(a)) < 0.03 * FS and np.std(np.diff(j)) < np.std(np.diff(a)) + 0.06 * FS
+    mix = [np.median(rr(sets["beat_mix"].x[i])) / np.median(rr(base[i])) for i in range(len(base))]
+    assert np.allclose(mix, 1.0, atol=0.1) and not np.allclose(sets["beat_mix"].x, base, atol=0.05)
+    assert sets["cinc_copy"].x.shape == base.shape and np.isfinite(sets["cinc_copy"].x).all()
 
 
 # ------------------------------------------------------------------------------------------ bands
