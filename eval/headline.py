@@ -5,8 +5,9 @@ records and 0.66 for a tiny GPT ranks the GPT above real ECGs. So every headline
 ``real_band``: the range of that metric for real windows of patients the reference does not hold, at the
 same number of windows, against the same reference (leave-patients-out resampling):
 
-* the band pool is every non-overlapping 10-s MLII window of ``band_records`` (DS2 and the validation
-  records: patients no generator trained on);
+* the band pool is every non-overlapping 10-s MLII window of ``band_records``: the fixed pool of
+  :mod:`eval.pool` (DS2 + 101, 112, 119, records no shipped LM trains on) minus any record the scored LM's
+  ``training_data.json`` lists (excluded and reported in :meth:`Calibration.describe`);
 * draw ``b`` holds out ``h`` random pool patients (``h`` uniform in ``holdout_patients``); the reference
   ``R_b`` is the DS2 reference minus those patients' windows and the real candidate is ``n`` random windows
   of the held-out patients that are not reference windows;
@@ -20,8 +21,10 @@ look), else ``as_real``. The overall ``verdict`` is ``worse`` when any headline 
 Headline metrics (:data:`HEADLINE`): the embedding Fréchet distance; four clinical groups of
 :mod:`eval.clinical` (each the mean, over its measurements, of the Wasserstein-1 distance to the
 reference divided by the reference's spread, plus the difference in the share of windows where the
-measurement is undefined); a patient-grouped discriminator against the generator's training patients;
-and the near-copy rate against the LM's training records only.
+measurement is undefined); a patient-grouped discriminator against the generator's training patients (the
+mean of ``disc_spread_draws`` draws, for the set and for each band draw); the near-copy rate against every
+window the LM trained on (:mod:`eval.metrics.memorization_index`); and the within-window headlines of
+:mod:`eval.window_metrics` (beat consistency judged per window, which a many-patient mix cannot game).
 """
 
 from __future__ import annotations

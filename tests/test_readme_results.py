@@ -13,8 +13,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(\s?%)?")
-#: results-table rows checked (the first cell of each row); rows added later are checked too once listed here
-CHECKED_ROWS = ("scorecard verdict, `default`", "planted defects")
+#: rows whose numbers must come from named files (the others: from any docs/results/*.json)
+ROW_SOURCES = {"scorecard verdict, `default`": ("scorecard_v3.json", "planted.json"),
+               "planted defects": ("planted.json",)}
+#: rows with numbers not yet in a result file (strict xfail: the test says when they are)
+UNTRACED = {
+    "tokenizer v2 (default)": "PRDN 10.35 % and the offset ratios 1.008 / 1.09 live in docs/tokenizer.md only",
+    "LM v2d (`default`, 2.25 M, tokenizer v2)": "LM v2's 4.21 bits/token lives in its model card's metrics.json",
+}
 
 
 def results_rows(text: str) -> dict[str, str]:
@@ -63,11 +69,22 @@ def test_results_files_say_how_they_were_made():
         assert m.get("command") and m.get("git_sha") and m.get("date"), name
 
 
-@pytest.mark.parametrize("row", CHECKED_ROWS)
+def _rows():
+    return results_rows((ROOT / "README.md").read_text())
+
+
+@pytest.mark.parametrize("row", [pytest.param(r, marks=pytest.mark.xfail(reason=UNTRACED[r], strict=True))
+                                 if r in UNTRACED else r for r in _rows()])
 def test_readme_results_numbers_are_in_a_result_file(row):
-    rows = results_rows((ROOT / "README.md").read_text())
-    assert row in rows, f"README results table has no row {row!r} (rows: {list(rows)})"
+    rows = _rows()
     text = re.sub(r"`[^`]*`", "", rows[row])  # code spans hold names and commands, not results
-    values = json_numbers(sorted((ROOT / "docs" / "results").glob("*.json")))
+    files = ROW_SOURCES.get(row)
+    res = ROOT / "docs" / "results"
+    paths = [res / f for f in files] if files else sorted(res.glob("*.json"))
+    values = json_numbers(paths)
     missing = [m.group(0) for m in NUMBER.finditer(text) if not traced(m.group(1), bool(m.group(2)), values)]
-    assert not missing, f"README row {row!r}: numbers in no docs/results/*.json: {missing}"
+    assert not missing, f"README row {row!r}: numbers in none of {[p.name for p in paths]}: {missing}"
+
+
+def test_checked_rows_exist():
+    assert set(ROW_SOURCES) | set(UNTRACED) <= set(_rows())
