@@ -295,8 +295,11 @@ class Trainer:
                 if metrics is not None:
                     write_json(tmp / "metrics.json", metrics)
                 # what this folder's weights saw (with init_from's): the scorecard's band pool and copy search
+                from .corpora import base_record
+
+                seen = {base_record(e.record) for e in self.store.entries("train")}  # augmented views -> record
                 training_data.write(tmp, training_data.run_spec(
-                    self.cfg, getattr(self.source, "cinc_excluded", ()), stage=str(self.out)))
+                    self.cfg, getattr(self.source, "cinc_excluded", ()), stage=str(self.out), records=seen))
         acc.wait_for_everyone()
         return folder
 

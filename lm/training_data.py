@@ -39,7 +39,21 @@ def _mitdb_train_records(valid_records) -> list[str]:
     return [r for r in DS1 if split_of(r, list(valid_records)) == "train"]
 
 
-def spec_of_config(cfg, cinc_excluded=(), stage: str | None = None) -> dict:
+def _present(records, data_dir) -> list[str]:
+    """The records a store built from ``data_dir`` can hold (a record missing there was never tokenized);
+    all of them when the data folder cannot be found (the spec then lists what the config asks for)."""
+    try:
+        from tokenizer.data import resolve_data_dir
+
+        db = resolve_data_dir(data_dir) / "mitdb"
+    except Exception:  # noqa: BLE001 - no data folder here: keep the config's list
+        return list(records)
+    if not db.is_dir():
+        return list(records)
+    return [r for r in records if (db / f"{r}.hea").is_file()]
+
+
+def spec_of_config(cfg, cinc_excluded=(), stage: str | None = None, records=None) -> dict:
     """The training data of one run of ``cfg`` (an :class:`lm.config.LMConfig` or anything with its fields).
 
     Parameters
@@ -51,11 +65,15 @@ def spec_of_config(cfg, cinc_excluded=(), stage: str | None = None) -> dict:
         CinC recordings the run left out (:func:`lm.corpora.cinc2017_excluded`).
     stage : str, optional
         Name of the run (its output folder), recorded under ``stages``.
+    records : iterable of str, optional
+        The MIT-BIH records of the store's training split, as training read them (``lm/trainer.py``); default:
+        the inter-patient training records the config selects that the data folder holds.
     """
     valid = [str(r) for r in cfg.valid_records]
     recs = _mitdb_train_records(valid)
     if getattr(cfg, "records", None):
         recs = [r for r in recs if r in {str(x) for x in cfg.records}]
+    recs = _present(recs, getattr(cfg, "data_dir", None)) if records is None else sorted({str(r) for r in records})
     sources = list(getattr(cfg, "sources", []) or [])
     use_mitdb = not sources or "mitdb" in sources
     use_cinc = "cinc2017" in sources
@@ -131,7 +149,7 @@ def write(folder, spec: dict) -> Path:
     return path
 
 
-def run_spec(cfg, cinc_excluded=(), stage: str | None = None) -> dict:
+def run_spec(cfg, cinc_excluded=(), stage: str | None = None, records=None) -> dict:
     """What a training run of ``cfg`` writes: its own data merged with its ``init_from`` parent's file (if any)."""
     parent = read(cfg.init_from) if getattr(cfg, "init_from", None) else None
-    return merge(parent, spec_of_config(cfg, cinc_excluded, stage))
+    return merge(parent, spec_of_config(cfg, cinc_excluded, stage, records))
