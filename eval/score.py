@@ -12,9 +12,10 @@ The real reference is ``--n_real`` random 10-s MLII windows of DS2 (seed ``--see
 manifest names) decides the headline's band pool (the fixed pool minus what the LM saw, reported) and where
 copies are searched (every window it trained on: :mod:`eval.pool`, :mod:`eval.metrics.memorization_index`).
 ``--references all`` (default) adds the real-DS1 ceiling and ECGSYN rows, ``none`` skips them, ``ds1`` or
-``ecgsyn`` picks one. ``--extra_rows name=DIR,name2=DIR2`` scores more folders (same format as ``--synthetic``) as extra rows; ``--tokenizer DIR`` adds the round
-trip of held-out DS2 windows through that tokenizer. ``--forecast DIR`` scores a ``forecast.npz``
-(format: ``tokenizer/forecasts.py``); without it only the naive forecast baselines are reported.
+``ecgsyn`` picks one. ``--extra_rows name=DIR,name2=DIR2`` scores more folders (same format as
+``--synthetic``) as extra rows; ``--tokenizer DIR`` adds the round trip of held-out DS2 windows through that
+tokenizer. ``--forecast DIR`` scores a ``forecast.npz`` (format: ``tokenizer/forecasts.py``); without it only
+the naive forecast baselines are reported.
 Metric definitions and directions: ``eval/metrics/__init__.py`` and the report itself.
 """
 
