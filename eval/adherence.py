@@ -1,10 +1,10 @@
 """Rhythm adherence read from the waveform: ventricular rhythms by the beats a real-data classifier sees.
 
 Heart rate alone does not make VT (a sinus tachycardia is fast too), and the rhythm classifier of
-:mod:`eval.rhythm` recognises almost none of the real trigeminy windows. Here each 10-s window's R peaks are
-detected (:func:`eval.metrics.physiology.detect_rpeaks`, never the sampler's own labels), every beat is cut as
-the TSTR beats are (:func:`eval.beats.cut_beats`) and classified by the AAMI beat classifier trained on **real
-DS1 beats only** (:func:`eval.beat_classifier.train_classifier`); each rule then reads the beat-class sequence:
+:mod:`ecg2llm.eval.scorecard.rhythm` recognises almost none of the real trigeminy windows. Here each 10-s window's R peaks are
+detected (:func:`ecg2llm.eval.scorecard.metrics.physiology.detect_rpeaks`, never the sampler's own labels), every beat is cut as
+the TSTR beats are (:func:`ecg2llm.eval.beats.cut_beats`) and classified by the AAMI beat classifier trained on **real
+DS1 beats only** (:func:`ecg2llm.eval.beat_classifier.train_classifier`); each rule then reads the beat-class sequence:
 
 * ``VT``: heart rate above 100 bpm **and** a run of at least 3 consecutive beats called V;
 * ``B`` (ventricular bigeminy): at least 4 consecutive beats alternating N and V (V every second beat);
@@ -33,7 +33,7 @@ def window_beat_classes(clf, windows: np.ndarray, fs: float = 360.0) -> list[tup
     """Per window: the beat-class string (``"NNVNNV..."``, beats with both RR neighbours, in order) and the
     heart rate (bpm, NaN with fewer than 2 peaks)."""
     from .beats import CLASSES, cut_beats
-    from .metrics.physiology import detect_rpeaks
+    from .scorecard.metrics.physiology import detect_rpeaks
 
     if fs != 360.0:
         raise ValueError(f"adherence reads 360 Hz windows, got {fs:g} Hz; resample first")
@@ -68,9 +68,9 @@ def share_meeting(clf, rule: str, windows: np.ndarray, fs: float = 360.0) -> flo
 
 def real_ceiling(clf, rules, data_dir=None, per_rhythm: int = 60, seed: int = 0) -> dict[str, dict]:
     """Each rule's share on real windows wholly inside its rhythm (DS2 first, else DS1), and ``measurable``."""
-    from tokenizer.splits import DS1, DS2
+    from ecg2llm.tokenizer.splits import DS1, DS2
 
-    from .rhythm import labelled_windows
+    from .scorecard.rhythm import labelled_windows
 
     rng = np.random.default_rng(seed)
     out: dict[str, dict] = {}

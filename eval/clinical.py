@@ -1,6 +1,6 @@
 """What a cardiologist reads off a 10-s strip, per window: rhythm, intervals, beat shape, recording texture.
 
-Per window (:func:`clinical_features`; R-peaks from :func:`eval.metrics.physiology.detect_rpeaks`, i.e.
+Per window (:func:`clinical_features`; R-peaks from :func:`ecg2llm.eval.scorecard.metrics.physiology.detect_rpeaks`, i.e.
 ``neurokit2``):
 
 * **rhythm** -- ``hr_bpm`` (60 / mean RR), ``rr_cv`` (std / mean of RR), ``rmssd_ms``, ``rr_alt``
@@ -32,7 +32,7 @@ import numpy as np
 
 from .metrics.physiology import detect_rpeaks
 
-#: Feature groups; each group is one headline metric (:mod:`eval.headline`).
+#: Feature groups; each group is one headline metric (:mod:`ecg2llm.eval.scorecard.headline`).
 GROUPS: dict[str, tuple[str, ...]] = {
     "rhythm": ("hr_bpm", "rr_cv", "rmssd_ms", "rr_alt", "n_beats"),
     "intervals": ("pr_ms", "qrs_ms", "qtc_ms", "p_present"),
@@ -41,7 +41,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
 }
 FEATURES: tuple[str, ...] = tuple(f for g in GROUPS.values() for f in g)
 #: Per-window RR measurements outside the set-level groups, read by the within-window headlines
-#: (:mod:`eval.window_metrics`): ``rr_sd_ratio`` = RMSSD / (sqrt(2) SD of RR), 1 for independent RR intervals,
+#: (:mod:`ecg2llm.eval.window_metrics`): ``rr_sd_ratio`` = RMSSD / (sqrt(2) SD of RR), 1 for independent RR intervals,
 #: well below 1 for a smoothly varying sinus rhythm, up to 2 for strict alternation; ``rr_flip`` = share of
 #: successive RR differences that change sign (any size): ~2/3 for independent intervals, low for a drifting
 #: rhythm, 1 for bigeminy.

@@ -6,7 +6,7 @@ records and 0.66 for a tiny GPT ranks the GPT above real ECGs. So every headline
 same number of windows, against the same reference (leave-patients-out resampling):
 
 * the band pool is every non-overlapping 10-s MLII window of ``band_records``: the fixed pool of
-  :mod:`eval.pool` (DS2 + 101, 112, 119, records no shipped LM trains on) minus any record the scored LM's
+  :mod:`ecg2llm.eval.pool` (DS2 + 101, 112, 119, records no shipped LM trains on) minus any record the scored LM's
   ``training_data.json`` lists (excluded and reported in :meth:`Calibration.describe`);
 * draw ``b`` holds out ``h`` random pool patients (``h`` uniform in ``holdout_patients``); the reference
   ``R_b`` is the DS2 reference minus those patients' windows and the real candidate is ``n`` random windows
@@ -19,12 +19,12 @@ below it (closer to the reference than unseen real patients come: not a fault in
 look), else ``as_real``. The overall ``verdict`` is ``worse`` when any headline metric is ``worse``.
 
 Headline metrics (:data:`HEADLINE`): the embedding Fréchet distance; four clinical groups of
-:mod:`eval.clinical` (each the mean, over its measurements, of the Wasserstein-1 distance to the
+:mod:`ecg2llm.eval.scorecard.clinical` (each the mean, over its measurements, of the Wasserstein-1 distance to the
 reference divided by the reference's spread, plus the difference in the share of windows where the
 measurement is undefined); a patient-grouped discriminator against the generator's training patients (the
 mean of ``disc_spread_draws`` draws, for the set and for each band draw); the near-copy rate against every
-window the LM trained on (:mod:`eval.metrics.memorization_index`); and the within-window headlines of
-:mod:`eval.window_metrics` (beat consistency judged per window, which a many-patient mix cannot game).
+window the LM trained on (:mod:`ecg2llm.eval.scorecard.metrics.memorization_index`); and the within-window headlines of
+:mod:`ecg2llm.eval.window_metrics` (beat consistency judged per window, which a many-patient mix cannot game).
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ import numpy as np
 from scipy.stats import wasserstein_distance
 
 from .clinical import FEATURES, GROUPS
-from .data import real_windows
+from ..data import real_windows
 from .metrics import frechet_distance
-from .pool import POOL_VALID, check_pool
-from .window_metrics import WINDOW_HEADLINE, WindowJudge
+from ..pool import POOL_VALID, check_pool
+from ..window_metrics import WINDOW_HEADLINE, WindowJudge
 
 HEADLINE: dict[str, str] = {
     "embedding": "Fréchet distance of the frozen ECG embedding to the real reference: overall look",
@@ -62,10 +62,10 @@ UNDEFINED_CAP = 10.0  # distance of a measurement the set never produces
 class CalibrationSettings:
     """How the real bands are drawn (see the module docstring)."""
 
-    band_records: tuple[str, ...] | None = None  # default: the fixed pool (eval.pool) minus what the LM saw
+    band_records: tuple[str, ...] | None = None  # default: the fixed pool (ecg2llm.eval.pool) minus what the LM saw
     lm_train_records: tuple[str, ...] | None = None  # default: the LM's MIT-BIH records (training_data), else
     #                                                 the training records minus the pool's validation records
-    training_data: dict | None = None  # the scored LM's training_data.json (eval.pool); None: another generator
+    training_data: dict | None = None  # the scored LM's training_data.json (ecg2llm.eval.pool); None: another generator
     training_data_source: str | None = None  # where it was read (reported)
     draws: int = 40
     holdout_patients: tuple[int, int] = (4, 8)
@@ -125,7 +125,7 @@ class Calibration:
 
     Parameters
     ----------
-    scorer : eval.scorer.Scorer
+    scorer : ecg2llm.eval.scorecard.scorer.Scorer
         Supplies the reference, the feature cache and the embedding.
     settings : CalibrationSettings, optional
     """
@@ -135,7 +135,7 @@ class Calibration:
         self.settings = s = settings or CalibrationSettings()
         root, win = sc.data_dir, sc.settings.window_s
         ref_recs, train_recs = tuple(sc.settings.reference_records), tuple(sc.settings.train_records)
-        # the fixed pool: DS2 + the validation records no shipped LM trains on (eval.pool.BAND_POOL), minus any
+        # the fixed pool: DS2 + the validation records no shipped LM trains on (ecg2llm.eval.pool.BAND_POOL), minus any
         # record the scored LM's training_data.json lists (excluded and reported, never silent)
         fixed = ref_recs + tuple(r for r in POOL_VALID if r in train_recs and r not in ref_recs)
         self.pool_check = check_pool(s.training_data, s.training_data_source, pool=fixed)
@@ -169,7 +169,7 @@ class Calibration:
         patients = np.array(sorted(set(self.pool.records.tolist())))
         self.draws = []
         if len(patients) < 2:
-            from tokenizer.errors import ConfigError
+            from ecg2llm.core.errors import ConfigError
 
             raise ConfigError(f"real bands need at least 2 band-pool patients, got {list(patients)}")
         for _ in range(s.draws):
@@ -198,7 +198,7 @@ class Calibration:
         spec = s.training_data or {
             "format": 1, "mitdb": {"records": list(s.lm_train_records), "leads": ["MLII"], "augment_views": 0},
             "validation_records": [], "cinc2017": {"used": False}, "stages": [],
-            "written_by": "eval/headline.py fallback: no training_data.json, MLII of the LM training records"}
+            "written_by": "eval/scorecard/headline.py fallback: no training_data.json, MLII of the LM training records"}
         self.index = TrainingIndex.build(spec, sc.embedder, sc.data_dir, window_s=sc.settings.window_s,
                                          stride_s=s.memo_stride_s, cache_dir=sc.cache, progress=sc.verbose,
                                          log=sc._log)
@@ -231,7 +231,7 @@ class Calibration:
     @staticmethod
     def disc_groups() -> dict[str, np.ndarray]:
         """Column indices of :meth:`_disc_x` per feature group: the spectrum's band powers and amplitude
-        quantiles, the R-peak statistics, and each clinical group (:data:`eval.clinical.GROUPS`)."""
+        quantiles, the R-peak statistics, and each clinical group (:data:`ecg2llm.eval.scorecard.clinical.GROUPS`)."""
         from .features import PSD_BANDS, QUANTILES
 
         nb, nq, npk = len(PSD_BANDS) - 1, len(QUANTILES), 5
@@ -329,7 +329,7 @@ class Calibration:
         q0, q1 = s.band_quantiles
         bands = {k: (float(np.quantile(v, q0)), float(np.quantile(v, q1))) for k, v in vals.items()}
         if path is not None:
-            from tokenizer.utils.io import write_json
+            from ecg2llm.core.io import write_json
 
             write_json(path, {k: list(v) for k, v in bands.items()})
         sc._log(f"real bands at n={n}: {len(self.draws)} leave-patients-out draws")

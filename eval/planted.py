@@ -42,10 +42,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from tokenizer.data import read_record, resolve_data_dir
-from tokenizer.splits import DEFAULT_VALID, inter_patient_split
+from ecg2llm.tokenizer.data import read_record, resolve_data_dir
+from ecg2llm.tokenizer.splits import DEFAULT_VALID, inter_patient_split
 
-from .data import FS, WINDOW_S, WindowSet, real_windows
+from ..data import FS, WINDOW_S, WindowSet, real_windows
 
 DEFECTS: dict[str, str] = {
     "clean": "real unseen-patient windows, unchanged",
@@ -296,7 +296,7 @@ class PlantedDefects:
 
     def _cinc_copy(self, rng) -> np.ndarray:
         """Exact 10-s windows (at 360 Hz, as the LMs' stores resample them) of random CinC 2017 recordings."""
-        from lm.corpora import read_cinc2017, read_cinc2017_labels
+        from ecg2llm.lm.corpora import read_cinc2017, read_cinc2017_labels
 
         names = sorted(read_cinc2017_labels(self.root))
         out = []

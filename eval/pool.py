@@ -1,12 +1,12 @@
 """The fixed band pool and the scored LM's training data: which real patients may calibrate a verdict.
 
-The real bands of :mod:`eval.headline` are drawn from patients the scored generator never saw. One fixed pool
+The real bands of :mod:`ecg2llm.eval.scorecard.headline` are drawn from patients the scored generator never saw. One fixed pool
 keeps models comparable: :data:`BAND_POOL` = DS2 (22 patients) plus the validation records 101, 112, 119 —
 records **no shipped LM trains on** (``lm/pretrained/*/training_data.json``: ``v1`` holds out 208 as well,
 the v2 LMs train on 208, so 208 is not in the pool).
 
 At score time the pool is checked against the scored LM's ``training_data.json`` (written by ``lm/train.py``
-into every model folder, :mod:`lm.training_data`): a pool record the LM saw is excluded from the bands and
+into every model folder, :mod:`ecg2llm.lm.training_data`): a pool record the LM saw is excluded from the bands and
 reported (``metrics.json`` ``calibration.pool``, and the report), never silently kept. A folder from another
 generator has no such file: it is scored against the full pool, with a note saying so.
 
@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tokenizer.splits import DS1, DS2
+from ecg2llm.tokenizer.splits import DS1, DS2
 
 #: Records no shipped LM trains on: DS2 and the validation records every shipped LM holds out.
 POOL_VALID: tuple[str, ...] = ("101", "112", "119")
@@ -56,7 +56,7 @@ class PoolCheck:
 def find_training_data(path) -> tuple[dict | None, str | None]:
     """``training_data.json`` for ``path``: a model folder, the JSON file itself, or a generated folder whose
     ``manifest.json`` names the model it was sampled from (``model`` / ``model_dir``). ``(None, None)`` if none."""
-    from lm.training_data import FILENAME, read
+    from ecg2llm.lm.training_data import FILENAME, read
 
     if path is None:
         return None, None
@@ -110,7 +110,7 @@ def cinc_recordings(spec: dict, data_dir=None) -> list[str]:
     c = spec.get("cinc2017") or {}
     if not c.get("used"):
         return []
-    from lm.corpora import read_cinc2017_labels
+    from ecg2llm.lm.corpora import read_cinc2017_labels
 
     names = sorted(read_cinc2017_labels(data_dir))[: int(c.get("max_records", 0)) or None]
     labels = set(c.get("labels") or [])

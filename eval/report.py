@@ -1,4 +1,4 @@
-"""``report.md`` / ``report.html`` and their figures, from a :class:`eval.scorer.Scorer` after scoring.
+"""``report.md`` / ``report.html`` and their figures, from a :class:`ecg2llm.eval.scorecard.scorer.Scorer` after scoring.
 
 Figures (PNG, matplotlib Agg): ``overlays.png`` (real vs synthetic windows and median beats),
 ``hr_hist.png`` (heart-rate histograms of every row), ``embedding.png`` (2-D PCA of the embeddings),
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tokenizer.utils.io import atomic_path, write_text
+from ecg2llm.core.io import atomic_path, write_text
 
 from .metrics import METRICS
 
@@ -351,7 +351,7 @@ def write_report(
         if "forecast" not in figs:
             md += [
                 "No forecast file was given (`--forecast DIR` holding `forecast.npz`): naive baselines only, "
-                "on tasks from `tokenizer.forecasts.make_forecast_tasks`."
+                "on tasks from `ecg2llm.tokenizer.forecasts.make_forecast_tasks`."
             ]
         md += [""]
     md += ["## Figures", ""]

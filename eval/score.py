@@ -10,13 +10,13 @@ Launch::
 The real reference is ``--n_real`` random 10-s MLII windows of DS2 (seed ``--seed``). The scored LM's
 ``training_data.json`` (``--training_data`` a model folder or the file; default: the model a generated folder's
 manifest names) decides the headline's band pool (the fixed pool minus what the LM saw, reported) and where
-copies are searched (every window it trained on: :mod:`eval.pool`, :mod:`eval.metrics.memorization_index`).
+copies are searched (every window it trained on: :mod:`ecg2llm.eval.pool`, :mod:`ecg2llm.eval.scorecard.metrics.memorization_index`).
 ``--references all`` (default) adds the real-DS1 ceiling and ECGSYN rows, ``none`` skips them, ``ds1`` or
 ``ecgsyn`` picks one. ``--extra_rows name=DIR,name2=DIR2`` scores more folders (same format as
 ``--synthetic``) as extra rows; ``--tokenizer DIR`` adds the round trip of held-out DS2 windows through that
 tokenizer. ``--forecast DIR`` scores a ``forecast.npz`` (format: ``tokenizer/forecasts.py``); without it only
 the naive forecast baselines are reported.
-Metric definitions and directions: ``eval/metrics/__init__.py`` and the report itself.
+Metric definitions and directions: ``eval/scorecard/metrics/__init__.py`` and the report itself.
 """
 
 import os
@@ -32,11 +32,11 @@ import time  # noqa: E402
 from dataclasses import asdict, dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from eval.scorer import ScoreSettings  # noqa: E402
-from tokenizer.errors import ConfigError  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import parse_config  # noqa: E402
-from tokenizer.utils.io import ensure_writable_dir, git_sha, versions, write_json  # noqa: E402
+from ecg2llm.eval.scorecard.scorer import ScoreSettings  # noqa: E402
+from ecg2llm.core.errors import ConfigError  # noqa: E402
+from ecg2llm.core.cli import run_main  # noqa: E402
+from ecg2llm.core.config import parse_config  # noqa: E402
+from ecg2llm.core.io import ensure_writable_dir, git_sha, versions, write_json  # noqa: E402
 
 REQUIRED_KEYS = (
     "fed",
@@ -57,7 +57,7 @@ REQUIRED_KEYS = (
 @dataclass
 class ScoreConfig(ScoreSettings):
     """Options of ``eval/score.py`` (``configs/eval/score.yaml``): every field of the scorer's
-    :class:`eval.scorer.ScoreSettings` (inherited, not copied: ``data_dir``, ``n_real``, ``seed``,
+    :class:`ecg2llm.eval.scorecard.scorer.ScoreSettings` (inherited, not copied: ``data_dir``, ``n_real``, ``seed``,
     ``reference_records`` (default DS2), ``train_records`` (default DS1), ``memo_stride_s``, ``disc_splits``,
     ``cache_dir``, ``embedding``, ...) plus what to score and how to report it."""
 
@@ -74,7 +74,7 @@ class ScoreConfig(ScoreSettings):
     texture_row: bool = True  # with a texture tokenizer, also its round trip decoded with texture (as generated)
     forecast: str | None = None  # folder or file with forecast.npz
     n_forecast_tasks: int = 64  # tasks for the naive baselines when no --forecast is given
-    headline: bool = True  # headline verdicts against real bands (eval/headline.py)
+    headline: bool = True  # headline verdicts against real bands (eval/scorecard/headline.py)
     band_draws: int = 40  # leave-patients-out draws of the real bands (calibration's "draws")
 
 
@@ -89,7 +89,7 @@ def _parse_rows(items: list[str]) -> list[tuple[str, str]]:
 
 
 def _which_references(spec: str) -> list[str]:
-    from eval.references import REFERENCE_ROWS
+    from ecg2llm.eval.scorecard.references import REFERENCE_ROWS
 
     spec = (spec or "none").strip().lower()
     if spec == "all":
@@ -100,7 +100,7 @@ def _which_references(spec: str) -> list[str]:
 
 
 def scorer_settings(cfg: ScoreConfig) -> ScoreSettings:
-    """The :class:`~eval.scorer.ScoreSettings` a run of ``cfg`` scores with (its calibration's ``draws`` from
+    """The :class:`~ecg2llm.eval.scorecard.scorer.ScoreSettings` a run of ``cfg`` scores with (its calibration's ``draws`` from
     ``band_draws``): the one place a scorer is configured from this entry point's flags."""
     settings = ScoreSettings(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(ScoreSettings)})
     settings.calibration = {"draws": cfg.band_draws, **(cfg.calibration or {})}
@@ -113,13 +113,13 @@ def run(cfg: ScoreConfig, command: str = "") -> dict:
     """Score everything ``cfg`` asks for, write ``metrics.json`` and the report; return the metrics."""
     import numpy as np
 
-    from eval.data import load_synthetic
-    from eval.metrics import METRICS
-    from eval.metrics.forecast import baseline_metrics, forecast_metrics
-    from eval.references import reference_rows, tokenizer_roundtrip_row
-    from eval.report import write_report
-    from eval.scorer import Scorer
-    from tokenizer.forecasts import load_forecasts, make_forecast_tasks
+    from ecg2llm.eval.data import load_synthetic
+    from ecg2llm.eval.scorecard.metrics import METRICS
+    from ecg2llm.eval.scorecard.metrics.forecast import baseline_metrics, forecast_metrics
+    from ecg2llm.eval.scorecard.references import reference_rows, tokenizer_roundtrip_row
+    from ecg2llm.eval.scorecard.report import write_report
+    from ecg2llm.eval.scorecard.scorer import Scorer
+    from ecg2llm.tokenizer.forecasts import load_forecasts, make_forecast_tasks
 
     t0 = time.time()
     which = _which_references(cfg.references)
@@ -139,7 +139,7 @@ def run(cfg: ScoreConfig, command: str = "") -> dict:
     scorer = Scorer(settings)
     tok = None
     if cfg.tokenizer:
-        from tokenizer import ECGTokenizer
+        from ecg2llm.tokenizer import ECGTokenizer
 
         tok = ECGTokenizer.from_pretrained(cfg.tokenizer)
     if cfg.headline and tok is not None:  # the LM-only discriminator needs the tokenizer's round trip
@@ -233,7 +233,7 @@ def _texture_decoded(folder, tok) -> bool:
     """Whether a generated folder's samples were decoded with a texture model (``texture_seed`` set)."""
     if not folder or not getattr(tok, "has_texture", False):
         return False
-    from tokenizer.folder import read_manifest
+    from ecg2llm.tokenizer.folder import read_manifest
 
     manifest = read_manifest(folder)  # None for plain WFDB records: no texture info
     return bool(manifest) and any(smp.get("texture_seed") is not None for smp in manifest.get("samples", []))

@@ -2,7 +2,7 @@
 
 .. code-block:: python
 
-    from eval.scorer import Scorer, ScoreSettings
+    from ecg2llm.eval.scorecard.scorer import Scorer, ScoreSettings
     scorer = Scorer(ScoreSettings(data_dir="../shared/data"))   # DS2 reference, DS1 training pool
     row = scorer.score_windows("my generator", windows_mv)        # (N, 3600) at 360 Hz -> metrics dict
 
@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tokenizer.data import resolve_data_dir
-from tokenizer.splits import DS1, DS2
+from ecg2llm.tokenizer.data import resolve_data_dir
+from ecg2llm.tokenizer.splits import DS1, DS2
 
-from .data import FS, WINDOW_S, WindowSet, real_windows
+from ..data import FS, WINDOW_S, WindowSet, real_windows
 from .embedding import Embedder
 from .features import Features, compute_features
 from .metrics import (
@@ -43,7 +43,7 @@ from .metrics import (
 )
 
 #: Bump when feature definitions change, so stale caches are not read.
-FEATURE_VERSION = 3  # 2: clinical measurements (eval/clinical.py) in Features.phys; 3: + WINDOW_EXTRA RR stats
+FEATURE_VERSION = 3  # 2: clinical measurements (eval/scorecard/clinical.py) in Features.phys; 3: + WINDOW_EXTRA RR stats
 
 
 @dataclass
@@ -63,7 +63,7 @@ class ScoreSettings:
     fed_ceiling_draws: int = 5
     cache_dir: str | None = "runs/cache/eval"
     embedding: str | None = None
-    headline: bool = False  # headline verdicts against real bands (eval/headline.py; on in eval/score.py)
+    headline: bool = False  # headline verdicts against real bands (eval/scorecard/headline.py; on in eval/score.py)
     calibration: dict | None = None  # CalibrationSettings overrides (band records, draws...)
     # the scored LM's training data (eval/pool.py): a model folder, its training_data.json, or a folder generated
     # by lm/generate.py (its manifest names the model); none found = full band pool, MLII copy search, a note
@@ -175,7 +175,7 @@ class Scorer:
         ws = real_windows(s.train_records, self.data_dir, window_s=s.window_s, stride_s=s.memo_stride_s)
         self._pool = {"emb": self.embedder.embed(ws.x, ws.fs), "records": ws.records, "starts": ws.starts}
         if path is not None:
-            from tokenizer.utils.io import atomic_path
+            from ecg2llm.core.io import atomic_path
 
             with atomic_path(path) as tmp:
                 with open(tmp, "wb") as f:
@@ -229,14 +229,14 @@ class Scorer:
         return self._ceiling[n]
 
     def calibration(self):
-        """The real bands of the headline metrics (:class:`eval.headline.Calibration`), built once."""
+        """The real bands of the headline metrics (:class:`ecg2llm.eval.scorecard.headline.Calibration`), built once."""
         if self._calibration is None:
             from .headline import Calibration, CalibrationSettings
 
             t = time.time()
             cs = CalibrationSettings(**(self.settings.calibration or {}))
             if cs.training_data is None and self.settings.training_data:
-                from .pool import find_training_data
+                from ..pool import find_training_data
 
                 cs.training_data, cs.training_data_source = find_training_data(self.settings.training_data)
             self._calibration = Calibration(self, cs)
@@ -263,27 +263,27 @@ class Scorer:
         Returns
         -------
         dict
-            Every key of :data:`eval.metrics.METRICS` except the forecast ones (None where undefined),
+            Every key of :data:`ecg2llm.eval.scorecard.metrics.METRICS` except the forecast ones (None where undefined),
             plus ``n_windows``, ``fed_real_ceiling`` and ``seconds``.
         """
         t = time.time()
         ws = windows if isinstance(windows, WindowSet) else _as_windowset(windows, fs, name)
         if ws.fs != FS:
-            from tokenizer.data import resample
+            from ecg2llm.tokenizer.data import resample
 
             ws = dataclasses.replace(
                 ws, x=np.stack([resample(w, ws.fs, FS) for w in ws.x]).astype(np.float32), fs=FS
             )
         want = int(round(self.settings.window_s * FS))
         if ws.x.shape[1] != want:
-            from .data import SyntheticDataError
+            from ..data import SyntheticDataError
 
             raise SyntheticDataError(
                 f"row {name!r}: windows have {ws.x.shape[1]} samples, expected {want} "
                 f"({self.settings.window_s:g} s at {FS:g} Hz)"
             )
         if len(ws) < self.settings.k + 1:
-            from .data import SyntheticDataError
+            from ..data import SyntheticDataError
 
             raise SyntheticDataError(
                 f"row {name!r}: {len(ws)} windows; at least {self.settings.k + 1} are needed"
@@ -344,7 +344,7 @@ class Scorer:
 def _as_windowset(x: np.ndarray, fs: float, name: str) -> WindowSet:
     x = np.asarray(x, np.float32)
     if x.ndim != 2:
-        from .data import SyntheticDataError
+        from ..data import SyntheticDataError
 
         raise SyntheticDataError(f"row {name!r}: expected (N, T) windows, got shape {x.shape}")
     return WindowSet(x=x, fs=float(fs), names=[f"{name}_{i}" for i in range(len(x))], source=name)

@@ -11,7 +11,7 @@ like. A window whose beats come from several patients, or a rhythm no patient ha
 
 A within-window measurement cannot be gamed that way: mixing patients *across* windows does not change what
 each window holds. Beat consistency (median Pearson r of each beat's QRS-T with the window's median beat,
-:mod:`eval.clinical`) is read per window and its distribution over a set's windows judged against the same
+:mod:`ecg2llm.eval.scorecard.clinical`) is read per window and its distribution over a set's windows judged against the same
 leave-patients-out band draws as every headline, at two points of its lower tail (each a share of windows, so
 a band draw's value is the same share over its real windows of unseen patients):
 

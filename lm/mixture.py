@@ -1,11 +1,11 @@
 """The LM v2 training corpus: several token stores, every lead, source/lead prefixes, condition dropout.
 
 One :class:`MixedCorpus` holds, per split, one *stream* per (store entry): its codes, with inline rhythm
-changes and beat labels when the LM is conditional (:func:`lm.conditioning.label_events`, annotations
-rescaled for augmented views), and a fixed prefix ``source:<db> lead:<lead>`` (:mod:`lm.control`). A crop
-is ``prefix + [rhythm in force at its start] + stream slice``; :class:`lm.data.TrainBatches` prepends BOS.
-It has the interface :class:`lm.data.TrainBatches` and :class:`lm.trainer.Trainer` use of
-:class:`lm.conditioning.ConditionedCorpus` (``random_crops``, ``tiles``, ``sequences``, ``counts``,
+changes and beat labels when the LM is conditional (:func:`ecg2llm.lm.conditioning.label_events`, annotations
+rescaled for augmented views), and a fixed prefix ``source:<db> lead:<lead>`` (:mod:`ecg2llm.lm.control`). A crop
+is ``prefix + [rhythm in force at its start] + stream slice``; :class:`ecg2llm.lm.data.TrainBatches` prepends BOS.
+It has the interface :class:`ecg2llm.lm.data.TrainBatches` and :class:`ecg2llm.lm.trainer.Trainer` use of
+:class:`ecg2llm.lm.conditioning.ConditionedCorpus` (``random_crops``, ``tiles``, ``sequences``, ``counts``,
 ``longest``), so the trainer treats both alike.
 
 What is scored stays what v1 scored: validation and test tiles come only from MIT-BIH's *original* MLII
@@ -14,18 +14,18 @@ n-gram baselines are fitted on DS1 MLII streams only (:meth:`sequences`), so "x 
 same reference in every ablation whatever data the LM saw.
 
 Training crops draw a stream with probability proportional to its number of crop positions (every
-position of the mixture equally likely, as :meth:`tokenizer.store.TokenStore.random_crops` does; with
+position of the mixture equally likely, as :meth:`ecg2llm.tokenizer.store.TokenStore.random_crops` does; with
 ``source_weights``, each database's share of crops is its weight, positions equally likely within it; with
 ``record_weights``, an MIT-BIH record's positions, every lead and view, count that many times), then,
-in a conditional LM, apply classifier-free-guidance dropout (:func:`lm.control.drop_conditions`) with the
+in a conditional LM, apply classifier-free-guidance dropout (:func:`ecg2llm.lm.control.drop_conditions`) with the
 same generator, so a batch stays a pure function of the step.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from tokenizer.data import read_annotations
-from tokenizer.errors import ConfigError, StoreError
+from ecg2llm.tokenizer.data import read_annotations
+from ecg2llm.core.errors import ConfigError, StoreError
 
 from .conditioning import interleave, label_events, rhythm_in_force, sample_crops
 from .control import ControlSpec, drop_conditions
@@ -54,7 +54,7 @@ class MixedCorpus:
         Share of training crops drawn from each database (normalized; e.g. ``{"mitdb": 3, "cinc2017": 1}``
         for a fine-tune that upweights MIT-BIH but keeps CinC 2017). None: in proportion to their tokens.
     exclude : set of str, optional
-        CinC 2017 recordings left out of training (:func:`lm.corpora.cinc2017_excluded`).
+        CinC 2017 recordings left out of training (:func:`ecg2llm.lm.corpora.cinc2017_excluded`).
     record_weights : dict of str to float, optional
         Relative share of an MIT-BIH training record's crop positions (every lead and augmented view; unlisted
         records 1), inside its database's share: e.g. ``{"205": 0.25}`` draws record 205 a quarter as often,

@@ -1,6 +1,6 @@
 """``training_data.json``: what an LM folder was trained on, written by training into every saved model folder.
 
-The scorecard reads it (:mod:`eval.pool`) to keep the patients the LM saw out of its real bands and to search
+The scorecard reads it (:mod:`ecg2llm.eval.pool`) to keep the patients the LM saw out of its real bands and to search
 copies in every training recording the LM saw. The file is small and explicit::
 
     {
@@ -33,8 +33,8 @@ CINC_RULE = ("the first max_records (0 = all) recordings of the sorted CinC 2017
 
 
 def _mitdb_train_records(valid_records) -> list[str]:
-    from tokenizer.build_store import split_of
-    from tokenizer.splits import DS1
+    from ecg2llm.tokenizer.build_store import split_of
+    from ecg2llm.tokenizer.splits import DS1
 
     return [r for r in DS1 if split_of(r, list(valid_records)) == "train"]
 
@@ -43,7 +43,7 @@ def _present(records, data_dir) -> list[str]:
     """The records a store built from ``data_dir`` can hold (a record missing there was never tokenized);
     all of them when the data folder cannot be found (the spec then lists what the config asks for)."""
     try:
-        from tokenizer.data import resolve_data_dir
+        from ecg2llm.tokenizer.data import resolve_data_dir
 
         db = resolve_data_dir(data_dir) / "mitdb"
     except Exception:  # noqa: BLE001 - no data folder here: keep the config's list
@@ -54,7 +54,7 @@ def _present(records, data_dir) -> list[str]:
 
 
 def spec_of_config(cfg, cinc_excluded=(), stage: str | None = None, records=None) -> dict:
-    """The training data of one run of ``cfg`` (an :class:`lm.config.LMConfig` or anything with its fields).
+    """The training data of one run of ``cfg`` (an :class:`ecg2llm.lm.config.LMConfig` or anything with its fields).
 
     Parameters
     ----------
@@ -62,7 +62,7 @@ def spec_of_config(cfg, cinc_excluded=(), stage: str | None = None, records=None
         Reads ``records``, ``leads``, ``valid_records``, ``sources``, ``augment_views``, ``cinc_max_records``,
         ``cinc_labels``, ``cinc_min_r_mv``.
     cinc_excluded : iterable of str
-        CinC recordings the run left out (:func:`lm.corpora.cinc2017_excluded`).
+        CinC recordings the run left out (:func:`ecg2llm.lm.corpora.cinc2017_excluded`).
     stage : str, optional
         Name of the run (its output folder), recorded under ``stages``.
     records : iterable of str, optional
@@ -130,11 +130,11 @@ def read(folder) -> dict | None:
     try:
         spec = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        from tokenizer.errors import ConfigError
+        from ecg2llm.core.errors import ConfigError
 
         raise ConfigError(f"{path} is not valid JSON ({e}); rewrite it with scripts/training_data.py") from None
     if spec.get("format") != FORMAT or "mitdb" not in spec:
-        from tokenizer.errors import ConfigError
+        from ecg2llm.core.errors import ConfigError
 
         raise ConfigError(f"{path}: unknown training-data format {spec.get('format')!r} (expected {FORMAT})")
     return spec
@@ -142,7 +142,7 @@ def read(folder) -> dict | None:
 
 def write(folder, spec: dict) -> Path:
     """Write ``spec`` as ``<folder>/training_data.json`` (atomically)."""
-    from tokenizer.utils.io import write_json
+    from ecg2llm.core.io import write_json
 
     path = Path(folder) / FILENAME
     write_json(path, spec)

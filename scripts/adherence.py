@@ -7,19 +7,19 @@ Launch::
     python scripts/adherence.py --out runs/adherence --sets beat:V=runs/gen_v --beats true
     python scripts/adherence.py --config my_sets.yaml     # the same fields as YAML keys (sets: a list)
 
-The rhythm classifier (:mod:`eval.rhythm`) is trained on real DS1 windows only; for each condition the
+The rhythm classifier (:mod:`ecg2llm.eval.scorecard.rhythm`) is trained on real DS1 windows only; for each condition the
 share of generated 10-s windows it recognises as requested is written beside its recall on real DS2
 windows of that rhythm (the ceiling; DS1 leave-one-patient-out CV for rhythms DS2 lacks, labelled so).
-With ``--beats true`` the TSTR beat classifier (:mod:`eval.beat_classifier`, trained on DS1 beats) also
-reads the generated ``.atr`` beat labels of every set (:func:`eval.conditional.label_agreement`), beside its
+With ``--beats true`` the TSTR beat classifier (:mod:`ecg2llm.eval.beat_classifier`, trained on DS1 beats) also
+reads the generated ``.atr`` beat labels of every set (:func:`ecg2llm.eval.conditional.label_agreement`), beside its
 sensitivity on real DS2 beats. Writes ``adherence.json`` and ``adherence.md``.
 
 Beside the classifier, every rhythm row reads its windows with wfdb's XQRS detector (independent of the
 scorecard's neurokit2 R peaks): the share faster than 100 bpm (the definition of VT and the other
-tachycardias) and the share regular (RR CV < 0.1, :mod:`lm.rhythm_check`), each next to the same figure
+tachycardias) and the share regular (RR CV < 0.1, :mod:`ecg2llm.lm.rhythm_check`), each next to the same figure
 on real 10-s windows wholly inside that rhythm (DS2 where it has some, else DS1; ``real_xqrs``).
 
-Ventricular rhythms are read from the waveform (:mod:`eval.adherence`, ``waveform`` in the JSON): ``rhythm:VT``
+Ventricular rhythms are read from the waveform (:mod:`ecg2llm.eval.adherence`, ``waveform`` in the JSON): ``rhythm:VT``
 needs a rate above 100 bpm *and* a run of beats the real-data beat classifier (trained on real DS1 beats only)
 calls V; ``rhythm:B`` and ``rhythm:T`` need its N/V bigeminy and trigeminy patterns. A rule that recognises
 fewer than half of the real windows of its rhythm reports the condition "not measurable", not met. The result
@@ -36,9 +36,9 @@ import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import config_to_dict, parse_config  # noqa: E402
-from tokenizer.utils.io import (  # noqa: E402
+from ecg2llm.core.cli import run_main  # noqa: E402
+from ecg2llm.core.config import config_to_dict, parse_config  # noqa: E402
+from ecg2llm.core.io import (  # noqa: E402
     ensure_writable_dir,
     git_sha,
     write_json,
@@ -51,7 +51,7 @@ def _xqrs_stats(windows, fs) -> dict:
     """Rhythm by wfdb's XQRS (a detector independent of the scorecard's neurokit2): HR and regularity."""
     import numpy as np
 
-    from lm.rhythm_check import REGULAR_CV, rhythm_stats
+    from ecg2llm.lm.rhythm_check import REGULAR_CV, rhythm_stats
 
     st = rhythm_stats(windows, fs)
     cv, hr = np.asarray(st["cv"], float), np.asarray(st["hr_bpm"], float)
@@ -65,8 +65,8 @@ def _real_reference(rhythms, data_dir, per_class: int = 60, seed: int = 0) -> di
     """XQRS stats of real 10-s windows wholly inside each rhythm: DS2 where it has some, else DS1."""
     import numpy as np
 
-    from eval.rhythm import labelled_windows
-    from tokenizer.splits import DS1, DS2
+    from ecg2llm.eval.scorecard.rhythm import labelled_windows
+    from ecg2llm.tokenizer.splits import DS1, DS2
 
     rng = np.random.default_rng(seed)
     out = {}
@@ -85,8 +85,8 @@ def _real_reference(rhythms, data_dir, per_class: int = 60, seed: int = 0) -> di
 def _rhythm_rows(clf, ceiling, sets, data_dir=None) -> list[dict]:
     import numpy as np
 
-    from eval.clinical import clinical_features
-    from eval.rhythm import adherence
+    from ecg2llm.eval.scorecard.clinical import clinical_features
+    from ecg2llm.eval.scorecard.rhythm import adherence
 
     rows = []
     wanted = [c.partition(":")[2] for c in sets if c.startswith("rhythm:")]
@@ -108,7 +108,7 @@ def _rhythm_rows(clf, ceiling, sets, data_dir=None) -> list[dict]:
 
 
 def _wave_rules():
-    from eval.adherence import RULES
+    from ecg2llm.eval.adherence import RULES
 
     return RULES
 
@@ -131,15 +131,15 @@ def main(argv=None):
     """Train the DS1 rhythm classifier, measure its ceiling and each set's adherence. Returns 0."""
     a = parse_config(AdherenceConfig, argv, description=__doc__)
 
-    from eval.data import load_synthetic
-    from eval.rhythm import rhythm_ceiling, train_rhythm_classifier
+    from ecg2llm.eval.data import load_synthetic
+    from ecg2llm.eval.scorecard.rhythm import rhythm_ceiling, train_rhythm_classifier
 
     t0 = time.time()
     out = ensure_writable_dir(a.out)
     write_run_info(out, config_to_dict(a))  # the resolved config (defaults < YAML < flags)
     bad = [s for s in a.sets if s.strip() and "=" not in s]
     if bad:
-        from tokenizer.errors import ConfigError
+        from ecg2llm.core.errors import ConfigError
 
         raise ConfigError(f"--sets entries are condition=DIR (e.g. rhythm:AFIB=runs/gen/afib), got {bad}")
     pairs = [s.split("=", 1) for s in a.sets if s.strip()]
@@ -170,10 +170,10 @@ def main(argv=None):
     wave = {}
     bclf = None
     if a.waveform and any(c.partition(":")[2] in _wave_rules() for c in sets if c.startswith("rhythm:")):
-        from eval.adherence import adherence_rows, real_ceiling
-        from eval.beat_classifier import train_classifier
-        from eval.beats import real_beats
-        from tokenizer.splits import DS1
+        from ecg2llm.eval.adherence import adherence_rows, real_ceiling
+        from ecg2llm.eval.beat_classifier import train_classifier
+        from ecg2llm.eval.beats import real_beats
+        from ecg2llm.tokenizer.splits import DS1
 
         bclf = train_classifier(real_beats(DS1, a.data_dir), progress=True)
         wanted = [c.partition(":")[2] for c in sets if c.partition(":")[2] in _wave_rules()]
@@ -187,10 +187,10 @@ def main(argv=None):
             lines.append(f"| {r['condition']} | {r['rule']} | {r['n']} | {r['share']:.2f} | {real} | {r['verdict']} |")
     beat_rows = {}
     if a.beats:
-        from eval.beat_classifier import beat_metrics, train_classifier
-        from eval.beats import real_beats, synthetic_beats
-        from eval.conditional import label_agreement
-        from tokenizer.splits import DS1, DS2
+        from ecg2llm.eval.beat_classifier import beat_metrics, train_classifier
+        from ecg2llm.eval.beats import real_beats, synthetic_beats
+        from ecg2llm.eval.conditional import label_agreement
+        from ecg2llm.tokenizer.splits import DS1, DS2
 
         bclf = bclf or train_classifier(real_beats(DS1, a.data_dir), progress=True)
         ds2 = real_beats(DS2, a.data_dir)

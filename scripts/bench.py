@@ -13,7 +13,7 @@ Stages (``scripts/benchlib/stages.py``), each in its own child process so that i
 
 * ``tokenizer``: encode and decode samples/s over the 22 DS2 MLII records, whole records (target >= 5 M
   samples/s on 2 CPU cores);
-* ``tokenize_all``: all 48 records x both leads into one store with ``tokenizer/tokenize.py``, sharded over
+* ``tokenize_all``: all 48 records x both leads into one store with ``tokenizer/tokenize_db.py``, sharded over
   one process per core (``torchrun``), wall time and summed peak memory (target <= 30 s, <= 1 GB); in full
   mode once more in one process, and the two stores are checked identical;
 * ``store``: token-store write and random-crop read, tokens/s, one-file and 2-shard layouts;
@@ -55,10 +55,10 @@ from typing import Literal
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # scripts/benchlib
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the repo root (tokenizer, lm, eval)
 
-from tokenizer.errors import ConfigError  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import config_to_dict, parse_config  # noqa: E402
-from tokenizer.utils.io import ensure_writable_dir, write_json, write_run_info, write_text  # noqa: E402
+from ecg2llm.core.errors import ConfigError  # noqa: E402
+from ecg2llm.core.cli import run_main  # noqa: E402
+from ecg2llm.core.config import config_to_dict, parse_config  # noqa: E402
+from ecg2llm.core.io import ensure_writable_dir, write_json, write_run_info, write_text  # noqa: E402
 
 STAGE_NAMES = ("tokenizer", "tokenize_all", "store", "train", "generate", "score")
 
@@ -115,21 +115,21 @@ def parse_args(argv) -> BenchConfig:
 
 def check_inputs(a) -> None:
     """Fail in one line, before any child starts, on an input a stage would only find later."""
-    from tokenizer.base import ECGTokenizer
+    from ecg2llm.tokenizer.base import ECGTokenizer
 
     if "generate" in a.stages:
-        from lm.model import resolve_model_dir
+        from ecg2llm.lm.model import resolve_model_dir
 
         resolve_model_dir(a.model)
     if set(a.stages) & {"tokenizer", "tokenize_all", "score"}:
         ECGTokenizer.from_pretrained(a.tokenizer)
-        from tokenizer.data import resolve_data_dir
+        from ecg2llm.tokenizer.data import resolve_data_dir
 
         if (
             set(a.stages) & {"tokenizer", "tokenize_all", "score"}
             and not (resolve_data_dir(a.data_dir) / "mitdb").is_dir()
         ):
-            from tokenizer.errors import DataNotFoundError
+            from ecg2llm.core.errors import DataNotFoundError
 
             raise DataNotFoundError(
                 f"no mitdb/ under {resolve_data_dir(a.data_dir)}: set ECG2LLM_DATA or --data_dir "
@@ -145,7 +145,7 @@ def run_child(a: BenchConfig) -> int:
     import torch
     from benchlib.stages import STAGES
 
-    from tokenizer.utils.distributed import available_cores
+    from ecg2llm.core.distributed import available_cores
 
     x = a._extra
     torch.set_num_threads(a.threads or available_cores())
@@ -210,7 +210,7 @@ def main(argv=None):
     from benchlib.report import machine, markdown, scaling
     from benchlib.stages import CUDA_STAGES
 
-    from tokenizer.utils.distributed import available_cores
+    from ecg2llm.core.distributed import available_cores
 
     check_inputs(a)
     out = ensure_writable_dir(a.out)

@@ -1,4 +1,4 @@
-"""Score every planted-defect set (eval/planted.py) and write which headline metric flags which defect.
+"""Score every planted-defect set (eval/scorecard/planted.py) and write which headline metric flags which defect.
 
 Launch::
 
@@ -6,12 +6,12 @@ Launch::
     python scripts/planted.py --out runs/planted --n 300 --n_real 500 --records 101,112,119,208
     python scripts/planted.py --config my_planted.yaml     # the same fields as YAML keys
 
-Every field of :class:`eval.scorer.ScoreSettings` (the scorer's reference: ``--n_real``, ``--cache_dir``,
+Every field of :class:`ecg2llm.eval.scorecard.scorer.ScoreSettings` (the scorer's reference: ``--n_real``, ``--cache_dir``,
 ``--embedding``, ...) is a flag too: :class:`PlantedConfig` extends it rather than copying its fields.
 
 Writes ``planted.json`` (every row: headline values, bands, verdicts, plus rFED / disc_score for
 comparison) and ``planted.md`` (the defect x metric matrix). Each set goes through
-:meth:`eval.scorer.Scorer.score_windows`, exactly what ``eval/score.py`` runs on a synthetic folder.
+:meth:`ecg2llm.eval.scorecard.scorer.Scorer.score_windows`, exactly what ``eval/score.py`` runs on a synthetic folder.
 """
 
 import os
@@ -25,10 +25,10 @@ import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from eval.scorer import ScoreSettings  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import config_to_dict, parse_config  # noqa: E402
-from tokenizer.utils.io import (  # noqa: E402
+from ecg2llm.eval.scorecard.scorer import ScoreSettings  # noqa: E402
+from ecg2llm.core.cli import run_main  # noqa: E402
+from ecg2llm.core.config import config_to_dict, parse_config  # noqa: E402
+from ecg2llm.core.io import (  # noqa: E402
     ensure_writable_dir,
     git_sha,
     write_json,
@@ -41,7 +41,7 @@ MARK = {"as_real": "as real", "worse": "**WORSE**", "better": "better"}
 
 def matrix_markdown(rows: dict[str, dict], defects: dict[str, str]) -> str:
     """The defect x headline-metric table (value, and the verdict against the real band)."""
-    from eval.headline import HEADLINE
+    from ecg2llm.eval.scorecard.headline import HEADLINE
 
     keys = list(HEADLINE)
     head = ["set", *keys, "verdict", "rFED (old)", "disc (old)"]
@@ -64,7 +64,7 @@ def matrix_markdown(rows: dict[str, dict], defects: dict[str, str]) -> str:
 
 @dataclass
 class PlantedConfig(ScoreSettings):
-    """Fields of ``scripts/planted.py``: the scorer's :class:`eval.scorer.ScoreSettings` (reused, with
+    """Fields of ``scripts/planted.py``: the scorer's :class:`ecg2llm.eval.scorecard.scorer.ScoreSettings` (reused, with
     headline verdicts on) plus the planted sets. Every field is a flag and a ``--config`` YAML key."""
 
     out: str = "runs/planted"       # folder for planted.json and planted.md
@@ -81,16 +81,16 @@ def main(argv=None):
     """Build the planted sets, score them, write ``planted.json`` and ``planted.md``. Returns 0."""
     a = parse_config(PlantedConfig, argv, description=__doc__)
 
-    from eval.planted import DEFECTS, INVARIANT, PlantedDefects
-    from eval.pool import POOL_VALID
-    from eval.scorer import Scorer
+    from ecg2llm.eval.scorecard.planted import DEFECTS, INVARIANT, PlantedDefects
+    from ecg2llm.eval.pool import POOL_VALID
+    from ecg2llm.eval.scorecard.scorer import Scorer
 
     t0 = time.time()
     records = list(a.records) or list(POOL_VALID)  # unseen by every shipped LM (208 is not: eval/pool.py)
     defects = list(a.defects) or list(DEFECTS)
     unknown = [d for d in defects if d not in DEFECTS]
     if unknown:
-        from tokenizer.errors import ConfigError
+        from ecg2llm.core.errors import ConfigError
 
         raise ConfigError(f"--defects: unknown defect(s) {unknown}; choose from {', '.join(DEFECTS)}")
     out = ensure_writable_dir(a.out)
@@ -104,7 +104,7 @@ def main(argv=None):
         row = scorer.score_windows(d, planted.make(d))
         rows[d] = {k: row[k] for k in ("n_windows", "headline", "verdict", "clinical", "rfed", "disc_score",
                                        "disc_score_ds1", "memorization_ratio", "near_copy_rate")}
-    from eval.headline import leave_one_out_pass
+    from ecg2llm.eval.scorecard.headline import leave_one_out_pass
 
     # the yardstick of "clean as real": each real band draw judged against the others' band, every headline
     real_ref = leave_one_out_pass(scorer.calibration().draw_values_cached(a.n))

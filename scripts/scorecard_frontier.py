@@ -17,7 +17,7 @@ Per label it reports, over its folders, the mean and sd of every headline metric
 mean of each folder's 5 draws, ``discriminator_draws``), how many folders read each headline "as real", the
 near-copy records (``near_copies``, where scored), the heart-rate W1, and how many folders read "as real"
 overall (the verdict). ``--real_reference true`` adds the yardstick for that count: each leave-patients-out
-draw of *real* held-out windows judged against the band of the other draws (``eval.headline.leave_one_out_pass``,
+draw of *real* held-out windows judged against the band of the other draws (``ecg2llm.eval.scorecard.headline.leave_one_out_pass``,
 the scorer of ``eval/score.py``'s defaults, ~3 min), so "k of n sets as real" can be read against what unseen
 real patients reach (rate^n for all n). The figure puts each folder at
 (memorization, discriminator) with the real bands shaded: a generator can move towards real on the
@@ -33,9 +33,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tokenizer.errors import ConfigError  # noqa: E402
-from tokenizer.utils.cli import run_main  # noqa: E402
-from tokenizer.utils.config import parse_config  # noqa: E402
+from ecg2llm.core.errors import ConfigError  # noqa: E402
+from ecg2llm.core.cli import run_main  # noqa: E402
+from ecg2llm.core.config import parse_config  # noqa: E402
 
 ROW = "synthetic"
 
@@ -109,9 +109,9 @@ def summarize(folders: list[dict]) -> dict:
 def real_reference(data_dir: str | None, n: int = 300) -> dict:
     """Leave-one-draw-out "as real on every headline" rate of real held-out sets of ``n`` windows, with the
     scorer ``eval/score.py`` builds by default (same reference, band pool and draws)."""
-    from eval.headline import leave_one_out_pass
-    from eval.score import ScoreConfig, scorer_settings
-    from eval.scorer import Scorer
+    from ecg2llm.eval.scorecard.headline import leave_one_out_pass
+    from ecg2llm.eval.score import ScoreConfig, scorer_settings
+    from ecg2llm.eval.scorecard.scorer import Scorer
 
     cfg = parse_config(ScoreConfig, ["--out", "unused", *(["--data_dir", data_dir] if data_dir else [])])
     res = leave_one_out_pass(Scorer(scorer_settings(cfg)).calibration().draw_values(n))
@@ -125,7 +125,7 @@ def figure(groups: dict[str, list[dict]], path: str) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from tokenizer.utils.io import atomic_path
+    from ecg2llm.core.io import atomic_path
 
     first = next(iter(groups.values()))[0]["bands"]
     (d0, d1), (m0, m1) = first["discriminator"], first["memorization"]
@@ -158,7 +158,7 @@ def figure(groups: dict[str, list[dict]], path: str) -> None:
 @run_main
 def main(argv=None):
     """Parse flags, read every folder, print the table, write JSON / PNG; returns 0."""
-    from tokenizer.utils.io import write_json
+    from ecg2llm.core.io import write_json
 
     a = parse_config(FrontierConfig, argv, description=__doc__)
     if not a.sets:
@@ -195,7 +195,7 @@ def main(argv=None):
     if a.out:
         import time
 
-        from tokenizer.utils.io import git_sha
+        from ecg2llm.core.io import git_sha
 
         cmd = " ".join(["python scripts/scorecard_frontier.py", *(argv if argv is not None else sys.argv[1:])])
         date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

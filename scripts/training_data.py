@@ -5,7 +5,7 @@ Launch::
     python scripts/training_data.py                 # every shipped folder
     python scripts/training_data.py --models default --check true   # fail if a committed file differs
 
-``lm/train.py`` writes the file into every model folder it saves (:mod:`lm.training_data`); the shipped folders
+``lm/train.py`` writes the file into every model folder it saves (:mod:`ecg2llm.lm.training_data`); the shipped folders
 were trained before it did, so their files are derived here from the config chain their model cards name
 (pretrain -> continue -> fine-tune, merged as training merges them). The CinC 2017 rule needs no data: none
 of the shipped runs filtered CinC recordings (``cinc_labels`` empty, ``cinc_min_r_mv`` 0).
@@ -15,8 +15,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tokenizer.utils.cli import run_main
-from tokenizer.utils.config import parse_config
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 #: each shipped folder and the configs of its training stages, in order (from the folder's README.md)
@@ -30,14 +30,14 @@ SHIPPED: dict[str, tuple[str, ...]] = {
 
 def derive(configs) -> dict:
     """The merged training data of a chain of ``lm/train.py`` configs (each stage fine-tunes the last)."""
-    from lm import training_data
-    from lm.config import LMTrainConfig
+    from ecg2llm.lm import training_data
+    from ecg2llm.lm.config import LMTrainConfig
 
     spec = None
     for c in configs:
         cfg = parse_config(LMTrainConfig, ["--config", str(ROOT / c)])
         if cfg.cinc_labels or cfg.cinc_min_r_mv > 0:
-            from tokenizer.errors import ConfigError
+            from ecg2llm.core.errors import ConfigError
 
             raise ConfigError(f"{c} filters CinC 2017 recordings: derive its file by training (lm/train.py)")
         spec = training_data.merge(spec, training_data.spec_of_config(cfg, stage=cfg.output_dir))
@@ -58,13 +58,13 @@ def main(argv=None):
     """Write (or check) each shipped folder's ``training_data.json``; returns 0 (1 if a check fails)."""
     import json
 
-    from lm import training_data
+    from ecg2llm.lm import training_data
 
     a = parse_config(TrainingDataConfig, argv, description=__doc__)
     bad = 0
     for name in a.models or list(SHIPPED):
         if name not in SHIPPED:
-            from tokenizer.errors import ConfigError
+            from ecg2llm.core.errors import ConfigError
 
             raise ConfigError(f"--models: {name!r} is not a shipped folder; choose from {', '.join(SHIPPED)}")
         spec, folder = derive(SHIPPED[name]), ROOT / "lm" / "pretrained" / name

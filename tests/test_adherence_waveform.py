@@ -2,7 +2,7 @@
 
 import pytest
 
-from eval.adherence import RULES, adherence_rows, meets
+from ecg2llm.eval.adherence import RULES, adherence_rows, meets
 
 
 def test_vt_needs_rate_and_ventricular_run():
@@ -23,7 +23,7 @@ def test_bigeminy_and_trigeminy_patterns():
 def test_unrecognised_real_rhythm_is_not_measurable_not_met():
     import numpy as np
 
-    from eval.data import WindowSet
+    from ecg2llm.eval.data import WindowSet
 
     class Never:  # a classifier that never sees V: real windows of VT never meet the rule
         def predict(self, beats):

@@ -13,7 +13,7 @@ import sys
 import pytest
 from conftest import REPO
 
-ENTRY_POINTS = ["tokenizer/train.py", "tokenizer/tokenize.py", "lm/train.py", "lm/generate.py", "lm/forecast.py",
+ENTRY_POINTS = ["tokenizer/train.py", "tokenizer/tokenize_db.py", "lm/train.py", "lm/generate.py", "lm/forecast.py",
                 "eval/score.py", "eval/train_embedding.py", *sorted(f"scripts/{p.name}" for p in
                                                                   (REPO / "scripts").glob("*.py"))]
 
@@ -61,7 +61,7 @@ def _bad_inputs(tmp):
     cfg.write_text("epochs: [1, 2\n")
     return {
         "tokenizer/train.py": (["--config", str(cfg)], "broken.yaml"),
-        "tokenizer/tokenize.py": (["--tokenizer", nowhere, "--out", str(tmp / "o")], "nowhere"),
+        "tokenizer/tokenize_db.py": (["--tokenizer", nowhere, "--out", str(tmp / "o")], "nowhere"),
         "lm/train.py": (["--tokenizer", nowhere, "--output_dir", str(tmp / "o"), "--store", str(tmp / "s")],
                         "nowhere"),
         "lm/generate.py": (["--model", nowhere, "--out", str(tmp / "o")], "nowhere"),

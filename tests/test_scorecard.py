@@ -4,14 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eval.testing import gaussian_wave_ecg
+from ecg2llm.eval.testing import gaussian_wave_ecg
 
 FS = 360.0
 
 
 # ------------------------------------------------------------------------------------------ clinical
 def test_clinical_features_on_known_signals():
-    from eval.clinical import clinical_features
+    from ecg2llm.eval.scorecard.clinical import clinical_features
 
     x = np.stack([gaussian_wave_ecg(72, seed=s) for s in range(3)])
     f = clinical_features(x, FS)
@@ -24,8 +24,8 @@ def test_clinical_features_on_known_signals():
 
 def test_clinical_intervals_on_real_rhythms(data_dir):
     """Sinus windows (record 100) get physiological intervals and P waves; atrial fibrillation mostly none."""
-    from eval.clinical import clinical_features
-    from eval.conditional import condition_windows
+    from ecg2llm.eval.scorecard.clinical import clinical_features
+    from ecg2llm.eval.conditional import condition_windows
 
     sinus = clinical_features(condition_windows(["100"], "rhythm:N", data_dir, n=12).x, FS)
     afib = clinical_features(condition_windows(["201", "203"], "rhythm:AFIB", data_dir, n=12).x, FS)
@@ -37,7 +37,7 @@ def test_clinical_intervals_on_real_rhythms(data_dir):
 
 
 def test_rr_alternation_and_cv():
-    from eval.clinical import rr_features
+    from ecg2llm.eval.scorecard.clinical import rr_features
 
     peaks = np.cumsum(np.tile([0.5, 1.1], 8) * FS).astype(int)  # bigeminy-like long-short pattern
     f = rr_features(peaks, FS)
@@ -47,7 +47,7 @@ def test_rr_alternation_and_cv():
 
 # ------------------------------------------------------------------------------------------ verdicts
 def test_verdict_logic_and_overall():
-    from eval.headline import overall, verdict
+    from ecg2llm.eval.scorecard.headline import overall, verdict
 
     assert verdict(1.0, (0.5, 2.0)) == "as_real"
     assert verdict(2.5, (0.5, 2.0)) == "worse"
@@ -58,7 +58,7 @@ def test_verdict_logic_and_overall():
 
 
 def test_feature_distances():
-    from eval.headline import UNDEFINED_CAP, feature_distances
+    from ecg2llm.eval.scorecard.headline import UNDEFINED_CAP, feature_distances
 
     rng = np.random.default_rng(0)
     ref = rng.normal(size=(400, 2))
@@ -74,7 +74,7 @@ def test_feature_distances():
 
 # ------------------------------------------------------------------------------------------ planted
 def test_warp_beats_identity_and_target_peaks():
-    from eval.planted import warp_beats
+    from ecg2llm.eval.scorecard.planted import warp_beats
 
     src = gaussian_wave_ecg(60, seconds=20)
     src_peaks = (np.arange(0.3, 20, 1.0) * FS).astype(int)
@@ -87,8 +87,8 @@ def test_warp_beats_identity_and_target_peaks():
 
 
 def test_planted_defects_built_correctly(data_dir):
-    from eval.metrics.physiology import detect_rpeaks
-    from eval.planted import DEFECTS, PlantedDefects, _record
+    from ecg2llm.eval.scorecard.metrics.physiology import detect_rpeaks
+    from ecg2llm.eval.scorecard.planted import DEFECTS, PlantedDefects, _record
 
     pd = PlantedDefects(["101", "112"], n=6, data_dir=data_dir, seed=0)
     base = pd.base.x
@@ -148,7 +148,7 @@ def test_planted_defects_built_correctly(data_dir):
 # ------------------------------------------------------------------------------------------ bands
 @pytest.fixture(scope="module")
 def small_scorer(data_dir, tmp_path_factory):
-    from eval.scorer import Scorer, ScoreSettings
+    from ecg2llm.eval.scorecard.scorer import Scorer, ScoreSettings
 
     train = ("106", "108", "109", "114", "115", "116", "118", "122")
     s = ScoreSettings(
@@ -168,8 +168,8 @@ def test_headline_schema_clean_as_real_defects_worse(small_scorer, data_dir):
     bands need the full-size pool (24 discriminator draws of 300 windows, a 4,680-window pool for the copy
     threshold); at this size they flag the clean set too (0.83 vs [0.44, 0.75]; 0.075 vs [0, 0.05]), so the
     full property is measured by scripts/planted.py (docs/scorecard.md), not here."""
-    from eval.headline import HEADLINE
-    from eval.planted import PlantedDefects
+    from ecg2llm.eval.scorecard.headline import HEADLINE
+    from ecg2llm.eval.scorecard.planted import PlantedDefects
 
     pd = PlantedDefects(["101", "112"], n=40, data_dir=data_dir, seed=0, train_records=("106", "109"))
     row = small_scorer.score_windows("clean", pd.make("clean"))
@@ -191,7 +191,7 @@ def test_headline_schema_clean_as_real_defects_worse(small_scorer, data_dir):
 def test_band_is_the_range_of_the_draw_values_and_real_draws_pass_leave_one_out(small_scorer):
     """``band`` is the [min, max] of ``draw_values`` (same draws, same order), and a held-out real draw judged
     against the others' band passes every headline unless it holds a maximum (scorecard_frontier's yardstick)."""
-    from eval.headline import HEADLINE, leave_one_out_pass
+    from ecg2llm.eval.scorecard.headline import HEADLINE, leave_one_out_pass
 
     cal = small_scorer.calibration()
     band = cal.band(40)
@@ -206,7 +206,7 @@ def test_band_is_the_range_of_the_draw_values_and_real_draws_pass_leave_one_out(
 
 
 def test_leave_one_out_pass_counts_draws_above_the_others_band():
-    from eval.headline import leave_one_out_pass
+    from ecg2llm.eval.scorecard.headline import leave_one_out_pass
 
     vals = {"embedding": [1.0, 2.0, 3.0, 10.0], "discriminator": [0.9, 0.5, 0.5, 0.5, 0.4],
             "memorization": [0.0, 0.0, 0.0, 0.0]}  # ties at the top are inside the others' band
@@ -219,7 +219,7 @@ def test_leave_one_out_pass_counts_draws_above_the_others_band():
 
 # ------------------------------------------------------------------------------------------ rhythm
 def test_rhythm_classifier_on_separable_data():
-    from eval.rhythm import RhythmClassifier, _fit, rhythm_features
+    from ecg2llm.eval.scorecard.rhythm import RhythmClassifier, _fit, rhythm_features
 
     def make(kind, seed):
         if kind == "N":
@@ -236,7 +236,7 @@ def test_rhythm_classifier_on_separable_data():
 def test_ecg_paper_figure(tmp_path):
     from PIL import Image
 
-    from eval.ecgpaper import fig_ecg_paper
+    from ecg2llm.eval.scorecard.ecgpaper import fig_ecg_paper
 
     x = gaussian_wave_ecg(70)
     p = fig_ecg_paper([x, x], [x], FS, tmp_path / "paper.png", dpi=50)
@@ -247,7 +247,7 @@ def test_ecg_paper_figure(tmp_path):
 def test_discriminator_groups_name_what_gives_a_defect_away(small_scorer, data_dir):
     """Each feature group alone (headline ``discriminator_groups``): the groups split the discriminator's
     columns, and a planted spectral defect (white noise) is found by the band powers, not by the rhythm."""
-    from eval.planted import PlantedDefects
+    from ecg2llm.eval.scorecard.planted import PlantedDefects
 
     cal = small_scorer.calibration()
     cols = np.concatenate(list(cal.disc_groups().values()))
@@ -266,7 +266,7 @@ def test_discriminator_groups_name_what_gives_a_defect_away(small_scorer, data_d
 def test_near_copies_name_the_training_windows_a_set_reproduces(small_scorer, data_dir):
     """The memorization headline's windows are listed with the LM-training window each sits next to: copies
     of records 106 and 109 point back to 106 and 109; the list is the headline's count, nearest first."""
-    from eval.planted import PlantedDefects
+    from ecg2llm.eval.scorecard.planted import PlantedDefects
 
     pd = PlantedDefects(["101", "112"], n=40, data_dir=data_dir, seed=0, train_records=("106", "109"))
     for name in ("train_copy", "clean"):

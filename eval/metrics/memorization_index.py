@@ -1,7 +1,7 @@
 """A nearest-neighbour index over the embeddings of **every** 10-s window the scored LM trained on.
 
-The memorization headline (:mod:`eval.headline`) counts windows closer to a training window than 99 % of unseen
-real windows are. Which training windows: all that the LM saw (its ``training_data.json``, :mod:`eval.pool`):
+The memorization headline (:mod:`ecg2llm.eval.scorecard.headline`) counts windows closer to a training window than 99 % of unseen
+real windows are. Which training windows: all that the LM saw (its ``training_data.json``, :mod:`ecg2llm.eval.pool`):
 
 * every MIT-BIH record and every lead of it the LM trained on (not only MLII), 10-s windows at a
   ``stride_s`` hop (2.5 s: a copy at any offset is at most 1.25 s from an indexed window);
@@ -17,7 +17,7 @@ nothing here, and an ANN's missed neighbours would *under*-count copies, the one
 make. sklearn is already a dependency (no new package). Beyond ~10^7 windows an IVF index would be the next step.
 
 Cache: the embeddings as ``safetensors`` plus a JSON sidecar (window names, the spec), under the scorer's cache
-folder, keyed by the training-data spec (:func:`eval.pool.spec_key`), window, hop and the embedding's weights
+folder, keyed by the training-data spec (:func:`ecg2llm.eval.pool.spec_key`), window, hop and the embedding's weights
 hash. No pickle.
 """
 
@@ -44,8 +44,8 @@ def _windows(sig: np.ndarray, win: int, hop: int) -> np.ndarray:
 
 def training_sources(spec: dict, data_dir=None) -> list[tuple[str, callable]]:
     """``[(name, loader)]`` of every training signal of ``spec``: ``loader()`` gives it in mV at 360 Hz."""
-    from eval.pool import cinc_recordings
-    from tokenizer.data import read_header, read_record, resolve_data_dir
+    from ecg2llm.eval.pool import cinc_recordings
+    from ecg2llm.tokenizer.data import read_header, read_record, resolve_data_dir
 
     root = resolve_data_dir(data_dir)
     out = []
@@ -60,7 +60,7 @@ def training_sources(spec: dict, data_dir=None) -> list[tuple[str, callable]]:
                         lambda rec=rec, lead=lead: read_record(str(rec), root, lead=lead, fs=FS,
                                                                annotations=False).signal))
     if (spec.get("cinc2017") or {}).get("used"):
-        from lm.corpora import read_cinc2017
+        from ecg2llm.lm.corpora import read_cinc2017
 
         for n in cinc_recordings(spec, root):
             out.append((f"cinc2017:{n}", lambda n=n: read_cinc2017(n, root, fs=FS).signal))
@@ -123,7 +123,7 @@ class TrainingIndex:
     def build(cls, spec: dict, embedder, data_dir=None, window_s: float = 10.0, stride_s: float = 2.5,
               cache_dir=None, batch_windows: int = 4096, progress: bool = True, log=print) -> "TrainingIndex":
         """Embed every training window of ``spec`` (or read them from ``cache_dir``)."""
-        from eval.pool import spec_key
+        from ecg2llm.eval.pool import spec_key
 
         key = f"{spec_key(spec)}_{window_s:g}_{stride_s:g}_{embedder.weights_hash[:12]}"
         base = Path(cache_dir) / f"train_index_{key}" if cache_dir else None
@@ -154,14 +154,14 @@ class TrainingIndex:
                 flush()
         flush()
         if not names:
-            from tokenizer.errors import ConfigError
+            from ecg2llm.core.errors import ConfigError
 
             raise ConfigError("the training-data spec names no training signal: nothing to search copies in")
         idx = cls(np.concatenate(embs), names, spec)
         if base is not None:
             from safetensors.numpy import save_file
 
-            from tokenizer.utils.io import atomic_path, write_json
+            from ecg2llm.core.io import atomic_path, write_json
 
             base.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(base.with_suffix(".safetensors")) as tmp:

@@ -81,9 +81,9 @@ def bench_tokenizer_device(tok, signals: list[np.ndarray], device: str, repeats:
 
 def stage_tokenizer(o: dict) -> dict:
     """Encode/decode throughput of the tokenizer over DS2 MLII (whole records; first 60 s with --quick)."""
-    from tokenizer.base import ECGTokenizer
-    from tokenizer.evaluation import load_signals
-    from tokenizer.splits import DS2
+    from ecg2llm.tokenizer.base import ECGTokenizer
+    from ecg2llm.tokenizer.evaluation import load_signals
+    from ecg2llm.tokenizer.splits import DS2
 
     tok = ECGTokenizer.from_pretrained(o["tokenizer"])
     signals = list(load_signals(DS2, o["data_dir"], fs=tok.fs, seconds=60 if o["quick"] else None).values())
@@ -105,7 +105,7 @@ def stage_tokenizer(o: dict) -> dict:
 
 # ---------------------------------------------------------------------------------------------- tokenize all
 def _tokenize(records: list[str], processes: int, out: Path, o: dict) -> dict:
-    """Run ``tokenizer/tokenize.py`` over ``records``' leads with ``processes`` processes; wall time, meta."""
+    """Run ``tokenizer/tokenize_db.py`` over ``records``' leads with ``processes`` processes; wall time, meta."""
     script = str(REPO / "tokenizer" / "tokenize.py")
     args = [
         "--out",
@@ -145,9 +145,9 @@ def _tokenize(records: list[str], processes: int, out: Path, o: dict) -> dict:
 def stage_tokenize_all(o: dict) -> dict:
     """All 48 records x every lead into one store, sharded over the machine's cores (and, in full mode,
     once more in one process, to show the speed-up and check the two stores are identical)."""
-    from tokenizer.data import MITDB_RECORDS
-    from tokenizer.store import TokenStore
-    from tokenizer.utils.distributed import available_cores
+    from ecg2llm.tokenizer.data import MITDB_RECORDS
+    from ecg2llm.tokenizer.store import TokenStore
+    from ecg2llm.core.distributed import available_cores
 
     records = QUICK_RECORDS if o["quick"] else list(MITDB_RECORDS)
     n = int(o["processes"] or available_cores())
@@ -191,8 +191,8 @@ def stage_tokenize_all(o: dict) -> dict:
 # ---------------------------------------------------------------------------------------------- token store
 def stage_store(o: dict) -> dict:
     """Token-store write and random-crop read throughput, one-file and 2-shard layouts (random ids)."""
-    from tokenizer.shards import merge_shards, shard_name
-    from tokenizer.store import StoreWriter, TokenStore
+    from ecg2llm.tokenizer.shards import merge_shards, shard_name
+    from ecg2llm.tokenizer.store import StoreWriter, TokenStore
 
     n_total = 2_000_000 if o["quick"] else 40_000_000
     per_entry = 65_000  # one 30-min record at 36 tokens/s
@@ -269,10 +269,10 @@ def bench_train(config: str, device: str, steps: int, warmup: int, compile_: boo
     ``6 N + 12 L d T`` (N non-embedding parameters plus the LM head, L layers, d width, T context; PaLM
     appendix B).
     """
-    from lm.config import LMTrainConfig
-    from lm.model import build_model, num_parameters, tokenizer_record
-    from tokenizer.base import ECGTokenizer
-    from tokenizer.utils.config import config_from_dict, load_yaml
+    from ecg2llm.lm.config import LMTrainConfig
+    from ecg2llm.lm.model import build_model, num_parameters, tokenizer_record
+    from ecg2llm.tokenizer.base import ECGTokenizer
+    from ecg2llm.core.config import config_from_dict, load_yaml
 
     cfg = config_from_dict(LMTrainConfig, load_yaml(config))
     tok = ECGTokenizer.from_pretrained(cfg.tokenizer)
@@ -369,12 +369,12 @@ def stage_train(o: dict) -> dict:
 # ---------------------------------------------------------------------------------------------- generation
 def bench_generate(model_dir: str, device: str, batch: int, seconds: float, repeats: int,
                    lead_guidance: float | None = None, beat_cache: float = 0.0, kv_cache: str = "auto") -> dict:
-    """ECG-seconds generated per wall-clock second through :func:`lm.synthesize.synthesize`, the one path
+    """ECG-seconds generated per wall-clock second through :func:`ecg2llm.lm.synthesize.synthesize`, the one path
     ``lm/generate.py`` and the pipeline take (v1: static KV cache; LM v2: control prefix and inline labels;
     tokenizer v2: texture decode on), sampled and decoded to mV; ``lead_guidance`` / ``beat_cache`` as the
     flags of ``lm/generate.py`` (LM v2 only); ``kv_cache`` likewise (``auto``: float16 on CPU where it compiles)."""
-    from lm.model import load_lm, load_tokenizer_for
-    from lm.synthesize import synthesize
+    from ecg2llm.lm.model import load_lm, load_tokenizer_for
+    from ecg2llm.lm.synthesize import synthesize
 
     model, folder = load_lm(model_dir, device)
     tok = load_tokenizer_for(model.config, folder)
@@ -382,9 +382,9 @@ def bench_generate(model_dir: str, device: str, batch: int, seconds: float, repe
         tok.to(device)
     n_tok = int(np.ceil(seconds * tok.tokens_per_second))
     extra = {k: v for k, v in (("lead_guidance", lead_guidance), ("beat_cache", beat_cache)) if v}
-    from lm.control import ControlSpec
+    from ecg2llm.lm.control import ControlSpec
 
-    if ControlSpec.of_model(model) is not None:  # LM v2 (lm.guidance): its KV cache
+    if ControlSpec.of_model(model) is not None:  # LM v2 (ecg2llm.lm.guidance): its KV cache
         extra["kv_cache"] = kv_cache
     synthesize(model, tok, batch, 0.5, seed=0, batch_size=batch, progress=False, **extra)  # warm-up (allocations)
     times = []
@@ -412,10 +412,10 @@ def bench_generate(model_dir: str, device: str, batch: int, seconds: float, repe
 
 def random_init_lm(config: str, folder: Path) -> Path:
     """Save an untrained LM of ``config`` (with its tokenizer copy) to time generation at that size."""
-    from lm.config import LMTrainConfig
-    from lm.model import TOKENIZER_SUBDIR, build_model, tokenizer_record
-    from tokenizer.base import ECGTokenizer
-    from tokenizer.utils.config import config_from_dict, load_yaml
+    from ecg2llm.lm.config import LMTrainConfig
+    from ecg2llm.lm.model import TOKENIZER_SUBDIR, build_model, tokenizer_record
+    from ecg2llm.tokenizer.base import ECGTokenizer
+    from ecg2llm.core.config import config_from_dict, load_yaml
 
     cfg = config_from_dict(LMTrainConfig, load_yaml(config))
     tok = ECGTokenizer.from_pretrained(cfg.tokenizer)
@@ -476,10 +476,10 @@ def stage_generate(o: dict) -> dict:
 def stage_score(o: dict) -> dict:
     """Seconds to score synthetic 10-s windows (the tokenizer round trip of held-out DS2 windows) against
     the DS2 reference with every stage-3 metric; the reference and DS1-pool setup is timed apart."""
-    from eval.references import tokenizer_roundtrip_windows
-    from eval.scorer import Scorer, ScoreSettings
-    from tokenizer.base import ECGTokenizer
-    from tokenizer.splits import DS1, DS2
+    from ecg2llm.eval.scorecard.references import tokenizer_roundtrip_windows
+    from ecg2llm.eval.scorecard.scorer import Scorer, ScoreSettings
+    from ecg2llm.tokenizer.base import ECGTokenizer
+    from ecg2llm.tokenizer.splits import DS1, DS2
 
     n, n_real = (48, 48) if o["quick"] else (1000, 500)
     ref_records, train_records = (DS2[:4], DS1[:2]) if o["quick"] else (DS2, DS1)
