@@ -7,12 +7,16 @@ Launch::
     python eval/score.py --out runs/eval/references            # reference rows only, no synthetic set
     python eval/score.py --config configs/eval/score.yaml --synthetic DIR --out DIR --references none
 
-The real reference is ``--n_real`` random 10-s MLII windows of DS2 (seed ``--seed``); the DS1 windows
-are the training pool for memorization. ``--references all`` (default) adds the real-DS1 ceiling and
-ECGSYN rows, ``none`` skips them, ``ds1`` or ``ecgsyn`` picks one. ``--extra_rows name=DIR,name2=DIR2``
-scores more folders (same format as ``--synthetic``) as extra rows; ``--tokenizer DIR`` adds the round
-trip of held-out DS2 windows through that tokenizer. ``--forecast DIR`` scores a ``forecast.npz``
-(format: ``tokenizer/forecasts.py``); without it only the naive forecast baselines are reported.
+The real reference is ``--n_real`` random 10-s MLII windows of DS2 (seed ``--seed``). The scored LM's
+``training_data.json`` (``--training_data`` a model folder or the file; default: the model a generated folder's
+manifest names) decides the headline's band pool (the fixed pool minus what the LM saw, reported) and where
+copies are searched (every window it trained on: :mod:`ecg2llm.eval.scorecard.pool`,
+:mod:`ecg2llm.eval.scorecard.metrics.memorization_index`).
+``--references all`` (default) adds the real-DS1 ceiling and ECGSYN rows, ``none`` skips them, ``ds1`` or
+``ecgsyn`` picks one. ``--extra_rows name=DIR,name2=DIR2`` scores more folders (same format as
+``--synthetic``) as extra rows; ``--tokenizer DIR`` adds the round trip of held-out DS2 windows through that
+tokenizer. ``--forecast DIR`` scores a ``forecast.npz`` (format: ``tokenizer/forecasts.py``); without it only
+the naive forecast baselines are reported.
 Metric definitions and directions: ``eval/scorecard/metrics/__init__.py`` and the report itself.
 """
 
@@ -95,6 +99,8 @@ def scorer_settings(cfg: ScoreConfig) -> ScoreSettings:
     ``band_draws``): the one place a scorer is configured from this entry point's flags."""
     settings = ScoreSettings(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(ScoreSettings)})
     settings.calibration = {"draws": cfg.band_draws, **(cfg.calibration or {})}
+    if settings.training_data is None and cfg.synthetic:  # the LM a generated folder's manifest names
+        settings.training_data = cfg.synthetic
     return settings
 
 

@@ -250,6 +250,7 @@ def open_corpus(cfg, tok):
                          samples_per_token=tok.samples_per_token, train_sources=list(cfg.sources),
                          source_weights=dict(zip(cfg.sources, cfg.source_weights)) or None, exclude=exclude,
                          record_weights=cfg.record_weights)
+    corpus.cinc_excluded = sorted(exclude)  # recorded in the model folder's training_data.json
     if exclude:
         print(f"cinc2017: {corpus.excluded} recordings left out of training (labels kept: "
               f"{list(cfg.cinc_labels) or 'all'}, R amplitude >= {cfg.cinc_min_r_mv} mV); "

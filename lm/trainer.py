@@ -18,6 +18,7 @@ import torch
 
 from ecg2llm.core.errors import ConfigError
 from ecg2llm.core.io import atomic_path, ensure_writable_dir, write_json, write_run_info
+from ecg2llm.tokenizer import training_data
 
 from . import checkpoints as ck
 from .baselines import baseline_metrics, fit_baselines
@@ -293,6 +294,12 @@ class Trainer:
                 self.tok.save_pretrained(tmp / TOKENIZER_SUBDIR)
                 if metrics is not None:
                     write_json(tmp / "metrics.json", metrics)
+                # what this folder's weights saw (with init_from's): the scorecard's band pool and copy search
+                from .corpora import base_record
+
+                seen = {base_record(e.record) for e in self.store.entries("train")}  # augmented views -> record
+                training_data.write(tmp, training_data.run_spec(
+                    self.cfg, getattr(self.source, "cinc_excluded", ()), stage=str(self.out), records=seen))
         acc.wait_for_everyone()
         return folder
 

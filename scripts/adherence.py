@@ -18,6 +18,13 @@ Beside the classifier, every rhythm row reads its windows with wfdb's XQRS detec
 scorecard's neurokit2 R peaks): the share faster than 100 bpm (the definition of VT and the other
 tachycardias) and the share regular (RR CV < 0.1, :mod:`ecg2llm.lm.rhythm_check`), each next to the same figure
 on real 10-s windows wholly inside that rhythm (DS2 where it has some, else DS1; ``real_xqrs``).
+
+Ventricular rhythms are read from the waveform (:mod:`ecg2llm.eval.scorecard.adherence`, ``waveform`` in the JSON):
+``rhythm:VT``
+needs a rate above 100 bpm *and* a run of beats the real-data beat classifier (trained on real DS1 beats only)
+calls V; ``rhythm:B`` and ``rhythm:T`` need its N/V bigeminy and trigeminy patterns. A rule that recognises
+fewer than half of the real windows of its rhythm reports the condition "not measurable", not met. The result
+is also written to ``results_json`` (default ``docs/results/adherence.json``, with command, git sha and date).
 """
 
 import sys
@@ -96,6 +103,12 @@ def _rhythm_rows(clf, ceiling, sets, data_dir=None) -> list[dict]:
     return rows
 
 
+def _wave_rules():
+    from ecg2llm.eval.scorecard.adherence import RULES
+
+    return RULES
+
+
 @dataclass
 class AdherenceConfig:
     """Fields of ``scripts/adherence.py`` (every field is a flag and a ``--config`` YAML key)."""
@@ -104,6 +117,8 @@ class AdherenceConfig:
     out: str = "runs/adherence"     # folder for adherence.json and adherence.md
     data_dir: str | None = None     # data root holding mitdb/ ($ECG2LLM_DATA otherwise)
     beats: bool = False             # also run the beat classifier on the sets' .atr labels
+    waveform: bool = True           # VT / B / T read from the waveform by the real-data beat classifier
+    results_json: str | None = "docs/results/adherence.json"  # a copy of adherence.json (none = skip)
     seed: int = 0
 
 
@@ -148,6 +163,24 @@ def main(argv=None):
               f"{rx.get('source', 'none')} n={rx.get('n', 0)})")
         lines.append(f"| {r['condition']} | {r['n']} | {r['share']:.2f} | {rec} | {c.get('source', '')} | "
                      f"{hr} | {fast} | {called} | {xq} |")
+    wave = {}
+    bclf = None
+    if a.waveform and any(c.partition(":")[2] in _wave_rules() for c in sets if c.startswith("rhythm:")):
+        from ecg2llm.eval.beat_classifier import train_classifier
+        from ecg2llm.eval.beats import real_beats
+        from ecg2llm.eval.scorecard.adherence import adherence_rows, real_ceiling
+        from ecg2llm.tokenizer.splits import DS1
+
+        bclf = train_classifier(real_beats(DS1, a.data_dir), progress=True)
+        wanted = [c.partition(":")[2] for c in sets if c.partition(":")[2] in _wave_rules()]
+        ceil = real_ceiling(bclf, wanted, a.data_dir, seed=a.seed)
+        wave = {"rows": adherence_rows(bclf, sets, ceil), "real": ceil}
+        lines += ["", "| condition | waveform rule | windows | meeting it | real windows meeting it | verdict |",
+                  "|---|---|---:|---:|---:|---|"]
+        for r in wave["rows"]:
+            rr = r["real"]
+            real = f"{rr['share']:.2f} ({rr['source']}, n={rr['n']})" if rr.get("share") is not None else "none"
+            lines.append(f"| {r['condition']} | {r['rule']} | {r['n']} | {r['share']:.2f} | {real} | {r['verdict']} |")
     beat_rows = {}
     if a.beats:
         from ecg2llm.eval.beat_classifier import beat_metrics, train_classifier
@@ -155,7 +188,7 @@ def main(argv=None):
         from ecg2llm.eval.conditional import label_agreement
         from ecg2llm.tokenizer.splits import DS1, DS2
 
-        bclf = train_classifier(real_beats(DS1, a.data_dir), progress=True)
+        bclf = bclf or train_classifier(real_beats(DS1, a.data_dir), progress=True)
         ds2 = real_beats(DS2, a.data_dir)
         real_se = {c: v["se"] for c, v in beat_metrics(ds2.y, bclf.predict(ds2))["per_class"].items()}
         for cond, d in dirs.items():
@@ -167,10 +200,13 @@ def main(argv=None):
                 lines.append(f"| {cond} | {c} | {v['n']} | {v['agreement']:.2f} | {real_se[c]:.2f} |")
         beat_rows = {"sets": beat_rows, "real_ds2_sensitivity": real_se}
     result = {"rhythm": rows, "ceiling": ceiling, "classifier": clf.describe(), "beats": beat_rows,
+              "waveform": wave, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "sets": dirs, "git_sha": git_sha(), "seconds": round(time.time() - t0, 1),
               "command": " ".join(["python scripts/adherence.py",
                                    *(argv if argv is not None else sys.argv[1:])])}
     write_json(Path(out) / "adherence.json", result)
+    if a.results_json:
+        write_json(a.results_json, result)
     write_text(Path(out) / "adherence.md", "# Condition adherence\n\n" + "\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"[adherence] wrote {out}/adherence.json in {result['seconds']:.0f} s")

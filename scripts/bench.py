@@ -104,6 +104,8 @@ class BenchConfig:
     corpus_hours_per_patient: float = 70.0  # scaling projection: hours each
     corpus_leads: int = 1  # scaling projection: leads per recording
     stage_timeout: float = 3600.0  # seconds before a stage is stopped
+    score_cache: str | None = None  # score stage: a persistent eval cache (warm: index, pool features and bands
+    #                                 built by an earlier run are reused; the setup row is then not a cold start)
 
     def __post_init__(self):
         unknown = [s for s in self.stages if s not in STAGE_NAMES]

@@ -65,9 +65,11 @@ class PlantedConfig(ScoreSettings):
 
     out: str = "runs/planted"       # folder for planted.json and planted.md
     n: int = 300                    # windows per planted set
-    records: list[str] = dataclasses.field(default_factory=list)  # held-out records cut (default: validation)
+    records: list[str] = dataclasses.field(default_factory=list)  # held-out records cut (default: 101, 112, 119)
     defects: list[str] = dataclasses.field(default_factory=list)  # defects to plant (default: all)
     headline: bool = True           # headline verdicts against real bands (what the matrix reads)
+    training_data: str | None = "default"  # whose training data the copy search and pool check use (a shipped
+    #                                        LM name, a model folder or its training_data.json)
 
 
 @run_main
@@ -75,12 +77,12 @@ def main(argv=None):
     """Build the planted sets, score them, write ``planted.json`` and ``planted.md``. Returns 0."""
     a = parse_config(PlantedConfig, argv, description=__doc__)
 
-    from ecg2llm.eval.scorecard.planted import DEFECTS, PlantedDefects
+    from ecg2llm.eval.scorecard.planted import DEFECTS, INVARIANT, PlantedDefects
+    from ecg2llm.eval.scorecard.pool import POOL_VALID
     from ecg2llm.eval.scorecard.scorer import Scorer
-    from ecg2llm.tokenizer.splits import DEFAULT_VALID
 
     t0 = time.time()
-    records = list(a.records) or list(DEFAULT_VALID)
+    records = list(a.records) or list(POOL_VALID)  # unseen by every shipped LM (208 is not: eval/scorecard/pool.py)
     defects = list(a.defects) or list(DEFECTS)
     unknown = [d for d in defects if d not in DEFECTS]
     if unknown:
@@ -98,16 +100,24 @@ def main(argv=None):
         row = scorer.score_windows(d, planted.make(d))
         rows[d] = {k: row[k] for k in ("n_windows", "headline", "verdict", "clinical", "rfed", "disc_score",
                                        "disc_score_ds1", "memorization_ratio", "near_copy_rate")}
+    from ecg2llm.eval.scorecard.headline import leave_one_out_pass
+
+    # the yardstick of "clean as real": each real band draw judged against the others' band, every headline
+    real_ref = leave_one_out_pass(scorer.calibration().draw_values_cached(a.n))
     table = matrix_markdown(rows, DEFECTS)
     caught = {d: [k for k, h in r["headline"].items() if h["verdict"] == "worse"] for d, r in rows.items()}
     result = {
         "rows": rows,
         "caught_by": caught,
+        "missed": [d for d, c in caught.items() if not c and d not in INVARIANT],
+        "real_reference": real_ref,
         "records": records,
         "n": a.n,
         "calibration": scorer.calibration().describe(),
+        "defects": {d: DEFECTS[d] for d in defects},
         "git_sha": git_sha(),
         "command": " ".join(["python scripts/planted.py", *(argv if argv is not None else sys.argv[1:])]),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "seconds": round(time.time() - t0, 1),
     }
     write_json(Path(out) / "planted.json", result)

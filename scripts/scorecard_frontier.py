@@ -87,11 +87,12 @@ def summarize(folders: list[dict]) -> dict:
     import numpy as np
 
     keys = list(folders[0]["headline"])
-    out = {"n_sets": len(folders), "headline": {}, "as_real": {}}
+    out = {"n_sets": len(folders), "headline": {}, "as_real": {}, "worse": {}}
     for k in keys:
         v = np.array([f["headline"].get(k) for f in folders], dtype=np.float64)
         out["headline"][k] = {"mean": float(np.nanmean(v)), "sd": float(np.nanstd(v))}
         out["as_real"][k] = sum(f["verdicts"].get(k) == "as_real" for f in folders)
+        out["worse"][k] = sum(f["verdicts"].get(k) == "worse" for f in folders)
     for k in ("discriminator_mean", "hr_w1_bpm"):
         v = np.array([f[k] if f[k] is not None else np.nan for f in folders], dtype=np.float64)
         out[k] = {"mean": float(np.nanmean(v)), "sd": float(np.nanstd(v))}
@@ -191,7 +192,14 @@ def main(argv=None):
         figure(groups, a.figure)
         print(f"wrote {a.figure}")
     if a.out:
-        write_json(a.out, {"config": {"sets": a.sets, "row": a.row}, "summary": summary, "real_reference": ref,
+        import time
+
+        from ecg2llm.core.io import git_sha
+
+        cmd = " ".join(["python scripts/scorecard_frontier.py", *(argv if argv is not None else sys.argv[1:])])
+        date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        write_json(a.out, {"command": cmd, "git_sha": git_sha(), "date": date,
+                           "config": {"sets": a.sets, "row": a.row}, "summary": summary, "real_reference": ref,
                            "sets": {label: [{k: v for k, v in f.items() if k != "bands"} for f in fs]
                                     for label, fs in groups.items()}})
         print(f"wrote {a.out}")

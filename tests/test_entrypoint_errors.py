@@ -86,6 +86,7 @@ def _bad_inputs(tmp):
         "scripts/lead_check.py": (["--synthetic", nowhere], "nowhere"),
         "scripts/verbatim_check.py": (["--synthetic", nowhere], "nowhere"),
         "scripts/scorecard_frontier.py": (["--sets", f"x={nowhere}"], "nowhere"),
+        "scripts/training_data.py": (["--models", "nosuch"], "nosuch"),
         "scripts/texture_cv.py": (["--tokenizer", nowhere], "nowhere"),
         "scripts/baseline_study.py": (["--variants", "3:spline"], "3:spline"),
         "scripts/augment_views.py": (["--angles", "120", "--out", str(tmp / "o.png")], "120"),

@@ -41,13 +41,20 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "texture": ("hf_noise", "wander"),
 }
 FEATURES: tuple[str, ...] = tuple(f for g in GROUPS.values() for f in g)
+#: Per-window RR measurements outside the set-level groups, read by the within-window headlines
+#: (:mod:`ecg2llm.eval.scorecard.window_metrics`): ``rr_sd_ratio`` = RMSSD / (sqrt(2) SD of RR), 1 for independent RR
+# intervals,
+#: well below 1 for a smoothly varying sinus rhythm, up to 2 for strict alternation; ``rr_flip`` = share of
+#: successive RR differences that change sign (any size): ~2/3 for independent intervals, low for a drifting
+#: rhythm, 1 for bigeminy.
+WINDOW_EXTRA: tuple[str, ...] = ("rr_sd_ratio", "rr_flip")
 P_MIN_MV = 0.03  # smallest P wave counted as present (peak above the P-onset level, mV)
 ALT_FRACTION = 0.05  # RR differences below 5 % of the mean RR do not count as alternation
 
 
 def rr_features(peaks: np.ndarray, fs: float) -> dict[str, float]:
     """Rhythm features of one window from its R-peak samples (NaN where undefined)."""
-    out = {k: np.nan for k in ("hr_bpm", "rr_cv", "rmssd_ms", "rr_alt")}
+    out = {k: np.nan for k in ("hr_bpm", "rr_cv", "rmssd_ms", "rr_alt", *WINDOW_EXTRA)}
     out["n_beats"] = float(len(peaks))
     if len(peaks) < 2:
         return out
@@ -61,6 +68,9 @@ def rr_features(peaks: np.ndarray, fs: float) -> dict[str, float]:
             big = np.abs(d) > ALT_FRACTION * rr.mean()
             flip = (d[:-1] * d[1:] < 0) & big[:-1] & big[1:]
             out["rr_alt"] = float(flip.mean())
+            out["rr_flip"] = float((d[:-1] * d[1:] < 0).mean())
+        if len(rr) >= 4 and rr.std() > 0:
+            out["rr_sd_ratio"] = float(np.sqrt(np.mean(d**2)) / (np.sqrt(2.0) * rr.std()))
     return out
 
 
@@ -99,7 +109,7 @@ def clinical_features(windows: np.ndarray, fs: float) -> dict[str, np.ndarray]:
     """
     x = np.asarray(windows, np.float64)
     n = len(x)
-    out = {k: np.full(n, np.nan) for k in FEATURES}
+    out = {k: np.full(n, np.nan) for k in (*FEATURES, *WINDOW_EXTRA)}
     out.update(texture_features(x, fs))
     templates: list[np.ndarray | None] = [None] * n
     cycles: list[tuple[int, int, float]] = [(0, 0, np.nan)] * n

@@ -20,7 +20,8 @@ from .metrics.physiology import beat_features
 
 #: Band edges (Hz) of the log power spectrum fed to the discriminator: log-spaced over the ECG band and
 #: above it, so quantization hiss or missing high frequencies are visible.
-FEATURE_VERSION = 2  # 2: clinical measurements (eval/scorecard/clinical.py) in Features.phys
+# 2: clinical measurements (eval/scorecard/clinical.py) in Features.phys; 3: + WINDOW_EXTRA RR stats
+FEATURE_VERSION = 3
 
 
 def cache_key(*parts) -> str:

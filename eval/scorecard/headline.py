@@ -5,8 +5,10 @@ records and 0.66 for a tiny GPT ranks the GPT above real ECGs. So every headline
 ``real_band``: the range of that metric for real windows of patients the reference does not hold, at the
 same number of windows, against the same reference (leave-patients-out resampling):
 
-* the band pool is every non-overlapping 10-s MLII window of ``band_records`` (DS2 and the validation
-  records: patients no generator trained on);
+* the band pool is every non-overlapping 10-s MLII window of ``band_records``: the fixed pool of
+  :mod:`ecg2llm.eval.scorecard.pool` (DS2 + 101, 112, 119, records no shipped LM trains on) minus any record the
+  scored LM's
+  ``training_data.json`` lists (excluded and reported in :meth:`Calibration.describe`);
 * draw ``b`` holds out ``h`` random pool patients (``h`` uniform in ``holdout_patients``); the reference
   ``R_b`` is the DS2 reference minus those patients' windows and the real candidate is ``n`` random windows
   of the held-out patients that are not reference windows;
@@ -20,8 +22,10 @@ look), else ``as_real``. The overall ``verdict`` is ``worse`` when any headline 
 Headline metrics (:data:`HEADLINE`): the embedding Fréchet distance; four clinical groups of
 :mod:`ecg2llm.eval.scorecard.clinical` (each the mean, over its measurements, of the Wasserstein-1 distance to the
 reference divided by the reference's spread, plus the difference in the share of windows where the
-measurement is undefined); a patient-grouped discriminator against the generator's training patients;
-and the near-copy rate against the LM's training records only.
+measurement is undefined); a patient-grouped discriminator against the generator's training patients (the
+mean of ``disc_spread_draws`` draws, for the set and for each band draw); the near-copy rate against every
+window the LM trained on (:mod:`ecg2llm.eval.scorecard.metrics.memorization_index`); and the within-window headlines of
+:mod:`ecg2llm.eval.scorecard.window_metrics` (beat consistency judged per window, which a many-patient mix cannot game).
 """
 
 from __future__ import annotations
@@ -32,13 +36,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.stats import wasserstein_distance
 
-from ecg2llm.tokenizer.splits import DEFAULT_VALID
-
 from ..data import real_windows
 from .clinical import FEATURES, GROUPS
 from .features import FEATURE_VERSION, PSD_BANDS, QUANTILES, cache_key
-from .metrics import frechet_distance, nearest_distances
+from .metrics import frechet_distance
+from .pool import POOL_VALID, check_pool
 from .references import tokenizer_roundtrip_windows
+from .window_metrics import WINDOW_HEADLINE, WindowJudge
 
 HEADLINE: dict[str, str] = {
     "embedding": "Fréchet distance of the frozen ECG embedding to the real reference: overall look",
@@ -48,6 +52,7 @@ HEADLINE: dict[str, str] = {
     "texture": "noise floor above 40 Hz and baseline wander below 0.5 Hz vs real",
     "discriminator": "accuracy of a real-(LM training patients)-vs-set classifier, patient-grouped 3-fold CV",
     "memorization": "share of windows closer (embedding) to an LM training window than 99 % of unseen real",
+    **WINDOW_HEADLINE,
 }
 #: Added to the headline when a tokenizer is given (``eval/score.py --tokenizer``).
 LM_ONLY = {
@@ -60,8 +65,13 @@ UNDEFINED_CAP = 10.0  # distance of a measurement the set never produces
 class CalibrationSettings:
     """How the real bands are drawn (see the module docstring)."""
 
-    band_records: tuple[str, ...] | None = None  # default: reference records + validation records in the pool
-    lm_train_records: tuple[str, ...] | None = None  # default: training records minus the validation records
+    # band_records default: the fixed pool (ecg2llm.eval.scorecard.pool) minus what the LM saw
+    band_records: tuple[str, ...] | None = None
+    lm_train_records: tuple[str, ...] | None = None  # default: the LM's MIT-BIH records (training_data), else
+    #                                                 the training records minus the pool's validation records
+    # training_data: the scored LM's training_data.json (ecg2llm.eval.scorecard.pool); None: another generator
+    training_data: dict | None = None
+    training_data_source: str | None = None  # where it was read (reported)
     draws: int = 40
     holdout_patients: tuple[int, int] = (4, 8)
     band_quantiles: tuple[float, float] = (0.0, 1.0)
@@ -70,7 +80,7 @@ class CalibrationSettings:
     disc_real_n: int = 300
     disc_clusters: int = 3  # the set's windows form 3 k-means groups, one per fold
     disc_folds: int = 3
-    disc_spread_draws: int = 5  # the set's discriminator also over this many draws (mean/sd beside draw 0); 0 = off
+    disc_spread_draws: int = 5  # the discriminator is the mean of this many draws, for the set and each band draw
     memo_stride_s: float = 2.5
     copy_quantile: float = 0.01
     pool_per_record: int | None = None  # cap band-pool windows per record (small test setups only)
@@ -130,11 +140,17 @@ class Calibration:
         self.settings = s = settings or CalibrationSettings()
         root, win = sc.data_dir, sc.settings.window_s
         ref_recs, train_recs = tuple(sc.settings.reference_records), tuple(sc.settings.train_records)
-        if s.band_records is None:  # DS2 + the validation records (unseen patients) by default
-            valid = tuple(r for r in DEFAULT_VALID if r in train_recs and r not in ref_recs)
-            s.band_records = ref_recs + valid
-        if s.lm_train_records is None:  # DS1 minus validation: what the LM trained on
-            lm = tuple(r for r in train_recs if r not in DEFAULT_VALID)
+        # the fixed pool: DS2 + the validation records no shipped LM trains on
+        # (ecg2llm.eval.scorecard.pool.BAND_POOL), minus any
+        # record the scored LM's training_data.json lists (excluded and reported, never silent)
+        fixed = ref_recs + tuple(r for r in POOL_VALID if r in train_recs and r not in ref_recs)
+        self.pool_check = check_pool(s.training_data, s.training_data_source, pool=fixed)
+        if s.band_records is None:
+            s.band_records = self.pool_check.records
+        if s.lm_train_records is None:  # what the LM trained on (its file), else DS1 minus the pool's records
+            seen = tuple(str(r) for r in (s.training_data or {}).get("mitdb", {}).get("records", []))
+            lm = (tuple(r for r in train_recs if r in seen) if seen
+                  else tuple(r for r in train_recs if r not in POOL_VALID))
             s.lm_train_records = lm or train_recs
         self.pool = real_windows(s.band_records, root, window_s=win, source="band pool (unseen patients)")
         if s.pool_per_record:
@@ -172,32 +188,34 @@ class Calibration:
                     break
             self.draws.append((held, mask))
         self._memo()
+        self.window = WindowJudge.fit(self.pool_f.phys)
         self._disc_real()
         self._bands: dict[int, dict] = {}
         self.lm_only: dict | None = None
 
     # ------------------------------------------------------------------------------ building blocks
     def _memo(self) -> None:
-        sc, s = self.scorer, self.settings
-        ws = real_windows(
-            s.lm_train_records, sc.data_dir, window_s=sc.settings.window_s, stride_s=s.memo_stride_s
-        )
-        key = f"memo_{len(ws)}_{ws.names[0]}_{ws.names[-1]}_{sc.embedder.weights_hash[:12]}.npy"
-        path = sc.cache / key if sc.cache else None
-        if path is not None and path.is_file():
-            self.memo_emb = np.load(path, allow_pickle=False)
-        else:
-            self.memo_emb = sc.embedder.embed(ws.x, ws.fs)
-            if path is not None:
-                from ecg2llm.core.io import atomic_path
+        """The copy search: an exact 1-NN index over every window the LM trained on (every MIT-BIH record and
+        lead, every CinC 2017 recording of its ``training_data.json``; without one: MLII of ``lm_train_records``),
+        and the copy threshold from the band pool's distances to it (the same search)."""
+        from .metrics.memorization_index import TrainingIndex
 
-                with atomic_path(path) as tmp:
-                    with open(tmp, "wb") as f:
-                        np.save(f, self.memo_emb)
-        self.memo_names = list(ws.names)  # "<record>@<start sample>" of each LM-training window
-        d, _ = nearest_distances(self.pool_f.emb, self.memo_emb)
+        sc, s = self.scorer, self.settings
+        spec = s.training_data or {
+            "format": 1, "mitdb": {"records": list(s.lm_train_records), "leads": ["MLII"], "augment_views": 0},
+            "validation_records": [], "cinc2017": {"used": False}, "stages": [],
+            "written_by": "eval/scorecard/headline.py fallback: no training_data.json, MLII of the LM training records"}
+        self.index = TrainingIndex.build(spec, sc.embedder, sc.data_dir, window_s=sc.settings.window_s,
+                                         stride_s=s.memo_stride_s, cache_dir=sc.cache, progress=sc.verbose,
+                                         log=sc._log)
+        self.memo_names = self.index.names  # "<corpus>:<recording>[:<lead>]@<start sample>" of each window
+        d, _ = self.index.query(self.pool_f.emb)
         self.pool_nn = d
         self.copy_threshold = float(np.quantile(d, s.copy_quantile))
+
+    def nearest(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Distance to, and index of, each embedding's nearest LM-training window (:attr:`index`)."""
+        return self.index.query(emb)
 
     def _disc_real(self) -> None:
         sc, s = self.scorer, self.settings
@@ -233,6 +251,12 @@ class Calibration:
         windows as :meth:`discriminate`): which group gives the set away (0.5 = cannot tell, 1 = always)."""
         groups = self.disc_groups()
         return dict(zip(groups, self._discriminate(feats, seed, None, list(groups.values())), strict=True))
+
+    def disc_mean(self, feats, seed: int = 0, real=None) -> list[float]:
+        """The discriminator over ``disc_spread_draws`` (at least 1) draws of windows, clusters and folds (seeds
+        ``seed``, ``seed + 1``, ...): the headline value and each band draw are the mean of these."""
+        k = max(1, int(self.settings.disc_spread_draws))
+        return [self.discriminate(feats, seed=seed + i, real=real) for i in range(k)]
 
     def discriminate(self, feats, seed: int = 0, real=None) -> float:
         """Patient-grouped cross-validated accuracy of real-LM-training-patients vs ``feats`` windows.
@@ -305,7 +329,7 @@ class Calibration:
         if path is not None and path.is_file():
             self._bands[n] = {k: tuple(v) for k, v in json.loads(path.read_text()).items()}
             return self._bands[n]
-        vals = self.draw_values(n)
+        vals = self.draw_values_cached(n)
         q0, q1 = s.band_quantiles
         bands = {k: (float(np.quantile(v, q0)), float(np.quantile(v, q1))) for k, v in vals.items()}
         if path is not None:
@@ -315,6 +339,15 @@ class Calibration:
         sc._log(f"real bands at n={n}: {len(self.draws)} leave-patients-out draws")
         self._bands[n] = bands
         return bands
+
+    def draw_values_cached(self, n: int) -> dict[str, list[float]]:
+        """:meth:`draw_values`, computed once per ``n`` in this process (the band and a leave-one-out check
+        read the same draws)."""
+        if not hasattr(self, "_draw_vals"):
+            self._draw_vals: dict[int, dict] = {}
+        if n not in self._draw_vals:
+            self._draw_vals[n] = self.draw_values(n)
+        return self._draw_vals[n]
 
     def draw_values(self, n: int) -> dict[str, list[float]]:
         """Every band metric on each leave-patients-out draw of ``n`` real windows, in draw order.
@@ -330,30 +363,34 @@ class Calibration:
             idx = self._draw_pool(held, n, rng)
             agg = self._aggregate(self.distances(self.pool_f.emb[idx], clin[idx], b))
             agg["memorization"] = float((self.pool_nn[idx] < self.copy_threshold).mean())
+            agg.update(self.window.shares(self.pool_f.phys, idx))
             for k, v in agg.items():
                 vals.setdefault(k, []).append(v)
         nd = min(n, s.disc_max_n)
         for b, (held, _) in enumerate(self.draws[: s.disc_draws]):
             idx = self._draw_pool(held, nd, rng)
-            vals.setdefault("discriminator", []).append(self.discriminate(self.pool_f.subset(idx), seed=b))
+            vals.setdefault("discriminator", []).append(
+                float(np.mean(self.disc_mean(self.pool_f.subset(idx), seed=1000 * (b + 1)))))
         return vals
 
     def _draw_pool(self, held: np.ndarray, n: int, rng) -> np.ndarray:
         cand = np.flatnonzero(np.isin(self.pool.records, held) & self.pool_free)
         return np.sort(rng.choice(cand, n, replace=n > len(cand)))
 
-    def values(self, feats, memorization: bool = True, nearest=None) -> dict[str, float]:
+    def values(self, feats, memorization: bool = True, nearest=None, disc=None) -> dict[str, float]:
         """A set's headline (and per-measurement) values: the mean over the draws' references.
-        ``nearest``: ``nearest_distances(feats.emb, memo_emb)`` if the caller has it already."""
+        ``nearest``: :meth:`nearest` of ``feats.emb`` if the caller has it already; ``disc``: its
+        :meth:`disc_mean` draws likewise."""
         clin = feats.clinical()
         d = np.mean([self.distances(feats.emb, clin, b) for b in range(len(self.draws))], axis=0)
         out = self._aggregate(d)
         if memorization:
-            nn, _ = nearest if nearest is not None else nearest_distances(feats.emb, self.memo_emb)
+            nn, _ = nearest if nearest is not None else self.nearest(feats.emb)
             out["memorization"] = float((nn < self.copy_threshold).mean())
-        out["discriminator"] = self.discriminate(feats, seed=0)
+        out.update(self.window.shares(feats.phys))
+        out["discriminator"] = float(np.mean(disc if disc is not None else self.disc_mean(feats)))
         if self.lm_only is not None:
-            out["discriminator_lm"] = self.discriminate(feats, seed=0, real=self.lm_only["real"])
+            out["discriminator_lm"] = float(np.mean(self.disc_mean(feats, real=self.lm_only["real"])))
         return out
 
     def near_copies(self, feats, names=None, nearest=None) -> dict:
@@ -364,7 +401,7 @@ class Calibration:
         sample offsets only, never header data). ``names``: the set's window names (index otherwise);
         ``nearest`` as in :meth:`values`.
         """
-        nn, idx = nearest if nearest is not None else nearest_distances(feats.emb, self.memo_emb)
+        nn, idx = nearest if nearest is not None else self.nearest(feats.emb)
         hit = np.flatnonzero(nn < self.copy_threshold)
         hit = hit[np.argsort(nn[hit])]
         rows = [{"window": names[i] if names is not None else int(i), "train_window": self.memo_names[idx[i]],
@@ -382,8 +419,9 @@ class Calibration:
         ``memorization=False`` (a set drawn from the training records themselves, e.g. the real-DS1 row)
         reports memorization as None, outside the verdict.
         """
-        nearest = nearest_distances(feats.emb, self.memo_emb) if memorization else None  # shared by both
-        vals = self.values(feats, memorization, nearest=nearest)
+        nearest = self.nearest(feats.emb) if memorization else None  # shared by both
+        disc = self.disc_mean(feats)
+        vals = self.values(feats, memorization, nearest=nearest, disc=disc)
         bands = self.band(len(feats))
         entry = {
             k: {"value": v, "real_band": list(bands[k]), "verdict": verdict(v, bands[k])}
@@ -405,17 +443,15 @@ class Calibration:
             out["near_copies"] = self.near_copies(feats, names, nearest=nearest)
         if "discriminator" in head:  # what the discriminator reads: each feature group alone, same folds
             out["discriminator_groups"] = self.explain(feats, seed=0)
-            if self.settings.disc_spread_draws > 1:
-                out["discriminator_draws"] = self.draw_spread(feats, head["discriminator"]["value"])
+            out["discriminator_draws"] = self.draw_spread(feats, disc)
+        out["window_quantiles"] = self.window.quantiles(feats.phys)
         return out
 
-    def draw_spread(self, feats, first: float | None = None) -> dict:
-        """The discriminator over ``disc_spread_draws`` draws of windows, k-means clusters and folds (seeds
-        0, 1, ...): ``{"values", "mean", "sd", "min", "max"}``. The verdict reads draw 0, as each real band
-        draw reads one draw; one draw has an sd of ~0.02-0.04 for a set of 300 windows, so differences
-        between two sets smaller than that are not differences (``docs/scorecard.md``)."""
-        k = int(self.settings.disc_spread_draws)
-        v = [first if (i == 0 and first is not None) else self.discriminate(feats, seed=i) for i in range(k)]
+    def draw_spread(self, feats, draws: list[float] | None = None) -> dict:
+        """The discriminator's draws (:meth:`disc_mean`; seeds 0, 1, ...): ``{"values", "mean", "sd", "min",
+        "max"}``. The verdict reads their mean, as each band draw reads the mean of as many draws: one draw has
+        an sd of ~0.02-0.04 for a set of 300 windows (``docs/scorecard.md``)."""
+        v = list(draws) if draws is not None else self.disc_mean(feats)
         return {"values": [float(x) for x in v], "mean": float(np.mean(v)), "sd": float(np.std(v)),
                 "min": float(np.min(v)), "max": float(np.max(v))}
 
@@ -457,7 +493,7 @@ class Calibration:
             for b, (held, _) in enumerate(self.draws[: s.disc_draws]):
                 cand = np.flatnonzero(np.isin(recs, held))
                 idx = np.sort(rng.choice(cand, nd, replace=nd > len(cand)))
-                vals.append(self.discriminate(f.subset(idx), seed=b, real=lo["real"]))
+                vals.append(float(np.mean(self.disc_mean(f.subset(idx), seed=1000 * (b + 1), real=lo["real"]))))
             q0, q1 = s.band_quantiles
             lo["bands"][n] = (float(np.quantile(vals, q0)), float(np.quantile(vals, q1)))
         return lo["bands"][n]
@@ -468,19 +504,22 @@ class Calibration:
             **s,
             "band_pool_windows": len(self.pool),
             "copy_threshold": self.copy_threshold,
-            "memo_pool_windows": len(self.memo_emb),
+            "memo_pool_windows": len(self.index),
+            "memo_index": self.index.describe(),
+            "pool": self.pool_check.describe(),
+            "window_thresholds": self.window.describe(),
             "meanings": HEADLINE,
         }
 
 
 def _band_key(scorer, s: CalibrationSettings, n: int) -> str:
     return cache_key(
-        "bands-v2",
+        "bands-v3",
         FEATURE_VERSION,
         scorer.data_dir,
         scorer.embedder.weights_hash,
         scorer.reference.names,
-        {k: v for k, v in asdict(s).items() if k != "disc_spread_draws"},  # reporting only: bands unchanged
+        {k: v for k, v in asdict(s).items() if k != "training_data_source"},  # where it was read: not a setting
         n,
     )
 

@@ -22,6 +22,11 @@ MLII windows of patients no generator trained on (by default the validation reco
 ``clipping``       each window clipped to its own 5th-95th percentile range (a saturated recorder)
 ``shuffle_1s``     the window's ten 1-s segments in random order (discontinuities, broken rhythm)
 ``dc_offset``      1.5 mV added to every sample: an invariance check, must stay "as real" like ``clean``
+``beat_mix``       within each window, every beat from a different pool patient (time-warped onto the
+                   window's own R peaks): one window, several patients (what a many-patient mix does per beat)
+``rr_jitter_40ms`` every RR interval moved by an independent +-40 ms (uniform), beats themselves unchanged
+``copy_208``       exact copies of MIT-BIH record 208 (MLII), which the v2 LMs trained on and the band pool held
+``cinc_copy``      exact copies of CinC 2017 training recordings (resampled to 360 Hz, a 10-s window each)
 =================  =====================================================================================
 
 Beat-level edits go through :func:`warp_beats`, a piecewise-linear time warp that maps every output
@@ -61,12 +66,17 @@ DEFECTS: dict[str, str] = {
     "clipping": "clipped at the 5th and 95th percentile of each window (saturated recorder)",
     "shuffle_1s": "the window's ten 1-s segments in random order",
     "dc_offset": "a 1.5 mV DC offset added",
+    # scorecard v3 (issue 38): defects that set-level distances or a partial copy search could miss
+    "beat_mix": "each beat of a window from a different patient (several patients within one window)",
+    "rr_jitter_40ms": "every RR interval moved by +-40 ms, beats unchanged",
+    "copy_208": "exact copies of MIT-BIH record 208 (a v2 training record the band pool used to hold)",
+    "cinc_copy": "exact copies of CinC 2017 training recordings",
 }
 #: sets that must stay "as real": unchanged windows, and a change that carries no information about the heart
 INVARIANT = frozenset({"clean", "dc_offset"})
 #: seed index of each defect: the first ten keep the indices they had when they were the whole table
 _SEED_INDEX = {d: i for i, d in enumerate(sorted(list(DEFECTS)[:10]))}
-_SEED_INDEX.update({d: 100 + i for i, d in enumerate(list(DEFECTS)[10:])})
+_SEED_INDEX.update({d: 100 + i for i, d in enumerate(list(DEFECTS)[10:])})  # new defects: new indices
 SEGMENT_S = 20.0  # source material read per window for the time warps (more beats than any window uses)
 
 
@@ -200,6 +210,10 @@ class PlantedDefects:
                                                                  for k in rng.permutation(int(WINDOW_S))])
                                                  for row in x]),
             "dc_offset": lambda: x + 1.5,
+            "beat_mix": lambda: self._beat_mix(rng),
+            "rr_jitter_40ms": lambda: self._rr_jitter_ms(rng, 40.0),
+            "copy_208": lambda: self._record_copy(rng, "208"),
+            "cinc_copy": lambda: self._cinc_copy(rng),
         }
         out = np.ascontiguousarray(fn[defect](), dtype=np.float32)
         return WindowSet(x=out, fs=FS, names=[f"{defect}_{i:04d}" for i in range(len(out))],
@@ -231,6 +245,68 @@ class PlantedDefects:
             rr = np.diff(p).astype(np.float64) * rng.uniform(0.75, 1.25, len(p) - 1)
             want = p[0] + np.r_[0.0, np.cumsum(rr)]
             out.append(warp_beats(seg, p, want[want < self.win + 2 * FS], self.win))
+        return np.stack(out)
+
+    def _beat_mix(self, rng) -> np.ndarray:
+        """Beat ``k`` of window ``i`` is a beat of a randomly drawn other window (another patient where the set
+        has one), warped onto window ``i``'s own R peaks: the rhythm is the window's, each beat someone else's."""
+        out = []
+        recs = self.base.records
+        segs = [self._segment(j) for j in range(len(self.base))]
+        for i in range(len(self.base)):
+            _, _, p_a = segs[i]
+            if len(p_a) < 2:
+                out.append(self.base.x[i])
+                continue
+            others = np.flatnonzero(recs != recs[i])
+            others = others if len(others) else np.arange(len(self.base))
+            y = np.zeros(self.win)
+            op = _extend(p_a, 0, self.win)
+            bnd = np.r_[0, (op[:-1] + 0.6 * np.diff(op)).clip(0, self.win), self.win].astype(int)
+            for k in range(len(op)):  # cycle k of the output spans [bnd[k], bnd[k + 1])
+                a, b = bnd[k], bnd[k + 1]
+                if b <= a:
+                    continue
+                seg_b, p_b, _ = segs[int(rng.choice(others))]
+                if len(p_b) < 2:
+                    continue
+                w = warp_beats(seg_b, p_b, p_a, self.win, first_src_beat=1)
+                y[a:b] = w[a:b] - np.median(w)  # each patient's beat on a common baseline
+            out.append(y - np.median(y) + np.median(self.base.x[i]))
+        return np.stack(out)
+
+    def _rr_jitter_ms(self, rng, ms: float) -> np.ndarray:
+        """Each RR interval plus an independent uniform +-``ms``; every beat keeps its own shape (warped)."""
+        out = []
+        for i in range(len(self.base)):
+            seg, p, p_in = self._segment(i)
+            if len(p_in) < 2:
+                out.append(self.base.x[i])
+                continue
+            rr = np.diff(p).astype(np.float64) + rng.uniform(-ms, ms, len(p) - 1) * FS / 1000.0
+            want = p[0] + np.r_[0.0, np.cumsum(np.maximum(rr, 0.2 * FS))]
+            out.append(warp_beats(seg, p, want[want < self.win + 2 * FS], self.win))
+        return np.stack(out)
+
+    def _record_copy(self, rng, record: str) -> np.ndarray:
+        """Exact 10-s windows of ``record`` (MLII) at random offsets."""
+        sig, _ = _record(record, self.root)
+        s = rng.integers(0, len(sig) - self.win, len(self.base))
+        return np.stack([sig[int(a): int(a) + self.win] for a in s])
+
+    def _cinc_copy(self, rng) -> np.ndarray:
+        """Exact 10-s windows (at 360 Hz, as the LMs' stores resample them) of random CinC 2017 recordings."""
+        from ecg2llm.tokenizer.cinc2017 import cinc2017_labels as read_cinc2017_labels
+        from ecg2llm.tokenizer.cinc2017 import read_cinc2017
+
+        names = sorted(read_cinc2017_labels(self.root))
+        out = []
+        while len(out) < len(self.base):
+            sig = read_cinc2017(str(rng.choice(names)), self.root, fs=FS)
+            if len(sig) <= self.win:
+                continue
+            a = int(rng.integers(0, len(sig) - self.win))
+            out.append(np.asarray(sig[a: a + self.win], np.float64))
         return np.stack(out)
 
     def _train_copy(self, rng) -> np.ndarray:

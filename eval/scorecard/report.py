@@ -214,6 +214,11 @@ def headline_tables(metrics: dict) -> list[str]:
         return []
     primary = metrics.get("primary_row")
     md = ["## Verdict against real unseen patients", ""]
+    pool = (metrics.get("calibration") or {}).get("pool")
+    if pool:  # the band pool against the scored LM's training data: exclusions are reported, never silent
+        md += [f"Band pool: records {', '.join(pool['records'])}. {pool['note']}"
+               + (f" (training data: `{pool['training_data_source']}`)." if pool.get("training_data_source") else "."),
+               ""]
     if primary in rows:
         r = rows[primary]
         md += [
@@ -244,7 +249,7 @@ def headline_tables(metrics: dict) -> list[str]:
             dd = r["discriminator_draws"]
             md += [f"The discriminator over {len(dd['values'])} draws of windows, clusters and folds: mean "
                    f"{_fmt(dd['mean'])} ± {_fmt(dd['sd'])} (min {_fmt(dd['min'])}, max {_fmt(dd['max'])}); the "
-                   "verdict reads draw 0, as each real band draw reads one.", ""]
+                   "verdict reads the mean, as each real band draw reads the mean of as many draws.", ""]
         if r.get("discriminator_groups"):
             g = r["discriminator_groups"]
             md += ["What gives the set away: the discriminator's accuracy on each feature group alone "

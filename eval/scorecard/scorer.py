@@ -63,6 +63,10 @@ class ScoreSettings:
     embedding: str | None = None
     headline: bool = False  # headline verdicts against real bands (eval/scorecard/headline.py; on in eval/score.py)
     calibration: dict | None = None  # CalibrationSettings overrides (band records, draws...)
+    # the scored LM's training data (eval/scorecard/pool.py): a model folder, its training_data.json, or a folder
+    # generated
+    # by lm/generate.py (its manifest names the model); none found = full band pool, MLII copy search, a note
+    training_data: str | None = None
 
 
 @dataclass
@@ -221,6 +225,10 @@ class Scorer:
         if self._calibration is None:
             t = time.time()
             cs = CalibrationSettings(**(self.settings.calibration or {}))
+            if cs.training_data is None and self.settings.training_data:
+                from .pool import find_training_data
+
+                cs.training_data, cs.training_data_source = find_training_data(self.settings.training_data)
             self._calibration = Calibration(self, cs)
             self._log(f"calibration ready ({time.time() - t:.1f} s)")
         return self._calibration
