@@ -1,0 +1,69 @@
+"""What :class:`lm.trainer.Trainer` does differently for an LM v3 (``beat_stream: true``), in one place.
+
+The loop itself is the shared one (Accelerate, checkpoints, evaluation, trackers); this module loads the
+beat tokenizer, opens the beat corpus (:mod:`lm.beatstream`), describes the tokenizer to the LM config,
+marks the model as a beat LM (``config.ecg_stream``: its :class:`lm.beat_layout.BeatLayout`;
+``config.ecg_conditioning`` with ``version: 3``) and writes ``training_data.json`` beside the weights.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tokenizer.errors import ConfigError, TokenizerError
+
+TRAINING_DATA = "training_data.json"
+
+
+def load_beat_tokenizer(name):
+    """A tokenizer v3 by shipped name (``"v3"``) or folder."""
+    try:
+        from tokenizer.beat_tokenizer import BeatTokenizer
+    except ImportError as e:
+        raise TokenizerError(f"an LM v3 needs the beat tokenizer (tokenizer/beat_tokenizer.py, tokenizer v3), "
+                             f"which is not installed here ({e})") from None
+    return BeatTokenizer.from_pretrained(str(name))
+
+
+def tokenizer_record(tok, corpus, source: str) -> dict:
+    """The LM config's ``ecg_tokenizer`` entry for a beat tokenizer (JSON only)."""
+    from .beat_layout import BeatLayout
+    from .beatstream import tokenizer_id
+
+    layout = BeatLayout.from_tokenizer(tok)
+    cfg = tok.config_dict() if hasattr(tok, "config_dict") else {}
+    return {"config": cfg, "weights_hash": tokenizer_id(tok), "codebook_size": layout.codebook_size,
+            "fs": float(tok.fs), "samples_per_token": float(tok.fs) / corpus.tokens_per_second("valid"),
+            "tokens_per_second": corpus.tokens_per_second("valid"), "needs_state": False,
+            "kind": "beats", "source": source}
+
+
+def mark_model(model, layout, spec) -> None:
+    """Record the beat layout and the v3 control spec in the model's config."""
+    model.config.ecg_stream = layout.to_dict()
+    model.config.ecg_conditioning = {**spec.to_dict(), "version": 3}
+    model.config.ecg_leads = ["MLII", "V1", "V2", "V4", "V5", "I"]
+
+
+def training_data(cfg, corpus) -> dict:
+    """``training_data.json``: what the LM was trained on (records, leads, corpora, validation records)."""
+    train = corpus.entries("train")
+    mitdb = sorted({r.record for r in train if r.db == "mitdb"})
+    cinc = sorted({r.record for r in train if r.db == "cinc2017"})
+    return {"records": mitdb, "leads": sorted({r.lead for r in train if r.db == "mitdb"}),
+            "corpora": sorted({r.db for r in train}),
+            "cinc2017": {"records": cinc, "rule": f"first {cfg.cinc_max_records} recordings of REFERENCE.csv "
+                         "(sorted names) with >= 2 detected beats" if cinc else "not used"},
+            "validation_records": sorted(str(r) for r in cfg.valid_records),
+            "test_records": sorted({r.record for r in corpus.entries("test")}),
+            "beats": {s: int(sum(len(r.r) for r in corpus.entries(s))) for s in ("train", "valid", "test")}}
+
+
+def write_training_data(folder: Path, data: dict) -> None:
+    (Path(folder) / TRAINING_DATA).write_text(json.dumps(data, indent=1))
+
+
+def check_config(cfg) -> None:
+    bad = [s for s in cfg.sources if s not in ("mitdb", "cinc2017")]
+    if bad or (cfg.sources and "mitdb" not in cfg.sources):
+        raise ConfigError(f"beat_stream sources must be [mitdb] or [mitdb, cinc2017], got {cfg.sources}")
