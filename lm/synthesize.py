@@ -42,7 +42,13 @@ from .sampling import SamplingParams, check_stateless, sample_tokens
 
 @dataclass
 class GenerateConfig:
-    """Fields of ``lm/generate.py`` (``python lm/generate.py --help`` lists them as flags)."""
+    """Fields of ``lm/generate.py`` (``python lm/generate.py --help`` lists them as flags).
+
+    The one generation request: ``lm/generate.py``, :meth:`ecg2llm.ECGPipeline.generate` and LM v3's sampling
+    loop (:class:`lm.beat_generate.BeatLM`, :mod:`lm.sampler`) all take it. An LM v3 reads the general fields
+    plus ``detail``; the LM v2 sampler rules (``grammar``, ``beat_cache``, ``label_gap``, ``lead_guidance``)
+    do not exist on the v3 path (``grammar`` is ignored there, the others are refused if set).
+    """
 
     model: str = "default"              # LM folder (<run>/final) or "default" (the shipped one)
     tokenizer: str | None = None        # override the tokenizer folder (default: the LM's own copy)
@@ -72,6 +78,7 @@ class GenerateConfig:
     lead_guidance: float | None = None  # LM v2: lead-contrast guidance (e.g. 2); 1 = off; none = the LM's default
     contrast_lead: str | None = None    # LM v2: the lead lead guidance pushes away from (none = V1, or MLII for V1)
     kv_cache: str = "auto"              # LM v2: auto | float32 | float16 (lm/kvdecode.py; auto = float16 on CPU)
+    detail: str = "argmax"              # LM v3: each beat's detail tokens from the detail head, argmax | sample
     device: str = "auto"                # auto | cpu | cuda
     num_threads: int = 0                # torch CPU threads; 0 = library default
 
@@ -97,6 +104,8 @@ class GenerateConfig:
         from .kvdecode import check_kv_cache
 
         check_kv_cache(self.kv_cache, "--kv_cache")
+        if self.detail not in ("argmax", "sample"):
+            raise ConfigError(f"detail must be 'argmax' or 'sample' (LM v3's detail head), got {self.detail!r}")
 
 
 def _prompt_ids(cfg: GenerateConfig, tok) -> tuple[np.ndarray, float, int]:
@@ -420,6 +429,12 @@ def generate(cfg: GenerateConfig) -> dict:
     out = Path(cfg.out)
     check_replaceable(out, "lm/generate.py")
     model, folder = load_lm(cfg.model, device)
+    from .beat_layout import is_beat_lm
+
+    if is_beat_lm(model):  # LM v3: beats, one sampler loop with logits processors (lm/beat_generate.py)
+        from .beat_generate import generate_beats
+
+        return generate_beats(cfg, model, folder, device)
     tok = load_tokenizer_for(model.config, folder, cfg.tokenizer)
     check_stateless(tok)
     rec = model.config.ecg_tokenizer
