@@ -256,7 +256,7 @@ def _load_builtin_types() -> None:
     """Import the modules that register the built-in tokenizer types."""
     import importlib
 
-    for mod in ("seed_tokenizer", "fsq_tokenizer", "fsq2_tokenizer", "baselines"):
+    for mod in ("seed_tokenizer", "fsq_tokenizer", "fsq2_tokenizer", "beat_tokenizer", "baselines"):
         try:
             importlib.import_module(f"{__package__}.{mod}")
         except ModuleNotFoundError as e:

@@ -10,6 +10,7 @@ TRAINERS = {
     "seed": "tokenizer.training.seed",
     "fsq": "tokenizer.training.fsq",
     "fsq2": "tokenizer.training.fsq2",
+    "beat": "tokenizer.training.beat",
 }
 
 

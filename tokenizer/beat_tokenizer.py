@@ -1,0 +1,466 @@
+"""Tokenizer v3 (``beat``): beats as words - one unit of tokens per cardiac cycle.
+
+.. code-block:: python
+
+    from tokenizer.beat_tokenizer import BeatTokenizer
+    tok = BeatTokenizer.from_pretrained("v3")          # or ECGTokenizer.from_pretrained("v3")
+    bt = tok.encode_beats(signal_mv, fs)               # BeatTokens: r, rr, coarse, detail, kind, state, ids
+    band = tok.decode_beats(bt)                        # == tok.decode(bt.ids): the ECG band in mV at tok.fs
+    full = tok.decode_beats(bt, bt.state)              # + the baseline (the whole signal)
+    ids, state = tok.encode(signal_mv, fs)             # the flat stream an LM reads (tok.layout documents it)
+    beats = tok.decode_coarse(bt.coarse[bt.kind == 0]) # (n, window) coarse-only beat windows in mV
+
+Encode (signal resampled to ``fs``):
+
+1. **Baseline** as tokenizer v2 (:mod:`tokenizer.baseline`: median knots at 2 Hz refined on the residual,
+   quantized to 2 µV) into ``state["baseline"]``; the tokens code the band ``x - baseline`` in absolute mV.
+2. **Beats**: :func:`tokenizer.beat_codec.detect_r_peaks` (or given ``r_peaks``).
+3. **Units** in time order: a beat whose R is within ``gap_max_s`` of the previous R becomes a beat
+   unit; otherwise the previous beat's cycle ends ``post_s`` after its R and **fallback units** (segments
+   of ``fallback_s``) cover the stretch until the next R is within ``fallback_s`` (the same at the segment
+   start and after the last beat). RR tokens: :class:`tokenizer.beat_codec.RRScale` with error feedback
+   (decoded R positions never drift).
+4. **Cycles**: consecutive beats meet at ``R - min(pre_s, RR / 2)``, so the cycles partition the signal
+   (no overlap, no gap). A beat after a fallback (or at the start) starts at the cursor.
+5. **Coarse** tokens: the R-aligned window ``[-pre_s, +post_s)`` of the band, product code
+   (``coarse.*`` tensors: PCA + per-coefficient codebooks), fitted on DS1 beats.
+6. **Detail** tokens: what coarse leaves over the whole cycle (the coarse window clipped to the cycle,
+   subtracted), warped around R to a fixed ``detail_pre + detail_post`` samples
+   (:func:`tokenizer.beat_codec.warp_cycles`), product code ``detail.*``.
+7. **Fallback** tokens: each segment's band samples, product code ``fallback.*``.
+
+Decode inverts each step; cycles and segments are placed on the timeline the RR tokens define, so ids
+alone decode to the band in mV (what an LM generates); ``state`` adds the baseline and cuts the padding
+of the last unit. ``texture=True`` adds v2's texture bank sample (``texture.safetensors``) when the folder
+has one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import ECGTokenizer, register_tokenizer
+from .baseline import INTERPOLATIONS, estimate_knots_np, interpolate_knots_np, knot_hop, n_knots
+from .beat_codec import ProductCode, RRScale, detect_r_peaks, unwarp_cycles, warp_cycles
+from .beat_layout import BEAT, FALLBACK, BeatLayout, BeatTokens, assemble_ids, parse_ids
+from .errors import TokenizerError
+from .texture_bank import TEXTURE_FILE, TextureBank
+from .wander import WANDER_FILE, WanderModel
+
+
+@dataclass
+class BeatTokenizerConfig:
+    """Config of :class:`BeatTokenizer` (timing, code sizes, baseline as v2, texture analysis as v2)."""
+
+    fs: float = 360.0
+    detector: str = "kalidas2017"  # neurokit2 ecg_findpeaks method
+    refine_s: float = 0.05  # R moved to the largest |x - median| within +-refine_s
+    refractory_s: float = 0.2  # closer detections merged
+    pre_s: float = 0.25  # coarse window [-pre_s, +post_s) around R
+    post_s: float = 0.45
+    rr_exact_max: int = 250  # RR scale: exact samples up to this, then geometric
+    rr_ratio: float = 1.004
+    rr_max_s: float = 6.0
+    gap_max_s: float = 2.0  # longer RR: fallback units in between
+    fallback_s: float = 0.5  # fallback segment length
+    coarse_groups: list[int] = field(default_factory=lambda: [1] * 6)
+    coarse_codes: int = 8
+    detail_pre: int = 90  # warped cycle: samples before R
+    detail_post: int = 270  # and from R on
+    detail_groups: list[int] = field(default_factory=lambda: [2] * 8 + [4] * 4 + [8] * 4)
+    detail_codes: int = 256
+    fallback_groups: list[int] = field(default_factory=lambda: [2] * 8 + [4] * 4 + [8] * 4)
+    fallback_codes: int = 256
+    baseline_knot_s: float = 0.5
+    baseline_step_mv: float = 0.002
+    baseline_iterations: int = 3
+    baseline_interp: str = "linear"
+    baseline_min_correction_mv: float = 0.1
+    texture_n_fft: int = 120
+    texture_hop: int = 60
+    texture_adc_step_mv: float = 0.005
+
+    def __post_init__(self):
+        for name in ("coarse_groups", "detail_groups", "fallback_groups"):
+            g = [int(v) for v in getattr(self, name)]
+            if not g or min(g) < 1:
+                raise TokenizerError(f"{name} must be a non-empty list of positive group sizes, got {g}")
+            setattr(self, name, g)
+        for name in ("coarse_codes", "detail_codes", "fallback_codes"):
+            if int(getattr(self, name)) < 2:
+                raise TokenizerError(f"{name} must be >= 2, got {getattr(self, name)}")
+        if not 0 < self.fallback_s <= self.gap_max_s <= self.rr_max_s:
+            raise TokenizerError("need 0 < fallback_s <= gap_max_s <= rr_max_s")
+        if self.post_s + self.fallback_s > self.gap_max_s:
+            raise TokenizerError("need post_s + fallback_s <= gap_max_s")
+        if self.baseline_interp not in INTERPOLATIONS:
+            raise TokenizerError(f"baseline_interp must be one of {INTERPOLATIONS}")
+
+
+class _Code(nn.Module):
+    """Buffers of one :class:`ProductCode` (saved in ``model.safetensors``)."""
+
+    def __init__(self, dim: int, groups: list[int], n_codes: int):
+        super().__init__()
+        self.groups = list(groups)
+        for k, shape in ProductCode.shapes(dim, groups, n_codes).items():
+            self.register_buffer(k, torch.zeros(shape))
+
+    def code(self) -> ProductCode:
+        return ProductCode(self.mean.numpy(), self.basis.numpy(), self.groups, self.codebooks.numpy())
+
+    def set(self, pc: ProductCode) -> None:
+        for k in ("mean", "basis", "codebooks"):
+            getattr(self, k).copy_(torch.from_numpy(np.asarray(getattr(pc, k), np.float32)))
+
+
+class BeatModel(nn.Module):
+    def __init__(self, cfg: BeatTokenizerConfig):
+        super().__init__()
+        fs = float(cfg.fs)
+        win = int(round(cfg.pre_s * fs)) + int(round(cfg.post_s * fs))
+        self.coarse = _Code(win, cfg.coarse_groups, cfg.coarse_codes)
+        self.detail = _Code(int(cfg.detail_pre) + int(cfg.detail_post), cfg.detail_groups, cfg.detail_codes)
+        self.fallback = _Code(int(round(cfg.fallback_s * fs)), cfg.fallback_groups, cfg.fallback_codes)
+
+
+@register_tokenizer("beat")
+class BeatTokenizer(ECGTokenizer):
+    """Beat-synchronous tokenizer (module docstring)."""
+
+    config_class = BeatTokenizerConfig
+
+    def __init__(self, config: BeatTokenizerConfig):
+        super().__init__(config)
+        self.model = BeatModel(config)
+        c = config
+        self.rr_scale = RRScale(float(c.fs), int(c.rr_exact_max), float(c.rr_ratio), float(c.rr_max_s))
+        self.layout = BeatLayout(self.rr_scale.size, len(c.coarse_groups), int(c.coarse_codes),
+                                 len(c.detail_groups), int(c.detail_codes), len(c.fallback_groups),
+                                 int(c.fallback_codes))
+        self.pre_n, self.post_n = int(round(c.pre_s * self.fs)), int(round(c.post_s * self.fs))
+        self.fallback_n = int(round(c.fallback_s * self.fs))
+        self.gap_max_n = int(round(c.gap_max_s * self.fs))
+        self.wander_model: WanderModel | None = None
+        self.texture_bank: TextureBank | None = None
+        self._codes: dict | None = None
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def vocab_size(self) -> int:
+        return self.layout.vocab_size
+
+    @property
+    def samples_per_token(self) -> float:
+        """Nominal: a beat unit per second (60 bpm); the real rate depends on the heart rate."""
+        return self.fs / self.layout.tokens_per_beat
+
+    @property
+    def window(self) -> int:
+        """Samples of a coarse beat window (``pre_s + post_s``)."""
+        return self.pre_n + self.post_n
+
+    @property
+    def hop(self) -> int:
+        return knot_hop(self.fs, self.config.baseline_knot_s)
+
+    @property
+    def has_wander_model(self) -> bool:
+        return self.wander_model is not None
+
+    @property
+    def has_texture(self) -> bool:
+        return self.texture_bank is not None
+
+    def codes(self) -> dict[str, ProductCode]:
+        """The three product codes as numpy (cached; :meth:`reset_codes` after changing the buffers)."""
+        if self._codes is None:
+            self._codes = {k: getattr(self.model, k).code() for k in ("coarse", "detail", "fallback")}
+        return self._codes
+
+    def reset_codes(self) -> None:
+        self._codes = None
+
+    def describe(self) -> dict:
+        d = super().describe()
+        d["layout"] = self.layout.as_dict()
+        return d
+
+    # ----------------------------------------------------------------- helpers of the beat API
+    def rr_seconds(self, rr_tokens) -> np.ndarray:
+        """RR token ids -> intervals in seconds."""
+        return self.rr_scale.samples(rr_tokens) / self.fs
+
+    def decode_coarse(self, coarse) -> np.ndarray:
+        """``(n, Kc)`` coarse codes -> ``(n, window)`` float32 beat windows in mV (R at index ``pre_n``)."""
+        coarse = np.asarray(coarse, np.int64).reshape(-1, self.layout.n_coarse)
+        if coarse.size and (coarse.min() < 0 or coarse.max() >= self.layout.coarse_size):
+            raise TokenizerError(f"coarse codes must lie in [0, {self.layout.coarse_size})")
+        return self.codes()["coarse"].decode(coarse).astype(np.float32)
+
+    def ids_to_beats(self, ids, partial: str = "drop") -> BeatTokens:
+        """The flat stream -> :class:`BeatTokens` (no state); ``r``, ``start``, ``end`` from the RR tokens."""
+        bt = parse_ids(self.layout, self.check_ids(ids), partial=partial)
+        bt.start, bt.r, bt.end = self.timeline(bt.kind, bt.rr)
+        return bt
+
+    def beats_to_ids(self, bt: BeatTokens) -> np.ndarray:
+        return assemble_ids(self.layout, bt.kind, bt.rr, bt.coarse, bt.detail, bt.fallback)
+
+    def timeline(self, kind: np.ndarray, rr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(start, r, end) of each unit from the kinds and RR tokens (module docstring, steps 3-4)."""
+        m = len(kind)
+        start, r, end = np.zeros(m, np.int64), np.zeros(m, np.int64), np.zeros(m, np.int64)
+        rr_n = np.zeros(m, np.int64)
+        beats = np.asarray(kind) == BEAT
+        rr_n[beats] = self.rr_scale.samples(np.asarray(rr)[beats])
+        cursor, prev = 0, -1  # prev: index of the previous unit if it is a beat
+        for i in range(m):
+            if kind[i] == BEAT:
+                if prev >= 0:
+                    ri = r[prev] + rr_n[i]
+                    b = ri - min(self.pre_n, int(rr_n[i]) // 2)
+                    end[prev], start[i] = b, b
+                else:
+                    ri = cursor + rr_n[i]
+                    start[i] = cursor
+                r[i], prev = ri, i
+            else:
+                if prev >= 0:
+                    cursor = end[prev] = r[prev] + self.post_n
+                start[i] = r[i] = cursor
+                cursor = end[i] = cursor + self.fallback_n
+                prev = -1
+        if prev >= 0:
+            end[prev] = r[prev] + self.post_n
+        return start, r, end
+
+    # ----------------------------------------------------------------- encode
+    def plan_units(self, r_true: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Kinds and RR tokens of the units covering ``n`` samples with beats at ``r_true`` (step 3)."""
+        kinds, toks = [], []
+        c = self.rr_scale.centers
+        cursor, prev = 0, None  # prev: decoded R of the previous unit when it is a beat
+
+        def beat(anchor, ri):
+            t = int(self.rr_scale.quantize(np.array([ri - anchor]))[0])
+            kinds.append(BEAT)
+            toks.append(t)
+            return anchor + int(c[t])
+
+        for ri in np.asarray(r_true, np.int64):
+            if prev is not None and ri - prev <= self.gap_max_n:
+                prev = beat(prev, ri)
+                continue
+            if prev is not None:
+                cursor = prev + self.post_n
+            while ri - cursor > self.fallback_n:
+                kinds.append(FALLBACK)
+                toks.append(-1)
+                cursor += self.fallback_n
+            prev = beat(cursor, ri)
+        if prev is not None:
+            cursor = prev + self.post_n
+        while cursor < n:
+            kinds.append(FALLBACK)
+            toks.append(-1)
+            cursor += self.fallback_n
+        return np.asarray(kinds, np.int8), np.asarray(toks, np.int64)
+
+    def coarse_windows(self, band: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """``(n, window)`` R-aligned windows of ``band`` (zeros outside the signal)."""
+        idx = np.asarray(r, np.int64)[:, None] + np.arange(-self.pre_n, self.post_n)  # (n, W)
+        ok = (idx >= 0) & (idx < len(band))
+        return np.where(ok, np.asarray(band, np.float32)[np.clip(idx, 0, len(band) - 1)], 0).astype(np.float32)
+
+    def place_coarse(self, windows: np.ndarray, start, r, end, n_samples: int) -> np.ndarray:
+        """The coarse windows placed at their R, each clipped to its cycle ``[start, end)``."""
+        out = np.zeros(n_samples, np.float32)
+        r = np.asarray(r, np.int64)
+        lo = np.maximum(np.asarray(start, np.int64), r - self.pre_n)
+        hi = np.minimum(np.minimum(np.asarray(end, np.int64), r + self.post_n), n_samples)
+        lens = np.maximum(hi - lo, 0)
+        if lens.sum() == 0:
+            return out
+        cyc = np.repeat(np.arange(len(r)), lens)
+        t = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(lo, lens)
+        out[t] = windows[cyc, t - r[cyc] + self.pre_n]
+        return out
+
+    def estimate_baseline(self, x: np.ndarray) -> np.ndarray:
+        c = self.config
+        return estimate_knots_np(np.asarray(x, np.float32), self.hop, c.baseline_step_mv, int(c.baseline_iterations),
+                                 c.baseline_interp, float(c.baseline_min_correction_mv))
+
+    def interpolate_baseline(self, knots: np.ndarray, n_samples: int) -> np.ndarray:
+        return interpolate_knots_np(knots, self.hop, n_samples, self.config.baseline_interp)
+
+    def split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``x`` (mV at fs) -> (band, baseline knots) as tokenizer v2."""
+        knots = self.estimate_baseline(x)
+        if float(np.abs(knots).max()) > 32767 * self.config.baseline_step_mv:
+            raise TokenizerError(f"baseline reaches {float(np.abs(knots).max()):.1f} mV, beyond what int16 knots "
+                                 f"hold; is the signal in mV (not µV or ADC units)?")
+        return np.asarray(x, np.float32) - self.interpolate_baseline(knots, len(x)), knots
+
+    def detect(self, band: np.ndarray) -> np.ndarray:
+        c = self.config
+        return detect_r_peaks(band, self.fs, c.detector, c.refine_s, c.refractory_s)
+
+    def encode_beats(self, x, fs: float, r_peaks=None) -> BeatTokens:
+        """Tokenize a 1-D ECG into units (see :class:`tokenizer.beat_layout.BeatTokens`).
+
+        Parameters
+        ----------
+        x : array-like (samples,)
+            One lead in mV.
+        fs : float
+            Its rate in Hz (resampled to ``tok.fs``).
+        r_peaks : array of int, optional
+            R positions (samples at ``fs``) to use instead of the detector (e.g. annotations).
+        """
+        x = self._check_signal(x, fs)
+        if float(fs) != self.fs:
+            from .data import resample
+
+            x = resample(x, float(fs), self.fs).astype(np.float32)
+        band, knots = self.split(x)
+        n = len(band)
+        if r_peaks is None:
+            r_true = self.detect(band)
+        else:
+            rp = np.asarray(r_peaks)
+            if rp.ndim != 1 or (rp.size and not np.issubdtype(rp.dtype, np.number)):
+                raise TokenizerError(f"r_peaks must be a 1-D array of sample indices, got shape {rp.shape}")
+            r_true = np.unique(np.round(rp.astype(np.float64) * self.fs / float(fs)).astype(np.int64))
+            if r_true.size and (r_true[0] < 0 or r_true[-1] >= n):
+                raise TokenizerError(f"r_peaks must lie within the signal [0, {n}) (at tok.fs), got "
+                                     f"{int(r_true[0])}..{int(r_true[-1])}")
+        kind, rr = self.plan_units(r_true, n)
+        start, r, end = self.timeline(kind, rr)
+        total = int(max(end.max() if len(end) else 0, n))
+        bandp = np.zeros(total, np.float32)
+        bandp[:n] = band
+        m = len(kind)
+        L = self.layout
+        coarse = np.full((m, L.n_coarse), -1, np.int64)
+        detail = np.full((m, L.n_detail), -1, np.int64)
+        fallback = np.full((m, L.n_fallback), -1, np.int64)
+        codes = self.codes()
+        b = kind == BEAT
+        if b.any():
+            coarse[b] = codes["coarse"].encode(self.coarse_windows(band, r[b]))
+            csig = self.place_coarse(codes["coarse"].decode(coarse[b]), start[b], r[b], end[b], total)
+            w = warp_cycles(bandp - csig, start[b], r[b], end[b], self.config.detail_pre, self.config.detail_post)
+            detail[b] = codes["detail"].encode(w)
+        f = ~b
+        if f.any():
+            seg = bandp[np.minimum(start[f, None] + np.arange(self.fallback_n), total - 1)]
+            fallback[f] = codes["fallback"].encode(seg)
+        ids = assemble_ids(L, kind, rr, coarse, detail, fallback)
+        state = {"n_samples": n, "baseline": knots}
+        return BeatTokens(r=r, rr=rr, coarse=coarse, detail=detail, fallback=fallback, kind=kind, start=start,
+                          end=end, state=state, ids=ids)
+
+    def _encode(self, x: np.ndarray) -> tuple[np.ndarray, dict]:
+        bt = self.encode_beats(x, self.fs)
+        return bt.ids, bt.state
+
+    # ----------------------------------------------------------------- decode
+    def decode_band_units(self, bt: BeatTokens, coarse_only: bool = False) -> np.ndarray:
+        """The band (mV) of parsed units on their timeline (length: end of the last unit)."""
+        start, r, end = self.timeline(bt.kind, bt.rr)
+        total = int(end.max()) if len(end) else 0
+        y = np.zeros(total, np.float32)
+        codes = self.codes()
+        b = np.asarray(bt.kind) == BEAT
+        if b.any():
+            y += self.place_coarse(codes["coarse"].decode(bt.coarse[b]), start[b], r[b], end[b], total)
+            if not coarse_only:
+                w = codes["detail"].decode(bt.detail[b])
+                y += unwarp_cycles(w, start[b], r[b], end[b], self.config.detail_pre, self.config.detail_post, total)
+        f = ~b
+        if f.any() and not coarse_only:
+            seg = codes["fallback"].decode(bt.fallback[f])  # (nf, F)
+            idx = start[f, None] + np.arange(self.fallback_n)
+            y[idx] = seg
+        return y
+
+    def decode(self, ids, state: dict | None = None, *, texture: bool = False, seed: int | None = None,
+               coarse_only: bool = False) -> np.ndarray:
+        """Ids (+ state) -> 1-D float32 mV at ``fs`` (as tokenizer v2; an incomplete last unit is dropped).
+
+        ``coarse_only`` decodes the beats from their coarse tokens alone (detail and fallback units zero).
+        """
+        bt = parse_ids(self.layout, self.check_ids(ids), partial="drop")
+        return self._finish(self.decode_band_units(bt, coarse_only), state, texture, seed)
+
+    def decode_beats(self, bt: BeatTokens, state: dict | None = None, *, texture: bool = False,
+                     seed: int | None = None, coarse_only: bool = False) -> np.ndarray:
+        """Inverse of :meth:`encode_beats`: decode from the unit fields (``kind, rr, coarse, detail,
+        fallback``); ``state`` (e.g. ``bt.state``) adds the baseline, else the band is returned."""
+        for k in ("kind", "rr", "coarse", "detail", "fallback"):
+            if getattr(bt, k, None) is None:
+                raise TokenizerError(f"decode_beats needs the field {k!r}")
+        return self.decode(self.beats_to_ids(bt), state, texture=texture, seed=seed, coarse_only=coarse_only)
+
+    def _finish(self, y: np.ndarray, state, texture: bool, seed) -> np.ndarray:
+        if texture:
+            if self.texture_bank is None:
+                raise TokenizerError("this tokenizer has no texture.safetensors; decode with texture=False")
+            y = y + self.texture_bank.sample(y, seed)
+        if state is not None:
+            n = int(state.get("n_samples", len(y)))
+            if n < 0:
+                raise TokenizerError(f"state has n_samples={n}")
+            y = np.concatenate([y, np.zeros(max(n - len(y), 0), np.float32)])[:n]
+            if state.get("baseline") is not None:
+                knots = np.asarray(state["baseline"], np.float32).reshape(-1)
+                if len(knots) != n_knots(n, self.hop):
+                    raise TokenizerError(f"state has {len(knots)} baseline knots, {n_knots(n, self.hop)} expected "
+                                         f"for {n} samples; is the state from another signal?")
+                y = y + self.interpolate_baseline(knots, n)
+        q = float(self.config.texture_adc_step_mv)
+        if texture and q > 0:
+            y = np.round(np.asarray(y, np.float64) / q) * q
+        return np.asarray(y, np.float32)
+
+    # ----------------------------------------------------------------- state sampling, side files
+    def sample_state(self, n_samples: int, seed: int | None = None) -> dict:
+        """A sampled baseline for generated ids (needs ``wander.json``), as tokenizer v2."""
+        if self.wander_model is None:
+            raise TokenizerError("this tokenizer has no wander.json; decode generated ids with state=None")
+        n_samples = int(n_samples)
+        if n_samples < 1:
+            raise TokenizerError(f"n_samples must be >= 1, got {n_samples}")
+        return {"n_samples": n_samples, "baseline": self.wander_model.sample(n_knots(n_samples, self.hop), seed)}
+
+    def _extra_files(self) -> dict[str, str | bytes]:
+        out: dict[str, str | bytes] = {}
+        if self.wander_model is not None:
+            out[WANDER_FILE] = self.wander_model.to_json()
+        if self.texture_bank is not None:
+            out[TEXTURE_FILE] = self.texture_bank.to_bytes()
+        return out
+
+    def load_extras(self, folder) -> "BeatTokenizer":
+        t = Path(folder) / TEXTURE_FILE
+        if t.is_file():
+            self.texture_bank = TextureBank.from_file(t, n_fft=int(self.config.texture_n_fft),
+                                                      hop=int(self.config.texture_hop), fs=float(self.fs))
+        f = Path(folder) / WANDER_FILE
+        if f.is_file():
+            self.wander_model = WanderModel.from_json(f.read_text(), source=str(f))
+        self.reset_codes()
+        return self
+
+    @classmethod
+    def from_pretrained(cls, path="v3") -> "BeatTokenizer":
+        tok = ECGTokenizer.from_pretrained(path)
+        if not isinstance(tok, BeatTokenizer):
+            raise TokenizerError(f"{path!r} holds a {tok.tokenizer_type!r} tokenizer, not a beat (v3) tokenizer")
+        return tok
