@@ -91,20 +91,17 @@ class BeatLayout:
 
     @classmethod
     def from_tokenizer(cls, tok) -> "BeatLayout":
-        """Sizes from a tokenizer v3's ``layout`` (``types``: per token type its ``size`` and ``count``)."""
+        """Sizes from a tokenizer v3's ``layout`` (:class:`tokenizer.beat_layout.BeatLayout`: ``rr_size``,
+        ``n_coarse``, ``coarse_size``, ``n_detail``, ``detail_size``)."""
         lay = getattr(tok, "layout", None)
         if lay is None:
             raise ConfigError(f"{type(tok).__name__} has no `layout`: an LM v3 needs a beat tokenizer "
                               "(tokenizer v3, tokenizer.beat_tokenizer.BeatTokenizer)")
-        get = lay.get if isinstance(lay, dict) else (lambda k, d=None: getattr(lay, k, d))
-        types = get("types") or {}
         try:
-            rr, coarse, detail = types["rr"], types["coarse"], types.get("detail", {"size": 0, "count": 0})
-            return cls(n_rr=int(rr["size"]), n_coarse=int(coarse["count"]), n_coarse_levels=int(coarse["size"]),
-                       n_detail=int(detail.get("count", 0)), n_detail_levels=int(detail.get("size", 0)))
-        except (KeyError, TypeError) as e:
-            raise ConfigError(f"tokenizer layout {lay!r} lacks {e}: expected types rr/coarse/detail with "
-                              "size (values per token) and count (tokens per beat)") from None
+            return cls(n_rr=int(lay.rr_size), n_coarse=int(lay.n_coarse), n_coarse_levels=int(lay.coarse_size),
+                       n_detail=int(lay.n_detail), n_detail_levels=int(lay.detail_size))
+        except AttributeError as e:
+            raise ConfigError(f"tokenizer layout {lay!r} is not a tokenizer v3 layout ({e})") from None
 
     # ------------------------------------------------------------------ units <-> tokenizer arrays
     def units(self, labels: np.ndarray, rr: np.ndarray, coarse: np.ndarray) -> np.ndarray:

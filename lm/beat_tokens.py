@@ -18,12 +18,16 @@ def beat_positions(tok, rr: np.ndarray) -> np.ndarray:
 
 
 def make_beat_tokens(tok, rr, coarse, detail, n_samples: int):
-    """A ``BeatTokens`` of the tokenizer's own module for generated beats (every unit a beat)."""
+    """A ``BeatTokens`` of the tokenizer's own module for generated beats (every unit a beat), and R positions."""
     cls = sys.modules[type(tok).__module__].BeatTokens
     rr = np.asarray(rr, np.int64)
-    r = beat_positions(tok, rr)
-    return cls(**_fields(cls, r=r, rr=rr, coarse=np.asarray(coarse, np.int64), detail=np.asarray(detail, np.int64),
-                         kind=np.zeros(len(rr), np.int64), state={"n_samples": int(n_samples)})), r
+    n = len(rr)
+    kind = np.zeros(n, np.int8)
+    r = tok.timeline(kind, rr)[1] if hasattr(tok, "timeline") else beat_positions(tok, rr)
+    n_fb = int(getattr(tok.layout, "n_fallback", 0))
+    bt = cls(**_fields(cls, r=r, rr=rr, coarse=np.asarray(coarse, np.int64), detail=np.asarray(detail, np.int64),
+                       fallback=np.full((n, n_fb), -1, np.int64), kind=kind, state={"n_samples": int(n_samples)}))
+    return bt, np.asarray(r, np.int64)
 
 
 def _fields(cls, **kw):

@@ -82,30 +82,45 @@ def label_beats(r: np.ndarray, ann, fs: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def encode_record(tok, layout: BeatLayout, spec: ControlSpec, x: np.ndarray, fs: float, *, db: str, record: str,
-                  lead: str, split: str, ann=None, rhythm: str | None = None) -> BeatRecord:
-    """Encode one lead with the beat tokenizer into a :class:`BeatRecord` (labels from ``ann`` if given).
+                  lead: str, split: str, ann=None, rhythm: str | None = None,
+                  min_beats: int = 2) -> list[BeatRecord]:
+    """Encode one lead with the beat tokenizer into :class:`BeatRecord` segments (labels from ``ann`` if given).
 
     With annotations the tokenizer is given the reference R peaks (so each beat has its class); without,
-    it detects its own and every beat is unlabelled, under the record-level ``rhythm`` (or null).
+    it detects its own and every beat is unlabelled, under the record-level ``rhythm`` (or null). The LM
+    models beats only: the tokenizer's fallback units (stretches of > 2 s without a beat) cut the record
+    into segments of consecutive beats, and a segment keeps its own RR tokens (the first one counts from
+    the segment start, as the tokenizer codes it). Segments of fewer than ``min_beats`` beats are left out.
     """
     peaks = None
     if ann is not None:
         samp, _ = ann.beats()
         peaks = np.asarray(samp, np.int64)
+        peaks = peaks[(peaks >= 0) & (peaks < int(round(len(x) * tok.fs / float(fs))))]
     bt = tok.encode_beats(np.asarray(x, np.float32), fs, r_peaks=peaks)
     r = np.asarray(bt.r, np.int64)
+    kind = np.asarray(getattr(bt, "kind", np.zeros(len(r), np.int64)))
+    is_beat = kind == 0
     if ann is not None:
         classes, rhythms = label_beats(r, ann, tok.fs)
     else:
         classes = np.full(len(r), "", dtype="<U1")
         rhythms = np.full(len(r), rhythm or "", dtype="<U8")
-    kind = np.asarray(getattr(bt, "kind", np.zeros(len(r), np.int64)))
-    is_beat = kind == 0 if kind.dtype.kind in "iub" else np.array([str(k) == "beat" for k in kind])
-    classes = np.where(is_beat, classes, "")
-    label_ids = np.array([spec.id_of(f"beat:{c}") if c else spec.id_of(NULL_BEAT) for c in classes], np.int64)
-    units = layout.units(label_ids, bt.rr, bt.coarse)
-    detail = np.asarray(bt.detail, np.int64).reshape(len(r), -1)
-    return BeatRecord(db, record, lead, split, units, r, classes, rhythms, detail, len(x) / float(fs))
+    seconds = len(x) / float(fs)
+    out = []
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], is_beat.astype(np.int8), [0]])))
+    for a, b in zip(edges[::2], edges[1::2]):  # runs of beat units [a, b)
+        if b - a < min_beats:
+            continue
+        cls = classes[a:b]
+        label_ids = np.array([spec.id_of(f"beat:{c}") if c else spec.null_beat_id for c in cls], np.int64)
+        units = layout.units(label_ids, np.asarray(bt.rr)[a:b], np.asarray(bt.coarse)[a:b])
+        detail = np.asarray(bt.detail, np.int64)[a:b].reshape(b - a, -1)
+        dur = (r[b - 1] - r[a]) / tok.fs + float(np.median(np.diff(r[a:b])) / tok.fs)
+        whole = a == 0 and b == len(r)  # one segment: the record's own length
+        out.append(BeatRecord(db, record, lead, split, units, r[a:b], cls, rhythms[a:b], detail,
+                              seconds if whole else dur))
+    return out
 
 
 # ------------------------------------------------------------------------------------------ on disk
@@ -163,7 +178,7 @@ def build_beat_store(out, tok, layout: BeatLayout, spec: ControlSpec, *, data_di
         for lead in want:
             r = read_record(rec, root, lead=lead, annotations=False)
             x = r.signal if r.fs == tok.fs else resample(r.signal, r.fs, tok.fs)
-            recs.append(encode_record(tok, layout, spec, x, tok.fs, db="mitdb", record=rec, lead=lead,
+            recs.extend(encode_record(tok, layout, spec, x, tok.fs, db="mitdb", record=rec, lead=lead,
                                       split=split, ann=ann))
     cinc = []
     if cinc_max_records:
@@ -172,13 +187,10 @@ def build_beat_store(out, tok, layout: BeatLayout, spec: ControlSpec, *, data_di
                          disable=not progress):
             r = read_cinc2017(name, data_dir, fs=tok.fs)
             try:
-                b = encode_record(tok, layout, spec, r.signal, r.fs, db=CINC_DB, record=name, lead=CINC_LEAD,
-                                  split="train", rhythm=CINC_RHYTHM.get(labels[name]) or "")
+                cinc.extend(encode_record(tok, layout, spec, r.signal, r.fs, db=CINC_DB, record=name,
+                                          lead=CINC_LEAD, split="train", rhythm=CINC_RHYTHM.get(labels[name]) or ""))
             except (ValueError, RuntimeError) as e:  # a recording with no detectable beat
                 print(f"cinc2017 {name}: skipped ({e})")
-                continue
-            if len(b.r) >= 2:
-                cinc.append(b)
     save_records(out, recs + cinc, {
         "tokenizer": tokenizer_id(tok), "layout": layout.to_dict(), "leads": list(leads),
         "valid_records": [str(r) for r in valid_records], "cinc_max_records": int(cinc_max_records),

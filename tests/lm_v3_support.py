@@ -57,9 +57,10 @@ class NaiveBeatTokenizer:
 
     @property
     def layout(self):
-        return {"types": {"rr": {"size": 48, "count": 1}, "coarse": {"size": self.levels, "count": self.kc},
-                          "detail": {"size": self.detail_levels, "count": self.kd}},
-                "tokens_per_beat": 1 + self.kc + self.kd}
+        from types import SimpleNamespace
+
+        return SimpleNamespace(rr_size=48, n_coarse=self.kc, coarse_size=self.levels, n_detail=self.kd,
+                               detail_size=self.detail_levels)
 
     def _q(self, c, levels):
         return np.clip(np.round((c / (3 * self.sd) + 1) / 2 * (levels - 1)), 0, levels - 1).astype(np.int64)
