@@ -230,3 +230,48 @@ def test_detail_head_beats_the_prior(run):
     prior = max(float(np.mean(train_detail[:, j] == np.bincount(train_detail[:, j]).argmax()))
                 for j in range(train_detail.shape[1]))
     assert m["accuracy"] > prior  # coarse + neighbours say more than the most frequent value
+
+
+# ------------------------------------------------------------------------------------------ real tokenizer v3
+def test_two_process_launch_with_tokenizer_v3(tmp_path, data_dir):
+    """``accelerate launch --cpu --num_processes 2 lm/train.py --config configs/lm/v3.yaml`` trains (DDP)."""
+    import os
+    import subprocess
+
+    pytest.importorskip("tokenizer.beat_tokenizer")
+    from conftest import free_port
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
+           "WANDB_MODE": "disabled"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines",
+           "1", "--main_process_port", str(free_port()), "--mixed_precision", "no", "--dynamo_backend", "no",
+           "lm/train.py", "--config", "configs/lm/v3.yaml", "--data_dir", str(data_dir),
+           "--store", str(tmp_path / "store"), "--records", "101,106,100", "--sources", "mitdb",
+           "--source_weights", "", "--leads", "MLII", "--valid_records", "101", "--output_dir", str(out),
+           "--max_steps", "2", "--save_every", "2", "--eval_every", "0", "--context_length", "165",
+           "--n_layer", "1", "--d_model", "32", "--n_head", "2", "--batch_size", "2", "--final_eval_crops", "4",
+           "--eval_crops", "2", "--progress", "false"]
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["config"]["num_processes"] == 2
+    assert (out / "checkpoints" / "checkpoint_2" / "random_states_1.pkl").is_file()
+    final = out / "final"
+    assert json.loads((final / "training_data.json").read_text())["records"] == ["106"]
+    assert json.loads((final / "config.json").read_text())["ecg_stream"]["n_coarse"] == 6
+
+
+def test_pipeline_generates_with_one_request(run, monkeypatch):
+    from ecg2llm.pipeline import ECGPipeline
+    from lm.model import load_lm
+    from lm.synthesize import GenerateConfig
+
+    model, folder = load_lm(run["final"])
+    pipe = ECGPipeline(model, NaiveBeatTokenizer(), folder)
+    assert pipe.is_conditional and pipe.supports_guidance and "rhythm:N" in pipe.conditions
+    a = pipe.generate(2, 4.0, seed=1, condition="rhythm:N", guidance=1.5)
+    b = pipe.generate(request=GenerateConfig(num_samples=2, seconds=4.0, seed=1, condition=["rhythm:N"],
+                                             guidance=1.5))
+    assert a.shape == (2, 4 * 360) and np.array_equal(a, b)  # keywords fill the same request
