@@ -29,7 +29,7 @@ import torch.nn as nn
 from tokenizer.errors import ConfigError
 
 SUBDIR = "detail"
-MODES = ("argmax", "sample")
+MODES = ("argmax", "sample", "mean", "persist")
 
 
 @dataclass
@@ -42,6 +42,7 @@ class DetailConfig:
     window: int = 2          # neighbours on each side
     d_embed: int = 32
     d_hidden: int = 256
+    codebook_dim: int = 0    # > 0: the tokenizer's detail codebooks (G, L, codebook_dim) ride along ("mean" mode)
 
 
 class DetailHead(nn.Module):
@@ -54,6 +55,8 @@ class DetailHead(nn.Module):
         self.rr = nn.Embedding(cfg.n_rr + 1, cfg.d_embed)
         span = 2 * cfg.window + 1
         d_in = span * cfg.n_coarse * cfg.d_embed + (span + 1) * cfg.d_embed
+        if cfg.codebook_dim:  # the tokenizer's detail codebooks, for the "mean" mode
+            self.register_buffer("codebooks", torch.zeros(cfg.n_detail, cfg.n_detail_levels, cfg.codebook_dim))
         self.mlp = nn.Sequential(nn.Linear(d_in, cfg.d_hidden), nn.GELU(), nn.Linear(cfg.d_hidden, cfg.d_hidden),
                                  nn.GELU(), nn.Linear(cfg.d_hidden, cfg.n_detail * cfg.n_detail_levels))
 
@@ -71,7 +74,13 @@ class DetailHead(nn.Module):
 
     @torch.inference_mode()
     def predict(self, rr: np.ndarray, coarse: np.ndarray, mode: str = "argmax", seed: int = 0) -> np.ndarray:
-        """Detail indices ``(B, n, Kd)`` for ``(B, n)`` RR and ``(B, n, Kc)`` coarse indices."""
+        """Detail indices ``(B, n, Kd)`` for ``(B, n)`` RR and ``(B, n, Kc)`` coarse indices.
+
+        ``argmax``: each slot's most likely code; ``mean``: the code nearest the expected codeword (least
+        squared error); ``sample``: a draw per beat; ``persist``: a draw per distinct coarse spelling of a
+        sample, which every later beat with the same coarse tokens reuses (real detail is 25-64 % a
+        per-record component, ``docs/results/lm_v3_detail.json``).
+        """
         if mode not in MODES:
             raise ConfigError(f"detail mode must be one of {MODES}, got {mode!r}")
         dev = next(self.parameters()).device
@@ -79,9 +88,22 @@ class DetailHead(nn.Module):
                       torch.as_tensor(np.asarray(coarse), device=dev).long())
         if mode == "argmax":
             return logits.argmax(-1).cpu().numpy()
+        if mode == "mean":  # the code nearest the expected codeword: least squared error in expectation
+            if not self.cfg.codebook_dim:
+                raise ConfigError("detail mode 'mean' needs a head saved with the tokenizer's codebooks")
+            p = torch.softmax(logits.float(), -1)  # (B, n, G, L)
+            e = torch.einsum("bngl,gld->bngd", p, self.codebooks)  # (B, n, G, dim)
+            d = ((self.codebooks[None, None] - e[:, :, :, None]) ** 2).sum(-1)  # (B, n, G, L)
+            return d.argmin(-1).cpu().numpy()
         g = torch.Generator(device=dev).manual_seed(int(seed) + 0xDE7)
         p = torch.softmax(logits.float(), -1).reshape(-1, logits.shape[-1])
-        return torch.multinomial(p, 1, generator=g).view(logits.shape[:-1]).cpu().numpy()
+        out = torch.multinomial(p, 1, generator=g).view(logits.shape[:-1]).cpu().numpy()
+        if mode == "persist":  # one draw per distinct coarse spelling within a sample, reused by its repeats
+            co = np.asarray(coarse)
+            for b in range(co.shape[0]):
+                _, first, inv = np.unique(co[b], axis=0, return_index=True, return_inverse=True)
+                out[b] = out[b][first[inv.reshape(-1)]]
+        return out
 
 
 def save_detail(head: DetailHead, folder, metrics: dict | None = None) -> None:
@@ -146,13 +168,18 @@ def evaluate(head: DetailHead, records, layout, n: int = 64) -> dict:
 
 
 def train_detail(records, layout, steps: int = 1500, batch: int = 32, n: int = 64, lr: float = 2e-3,
-                 seed: int = 0, progress: bool = True, **cfg_kw) -> DetailHead:
-    """Fit a :class:`DetailHead` on ``records`` (their coarse units from the LM layout, their detail)."""
+                 seed: int = 0, progress: bool = True, codebooks: np.ndarray | None = None,
+                 **cfg_kw) -> DetailHead:
+    """Fit a :class:`DetailHead` on ``records`` (their coarse units from the LM layout, their detail);
+    ``codebooks``: the tokenizer's detail codebooks ``(G, L, dim)``, kept in the head for the "mean" mode."""
     from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
+    dim = 0 if codebooks is None else int(np.asarray(codebooks).shape[-1])
     head = DetailHead(DetailConfig(layout.n_rr, layout.n_coarse, layout.n_coarse_levels, layout.n_detail,
-                                   layout.n_detail_levels, **cfg_kw))
+                                   layout.n_detail_levels, codebook_dim=dim, **cfg_kw))
+    if codebooks is not None:
+        head.codebooks.copy_(torch.as_tensor(np.asarray(codebooks, np.float32)))
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.01)
     rng = np.random.default_rng(seed)
     for step in tqdm(range(steps), desc="detail head", disable=not progress):

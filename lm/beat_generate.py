@@ -133,19 +133,27 @@ class BeatLM:
         names = [self.spec.name_of(int(i)) for i in range(self.spec.first_id, self.spec.first_id + 5)]
         cls = np.where((lab >= self.spec.first_id) & (lab < self.spec.first_id + 5),
                        np.array([nm.split(":")[1] for nm in names])[np.clip(lab - self.spec.first_id, 0, 4)], "")
-        det = self.detail.predict(rr, coarse, mode=getattr(req, "detail", "argmax"), seed=seed) \
+        det = self.detail.predict(rr, coarse, mode=req.detail, seed=seed) \
             if self.detail is not None else np.zeros((*rr.shape, self.layout.n_detail), np.int64)
         return BeatSamples(list(cls), list(rr), list(coarse), list(det), [rhythm] * n)
 
     def decode(self, s: BeatSamples, seconds: float, *, texture: bool = False, seeds=None):
-        """Signals ``(K, round(seconds fs))`` in mV and per sample its :class:`BeatLabels`."""
+        """Signals ``(K, round(seconds fs))`` in mV and per sample its :class:`BeatLabels`.
+
+        With ``texture`` the tokenizer adds its texture sample (seed ``seeds[i]``) and, where it has a
+        wander model, a sampled baseline (seed :func:`lm.synthesize.wander_seed` of it), as LM v2 does.
+        """
         from .beat_tokens import decode_beats
+        from .synthesize import wander_seed
 
         n_out = int(round(seconds * self.tok.fs))
         sig, ann = [], []
         for i in range(len(s.rr)):
-            x, r = decode_beats(self.tok, s.rr[i], s.coarse[i], s.detail[i], n_out, texture=texture,
-                                seed=None if seeds is None else seeds[i])
+            sd = None if seeds is None else seeds[i]
+            state = (self.tok.sample_state(n_out, seed=wander_seed(sd)) if texture and sd is not None
+                     and getattr(self.tok, "has_wander_model", False) else None)
+            x, r = decode_beats(self.tok, s.rr[i], s.coarse[i], s.detail[i], n_out, texture=texture, seed=sd,
+                                state=state)
             keep = r < n_out
             lab = [c for c, k in zip(s.labels[i], keep) if k and c]
             ann.append(BeatLabels(beat_sample=r[keep][[bool(c) for c in s.labels[i][keep]]], beat_class=lab,
@@ -159,17 +167,18 @@ class BeatLM:
         ``req.seed + b``): returns ``(signals (K, T) mV, annotations, BeatSamples, seconds_spent)``."""
         from tqdm.auto import tqdm
 
-        from .synthesize import texture_seed
+        from .synthesize import resolve_texture, texture_seed
 
         t0 = time.perf_counter()
         self.check(req)
+        texture = resolve_texture(self.tok, req.texture)
         sig, ann, parts = [], [], []
         starts = list(range(0, req.num_samples, req.batch_size))
         for b, a in enumerate(tqdm(starts, desc="sampling beats", unit="batch", disable=not progress)):
             n = min(req.batch_size, req.num_samples - a)
             s = self.sample_beats(req, n, req.seed + b)
             seeds = [texture_seed(req.seed, a + i) for i in range(n)]
-            x, an = self.decode(s, req.seconds, texture=bool(req.texture), seeds=seeds)
+            x, an = self.decode(s, req.seconds, texture=texture, seeds=seeds)
             sig.append(x)
             ann.extend(an)
             parts.append(s)
@@ -204,9 +213,10 @@ def generate_beats(cfg, model, folder, device: str) -> dict:
     t0 = time.perf_counter()
     tok = load_beat_tokenizer(cfg.tokenizer or (Path(folder) / TOKENIZER_SUBDIR))
     blm = BeatLM(model, tok, load_detail(folder))
-    texture = bool(cfg.texture) if cfg.texture is not None else False
-    req = cfg if cfg.texture == texture else _replace(cfg, texture=texture)
-    signals, ann, s, t_gen = blm.synthesize(req, progress=True)
+    from .synthesize import resolve_texture
+
+    texture = resolve_texture(tok, cfg.texture)  # None: on where the tokenizer has a texture model (as v2)
+    signals, ann, s, t_gen = blm.synthesize(cfg, progress=True)
     lead = cfg.lead or "MLII"
 
     def per_sample(tmp, name: str, i: int, x):
@@ -245,12 +255,6 @@ def generate_beats(cfg, model, folder, device: str) -> dict:
     extra["timing"]["total_s"] = time.perf_counter() - t0
     return write_folder(Path(cfg.out), signals, tok.fs, lead=lead, comments=[comment], per_sample=per_sample,
                         extra=extra, arrays={"beat_units": tokens})
-
-
-def _replace(cfg, **kw):
-    import dataclasses
-
-    return dataclasses.replace(cfg, **kw)
 
 
 def _class_totals(ann) -> dict:

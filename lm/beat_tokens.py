@@ -39,10 +39,10 @@ def _fields(cls, **kw):
     return kw
 
 
-def decode_beats(tok, rr, coarse, detail, n_samples: int, *, texture: bool = False, seed=None):
-    """``(signal (n_samples,) mV, R positions)`` of one generated sample."""
+def decode_beats(tok, rr, coarse, detail, n_samples: int, *, texture: bool = False, seed=None, state=None):
+    """``(signal (n_samples,) mV, R positions)`` of one generated sample (``state``: e.g. a sampled baseline)."""
     bt, r = make_beat_tokens(tok, rr, coarse, detail, n_samples)
-    x = np.asarray(tok.decode_beats(bt, None, texture=texture, seed=seed), np.float32)
+    x = np.asarray(tok.decode_beats(bt, state, texture=texture, seed=seed), np.float32)
     if len(x) < n_samples:
         x = np.pad(x, (0, n_samples - len(x)), mode="edge" if len(x) else "constant")
     return x[:n_samples], r

@@ -78,7 +78,7 @@ class GenerateConfig:
     lead_guidance: float | None = None  # LM v2: lead-contrast guidance (e.g. 2); 1 = off; none = the LM's default
     contrast_lead: str | None = None    # LM v2: the lead lead guidance pushes away from (none = V1, or MLII for V1)
     kv_cache: str = "auto"              # LM v2: auto | float32 | float16 (lm/kvdecode.py; auto = float16 on CPU)
-    detail: str = "argmax"              # LM v3: each beat's detail tokens from the detail head, argmax | sample
+    detail: str = "mean"                # LM v3: detail tokens from the detail head: mean | argmax | sample | persist
     device: str = "auto"                # auto | cpu | cuda
     num_threads: int = 0                # torch CPU threads; 0 = library default
 
@@ -104,8 +104,9 @@ class GenerateConfig:
         from .kvdecode import check_kv_cache
 
         check_kv_cache(self.kv_cache, "--kv_cache")
-        if self.detail not in ("argmax", "sample"):
-            raise ConfigError(f"detail must be 'argmax' or 'sample' (LM v3's detail head), got {self.detail!r}")
+        if self.detail not in ("mean", "argmax", "sample", "persist"):
+            raise ConfigError(f"detail must be mean, argmax, sample or persist (LM v3's detail head, "
+                              f"lm/beat_detail.py), got {self.detail!r}")
 
 
 def _prompt_ids(cfg: GenerateConfig, tok) -> tuple[np.ndarray, float, int]:

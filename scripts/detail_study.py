@@ -9,6 +9,7 @@ Trains the non-autoregressive detail head (:mod:`lm.beat_detail`: an MLP over th
 i-2..i+2 and the RR tokens around them) on the DS1 training records of the beat store (MIT-BIH, every
 training lead), then compares, on the validation records' MLII beats (their real RR and coarse tokens):
 
+- ``head_mean``: per slot the code nearest the head's expected codeword (least squared error in expectation);
 - ``head_argmax``: each detail slot's most likely value under the head;
 - ``head_sample``: a draw from the head's distribution;
 - ``prior_mode``: each slot's most frequent training value (what a detail-free LM would use);
@@ -60,7 +61,8 @@ def main(argv=None):
     valid = [r for r in records if r.split == "valid"]
     t0 = time.perf_counter()
     head = load_detail(a.load) if a.load else train_detail(train, layout, steps=a.steps, batch=a.batch, n=a.run,
-                                                                   seed=a.seed)
+                                                                   seed=a.seed,
+                                                                   codebooks=tok.codes()["detail"].codebooks)
     fit_s = time.perf_counter() - t0
     if a.save:
         save_detail(head, Path(a.save) / SUBDIR, {"valid": evaluate(head, valid, layout), "steps": a.steps})
@@ -72,12 +74,12 @@ def main(argv=None):
            "train_records": sorted({r.record for r in train}), "train_beats": int(len(all_train)),
            "valid_records": sorted({r.record for r in valid}), "fit_seconds": fit_s,
            "head": evaluate(head, valid, layout), "options": {}}
-    for name in ("head_argmax", "head_sample", "prior_mode", "coarse_only"):
+    for name in ("head_mean", "head_argmax", "head_sample", "prior_mode", "coarse_only"):
         sq, n, correct, count = 0.0, 0, 0, 0
         for r in valid:
             _, rr, co = layout.split_units(r.units)
-            if name == "head_argmax":
-                det = head.predict(rr[None], co[None], "argmax")[0]
+            if name in ("head_argmax", "head_mean"):
+                det = head.predict(rr[None], co[None], name[5:])[0]
             elif name == "head_sample":
                 det = head.predict(rr[None], co[None], "sample", seed=a.seed)[0]
             else:

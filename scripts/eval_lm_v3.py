@@ -98,7 +98,7 @@ def main(argv=None):
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--temperature", type=float, default=1.0)
-    ap.add_argument("--detail", default="argmax")
+    ap.add_argument("--detail", default="mean")
     ap.add_argument("--texture", default="false")
     ap.add_argument("--bench_batch", type=int, default=128)
     ap.add_argument("--threads", type=int, default=0)
