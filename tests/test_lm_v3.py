@@ -275,3 +275,26 @@ def test_pipeline_generates_with_one_request(run, monkeypatch):
     b = pipe.generate(request=GenerateConfig(num_samples=2, seconds=4.0, seed=1, condition=["rhythm:N"],
                                              guidance=1.5))
     assert a.shape == (2, 4 * 360) and np.array_equal(a, b)  # keywords fill the same request
+
+
+def test_detail_modes(layout):
+    from lm.beat_detail import DetailConfig, DetailHead
+
+    torch.manual_seed(0)
+    head = DetailHead(DetailConfig(layout.n_rr, layout.n_coarse, layout.n_coarse_levels, layout.n_detail,
+                                   layout.n_detail_levels, codebook_dim=3)).eval()
+    head.codebooks.normal_()
+    rng = np.random.default_rng(0)
+    rr = rng.integers(0, layout.n_rr, (2, 12))
+    coarse = rng.integers(0, 2, (2, 12, layout.n_coarse))  # few spellings: many repeats
+    p = head.predict(rr, coarse, "persist", seed=1)
+    for b in range(2):
+        for i in range(12):
+            for j in range(i):
+                if (coarse[b, i] == coarse[b, j]).all():
+                    assert (p[b, i] == p[b, j]).all()  # a repeated coarse spelling reuses its detail
+    assert np.array_equal(head.predict(rr, coarse, "sample", seed=1), head.predict(rr, coarse, "sample", seed=1))
+    m = head.predict(rr, coarse, "mean")
+    assert m.shape == (2, 12, layout.n_detail) and m.min() >= 0 and m.max() < layout.n_detail_levels
+    with pytest.raises(ConfigError, match="detail mode"):
+        head.predict(rr, coarse, "best")
