@@ -102,6 +102,7 @@ def main(argv=None):
     ap.add_argument("--texture", default="false")
     ap.add_argument("--bench_batch", type=int, default=128)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--bits", default="true", help="false: skip the bits per beat (validation and DS2 tiles)")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -123,11 +124,12 @@ def main(argv=None):
         "beat_consistency_q10": _goal(g["beat_consistency_q10"], r["beat_consistency_q10"], 0.05),
         "regular_share_10s": _goal(g["regular_share_10s_xqrs"], r["regular_share_10s_xqrs"], 0.10),
         "hr_median_bpm": _goal(g["hr_median_bpm"], r["hr_median_bpm"], 5.0)}
-    records, meta = load_records(a.store)
-    from lm.beat_layout import BeatLayout
+    if a.bits.lower() == "true":
+        from lm.beat_layout import BeatLayout
 
-    corpus = BeatCorpus(records, blm.spec, BeatLayout.from_dict(meta["layout"]), blm.model.config.pad_token_id)
-    res["bits"] = {s_: bits(blm, corpus, s_, blm.context) for s_ in ("valid", "test")}
+        records, meta = load_records(a.store)
+        corpus = BeatCorpus(records, blm.spec, BeatLayout.from_dict(meta["layout"]), blm.model.config.pad_token_id)
+        res["bits"] = {s_: bits(blm, corpus, s_, blm.context) for s_ in ("valid", "test")}
     if a.bench_batch:
         bench = GenerateConfig(num_samples=a.bench_batch, seconds=a.seconds, seed=1, batch_size=a.bench_batch,
                                detail=a.detail, texture=texture)
