@@ -68,6 +68,11 @@ class NaiveBeatTokenizer:
     def _dq(self, q, levels):
         return (np.asarray(q, np.float64) / (levels - 1) * 2 - 1) * 3 * self.sd
 
+    def detail_codebooks(self):
+        """``(kd, levels, 1)``: each detail slot's dequantized values (the "codebooks" of the detail head)."""
+        v = self._dq(np.arange(self.detail_levels), self.detail_levels)
+        return np.broadcast_to(v[None, :, None], (self.kd, self.detail_levels, 1)).astype(np.float32)
+
     def rr_seconds(self, rr):
         return np.sqrt(RR_EDGES[np.asarray(rr)] * RR_EDGES[np.asarray(rr) + 1])
 

@@ -58,7 +58,7 @@ def run(tmp_path_factory, data_dir):
     final = Trainer(cfg).run()
     records, meta = load_records(tmp / "store")
     head = train_detail([r for r in records if r.split == "train"], BeatLayout.from_dict(meta["layout"]),
-                        steps=30, progress=False)
+                        steps=30, progress=False, codebooks=NaiveBeatTokenizer().detail_codebooks())
     save_detail(head, Path(final) / SUBDIR)
     yield {"final": Path(final), "store": tmp / "store", "records": records, "cfg": cfg, "tmp": tmp}
     mp.undo()
