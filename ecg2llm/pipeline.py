@@ -1,8 +1,8 @@
 """``ECGPipeline``: load an ECG language model with its tokenizer, generate and forecast ECGs in millivolts.
 
 A thin front door over the stage packages, in the style of chronos-forecasting's ``ChronosPipeline``:
-loading goes through :func:`lm.model.load_lm` / :func:`lm.model.load_tokenizer_for` (one save/load path,
-:mod:`tokenizer.utils.hub`), sampling through :func:`lm.synthesize.synthesize` (the one sampling path
+loading goes through :func:`ecg2llm.lm.model.load_lm` / :func:`ecg2llm.lm.model.load_tokenizer_for` (one save/load path,
+:mod:`ecg2llm.core.hub`), sampling through :func:`ecg2llm.lm.synthesize.synthesize` (the one sampling path
 ``lm/generate.py`` uses too, so the same model, seed and batch size give the same arrays here and there).
 torch and transformers are imported when a pipeline is built, not when this module is imported.
 """
@@ -17,7 +17,7 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from tokenizer.base import ECGTokenizer
+    from ecg2llm.tokenizer.base import ECGTokenizer
 
 __all__ = ["ECGPipeline"]
 
@@ -51,18 +51,18 @@ class ECGPipeline:
     """
 
     def __init__(self, model: Any, tokenizer: ECGTokenizer, folder: str | Path | None = None):
-        from lm.sampling import check_stateless
+        from ecg2llm.lm.sampling import check_stateless
 
         check_stateless(tokenizer)  # an LM samples ids only: decode(ids, None) must give millivolts
         self.model = model
         self.tokenizer = tokenizer
         self.folder = None if folder is None else Path(folder)
-        self._beat = None  # LM v3: its lm.beat_generate.BeatLM (spec, layout, masks, detail head), built once
-        from lm.beat_layout import is_beat_lm
+        self._beat = None  # LM v3: its ecg2llm.lm.beat_generate.BeatLM (spec, layout, masks, detail head), built once
+        from ecg2llm.lm.beat_layout import is_beat_lm
 
         if is_beat_lm(model):
-            from lm.beat_detail import load_detail
-            from lm.beat_generate import BeatLM
+            from ecg2llm.lm.beat_detail import load_detail
+            from ecg2llm.lm.beat_generate import BeatLM
 
             self._beat = BeatLM(model, tokenizer, load_detail(folder) if folder is not None else None)
 
@@ -99,7 +99,7 @@ class ECGPipeline:
         Raises
         ------
         ValueError
-            (``tokenizer.errors.ConfigError`` / ``TokenizerError``) when nothing loadable is found: the
+            (``ecg2llm.core.errors.ConfigError`` / ``TokenizerError``) when nothing loadable is found: the
             message names what was asked for and what to do.
 
         Examples
@@ -111,9 +111,9 @@ class ECGPipeline:
         """
         import torch
 
-        from lm.model import PRETRAINED_DIR, load_lm, load_tokenizer_for
-        from tokenizer.errors import ConfigError
-        from tokenizer.utils.hub import is_hub_id, resolve_folder
+        from ecg2llm.lm.model import PRETRAINED_DIR, load_lm, load_tokenizer_for
+        from ecg2llm.core.errors import ConfigError
+        from ecg2llm.core.hub import is_hub_id, resolve_folder
 
         dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         source: str | Path = name_or_path
@@ -126,11 +126,11 @@ class ECGPipeline:
         model, folder = load_lm(source, dev)
         if dtype is not None:
             model = model.to(_torch_dtype(dtype))
-        from lm.beat_layout import is_beat_lm
+        from ecg2llm.lm.beat_layout import is_beat_lm
 
         if is_beat_lm(model):  # LM v3: the beat tokenizer saved beside it
-            from lm.beat_train import load_beat_tokenizer
-            from lm.model import TOKENIZER_SUBDIR
+            from ecg2llm.lm.beat_train import load_beat_tokenizer
+            from ecg2llm.lm.model import TOKENIZER_SUBDIR
 
             return cls(model, load_beat_tokenizer(tokenizer or Path(folder) / TOKENIZER_SUBDIR), folder)
         tok = load_tokenizer_for(model.config, folder, tokenizer)
@@ -170,7 +170,7 @@ class ECGPipeline:
     @property
     def supports_guidance(self) -> bool:
         """True for an LM v2 trained with condition dropout (``generate(guidance=...)`` works)."""
-        from lm.control import ControlSpec
+        from ecg2llm.lm.control import ControlSpec
 
         if self._beat is not None:
             return self._beat.spec.condition_dropout > 0
@@ -180,7 +180,7 @@ class ECGPipeline:
     @property
     def has_texture(self) -> bool:
         """True when the tokenizer decodes with texture (tokenizer v2): ``generate`` does so by default."""
-        from lm.synthesize import has_texture
+        from ecg2llm.lm.synthesize import has_texture
 
         return has_texture(self.tokenizer)
 
@@ -200,8 +200,8 @@ class ECGPipeline:
                  request=None) -> np.ndarray:
         """Sample synthetic ECGs from scratch.
 
-        An LM v3 (beats) is sampled by :class:`lm.beat_generate.BeatLM` from one request,
-        :class:`lm.synthesize.GenerateConfig`: pass ``request=GenerateConfig(...)`` (its ``num_samples``,
+        An LM v3 (beats) is sampled by :class:`ecg2llm.lm.beat_generate.BeatLM` from one request,
+        :class:`ecg2llm.lm.synthesize.GenerateConfig`: pass ``request=GenerateConfig(...)`` (its ``num_samples``,
         ``seconds`` and sampling fields win), or the keyword arguments below, which fill one.
 
         Parameters
@@ -221,7 +221,7 @@ class ECGPipeline:
             Log-odds added to each requested beat class's control token.
         guidance : float, optional
             LM v2 trained with condition dropout (:attr:`supports_guidance`): the classifier-free guidance
-            scale (:func:`lm.guidance.sample_guided`). None: the conditional branch alone; ``1``: the same
+            scale (:func:`ecg2llm.lm.guidance.sample_guided`). None: the conditional branch alone; ``1``: the same
             samples; ``> 1``: stronger adherence to ``condition``; ``0``: unconditional. A v1 LM refuses it.
         texture : bool, optional
             Decode with the tokenizer's texture model (noise, mains, fine detail). None: on when the
@@ -232,21 +232,21 @@ class ECGPipeline:
             ``"V1"``, ``"I"``...). A v1 LM refuses them.
         grammar : bool
             LM v2 with ``rhythm:N``, ``B``, ``T`` or ``VT``: draw the beat labels that rhythm is made of (N V
-            alternating for bigeminy, V at 120-200 bpm for VT...; :mod:`lm.grammar`). ``False``: the rhythm
+            alternating for bigeminy, V at 120-200 bpm for VT...; :mod:`ecg2llm.lm.grammar`). ``False``: the rhythm
             prefix alone. No effect on other rhythms or v1 LMs.
         beat_cache : float, optional
-            Conditional LM v2: strength of the beat cache (:mod:`lm.beatcache`), which tethers each code to
+            Conditional LM v2: strength of the beat cache (:mod:`ecg2llm.lm.beatcache`), which tethers each code to
             the same phase of the sample's previous beats so that a sample's beats repeat as a patient's do
             (0.25: the shipped LM's likelihood-optimal strength, in the shape its config records). None or
             ``0``: the LM alone (the default). A v1 LM refuses a non-zero strength.
         lead_guidance, contrast_lead : float, str, optional
-            LM v2: lead-contrast guidance (:func:`lm.guidance.sample_guided`), a negative prompt on the lead
+            LM v2: lead-contrast guidance (:func:`ecg2llm.lm.guidance.sample_guided`), a negative prompt on the lead
             that keeps complexes of the other leads out of an MLII sample (``1.25``: the setting of
             ``docs/lm.md``; ``contrast_lead`` default V1). ``1``: off; None: the LM's default for the
             requested condition (``config.ecg_condition_defaults``: ``default`` uses 2 for ``rhythm:VT``), else
             off. A v1 LM refuses it.
         kv_cache : str
-            LM v2: the sampler's KV cache (:mod:`lm.kvdecode`). ``"auto"``: float16 with a compiled attention
+            LM v2: the sampler's KV cache (:mod:`ecg2llm.lm.kvdecode`). ``"auto"``: float16 with a compiled attention
             kernel on CPU where ``torch.compile`` works (~1.3x faster), else float32; ``"float32"``: logits
             equal to the model's to float rounding. Same distribution; identical arrays need the same cache.
         batch_size : int
@@ -299,7 +299,7 @@ class ECGPipeline:
         are decoded together (the tokenizer's decoder sees the real prefix at the seam), and only the part
         after the prefix is returned, without texture (the clean band, as ``lm/forecast.py`` scores it).
         A conditional LM v2 sees the prefix as an unlabelled stream (``beat:?`` at XQRS-detected beats,
-        :func:`lm.guidance.null_label_stream`) and continues it through its unconditional branch.
+        :func:`ecg2llm.lm.guidance.null_label_stream`) and continues it through its unconditional branch.
         ``lm/forecast.py`` task ``i`` with
         ``--seed s --k K`` equals
         ``forecast(prefix_i, num_samples=K, seed=s * 100003 + i, batch_size=K)``.
@@ -371,8 +371,8 @@ class ECGPipeline:
         ...     bool((again.generate(1, 1, seed=3) == pipe.generate(1, 1, seed=3)).all())
         True
         """
-        from lm.model import TOKENIZER_SUBDIR
-        from tokenizer.utils.io import atomic_path
+        from ecg2llm.lm.model import TOKENIZER_SUBDIR
+        from ecg2llm.core.io import atomic_path
 
         path = Path(path)
         with atomic_path(path) as tmp:
@@ -406,7 +406,7 @@ class ECGPipeline:
         """
         import tempfile
 
-        from tokenizer.utils.hub import push_folder
+        from ecg2llm.core.hub import push_folder
 
         with tempfile.TemporaryDirectory() as d:
             folder = self.save_pretrained(Path(d) / "model")
@@ -415,8 +415,8 @@ class ECGPipeline:
     # ------------------------------------------------------------------------------------------ internals
     def _spec(self):
         """The LM's condition vocabulary: v1 ``ConditionSpec``, v2 ``ControlSpec`` (None if unconditional)."""
-        from lm.conditioning import ConditionSpec
-        from lm.control import ControlSpec
+        from ecg2llm.lm.conditioning import ConditionSpec
+        from ecg2llm.lm.control import ControlSpec
 
         if self._beat is not None:
             return self._beat.spec
@@ -426,8 +426,8 @@ class ECGPipeline:
         return ConditionSpec.of_model(self.model)
 
     def _generate_beats(self, request, num_samples, seconds, *, progress: bool = False, **kw) -> np.ndarray:
-        """LM v3: one :class:`lm.synthesize.GenerateConfig` (given, or filled from the keyword arguments)."""
-        from lm.synthesize import GenerateConfig
+        """LM v3: one :class:`ecg2llm.lm.synthesize.GenerateConfig` (given, or filled from the keyword arguments)."""
+        from ecg2llm.lm.synthesize import GenerateConfig
 
         if request is None:
             n, secs = self._check_sizes(num_samples, seconds)
@@ -437,7 +437,7 @@ class ECGPipeline:
         return signals[:, : round(request.seconds * self.fs)]  # (K, T) mV
 
     def _check_conditions(self, condition: str | Sequence[str] | None) -> list[str]:
-        from tokenizer.errors import ConfigError
+        from ecg2llm.core.errors import ConfigError
 
         if condition is None:
             return []
@@ -455,7 +455,7 @@ class ECGPipeline:
         return conds
 
     def _check_sizes(self, num_samples: Any, seconds: Any) -> tuple[int, float]:
-        from tokenizer.errors import ConfigError
+        from ecg2llm.core.errors import ConfigError
 
         try:
             n, secs = int(num_samples), float(seconds)
@@ -470,7 +470,7 @@ class ECGPipeline:
 
     def _prefix_ids(self, prefix_mv: Any, fs: Any) -> np.ndarray:
         """Prefix in mV at ``fs`` -> its token ids, trimmed at the start to whole tokens."""
-        from tokenizer.errors import ConfigError
+        from ecg2llm.core.errors import ConfigError
 
         x = np.asarray(prefix_mv)
         if x.ndim != 1:
@@ -487,10 +487,10 @@ class ECGPipeline:
         if x.size and not np.isfinite(x).all():
             i = int(np.flatnonzero(~np.isfinite(x))[0])
             raise ConfigError(f"prefix has NaN/inf samples (first at index {i}); fill gaps first, e.g. "
-                              f"tokenizer.data.fill_nan_gaps(x, fs, max_gap_s)")
+                              f"ecg2llm.tokenizer.data.fill_nan_gaps(x, fs, max_gap_s)")
         x = x.astype(np.float32)
         if fs != self.fs and x.size:
-            from tokenizer.data import resample
+            from ecg2llm.tokenizer.data import resample
 
             x = resample(x, fs, self.fs).astype(np.float32)
         spt = self.tokenizer.samples_per_token
@@ -510,9 +510,9 @@ class ECGPipeline:
                     lead: str | None = None, grammar: bool = True, beat_cache: float | None = None,
                     lead_guidance: float | None = None, contrast_lead: str | None = None,
                     kv_cache: str = "auto"):
-        from lm.sampling import SamplingParams
-        from lm.synthesize import synthesize
-        from tokenizer.errors import ConfigError
+        from ecg2llm.lm.sampling import SamplingParams
+        from ecg2llm.lm.synthesize import synthesize
+        from ecg2llm.core.errors import ConfigError
 
         if int(batch_size) < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -528,7 +528,7 @@ class ECGPipeline:
 def _torch_dtype(dtype: Any) -> torch.dtype:
     import torch
 
-    from tokenizer.errors import ConfigError
+    from ecg2llm.core.errors import ConfigError
 
     if isinstance(dtype, torch.dtype):
         return dtype

@@ -12,7 +12,7 @@ from the head's distribution).
 
 Command::
 
-    python -m lm.beat_detail --lm runs/lm/v3/final --store runs/store/beats_v3 [--steps 1500]
+    python -m ecg2llm.lm.beat_detail --lm runs/lm/v3/final --store runs/store/beats_v3 [--steps 1500]
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from tokenizer.errors import ConfigError
+from ecg2llm.core.errors import ConfigError
 
 SUBDIR = "detail"
 MODES = ("argmax", "sample", "mean", "persist")
@@ -109,7 +109,7 @@ class DetailHead(nn.Module):
 def save_detail(head: DetailHead, folder, metrics: dict | None = None) -> None:
     from safetensors.torch import save_file
 
-    from tokenizer.utils.io import atomic_path, write_json
+    from ecg2llm.core.io import atomic_path, write_json
 
     with atomic_path(folder) as tmp:
         tmp.mkdir()
@@ -212,7 +212,7 @@ def main(argv=None):
     valid = [r for r in records if r.split == "valid"]
     head = train_detail(train, layout, steps=a.steps, seed=a.seed)
     m = {"valid": evaluate(head, valid, layout), "train_records": sorted({r.record for r in train}),
-         "steps": a.steps, "command": "python -m lm.beat_detail " + " ".join(argv or [])}
+         "steps": a.steps, "command": "python -m ecg2llm.lm.beat_detail " + " ".join(argv or [])}
     save_detail(head, Path(a.lm) / SUBDIR, m)
     print(json.dumps(m["valid"]))
     return 0

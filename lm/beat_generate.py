@@ -1,11 +1,11 @@
-"""LM v3 generation: beat stream (GPT) -> detail tokens (:mod:`lm.beat_detail`) -> tokenizer v3 decode -> mV.
+"""LM v3 generation: beat stream (GPT) -> detail tokens (:mod:`ecg2llm.lm.beat_detail`) -> tokenizer v3 decode -> mV.
 
-The request is :class:`lm.synthesize.GenerateConfig` (the one request object of ``lm/generate.py``,
+The request is :class:`ecg2llm.lm.synthesize.GenerateConfig` (the one request object of ``lm/generate.py``,
 :meth:`ecg2llm.ECGPipeline.generate` and this loop; v3 reads ``num_samples``, ``seconds``, ``seed``,
 ``temperature``/``top_k``/``top_p``, ``batch_size``, ``condition``, ``guidance``, ``source``, ``lead``,
 ``texture``, ``detail``). :class:`BeatLM` works out the model's control spec, layout and type masks once per
 loaded model; :meth:`BeatLM.synthesize` builds the processor list (classifier-free guidance when a
-condition and ``guidance`` are given, the type mask, the warpers) and runs :func:`lm.sampler.generate_tokens`.
+condition and ``guidance`` are given, the type mask, the warpers) and runs :func:`ecg2llm.lm.sampler.generate_tokens`.
 
 Conditions are control tokens only: ``rhythm:<r>`` and ``beat:<c>`` set the prefix (the other one stays
 null); ``guidance`` g mixes in the null-prefix branch. Nothing writes a label or an RR interval: the model
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tokenizer.ecg import BeatLabels
-from tokenizer.errors import ConfigError
+from ecg2llm.tokenizer.ecg import BeatLabels
+from ecg2llm.core.errors import ConfigError
 
 from .beat_layout import N_PREFIX, spec_of_model
 from .control import NULL_BEAT, NULL_RHYTHM
@@ -141,7 +141,7 @@ class BeatLM:
         """Signals ``(K, round(seconds fs))`` in mV and per sample its :class:`BeatLabels`.
 
         With ``texture`` the tokenizer adds its texture sample (seed ``seeds[i]``) and, where it has a
-        wander model, a sampled baseline (seed :func:`lm.synthesize.wander_seed` of it), as LM v2 does.
+        wander model, a sampled baseline (seed :func:`ecg2llm.lm.synthesize.wander_seed` of it), as LM v2 does.
         """
         from .beat_tokens import decode_beats
         from .synthesize import wander_seed
@@ -202,9 +202,9 @@ def generate_beats(cfg, model, folder, device: str) -> dict:
     """``lm/generate.py`` for an LM v3: sample, decode and write an ECG folder; returns the manifest."""
     from pathlib import Path
 
-    from tokenizer.ecg import write_annotations
-    from tokenizer.folder import write_folder
-    from tokenizer.utils.io import git_sha, sha256_file, versions
+    from ecg2llm.tokenizer.ecg import write_annotations
+    from ecg2llm.tokenizer.folder import write_folder
+    from ecg2llm.core.io import git_sha, sha256_file, versions
 
     from .beat_detail import load_detail
     from .beat_train import load_beat_tokenizer
@@ -237,7 +237,7 @@ def generate_beats(cfg, model, folder, device: str) -> dict:
         "model_sha256": sha256_file(Path(folder) / "model.safetensors"), "lm_version": 3,
         "tokenizer": {k: model.config.ecg_tokenizer.get(k) for k in ("fs", "weights_hash", "kind")},
         "conditioning": {"conditions": list(cfg.condition), "rhythm": rhythm, "beat": beat,
-                         "guidance": cfg.guidance, "sampler": "lm.sampler.generate_tokens",
+                         "guidance": cfg.guidance, "sampler": "ecg2llm.lm.sampler.generate_tokens",
                          "beats_per_class": _class_totals(ann)},
         "detail": {"mode": cfg.detail if blm.detail is not None else "none (zeros: the LM has no detail head)"},
         "texture": {"on": texture},

@@ -1,8 +1,8 @@
 """The LM v3 vocabulary and stream layout: one heartbeat = one fixed-length unit of tokens.
 
-An LM v3 reads the beat tokens of :class:`tokenizer.beat_tokenizer.BeatTokenizer` (tokenizer v3), not its
+An LM v3 reads the beat tokens of :class:`ecg2llm.tokenizer.beat_tokenizer.BeatTokenizer` (tokenizer v3), not its
 flat stream: per beat its class label, its RR interval and its ``Kc`` coarse morphology tokens. The detail
-tokens are not in the stream; :mod:`lm.beat_detail` produces them from coarse tokens and neighbours (the
+tokens are not in the stream; :mod:`ecg2llm.lm.beat_detail` produces them from coarse tokens and neighbours (the
 semantic -> acoustic split of AudioLM, for beats). A training or generated sequence is::
 
     BOS source:<db> lead:<lead> rhythm:<r> beat:<c> | label rr c_0 ... c_{Kc-1} | label rr c_0 ... | ...
@@ -12,8 +12,8 @@ LM ids (``V`` = :attr:`BeatLayout.codebook_size`)::
 
     0 .. n_rr - 1                      RR tokens (the tokenizer's RR bins, in order)
     n_rr + j * n_coarse_levels + k     coarse slot j, level k (each slot its own range)
-    V, V + 1, V + 2                    PAD, BOS, EOS (:func:`lm.model.special_ids`)
-    V + 3 ..                           control tokens (:class:`lm.control.ControlSpec` names: beat:N ... beat:Q,
+    V, V + 1, V + 2                    PAD, BOS, EOS (:func:`ecg2llm.lm.model.special_ids`)
+    V + 3 ..                           control tokens (:class:`ecg2llm.lm.control.ControlSpec` names: beat:N ... beat:Q,
                                        rhythm:*, beat:?, rhythm:?, source:*, lead:*)
 
 The per-beat label reuses the ``beat:<class>`` control ids (``beat:?`` for CinC 2017 beats, which have no
@@ -21,7 +21,7 @@ annotation, and for the tokenizer's fallback units); the prefix ``beat:<c>`` tok
 *ectopy condition* (:func:`beat_condition`). Because every unit has the same length and every crop starts
 at a unit boundary, the type of the next token is a pure function of its position: :meth:`BeatLayout.allowed`
 gives the ids allowed at each position, which training never needs and the sampler applies as a mask
-(:class:`lm.sampler.TypeMask`).
+(:class:`ecg2llm.lm.sampler.TypeMask`).
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from tokenizer.errors import ConfigError
+from ecg2llm.core.errors import ConfigError
 
 from .control import NULL_BEAT, NULL_RHYTHM, ControlSpec
 
@@ -53,7 +53,7 @@ class BeatLayout:
     n_coarse_levels : int
         Values of one coarse token.
     n_detail, n_detail_levels : int
-        Detail tokens per beat (``Kd``) and values of one (for :mod:`lm.beat_detail`; not in the LM stream).
+        Detail tokens per beat (``Kd``) and values of one (for :mod:`ecg2llm.lm.beat_detail`; not in the LM stream).
     """
 
     n_rr: int
@@ -91,12 +91,12 @@ class BeatLayout:
 
     @classmethod
     def from_tokenizer(cls, tok) -> "BeatLayout":
-        """Sizes from a tokenizer v3's ``layout`` (:class:`tokenizer.beat_layout.BeatLayout`: ``rr_size``,
+        """Sizes from a tokenizer v3's ``layout`` (:class:`ecg2llm.tokenizer.beat_layout.BeatLayout`: ``rr_size``,
         ``n_coarse``, ``coarse_size``, ``n_detail``, ``detail_size``)."""
         lay = getattr(tok, "layout", None)
         if lay is None:
             raise ConfigError(f"{type(tok).__name__} has no `layout`: an LM v3 needs a beat tokenizer "
-                              "(tokenizer v3, tokenizer.beat_tokenizer.BeatTokenizer)")
+                              "(tokenizer v3, ecg2llm.tokenizer.beat_tokenizer.BeatTokenizer)")
         try:
             return cls(n_rr=int(lay.rr_size), n_coarse=int(lay.n_coarse), n_coarse_levels=int(lay.coarse_size),
                        n_detail=int(lay.n_detail), n_detail_levels=int(lay.detail_size))

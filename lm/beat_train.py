@@ -1,8 +1,8 @@
-"""What :class:`lm.trainer.Trainer` does differently for an LM v3 (``beat_stream: true``), in one place.
+"""What :class:`ecg2llm.lm.trainer.Trainer` does differently for an LM v3 (``beat_stream: true``), in one place.
 
 The loop itself is the shared one (Accelerate, checkpoints, evaluation, trackers); this module loads the
-beat tokenizer, opens the beat corpus (:mod:`lm.beatstream`), describes the tokenizer to the LM config,
-marks the model as a beat LM (``config.ecg_stream``: its :class:`lm.beat_layout.BeatLayout`;
+beat tokenizer, opens the beat corpus (:mod:`ecg2llm.lm.beatstream`), describes the tokenizer to the LM config,
+marks the model as a beat LM (``config.ecg_stream``: its :class:`ecg2llm.lm.beat_layout.BeatLayout`;
 ``config.ecg_conditioning`` with ``version: 3``) and writes ``training_data.json`` beside the weights.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tokenizer.errors import ConfigError, TokenizerError
+from ecg2llm.core.errors import ConfigError, TokenizerError
 
 TRAINING_DATA = "training_data.json"
 
@@ -18,7 +18,7 @@ TRAINING_DATA = "training_data.json"
 def load_beat_tokenizer(name):
     """A tokenizer v3 by shipped name (``"v3"``) or folder."""
     try:
-        from tokenizer.beat_tokenizer import BeatTokenizer
+        from ecg2llm.tokenizer.beat_tokenizer import BeatTokenizer
     except ImportError as e:
         raise TokenizerError(f"an LM v3 needs the beat tokenizer (tokenizer/beat_tokenizer.py, tokenizer v3), "
                              f"which is not installed here ({e})") from None

@@ -5,20 +5,20 @@ Built once per tokenizer into ``cfg.store`` (a folder of ``.npy`` arrays + ``met
 - **MIT-BIH** (inter-patient: DS1 minus the validation records for training, the validation records --
   101, 112, 119 by default -- and DS2 for scoring; paced records excluded). Each record's leads are
   encoded by the tokenizer at the reference R peaks of its ``.atr`` file, so every beat has its annotated
-  AAMI class (:data:`tokenizer.ecg.AAMI_CLASSES`) and the rhythm in force at it. Training uses the leads
+  AAMI class (:data:`ecg2llm.tokenizer.ecg.AAMI_CLASSES`) and the rhythm in force at it. Training uses the leads
   in ``cfg.leads`` (MLII and the second lead); validation and test are MLII only.
 - **CinC 2017** (optional, training only): the tokenizer's own R peaks; every beat carries the null label
   ``beat:?`` (the recordings have no beat annotations, and labels from a classifier that also judges
   adherence would make the judge its own teacher); the recording's label gives the rhythm (``N`` ->
   ``rhythm:N``, ``A`` -> ``rhythm:AFIB``, else ``rhythm:?``).
 
-A crop is ``source lead rhythm beat`` + whole beat units (:mod:`lm.beat_layout`), starting at a beat; the
+A crop is ``source lead rhythm beat`` + whole beat units (:mod:`ecg2llm.lm.beat_layout`), starting at a beat; the
 rhythm is the one in force at its first beat, the ``beat:`` condition the crop's ectopy
-(:func:`lm.beat_layout.beat_condition`). Recordings shorter than a crop (CinC 2017: 9-61 s) are padded with
+(:func:`ecg2llm.lm.beat_layout.beat_condition`). Recordings shorter than a crop (CinC 2017: 9-61 s) are padded with
 PAD, which the trainer leaves out of the loss. Classifier-free-guidance dropout replaces the rhythm and
 the beat condition (independently, each with ``condition_dropout``) by their null tokens; the per-beat
-labels are data, never dropped. The interface is the one :class:`lm.trainer.Trainer` uses of
-:class:`lm.mixture.MixedCorpus` (``random_crops``, ``tiles``, ``sequences``, ``counts``, ``longest``).
+labels are data, never dropped. The interface is the one :class:`ecg2llm.lm.trainer.Trainer` uses of
+:class:`ecg2llm.lm.mixture.MixedCorpus` (``random_crops``, ``tiles``, ``sequences``, ``counts``, ``longest``).
 """
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tokenizer.errors import ConfigError, StoreError
-from tokenizer.utils.io import atomic_path, git_sha, write_json
+from ecg2llm.core.errors import ConfigError, StoreError
+from ecg2llm.core.io import atomic_path, git_sha, write_json
 
 from .beat_layout import N_PREFIX, BeatLayout, beat_condition
 from .control import NULL_BEAT, NULL_RHYTHM, ControlSpec
@@ -59,7 +59,7 @@ class BeatRecord:
 
 def label_beats(r: np.ndarray, ann, fs: float) -> tuple[np.ndarray, np.ndarray]:
     """AAMI class (``""`` if none within :data:`LABEL_TOLERANCE_S`) and rhythm in force at each R position."""
-    from tokenizer.ecg import AAMI_CLASSES, rhythm_name
+    from ecg2llm.tokenizer.ecg import AAMI_CLASSES, rhythm_name
 
     r = np.asarray(r, np.int64)
     samp, sym = ann.beats()
@@ -160,8 +160,8 @@ def build_beat_store(out, tok, layout: BeatLayout, spec: ControlSpec, *, data_di
     """Encode MIT-BIH (training leads ``leads``; validation/test MLII) and optionally CinC 2017 into ``out``."""
     from tqdm.auto import tqdm
 
-    from tokenizer.build_store import split_of
-    from tokenizer.data import MITDB_RECORDS, read_annotations, read_header, read_record, resample, resolve_data_dir
+    from ecg2llm.tokenizer.build_store import split_of
+    from ecg2llm.tokenizer.data import MITDB_RECORDS, read_annotations, read_header, read_record, resample, resolve_data_dir
 
     from .corpora import CINC_DB, CINC_LEAD, CINC_RHYTHM, read_cinc2017, read_cinc2017_labels
 

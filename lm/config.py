@@ -1,6 +1,6 @@
 """Configuration of an LM training run: one flat dataclass, filled from YAML plus ``--key value`` overrides.
 
-Every value is cast to its annotated type by :func:`tokenizer.utils.config.parse_config` before it reaches
+Every value is cast to its annotated type by :func:`ecg2llm.core.config.parse_config` before it reaches
 transformers (its configs are strict dataclasses in 5.x: ``hidden_size=128.0`` raises). The resolved
 config is written to ``run_info.json`` and given to the trackers as a plain dict; it holds no patient
 data (record numbers only, never WFDB header comments).
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tokenizer.errors import ConfigError
-from tokenizer.splits import DEFAULT_VALID
+from ecg2llm.core.errors import ConfigError
+from ecg2llm.tokenizer.splits import DEFAULT_VALID
 
 REPORT_TO = ("none", "wandb", "tensorboard")
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
@@ -45,10 +45,10 @@ class LMTrainConfig:
     cinc_min_r_mv: float = 0.0               # leave out CinC recordings whose R amplitude (mV) is below (0 = keep)
     augment_views: int = 0                   # augmented copies (gain, offset, tempo) of each DS1 training record
     augment_mix_deg: float = 0.0             # each view also rotates the record's two leads by up to this many
-    #                                          degrees (lm.corpora.rotate_leads: a new axis, a new "patient"); 0 = off
+    #                                          degrees (ecg2llm.lm.corpora.rotate_leads: a new axis, a new "patient"); 0 = off
     condition_dropout: float = 0.0           # classifier-free guidance: P(rhythm/beat labels -> null) per sequence
     input_noise: float = 0.0                 # share of input ECG codes moved to an FSQ lattice neighbour (targets
-    #                                          stay clean; lm.data.LatticeNoise); needs an FSQ tokenizer
+    #                                          stay clean; ecg2llm.lm.data.LatticeNoise); needs an FSQ tokenizer
     init_from: str | None = None             # LM folder whose weights start this run (pretrain -> fine-tune)
     # LM v3 (lm/beatstream.py): the stream is beats of a beat tokenizer (tokenizer v3) -- per beat its label,
     # RR and coarse tokens under the prefix BOS source lead rhythm beat; `store` is a beat store (built on

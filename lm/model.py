@@ -4,7 +4,7 @@ Why Llama-style (``LlamaConfig`` + ``LlamaForCausalLM``) rather than GPT-2:
 
 - **RoPE instead of a learned position table.** GPT-2 has ``n_positions`` learned embeddings and cannot
   address position ``n_positions``; with rotary embeddings nothing in the weights depends on the absolute
-  position, and :mod:`lm.sampling` slides a window over long generations without a table to run off.
+  position, and :mod:`ecg2llm.lm.sampling` slides a window over long generations without a table to run off.
 - **SDPA attention, RMSNorm, SwiGLU**: the modern recipe (nanochat, Llama, Chronos-Bolt's T5 aside)
   trains faster per FLOP at small scale and runs on PyTorch's fused attention kernels on CPU and GPU.
 - transformers 5's GPT-2 defaults its special ids to 50256, outside any ECG vocabulary (a trap listed in
@@ -16,7 +16,7 @@ Vocabulary layout (``V`` = the ECG tokenizer's vocabulary size)::
     V          PAD   (never trained on: crops are full length)
     V + 1      BOS   (first token of every training sequence and every generation)
     V + 2      EOS   (reserved; crops never end a record, so it is not trained)
-    V + 3 ..   control tokens of a conditional LM (``rhythm:AFIB``, ``beat:V``...; :mod:`lm.conditioning`)
+    V + 3 ..   control tokens of a conditional LM (``rhythm:AFIB``, ``beat:V``...; :mod:`ecg2llm.lm.conditioning`)
     ...        padding rows up to a multiple of ``vocab_multiple`` (64): matmul-friendly shapes on GPU
                (nanoGPT pads 50257 to 50304 for the same reason). Generation masks every id >= V.
 
@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from tokenizer.errors import ConfigError, TokenizerError
+from ecg2llm.core.errors import ConfigError, TokenizerError
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 TOKENIZER_SUBDIR = "tokenizer"  # a copy of the ECG tokenizer inside every saved LM folder
@@ -41,7 +41,7 @@ TOKENIZER_SUBDIR = "tokenizer"  # a copy of the ECG tokenizer inside every saved
 #: ``default`` (LM v2d, the unconditional generator) and ``conditional`` (LM v2, requested rhythms and beats) share
 #: one control vocabulary (tokenizer v2, rhythm prefix + beat labels, condition dropout); ``v1*`` are the
 #: tokenizer-v1 LMs.
-#: ``v3`` is LM v3 (a GPT over heartbeats on tokenizer v3, :mod:`lm.beatstream`; its detail head in ``detail/``).
+#: ``v3`` is LM v3 (a GPT over heartbeats on tokenizer v3, :mod:`ecg2llm.lm.beatstream`; its detail head in ``detail/``).
 SHIPPED = {"default": "configs/lm/v2d_default_ft.yaml", "conditional": "configs/lm/v2_conditional_ft.yaml",
            "v1": "configs/lm/tiny.yaml", "v1-conditional": "configs/lm/tiny_cond.yaml", "v3": "configs/lm/v3.yaml"}
 
@@ -75,12 +75,12 @@ def build_model(cfg, tok_record: dict[str, Any], conditioning=None):
 
     Parameters
     ----------
-    cfg : lm.config.LMTrainConfig
+    cfg : ecg2llm.lm.config.LMTrainConfig
         Model fields: ``n_layer``, ``n_head``, ``n_kv_head``, ``d_model``, ``d_ff``, ``context_length``,
         ``rope_theta``, ``attention_dropout``, ``tie_embeddings``, ``vocab_multiple``, ``init_std``.
     tok_record : dict
         :func:`tokenizer_record` of the ECG tokenizer.
-    conditioning : lm.conditioning.ConditionSpec, optional
+    conditioning : ecg2llm.lm.conditioning.ConditionSpec, optional
         Control tokens of a conditional LM (ids from ``codebook_size + 3``), saved as
         ``config.ecg_conditioning``.
 
@@ -137,9 +137,9 @@ def num_parameters(model, exclude_embeddings: bool = False) -> int:
 def resolve_model_dir(model: str | Path) -> Path:
     """A shipped LM by name -- ``"default"`` / ``"conditional"`` (LM v2 on tokenizer v2), ``"v1"`` /
     ``"v1-conditional"`` (the tokenizer-v1 tiny LMs) in ``lm/pretrained/`` --, a local folder (or the run
-    directory holding ``final/``), or a Hugging Face Hub id (:func:`tokenizer.utils.hub.resolve_folder`, the
+    directory holding ``final/``), or a Hugging Face Hub id (:func:`ecg2llm.core.hub.resolve_folder`, the
     one loader every model folder goes through)."""
-    from tokenizer.utils.hub import resolve_folder
+    from ecg2llm.core.hub import resolve_folder
 
     p = Path(model)
     if str(model) in SHIPPED and not p.exists() and not (PRETRAINED_DIR / str(model) / "config.json").is_file():
@@ -185,13 +185,13 @@ def load_tokenizer_for(lm_config, folder: Path | None = None, tokenizer: str | P
     """
     from safetensors.torch import load_file
 
-    from tokenizer.base import ECGTokenizer
+    from ecg2llm.tokenizer.base import ECGTokenizer
 
     rec = getattr(lm_config, "ecg_tokenizer", None)
     if not isinstance(rec, dict) or "config" not in rec:
         raise TokenizerError("this LM's config carries no ECG tokenizer record (config.ecg_tokenizer)")
-    from tokenizer.base import PRETRAINED_DIR as TOK_PRETRAINED
-    from tokenizer.utils.hub import resolve_folder
+    from ecg2llm.tokenizer.base import PRETRAINED_DIR as TOK_PRETRAINED
+    from ecg2llm.core.hub import resolve_folder
 
     if tokenizer is not None:
         name = tokenizer

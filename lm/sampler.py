@@ -1,7 +1,7 @@
 """The one generation loop of LM v3, steered by a list of ``transformers`` logits processors.
 
 :func:`generate_tokens` appends ``n_new`` tokens to a batch of prompts (BOS + control prefix, optionally a
-real beginning) with a KV cache (:class:`lm.kvdecode.KVDecoder`), and at each step hands the full sequence
+real beginning) with a KV cache (:class:`ecg2llm.lm.kvdecode.KVDecoder`), and at each step hands the full sequence
 so far and the next-token logits to a :class:`transformers.LogitsProcessorList`: every kind of steering
 is one processor with one ``__call__(input_ids, scores) -> scores``, as in ``transformers.generate``:
 
@@ -92,7 +92,7 @@ class ClassifierFreeGuidance(LogitsProcessor):
 class TypeMask(LogitsProcessor):
     """Only the ids of the token type due at the next position (``table[slot_of(position)]``).
 
-    ``table``: ``(slots, V)`` bool (:meth:`lm.beat_layout.BeatLayout.allowed_table`); ``slot_of``: position
+    ``table``: ``(slots, V)`` bool (:meth:`ecg2llm.lm.beat_layout.BeatLayout.allowed_table`); ``slot_of``: position
     of the next token (0 = BOS) -> row.
     """
 

@@ -1,6 +1,6 @@
 """Synthetic ECG records from a trained LM: tokens -> millivolts -> an ECG folder.
 
-Library side of ``lm/generate.py``. The output is written by :func:`tokenizer.folder.write_folder` (the one
+Library side of ``lm/generate.py``. The output is written by :func:`ecg2llm.tokenizer.folder.write_folder` (the one
 writer of the one folder format, replaced atomically; a non-empty folder without a manifest is refused):
 ``sample_000.npy`` / ``.hea`` / ``.dat`` in mV at the tokenizer's rate, ``sample_000.atr`` for conditional
 LMs (beat labels at the R peaks as MIT-BIH symbols, rhythm notes ``+`` with ``(AFIB``..., readable by
@@ -8,9 +8,9 @@ LMs (beat labels at the R peaks as MIT-BIH symbols, rhythm notes ``+`` with ``(A
 without the prompt) and ``manifest.json`` (per-sample prompt, model, tokenizer, sampling settings, seed,
 guidance, texture, throughput).
 
-Two LM generations share this path. v1 LMs (no :class:`lm.control.ControlSpec`) sample through
-:mod:`lm.sampling` exactly as before. LM v2 (``source:``/``lead:`` tokens, trained with condition dropout)
-samples through :func:`lm.guidance.sample_guided`: ``source``/``lead`` pick the prefix (default
+Two LM generations share this path. v1 LMs (no :class:`ecg2llm.lm.control.ControlSpec`) sample through
+:mod:`ecg2llm.lm.sampling` exactly as before. LM v2 (``source:``/``lead:`` tokens, trained with condition dropout)
+samples through :func:`ecg2llm.lm.guidance.sample_guided`: ``source``/``lead`` pick the prefix (default
 ``mitdb``/``MLII``) and ``guidance`` the classifier-free guidance scale (None: conditional branch only).
 Independently, a tokenizer with a texture model (tokenizer v2, ``tok.has_texture``) decodes with
 ``texture=True`` by default, seeded per sample by :func:`texture_seed` (same seed => same output), and
@@ -27,10 +27,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from tokenizer.ecg import write_annotations
-from tokenizer.errors import ConfigError
-from tokenizer.folder import check_replaceable, write_folder
-from tokenizer.utils.io import git_sha, sha256_file, versions
+from ecg2llm.tokenizer.ecg import write_annotations
+from ecg2llm.core.errors import ConfigError
+from ecg2llm.tokenizer.folder import check_replaceable, write_folder
+from ecg2llm.core.io import git_sha, sha256_file, versions
 
 from .beatcache import BeatCacheParams
 from .beatcache import resolve as resolve_beat_cache
@@ -45,7 +45,7 @@ class GenerateConfig:
     """Fields of ``lm/generate.py`` (``python lm/generate.py --help`` lists them as flags).
 
     The one generation request: ``lm/generate.py``, :meth:`ecg2llm.ECGPipeline.generate` and LM v3's sampling
-    loop (:class:`lm.beat_generate.BeatLM`, :mod:`lm.sampler`) all take it. An LM v3 reads the general fields
+    loop (:class:`ecg2llm.lm.beat_generate.BeatLM`, :mod:`ecg2llm.lm.sampler`) all take it. An LM v3 reads the general fields
     plus ``detail``; the LM v2 sampler rules (``grammar``, ``beat_cache``, ``label_gap``, ``lead_guidance``)
     do not exist on the v3 path (``grammar`` is ignored there, the others are refused if set).
     """
@@ -111,7 +111,7 @@ class GenerateConfig:
 
 def _prompt_ids(cfg: GenerateConfig, tok) -> tuple[np.ndarray, float, int]:
     """Tokens of the real prefix, its exact length in seconds, and its first sample in the record."""
-    from tokenizer.data import read_record, resolve_data_dir
+    from ecg2llm.tokenizer.data import read_record, resolve_data_dir
 
     rec = read_record(str(cfg.prompt_record), resolve_data_dir(cfg.data_dir), lead=cfg.prompt_lead,
                       annotations=False)
@@ -230,11 +230,11 @@ class Synthesis:
     total_s: float
     texture: bool = False           # decoded with texture (tokenizer v2)
     texture_seeds: list | None = None  # per sample, the texture seed (texture_seed(seed, i)), else None
-    lm_version: int = 1             # 2: sampled by lm.guidance.sample_guided (source/lead/guidance)
+    lm_version: int = 1             # 2: sampled by ecg2llm.lm.guidance.sample_guided (source/lead/guidance)
     wander: bool = False            # a sampled baseline added (tokenizer wander model, with texture)
-    beat_cache: dict | None = None  # the beat cache sampled with (lm.beatcache.BeatCacheParams), else None
+    beat_cache: dict | None = None  # the beat cache sampled with (ecg2llm.lm.beatcache.BeatCacheParams), else None
     lead_guidance: dict | None = None  # {"scale", "lead", "contrast_lead"} when lead guidance was on, else None
-    kv_cache: str | None = None     # LM v2: the KV cache sampled with (lm.kvdecode: float32 | float16), else None
+    kv_cache: str | None = None     # LM v2: the KV cache sampled with (ecg2llm.lm.kvdecode: float32 | float16), else None
 
 
 def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, params: SamplingParams | None = None,
@@ -264,7 +264,7 @@ def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, p
         Conditional LMs: ``(stream, rhythm, events)`` of the prompt's own labels (:func:`_prompt_labels`).
     guidance : float, optional
         LM v2 trained with condition dropout: classifier-free guidance scale
-        (:func:`lm.guidance.sample_guided`; None = conditional branch only, 1 = the same samples,
+        (:func:`ecg2llm.lm.guidance.sample_guided`; None = conditional branch only, 1 = the same samples,
         > 1 = stronger adherence, 0 = unconditional).
         A v1 LM refuses it.
     source, lead : str, optional
@@ -277,24 +277,24 @@ def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, p
         band, and real recordings wander. ``False``: the clean band, no baseline.
     grammar : bool
         LM v2 with a rhythm condition: constrain the drawn beat labels to that rhythm's grammar
-        (:mod:`lm.grammar`; ``rhythm:N``/``B``/``T``/``VT``). No effect on v1 LMs or other rhythms.
+        (:mod:`ecg2llm.lm.grammar`; ``rhythm:N``/``B``/``T``/``VT``). No effect on v1 LMs or other rhythms.
     beat_cache : float, optional
         Conditional LM v2: strength of the beat cache, which tethers each code to the same phase of the
-        sample's previous beats (:mod:`lm.beatcache`; the shape fitted for this LM where its config records
+        sample's previous beats (:mod:`ecg2llm.lm.beatcache`; the shape fitted for this LM where its config records
         one, ``ecg_beat_cache``; 0.25 is the shipped LM's likelihood-optimal strength). None or 0: the LM
         alone (the default). A v1 LM refuses a non-zero strength.
     lead_guidance, contrast_lead : float, str, optional
-        LM v2: lead-contrast guidance (:func:`lm.guidance.sample_guided`): push each token away from what
+        LM v2: lead-contrast guidance (:func:`ecg2llm.lm.guidance.sample_guided`): push each token away from what
         the LM would draw under ``contrast_lead`` (default V1, or MLII for ``lead="V1"``). 1: off. None: the
         LM's default for a requested condition (:func:`condition_default`; ``default`` switches it on at 2
         for ``rhythm:VT``), else off. A v1 LM refuses it.
     kv_cache : str
-        LM v2: the decoder's KV cache (:mod:`lm.kvdecode`): ``"auto"`` (float16 with a compiled attention
+        LM v2: the decoder's KV cache (:mod:`ecg2llm.lm.kvdecode`): ``"auto"`` (float16 with a compiled attention
         kernel on CPU where ``torch.compile`` works, ~1.3x faster; else float32), ``"float32"``, ``"float16"``.
         The same distribution either way; identical arrays need the same cache. v1 LMs ignore it.
     label_gap : float, optional
         Conditional LM v2 without a requested rhythm: seconds after which a beat label is forced in a
-        sequence with a labelled rhythm prefix (:class:`lm.grammar.LabelGap`, e.g. 2.0). None or 0: off.
+        sequence with a labelled rhythm prefix (:class:`ecg2llm.lm.grammar.LabelGap`, e.g. 2.0). None or 0: off.
         A v1 LM refuses it.
     """
     prompt = np.zeros(0, np.int64) if prompt is None else np.asarray(prompt, np.int64)
@@ -496,17 +496,17 @@ def generate(cfg: GenerateConfig) -> dict:
             "beats_per_class": _class_totals(annotations),
             "grammar": _grammar_used(cfg, ctl)},
         "lm_version": syn.lm_version,
-        "beat_cache": None if syn.beat_cache is None else {**syn.beat_cache, "module": "lm.beatcache"},
+        "beat_cache": None if syn.beat_cache is None else {**syn.beat_cache, "module": "ecg2llm.lm.beatcache"},
         "lead_guidance": None if syn.lead_guidance is None else {**syn.lead_guidance,
-                                                                 "sampler": "lm.guidance.sample_guided"},
+                                                                 "sampler": "ecg2llm.lm.guidance.sample_guided"},
         "guidance": None if ctl is None else {
             "scale": check_guidance(cfg.guidance), "source": cfg.source or "mitdb", "lead": lead,
-            "sampler": "lm.guidance.sample_guided"},
-        "texture": {"on": syn.texture, "seed": "texture_seed(seed, i) (lm.synthesize), per sample"
+            "sampler": "ecg2llm.lm.guidance.sample_guided"},
+        "texture": {"on": syn.texture, "seed": "texture_seed(seed, i) (ecg2llm.lm.synthesize), per sample"
                     if syn.texture else None,
                     "model": getattr(tok, "texture_kind", None) if syn.texture else None,
-                    "wander": {"on": True, "model": "tokenizer wander.json (tokenizer.wander)",
-                               "seed": "wander_seed(texture_seed(seed, i)) (lm.synthesize)"} if syn.wander else None},
+                    "wander": {"on": True, "model": "tokenizer wander.json (ecg2llm.tokenizer.wander)",
+                               "seed": "wander_seed(texture_seed(seed, i)) (ecg2llm.lm.synthesize)"} if syn.wander else None},
         "kv_cache": syn.kv_cache,
         "timing": {"sampling_s": t_sample, "sampling_and_decoding_s": t_total, "device": device,
                    "ecg_seconds_per_second": cfg.num_samples * cfg.seconds / t_total},
@@ -551,7 +551,7 @@ def generate_or_reuse(cfg: GenerateConfig, reuse: bool = True, log=print) -> Pat
 
 def _prompt_labels(cfg: GenerateConfig, tok, spec: ConditionSpec, prompt: np.ndarray, prompt_start: int):
     """A real prompt's own labels from the record's ``.atr``: ``(stream with labels, rhythm, events)``."""
-    from tokenizer.data import read_annotations
+    from ecg2llm.tokenizer.data import read_annotations
 
     from .conditioning import interleave, label_events
 
@@ -562,7 +562,7 @@ def _prompt_labels(cfg: GenerateConfig, tok, spec: ConditionSpec, prompt: np.nda
 
 
 def _grammar_used(cfg: GenerateConfig, ctl) -> dict | None:
-    """The rhythm grammar the sampler imposed (:mod:`lm.grammar`), as the manifest records it, or None."""
+    """The rhythm grammar the sampler imposed (:mod:`ecg2llm.lm.grammar`), as the manifest records it, or None."""
     from .grammar import GRAMMARS
 
     rhythms = [c.split(":", 1)[1] for c in cfg.condition if str(c).startswith("rhythm:")]
@@ -570,7 +570,7 @@ def _grammar_used(cfg: GenerateConfig, ctl) -> dict | None:
     if not (cfg.grammar and ctl is not None and ctl.conditional and rhythms and rhythms[0] in GRAMMARS
             and not beats):
         return None
-    return {"rhythm": rhythms[0], "pattern": [list(r) for r in GRAMMARS[rhythms[0]]], "module": "lm.grammar"}
+    return {"rhythm": rhythms[0], "pattern": [list(r) for r in GRAMMARS[rhythms[0]]], "module": "ecg2llm.lm.grammar"}
 
 
 def _class_totals(annotations) -> dict | None:

@@ -2,9 +2,9 @@
 
 Follows transformers' ``run_clm_no_trainer.py`` with its known bugs fixed (see HOUSE-STYLE.md):
 optimizer steps are counted and checkpoints saved on ``accelerator.sync_gradients`` only; the "resume
-latest" branch is real and tested; evaluation weights every token equally (:mod:`lm.evaluation`); the
+latest" branch is real and tested; evaluation weights every token equally (:mod:`ecg2llm.lm.evaluation`); the
 learning rate is a pure function of the step (no prepared scheduler, which Accelerate would step once per
-process); the data position is a pure function of the step (:mod:`lm.data`).
+process); the data position is a pure function of the step (:mod:`ecg2llm.lm.data`).
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tokenizer.errors import ConfigError
-from tokenizer.utils.io import atomic_path, ensure_writable_dir, write_json, write_run_info
+from ecg2llm.core.errors import ConfigError
+from ecg2llm.core.io import atomic_path, ensure_writable_dir, write_json, write_run_info
 
 from . import checkpoints as ck
 from .baselines import baseline_metrics, fit_baselines
@@ -77,7 +77,7 @@ def _optimizer(model, cfg):
 
 
 def _load_tokenizer(cfg):
-    from tokenizer.base import ECGTokenizer
+    from ecg2llm.tokenizer.base import ECGTokenizer
 
     tok = ECGTokenizer.from_pretrained(cfg.tokenizer)
     rec = tokenizer_record(tok)

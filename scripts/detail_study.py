@@ -5,7 +5,7 @@ Launch::
     python scripts/detail_study.py --store runs/store/beats_v3 --out docs/results/lm_v3_detail.json \\
         --save runs/detail_v3 [--steps 1500]
 
-Trains the non-autoregressive detail head (:mod:`lm.beat_detail`: an MLP over the coarse tokens of beats
+Trains the non-autoregressive detail head (:mod:`ecg2llm.lm.beat_detail`: an MLP over the coarse tokens of beats
 i-2..i+2 and the RR tokens around them) on the DS1 training records of the beat store (MIT-BIH, every
 training lead), then compares, on the validation records' MLII beats (their real RR and coarse tokens):
 
@@ -22,25 +22,23 @@ sides share coarse tokens and timeline).
 import os
 import sys
 
-if __name__ == "__main__":
-    sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import argparse  # noqa: E402
-import time  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import time
+from datetime import datetime, timezone
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 
 def main(argv=None):
-    from lm.beat_detail import SUBDIR, evaluate, load_detail, save_detail, train_detail
-    from lm.beat_layout import BeatLayout
-    from lm.beat_tokens import make_beat_tokens
-    from lm.beat_train import load_beat_tokenizer
-    from lm.beatstream import load_records
-    from tokenizer.utils.io import git_sha, write_json
+    from ecg2llm.lm.beat_detail import SUBDIR, evaluate, load_detail, save_detail, train_detail
+    from ecg2llm.lm.beat_layout import BeatLayout
+    from ecg2llm.lm.beat_tokens import make_beat_tokens
+    from ecg2llm.lm.beat_train import load_beat_tokenizer
+    from ecg2llm.lm.beatstream import load_records
+    from ecg2llm.core.io import git_sha, write_json
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--store", default="runs/store/beats_v3")

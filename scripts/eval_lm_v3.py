@@ -7,9 +7,9 @@ Launch::
 
 Generated: ``--n`` unconditional samples of ``--seconds`` (``source:mitdb lead:MLII``, null conditions).
 Real: ``--n`` random ``--seconds`` MLII windows of DS2 (seed ``--seed``). On both, per 30-s window the
-scorecard's ``beat_consistency`` (:func:`eval.clinical.clinical_features`: median Pearson r of each beat's
+scorecard's ``beat_consistency`` (:func:`ecg2llm.eval.scorecard.clinical.clinical_features`: median Pearson r of each beat's
 QRS-T with the window's median beat, neurokit2 R peaks) and heart rate; per 10-s window the regular share
-(RR CV < 0.1, wfdb XQRS, :mod:`lm.rhythm_check`). Bits: the LM's negative log-likelihood per beat (the
+(RR CV < 0.1, wfdb XQRS, :mod:`ecg2llm.lm.rhythm_check`). Bits: the LM's negative log-likelihood per beat (the
 label, RR and coarse tokens of each beat after the control prefix) and per ECG second, on whole-context
 tiles of the validation records and of DS2. Speed: ECG seconds per second at batch ``--bench_batch`` x
 ``--seconds`` (beat stream + detail + decode), on this machine's CPU threads.
@@ -17,22 +17,20 @@ tiles of the validation records and of DS2. Speed: ECG seconds per second at bat
 import os
 import sys
 
-if __name__ == "__main__":
-    sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import time  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
+import argparse
+import json
+import math
+import time
+from datetime import datetime, timezone
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
 
 def real_windows(data_dir, n: int, seconds: float, seed: int) -> np.ndarray:
-    from tokenizer.data import read_record
-    from tokenizer.splits import DS2
+    from ecg2llm.tokenizer.data import read_record
+    from ecg2llm.tokenizer.splits import DS2
 
     rng = np.random.default_rng(seed)
     sig = {r: read_record(r, data_dir, lead="MLII", annotations=False).signal for r in DS2}
@@ -46,8 +44,8 @@ def real_windows(data_dir, n: int, seconds: float, seed: int) -> np.ndarray:
 
 
 def window_stats(x: np.ndarray, fs: float) -> dict:
-    from eval.clinical import clinical_features
-    from lm.rhythm_check import rhythm_stats
+    from ecg2llm.eval.scorecard.clinical import clinical_features
+    from ecg2llm.lm.rhythm_check import rhythm_stats
 
     f = clinical_features(x, fs)
     bc, hr = f["beat_consistency"], f["hr_bpm"]
@@ -64,7 +62,7 @@ def window_stats(x: np.ndarray, fs: float) -> dict:
 @torch.inference_mode()
 def bits(blm, corpus, split: str, length: int) -> dict:
     """NLL per beat (its 2 + Kc tokens) and per ECG second over whole-context tiles of ``split``."""
-    from lm.beat_layout import N_PREFIX
+    from ecg2llm.lm.beat_layout import N_PREFIX
 
     tiles = torch.as_tensor(corpus.tiles(split, length - 1))
     x = torch.cat([torch.full((len(tiles), 1), blm.bos), tiles], 1)
@@ -84,10 +82,10 @@ def bits(blm, corpus, split: str, length: int) -> dict:
 
 def main(argv=None):
     """Measure and write the JSON (command, git sha, date included)."""
-    from lm.beat_generate import BeatLM
-    from lm.beatstream import BeatCorpus, load_records
-    from lm.synthesize import GenerateConfig
-    from tokenizer.utils.io import git_sha, write_json
+    from ecg2llm.lm.beat_generate import BeatLM
+    from ecg2llm.lm.beatstream import BeatCorpus, load_records
+    from ecg2llm.lm.synthesize import GenerateConfig
+    from ecg2llm.core.io import git_sha, write_json
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="lm/pretrained/v3")
@@ -125,7 +123,7 @@ def main(argv=None):
         "regular_share_10s": _goal(g["regular_share_10s_xqrs"], r["regular_share_10s_xqrs"], 0.10),
         "hr_median_bpm": _goal(g["hr_median_bpm"], r["hr_median_bpm"], 5.0)}
     if a.bits.lower() == "true":
-        from lm.beat_layout import BeatLayout
+        from ecg2llm.lm.beat_layout import BeatLayout
 
         records, meta = load_records(a.store)
         corpus = BeatCorpus(records, blm.spec, BeatLayout.from_dict(meta["layout"]), blm.model.config.pad_token_id)

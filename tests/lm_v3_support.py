@@ -3,7 +3,7 @@
 ``NaiveBeatTokenizer`` cuts R-aligned windows (-0.25 s ... +0.45 s), projects them on a fixed cosine basis
 (coarse: the first ``kc`` coefficients, detail: the next ``kd``), quantizes each uniformly over +-3 sd,
 and codes each RR interval in 48 log-spaced bins (0.25-2.5 s). It implements what LM v3 uses of
-:class:`tokenizer.beat_tokenizer.BeatTokenizer` (``encode_beats``, ``decode_beats``, ``layout``,
+:class:`ecg2llm.tokenizer.beat_tokenizer.BeatTokenizer` (``encode_beats``, ``decode_beats``, ``layout``,
 ``rr_seconds``, ``decode_coarse``, ``save_pretrained``) so the LM can be tested without the trained one.
 Never shipped.
 """

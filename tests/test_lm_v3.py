@@ -16,9 +16,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lm_v3_support import NaiveBeatTokenizer  # noqa: E402
 
-from lm.beat_layout import N_PREFIX, BeatLayout, beat_condition  # noqa: E402
-from lm.control import ControlSpec  # noqa: E402
-from tokenizer.errors import ConfigError  # noqa: E402
+from ecg2llm.lm.beat_layout import N_PREFIX, BeatLayout, beat_condition  # noqa: E402
+from ecg2llm.lm.control import ControlSpec  # noqa: E402
+from ecg2llm.core.errors import ConfigError  # noqa: E402
 
 RECORDS = ["101", "106", "100"]  # valid, train, test
 
@@ -41,11 +41,11 @@ def spec(layout):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, data_dir):
     """A 12-step LM v3 run on three records (stand-in tokenizer), with a detail head."""
-    import lm.beat_train as bt
-    from lm.beat_detail import SUBDIR, save_detail, train_detail
-    from lm.beatstream import load_records
-    from lm.config import LMTrainConfig
-    from lm.trainer import Trainer
+    import ecg2llm.lm.beat_train as bt
+    from ecg2llm.lm.beat_detail import SUBDIR, save_detail, train_detail
+    from ecg2llm.lm.beatstream import load_records
+    from ecg2llm.lm.config import LMTrainConfig
+    from ecg2llm.lm.trainer import Trainer
 
     tmp = tmp_path_factory.mktemp("lm3")
     mp = pytest.MonkeyPatch()
@@ -98,7 +98,7 @@ def test_beat_condition():
 
 # ------------------------------------------------------------------------------------------ corpus
 def test_corpus_crops_are_beat_aligned(run, spec):
-    from lm.beatstream import BeatCorpus
+    from ecg2llm.lm.beatstream import BeatCorpus
 
     lay = BeatLayout.from_dict(json.loads((run["store"] / "meta.json").read_text())["layout"])
     sp = ControlSpec(first_id=lay.codebook_size + 3, conditional=True, condition_dropout=0.5)
@@ -142,7 +142,7 @@ def _tiny_lm(vocab=40):
 
 
 def test_branch_matches_full_forward_and_slides():
-    from lm.sampler import Branch
+    from ecg2llm.lm.sampler import Branch
 
     model = _tiny_lm()
     ids = torch.randint(0, 40, (2, 30))
@@ -163,7 +163,7 @@ def test_branch_matches_full_forward_and_slides():
 
 
 def test_cfg_scale_one_is_conditional_and_zero_is_null():
-    from lm.sampler import ClassifierFreeGuidance
+    from ecg2llm.lm.sampler import ClassifierFreeGuidance
 
     model = _tiny_lm()
     ids = torch.randint(0, 40, (3, 12))
@@ -178,7 +178,7 @@ def test_cfg_scale_one_is_conditional_and_zero_is_null():
 
 
 def test_type_mask_only_allows_due_type(layout, spec):
-    from lm.sampler import TypeMask
+    from ecg2llm.lm.sampler import TypeMask
 
     v = spec.first_id + spec.n_tokens
     table = layout.allowed_table(spec, v)
@@ -189,8 +189,8 @@ def test_type_mask_only_allows_due_type(layout, spec):
 
 # ------------------------------------------------------------------------------------------ generation
 def test_generate_beats_end_to_end(run, tmp_path, monkeypatch):
-    import lm.beat_train as bt
-    from lm.synthesize import GenerateConfig, generate
+    import ecg2llm.lm.beat_train as bt
+    from ecg2llm.lm.synthesize import GenerateConfig, generate
 
     monkeypatch.setattr(bt, "load_beat_tokenizer", lambda name: NaiveBeatTokenizer())
     cfg = GenerateConfig(model=str(run["final"]), num_samples=3, seconds=6, batch_size=2, out=str(tmp_path / "g"),
@@ -206,8 +206,8 @@ def test_generate_beats_end_to_end(run, tmp_path, monkeypatch):
 
 
 def test_v3_refuses_v2_rules(run, tmp_path, monkeypatch):
-    import lm.beat_train as bt
-    from lm.synthesize import GenerateConfig, generate
+    import ecg2llm.lm.beat_train as bt
+    from ecg2llm.lm.synthesize import GenerateConfig, generate
 
     monkeypatch.setattr(bt, "load_beat_tokenizer", lambda name: NaiveBeatTokenizer())
     with pytest.raises(ConfigError, match="no sampler rules"):
@@ -219,7 +219,7 @@ def test_v3_refuses_v2_rules(run, tmp_path, monkeypatch):
 
 
 def test_detail_head_beats_the_prior(run):
-    from lm.beat_detail import evaluate, load_detail
+    from ecg2llm.lm.beat_detail import evaluate, load_detail
 
     records = run["records"]
     lay = BeatLayout.from_dict(json.loads((run["store"] / "meta.json").read_text())["layout"])
@@ -238,7 +238,7 @@ def test_two_process_launch_with_tokenizer_v3(tmp_path, data_dir):
     import os
     import subprocess
 
-    pytest.importorskip("tokenizer.beat_tokenizer")
+    pytest.importorskip("ecg2llm.tokenizer.beat_tokenizer")
     from conftest import free_port
 
     repo = Path(__file__).resolve().parents[1]
@@ -265,8 +265,8 @@ def test_two_process_launch_with_tokenizer_v3(tmp_path, data_dir):
 
 def test_pipeline_generates_with_one_request(run, monkeypatch):
     from ecg2llm.pipeline import ECGPipeline
-    from lm.model import load_lm
-    from lm.synthesize import GenerateConfig
+    from ecg2llm.lm.model import load_lm
+    from ecg2llm.lm.synthesize import GenerateConfig
 
     model, folder = load_lm(run["final"])
     pipe = ECGPipeline(model, NaiveBeatTokenizer(), folder)
@@ -278,7 +278,7 @@ def test_pipeline_generates_with_one_request(run, monkeypatch):
 
 
 def test_detail_modes(layout):
-    from lm.beat_detail import DetailConfig, DetailHead
+    from ecg2llm.lm.beat_detail import DetailConfig, DetailHead
 
     torch.manual_seed(0)
     head = DetailHead(DetailConfig(layout.n_rr, layout.n_coarse, layout.n_coarse_levels, layout.n_detail,
