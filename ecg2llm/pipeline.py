@@ -57,6 +57,14 @@ class ECGPipeline:
         self.model = model
         self.tokenizer = tokenizer
         self.folder = None if folder is None else Path(folder)
+        self._beat = None  # LM v3: its ecg2llm.lm.beat_generate.BeatLM (spec, layout, masks, detail head), built once
+        from ecg2llm.lm.beat_layout import is_beat_lm
+
+        if is_beat_lm(model):
+            from ecg2llm.lm.beat_detail import load_detail
+            from ecg2llm.lm.beat_generate import BeatLM
+
+            self._beat = BeatLM(model, tokenizer, load_detail(folder) if folder is not None else None)
 
     # ------------------------------------------------------------------------------------------ loading
     @classmethod
@@ -118,6 +126,13 @@ class ECGPipeline:
         model, folder = load_lm(source, dev)
         if dtype is not None:
             model = model.to(_torch_dtype(dtype))
+        from ecg2llm.lm.beat_layout import is_beat_lm
+
+        if is_beat_lm(model):  # LM v3: the beat tokenizer saved beside it
+            from ecg2llm.lm.beat_train import load_beat_tokenizer
+            from ecg2llm.lm.model import TOKENIZER_SUBDIR
+
+            return cls(model, load_beat_tokenizer(tokenizer or Path(folder) / TOKENIZER_SUBDIR), folder)
         tok = load_tokenizer_for(model.config, folder, tokenizer)
         return cls(model, tok, folder)
 
@@ -157,6 +172,8 @@ class ECGPipeline:
         """True for an LM v2 trained with condition dropout (``generate(guidance=...)`` works)."""
         from ecg2llm.lm.control import ControlSpec
 
+        if self._beat is not None:
+            return self._beat.spec.condition_dropout > 0
         ctl = ControlSpec.of_model(self.model)
         return ctl is not None and ctl.conditional and ctl.condition_dropout > 0
 
@@ -179,8 +196,13 @@ class ECGPipeline:
                  guidance: float | None = None, texture: bool | None = None, source: str | None = None,
                  lead: str | None = None, grammar: bool = True, beat_cache: float | None = None,
                  lead_guidance: float | None = None, contrast_lead: str | None = None,
-                 kv_cache: str = "auto", batch_size: int = 64, progress: bool = False) -> np.ndarray:
+                 kv_cache: str = "auto", batch_size: int = 64, progress: bool = False,
+                 request=None) -> np.ndarray:
         """Sample synthetic ECGs from scratch.
+
+        An LM v3 (beats) is sampled by :class:`ecg2llm.lm.beat_generate.BeatLM` from one request,
+        :class:`ecg2llm.lm.synthesize.GenerateConfig`: pass ``request=GenerateConfig(...)`` (its ``num_samples``,
+        ``seconds`` and sampling fields win), or the keyword arguments below, which fill one.
 
         Parameters
         ----------
@@ -252,6 +274,11 @@ class ECGPipeline:
         >>> y.shape
         (2, 720)
         """
+        if self._beat is not None:
+            return self._generate_beats(request, num_samples, seconds, seed=seed, temperature=temperature,
+                                        top_k=top_k, top_p=top_p, condition=condition, guidance=guidance,
+                                        texture=texture, source=source, lead=lead, batch_size=batch_size,
+                                        progress=progress)
         conds = self._check_conditions(condition)
         n, secs = self._check_sizes(num_samples, seconds)
         syn = self._synthesize(n, secs, seed=seed, temperature=temperature, top_k=top_k, top_p=top_p,
@@ -391,10 +418,23 @@ class ECGPipeline:
         from ecg2llm.lm.conditioning import ConditionSpec
         from ecg2llm.lm.control import ControlSpec
 
+        if self._beat is not None:
+            return self._beat.spec
         ctl = ControlSpec.of_model(self.model)
         if ctl is not None:
             return ctl if ctl.conditional else None
         return ConditionSpec.of_model(self.model)
+
+    def _generate_beats(self, request, num_samples, seconds, *, progress: bool = False, **kw) -> np.ndarray:
+        """LM v3: one :class:`ecg2llm.lm.synthesize.GenerateConfig` (given, or filled from the keyword arguments)."""
+        from ecg2llm.lm.synthesize import GenerateConfig
+
+        if request is None:
+            n, secs = self._check_sizes(num_samples, seconds)
+            kw["condition"] = self._check_conditions(kw.get("condition"))
+            request = GenerateConfig(num_samples=n, seconds=secs, **{k: v for k, v in kw.items() if v is not None})
+        signals, _, _, _ = self._beat.synthesize(request, progress=progress)
+        return signals[:, : round(request.seconds * self.fs)]  # (K, T) mV
 
     def _check_conditions(self, condition: str | Sequence[str] | None) -> list[str]:
         from ecg2llm.core.errors import ConfigError

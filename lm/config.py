@@ -51,6 +51,12 @@ class LMTrainConfig:
     input_noise: float = 0.0                 # share of input ECG codes moved to an FSQ lattice neighbour (targets
     #                                          stay clean; ecg2llm.lm.data.LatticeNoise); needs an FSQ tokenizer
     init_from: str | None = None             # LM folder whose weights start this run (pretrain -> fine-tune)
+    # LM v3 (lm/beatstream.py): the stream is beats of a beat tokenizer (tokenizer v3) -- per beat its label,
+    # RR and coarse tokens under the prefix BOS source lead rhythm beat; `store` is a beat store (built on
+    # first use), `sources` [mitdb] or [mitdb, cinc2017] (cinc_max_records recordings), `leads` the MIT-BIH
+    # training leads; condition_dropout nulls the rhythm and beat conditions independently.
+    beat_stream: bool = False
+    beat_condition_share: float = 0.1        # share of a crop's labelled beats of a class that makes it beat:<class>
 
     # ------------------------------------------------------------------ model (Llama-style, lm/model.py)
     n_layer: int = 4
@@ -124,7 +130,11 @@ class LMTrainConfig:
             raise ConfigError(f"condition_dropout must be in [0, 1], got {self.condition_dropout}")
         if not 0.0 <= self.input_noise < 1.0:
             raise ConfigError(f"input_noise must be in [0, 1) (a share of input codes), got {self.input_noise}")
-        if self.condition_dropout > 0 and not (self.conditioning and self.sources):
+        if not 0.0 < self.beat_condition_share <= 1.0:
+            raise ConfigError(f"beat_condition_share must be in (0, 1], got {self.beat_condition_share}")
+        if self.beat_stream and (self.input_noise > 0 or self.augment_views > 0):
+            raise ConfigError("beat_stream (LM v3) supports neither input_noise nor augment_views: set them to 0")
+        if self.condition_dropout > 0 and not (self.beat_stream or (self.conditioning and self.sources)):
             raise ConfigError("condition_dropout needs a v2 conditional run (conditioning: true and sources)")
         if self.source_weights:
             if len(self.source_weights) != len(self.sources):

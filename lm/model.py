@@ -41,8 +41,10 @@ TOKENIZER_SUBDIR = "tokenizer"  # a copy of the ECG tokenizer inside every saved
 #: ``default`` (LM v2d, the unconditional generator) and ``conditional`` (LM v2, requested rhythms and beats) share
 #: one control vocabulary (tokenizer v2, rhythm prefix + beat labels, condition dropout); ``v1*`` are the
 #: tokenizer-v1 LMs.
+#: ``v3`` is LM v3 (a GPT over heartbeats on tokenizer v3, :mod:`ecg2llm.lm.beatstream`; its detail head in
+# ``detail/``).
 SHIPPED = {"default": "configs/lm/v2d_default_ft.yaml", "conditional": "configs/lm/v2_conditional_ft.yaml",
-           "v1": "configs/lm/tiny.yaml", "v1-conditional": "configs/lm/tiny_cond.yaml"}
+           "v1": "configs/lm/tiny.yaml", "v1-conditional": "configs/lm/tiny_cond.yaml", "v3": "configs/lm/v3.yaml"}
 
 
 def special_ids(codebook_size: int) -> dict[str, int]:

@@ -36,13 +36,21 @@ from .beatcache import BeatCacheParams
 from .beatcache import resolve as resolve_beat_cache
 from .conditioning import ConditionSpec, events_to_annotations
 from .control import ControlSpec
+from .decode_options import has_texture, resolve_texture, texture_seed, wander_seed  # noqa: F401 (public here)
 from .model import load_lm, load_tokenizer_for
 from .sampling import SamplingParams, check_stateless, sample_tokens
 
 
 @dataclass
 class GenerateConfig:
-    """Fields of ``lm/generate.py`` (``python lm/generate.py --help`` lists them as flags)."""
+    """Fields of ``lm/generate.py`` (``python lm/generate.py --help`` lists them as flags).
+
+    The one generation request: ``lm/generate.py``, :meth:`ecg2llm.ECGPipeline.generate` and LM v3's sampling
+    loop (:class:`ecg2llm.lm.beat_generate.BeatLM`, :mod:`ecg2llm.lm.sampler`) all take it. An LM v3 reads the general
+    fields
+    plus ``detail``; the LM v2 sampler rules (``grammar``, ``beat_cache``, ``label_gap``, ``lead_guidance``)
+    do not exist on the v3 path (``grammar`` is ignored there, the others are refused if set).
+    """
 
     model: str = "default"              # LM folder (<run>/final) or "default" (the shipped one)
     tokenizer: str | None = None        # override the tokenizer folder (default: the LM's own copy)
@@ -72,6 +80,7 @@ class GenerateConfig:
     lead_guidance: float | None = None  # LM v2: lead-contrast guidance (e.g. 2); 1 = off; none = the LM's default
     contrast_lead: str | None = None    # LM v2: the lead lead guidance pushes away from (none = V1, or MLII for V1)
     kv_cache: str = "auto"              # LM v2: auto | float32 | float16 (lm/kvdecode.py; auto = float16 on CPU)
+    detail: str = "mean"                # LM v3: detail tokens from the detail head: mean | argmax | sample | persist
     device: str = "auto"                # auto | cpu | cuda
     num_threads: int = 0                # torch CPU threads; 0 = library default
 
@@ -97,6 +106,9 @@ class GenerateConfig:
         from .kvdecode import check_kv_cache
 
         check_kv_cache(self.kv_cache, "--kv_cache")
+        if self.detail not in ("mean", "argmax", "sample", "persist"):
+            raise ConfigError(f"detail must be mean, argmax, sample or persist (LM v3's detail head, "
+                              f"lm/beat_detail.py), got {self.detail!r}")
 
 
 def _prompt_ids(cfg: GenerateConfig, tok) -> tuple[np.ndarray, float, int]:
@@ -124,60 +136,6 @@ def check_guidance(guidance) -> float | None:
 
     return check_scale(guidance, "guidance", example=" (e.g. 2.0) or None",
                        meaning="1 = conditional sampling, > 1 = stronger adherence")
-
-
-def has_texture(tok) -> bool:
-    """Whether ``tok`` can decode with texture (tokenizer v2 with a fitted texture model)."""
-    return bool(getattr(tok, "has_texture", False))
-
-
-def resolve_texture(tok, texture: bool | None) -> bool:
-    """The texture setting to decode with: ``None`` -> on exactly when the tokenizer has a texture model.
-
-    Raises
-    ------
-    ConfigError
-        ``texture=True`` for a tokenizer without texture (tokenizer v1, or v2 never fitted).
-    """
-    if texture is None:
-        return has_texture(tok)
-    if not isinstance(texture, (bool, np.bool_)):
-        raise ConfigError(f"texture must be True, False or None (automatic), got {texture!r}")
-    if texture and not has_texture(tok):
-        raise ConfigError(f"texture=True needs a tokenizer v2 with a fitted texture model; this LM's "
-                          f"{getattr(tok, 'tokenizer_type', type(tok).__name__)!r} tokenizer has none: "
-                          f"leave texture unset (or false)")
-    return bool(texture)
-
-
-def texture_seed(seed: int, i: int) -> int:
-    """Seed of sample ``i``'s texture decode when the sampling seed is ``seed``.
-
-    A hash of ``(seed, i)`` (``numpy.random.SeedSequence``), so it does not depend on the batch size and is
-    not the seed of any sampling batch (those use ``seed + batch index``). Recorded per sample in the
-    manifest (``texture_seed``): ``tok.decode(ids, texture=True, seed=texture_seed(seed, i))`` redoes it.
-
-    Parameters
-    ----------
-    seed : int
-        The sampling seed (``--seed``).
-    i : int
-        Index of the sample in the call.
-
-    Returns
-    -------
-    int
-        A seed in ``[0, 2**32)``.
-    """
-    return int(np.random.SeedSequence([int(seed) % 2 ** 63, int(i), 0x7E47]).generate_state(1)[0])
-
-
-def wander_seed(texture_seed_i: int) -> int:
-    """Seed of a sample's baseline (wander) draw, from its texture seed (:func:`texture_seed`).
-
-    ``tok.sample_state(n, seed=wander_seed(texture_seed(seed, i)))`` redoes sample ``i``'s baseline.
-    """
-    return int(np.random.SeedSequence([int(texture_seed_i), 0xBA5E]).generate_state(1)[0])
 
 
 def check_request(model, tok, *, guidance=None, source: str | None = None, lead: str | None = None,
@@ -420,6 +378,12 @@ def generate(cfg: GenerateConfig) -> dict:
     out = Path(cfg.out)
     check_replaceable(out, "lm/generate.py")
     model, folder = load_lm(cfg.model, device)
+    from .beat_layout import is_beat_lm
+
+    if is_beat_lm(model):  # LM v3: beats, one sampler loop with logits processors (lm/beat_generate.py)
+        from .beat_generate import generate_beats
+
+        return generate_beats(cfg, model, folder, device)
     tok = load_tokenizer_for(model.config, folder, cfg.tokenizer)
     check_stateless(tok)
     rec = model.config.ecg_tokenizer

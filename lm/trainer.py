@@ -109,17 +109,32 @@ class Trainer:
         self.resume = resume
         self.log = JsonlLog(self.out / "train_log.jsonl", acc.is_main_process)
 
-        self.tok, self.tok_rec = _load_tokenizer(cfg)
-        self.spec = None
-        if cfg.sources:  # LM v2: several stores, every lead, source/lead prefixes (lm/mixture.py)
+        self.spec = self.beat = None
+        if cfg.beat_stream:  # LM v3: beats of a beat tokenizer (lm/beatstream.py, lm/beat_train.py)
+            from . import beat_train
+            from .beatstream import open_beat_corpus
+            from .model import special_ids
+
+            beat_train.check_config(cfg)
+            self.tok = beat_train.load_beat_tokenizer(cfg.tokenizer)
+            with acc.main_process_first():
+                from .beat_layout import BeatLayout
+
+                pad = special_ids(BeatLayout.from_tokenizer(self.tok).codebook_size)["pad_token_id"]
+                source, self.spec, self.beat = open_beat_corpus(cfg, self.tok, pad)
+            self.store = source
+            self.tok_rec = beat_train.tokenizer_record(self.tok, source, str(cfg.tokenizer))
+        elif cfg.sources:  # LM v2: several stores, every lead, source/lead prefixes (lm/mixture.py)
             from .mixture import open_corpus
 
+            self.tok, self.tok_rec = _load_tokenizer(cfg)
             with acc.main_process_first():
                 self.store, source, self.spec = open_corpus(cfg, self.tok)
         else:
+            self.tok, self.tok_rec = _load_tokenizer(cfg)
             self.store = open_or_build_store(cfg, self.tok, acc)
             source = self.store
-        if cfg.conditioning and not cfg.sources:
+        if cfg.conditioning and not cfg.sources and not cfg.beat_stream:
             from .conditioning import ConditionedCorpus, ConditionSpec
 
             self.spec = ConditionSpec(first_id=int(self.tok.vocab_size) + 3, lead_s=float(cfg.condition_lead_s))
@@ -129,6 +144,8 @@ class Trainer:
         self.source = source
         set_seed(cfg.seed)  # identical initial weights on every process
         model = build_model(cfg, self.tok_rec, self.spec)
+        if self.beat is not None:
+            beat_train.mark_model(model, self.beat, self.spec)
         if cfg.init_from:
             from .finetune import init_from_pretrained
 
@@ -179,7 +196,7 @@ class Trainer:
                 vocab = self.store.vocab_size
             self.baselines = fit_baselines(train_seqs, vocab, self.val_final)
         tps = self.tok_rec["tokens_per_second"]
-        if self.spec is not None:  # control tokens add to the tokens per ECG-second (bits/s stay honest)
+        if self.spec is not None and self.beat is None:  # control tokens add to the tokens per ECG-second
             seqs = source.sequences("train")
             n_all = sum(len(q) for q in seqs)
             n_codes = sum(int((q < self.spec.first_id).sum()) for q in seqs)
@@ -189,7 +206,8 @@ class Trainer:
                            "tokens_per_ecg_second": tps, "codebook_size": self.tok_rec["codebook_size"],
                            "conditioning": self.spec.to_dict() if self.spec is not None else None}
         if acc.is_main_process:
-            write_run_info(self.out, self.run_config, tokenizer=self.tok.describe(),
+            write_run_info(self.out, self.run_config,
+                           tokenizer=self.tok.describe() if hasattr(self.tok, "describe") else self.tok_rec,
                            device=str(acc.device), resumed_from=str(resume) if resume else None)
         if cfg.report_to != "none":
             acc.init_trackers(cfg.wandb_project, config=flat_config(self.run_config),
@@ -227,7 +245,7 @@ class Trainer:
     def _figure(self, step: int) -> None:
         """Generated 10-s ECGs beside decoded real ones: PNG in the run dir and to the tracker."""
         cfg, acc = self.cfg, self.acc
-        if not acc.is_main_process or cfg.figure_samples < 1 or self.tok_rec["needs_state"]:
+        if not acc.is_main_process or cfg.figure_samples < 1 or self.tok_rec["needs_state"] or cfg.beat_stream:
             return
         from .plots import comparison_figure
         from .sampling import sample_tokens, tokens_to_mv
@@ -295,11 +313,16 @@ class Trainer:
                 if metrics is not None:
                     write_json(tmp / "metrics.json", metrics)
                 # what this folder's weights saw (with init_from's): the scorecard's band pool and copy search
-                from .corpora import base_record
+                if self.beat is not None:
+                    from .beat_train import training_data as beat_training_data
 
-                seen = {base_record(e.record) for e in self.store.entries("train")}  # augmented views -> record
-                training_data.write(tmp, training_data.run_spec(
-                    self.cfg, getattr(self.source, "cinc_excluded", ()), stage=str(self.out), records=seen))
+                    training_data.write(tmp, beat_training_data(self.cfg, self.source, stage=str(self.out)))
+                else:
+                    from .corpora import base_record
+
+                    seen = {base_record(e.record) for e in self.store.entries("train")}  # augmented views -> record
+                    training_data.write(tmp, training_data.run_spec(
+                        self.cfg, getattr(self.source, "cinc_excluded", ()), stage=str(self.out), records=seen))
         acc.wait_for_everyone()
         return folder
 
@@ -339,7 +362,8 @@ class Trainer:
                 # input noise is drawn on the CPU copy (numpy), so a GPU batch never makes a round trip
                 inp = x if self.noise is None else self.noise(batch, st.step, micro, rank).to(acc.device)
                 with acc.accumulate(self.model):
-                    loss = self.model(input_ids=inp, labels=x).loss  # targets: the clean sequence
+                    labels = x if self.beat is None else x.masked_fill(x == self.tok_rec["codebook_size"], -100)
+                    loss = self.model(input_ids=inp, labels=labels).loss  # targets: the clean sequence (no PAD)
                     acc.backward(loss)
                     if acc.sync_gradients:
                         grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)

@@ -1,0 +1,265 @@
+"""LM v3 generation: beat stream (GPT) -> detail tokens (:mod:`ecg2llm.lm.beat_detail`) -> tokenizer v3 decode -> mV.
+
+The request is :class:`ecg2llm.lm.synthesize.GenerateConfig` (the one request object of ``lm/generate.py``,
+:meth:`ecg2llm.ECGPipeline.generate` and this loop; v3 reads ``num_samples``, ``seconds``, ``seed``,
+``temperature``/``top_k``/``top_p``, ``batch_size``, ``condition``, ``guidance``, ``source``, ``lead``,
+``texture``, ``detail``). :class:`BeatLM` works out the model's control spec, layout and type masks once per
+loaded model; :meth:`BeatLM.synthesize` builds the processor list (classifier-free guidance when a
+condition and ``guidance`` are given, the type mask, the warpers) and runs :func:`ecg2llm.lm.sampler.generate_tokens`.
+
+Conditions are control tokens only: ``rhythm:<r>`` and ``beat:<c>`` set the prefix (the other one stays
+null); ``guidance`` g mixes in the null-prefix branch. Nothing writes a label or an RR interval: the model
+draws every beat's label, RR and coarse tokens; generated beats keep the labels the model drew
+(``beat:?`` ones get no annotation). The v2 sampler rules (grammar, beat cache, label gap, lead guidance)
+do not exist here and are refused if asked for.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ecg2llm.core.errors import ConfigError
+from ecg2llm.tokenizer.ecg import BeatLabels
+
+from .beat_layout import N_PREFIX, spec_of_model
+from .control import NULL_BEAT, NULL_RHYTHM
+from .sampler import ClassifierFreeGuidance, TypeMask, generate_tokens, warpers
+
+MIN_RR_S = 0.25  # shortest RR the tokenizer codes: bounds the beats a sample of `seconds` can need
+
+
+@dataclass
+class BeatSamples:
+    """Drawn beats of ``K`` samples (rows padded to the longest with -1 / ``""``)."""
+
+    labels: list          # per sample: (n,) AAMI class or "" (null) per beat
+    rr: list              # per sample: (n,) RR token indices
+    coarse: list          # per sample: (n, Kc)
+    detail: list          # per sample: (n, Kd)
+    rhythm: list          # per sample: the rhythm condition (or None)
+
+
+class BeatLM:
+    """A loaded LM v3 with its tokenizer and detail model; the spec, layout and masks are computed here once."""
+
+    def __init__(self, model, tok, detail=None):
+        got = spec_of_model(model)
+        if got is None:
+            raise ConfigError("not an LM v3 (its config has no ecg_stream of kind 'beats')")
+        self.model, self.tok, self.detail = model, tok, detail
+        self.spec, self.layout = got
+        self.vocab = self.spec.first_id + self.spec.n_tokens
+        self.table = self.layout.allowed_table(self.spec, self.vocab)
+        self.bos = int(model.config.bos_token_id)
+        self.context = int(model.config.max_position_embeddings)
+
+    @classmethod
+    def from_folder(cls, folder, device="cpu", tokenizer=None):
+        from .beat_detail import load_detail
+        from .beat_train import load_beat_tokenizer
+        from .model import TOKENIZER_SUBDIR, load_lm
+
+        model, path = load_lm(folder, device)
+        tok = load_beat_tokenizer(tokenizer or (path / TOKENIZER_SUBDIR))
+        return cls(model, tok, load_detail(path))
+
+    # ------------------------------------------------------------------ requests
+    def check(self, req) -> tuple[str | None, str | None]:
+        """The requested (rhythm, beat class) from ``req.condition``, refusing v2-only settings."""
+        if req.beat_cache or req.label_gap or req.lead_guidance is not None or req.contrast_lead is not None:
+            raise ConfigError("LM v3 has no sampler rules: beat_cache, label_gap, lead_guidance and contrast_lead "
+                              "are LM v2 settings; leave them unset (conditions act through the control tokens "
+                              "and --guidance)")
+        if req.prompt_record is not None:
+            raise ConfigError("LM v3 does not continue prompts yet: leave --prompt_record unset")
+        rhythm, beats = self.spec.parse_conditions(list(req.condition))
+        if len(beats) > 1:
+            raise ConfigError(f"LM v3 takes one beat condition, got {beats}")
+        if req.guidance is not None and not (rhythm or beats):
+            raise ConfigError(f"guidance={req.guidance} needs a condition (e.g. rhythm:AFIB or beat:V)")
+        self.spec.source_id(req.source or "mitdb")
+        self.spec.lead_id(req.lead or "MLII")
+        return rhythm, (beats[0] if beats else None)
+
+    def prefix(self, n: int, source: str, lead: str, rhythm: str | None, beat: str | None) -> torch.Tensor:
+        s = self.spec
+        row = [self.bos, s.source_id(source), s.lead_id(lead),
+               s.id_of(f"rhythm:{rhythm}") if rhythm else s.id_of(NULL_RHYTHM),
+               s.id_of(f"beat:{beat}") if beat else s.id_of(NULL_BEAT)]
+        return torch.tensor([row] * n, dtype=torch.long, device=self.model.device)  # (n, 1 + N_PREFIX)
+
+    def processors(self, req, n: int, rhythm, beat) -> list:
+        procs = []
+        if req.guidance is not None and float(req.guidance) != 1.0:
+            null = self.prefix(n, req.source or "mitdb", req.lead or "MLII", None, None)
+            procs.append(ClassifierFreeGuidance(self.model, null, float(req.guidance), self.max_len(req.seconds),
+                                                self.layout.tokens_per_beat, vocab=self.vocab))
+        procs.append(TypeMask(self.table, self.layout.slot_of))
+        return procs + warpers(req.temperature, req.top_k, req.top_p)
+
+    def max_len(self, seconds: float) -> int:
+        need = 1 + N_PREFIX + (int(np.ceil(seconds / MIN_RR_S)) + 2) * self.layout.tokens_per_beat
+        return min(self.context, need)
+
+    # ------------------------------------------------------------------ sampling
+    def sample_beats(self, req, n: int, seed: int) -> BeatSamples:
+        """Draw beats of ``n`` samples until each covers ``req.seconds`` (RR sum), as :class:`BeatSamples`."""
+        rhythm, beat = self.check(req)
+        tpb = self.layout.tokens_per_beat
+        gen = torch.Generator(device=self.model.device).manual_seed(int(seed))
+        prompt = self.prefix(n, req.source or "mitdb", req.lead or "MLII", rhythm, beat)
+        rr_s = torch.as_tensor(self.tok.rr_seconds(np.arange(self.layout.n_rr)), dtype=torch.float64)
+        # draw in chunks of beats; stop once every row's RR sum covers the request (mean RR 0.8 s to start)
+        ids, n_beats = prompt, 0
+        procs = self.processors(req, n, rhythm, beat)
+        max_len = self.max_len(req.seconds)
+        limit = int(np.ceil(req.seconds / MIN_RR_S)) + 2
+        from .sampler import Branch
+
+        branch_cache: dict = {}
+        while n_beats < limit:
+            k = max(4, min(limit - n_beats, int(np.ceil((req.seconds + 1) / 0.8)) - n_beats))
+            ids = _continue(self, ids, k * tpb, procs, gen, max_len, branch_cache, Branch)
+            n_beats += k
+            units = ids[:, 1 + N_PREFIX:].reshape(n, -1, tpb)
+            covered = rr_s[units[:, :, 1].cpu()].sum(1)  # (n,) seconds
+            if bool((covered >= req.seconds).all()):
+                break
+        units = ids[:, 1 + N_PREFIX:].reshape(n, -1, tpb).cpu().numpy()
+        lab, rr, coarse = self.layout.split_units(units)
+        names = [self.spec.name_of(int(i)) for i in range(self.spec.first_id, self.spec.first_id + 5)]
+        cls = np.where((lab >= self.spec.first_id) & (lab < self.spec.first_id + 5),
+                       np.array([nm.split(":")[1] for nm in names])[np.clip(lab - self.spec.first_id, 0, 4)], "")
+        det = self.detail.predict(rr, coarse, mode=req.detail, seed=seed) \
+            if self.detail is not None else np.zeros((*rr.shape, self.layout.n_detail), np.int64)
+        return BeatSamples(list(cls), list(rr), list(coarse), list(det), [rhythm] * n)
+
+    def decode(self, s: BeatSamples, seconds: float, *, texture: bool = False, seeds=None):
+        """Signals ``(K, round(seconds fs))`` in mV and per sample its :class:`BeatLabels`.
+
+        With ``texture`` the tokenizer adds its texture sample (seed ``seeds[i]``) and, where it has a
+        wander model, a sampled baseline (seed :func:`ecg2llm.lm.synthesize.wander_seed` of it), as LM v2 does.
+        """
+        from .beat_tokens import decode_beats
+        from .decode_options import wander_seed
+
+        n_out = int(round(seconds * self.tok.fs))
+        sig, ann = [], []
+        for i in range(len(s.rr)):
+            sd = None if seeds is None else seeds[i]
+            state = (self.tok.sample_state(n_out, seed=wander_seed(sd)) if texture and sd is not None
+                     and getattr(self.tok, "has_wander_model", False) else None)
+            x, r = decode_beats(self.tok, s.rr[i], s.coarse[i], s.detail[i], n_out, texture=texture, seed=sd,
+                                state=state)
+            keep = r < n_out
+            lab = [c for c, k in zip(s.labels[i], keep) if k and c]
+            ann.append(BeatLabels(beat_sample=r[keep][[bool(c) for c in s.labels[i][keep]]], beat_class=lab,
+                                  rhythm_sample=np.zeros(1 if s.rhythm[i] else 0, np.int64),
+                                  rhythm=[s.rhythm[i]] if s.rhythm[i] else []))
+            sig.append(x)
+        return np.stack(sig).astype(np.float32), ann
+
+    def synthesize(self, req, progress: bool = False):
+        """Sample and decode ``req.num_samples`` ECGs (batches of ``req.batch_size``, batch ``b`` seeded
+        ``req.seed + b``): returns ``(signals (K, T) mV, annotations, BeatSamples, seconds_spent)``."""
+        from tqdm.auto import tqdm
+
+        from .decode_options import resolve_texture, texture_seed
+
+        t0 = time.perf_counter()
+        self.check(req)
+        texture = resolve_texture(self.tok, req.texture)
+        sig, ann, parts = [], [], []
+        starts = list(range(0, req.num_samples, req.batch_size))
+        for b, a in enumerate(tqdm(starts, desc="sampling beats", unit="batch", disable=not progress)):
+            n = min(req.batch_size, req.num_samples - a)
+            s = self.sample_beats(req, n, req.seed + b)
+            seeds = [texture_seed(req.seed, a + i) for i in range(n)]
+            x, an = self.decode(s, req.seconds, texture=texture, seeds=seeds)
+            sig.append(x)
+            ann.extend(an)
+            parts.append(s)
+        merged = BeatSamples(*[sum((getattr(p, f) for p in parts), []) for f in
+                               ("labels", "rr", "coarse", "detail", "rhythm")])
+        return np.concatenate(sig), ann, merged, time.perf_counter() - t0
+
+
+def _continue(blm: BeatLM, ids, n_new, procs, gen, max_len, cache, Branch):
+    """:func:`generate_tokens` continued chunk by chunk with the same caches (kept in ``cache``)."""
+    from transformers import LogitsProcessorList
+
+    if "branch" not in cache:
+        cache["branch"] = Branch(blm.model, max_len, 1 + N_PREFIX, blm.layout.tokens_per_beat, vocab=blm.vocab)
+    return generate_tokens(blm.model, ids, n_new, LogitsProcessorList(procs), gen, max_len=max_len,
+                           unit=blm.layout.tokens_per_beat, head=1 + N_PREFIX, vocab=blm.vocab,
+                           branch=cache["branch"])
+
+
+def generate_beats(cfg, model, folder, device: str) -> dict:
+    """``lm/generate.py`` for an LM v3: sample, decode and write an ECG folder; returns the manifest."""
+    from pathlib import Path
+
+    from ecg2llm.core.io import git_sha, sha256_file, versions
+    from ecg2llm.tokenizer.ecg import write_annotations
+    from ecg2llm.tokenizer.folder import write_folder
+
+    from .beat_detail import load_detail
+    from .beat_train import load_beat_tokenizer
+    from .model import TOKENIZER_SUBDIR
+
+    t0 = time.perf_counter()
+    tok = load_beat_tokenizer(cfg.tokenizer or (Path(folder) / TOKENIZER_SUBDIR))
+    blm = BeatLM(model, tok, load_detail(folder))
+    from .decode_options import resolve_texture
+
+    texture = resolve_texture(tok, cfg.texture)  # None: on where the tokenizer has a texture model (as v2)
+    signals, ann, s, t_gen = blm.synthesize(cfg, progress=True)
+    lead = cfg.lead or "MLII"
+
+    def per_sample(tmp, name: str, i: int, x):
+        write_annotations(tmp, name, ann[i], tok.fs)
+        info = {"atr": f"{name}.atr", **ann[i].summary()}
+        if cfg.png:
+            from .plots import save_record_png
+
+            save_record_png(tmp / f"{name}.png", x, tok.fs, title=f"{name} (synthetic)")
+            info["png"] = f"{name}.png"
+        return info
+
+    from dataclasses import asdict
+
+    rhythm, beat = blm.check(cfg)
+    extra = {
+        "generator": "ecg2llm LM v3 (beats)", "config": asdict(cfg), "model_dir": str(folder),
+        "model_sha256": sha256_file(Path(folder) / "model.safetensors"), "lm_version": 3,
+        "tokenizer": {k: model.config.ecg_tokenizer.get(k) for k in ("fs", "weights_hash", "kind")},
+        "conditioning": {"conditions": list(cfg.condition), "rhythm": rhythm, "beat": beat,
+                         "guidance": cfg.guidance, "sampler": "ecg2llm.lm.sampler.generate_tokens",
+                         "beats_per_class": _class_totals(ann)},
+        "detail": {"mode": cfg.detail if blm.detail is not None else "none (zeros: the LM has no detail head)"},
+        "texture": {"on": texture},
+        "timing": {"sampling_and_decoding_s": t_gen, "total_s": None, "device": device,
+                   "ecg_seconds_per_second": cfg.num_samples * cfg.seconds / t_gen},
+        "git_sha": git_sha(), "versions": versions(),
+    }
+    comment = f"synthetic ECG generated by ecg2llm (LM v3 {Path(folder).name}), seed {cfg.seed}; not a recording"
+    beats_per_sample = max(len(r) for r in s.rr)
+    tokens = np.full((len(s.rr), beats_per_sample, 2 + blm.layout.n_coarse), -1, np.int32)
+    for i in range(len(s.rr)):
+        n = len(s.rr[i])
+        tokens[i, :n, 0] = [blm.spec.id_of(f"beat:{c}") if c else blm.spec.null_beat_id for c in s.labels[i]]
+        tokens[i, :n, 1], tokens[i, :n, 2:] = s.rr[i], s.coarse[i]
+    extra["timing"]["total_s"] = time.perf_counter() - t0
+    return write_folder(Path(cfg.out), signals, tok.fs, lead=lead, comments=[comment], per_sample=per_sample,
+                        extra=extra, arrays={"beat_units": tokens})
+
+
+def _class_totals(ann) -> dict:
+    tot: dict[str, int] = {}
+    for a in ann:
+        for c in a.beat_class:
+            tot[c] = tot.get(c, 0) + 1
+    return tot

@@ -1,0 +1,149 @@
+"""The one generation loop of LM v3, steered by a list of ``transformers`` logits processors.
+
+:func:`generate_tokens` appends ``n_new`` tokens to a batch of prompts (BOS + control prefix, optionally a
+real beginning) with a KV cache (:class:`ecg2llm.lm.kvdecode.KVDecoder`), and at each step hands the full sequence
+so far and the next-token logits to a :class:`transformers.LogitsProcessorList`: every kind of steering
+is one processor with one ``__call__(input_ids, scores) -> scores``, as in ``transformers.generate``:
+
+- :class:`ClassifierFreeGuidance` -- runs the same LM on the sequence with *null* conditions (``rhythm:?``,
+  ``beat:?`` in the prefix; Ho & Salimans 2022) and returns ``log p_null + g (log p_cond - log p_null)``;
+- :class:`TypeMask` -- only ids of the token type due at the next position (label, RR, coarse slot j);
+- temperature / top-k / top-p: ``transformers``' own ``TemperatureLogitsWarper``, ``TopKLogitsWarper``,
+  ``TopPLogitsWarper`` (:func:`warpers`).
+
+No processor writes RR intervals or beat labels: the model draws every token; a processor only reweights
+(guidance) or removes ids that are not of the due type. Sequences longer than the model's context slide:
+the cache is rebuilt from the control prefix plus the most recent whole beats (:class:`Branch`), the same
+way in every branch, so the conditional and null branches always read the same beats.
+"""
+from __future__ import annotations
+
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from .kvdecode import KVDecoder
+
+
+class Branch:
+    """One KV-cached view of a growing batch of sequences (the sampled branch, or guidance's null branch).
+
+    ``logits(ids)`` returns the next-token logits after ``ids`` ``(B, L)`` (the full sequence so far), feeding
+    the cache only the tokens it has not seen. When ``L`` would exceed ``max_len`` the cache is rebuilt
+    from ``ids[:, :head]`` (BOS + control prefix) and the last whole units (``unit`` tokens each, aligned on
+    ``head``), keeping about ``keep`` of the window, so a slide happens once every ``(1 - keep) max_len``
+    tokens and never splits a beat.
+    """
+
+    def __init__(self, model, max_len: int, head: int, unit: int, keep: float = 0.75, vocab: int | None = None):
+        self.model, self.max_len, self.head, self.unit = model, int(max_len), int(head), int(unit)
+        self.keep, self.vocab = float(keep), vocab
+        self.dec, self.fed, self.start = None, 0, 0  # cache, tokens of ids seen, first stream token kept
+
+    def _rebuild(self, ids: torch.Tensor) -> torch.Tensor:
+        L = ids.shape[1]
+        body = L - self.head
+        room = max(self.unit, int(self.keep * (self.max_len - self.head)) // self.unit * self.unit)
+        self.start = self.head + max(0, (body - room + self.unit - 1) // self.unit * self.unit) if L > self.max_len \
+            else self.head
+        window = torch.cat([ids[:, :self.head], ids[:, self.start:]], 1) if L > self.head else ids
+        self.dec = KVDecoder(self.model, ids.shape[0], self.max_len, kv_cache="float32")
+        self.fed = L
+        return self.dec.step(window, self.vocab)
+
+    @torch.inference_mode()
+    def logits(self, ids: torch.Tensor) -> torch.Tensor:
+        L = ids.shape[1]
+        if self.dec is None or self.dec.pos + (L - self.fed) > self.max_len:
+            return self._rebuild(ids)
+        new = ids[:, self.fed:]
+        self.fed = L
+        return self.dec.step(new, self.vocab)
+
+
+class ClassifierFreeGuidance(LogitsProcessor):
+    """``log p_null + scale (log p_cond - log p_null)`` with ``p_null`` the LM under null conditions.
+
+    Parameters
+    ----------
+    model
+        The LM (the same one that gives the conditional scores).
+    null_prefix : torch.Tensor
+        ``(B, head)`` BOS + control prefix with the conditions replaced by their null tokens.
+    scale : float
+        Guidance scale (1: the conditional distribution; > 1: stronger adherence; 0: unconditional).
+    max_len, unit : int
+        As the sampled branch's :class:`Branch` (the two slide together).
+    """
+
+    def __init__(self, model, null_prefix: torch.Tensor, scale: float, max_len: int, unit: int,
+                 vocab: int | None = None):
+        self.null_prefix, self.scale = null_prefix, float(scale)
+        self.branch = Branch(model, max_len, null_prefix.shape[1], unit, vocab=vocab)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        h = self.null_prefix.shape[1]
+        null_ids = torch.cat([self.null_prefix, input_ids[:, h:]], 1)
+        null = torch.log_softmax(self.branch.logits(null_ids), -1)
+        cond = torch.log_softmax(scores, -1)
+        out = null + self.scale * (cond - null)
+        return torch.where(torch.isfinite(cond), out, cond)  # ids the model rules out stay out
+
+
+class TypeMask(LogitsProcessor):
+    """Only the ids of the token type due at the next position (``table[slot_of(position)]``).
+
+    ``table``: ``(slots, V)`` bool (:meth:`ecg2llm.lm.beat_layout.BeatLayout.allowed_table`); ``slot_of``: position
+    of the next token (0 = BOS) -> row.
+    """
+
+    def __init__(self, table: torch.Tensor, slot_of):
+        self.table, self.slot_of = table, slot_of
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        row = self.table[self.slot_of(input_ids.shape[1]), : scores.shape[-1]].to(scores.device)
+        return scores.masked_fill(~row, float("-inf"))
+
+
+def warpers(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> list[LogitsProcessor]:
+    """``transformers``' temperature / top-k / top-p warpers for the non-default settings."""
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    out: list[LogitsProcessor] = []
+    if float(temperature) != 1.0:
+        out.append(TemperatureLogitsWarper(float(temperature)))
+    if int(top_k) > 0:
+        out.append(TopKLogitsWarper(int(top_k)))
+    if float(top_p) < 1.0:
+        out.append(TopPLogitsWarper(float(top_p)))
+    return out
+
+
+@torch.inference_mode()
+def generate_tokens(model, prompt: torch.Tensor, n_new: int, processors: LogitsProcessorList | list,
+                    generator: torch.Generator, *, max_len: int, unit: int, head: int,
+                    vocab: int | None = None, branch: Branch | None = None) -> torch.Tensor:
+    """Append ``n_new`` sampled tokens to ``prompt`` ``(B, P)``; returns ``(B, P + n_new)``.
+
+    Parameters
+    ----------
+    processors : list of LogitsProcessor
+        Applied in order to the next-token logits of the sampled branch (guidance first, then masks, then
+        warpers); then one token per row is drawn from the softmax with ``generator``.
+    max_len, unit, head : int
+        Cache length (at most the model's context), tokens per unit (beat), prefix length (BOS + control);
+        see :class:`Branch`.
+    vocab : int, optional
+        Only the first ``vocab`` rows of the head are computed (the ids that can be drawn).
+    branch : Branch, optional
+        The sampled branch's cache from an earlier call on the same rows (continue where it stopped).
+    """
+    procs = LogitsProcessorList(processors)
+    branch = branch if branch is not None else Branch(model, max_len, head, unit, vocab=vocab)
+    out = torch.empty(prompt.shape[0], prompt.shape[1] + int(n_new), dtype=torch.long, device=prompt.device)
+    out[:, :prompt.shape[1]] = prompt
+    for t in range(int(n_new)):
+        ids = out[:, :prompt.shape[1] + t]
+        scores = procs(ids, branch.logits(ids))
+        probs = torch.softmax(scores.float(), -1)
+        out[:, prompt.shape[1] + t] = torch.multinomial(probs, 1, generator=generator)[:, 0]
+    return out

@@ -1,0 +1,154 @@
+"""LM v3 goals that need no scorecard run: beat consistency, regular rhythm, heart rate, bits, speed.
+
+Launch::
+
+    python scripts/eval_lm_v3.py --model lm/pretrained/v3 --data_dir /work/shared/data \\
+        --out docs/results/lm_v3.json --n 100 --seconds 30
+
+Generated: ``--n`` unconditional samples of ``--seconds`` (``source:mitdb lead:MLII``, null conditions).
+Real: ``--n`` random ``--seconds`` MLII windows of DS2 (seed ``--seed``). On both, per 30-s window the
+scorecard's ``beat_consistency`` (:func:`ecg2llm.eval.scorecard.clinical.clinical_features`: median Pearson r of each
+beat's
+QRS-T with the window's median beat, neurokit2 R peaks) and heart rate; per 10-s window the regular share
+(RR CV < 0.1, wfdb XQRS, :mod:`ecg2llm.lm.rhythm_check`). Bits: the LM's negative log-likelihood per beat (the
+label, RR and coarse tokens of each beat after the control prefix) and per ECG second, on whole-context
+tiles of the validation records and of DS2. Speed: ECG seconds per second at batch ``--bench_batch`` x
+``--seconds`` (beat stream + detail + decode), on this machine's CPU threads.
+"""
+import argparse
+import json
+import math
+import sys
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+import torch
+
+
+def real_windows(data_dir, n: int, seconds: float, seed: int) -> np.ndarray:
+    from ecg2llm.tokenizer.data import read_record
+    from ecg2llm.tokenizer.splits import DS2
+
+    rng = np.random.default_rng(seed)
+    sig = {r: read_record(r, data_dir, lead="MLII", annotations=False).signal for r in DS2}
+    out = []
+    for _ in range(n):
+        r = DS2[int(rng.integers(len(DS2)))]
+        x = sig[r]
+        a = int(rng.integers(0, len(x) - int(seconds * 360)))
+        out.append(x[a:a + int(seconds * 360)])
+    return np.stack(out).astype(np.float32)
+
+
+def window_stats(x: np.ndarray, fs: float) -> dict:
+    from ecg2llm.eval.scorecard.clinical import clinical_features
+    from ecg2llm.lm.rhythm_check import rhythm_stats
+
+    f = clinical_features(x, fs)
+    bc, hr = f["beat_consistency"], f["hr_bpm"]
+    n10 = int(10 * fs)
+    tens = np.stack([w[i:i + n10] for w in x for i in range(0, x.shape[1] - n10 + 1, n10)])
+    rs = rhythm_stats(list(tens), fs)
+    cv = np.asarray(rs["cv"], float)
+    return {"n_windows": int(len(x)), "beat_consistency_median": float(np.nanmedian(bc)),
+            "beat_consistency_q10": float(np.nanpercentile(bc, 10)), "hr_median_bpm": float(np.nanmedian(hr)),
+            "regular_share_10s_xqrs": float(np.mean(np.where(np.isfinite(cv), cv < 0.1, False))),
+            "n_10s_windows": int(len(tens))}
+
+
+@torch.inference_mode()
+def bits(blm, corpus, split: str, length: int) -> dict:
+    """NLL per beat (its 2 + Kc tokens) and per ECG second over whole-context tiles of ``split``."""
+    from ecg2llm.lm.beat_layout import N_PREFIX
+
+    tiles = torch.as_tensor(corpus.tiles(split, length - 1))
+    x = torch.cat([torch.full((len(tiles), 1), blm.bos), tiles], 1)
+    nll, beats = 0.0, 0
+    for i in range(0, len(x), 8):
+        b = x[i:i + 8]
+        lg = blm.model(input_ids=b).logits[:, :-1].float()
+        t = torch.nn.functional.cross_entropy(lg.transpose(1, 2), b[:, 1:], reduction="none")  # (B, L-1)
+        nll += float(t[:, N_PREFIX:].sum())  # targets from the first beat's label on
+        beats += int(t[:, N_PREFIX:].numel() // blm.layout.tokens_per_beat)
+    per_beat = nll / beats / math.log(2)
+    recs = corpus.entries(split)
+    beats_per_s = sum(len(r.r) for r in recs) / sum(r.seconds for r in recs)
+    return {"bits_per_beat": per_beat, "bits_per_second": per_beat * beats_per_s, "beats": beats,
+            "beats_per_second": beats_per_s, "tiles": int(len(tiles))}
+
+
+def main(argv=None):
+    """Measure and write the JSON (command, git sha, date included)."""
+    from ecg2llm.core.io import git_sha, write_json
+    from ecg2llm.lm.beat_generate import BeatLM
+    from ecg2llm.lm.beatstream import BeatCorpus, load_records
+    from ecg2llm.lm.synthesize import GenerateConfig
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="lm/pretrained/v3")
+    ap.add_argument("--store", default="runs/store/beats_v3", help="the beat store (validation and DS2 tiles)")
+    ap.add_argument("--data_dir", default=None)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--n", type=int, default=100)
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--detail", default="mean")
+    ap.add_argument("--texture", default="false")
+    ap.add_argument("--bench_batch", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--bits", default="true", help="false: skip the bits per beat (validation and DS2 tiles)")
+    a = ap.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    blm = BeatLM.from_folder(a.model)
+    texture = a.texture.lower() == "true"
+    res = {"command": "python scripts/eval_lm_v3.py " + " ".join(sys.argv[1:] if argv is None else argv),
+           "git_sha": git_sha(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+           "model": str(a.model), "torch_threads": torch.get_num_threads()}
+    req = GenerateConfig(num_samples=a.n, seconds=a.seconds, seed=a.seed, batch_size=min(a.n, 128),
+                         temperature=a.temperature, detail=a.detail, texture=texture)
+    x, ann, s, dt = blm.synthesize(req)
+    res["generated"] = {**window_stats(x, blm.tok.fs), "temperature": a.temperature, "detail": a.detail,
+                        "texture": texture, "seconds_spent": dt,
+                        "label_shares": _label_shares(s.labels)}
+    res["real_ds2"] = window_stats(real_windows(a.data_dir, a.n, a.seconds, a.seed), 360.0)
+    g, r = res["generated"], res["real_ds2"]
+    res["goals"] = {
+        "beat_consistency_median": _goal(g["beat_consistency_median"], r["beat_consistency_median"], 0.01),
+        "beat_consistency_q10": _goal(g["beat_consistency_q10"], r["beat_consistency_q10"], 0.05),
+        "regular_share_10s": _goal(g["regular_share_10s_xqrs"], r["regular_share_10s_xqrs"], 0.10),
+        "hr_median_bpm": _goal(g["hr_median_bpm"], r["hr_median_bpm"], 5.0)}
+    if a.bits.lower() == "true":
+        from ecg2llm.lm.beat_layout import BeatLayout
+
+        records, meta = load_records(a.store)
+        corpus = BeatCorpus(records, blm.spec, BeatLayout.from_dict(meta["layout"]), blm.model.config.pad_token_id)
+        res["bits"] = {s_: bits(blm, corpus, s_, blm.context) for s_ in ("valid", "test")}
+    if a.bench_batch:
+        bench = GenerateConfig(num_samples=a.bench_batch, seconds=a.seconds, seed=1, batch_size=a.bench_batch,
+                               detail=a.detail, texture=texture)
+        t0 = time.perf_counter()
+        blm.synthesize(bench)
+        el = time.perf_counter() - t0
+        res["speed"] = {"batch": a.bench_batch, "seconds": a.seconds, "wall_s": el,
+                        "ecg_seconds_per_second": a.bench_batch * a.seconds / el, "threads": torch.get_num_threads(),
+                        "includes": "beat stream + detail head + tokenizer decode"}
+    write_json(a.out, res)
+    print(json.dumps({k: res[k] for k in ("goals",)}, indent=1))
+    return 0
+
+
+def _goal(value, real, tol) -> dict:
+    return {"generated": value, "real": real, "tolerance": tol, "met": bool(abs(value - real) <= tol)}
+
+
+def _label_shares(labels) -> dict:
+    flat = np.concatenate([np.asarray(v) for v in labels])
+    names, k = np.unique(flat, return_counts=True)
+    return {(str(n) or "?"): float(c / len(flat)) for n, c in zip(names, k)}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,302 @@
+"""LM v3 (a GPT over heartbeats): layout, corpus, sampler processors, training, detail head, generation.
+
+Runs against the naive beat code of ``tests/lm_v3_support.py`` (same interface as tokenizer v3), so the LM
+is tested without the trained tokenizer; the real-data tests use a few MIT-BIH records.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lm_v3_support import NaiveBeatTokenizer  # noqa: E402
+
+from ecg2llm.core.errors import ConfigError  # noqa: E402
+from ecg2llm.lm.beat_layout import N_PREFIX, BeatLayout, beat_condition  # noqa: E402
+from ecg2llm.lm.control import ControlSpec  # noqa: E402
+
+RECORDS = ["101", "106", "100"]  # valid, train, test
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return NaiveBeatTokenizer()
+
+
+@pytest.fixture(scope="module")
+def layout(tok):
+    return BeatLayout.from_tokenizer(tok)
+
+
+@pytest.fixture(scope="module")
+def spec(layout):
+    return ControlSpec(first_id=layout.codebook_size + 3, conditional=True, condition_dropout=0.5)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, data_dir):
+    """A 12-step LM v3 run on three records (stand-in tokenizer), with a detail head."""
+    import ecg2llm.lm.beat_train as bt
+    from ecg2llm.lm.beat_detail import SUBDIR, save_detail, train_detail
+    from ecg2llm.lm.beatstream import load_records
+    from ecg2llm.lm.config import LMTrainConfig
+    from ecg2llm.lm.trainer import Trainer
+
+    tmp = tmp_path_factory.mktemp("lm3")
+    mp = pytest.MonkeyPatch()
+    mp.setattr(bt, "load_beat_tokenizer", lambda name: NaiveBeatTokenizer())
+    cfg = LMTrainConfig(beat_stream=True, tokenizer="naive", store=str(tmp / "store"), data_dir=str(data_dir),
+                        records=RECORDS, sources=["mitdb"], leads=["MLII", "V1"], valid_records=["101"],
+                        context_length=5 + 5 * 24, max_steps=12, batch_size=4, eval_every=6, save_every=6,
+                        output_dir=str(tmp / "run"), condition_dropout=0.2, figure_samples=0, n_layer=1,
+                        d_model=32, n_head=2, final_eval_crops=8, progress=False)
+    final = Trainer(cfg).run()
+    records, meta = load_records(tmp / "store")
+    head = train_detail([r for r in records if r.split == "train"], BeatLayout.from_dict(meta["layout"]),
+                        steps=30, progress=False, codebooks=NaiveBeatTokenizer().detail_codebooks())
+    save_detail(head, Path(final) / SUBDIR)
+    yield {"final": Path(final), "store": tmp / "store", "records": records, "cfg": cfg, "tmp": tmp}
+    mp.undo()
+
+
+# ------------------------------------------------------------------------------------------ layout
+def test_units_roundtrip_and_type_table(layout, spec):
+    rng = np.random.default_rng(0)
+    rr = rng.integers(0, layout.n_rr, 50)
+    coarse = rng.integers(0, layout.n_coarse_levels, (50, layout.n_coarse))
+    labels = rng.choice(spec.beat_ids(), 50)
+    u = layout.units(labels, rr, coarse)
+    assert u.shape == (50, layout.tokens_per_beat)
+    lab, rr2, co2 = layout.split_units(u)
+    assert (lab == labels).all() and (rr2 == rr).all() and (co2 == coarse).all()
+    table = layout.allowed_table(spec, spec.first_id + spec.n_tokens)
+    seq = np.concatenate([[0, spec.source_id("mitdb"), spec.lead_id("MLII"), spec.id_of("rhythm:N"),
+                           spec.id_of("beat:V")], u.reshape(-1)])
+    for p in range(1, len(seq)):
+        assert table[layout.slot_of(p), seq[p]], f"token {seq[p]} not allowed at position {p}"
+    # each unit slot allows exactly one type: rows of different slots do not overlap
+    rows = table[N_PREFIX:]
+    assert int(rows.sum(0).max()) == 1
+
+
+def test_units_refuse_out_of_range(layout):
+    with pytest.raises(ConfigError, match="RR token out of range"):
+        layout.units([0], [layout.n_rr], [[0] * layout.n_coarse])
+
+
+def test_beat_condition():
+    assert beat_condition(np.array(["N"] * 9 + ["V"])) == "beat:V"
+    assert beat_condition(np.array(["N"] * 19 + ["V"])) == "beat:N"
+    assert beat_condition(np.array(["N"] * 8 + ["S", "S"])) == "beat:S"
+    assert beat_condition(np.array(["", ""])) == "beat:?"
+
+
+# ------------------------------------------------------------------------------------------ corpus
+def test_corpus_crops_are_beat_aligned(run, spec):
+    from ecg2llm.lm.beatstream import BeatCorpus
+
+    lay = BeatLayout.from_dict(json.loads((run["store"] / "meta.json").read_text())["layout"])
+    sp = ControlSpec(first_id=lay.codebook_size + 3, conditional=True, condition_dropout=0.5)
+    pad = lay.codebook_size
+    corpus = BeatCorpus(run["records"], sp, lay, pad)
+    crops = corpus.random_crops(5 + 7 * lay.tokens_per_beat - 1, 64, "train", np.random.default_rng(1))
+    table = lay.allowed_table(sp, sp.first_id + sp.n_tokens)
+    for row in crops:
+        full = np.concatenate([[pad + 1], row])  # BOS first, as TrainBatches prepends it
+        for p in range(1, len(full)):
+            assert full[p] == pad or table[lay.slot_of(p), full[p]]
+    # condition dropout touches the prefix only: the per-beat labels are never nulled
+    assert (crops[:, 2] == sp.id_of("rhythm:?")).any() and (crops[:, 3] == sp.id_of("beat:?")).any()
+    labels = crops[:, N_PREFIX::lay.tokens_per_beat]
+    assert not (labels == sp.null_beat_id).any()  # MIT-BIH beats are all annotated in these records
+    tiles = corpus.tiles("valid", 5 + 7 * lay.tokens_per_beat - 1)
+    assert (tiles == corpus.tiles("valid", 5 + 7 * lay.tokens_per_beat - 1)).all()
+    assert not (tiles == pad).any()
+
+
+def test_training_data_and_config(run):
+    final = run["final"]
+    from ecg2llm.tokenizer import training_data as td
+
+    data = td.read(final)  # the one schema the scorecard reads (format 1)
+    assert data["mitdb"]["records"] == ["106"] and data["validation_records"] == ["101"]
+    assert sorted(data["mitdb"]["leads"]) == ["MLII", "V1"] and data["cinc2017"] == {"used": False}
+    assert "101" not in data["mitdb"]["records"] and "100" not in data["mitdb"]["records"]
+    cfg = json.loads((final / "config.json").read_text())
+    assert cfg["ecg_stream"]["kind"] == "beats" and cfg["ecg_conditioning"]["version"] == 3
+    m = json.loads((final / "metrics.json").read_text())
+    assert np.isfinite(m["val"]["bits_per_token"]) and m["val"]["bits_per_token"] < 12
+
+
+# ------------------------------------------------------------------------------------------ sampler
+def _tiny_lm(vocab=40):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=2, max_position_embeddings=64)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def test_branch_matches_full_forward_and_slides():
+    from ecg2llm.lm.sampler import Branch
+
+    model = _tiny_lm()
+    ids = torch.randint(0, 40, (2, 30))
+    b = Branch(model, max_len=64, head=5, unit=5)
+    for L in (6, 7, 12, 30):
+        got = b.logits(ids[:, :L])
+        want = model(ids[:, :L]).logits[:, -1]
+        assert torch.allclose(got, want, atol=1e-4)
+    small = Branch(model, max_len=16, head=5, unit=5)  # slides: prefix + the last whole units
+    starts = set()
+    for L in range(6, 31):
+        got = small.logits(ids[:, :L])
+        window = torch.cat([ids[:, :5], ids[:, small.start:L]], 1)
+        assert (small.start - 5) % 5 == 0 and window.shape[1] <= 16
+        assert torch.allclose(got, model(window).logits[:, -1], atol=1e-4)
+        starts.add(small.start)
+    assert len(starts) > 2  # it did slide, more than once
+
+
+def test_cfg_scale_one_is_conditional_and_zero_is_null():
+    from ecg2llm.lm.sampler import ClassifierFreeGuidance
+
+    model = _tiny_lm()
+    ids = torch.randint(0, 40, (3, 12))
+    null = ids[:, :5].clone()
+    null[:, 3:5] = 7
+    cond = model(ids).logits[:, -1]
+    one = ClassifierFreeGuidance(model, null, 1.0, 64, 5)(ids, cond.clone())
+    assert torch.allclose(one, torch.log_softmax(cond, -1), atol=1e-5)
+    zero = ClassifierFreeGuidance(model, null, 0.0, 64, 5)(ids, cond.clone())
+    want = torch.log_softmax(model(torch.cat([null, ids[:, 5:]], 1)).logits[:, -1], -1)
+    assert torch.allclose(zero, want, atol=1e-4)
+
+
+def test_type_mask_only_allows_due_type(layout, spec):
+    from ecg2llm.lm.sampler import TypeMask
+
+    v = spec.first_id + spec.n_tokens
+    table = layout.allowed_table(spec, v)
+    m = TypeMask(table, layout.slot_of)
+    out = m(torch.zeros(2, 1 + N_PREFIX + 1, dtype=torch.long), torch.zeros(2, v))  # next: RR slot
+    assert torch.isfinite(out).sum(1).tolist() == [layout.n_rr] * 2
+
+
+# ------------------------------------------------------------------------------------------ generation
+def test_generate_beats_end_to_end(run, tmp_path, monkeypatch):
+    import ecg2llm.lm.beat_train as bt
+    from ecg2llm.lm.synthesize import GenerateConfig, generate
+
+    monkeypatch.setattr(bt, "load_beat_tokenizer", lambda name: NaiveBeatTokenizer())
+    cfg = GenerateConfig(model=str(run["final"]), num_samples=3, seconds=6, batch_size=2, out=str(tmp_path / "g"),
+                         condition=["rhythm:N"], guidance=2.0, png=False, seed=3)
+    man = generate(cfg)
+    assert len(man["samples"]) == 3 and man["lm_version"] == 3
+    x = np.load(tmp_path / "g" / "sample_000.npy")
+    assert x.shape == (6 * 360,) and np.isfinite(x).all()
+    again = generate(GenerateConfig(**{**cfg.__dict__, "out": str(tmp_path / "h")}))
+    assert np.array_equal(np.load(tmp_path / "h" / "sample_000.npy"), x)  # same seed, same batch: same ECG
+    units = np.load(tmp_path / "g" / "beat_units.npy")
+    assert units.shape[0] == 3 and again["conditioning"]["rhythm"] == "N"
+
+
+def test_v3_refuses_v2_rules(run, tmp_path, monkeypatch):
+    import ecg2llm.lm.beat_train as bt
+    from ecg2llm.lm.synthesize import GenerateConfig, generate
+
+    monkeypatch.setattr(bt, "load_beat_tokenizer", lambda name: NaiveBeatTokenizer())
+    with pytest.raises(ConfigError, match="no sampler rules"):
+        generate(GenerateConfig(model=str(run["final"]), num_samples=1, seconds=2, out=str(tmp_path / "g"),
+                                beat_cache=0.25))
+    with pytest.raises(ConfigError, match="needs a condition"):
+        generate(GenerateConfig(model=str(run["final"]), num_samples=1, seconds=2, out=str(tmp_path / "g"),
+                                guidance=2.0))
+
+
+def test_detail_head_beats_the_prior(run):
+    from ecg2llm.lm.beat_detail import evaluate, load_detail
+
+    records = run["records"]
+    lay = BeatLayout.from_dict(json.loads((run["store"] / "meta.json").read_text())["layout"])
+    head = load_detail(run["final"])
+    valid = [r for r in records if r.split == "valid"]
+    m = evaluate(head, valid, lay)
+    train_detail = np.concatenate([r.detail for r in records if r.split == "train"])
+    prior = max(float(np.mean(train_detail[:, j] == np.bincount(train_detail[:, j]).argmax()))
+                for j in range(train_detail.shape[1]))
+    assert m["accuracy"] > prior  # coarse + neighbours say more than the most frequent value
+
+
+# ------------------------------------------------------------------------------------------ real tokenizer v3
+def test_two_process_launch_with_tokenizer_v3(tmp_path, data_dir):
+    """``accelerate launch --cpu --num_processes 2 lm/train.py --config configs/lm/v3.yaml`` trains (DDP)."""
+    import os
+    import subprocess
+
+    pytest.importorskip("ecg2llm.tokenizer.beat_tokenizer")
+    from conftest import free_port
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
+           "WANDB_MODE": "disabled"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines",
+           "1", "--main_process_port", str(free_port()), "--mixed_precision", "no", "--dynamo_backend", "no",
+           "lm/train.py", "--config", "configs/lm/v3.yaml", "--data_dir", str(data_dir),
+           "--store", str(tmp_path / "store"), "--records", "101,106,100", "--sources", "mitdb",
+           "--source_weights", "", "--leads", "MLII", "--valid_records", "101", "--output_dir", str(out),
+           "--max_steps", "2", "--save_every", "2", "--eval_every", "0", "--context_length", "165",
+           "--n_layer", "1", "--d_model", "32", "--n_head", "2", "--batch_size", "2", "--final_eval_crops", "4",
+           "--eval_crops", "2", "--progress", "false"]
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["config"]["num_processes"] == 2
+    assert (out / "checkpoints" / "checkpoint_2" / "random_states_1.pkl").is_file()
+    final = out / "final"
+    assert json.loads((final / "training_data.json").read_text())["mitdb"]["records"] == ["106"]
+    assert json.loads((final / "config.json").read_text())["ecg_stream"]["n_coarse"] == 6
+
+
+def test_pipeline_generates_with_one_request(run, monkeypatch):
+    from ecg2llm.lm.model import load_lm
+    from ecg2llm.lm.synthesize import GenerateConfig
+    from ecg2llm.pipeline import ECGPipeline
+
+    model, folder = load_lm(run["final"])
+    pipe = ECGPipeline(model, NaiveBeatTokenizer(), folder)
+    assert pipe.is_conditional and pipe.supports_guidance and "rhythm:N" in pipe.conditions
+    a = pipe.generate(2, 4.0, seed=1, condition="rhythm:N", guidance=1.5)
+    b = pipe.generate(request=GenerateConfig(num_samples=2, seconds=4.0, seed=1, condition=["rhythm:N"],
+                                             guidance=1.5))
+    assert a.shape == (2, 4 * 360) and np.array_equal(a, b)  # keywords fill the same request
+
+
+def test_detail_modes(layout):
+    from ecg2llm.lm.beat_detail import DetailConfig, DetailHead
+
+    torch.manual_seed(0)
+    head = DetailHead(DetailConfig(layout.n_rr, layout.n_coarse, layout.n_coarse_levels, layout.n_detail,
+                                   layout.n_detail_levels, codebook_dim=3)).eval()
+    head.codebooks.normal_()
+    rng = np.random.default_rng(0)
+    rr = rng.integers(0, layout.n_rr, (2, 12))
+    coarse = rng.integers(0, 2, (2, 12, layout.n_coarse))  # few spellings: many repeats
+    p = head.predict(rr, coarse, "persist", seed=1)
+    for b in range(2):
+        for i in range(12):
+            for j in range(i):
+                if (coarse[b, i] == coarse[b, j]).all():
+                    assert (p[b, i] == p[b, j]).all()  # a repeated coarse spelling reuses its detail
+    assert np.array_equal(head.predict(rr, coarse, "sample", seed=1), head.predict(rr, coarse, "sample", seed=1))
+    m = head.predict(rr, coarse, "mean")
+    assert m.shape == (2, 12, layout.n_detail) and m.min() >= 0 and m.max() < layout.n_detail_levels
+    with pytest.raises(ConfigError, match="detail mode"):
+        head.predict(rr, coarse, "best")
