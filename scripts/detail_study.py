@@ -19,16 +19,36 @@ Per option: detail-token accuracy, the head's bits per beat, and the RMSE (uV) o
 the same beats decoded with their real detail tokens (the tokenizer round trip is not included: both
 sides share coarse tokens and timeline).
 """
-import argparse
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import parse_config
+from ecg2llm.core.errors import ConfigError
 
+
+@dataclass
+class DetailStudyConfig:
+    """Fields of ``scripts/detail_study.py``."""
+
+    store: str = "runs/store/beats_v3"
+    tokenizer: str = "v3"
+    out: str | None = None  # the results JSON (required)
+    save: str | None = None  # folder whose detail/ receives the trained head
+    load: str | None = None  # use the head in <folder>/detail instead of training one
+    steps: int = 600
+    batch: int = 16  # runs of --run beats per step
+    run: int = 32
+    seed: int = 0
+
+
+@run_main
 def main(argv=None):
     from ecg2llm.core.io import git_sha, write_json
     from ecg2llm.lm.beat_detail import SUBDIR, evaluate, load_detail, save_detail, train_detail
@@ -37,17 +57,12 @@ def main(argv=None):
     from ecg2llm.lm.beat_train import load_beat_tokenizer
     from ecg2llm.lm.beatstream import load_records
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--store", default="runs/store/beats_v3")
-    ap.add_argument("--tokenizer", default="v3")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--save", default=None, help="folder whose detail/ receives the trained head")
-    ap.add_argument("--load", default=None, help="use the head in <folder>/detail instead of training one")
-    ap.add_argument("--steps", type=int, default=600)
-    ap.add_argument("--batch", type=int, default=16, help="runs of --run beats per step")
-    ap.add_argument("--run", type=int, default=32)
-    ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args(argv)
+    a = parse_config(DetailStudyConfig, argv, description=__doc__)
+    if not a.out:
+        raise ConfigError("--out is required: the results JSON to write, e.g. docs/results/lm_v3_detail.json")
+    if not Path(a.store).is_dir():
+        raise ConfigError(f"--store {a.store}: no beat store there; build one with "
+                          "`python lm/train.py --config configs/lm/v3.yaml` (it writes runs/store/beats_v3)")
     torch.set_num_threads(1)
     tok = load_beat_tokenizer(a.tokenizer)
     records, meta = load_records(a.store)

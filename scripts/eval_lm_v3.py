@@ -15,15 +15,38 @@ label, RR and coarse tokens of each beat after the control prefix) and per ECG s
 tiles of the validation records and of DS2. Speed: ECG seconds per second at batch ``--bench_batch`` x
 ``--seconds`` (beat stream + detail + decode), on this machine's CPU threads.
 """
-import argparse
 import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import numpy as np
 import torch
+
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import parse_config
+from ecg2llm.core.errors import ConfigError
+
+
+@dataclass
+class EvalLMv3Config:
+    """Fields of ``scripts/eval_lm_v3.py``."""
+
+    model: str = "lm/pretrained/v3"
+    store: str = "runs/store/beats_v3"  # the beat store (validation and DS2 tiles)
+    data_dir: str | None = None
+    out: str | None = None  # the results JSON (required)
+    n: int = 100
+    seconds: float = 30.0
+    seed: int = 0
+    temperature: float = 1.0
+    detail: str = "mean"
+    texture: bool = False
+    bench_batch: int = 128
+    threads: int = 0
+    bits: bool = True  # false: skip the bits per beat (validation and DS2 tiles)
 
 
 def real_windows(data_dir, n: int, seconds: float, seed: int) -> np.ndarray:
@@ -78,6 +101,7 @@ def bits(blm, corpus, split: str, length: int) -> dict:
             "beats_per_second": beats_per_s, "tiles": int(len(tiles))}
 
 
+@run_main
 def main(argv=None):
     """Measure and write the JSON (command, git sha, date included)."""
     from ecg2llm.core.io import git_sha, write_json
@@ -85,25 +109,17 @@ def main(argv=None):
     from ecg2llm.lm.beatstream import BeatCorpus, load_records
     from ecg2llm.lm.synthesize import GenerateConfig
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="lm/pretrained/v3")
-    ap.add_argument("--store", default="runs/store/beats_v3", help="the beat store (validation and DS2 tiles)")
-    ap.add_argument("--data_dir", default=None)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--n", type=int, default=100)
-    ap.add_argument("--seconds", type=float, default=30.0)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--temperature", type=float, default=1.0)
-    ap.add_argument("--detail", default="mean")
-    ap.add_argument("--texture", default="false")
-    ap.add_argument("--bench_batch", type=int, default=128)
-    ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--bits", default="true", help="false: skip the bits per beat (validation and DS2 tiles)")
-    a = ap.parse_args(argv)
+    a = parse_config(EvalLMv3Config, argv, description=__doc__)
+    if not a.out:
+        raise ConfigError("--out is required: the results JSON to write, e.g. docs/results/lm_v3.json")
+    from pathlib import Path
+
+    if not Path(a.model).is_dir() and a.model not in ("v3",):
+        raise ConfigError(f"--model {a.model}: no such LM folder; pass an LM v3 folder such as lm/pretrained/v3")
     if a.threads:
         torch.set_num_threads(a.threads)
     blm = BeatLM.from_folder(a.model)
-    texture = a.texture.lower() == "true"
+    texture = bool(a.texture)
     res = {"command": "python scripts/eval_lm_v3.py " + " ".join(sys.argv[1:] if argv is None else argv),
            "git_sha": git_sha(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
            "model": str(a.model), "torch_threads": torch.get_num_threads()}
@@ -120,7 +136,7 @@ def main(argv=None):
         "beat_consistency_q10": _goal(g["beat_consistency_q10"], r["beat_consistency_q10"], 0.05),
         "regular_share_10s": _goal(g["regular_share_10s_xqrs"], r["regular_share_10s_xqrs"], 0.10),
         "hr_median_bpm": _goal(g["hr_median_bpm"], r["hr_median_bpm"], 5.0)}
-    if a.bits.lower() == "true":
+    if a.bits:
         from ecg2llm.lm.beat_layout import BeatLayout
 
         records, meta = load_records(a.store)

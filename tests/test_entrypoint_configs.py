@@ -17,7 +17,8 @@ CONFIG_CLASSES = {
     "scripts/planted.py": "PlantedConfig", "scripts/fit_texture.py": "FitTextureConfig",
     "scripts/tokenizer_report.py": "TokenizerReportConfig", "scripts/lm_ablate.py": "AblateConfig",
     "scripts/scorecard_frontier.py": "FrontierConfig", "scripts/verbatim_check.py": "VerbatimConfig",
-    "scripts/augment_views.py": "AugmentViewsConfig",
+    "scripts/augment_views.py": "AugmentViewsConfig", "scripts/eval_lm_v3.py": "EvalLMv3Config",
+    "scripts/detail_study.py": "DetailStudyConfig",
 }
 
 
