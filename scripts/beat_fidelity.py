@@ -2,7 +2,7 @@
 
 Launch::
 
-    python scripts/beat_fidelity.py --tokenizer v3 --data_dir /work/shared/data --out docs/results/beat_v3_fidelity.json
+    python scripts/beat_fidelity.py --tokenizer v3 --data_dir ../shared/data --out docs/results/beat_v3_fidelity.json
 
 Rows (DS2 MLII, whole records unless ``--seconds``):
 

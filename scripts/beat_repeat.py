@@ -2,7 +2,7 @@
 
 Launch::
 
-    python scripts/beat_repeat.py --tokenizer v3 --data_dir /work/shared/data --out docs/results/beat_repeat.json
+    python scripts/beat_repeat.py --tokenizer v3 --data_dir ../shared/data --out docs/results/beat_repeat.json
 
 **Goal protocol** (DS2 MLII, whole records unless ``--seconds``): pairs of adjacent annotated beats that
 are both AAMI N, each matched to a detected beat within 50 ms; the share of equal coarse-token positions,

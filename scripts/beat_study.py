@@ -3,7 +3,7 @@ and the switch cost of the sticky (Viterbi) coarse encoder.
 
 Launch::
 
-    python scripts/beat_study.py --tokenizer v3 --data_dir /work/shared/data --out docs/results/beat_study_coarse.json
+    python scripts/beat_study.py --tokenizer v3 --data_dir ../shared/data --out docs/results/beat_study_coarse.json
 
 Beats are those the tokenizer detects (its detector, refinement and unit plan); the R-aligned band windows
 of the DS1 training records fit each coarse code (PCA + k-means groups, :func:`ecg2llm.tokenizer.training.beat.

@@ -2,7 +2,7 @@
 
 Launch::
 
-    python scripts/eval_lm_v3.py --model lm/pretrained/v3 --data_dir /work/shared/data \\
+    python scripts/eval_lm_v3.py --model lm/pretrained/v3 --data_dir ../shared/data \\
         --out docs/results/lm_v3.json --n 100 --seconds 30
 
 Generated: ``--n`` unconditional samples of ``--seconds`` (``source:mitdb lead:MLII``, null conditions).

@@ -5,7 +5,7 @@
 # Usage: bash scripts/eval_lm_v3.sh <LM folder, e.g. lm/pretrained/v3> <tag> [guidance=2] [n per condition (10-s samples, as LM v2 was measured)=64] [scored sets=2]
 set -euo pipefail
 M=${1:?model folder}; TAG=${2:?tag}; G=${3:-2}; NC=${4:-64}; NS=${5:-2}
-PY=${PY:-.venv/bin/python}; DATA=${ECG2LLM_DATA:-/work/shared/data}; export WANDB_MODE=disabled
+PY=${PY:-.venv/bin/python}; DATA=${ECG2LLM_DATA:-../shared/data}; export WANDB_MODE=disabled
 SETS=""
 for C in rhythm:N rhythm:AFIB rhythm:VT rhythm:B beat:V beat:S; do
   D=runs/gen/${TAG}_${C/:/_}_g${G}

@@ -2,7 +2,7 @@
 
 Launch (the shipped ``v3``; see ``tokenizer/pretrained/v3/README.md``)::
 
-    python tokenizer/train.py --config configs/tokenizer/beat_v3.yaml --data_dir /work/shared/data
+    python tokenizer/train.py --config configs/tokenizer/beat_v3.yaml --data_dir ../shared/data
 
 Data (inter-patient: nothing of DS2 is read): MLII (and, with ``second_lead``, the other lead) of the DS1
 training records (DS1 minus the validation records), each optionally at several ``gains``. Every signal is
