@@ -64,13 +64,28 @@ def test_sampling_settings_are_used_and_checked(pipe):
             pipe.generate(**kwargs)
 
 
+def _unconditional_toy():
+    """An untrained LM without control tokens on the toy tokenizer of lm_support (stateless, no texture)."""
+    from lm_support import UniformBlockConfig, UniformBlockTokenizer, random_lm
+
+    return random_lm(), UniformBlockTokenizer(UniformBlockConfig())
+
+
+def test_retired_v1_lms_name_the_tag_that_keeps_them():
+    from ecg2llm import ECGPipeline
+
+    for name in ("v1", "v1-conditional"):
+        with pytest.raises(ValueError, match=f"git checkout v1-models -- lm/pretrained/{name}"):
+            ECGPipeline.from_pretrained(name, device="cpu")
+
+
 def test_conditions(pipe, cond_pipe):
     from ecg2llm import ECGPipeline
 
-    v1 = ECGPipeline.from_pretrained("v1", device="cpu")  # the tokenizer-v1 tiny LM: no control tokens
-    assert v1.conditions == [] and not v1.is_conditional
+    plain = ECGPipeline(*_unconditional_toy())  # an LM without control tokens (configs/lm/tiny.yaml's kind)
+    assert plain.conditions == [] and not plain.is_conditional
     with pytest.raises(ValueError, match="needs a conditional LM") as e:
-        v1.generate(1, 1, condition="rhythm:AFIB")
+        plain.generate(1, 1, condition="rhythm:AFIB")
     assert "from_pretrained('conditional')" in str(e.value)
     # `default` (the unconditional generator) and `conditional` are two LMs on one control vocabulary: both
     # take the same conditions, their samples differ
