@@ -26,8 +26,18 @@ same tokens with the lead token swapped to a contrast lead, and each token is dr
 guidance with the contrast branch as the "unconditional" one (no condition dropout needed: both leads are
 real conditions). It composes with rhythm guidance (both terms added) and with the beat cache.
 
-Entry point: :func:`sample_guided` (``guidance=None``: conditional only, one branch; a float: both
-branches). The lead wires ``lm/generate.py --guidance`` and the pipeline's ``guidance=`` to it.
+Entry point: :func:`sample_guided` (one :class:`ecg2llm.lm.request.GenerateConfig`; ``guidance=None``:
+conditional only, one branch; a float: both branches), behind ``lm/generate.py`` and ``ECGPipeline.generate``.
+
+**The v2 path.** This loop is LM v2's own and stays with the v2 models; LM v3 samples through the one loop of
+:mod:`ecg2llm.lm.sampler` (``transformers`` logits processors), and both take the same request. It is not
+ported onto that loop because its draws for a fixed seed (pinned by ``tests/v2_sampler_pins.json``) depend
+on four things that loop does differently: the inverse-CDF draw (:func:`ecg2llm.lm.sampling.draw`, one
+uniform per row) instead of ``torch.multinomial``; the guidance and lead-contrast branches as extra rows of
+one batched forward in one KV cache instead of a processor with its own cache; its slide (BOS, prefix,
+the rhythm in force, then the last half-window of tokens) instead of whole-beat slides; and stopping on a
+count of ECG codes rather than of tokens. Its sampler rules (:mod:`ecg2llm.lm.grammar`,
+:mod:`ecg2llm.lm.beatcache`, lead contrast, label gap) exist for LM v2 only.
 """
 from __future__ import annotations
 

@@ -33,6 +33,28 @@ class GenerateConfig:
     rules (``grammar``, ``beat_cache``, ``label_gap``, ``lead_guidance``) do not exist on the v3 path
     (``grammar`` is ignored there, the others are refused if set).
 
+    What the sampling fields do (the inline comments below give the defaults):
+
+    - ``seed``: same seed and ``batch_size`` => identical arrays (batch ``i`` draws from ``seed + i``).
+    - ``temperature``, ``top_k``, ``top_p``: 1, 0, 1 sample the model as trained.
+    - ``condition``: conditional LMs only, ``["rhythm:AFIB"]``, ``["rhythm:N", "beat:V"]``; at most one rhythm.
+      ``condition_strength``: log-odds added to each requested beat class at every step (composes with
+      guidance).
+    - ``guidance``: an LM trained with condition dropout: the classifier-free guidance scale (None: the
+      conditional branch alone; 1: the same samples; > 1: stronger adherence; 0: unconditional).
+    - ``texture``: decode with the tokenizer's texture model (noise, mains, fine detail) and a sampled
+      baseline where it has one; None: on when the tokenizer has one, seeded per sample from ``seed``;
+      ``False``: the clean ECG band; ``True`` without a texture model is refused.
+    - ``source``, ``lead``: LM v2/v3 prefix tokens, the database and lead to imitate (None: mitdb, MLII).
+    - LM v2 only (:mod:`ecg2llm.lm.guidance`): ``grammar`` draws the beat labels a requested ``rhythm:N``,
+      ``B``, ``T`` or ``VT`` is made of (:mod:`ecg2llm.lm.grammar`); ``beat_cache`` tethers each code to
+      the same phase of the sample's previous beats (:mod:`ecg2llm.lm.beatcache`, 0 = off, 0.25 the shipped
+      LM's likelihood-optimal strength); ``label_gap`` forces a beat label after that many seconds
+      without one when no rhythm is requested; ``lead_guidance``/``contrast_lead`` push each token away from
+      what the LM would draw under another lead (1 = off; None = the LM's default for the requested
+      condition, ``config.ecg_condition_defaults``); ``kv_cache`` picks the decoder's cache (``auto``: float16
+      with a compiled kernel on CPU where it works; identical arrays need the same cache).
+
     Examples
     --------
     >>> from ecg2llm.lm.request import GenerateConfig

@@ -167,3 +167,21 @@ def test_control_spec_is_worked_out_once_per_loaded_model():
     assert ControlSpec.of_model(random_lm()) is None
     lm2.config.ecg_conditioning = {**lm2.config.ecg_conditioning, "condition_dropout": 0.0}  # replaced: re-parsed
     assert ControlSpec.of_model(lm2).condition_dropout == 0.0
+
+
+@pytest.mark.skipif(not (PRETRAINED_DIR / "default" / "config.json").is_file(), reason="no shipped default LM")
+def test_a_pipeline_parses_its_control_spec_at_most_once(monkeypatch):
+    """Before the memo every ``generate`` parsed ``config.ecg_conditioning`` three times (the pipeline's
+    condition check, ``check_request`` and ``sample_guided``)."""
+    from ecg2llm import ECGPipeline
+    from ecg2llm.lm.control import ControlSpec
+
+    pipe = ECGPipeline.from_pretrained("default", device="cpu")  # a fresh model object
+    parses = []
+    parse = ControlSpec.from_dict.__func__
+    monkeypatch.setattr(ControlSpec, "from_dict", classmethod(lambda cls, d: parses.append(1) or parse(cls, d)))
+    req = GenerateConfig(texture=False, kv_cache="float32")
+    for cond in ("rhythm:N", "rhythm:AFIB"):
+        pipe.generate(1, 0.5, condition=cond, request=req)
+    assert pipe.is_conditional and pipe.supports_guidance and pipe.control is pipe.control
+    assert len(parses) <= 1
