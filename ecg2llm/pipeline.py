@@ -177,7 +177,7 @@ class ECGPipeline:
 
     @property
     def supports_guidance(self) -> bool:
-        """True for an LM v2 trained with condition dropout (``generate(guidance=...)`` works)."""
+        """True for an LM v2/v3 trained with condition dropout (``GenerateConfig(guidance=...)`` works)."""
         from ecg2llm.lm.control import ControlSpec
 
         ctl = self.control
