@@ -11,8 +11,9 @@ guidance, texture, throughput).
 Two LM generations share this path, both driven by one request (:class:`ecg2llm.lm.request.GenerateConfig`).
 LMs without a :class:`ecg2llm.lm.control.ControlSpec` (``configs/lm/tiny.yaml``, ``tiny_cond.yaml``: the
 first LM design) sample through :mod:`ecg2llm.lm.sampling`. LM v2 (``source:``/``lead:`` tokens, trained
-with condition dropout) samples through :func:`ecg2llm.lm.guidance.sample_guided`: ``source``/``lead`` pick the prefix (default
-``mitdb``/``MLII``) and ``guidance`` the classifier-free guidance scale (None: conditional branch only).
+with condition dropout) samples through :func:`ecg2llm.lm.guidance.sample_guided`: ``source``/``lead`` pick
+the prefix (default ``mitdb``/``MLII``) and ``guidance`` the classifier-free guidance scale (None: the
+conditional branch only).
 Independently, a tokenizer with a texture model (tokenizer v2, ``tok.has_texture``) decodes with
 ``texture=True`` by default, seeded per sample by :func:`texture_seed` (same seed => same output), and
 adds a baseline drawn from the tokenizer's wander model where it has one (``tok.sample_state``);
