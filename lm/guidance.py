@@ -41,7 +41,6 @@ count of ECG codes rather than of tokens. Its sampler rules (:mod:`ecg2llm.lm.gr
 """
 from __future__ import annotations
 
-import math
 from functools import partial
 
 import numpy as np
@@ -54,7 +53,15 @@ from .beatcache import resolve as resolve_beat_cache
 from .control import ControlSpec
 from .grammar import BeatGrammar, LabelGap
 from .kvdecode import KVDecoder, check_kv_cache, resolve_kv_cache, supports
-from .request import GenerateConfig, check_legacy, deprecated, legacy_fields, request_repr
+from .request import (  # noqa: F401 (check_scale, check_lead_guidance: public here too)
+    GenerateConfig,
+    check_lead_guidance,
+    check_legacy,
+    check_scale,
+    deprecated,
+    legacy_fields,
+    request_repr,
+)
 from .rhythm_check import detect_beats
 from .sampling import ConditionedSamples, SamplingParams, draw, sample_tokens, tokens_to_mv
 
@@ -114,25 +121,6 @@ def guided_bias(spec: ControlSpec, vocab: int, rhythm: str | None = None, beats=
     for c in beats:
         bias[spec.id_of(f"beat:{c}")] += float(strength)
     return bias
-
-
-def check_scale(value, name: str, *, meaning: str, example: str = "") -> float | None:
-    """``value`` as a float (or None), refusing non-numbers, NaN/inf and negative scales; ``name``,
-    ``meaning`` and ``example`` word the errors (shared by ``guidance`` and ``lead_guidance``)."""
-    if value is None:
-        return None
-    try:
-        scale = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number{example}, got {value!r}") from None
-    if not (math.isfinite(scale) and scale >= 0):
-        raise ConfigError(f"{name} must be a finite number >= 0 ({meaning}), got {value!r}")
-    return scale
-
-
-def check_lead_guidance(scale) -> float | None:
-    """``scale`` as a float (or None), refusing non-numbers, NaN/inf and negative scales (1 = off)."""
-    return check_scale(scale, "lead_guidance", meaning="1 = off")
 
 
 def lead_contrast(model, spec: ControlSpec, lead: str, scale: float | None,

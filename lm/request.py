@@ -8,6 +8,7 @@ with a ``FutureWarning`` that spells out the call to write instead (:func:`reque
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field, fields
 
@@ -114,8 +115,6 @@ class GenerateConfig:
         BeatCacheParams(strength=float(self.beat_cache))  # validates: >= 0
         if not self.label_gap >= 0:
             raise ConfigError(f"label_gap must be >= 0 seconds (0 = off, e.g. 2.0), got {self.label_gap}")
-        from .guidance import check_lead_guidance
-
         check_lead_guidance(self.lead_guidance)
         if self.contrast_lead is not None and self.lead_guidance is None:
             raise ConfigError(f"--contrast_lead {self.contrast_lead} needs --lead_guidance (e.g. 1.25)")
@@ -130,10 +129,27 @@ class GenerateConfig:
 
 def check_guidance(guidance) -> float | None:
     """``guidance`` as a float (or None), refusing non-numbers, NaN/inf and negative scales."""
-    from .guidance import check_scale
-
     return check_scale(guidance, "guidance", example=" (e.g. 2.0) or None",
                        meaning="1 = conditional sampling, > 1 = stronger adherence")
+
+
+def check_scale(value, name: str, *, meaning: str, example: str = "") -> float | None:
+    """``value`` as a float (or None), refusing non-numbers, NaN/inf and negative scales; ``name``,
+    ``meaning`` and ``example`` word the errors (shared by ``guidance`` and ``lead_guidance``)."""
+    if value is None:
+        return None
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number{example}, got {value!r}") from None
+    if not (math.isfinite(scale) and scale >= 0):
+        raise ConfigError(f"{name} must be a finite number >= 0 ({meaning}), got {value!r}")
+    return scale
+
+
+def check_lead_guidance(scale) -> float | None:
+    """``scale`` as a float (or None), refusing non-numbers, NaN/inf and negative scales (1 = off)."""
+    return check_scale(scale, "lead_guidance", meaning="1 = off")
 
 
 def request_repr(req: GenerateConfig, base: GenerateConfig | None = None) -> str:
