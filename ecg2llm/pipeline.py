@@ -8,7 +8,9 @@ torch and transformers are imported when a pipeline is built, not when this modu
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,9 +19,15 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from ecg2llm.lm.request import GenerateConfig
     from ecg2llm.tokenizer.base import ECGTokenizer
 
 __all__ = ["ECGPipeline"]
+
+#: keyword arguments of ``generate`` / ``forecast`` that :class:`ecg2llm.lm.request.GenerateConfig` replaced
+_GENERATE_LEGACY = ("temperature", "top_k", "top_p", "condition_strength", "guidance", "texture", "source", "lead",
+                    "grammar", "beat_cache", "lead_guidance", "contrast_lead", "kv_cache", "batch_size")
+_FORECAST_LEGACY = ("temperature", "top_k", "top_p", "batch_size")
 
 
 class ECGPipeline:
@@ -169,13 +177,13 @@ class ECGPipeline:
 
     @property
     def supports_guidance(self) -> bool:
-        """True for an LM v2 trained with condition dropout (``generate(guidance=...)`` works)."""
+        """True for an LM v2/v3 trained with condition dropout (``GenerateConfig(guidance=...)`` works)."""
         from ecg2llm.lm.control import ControlSpec
 
+        ctl = self.control
         if self._beat is not None:
-            return self._beat.spec.condition_dropout > 0
-        ctl = ControlSpec.of_model(self.model)
-        return ctl is not None and ctl.conditional and ctl.condition_dropout > 0
+            return ctl.condition_dropout > 0
+        return isinstance(ctl, ControlSpec) and ctl.conditional and ctl.condition_dropout > 0
 
     @property
     def has_texture(self) -> bool:
@@ -190,69 +198,40 @@ class ECGPipeline:
                 f"{self.tokens_per_second:g} tokens/s, device={self.device})")
 
     # ------------------------------------------------------------------------------------------ sampling
-    def generate(self, num_samples: int = 1, seconds: float = 10.0, *, seed: int = 0,
-                 temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                 condition: str | Sequence[str] | None = None, condition_strength: float = 3.0,
-                 guidance: float | None = None, texture: bool | None = None, source: str | None = None,
-                 lead: str | None = None, grammar: bool = True, beat_cache: float | None = None,
-                 lead_guidance: float | None = None, contrast_lead: str | None = None,
-                 kv_cache: str = "auto", batch_size: int = 64, progress: bool = False,
-                 request=None) -> np.ndarray:
+    def generate(self, num_samples: int | None = None, seconds: float | None = None, *, seed: int | None = None,
+                 condition: str | Sequence[str] | None = None, request: GenerateConfig | None = None,
+                 progress: bool = False, **deprecated_kwargs) -> np.ndarray:
         """Sample synthetic ECGs from scratch.
 
-        An LM v3 (beats) is sampled by :class:`ecg2llm.lm.beat_generate.BeatLM` from one request,
-        :class:`ecg2llm.lm.synthesize.GenerateConfig`: pass ``request=GenerateConfig(...)`` (its ``num_samples``,
-        ``seconds`` and sampling fields win), or the keyword arguments below, which fill one.
+        One request, :class:`ecg2llm.lm.request.GenerateConfig` (the fields of ``lm/generate.py``), describes
+        the draw; ``num_samples``, ``seconds``, ``seed`` and ``condition``, when given, replace its fields
+        (explicit argument > ``request`` > the defaults: 1 sample of 10 s, seed 0). An LM v3 (beats) is
+        sampled by :class:`ecg2llm.lm.beat_generate.BeatLM`, an LM v2 by :func:`ecg2llm.lm.guidance.sample_guided`,
+        an LM without control tokens by :mod:`ecg2llm.lm.sampling`, all through
+        :func:`ecg2llm.lm.synthesize.synthesize`'s path: ``lm/generate.py`` with the same request writes the
+        same arrays.
 
         Parameters
         ----------
-        num_samples : int
-            How many ECGs.
-        seconds : float
-            Length of each, in seconds.
-        seed : int
-            Same seed (and ``batch_size``) => identical arrays; batch ``i`` uses ``seed + i``.
-        temperature, top_k, top_p : float, int, float
-            Sampling settings (1, 0 = off, 1 = off: the model as trained).
+        num_samples : int, optional
+            How many ECGs (default 1).
+        seconds : float, optional
+            Length of each, in seconds (default 10).
+        seed : int, optional
+            Same seed (and ``batch_size``) => identical arrays; batch ``i`` uses ``seed + i`` (default 0).
         condition : str or sequence of str, optional
             Conditional LMs only (:attr:`conditions`): ``"rhythm:AFIB"``, ``["rhythm:N", "beat:V"]`` or
-            ``"rhythm:N,beat:V"``. At most one rhythm; beat classes are boosted at every step.
-        condition_strength : float
-            Log-odds added to each requested beat class's control token.
-        guidance : float, optional
-            LM v2 trained with condition dropout (:attr:`supports_guidance`): the classifier-free guidance
-            scale (:func:`ecg2llm.lm.guidance.sample_guided`). None: the conditional branch alone; ``1``: the same
-            samples; ``> 1``: stronger adherence to ``condition``; ``0``: unconditional. A v1 LM refuses it.
-        texture : bool, optional
-            Decode with the tokenizer's texture model (noise, mains, fine detail). None: on when the
-            tokenizer has one (:attr:`has_texture`, tokenizer v2), seeded per sample from ``seed`` (same
-            seed => identical); ``False``: the clean ECG band; ``True`` without a texture model raises.
-        source, lead : str, optional
-            LM v2: the database and lead to imitate (None: ``"mitdb"``, ``"MLII"``; also ``"cinc2017"``,
-            ``"V1"``, ``"I"``...). A v1 LM refuses them.
-        grammar : bool
-            LM v2 with ``rhythm:N``, ``B``, ``T`` or ``VT``: draw the beat labels that rhythm is made of (N V
-            alternating for bigeminy, V at 120-200 bpm for VT...; :mod:`ecg2llm.lm.grammar`). ``False``: the rhythm
-            prefix alone. No effect on other rhythms or v1 LMs.
-        beat_cache : float, optional
-            Conditional LM v2: strength of the beat cache (:mod:`ecg2llm.lm.beatcache`), which tethers each code to
-            the same phase of the sample's previous beats so that a sample's beats repeat as a patient's do
-            (0.25: the shipped LM's likelihood-optimal strength, in the shape its config records). None or
-            ``0``: the LM alone (the default). A v1 LM refuses a non-zero strength.
-        lead_guidance, contrast_lead : float, str, optional
-            LM v2: lead-contrast guidance (:func:`ecg2llm.lm.guidance.sample_guided`), a negative prompt on the lead
-            that keeps complexes of the other leads out of an MLII sample (``1.25``: the setting of
-            ``docs/notes/lm-v2-notebook.md``; ``contrast_lead`` default V1). ``1``: off; None: the LM's default for the
-            requested condition (``config.ecg_condition_defaults``: ``default`` uses 2 for ``rhythm:VT``), else
-            off. A v1 LM refuses it.
-        kv_cache : str
-            LM v2: the sampler's KV cache (:mod:`ecg2llm.lm.kvdecode`). ``"auto"``: float16 with a compiled attention
-            kernel on CPU where ``torch.compile`` works (~1.3x faster), else float32; ``"float32"``: logits
-            equal to the model's to float rounding. Same distribution; identical arrays need the same cache.
-        batch_size : int
-            Sequences sampled together (memory vs speed).
+            ``"rhythm:N,beat:V"``. At most one rhythm.
+        request : GenerateConfig, optional
+            Every other setting: ``temperature``/``top_k``/``top_p``, ``condition_strength``, ``guidance``
+            (:attr:`supports_guidance`), ``texture`` (None: on when the tokenizer has one, :attr:`has_texture`),
+            ``source``/``lead``, ``grammar``, ``beat_cache``, ``lead_guidance``/``contrast_lead``, ``kv_cache``,
+            ``batch_size``, ``detail`` (LM v3); each field's meaning is on :class:`GenerateConfig`.
         progress : bool
             Show a tqdm bar over batches.
+
+        The keyword arguments of before (``temperature=``, ``guidance=``, ``batch_size=``...) still work until
+        ecg2llm 0.4.0, with a ``FutureWarning`` naming the ``request=GenerateConfig(...)`` to pass instead.
 
         Returns
         -------
@@ -263,35 +242,34 @@ class ECGPipeline:
         ------
         ValueError
             A bad argument, an unknown condition (the message lists the known ones), a condition
-            given to an unconditional LM, guidance/source/lead given to a v1 LM, or ``texture=True``
-            with a tokenizer without texture.
+            given to an unconditional LM, guidance/source/lead given to an LM without control tokens, or
+            ``texture=True`` with a tokenizer without texture.
 
         Examples
         --------
         >>> from ecg2llm import ECGPipeline
+        >>> from ecg2llm.lm.request import GenerateConfig
         >>> pipe = ECGPipeline.from_pretrained("conditional", device="cpu")
         >>> y = pipe.generate(2, 2, condition="rhythm:AFIB", seed=0)
         >>> y.shape
         (2, 720)
+        >>> req = GenerateConfig(num_samples=2, seconds=2, condition=["rhythm:AFIB"], guidance=2.0)
+        >>> pipe.generate(request=req).shape
+        (2, 720)
         """
+        req = self._request("generate", request, deprecated_kwargs, _GENERATE_LEGACY, num_samples=num_samples,
+                            seconds=seconds, seed=seed, condition=condition, defaults={"num_samples": 1})
         if self._beat is not None:
-            return self._generate_beats(request, num_samples, seconds, seed=seed, temperature=temperature,
-                                        top_k=top_k, top_p=top_p, condition=condition, guidance=guidance,
-                                        texture=texture, source=source, lead=lead, batch_size=batch_size,
-                                        progress=progress)
-        conds = self._check_conditions(condition)
-        n, secs = self._check_sizes(num_samples, seconds)
-        syn = self._synthesize(n, secs, seed=seed, temperature=temperature, top_k=top_k, top_p=top_p,
-                               condition=conds, condition_strength=condition_strength, batch_size=batch_size,
-                               progress=progress, guidance=guidance, texture=texture, source=source,
-                               lead=lead, grammar=grammar, beat_cache=beat_cache, lead_guidance=lead_guidance,
-                               contrast_lead=contrast_lead, kv_cache=kv_cache)
-        return syn.signals[:, : round(secs * self.fs)]  # (K, T)
+            signals, _, _, _ = self._beat.synthesize(req, progress=progress)
+        else:
+            from ecg2llm.lm.synthesize import synthesize
 
-    def forecast(self, prefix_mv: Any, fs: float | None = None, seconds: float = 5.0,
-                 num_samples: int = 16, *,
-                 seed: int = 0, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                 batch_size: int = 64, progress: bool = False) -> np.ndarray:
+            signals = synthesize(self.model, self.tokenizer, req, progress=progress).signals
+        return signals[:, : round(req.seconds * self.fs)]  # (K, T)
+
+    def forecast(self, prefix_mv: Any, fs: float | None = None, seconds: float | None = None,
+                 num_samples: int | None = None, *, seed: int | None = None, request: GenerateConfig | None = None,
+                 progress: bool = False, **deprecated_kwargs) -> np.ndarray:
         """Sample ``num_samples`` continuations of a real ECG prefix (probabilistic forecasting).
 
         The prefix is resampled to :attr:`fs` if ``fs`` differs, trimmed at its start to whole tokens
@@ -300,9 +278,8 @@ class ECGPipeline:
         after the prefix is returned, without texture (the clean band, as ``lm/forecast.py`` scores it).
         A conditional LM v2 sees the prefix as an unlabelled stream (``beat:?`` at XQRS-detected beats,
         :func:`ecg2llm.lm.guidance.null_label_stream`) and continues it through its unconditional branch.
-        ``lm/forecast.py`` task ``i`` with
-        ``--seed s --k K`` equals
-        ``forecast(prefix_i, num_samples=K, seed=s * 100003 + i, batch_size=K)``.
+        ``lm/forecast.py`` task ``i`` with ``--seed s --k K`` equals
+        ``forecast(prefix_i, num_samples=K, seed=s * 100003 + i, request=GenerateConfig(batch_size=K))``.
 
         Parameters
         ----------
@@ -311,12 +288,13 @@ class ECGPipeline:
             at :attr:`fs`). For a WFDB ``(samples, leads)`` array pass ``signal[:, lead]``.
         fs : float, optional
             Its sampling rate in Hz (default :attr:`fs`).
-        seconds : float
-            Forecast horizon.
-        num_samples : int
-            Continuations drawn.
-        seed, temperature, top_k, top_p, batch_size, progress
-            As in :meth:`generate`.
+        seconds : float, optional
+            Forecast horizon (default 5 s; or ``request.seconds`` when a request is given).
+        num_samples : int, optional
+            Continuations drawn (default 16; or ``request.num_samples``).
+        seed, request, progress
+            As in :meth:`generate` (``temperature``, ``top_k``, ``top_p``, ``batch_size`` are request fields;
+            as keyword arguments they are deprecated). The continuation is decoded without texture.
 
         Returns
         -------
@@ -338,13 +316,17 @@ class ECGPipeline:
         >>> f.shape
         (4, 360)
         """
-        n, secs = self._check_sizes(num_samples, seconds)
+        req = self._request("forecast", request, deprecated_kwargs, _FORECAST_LEGACY, num_samples=num_samples,
+                            seconds=seconds, seed=seed, defaults={"num_samples": 16, "seconds": 5.0})
         ids = self._prefix_ids(prefix_mv, self.fs if fs is None else fs)
+        secs = req.seconds
         # one token past the horizon, so the contextual decoder sees real right context at its end
         # (as lm/forecast.py does: the same prefix and seed give the same continuations there)
-        syn = self._synthesize(n, secs + 0.999 / self.tokens_per_second, seed=seed, temperature=temperature,
-                               top_k=top_k, top_p=top_p, batch_size=batch_size, progress=progress, prompt=ids,
-                               texture=False)
+        from ecg2llm.lm.synthesize import synthesize
+
+        syn = synthesize(self.model, self.tokenizer,
+                         replace(req, seconds=secs + 0.999 / self.tokens_per_second, texture=False), prompt=ids,
+                         progress=progress)
         p = round(len(ids) * self.tokenizer.samples_per_token)  # decoded prefix samples
         return syn.signals[:, p : p + round(secs * self.fs)]  # (K, H)
 
@@ -413,28 +395,53 @@ class ECGPipeline:
             return push_folder(folder, repo_id, private=private, token=token, commit_message=commit_message)
 
     # ------------------------------------------------------------------------------------------ internals
-    def _spec(self):
-        """The LM's condition vocabulary: v1 ``ConditionSpec``, v2 ``ControlSpec`` (None if unconditional)."""
+    @functools.cached_property
+    def control(self):
+        """The LM's control vocabulary, worked out once per pipeline: LM v3's or v2's
+        :class:`ecg2llm.lm.control.ControlSpec`, an older conditional LM's
+        :class:`ecg2llm.lm.conditioning.ConditionSpec`, or None (no control tokens)."""
         from ecg2llm.lm.conditioning import ConditionSpec
         from ecg2llm.lm.control import ControlSpec
 
         if self._beat is not None:
             return self._beat.spec
         ctl = ControlSpec.of_model(self.model)
-        if ctl is not None:
-            return ctl if ctl.conditional else None
-        return ConditionSpec.of_model(self.model)
+        return ctl if ctl is not None else ConditionSpec.of_model(self.model)
 
-    def _generate_beats(self, request, num_samples, seconds, *, progress: bool = False, **kw) -> np.ndarray:
-        """LM v3: one :class:`ecg2llm.lm.synthesize.GenerateConfig` (given, or filled from the keyword arguments)."""
-        from ecg2llm.lm.synthesize import GenerateConfig
+    def _spec(self):
+        """The condition vocabulary requests are checked against (None if the LM takes no conditions)."""
+        from ecg2llm.lm.control import ControlSpec
 
-        if request is None:
-            n, secs = self._check_sizes(num_samples, seconds)
-            kw["condition"] = self._check_conditions(kw.get("condition"))
-            request = GenerateConfig(num_samples=n, seconds=secs, **{k: v for k, v in kw.items() if v is not None})
-        signals, _, _, _ = self._beat.synthesize(request, progress=progress)
-        return signals[:, : round(request.seconds * self.fs)]  # (K, T) mV
+        spec = self.control
+        return None if isinstance(spec, ControlSpec) and not spec.conditional else spec
+
+    def _request(self, method: str, request, legacy: dict, allowed: tuple, *, defaults: dict, **given):
+        """The :class:`GenerateConfig` of one call: explicit arguments > ``request`` > ``defaults``; the
+        deprecated keyword arguments ``legacy`` (names in ``allowed``) on top, with a ``FutureWarning``."""
+        from ecg2llm.core.errors import ConfigError
+        from ecg2llm.lm.request import GenerateConfig, check_legacy, deprecated, legacy_fields, request_repr
+
+        if request is not None and not isinstance(request, GenerateConfig):
+            raise ConfigError(f"request must be an ecg2llm.lm.request.GenerateConfig, got {type(request).__name__}")
+        check_legacy(f"ECGPipeline.{method}", legacy, allowed)
+        base = request if request is not None else GenerateConfig(**defaults)
+        n, secs = self._check_sizes(base.num_samples if given["num_samples"] is None else given["num_samples"],
+                                    base.seconds if given["seconds"] is None else given["seconds"])
+        over = {"num_samples": n, "seconds": secs}
+        if given.get("seed") is not None:
+            over["seed"] = int(given["seed"])
+        if given.get("condition") is not None:
+            over["condition"] = self._check_conditions(given["condition"])
+        if legacy:
+            old = legacy_fields(legacy)
+            shown = request_repr(GenerateConfig(**old)) if request is None else \
+                f"dataclasses.replace(request, {', '.join(f'{k}={v!r}' for k, v in old.items())})"
+            deprecated(f"ECGPipeline.{method}", sorted(legacy), f"pipe.{method}(..., request={shown})", stacklevel=4)
+            over.update(old)
+        req = replace(base, **over)
+        if given.get("condition") is None:
+            req.condition = self._check_conditions(req.condition)
+        return req
 
     def _check_conditions(self, condition: str | Sequence[str] | None) -> list[str]:
         from ecg2llm.core.errors import ConfigError
@@ -502,27 +509,6 @@ class ECGPipeline:
         keep = round(n_tok * spt)
         ids, _ = self.tokenizer.encode(x[len(x) - keep:], self.fs)
         return ids[-n_tok:]
-
-    def _synthesize(self, num_samples: int, seconds: float, *, seed: int, temperature: float, top_k: int,
-                    top_p: float, batch_size: int, progress: bool, condition: Sequence[str] = (),
-                    condition_strength: float = 3.0, prompt: np.ndarray | None = None,
-                    guidance: float | None = None, texture: bool | None = None, source: str | None = None,
-                    lead: str | None = None, grammar: bool = True, beat_cache: float | None = None,
-                    lead_guidance: float | None = None, contrast_lead: str | None = None,
-                    kv_cache: str = "auto"):
-        from ecg2llm.core.errors import ConfigError
-        from ecg2llm.lm.sampling import SamplingParams
-        from ecg2llm.lm.synthesize import synthesize
-
-        if int(batch_size) < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-        return synthesize(self.model, self.tokenizer, num_samples, seconds, seed=int(seed),
-                          params=SamplingParams(float(temperature), int(top_k), float(top_p)),
-                          batch_size=int(batch_size), condition=list(condition),
-                          condition_strength=float(condition_strength), prompt=prompt, progress=progress,
-                          guidance=guidance, texture=texture, source=source, lead=lead,
-                          grammar=bool(grammar), beat_cache=beat_cache, lead_guidance=lead_guidance,
-                          contrast_lead=contrast_lead, kv_cache=kv_cache)
 
 
 def _torch_dtype(dtype: Any) -> torch.dtype:

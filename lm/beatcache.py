@@ -30,10 +30,11 @@ It is a normalized probability model, so it has a likelihood: ``strength``, ``si
 (``ecg_beat_cache``), which :func:`params_of_model` reads. Where there is no earlier beat at that phase
 (the first beat, or a beat longer than the previous ones) ``p = p_LM``.
 
-The cache is **opt-in** (``lm/generate.py --beat_cache 0.25``, ``ECGPipeline.generate(beat_cache=0.25)``):
-on the shipped LM v2 the fitted setting lowers validation bits/token 3.848 -> 3.809 (DS2 4.205 -> 4.155),
-moves beat consistency and QTc into the real band and leaves every headline metric but the discriminator
-as real, but the discriminator rises 0.735 -> 0.778 and the memorization ratio falls 0.98 -> 0.90
+The cache is **opt-in** (``lm/generate.py --beat_cache 0.25``,
+``ECGPipeline.generate(request=GenerateConfig(beat_cache=0.25))``): on the shipped LM v2 the fitted setting
+lowers validation bits/token 3.848 -> 3.809 (DS2 4.205 -> 4.155), moves beat consistency and QTc into the
+real band and leaves every headline metric but the discriminator as real, but the discriminator rises
+0.735 -> 0.778 and the memorization ratio falls 0.98 -> 0.90
 (``docs/notes/lm-v2-notebook.md``, "Beat cache"); the sampler's default stays the LM alone.
 """
 from __future__ import annotations

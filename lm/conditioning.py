@@ -27,6 +27,7 @@ different record sets share ids; how often each appeared in training is saved in
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
@@ -43,6 +44,29 @@ from ecg2llm.tokenizer.ecg import (
     refine_peaks,
     rhythm_name,
 )
+
+_SPECS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # loaded model -> {spec class: spec or None}
+
+
+def spec_memo(cls, model_or_config, build):
+    """``build(config.ecg_conditioning)``, memoized per loaded model and spec class.
+
+    A model's control vocabulary is fixed once it is loaded (``config.ecg_conditioning``), so the spec is
+    parsed once per model object (a weak reference: the memo never keeps a model alive) and parsed again
+    only if ``config.ecg_conditioning`` is replaced by another object. A bare config (no ``.config``) is
+    parsed on every call. The returned spec is shared: treat it as read-only.
+    """
+    cfg = getattr(model_or_config, "config", None)
+    if cfg is None:
+        return build(getattr(model_or_config, "ecg_conditioning", None))
+    d = getattr(cfg, "ecg_conditioning", None)
+    try:
+        memo = _SPECS.setdefault(model_or_config, {})
+    except TypeError:  # not weak-referenceable: parse every time
+        return build(d)
+    if cls not in memo or memo[cls][0] is not d:
+        memo[cls] = (d, build(d))
+    return memo[cls][1]
 
 
 @dataclass
@@ -98,10 +122,12 @@ class ConditionSpec:
 
     @classmethod
     def of_model(cls, model_or_config) -> "ConditionSpec | None":
-        """The spec of a loaded LM (or its config), or None for an unconditional LM."""
-        cfg = getattr(model_or_config, "config", model_or_config)
-        d = getattr(cfg, "ecg_conditioning", None)
-        return cls.from_dict(d) if isinstance(d, dict) and d else None
+        """The spec of a loaded LM (or its config), or None for an unconditional LM.
+
+        Worked out once per loaded model (:func:`spec_memo`): later calls on the same model object return
+        the same spec object, so a caller may ask again instead of threading it through every signature.
+        """
+        return spec_memo(cls, model_or_config, lambda d: cls.from_dict(d) if isinstance(d, dict) and d else None)
 
     # --------------------------------------------------------------------------- user conditions
     def parse_conditions(self, conditions: Sequence[str]) -> tuple[str | None, list[str]]:

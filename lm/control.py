@@ -27,7 +27,7 @@ import numpy as np
 
 from ecg2llm.core.errors import ConfigError
 
-from .conditioning import ConditionSpec
+from .conditioning import ConditionSpec, spec_memo
 
 #: Databases a v2 LM knows, in token order.
 SOURCES: tuple[str, ...] = ("mitdb", "cinc2017")
@@ -117,10 +117,10 @@ class ControlSpec(ConditionSpec):
 
     @classmethod
     def of_model(cls, model_or_config) -> "ControlSpec | None":
-        """The spec of a v2 LM (its ``ecg_conditioning`` has ``version: 2``), else None."""
-        cfg = getattr(model_or_config, "config", model_or_config)
-        d = getattr(cfg, "ecg_conditioning", None)
-        return cls.from_dict(d) if isinstance(d, dict) and d.get("version") == 2 else None
+        """The spec of a v2 LM (its ``ecg_conditioning`` has ``version: 2``), else None; worked out once per
+        loaded model (:func:`ecg2llm.lm.conditioning.spec_memo`)."""
+        return spec_memo(cls, model_or_config,
+                         lambda d: cls.from_dict(d) if isinstance(d, dict) and d.get("version") == 2 else None)
 
 
 def drop_conditions(crops: np.ndarray, spec: ControlSpec, p: float, rng: np.random.Generator) -> np.ndarray:

@@ -60,6 +60,7 @@ def forecast(cfg: ForecastConfig) -> dict:
     from ecg2llm.core.io import ensure_writable_dir, git_sha, sha256_file, versions, write_json
     from ecg2llm.lm.control import ControlSpec
     from ecg2llm.lm.model import load_lm, load_tokenizer_for
+    from ecg2llm.lm.request import GenerateConfig
     from ecg2llm.lm.sampling import SamplingParams, check_stateless, sample_tokens
     from ecg2llm.lm.synthesize import synthesize
     from ecg2llm.tokenizer.data import resolve_data_dir
@@ -85,8 +86,10 @@ def forecast(cfg: ForecastConfig) -> dict:
     for i in tqdm(range(len(prefix)), desc="forecast", unit="task"):
         ids, _ = tok.encode(prefix[i], tok.fs)
         if v2:  # an LM v2 continues the prompt as a stream with its control tokens (ecg2llm.lm.synthesize)
-            syn = synthesize(model, tok, cfg.k, (n_new - 0.5) / tok.tokens_per_second, seed=cfg.seed * 100003 + i,
-                             params=params, batch_size=cfg.k, prompt=ids, texture=False, progress=False)
+            req = GenerateConfig(num_samples=cfg.k, seconds=(n_new - 0.5) / tok.tokens_per_second,
+                                 seed=cfg.seed * 100003 + i, temperature=cfg.temperature, top_k=cfg.top_k,
+                                 top_p=cfg.top_p, batch_size=cfg.k, texture=False)
+            syn = synthesize(model, tok, req, prompt=ids, progress=False)
             samples[i] = syn.signals[:, p : p + h]
             continue
         new = sample_tokens(model, cfg.k, n_new, prompt=ids, params=params, batch_size=cfg.k,

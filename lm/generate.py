@@ -20,7 +20,8 @@ LM v2 (trained with ``configs/lm/v2_*.yaml``: source/lead tokens, condition drop
         --source mitdb --lead MLII --num-samples 8 --seconds 10 --out runs/gen_guided
 
 ``--guidance G`` is the classifier-free guidance scale (unset: the conditional branch alone; 1: the same
-samples; > 1: stronger adherence to ``--condition``); v1 LMs refuse it, and ``--source`` / ``--lead``.
+samples; > 1: stronger adherence to ``--condition``); LMs without control tokens refuse it, and ``--source`` /
+``--lead``.
 A tokenizer v2 with a texture model decodes with texture by default (noise, mains, fine detail, seeded
 per sample from ``--seed``); ``--texture false`` writes the clean ECG band. The manifest records both.
 ``--label_gap 2.0`` (LM v2, no rhythm requested) keeps every sample's beat labels coming (a beat label at

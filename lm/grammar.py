@@ -34,7 +34,7 @@ This is constrained decoding (the model's distribution restricted to sequences o
 not something the LM learned: ``docs/notes/lm-v2-notebook.md`` reports adherence with and without it. Rhythms without a
 grammar (``AFIB``, ``SVTA``...) are sampled from the rhythm prefix alone, and so is a request that also
 names beat classes (``rhythm:N,beat:V``: the beats asked for win over the grammar). Switch it off with
-``grammar=False`` (``lm/generate.py --grammar false``, ``ECGPipeline.generate(grammar=False)``).
+``grammar=False`` (``lm/generate.py --grammar false``, ``ECGPipeline.generate(request=GenerateConfig(grammar=False))``).
 """
 from __future__ import annotations
 

@@ -26,12 +26,21 @@ same tokens with the lead token swapped to a contrast lead, and each token is dr
 guidance with the contrast branch as the "unconditional" one (no condition dropout needed: both leads are
 real conditions). It composes with rhythm guidance (both terms added) and with the beat cache.
 
-Entry point: :func:`sample_guided` (``guidance=None``: conditional only, one branch; a float: both
-branches). The lead wires ``lm/generate.py --guidance`` and the pipeline's ``guidance=`` to it.
+Entry point: :func:`sample_guided` (one :class:`ecg2llm.lm.request.GenerateConfig`; ``guidance=None``:
+conditional only, one branch; a float: both branches), behind ``lm/generate.py`` and ``ECGPipeline.generate``.
+
+**The v2 path.** This loop is LM v2's own and stays with the v2 models; LM v3 samples through the one loop of
+:mod:`ecg2llm.lm.sampler` (``transformers`` logits processors), and both take the same request. It is not
+ported onto that loop because its draws for a fixed seed (pinned by ``tests/v2_sampler_pins.json``) depend
+on four things that loop does differently: the inverse-CDF draw (:func:`ecg2llm.lm.sampling.draw`, one
+uniform per row) instead of ``torch.multinomial``; the guidance and lead-contrast branches as extra rows of
+one batched forward in one KV cache instead of a processor with its own cache; its slide (BOS, prefix,
+the rhythm in force, then the last half-window of tokens) instead of whole-beat slides; and stopping on a
+count of ECG codes rather than of tokens. Its sampler rules (:mod:`ecg2llm.lm.grammar`,
+:mod:`ecg2llm.lm.beatcache`, lead contrast, label gap) exist for LM v2 only.
 """
 from __future__ import annotations
 
-import math
 from functools import partial
 
 import numpy as np
@@ -40,9 +49,19 @@ import torch
 from ecg2llm.core.errors import ConfigError
 
 from .beatcache import BeatCache, BeatCacheParams
+from .beatcache import resolve as resolve_beat_cache
 from .control import ControlSpec
 from .grammar import BeatGrammar, LabelGap
 from .kvdecode import KVDecoder, check_kv_cache, resolve_kv_cache, supports
+from .request import (  # noqa: F401 (check_scale, check_lead_guidance: public here too)
+    GenerateConfig,
+    check_lead_guidance,
+    check_legacy,
+    check_scale,
+    deprecated,
+    legacy_fields,
+    request_repr,
+)
 from .rhythm_check import detect_beats
 from .sampling import ConditionedSamples, SamplingParams, draw, sample_tokens, tokens_to_mv
 
@@ -102,25 +121,6 @@ def guided_bias(spec: ControlSpec, vocab: int, rhythm: str | None = None, beats=
     for c in beats:
         bias[spec.id_of(f"beat:{c}")] += float(strength)
     return bias
-
-
-def check_scale(value, name: str, *, meaning: str, example: str = "") -> float | None:
-    """``value`` as a float (or None), refusing non-numbers, NaN/inf and negative scales; ``name``,
-    ``meaning`` and ``example`` word the errors (shared by ``guidance`` and ``lead_guidance``)."""
-    if value is None:
-        return None
-    try:
-        scale = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number{example}, got {value!r}") from None
-    if not (math.isfinite(scale) and scale >= 0):
-        raise ConfigError(f"{name} must be a finite number >= 0 ({meaning}), got {value!r}")
-    return scale
-
-
-def check_lead_guidance(scale) -> float | None:
-    """``scale`` as a float (or None), refusing non-numbers, NaN/inf and negative scales (1 = off)."""
-    return check_scale(scale, "lead_guidance", meaning="1 = off")
 
 
 def lead_contrast(model, spec: ControlSpec, lead: str, scale: float | None,
@@ -232,88 +232,127 @@ def null_label_stream(codes, signal: np.ndarray, fs: float, samples_per_token: f
     return interleave(codes, k, np.full(len(k), spec.null_beat_id, np.int64))
 
 
-@torch.inference_mode()
-def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: float | None = None,
-                  strength: float = 0.0, source: str = "mitdb", lead: str = "MLII",
-                  params: SamplingParams | None = None, batch_size: int = 64, seed: int = 0,
-                  unconditional: bool = False, progress: bool = False, prompt=None,
-                  prompt_rhythm: str | None = None, grammar: bool = False,
-                  tokens_per_second: float = 36.0,
-                  beat_cache: BeatCacheParams | None = None, lead_guidance: float | None = None,
-                  contrast_lead: str | None = None, kv_cache: str = "auto",
-                  label_gap: float | None = None) -> ConditionedSamples:
-    """Sample a v2 LM until every sequence has ``n_codes`` ECG codes, optionally with guidance.
+#: ``sample_guided``'s arguments before :class:`ecg2llm.lm.request.GenerateConfig`, in their old positional order
+_LEGACY = ("n_samples", "n_codes", "conditions", "guidance", "strength", "source", "lead", "params", "batch_size",
+           "seed", "unconditional", "progress", "prompt", "prompt_rhythm", "grammar", "tokens_per_second",
+           "beat_cache", "lead_guidance", "contrast_lead", "kv_cache", "label_gap")
+#: their defaults where they differ from GenerateConfig's
+_LEGACY_DEFAULTS = {"condition_strength": 0.0, "grammar": False}
+
+
+def sample_guided(model, request: GenerateConfig | None = None, n_codes: int | None = None, *legacy_args,
+                  tokens_per_second: float = 36.0, prompt=None, prompt_rhythm: str | None = None,
+                  unconditional: bool = False, spec: ControlSpec | None = None, progress: bool = False,
+                  **legacy) -> ConditionedSamples:
+    """Sample an LM v2 until every sequence has ``n_codes`` ECG codes, optionally with guidance.
 
     Parameters
     ----------
     model : transformers.PreTrainedModel
         An LM trained with ``sources`` set (its config has ``ecg_conditioning["version"] == 2``).
-    n_samples, n_codes : int
-    conditions : sequence of str
-        ``"rhythm:N"`` (the rhythm prefix; other rhythms masked inline) and/or ``"beat:V"`` (``+strength``).
-        Without a rhythm, the prefix rhythm is drawn (from the guided logits).
-    guidance : float or None
-        None: the conditional branch alone (one forward per step). A float ``g``: both branches in one
-        batch, logits ``lerp(uncond, cond, g)``; ``1`` gives the conditional samples, ``0`` the
-        unconditional ones (same seed, same numbers), ``> 1`` stronger adherence. Needs a conditional LM
-        trained with ``condition_dropout > 0``.
-    strength : float
-        Log-odds added to each requested beat class (v1 logit-bias steering), after mixing.
-    source, lead : str
-        The prefix: which database and lead to imitate (``"mitdb"``/``"cinc2017"``, ``"MLII"``/``"V1"``/...).
-    params : SamplingParams, optional
-    batch_size, seed, progress
-        As :func:`ecg2llm.lm.sampling.sample_tokens` (batch ``i`` draws from ``torch.Generator(seed + i)``).
-    unconditional : bool
-        Sample the unconditional branch alone (labels nulled in the context, drawn from the prior).
+    request : GenerateConfig
+        What to draw (:class:`ecg2llm.lm.request.GenerateConfig`): ``num_samples``, ``seed`` (batch ``i`` draws
+        from ``torch.Generator(seed + i)``), ``batch_size``, ``temperature``/``top_k``/``top_p``, ``condition``
+        (``"rhythm:N"``: the rhythm prefix, other rhythms masked inline; ``"beat:V"``: ``+condition_strength``
+        log-odds after mixing; without a rhythm the prefix rhythm is drawn), ``guidance`` (None: the
+        conditional branch alone; a float ``g``: both branches in one batch, logits ``lerp(uncond, cond, g)``;
+        ``1`` = the conditional samples, ``0`` = the unconditional ones, ``> 1`` stronger adherence; needs
+        ``condition_dropout > 0``), ``source``/``lead`` (the prefix; None: ``mitdb``/``MLII``), ``grammar``
+        (the requested rhythm's beat-class grammar, :mod:`ecg2llm.lm.grammar`; steps aside when beat classes are
+        requested), ``beat_cache`` (a strength in the LM's fitted shape, :mod:`ecg2llm.lm.beatcache`),
+        ``lead_guidance``/``contrast_lead`` (a negative prompt on the lead: a third branch under
+        ``lead:<contrast_lead>``, logits moved by ``(lead_guidance - 1) * (logits - logits_contrast)``;
+        default contrast V1, or MLII for V1), ``kv_cache`` (:mod:`ecg2llm.lm.kvdecode`: the same seed gives the
+        same samples only with the same cache) and ``label_gap`` (no rhythm requested: a beat label forced
+        after that many seconds without one, :class:`ecg2llm.lm.grammar.LabelGap`). ``seconds`` gives
+        ``n_codes`` when that is not given.
+    n_codes : int, optional
+        ECG codes per sample (default ``ceil(request.seconds * tokens_per_second)``).
+    tokens_per_second : float
+        The tokenizer's token rate (turns the grammar's RR limits and ``label_gap`` into codes).
     prompt : array-like of int, optional
         A real stream to continue, in the training layout: codes with their inline control tokens
         (``beat:<c>`` from annotations, or ``beat:?`` at detected beats, :func:`null_label_stream`).
         Only the ``n_codes`` codes drawn after it are returned (codes, events, streams).
     prompt_rhythm : str, optional
         The rhythm prefix of a prompted stream (``"N"``, ...; ``"?"`` = unlabelled); ignored when a rhythm
-        is requested in ``conditions``. Default: ``"?"`` when ``prompt`` is given.
-    grammar : bool
-        Impose the requested rhythm's beat-class grammar (:mod:`ecg2llm.lm.grammar`: ``N`` all N, ``B`` N V, ``T``
-        N N V, ``VT`` V at 120-200 bpm) on the beat labels drawn; rhythms without one are unaffected, and
-        so is a request that also names beat classes (``rhythm:N,beat:V``: the beats asked for win).
-    tokens_per_second : float
-        The tokenizer's token rate (turns the grammar's RR limits into codes).
-    beat_cache : BeatCacheParams, optional
-        Tether each code to the same phase of the sequence's previous beats (:mod:`ecg2llm.lm.beatcache`; needs a
-        conditional LM, whose beat labels align the beats). None: the LM alone.
-    lead_guidance : float, optional
-        Lead-contrast guidance (a negative prompt on the lead): a third branch reads the same tokens under
-        ``lead:<contrast_lead>`` and the logits move by ``(lead_guidance - 1) * (logits - logits_contrast)``,
-        i.e. ``lerp(contrast, lead, s)`` without rhythm guidance. An LM trained on several leads otherwise
-        draws some complexes of the other leads under ``lead:MLII`` (:mod:`ecg2llm.lm.guidance` docstring). None or
-        1: off. Costs one more forward row per sample.
-    contrast_lead : str, optional
-        The lead pushed away from (one the LM was trained on, not ``lead``). Default: ``V1`` (MIT-BIH's
-        commonest second lead), or ``MLII`` when ``lead`` is ``V1``.
-    kv_cache : str
-        The decoder's KV cache (:mod:`ecg2llm.lm.kvdecode`): ``"auto"`` (float16 with a compiled attention kernel on
-        CPU where ``torch.compile`` works, ~1.3x faster; else float32), ``"float32"`` (logits equal to the
-        model's to float rounding) or ``"float16"``. Either draws from the same distribution; the same seed
-        gives the same samples only with the same cache.
-    label_gap : float, optional
-        Seconds (e.g. 2.0, :data:`ecg2llm.lm.grammar.MAX_LABEL_GAP_S`): where no grammar applies (no rhythm
-        requested), force a beat label once that long has passed without one, in every sequence whose
-        rhythm prefix is not the null ``rhythm:?`` (:class:`ecg2llm.lm.grammar.LabelGap`: keeps a labelled MIT-BIH
-        stream from slipping into CinC 2017's unlabelled format). None or 0: off.
+        is requested. Default: ``"?"`` when ``prompt`` is given.
+    unconditional : bool
+        Sample the unconditional branch alone (labels nulled in the context, drawn from the prior).
+    spec : ControlSpec, optional
+        The LM's control spec, when the caller has it (default: :meth:`ControlSpec.of_model`).
+    progress : bool
+        A tqdm bar over batches.
+
+    The arguments of before (``sample_guided(model, n_samples, n_codes, conditions=..., strength=...,
+    params=..., beat_cache=BeatCacheParams(...))``) still work until ecg2llm 0.4.0 with a ``FutureWarning``
+    naming the request to pass instead; note that their defaults were ``strength=0`` and ``grammar=False``.
 
     Returns
     -------
     ConditionedSamples
-        ``codes`` ``(n_samples, n_codes)`` in ``[0, codebook_size)``, per-sample events, rhythm, streams.
+        ``codes`` ``(num_samples, n_codes)`` in ``[0, codebook_size)``, per-sample events, rhythm, streams.
 
     Examples
     --------
-    >>> s = sample_guided(lm, 8, 360, conditions=["rhythm:N"], guidance=2.0)   # doctest: +SKIP
-    >>> s.codes.shape
+    >>> req = GenerateConfig(num_samples=8, condition=["rhythm:N"], guidance=2.0)    # doctest: +SKIP
+    >>> sample_guided(lm, req, n_codes=360).codes.shape                               # doctest: +SKIP
     (8, 360)
     """
-    spec = ControlSpec.of_model(model)
+    if request is None or not isinstance(request, GenerateConfig):
+        return _legacy_call(model, request, n_codes, legacy_args, legacy, tokens_per_second=tokens_per_second,
+                            prompt=prompt, prompt_rhythm=prompt_rhythm, unconditional=unconditional, spec=spec,
+                            progress=progress)
+    if legacy_args or legacy:
+        raise TypeError(f"sample_guided(model, request, n_codes) takes the sampling settings in the request only; "
+                        f"got the keyword arguments {sorted(legacy)} and {len(legacy_args)} more positional")
+    n = int(np.ceil(request.seconds * tokens_per_second)) if n_codes is None else int(n_codes)
+    return _sample(model, request, n, resolve_beat_cache(model, request.beat_cache), spec=spec,
+                   tokens_per_second=tokens_per_second, prompt=prompt, prompt_rhythm=prompt_rhythm,
+                   unconditional=unconditional, progress=progress)
+
+
+def _legacy_call(model, first, n_codes, args: tuple, given: dict, **loop) -> ConditionedSamples:
+    """``sample_guided`` called as before the request: the same draws, with a ``FutureWarning`` naming the
+    request to pass instead."""
+    named = dict(zip(_LEGACY, (first, n_codes, *args)))
+    named = {k: v for k, v in named.items() if v is not None or k not in ("n_samples", "n_codes")}
+    if len(args) + 2 > len(_LEGACY) or set(named) & set(given):
+        raise TypeError("sample_guided() got too many or repeated arguments; pass one GenerateConfig")
+    given = {**named, **given}
+    check_legacy("sample_guided", given, _LEGACY)
+    if "n_samples" not in given or "n_codes" not in given:
+        raise TypeError("sample_guided(model, request, n_codes) needs a GenerateConfig")
+    for k in ("unconditional", "progress", "prompt", "prompt_rhythm", "tokens_per_second"):  # still keywords
+        if k in given:
+            loop[k] = given.pop(k)
+    n = int(given.pop("n_codes"))
+    cache = given.get("beat_cache")
+    fields_ = {**_LEGACY_DEFAULTS, **legacy_fields(given, {"n_samples": "num_samples", "conditions": "condition",
+                                                           "strength": "condition_strength"})}
+    req = GenerateConfig(seconds=max(n, 1) / float(loop.get("tokens_per_second", 36.0)), **fields_)
+    shape = " (the beat cache's shape then comes from the LM's config.ecg_beat_cache)" \
+        if isinstance(cache, BeatCacheParams) and cache.strength > 0 else ""
+    deprecated("sample_guided", sorted(set(given) | {"n_samples"}),
+               f"sample_guided(model, {request_repr(req, GenerateConfig(seconds=req.seconds))}, n_codes={n}, "
+               f"tokens_per_second=...){shape}", stacklevel=4)
+    if not isinstance(cache, BeatCacheParams):
+        cache = resolve_beat_cache(model, cache)
+    return _sample(model, req, n, cache, **loop)
+
+
+@torch.inference_mode()
+def _sample(model, req: GenerateConfig, n_codes: int, beat_cache: BeatCacheParams | None, *,
+            spec: ControlSpec | None = None, tokens_per_second: float = 36.0, prompt=None,
+            prompt_rhythm: str | None = None, unconditional: bool = False,
+            progress: bool = False) -> ConditionedSamples:
+    """The LM v2 loop (:func:`sample_guided`), with the beat cache resolved."""
+    conditions, guidance, strength = list(req.condition), req.guidance, float(req.condition_strength)
+    source, lead, params = req.source or "mitdb", req.lead or "MLII", req.sampling
+    n_samples, batch_size, seed, grammar = int(req.num_samples), int(req.batch_size), int(req.seed), bool(req.grammar)
+    lead_guidance, contrast_lead, kv_cache, label_gap = req.lead_guidance, req.contrast_lead, req.kv_cache, \
+        req.label_gap or None
+    spec = spec if spec is not None else ControlSpec.of_model(model)
     if spec is None:
         raise ConfigError("sample_guided needs an LM v2 (trained with `sources`); use ecg2llm.lm.sampling for v1 LMs")
     rhythm, beats = spec.parse_conditions(list(conditions)) if spec.conditional else (None, [])
@@ -426,15 +465,22 @@ def sample_guided(model, n_samples: int, n_codes: int, conditions=(), guidance: 
 
 
 def generated_windows(model, tok, n: int = 64, seconds: float = 10.0, seed: int = 0, batch_size: int = 32,
-                      **kwargs) -> list[np.ndarray]:
-    """``n`` generated windows of ``seconds`` in mV from an LM (v1 or v2) decoded by ``tok``.
+                      request: GenerateConfig | None = None) -> list[np.ndarray]:
+    """``n`` generated windows of ``seconds`` in mV from an LM (v2, or one without control tokens) decoded by
+    ``tok``: the clean band, ``round(seconds * tokens_per_second)`` codes each.
 
-    ``kwargs`` go to :func:`sample_guided` for a v2 LM (``conditions``, ``guidance``,
-    ``params``...) or to :func:`ecg2llm.lm.sampling.sample_tokens` for a v1 LM (``params``).
+    ``request`` (optional) gives the other sampling settings (conditions, guidance, temperature...); its
+    ``num_samples``, ``seconds``, ``seed`` and ``batch_size`` are replaced by the arguments. Without one, an LM
+    v2 is sampled as trained: no beat-class strength, no grammar.
     """
+    from dataclasses import replace
+
+    base = request if request is not None else GenerateConfig(condition_strength=0.0, grammar=False)
+    req = replace(base, num_samples=int(n), seconds=float(seconds), seed=int(seed), batch_size=int(batch_size))
     n_tok = int(round(seconds * tok.tokens_per_second))
-    if ControlSpec.of_model(model) is not None:
-        ids = sample_guided(model, n, n_tok, batch_size=batch_size, seed=seed, **kwargs).codes
+    spec = ControlSpec.of_model(model)
+    if spec is not None:
+        ids = sample_guided(model, req, n_tok, tokens_per_second=tok.tokens_per_second, spec=spec).codes
     else:
-        ids = sample_tokens(model, n, n_tok, batch_size=batch_size, seed=seed, **kwargs)
+        ids = sample_tokens(model, n, n_tok, params=req.sampling, batch_size=batch_size, seed=seed)
     return [tokens_to_mv(tok, r) for r in ids]

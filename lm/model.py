@@ -39,12 +39,14 @@ PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 TOKENIZER_SUBDIR = "tokenizer"  # a copy of the ECG tokenizer inside every saved LM folder
 #: LMs shipped in ``lm/pretrained/<name>`` and the config each was trained with.
 #: ``default`` (LM v2d, the unconditional generator) and ``conditional`` (LM v2, requested rhythms and beats) share
-#: one control vocabulary (tokenizer v2, rhythm prefix + beat labels, condition dropout); ``v1*`` are the
-#: tokenizer-v1 LMs.
+#: one control vocabulary (tokenizer v2, rhythm prefix + beat labels, condition dropout). The tokenizer-v1 LMs
+#: ``v1`` / ``v1-conditional`` are retired: git tag ``v1-models`` keeps them (CHANGELOG.md).
 #: ``v3`` is LM v3 (a GPT over heartbeats on tokenizer v3, :mod:`ecg2llm.lm.beatstream`; its detail head in
 # ``detail/``).
 SHIPPED = {"default": "configs/lm/v2d_default_ft.yaml", "conditional": "configs/lm/v2_conditional_ft.yaml",
-           "v1": "configs/lm/tiny.yaml", "v1-conditional": "configs/lm/tiny_cond.yaml", "v3": "configs/lm/v3.yaml"}
+           "v3": "configs/lm/v3.yaml"}
+#: shipped names retired from ``lm/pretrained/``, and the git tag that still holds each folder
+RETIRED = {"v1": "v1-models", "v1-conditional": "v1-models"}
 
 
 def special_ids(codebook_size: int) -> dict[str, int]:
@@ -136,13 +138,17 @@ def num_parameters(model, exclude_embeddings: bool = False) -> int:
 
 
 def resolve_model_dir(model: str | Path) -> Path:
-    """A shipped LM by name -- ``"default"`` / ``"conditional"`` (LM v2 on tokenizer v2), ``"v1"`` /
-    ``"v1-conditional"`` (the tokenizer-v1 tiny LMs) in ``lm/pretrained/`` --, a local folder (or the run
-    directory holding ``final/``), or a Hugging Face Hub id (:func:`ecg2llm.core.hub.resolve_folder`, the
-    one loader every model folder goes through)."""
+    """A shipped LM by name -- ``"default"`` / ``"conditional"`` (LM v2 on tokenizer v2), ``"v3"`` in
+    ``lm/pretrained/`` --, a local folder (or the run directory holding ``final/``), or a Hugging Face Hub id
+    (:func:`ecg2llm.core.hub.resolve_folder`, the one loader every model folder goes through). A retired name
+    (:data:`RETIRED`, the tokenizer-v1 LMs) is refused with the git command that restores it."""
     from ecg2llm.core.hub import resolve_folder
 
     p = Path(model)
+    if str(model) in RETIRED and not p.exists() and not (PRETRAINED_DIR / str(model) / "config.json").is_file():
+        raise ConfigError(
+            f"the LM {model!r} (tokenizer v1) is no longer shipped; restore it from the git tag that keeps it: "
+            f"`git checkout {RETIRED[str(model)]} -- lm/pretrained/{model}` (CHANGELOG.md)")
     if str(model) in SHIPPED and not p.exists() and not (PRETRAINED_DIR / str(model) / "config.json").is_file():
         raise ConfigError(
             f"the shipped LM {model!r} is not installed at {PRETRAINED_DIR / str(model)}; train it with "
@@ -200,7 +206,7 @@ def load_tokenizer_for(lm_config, folder: Path | None = None, tokenizer: str | P
         name = Path(folder) / TOKENIZER_SUBDIR
     else:
         name = rec.get("source") or "default"
-    # a shipped name ("default", "v1"), a folder, or a Hub id
+    # a shipped name ("default", "v3"), a folder, or a Hub id
     where = resolve_folder(name, TOK_PRETRAINED, what="tokenizer", error=TokenizerError,
                            required=("model.safetensors",),
                            hint="pass --tokenizer <folder> (the one this LM was trained with)")

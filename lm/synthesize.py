@@ -8,10 +8,12 @@ LMs (beat labels at the R peaks as MIT-BIH symbols, rhythm notes ``+`` with ``(A
 without the prompt) and ``manifest.json`` (per-sample prompt, model, tokenizer, sampling settings, seed,
 guidance, texture, throughput).
 
-Two LM generations share this path. v1 LMs (no :class:`ecg2llm.lm.control.ControlSpec`) sample through
-:mod:`ecg2llm.lm.sampling` exactly as before. LM v2 (``source:``/``lead:`` tokens, trained with condition dropout)
-samples through :func:`ecg2llm.lm.guidance.sample_guided`: ``source``/``lead`` pick the prefix (default
-``mitdb``/``MLII``) and ``guidance`` the classifier-free guidance scale (None: conditional branch only).
+Two LM generations share this path, both driven by one request (:class:`ecg2llm.lm.request.GenerateConfig`).
+LMs without a :class:`ecg2llm.lm.control.ControlSpec` (``configs/lm/tiny.yaml``, ``tiny_cond.yaml``: the
+first LM design) sample through :mod:`ecg2llm.lm.sampling`. LM v2 (``source:``/``lead:`` tokens, trained
+with condition dropout) samples through :func:`ecg2llm.lm.guidance.sample_guided`: ``source``/``lead`` pick
+the prefix (default ``mitdb``/``MLII``) and ``guidance`` the classifier-free guidance scale (None: the
+conditional branch only).
 Independently, a tokenizer with a texture model (tokenizer v2, ``tok.has_texture``) decodes with
 ``texture=True`` by default, seeded per sample by :func:`texture_seed` (same seed => same output), and
 adds a baseline drawn from the tokenizer's wander model where it has one (``tok.sample_state``);
@@ -20,7 +22,7 @@ adds a baseline drawn from the tokenizer's wander model where it has one (``tok.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -32,83 +34,13 @@ from ecg2llm.core.io import git_sha, sha256_file, versions
 from ecg2llm.tokenizer.ecg import write_annotations
 from ecg2llm.tokenizer.folder import check_replaceable, write_folder
 
-from .beatcache import BeatCacheParams
 from .beatcache import resolve as resolve_beat_cache
 from .conditioning import ConditionSpec, events_to_annotations
 from .control import ControlSpec
 from .decode_options import has_texture, resolve_texture, texture_seed, wander_seed  # noqa: F401 (public here)
 from .model import load_lm, load_tokenizer_for
-from .sampling import SamplingParams, check_stateless, sample_tokens
-
-
-@dataclass
-class GenerateConfig:
-    """Fields of ``lm/generate.py`` (``python lm/generate.py --help`` lists them as flags).
-
-    The one generation request: ``lm/generate.py``, :meth:`ecg2llm.ECGPipeline.generate` and LM v3's sampling
-    loop (:class:`ecg2llm.lm.beat_generate.BeatLM`, :mod:`ecg2llm.lm.sampler`) all take it. An LM v3 reads the general
-    fields
-    plus ``detail``; the LM v2 sampler rules (``grammar``, ``beat_cache``, ``label_gap``, ``lead_guidance``)
-    do not exist on the v3 path (``grammar`` is ignored there, the others are refused if set).
-    """
-
-    model: str = "default"              # LM folder (<run>/final) or "default" (the shipped one)
-    tokenizer: str | None = None        # override the tokenizer folder (default: the LM's own copy)
-    num_samples: int = 4
-    seconds: float = 10.0               # generated seconds per sample (after the prompt, if any)
-    out: str = "runs/generated"
-    seed: int = 0
-    temperature: float = 1.0
-    top_k: int = 0                      # 0 = off
-    top_p: float = 1.0                  # 1 = off
-    batch_size: int = 64                # samples generated together
-    prompt_record: str | None = None    # continue a real ECG: record name, e.g. 100
-    prompt_seconds: float = 0.0         # length of the real prefix
-    prompt_start: float = 0.0           # where the prefix starts in the record (s)
-    prompt_lead: str = "MLII"
-    data_dir: str | None = None         # data root for --prompt_record ($ECG2LLM_DATA otherwise)
-    png: bool = True
-    condition: list[str] = field(default_factory=list)  # conditional LMs: e.g. rhythm:AFIB,beat:V
-    condition_strength: float = 3.0     # log-odds added to each requested beat class at every step
-    guidance: float | None = None       # LM v2: classifier-free guidance scale (none = conditional only)
-    source: str | None = None           # LM v2: database to imitate, mitdb | cinc2017 (none = mitdb)
-    lead: str | None = None             # LM v2: lead to generate, MLII | V1 | ... | I (none = MLII)
-    texture: bool | None = None         # tokenizer v2: texture decode (none = on when the tokenizer has one)
-    grammar: bool = True                # LM v2: impose the rhythm's beat-class grammar (lm/grammar.py)
-    beat_cache: float = 0.0             # LM v2: beat-cache strength (lm/beatcache.py, e.g. 0.25); 0 = off
-    label_gap: float = 0.0              # LM v2, no rhythm asked: a beat label at least every N s (e.g. 2); 0 = off
-    lead_guidance: float | None = None  # LM v2: lead-contrast guidance (e.g. 2); 1 = off; none = the LM's default
-    contrast_lead: str | None = None    # LM v2: the lead lead guidance pushes away from (none = V1, or MLII for V1)
-    kv_cache: str = "auto"              # LM v2: auto | float32 | float16 (lm/kvdecode.py; auto = float16 on CPU)
-    detail: str = "mean"                # LM v3: detail tokens from the detail head: mean | argmax | sample | persist
-    device: str = "auto"                # auto | cpu | cuda
-    num_threads: int = 0                # torch CPU threads; 0 = library default
-
-    def __post_init__(self):
-        if self.num_samples < 1:
-            raise ConfigError(f"num_samples must be >= 1, got {self.num_samples}")
-        if not self.seconds > 0:
-            raise ConfigError(f"seconds must be > 0, got {self.seconds}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.prompt_record is not None and not self.prompt_seconds > 0:
-            raise ConfigError("--prompt_record needs --prompt_seconds > 0")
-        SamplingParams(self.temperature, self.top_k, self.top_p)  # validates
-        check_guidance(self.guidance)
-        BeatCacheParams(strength=float(self.beat_cache))  # validates: >= 0
-        if not self.label_gap >= 0:
-            raise ConfigError(f"label_gap must be >= 0 seconds (0 = off, e.g. 2.0), got {self.label_gap}")
-        from .guidance import check_lead_guidance
-
-        check_lead_guidance(self.lead_guidance)
-        if self.contrast_lead is not None and self.lead_guidance is None:
-            raise ConfigError(f"--contrast_lead {self.contrast_lead} needs --lead_guidance (e.g. 1.25)")
-        from .kvdecode import check_kv_cache
-
-        check_kv_cache(self.kv_cache, "--kv_cache")
-        if self.detail not in ("mean", "argmax", "sample", "persist"):
-            raise ConfigError(f"detail must be mean, argmax, sample or persist (LM v3's detail head, "
-                              f"lm/beat_detail.py), got {self.detail!r}")
+from .request import GenerateConfig, check_guidance, check_legacy, deprecated, legacy_fields, request_repr
+from .sampling import SamplingParams, check_stateless, sample_tokens  # noqa: F401 (SamplingParams: public here)
 
 
 def _prompt_ids(cfg: GenerateConfig, tok) -> tuple[np.ndarray, float, int]:
@@ -130,41 +62,32 @@ def _prompt_ids(cfg: GenerateConfig, tok) -> tuple[np.ndarray, float, int]:
     return ids, len(ids) / tok.tokens_per_second, a
 
 
-def check_guidance(guidance) -> float | None:
-    """``guidance`` as a float (or None), refusing non-numbers, NaN/inf and negative scales."""
-    from .guidance import check_scale
-
-    return check_scale(guidance, "guidance", example=" (e.g. 2.0) or None",
-                       meaning="1 = conditional sampling, > 1 = stronger adherence")
-
-
-def check_request(model, tok, *, guidance=None, source: str | None = None, lead: str | None = None,
-                  texture: bool | None = None, prompt: bool = False) -> tuple[ControlSpec | None, bool]:
-    """Check the v2-only arguments against the LM and tokenizer; returns ``(ControlSpec or None, texture)``.
+def check_request(model, tok, req: GenerateConfig) -> tuple[ControlSpec | None, bool]:
+    """Check the request's v2-only fields against the LM and tokenizer; returns ``(ControlSpec or None, texture)``.
 
     Raises
     ------
     ConfigError
-        ``guidance``, ``source`` or ``lead`` for a v1 LM,
+        ``guidance``, ``source`` or ``lead`` for an LM without a :class:`ecg2llm.lm.control.ControlSpec`,
         unknown source/lead names, a bad guidance scale, or ``texture=True`` without a texture model.
     """
-    check_guidance(guidance)
+    guidance, source, lead = check_guidance(req.guidance), req.source, req.lead
     ctl = ControlSpec.of_model(model)
     if ctl is None:
         if guidance is not None:
             raise ConfigError(f"guidance={guidance} needs an LM trained with condition dropout "
-                              f"(configs/lm/v2_*.yaml); this is a v1 LM without null conditions: use "
+                              f"(configs/lm/v2_*.yaml); this LM has no null conditions: use "
                               f"condition=... with condition_strength (logit bias) instead")
         if source is not None or lead is not None:
             leads = list(getattr(model.config, "ecg_leads", None) or ["MLII"])
-            raise ConfigError(f"source/lead tokens need an LM v2 (configs/lm/v2_*.yaml); this v1 LM was "
+            raise ConfigError(f"source/lead tokens need an LM v2 (configs/lm/v2_*.yaml); this LM was "
                               f"trained on {leads} only: leave source and lead unset")
     else:
         if source is not None:
             ctl.source_id(source)  # raises listing the known sources
         if lead is not None:
             ctl.lead_id(lead)
-    return ctl, resolve_texture(tok, texture)
+    return ctl, resolve_texture(tok, req.texture)
 
 
 @dataclass
@@ -185,69 +108,52 @@ class Synthesis:
     kv_cache: str | None = None     # LM v2: the KV cache sampled with (lm/kvdecode.py: float32 | float16), else None
 
 
-def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, params: SamplingParams | None = None,
-               batch_size: int = 64, condition: Sequence[str] = (), condition_strength: float = 3.0,
-               prompt: np.ndarray | None = None, prompt_labels: tuple | None = None,
-               guidance: float | None = None, source: str | None = None, lead: str | None = None,
-               texture: bool | None = None, grammar: bool = True, beat_cache: float | None = None,
-               lead_guidance: float | None = None, contrast_lead: str | None = None,
-               kv_cache: str = "auto", label_gap: float | None = None, progress: bool = True) -> Synthesis:
-    """Sample ``num_samples`` ECGs of ``seconds`` after an optional prompt and decode them to millivolts.
+#: ``synthesize``'s keyword arguments before :class:`GenerateConfig` (deprecated; until ``REMOVED_IN``)
+_LEGACY = ("num_samples", "seconds", "seed", "params", "batch_size", "condition", "condition_strength", "guidance",
+           "source", "lead", "texture", "grammar", "beat_cache", "lead_guidance", "contrast_lead", "kv_cache",
+           "label_gap")
+
+
+def synthesize(model, tok, request: GenerateConfig | None = None, *legacy_args, prompt: np.ndarray | None = None,
+               prompt_labels: tuple | None = None, progress: bool = True, **legacy) -> Synthesis:
+    """Sample ``request.num_samples`` ECGs of ``request.seconds`` after an optional prompt, decoded to millivolts.
 
     The one sampling path behind ``lm/generate.py`` and :meth:`ecg2llm.ECGPipeline.generate` /
-    :meth:`~ecg2llm.ECGPipeline.forecast`: the same seed and batch size give identical arrays.
+    :meth:`~ecg2llm.ECGPipeline.forecast`: the same request (seed and batch size included) gives identical
+    arrays. An LM v2 (:class:`ecg2llm.lm.control.ControlSpec`) samples through
+    :func:`ecg2llm.lm.guidance.sample_guided`, an LM without one through :mod:`ecg2llm.lm.sampling`.
 
     Parameters
     ----------
     model, tok
         A loaded LM and the tokenizer it was trained with (stateless decode).
-    condition : sequence of str
-        Conditional LMs only: ``rhythm:AFIB``, ``beat:V``...; unknown names raise a ``ConfigError``
-        (a ``ValueError``) that lists the known ones.
-    condition_strength : float
-        Log-odds added to each requested beat class (v1 logit bias; composes with guidance on LM v2).
+    request : GenerateConfig
+        What to draw: sizes, seed, sampling settings, conditions and the LM v2 settings (each field's meaning
+        is on :class:`GenerateConfig`); its file-and-device fields are not read here. Unknown conditions raise
+        a ``ConfigError`` (a ``ValueError``) that lists the known ones.
     prompt : np.ndarray, optional
-        Codes of a real prefix; the returned signals start with its decoded samples (v1 LMs only).
+        Codes of a real prefix; the returned signals start with its decoded samples.
     prompt_labels : tuple, optional
         Conditional LMs: ``(stream, rhythm, events)`` of the prompt's own labels (:func:`_prompt_labels`).
-    guidance : float, optional
-        LM v2 trained with condition dropout: classifier-free guidance scale
-        (:func:`ecg2llm.lm.guidance.sample_guided`; None = conditional branch only, 1 = the same samples,
-        > 1 = stronger adherence, 0 = unconditional).
-        A v1 LM refuses it.
-    source, lead : str, optional
-        LM v2: the prefix tokens (None: ``"mitdb"``, ``"MLII"``). A v1 LM refuses them.
-    texture : bool, optional
-        Decode with the tokenizer's texture model (None: on when the tokenizer has one, i.e. tokenizer v2);
-        sample ``i`` uses seed :func:`texture_seed` ``(seed, i)``. ``True`` without a texture model raises.
-        Where the tokenizer also has a baseline (wander) model (``tok.has_wander_model``), texture adds a
-        sampled baseline (``tok.sample_state``, seed :func:`wander_seed`): an LM generates only the ECG
-        band, and real recordings wander. ``False``: the clean band, no baseline.
-    grammar : bool
-        LM v2 with a rhythm condition: constrain the drawn beat labels to that rhythm's grammar
-        (:mod:`ecg2llm.lm.grammar`; ``rhythm:N``/``B``/``T``/``VT``). No effect on v1 LMs or other rhythms.
-    beat_cache : float, optional
-        Conditional LM v2: strength of the beat cache, which tethers each code to the same phase of the
-        sample's previous beats (:mod:`ecg2llm.lm.beatcache`; the shape fitted for this LM where its config records
-        one, ``ecg_beat_cache``; 0.25 is the shipped LM's likelihood-optimal strength). None or 0: the LM
-        alone (the default). A v1 LM refuses a non-zero strength.
-    lead_guidance, contrast_lead : float, str, optional
-        LM v2: lead-contrast guidance (:func:`ecg2llm.lm.guidance.sample_guided`): push each token away from what
-        the LM would draw under ``contrast_lead`` (default V1, or MLII for ``lead="V1"``). 1: off. None: the
-        LM's default for a requested condition (:func:`condition_default`; ``default`` switches it on at 2
-        for ``rhythm:VT``), else off. A v1 LM refuses it.
-    kv_cache : str
-        LM v2: the decoder's KV cache (:mod:`ecg2llm.lm.kvdecode`): ``"auto"`` (float16 with a compiled attention
-        kernel on CPU where ``torch.compile`` works, ~1.3x faster; else float32), ``"float32"``, ``"float16"``.
-        The same distribution either way; identical arrays need the same cache. v1 LMs ignore it.
-    label_gap : float, optional
-        Conditional LM v2 without a requested rhythm: seconds after which a beat label is forced in a
-        sequence with a labelled rhythm prefix (:class:`ecg2llm.lm.grammar.LabelGap`, e.g. 2.0). None or 0: off.
-        A v1 LM refuses it.
+    progress : bool
+        A tqdm bar over batches.
+
+    The keyword arguments of before (``num_samples``, ``seconds``, ``seed``, ``params``, ``condition``...)
+    still work until ecg2llm 0.4.0 with a ``FutureWarning`` naming the request to pass instead.
     """
+    if request is None or not isinstance(request, GenerateConfig):
+        request = _legacy_request(request, legacy_args, legacy)
+    elif legacy_args or legacy:
+        raise TypeError(f"synthesize(model, tok, request) takes the sampling settings in the request only; got "
+                        f"{len(legacy_args)} more positional and the keyword arguments {sorted(legacy)}")
+    req = request
+    condition, condition_strength, seed = list(req.condition), float(req.condition_strength), int(req.seed)
+    num_samples, seconds, batch_size, params = int(req.num_samples), float(req.seconds), int(req.batch_size), \
+        req.sampling
+    lead_guidance, contrast_lead, lead = req.lead_guidance, req.contrast_lead, req.lead
+    beat_cache, label_gap = req.beat_cache, req.label_gap
     prompt = np.zeros(0, np.int64) if prompt is None else np.asarray(prompt, np.int64)
-    ctl, use_texture = check_request(model, tok, guidance=guidance, source=source, lead=lead, texture=texture,
-                                     prompt=bool(prompt.size))
+    ctl, use_texture = check_request(model, tok, req)
     spec = ctl if ctl is not None else ConditionSpec.of_model(model)
     if condition and (spec is None or (ctl is not None and not ctl.conditional)):
         raise ConfigError(f"condition {','.join(condition)} needs a conditional LM (trained with "
@@ -267,7 +173,6 @@ def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, p
         lead_guidance, default_for = condition_default(model, condition, "lead_guidance")
     prompt_s = len(prompt) / tok.tokens_per_second
     n_tok = int(np.ceil(seconds * tok.tokens_per_second))
-    params = params or SamplingParams()
     t0 = time.perf_counter()
     labels, kv_used = None, None
     if ctl is not None:
@@ -280,15 +185,11 @@ def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, p
             else:
                 stream = null_label_stream(prompt, tok.decode(prompt, None), tok.fs, tok.samples_per_token, ctl)
                 unlabelled = (ctl.conditional and ctl.condition_dropout > 0 and not condition
-                              and guidance is None)
-        drawn = sample_guided(model, num_samples, n_tok, conditions=list(condition),
-                              guidance=check_guidance(guidance), strength=condition_strength,
-                              source=source or "mitdb", lead=lead or "MLII", params=params,
-                              batch_size=batch_size, seed=seed, progress=progress, prompt=stream,
-                              prompt_rhythm=prompt_rhythm, unconditional=unlabelled, grammar=bool(grammar),
-                              tokens_per_second=tok.tokens_per_second, beat_cache=cache_params,
-                              lead_guidance=lead_guidance, contrast_lead=contrast_lead, kv_cache=kv_cache,
-                              label_gap=label_gap or None)
+                              and req.guidance is None)
+        if lead_guidance != req.lead_guidance:  # the LM's default for the requested condition
+            req = replace(req, lead_guidance=lead_guidance)
+        drawn = sample_guided(model, req, n_tok, tokens_per_second=tok.tokens_per_second, prompt=stream,
+                              prompt_rhythm=prompt_rhythm, unconditional=unlabelled, spec=ctl, progress=progress)
         labels = drawn if ctl.conditional else None
         ids, kv_used = drawn.codes, drawn.kv_cache
     elif spec is not None:
@@ -326,6 +227,24 @@ def synthesize(model, tok, num_samples: int, seconds: float, *, seed: int = 0, p
                      beat_cache=None if cache_params is None else cache_params.as_dict(),
                      lead_guidance=_lead_guidance_record(model, ctl, lead, lead_guidance, contrast_lead, default_for),
                      kv_cache=kv_used)
+
+
+def _legacy_request(first, args: tuple, given: dict) -> GenerateConfig:
+    """The request the keyword arguments of before describe (``synthesize(model, tok, 8, 10.0, seed=...)``),
+    with a ``FutureWarning`` naming it."""
+    named = dict(zip(_LEGACY, (first, *args))) if first is not None else dict(zip(_LEGACY[1:], args))
+    if len(args) + (first is not None) > len(_LEGACY) or set(named) & set(given):
+        raise TypeError("synthesize() got too many or repeated arguments; pass one GenerateConfig")
+    given = {**named, **given}
+    check_legacy("synthesize", given, _LEGACY)
+    missing = [k for k in ("num_samples", "seconds") if k not in given]
+    if missing:
+        raise TypeError(f"synthesize(model, tok, request) needs a GenerateConfig (or, deprecated, "
+                        f"{' and '.join(missing)})")
+    req = GenerateConfig(**legacy_fields(given))
+    deprecated("synthesize", sorted(given), f"synthesize(model, tok, {request_repr(req)}, prompt=..., "
+                                            f"prompt_labels=..., progress=...)", stacklevel=4)
+    return req
 
 
 def _lead_guidance_record(model, ctl, lead, scale, contrast_lead, default_for=None) -> dict | None:
@@ -387,9 +306,8 @@ def generate(cfg: GenerateConfig) -> dict:
     tok = load_tokenizer_for(model.config, folder, cfg.tokenizer)
     check_stateless(tok)
     rec = model.config.ecg_tokenizer
-    # refuse v2-only arguments on a v1 LM (and prompts on an LM v2) before any record is read
-    ctl, _ = check_request(model, tok, guidance=cfg.guidance, source=cfg.source, lead=cfg.lead,
-                           texture=cfg.texture, prompt=cfg.prompt_record is not None)
+    # refuse v2-only settings on an LM without a ControlSpec before any record is read
+    ctl, _ = check_request(model, tok, cfg)
     if ctl is None:
         leads = list(getattr(model.config, "ecg_leads", None) or ["MLII"])
         lead = leads[0] if len(leads) == 1 else "ECG"
@@ -405,13 +323,7 @@ def generate(cfg: GenerateConfig) -> dict:
         prompt, prompt_s, prompt_start = _prompt_ids(cfg, tok)
         if spec is not None:
             prompt_labels = _prompt_labels(cfg, tok, spec, prompt, prompt_start)
-    syn = synthesize(model, tok, cfg.num_samples, cfg.seconds, seed=cfg.seed,
-                     params=SamplingParams(cfg.temperature, cfg.top_k, cfg.top_p), batch_size=cfg.batch_size,
-                     condition=cfg.condition, condition_strength=cfg.condition_strength, prompt=prompt,
-                     prompt_labels=prompt_labels, guidance=cfg.guidance, source=cfg.source, lead=cfg.lead,
-                     texture=cfg.texture, grammar=cfg.grammar, beat_cache=cfg.beat_cache,
-                     lead_guidance=cfg.lead_guidance, contrast_lead=cfg.contrast_lead, kv_cache=cfg.kv_cache,
-                     label_gap=cfg.label_gap)
+    syn = synthesize(model, tok, cfg, prompt=prompt, prompt_labels=prompt_labels)
     signals, ids, annotations = syn.signals, syn.ids, syn.annotations
     n_tok, t_sample, t_total = ids.shape[1], syn.sampling_s, syn.total_s
     comment = (f"synthetic ECG generated by ecg2llm ({Path(folder).name} LM), seed {cfg.seed}; "

@@ -256,9 +256,11 @@ class Trainer:
         n_tok = int(round(cfg.figure_seconds * self.tok_rec["tokens_per_second"]))
         if cfg.sources:  # a v2 LM starts with source/lead tokens: its own sampler
             from .guidance import sample_guided
+            from .request import GenerateConfig
 
-            ids = sample_guided(model, cfg.figure_samples, n_tok, batch_size=cfg.figure_samples,
-                                seed=cfg.seed).codes
+            req = GenerateConfig(num_samples=cfg.figure_samples, batch_size=cfg.figure_samples, seed=cfg.seed,
+                                 condition_strength=0.0, grammar=False)  # the LM as trained
+            ids = sample_guided(model, req, n_tok).codes
         else:
             ids = sample_tokens(model, cfg.figure_samples, n_tok, batch_size=cfg.figure_samples, seed=cfg.seed)
         model.train(was_training)

@@ -66,6 +66,7 @@ def run_variant(name: str, out: Path, tokens: int, n_windows: int, threads: int)
     from ecg2llm.lm.config import LMTrainConfig
     from ecg2llm.lm.guidance import generated_windows
     from ecg2llm.lm.model import load_lm, load_tokenizer_for
+    from ecg2llm.lm.request import GenerateConfig
     from ecg2llm.lm.rhythm_check import rhythm_stats
     from ecg2llm.lm.trainer import Trainer
     torch.set_num_threads(threads)
@@ -96,9 +97,9 @@ def run_variant(name: str, out: Path, tokens: int, n_windows: int, threads: int)
     res["regular_share"], res["median_hr_bpm"] = gen["regular_share"], gen["median_hr_bpm"]
     if name == "cond":  # what guidance buys on rhythm:N
         for g in (None, 0.0, 2.0):
-            kw = {"conditions": ["rhythm:N"], "guidance": g}
+            req = GenerateConfig(condition=["rhythm:N"], guidance=g, condition_strength=0.0, grammar=False)
             try:
-                s = rhythm_stats(generated_windows(lm, tok, n=n_windows, seed=0, **kw), tok.fs)
+                s = rhythm_stats(generated_windows(lm, tok, n=n_windows, seed=0, request=req), tok.fs)
                 res[f"rhythmN_regular_share_g{g}"] = s["regular_share"]
             except ConfigError as e:  # an undertrained LM may draw labels only under strong guidance
                 res[f"rhythmN_regular_share_g{g}"] = f"failed: {e}"

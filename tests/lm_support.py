@@ -84,11 +84,18 @@ def random_v2_lm(counts: dict, context: int = 48, codebook: int = 64, seed: int 
     Sampling invariants (guidance, grammars, the KV decoder) need no training; ``counts`` are the
     control-token counts its spec records (untrained tokens are never sampled).
     """
-    from ecg2llm.lm.config import LMTrainConfig
     from ecg2llm.lm.control import ControlSpec
-    from ecg2llm.lm.model import build_model
 
     spec = ControlSpec(first_id=codebook + 3, conditional=True, condition_dropout=0.1, counts=dict(counts))
+    return random_lm(context, codebook, seed, spec)
+
+
+def random_lm(context: int = 48, codebook: int = 64, seed: int = 0, spec=None):
+    """A randomly initialized LM (2 layers, d 32) over ``codebook`` codes, in eval mode; without control tokens
+    unless ``spec`` (``configs/lm/tiny.yaml``'s kind). Its tokenizer record matches :class:`UniformBlockTokenizer`."""
+    from ecg2llm.lm.config import LMTrainConfig
+    from ecg2llm.lm.model import build_model
+
     cfg = LMTrainConfig(n_layer=2, n_head=2, d_model=32, context_length=context)
     rec = {"codebook_size": codebook, "config": {}, "weights_hash": "x", "fs": 360.0, "samples_per_token": 10.0,
            "tokens_per_second": 36.0, "needs_state": False}

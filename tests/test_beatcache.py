@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from lm_support import random_v2_lm
+from lm_support import random_lm, random_v2_lm
 
 from ecg2llm.core.errors import ConfigError
 from ecg2llm.lm.beatcache import (
@@ -196,7 +196,8 @@ def test_fitted_cache_of_the_shipped_lm_is_recorded_and_beats_the_lm_alone():
 
 
 def test_fit_beat_cache_refuses_an_lm_without_beat_labels(tmp_path, capsys):
-    """scripts/fit_beat_cache.py on the v1 LM (no beat labels): one clear line, nothing written."""
+    """scripts/fit_beat_cache.py on an LM without control tokens (no beat labels): one clear line, nothing
+    written."""
     import importlib.util
     import sys
 
@@ -207,5 +208,6 @@ def test_fit_beat_cache_refuses_an_lm_without_beat_labels(tmp_path, capsys):
     sys.modules[spec.name] = mod  # as `import` does: the config dataclass looks its module up there
     spec.loader.exec_module(mod)
     out = tmp_path / "fit.json"
-    assert mod.main(["--model", "v1", "--out", str(out)]) == 2
+    random_lm().save_pretrained(tmp_path / "plain")
+    assert mod.main(["--model", str(tmp_path / "plain"), "--out", str(out)]) == 2
     assert "not a conditional LM v2" in capsys.readouterr().err and not out.exists()

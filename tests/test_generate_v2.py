@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import types
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from lm_support import UniformBlockConfig, UniformBlockTokenizer
 from ecg2llm.core.errors import ConfigError, TokenizerError
 from ecg2llm.lm.control import ControlSpec
 from ecg2llm.lm.model import TOKENIZER_SUBDIR, build_model, tokenizer_record
+from ecg2llm.lm.request import GenerateConfig
 
 COUNTS = {"beat:N": 90, "beat:V": 10, "rhythm:N": 5, "rhythm:AFIB": 2}
 
@@ -166,7 +168,7 @@ def test_guidance_needs_dropout_and_conditions_need_a_conditional_v2(tok2):
 
     pipe = ECGPipeline(uncond, tok2)
     assert not pipe.is_conditional and pipe.conditions == [] and not pipe.supports_guidance
-    assert np.array_equal(pipe.generate(3, 2, seed=4, batch_size=2, texture=False), s.signals)
+    assert np.array_equal(pipe.generate(3, 2, seed=4, request=GenerateConfig(batch_size=2, texture=False)), s.signals)
 
 
 def test_v1_lm_refuses_guidance_source_lead_and_texture(v1_toy):
@@ -299,15 +301,16 @@ def test_pipeline_generate_guidance_texture_source_lead(v2_lm, tok2):
     pipe = ECGPipeline(v2_lm, tok2)
     assert pipe.is_conditional and pipe.supports_guidance and pipe.has_texture
     assert set(pipe.conditions) == {"beat:N", "beat:V", "rhythm:N", "rhythm:AFIB"}  # no null/source/lead
-    x = pipe.generate(2, 2, seed=1, condition="rhythm:AFIB", guidance=2.0)
+    g2 = GenerateConfig(guidance=2.0)
+    x = pipe.generate(2, 2, seed=1, condition="rhythm:AFIB", request=g2)
     assert x.shape == (2, 720) and np.array_equal(x, pipe.generate(2, 2, seed=1, condition="rhythm:AFIB",
-                                                                   guidance=2.0))
+                                                                   request=g2))
     syn = _syn(v2_lm, tok2, num_samples=2, seed=1, batch_size=64, condition=["rhythm:AFIB"], guidance=2.0)
     assert np.array_equal(x, syn.signals)  # the one sampling path
-    clean = pipe.generate(2, 2, seed=1, condition="rhythm:AFIB", guidance=2.0, texture=False)
+    clean = pipe.generate(2, 2, seed=1, condition="rhythm:AFIB", request=replace(g2, texture=False))
     assert not np.array_equal(x, clean)
-    hand = pipe.generate(2, 2, seed=1, source="cinc2017", lead="I", texture=False)
-    assert not np.array_equal(hand, pipe.generate(2, 2, seed=1, texture=False))
+    hand = pipe.generate(2, 2, seed=1, request=GenerateConfig(source="cinc2017", lead="I", texture=False))
+    assert not np.array_equal(hand, pipe.generate(2, 2, seed=1, request=GenerateConfig(texture=False)))
     f = pipe.forecast(clean[0], seconds=1, num_samples=2, seed=3)  # an LM v2 continues a prefix too
     assert f.shape == (2, 360) and np.isfinite(f).all()
     assert np.array_equal(f, pipe.forecast(clean[0], seconds=1, num_samples=2, seed=3))
@@ -322,10 +325,11 @@ def test_pipeline_v1_refuses_guidance_and_keeps_forecast_clean(v1_toy):
     pipe = ECGPipeline(model, tok)
     assert not pipe.supports_guidance and not pipe.has_texture
     with pytest.raises(ValueError, match="condition dropout"):
-        pipe.generate(1, 1, guidance=1.5)
+        pipe.generate(1, 1, request=GenerateConfig(guidance=1.5))
     with pytest.raises(ValueError, match="texture=True needs"):
-        pipe.generate(1, 1, texture=True)
-    assert np.array_equal(pipe.generate(2, 1, seed=2), pipe.generate(2, 1, seed=2, texture=False))
+        pipe.generate(1, 1, request=GenerateConfig(texture=True))
+    assert np.array_equal(pipe.generate(2, 1, seed=2), pipe.generate(2, 1, seed=2,
+                                                                     request=GenerateConfig(texture=False)))
 
 
 def test_lm_forecast_continues_prefixes_with_an_lm_v2_as_the_pipeline_does(tmp_path, v2_dir, v2_lm, tok2,

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from ecg2llm.lm.model import PRETRAINED_DIR
+from ecg2llm.lm.request import GenerateConfig
 
 pytestmark = pytest.mark.skipif(
     not (PRETRAINED_DIR / "default" / "config.json").is_file(), reason="no shipped default LM"
@@ -53,24 +54,41 @@ def test_generate_shape_rate_and_seed(pipe):
 
 def test_sampling_settings_are_used_and_checked(pipe):
     x = pipe.generate(2, 1, seed=0)
-    greedy = pipe.generate(2, 1, seed=0, top_k=1, texture=False)  # texture is seeded per sample: off here
+    greedy = pipe.generate(2, 1, seed=0, request=GenerateConfig(top_k=1, texture=False))  # texture: seeded per sample
     assert not np.array_equal(x, greedy)
     assert np.array_equal(greedy[0], greedy[1])  # top_k=1 is greedy: every sample identical
-    assert np.array_equal(pipe.generate(2, 1, seed=0, top_p=0.9), pipe.generate(2, 1, seed=0, top_p=0.9))
-    for bad in ({"temperature": 0}, {"top_k": -1}, {"top_p": 1.5}, {"num_samples": 0}, {"seconds": -1},
-                {"num_samples": 2.5}, {"batch_size": 0}):
-        kwargs = {"num_samples": 1, "seconds": 1, **bad}
+    nucleus = GenerateConfig(top_p=0.9)
+    assert np.array_equal(pipe.generate(2, 1, seed=0, request=nucleus), pipe.generate(2, 1, seed=0, request=nucleus))
+    for bad in ({"num_samples": 0}, {"seconds": -1}, {"num_samples": 2.5}):
         with pytest.raises(ValueError, match=next(iter(bad))):
-            pipe.generate(**kwargs)
+            pipe.generate(**{"num_samples": 1, "seconds": 1, **bad})
+    for bad in ({"temperature": 0}, {"top_k": -1}, {"top_p": 1.5}, {"batch_size": 0}, {"num_samples": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            pipe.generate(1, 1, request=GenerateConfig(**bad))
+
+
+def _unconditional_toy():
+    """An untrained LM without control tokens on the toy tokenizer of lm_support (stateless, no texture)."""
+    from lm_support import UniformBlockConfig, UniformBlockTokenizer, random_lm
+
+    return random_lm(), UniformBlockTokenizer(UniformBlockConfig())
+
+
+def test_retired_v1_lms_name_the_tag_that_keeps_them():
+    from ecg2llm import ECGPipeline
+
+    for name in ("v1", "v1-conditional"):
+        with pytest.raises(ValueError, match=f"git checkout v1-models -- lm/pretrained/{name}"):
+            ECGPipeline.from_pretrained(name, device="cpu")
 
 
 def test_conditions(pipe, cond_pipe):
     from ecg2llm import ECGPipeline
 
-    v1 = ECGPipeline.from_pretrained("v1", device="cpu")  # the tokenizer-v1 tiny LM: no control tokens
-    assert v1.conditions == [] and not v1.is_conditional
+    plain = ECGPipeline(*_unconditional_toy())  # an LM without control tokens (configs/lm/tiny.yaml's kind)
+    assert plain.conditions == [] and not plain.is_conditional
     with pytest.raises(ValueError, match="needs a conditional LM") as e:
-        v1.generate(1, 1, condition="rhythm:AFIB")
+        plain.generate(1, 1, condition="rhythm:AFIB")
     assert "from_pretrained('conditional')" in str(e.value)
     # `default` (the unconditional generator) and `conditional` are two LMs on one control vocabulary: both
     # take the same conditions, their samples differ
@@ -82,8 +100,9 @@ def test_conditions(pipe, cond_pipe):
     assert all(n in str(e.value) for n in ("rhythm:AFIB", "beat:V", "rhythm:N"))  # lists the known ones
     y = cond_pipe.generate(2, 2, condition="rhythm:AFIB", seed=0)
     assert y.shape == (2, 720) and np.isfinite(y).all()
-    a = cond_pipe.generate(2, 2, condition="rhythm:N,beat:V", seed=0, condition_strength=2.0)
-    b = cond_pipe.generate(2, 2, condition=["rhythm:N", "beat:V"], seed=0, condition_strength=2.0)
+    s2 = GenerateConfig(condition_strength=2.0)
+    a = cond_pipe.generate(2, 2, condition="rhythm:N,beat:V", seed=0, request=s2)
+    b = cond_pipe.generate(2, 2, condition=["rhythm:N", "beat:V"], seed=0, request=s2)
     assert np.array_equal(a, b)  # "a,b" and ["a", "b"] are the same request
     assert not np.array_equal(a, y)
 

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -381,17 +382,19 @@ def bench_generate(model_dir: str, device: str, batch: int, seconds: float, repe
     if hasattr(tok, "to"):
         tok.to(device)
     n_tok = int(np.ceil(seconds * tok.tokens_per_second))
-    extra = {k: v for k, v in (("lead_guidance", lead_guidance), ("beat_cache", beat_cache)) if v}
     from ecg2llm.lm.control import ControlSpec
+    from ecg2llm.lm.request import GenerateConfig
 
+    extra = {k: v for k, v in (("lead_guidance", lead_guidance), ("beat_cache", beat_cache)) if v}
     if ControlSpec.of_model(model) is not None:  # LM v2 (ecg2llm.lm.guidance): its KV cache
         extra["kv_cache"] = kv_cache
-    synthesize(model, tok, batch, 0.5, seed=0, batch_size=batch, progress=False, **extra)  # warm-up (allocations)
+    req = GenerateConfig(num_samples=batch, seconds=seconds, batch_size=batch, **extra)  # what the record names
+    synthesize(model, tok, replace(req, seconds=0.5), progress=False)  # warm-up (allocations)
     times = []
     for r in range(repeats):
         sync(device)
         t0 = time.perf_counter()
-        synthesize(model, tok, batch, seconds, seed=r, batch_size=batch, progress=False, **extra)
+        synthesize(model, tok, replace(req, seed=r), progress=False)
         sync(device)
         times.append(time.perf_counter() - t0)
     return {
