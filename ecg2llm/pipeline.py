@@ -300,6 +300,8 @@ class ECGPipeline:
         after the prefix is returned, without texture (the clean band, as ``lm/forecast.py`` scores it).
         A conditional LM v2 sees the prefix as an unlabelled stream (``beat:?`` at XQRS-detected beats,
         :func:`ecg2llm.lm.guidance.null_label_stream`) and continues it through its unconditional branch.
+        An LM v3 is prompted with the prefix's beats (tokenizer v3's R peaks, RR and coarse tokens, null
+        labels; :mod:`ecg2llm.lm.beat_forecast`): the prefix must end with a detected heartbeat.
         ``lm/forecast.py`` task ``i`` with
         ``--seed s --k K`` equals
         ``forecast(prefix_i, num_samples=K, seed=s * 100003 + i, batch_size=K)``.
@@ -339,6 +341,14 @@ class ECGPipeline:
         (4, 360)
         """
         n, secs = self._check_sizes(num_samples, seconds)
+        if self._beat is not None:  # LM v3: the prefix's beats are the prompt (ecg2llm.lm.beat_forecast)
+            from ecg2llm.lm.beat_forecast import forecast_beats
+            from ecg2llm.lm.synthesize import GenerateConfig
+
+            x = self._prefix_signal(prefix_mv, self.fs if fs is None else fs)
+            req = GenerateConfig(num_samples=n, seconds=secs, seed=seed, temperature=temperature, top_k=top_k,
+                                 top_p=top_p, batch_size=batch_size, texture=False)
+            return forecast_beats(self._beat, x, req, progress=progress)
         ids = self._prefix_ids(prefix_mv, self.fs if fs is None else fs)
         # one token past the horizon, so the contextual decoder sees real right context at its end
         # (as lm/forecast.py does: the same prefix and seed give the same continuations there)
@@ -353,7 +363,7 @@ class ECGPipeline:
         """Write the LM and its tokenizer copy into ``path`` (replaced as a whole, atomically).
 
         The layout is that of an ``lm/train.py`` run's ``final/`` folder (``config.json``,
-        ``model.safetensors``, ``generation_config.json``, ``tokenizer/``), so the folder loads with
+        ``model.safetensors``, ``generation_config.json``, ``tokenizer/``; LM v3 also ``detail/``), so the folder loads with
         :meth:`from_pretrained`, ``lm/generate.py --model``, and every other entry point.
 
         Returns
@@ -378,6 +388,10 @@ class ECGPipeline:
         with atomic_path(path) as tmp:
             self.model.save_pretrained(str(tmp))
             self.tokenizer.save_pretrained(tmp / TOKENIZER_SUBDIR)
+            if self._beat is not None and self._beat.detail is not None:  # LM v3: its detail head in detail/
+                from ecg2llm.lm.beat_detail import SUBDIR, save_detail
+
+                save_detail(self._beat.detail, tmp / SUBDIR)
         return path
 
     def push_to_hub(self, repo_id: str, *, private: bool = False, token: str | None = None,
@@ -472,6 +486,21 @@ class ECGPipeline:
         """Prefix in mV at ``fs`` -> its token ids, trimmed at the start to whole tokens."""
         from ecg2llm.core.errors import ConfigError
 
+        x = self._prefix_signal(prefix_mv, fs)
+        spt = self.tokenizer.samples_per_token
+        n_tok = int(np.floor(len(x) / spt + 1e-9))
+        if n_tok < 1:
+            raise ConfigError(f"prefix is too short: {x.size} samples at {self.fs:g} Hz, the LM needs "
+                              f"at least "
+                              f"one token ({spt:g} samples, {spt / self.fs * 1e3:g} ms)")
+        keep = round(n_tok * spt)
+        ids, _ = self.tokenizer.encode(x[len(x) - keep:], self.fs)
+        return ids[-n_tok:]
+
+    def _prefix_signal(self, prefix_mv: Any, fs: Any) -> np.ndarray:
+        """Prefix in mV at ``fs``, checked (one lead, numeric, finite) and resampled to :attr:`fs`."""
+        from ecg2llm.core.errors import ConfigError
+
         x = np.asarray(prefix_mv)
         if x.ndim != 1:
             raise ConfigError(f"forecast expects one lead as a 1-D array of samples, got shape {x.shape}; "
@@ -493,15 +522,9 @@ class ECGPipeline:
             from ecg2llm.tokenizer.data import resample
 
             x = resample(x, fs, self.fs).astype(np.float32)
-        spt = self.tokenizer.samples_per_token
-        n_tok = int(np.floor(len(x) / spt + 1e-9))
-        if n_tok < 1:
-            raise ConfigError(f"prefix is too short: {x.size} samples at {self.fs:g} Hz, the LM needs "
-                              f"at least "
-                              f"one token ({spt:g} samples, {spt / self.fs * 1e3:g} ms)")
-        keep = round(n_tok * spt)
-        ids, _ = self.tokenizer.encode(x[len(x) - keep:], self.fs)
-        return ids[-n_tok:]
+        if x.size == 0:
+            raise ConfigError("prefix is empty: give at least a few seconds of one ECG lead in mV")
+        return x
 
     def _synthesize(self, num_samples: int, seconds: float, *, seed: int, temperature: float, top_k: int,
                     top_p: float, batch_size: int, progress: bool, condition: Sequence[str] = (),

@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED: dict[str, tuple[str, ...]] = {
     "v1": ("configs/lm/tiny.yaml",),
     "v1-conditional": ("configs/lm/tiny_cond.yaml",),
-    "conditional": ("configs/lm/v2_conditional.yaml", "configs/lm/v2_conditional_ft.yaml"),
-    "default": ("configs/lm/v2b_conditional.yaml", "configs/lm/v2d_continue.yaml", "configs/lm/v2d_default_ft.yaml"),
+    "v2-conditional": ("configs/lm/v2_conditional.yaml", "configs/lm/v2_conditional_ft.yaml"),
+    "v2": ("configs/lm/v2b_conditional.yaml", "configs/lm/v2d_continue.yaml", "configs/lm/v2d_default_ft.yaml"),
 }
 
 

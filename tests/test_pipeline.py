@@ -13,7 +13,7 @@ import pytest
 from ecg2llm.lm.model import PRETRAINED_DIR
 
 pytestmark = pytest.mark.skipif(
-    not (PRETRAINED_DIR / "default" / "config.json").is_file(), reason="no shipped default LM"
+    not (PRETRAINED_DIR / "v2" / "config.json").is_file(), reason="no shipped default LM"
 )
 
 
@@ -21,16 +21,16 @@ pytestmark = pytest.mark.skipif(
 def pipe():
     from ecg2llm import ECGPipeline
 
-    return ECGPipeline.from_pretrained("default", device="cpu")
+    return ECGPipeline.from_pretrained("v2", device="cpu")
 
 
 @pytest.fixture(scope="module")
 def cond_pipe():
     from ecg2llm import ECGPipeline
 
-    if not (PRETRAINED_DIR / "conditional" / "config.json").is_file():
+    if not (PRETRAINED_DIR / "v2-conditional" / "config.json").is_file():
         pytest.skip("no shipped conditional LM")
-    return ECGPipeline.from_pretrained("conditional", device="cpu")
+    return ECGPipeline.from_pretrained("v2-conditional", device="cpu")
 
 
 def _offline_env(tmp_path: Path) -> dict:
@@ -150,13 +150,13 @@ def test_dtype_and_bad_arguments(pipe):
 
     from ecg2llm import ECGPipeline
 
-    half = ECGPipeline.from_pretrained("default", device="cpu", dtype="bfloat16")
+    half = ECGPipeline.from_pretrained("v2", device="cpu", dtype="bfloat16")
     assert next(half.model.parameters()).dtype == torch.bfloat16
     assert half.generate(1, 1, seed=0).shape == (1, 360)
     with pytest.raises(ValueError, match="dtype"):
-        ECGPipeline.from_pretrained("default", device="cpu", dtype="int8")
+        ECGPipeline.from_pretrained("v2", device="cpu", dtype="int8")
     with pytest.raises(ValueError, match="revision"):
-        ECGPipeline.from_pretrained("default", device="cpu", revision="main")
+        ECGPipeline.from_pretrained("v2", device="cpu", revision="main")
     with pytest.raises(ValueError, match="not a LM folder"):
         ECGPipeline.from_pretrained(Path(__file__).parent, device="cpu")
 
@@ -165,11 +165,11 @@ def test_tokenizer_override_must_match(pipe, tmp_path):
     from ecg2llm import ECGPipeline
     from ecg2llm.tokenizer.base import ECGTokenizer
 
-    same = ECGPipeline.from_pretrained("default", device="cpu", tokenizer="default")  # LM v2: tokenizer v2
+    same = ECGPipeline.from_pretrained("v2", device="cpu", tokenizer="v2")  # LM v2: tokenizer v2
     assert same.tokenizer.weights_hash == pipe.tokenizer.weights_hash
     ECGTokenizer.from_config(pipe.tokenizer.config_dict()).save_pretrained(tmp_path / "untrained")
     with pytest.raises(ValueError, match="weights hash"):
-        ECGPipeline.from_pretrained("default", device="cpu", tokenizer=tmp_path / "untrained")
+        ECGPipeline.from_pretrained("v2", device="cpu", tokenizer=tmp_path / "untrained")
 
 
 def test_push_to_hub_uploads_a_loadable_folder(pipe, tmp_path, monkeypatch):
@@ -240,7 +240,7 @@ def test_forecast_matches_lm_forecast_py(pipe, data_dir, tmp_path):
     from ecg2llm.tokenizer.forecasts import load_forecasts
 
     out = tmp_path / "fc"
-    assert forecast_main(["--model", "default", "--data_dir", str(data_dir), "--n_tasks", "2", "--k", "3",
+    assert forecast_main(["--model", "v2", "--data_dir", str(data_dir), "--n_tasks", "2", "--k", "3",
                           "--seed", "5", "--out", str(out), "--device", "cpu"]) == 0
     fc = load_forecasts(out)
     for i in range(2):
