@@ -76,8 +76,9 @@ class ECGPipeline:
         Parameters
         ----------
         name_or_path : str or Path
-            ``"default"`` (tiny unconditional LM) or ``"conditional"`` (tiny LM with rhythm/beat control
-            tokens), shipped in ``lm/pretrained/``; a folder written by :meth:`save_pretrained` or an
+            ``"default"`` (= ``"conditional"`` = ``"v3"``: LM v3 on tokenizer v3, unconditional and with rhythm/beat
+            control tokens), ``"v2"`` / ``"v2-conditional"`` (LM v2d / LM v2 on tokenizer v2), shipped in
+            ``lm/pretrained/`` (names resolved through ``lm/pretrained/aliases.json``); a folder written by :meth:`save_pretrained` or an
             ``lm/train.py`` run (``<output_dir>/final``, or the run directory itself); or a Hub id
             ``"user/repo"`` (``huggingface_hub.snapshot_download``: the local cache is used, and
             ``HF_HUB_OFFLINE=1`` never touches the network).
@@ -105,9 +106,9 @@ class ECGPipeline:
         Examples
         --------
         >>> from ecg2llm import ECGPipeline
-        >>> pipe = ECGPipeline.from_pretrained("default", device="cpu")
-        >>> pipe.fs, pipe.tokens_per_second
-        (360.0, 36.0)
+        >>> pipe = ECGPipeline.from_pretrained("default", device="cpu")     # LM v3 on tokenizer v3 (beats)
+        >>> pipe.fs, type(pipe.tokenizer).__name__
+        (360.0, 'BeatTokenizer')
         """
         import torch
 
@@ -144,7 +145,8 @@ class ECGPipeline:
 
     @property
     def tokens_per_second(self) -> float:
-        """LM tokens per second of ECG (36 for the shipped tokenizer: one token per 10 samples)."""
+        """Tokenizer tokens per second of ECG: 36 for tokenizer v2 (one per 10 samples); for tokenizer v3 (beats)
+        the nominal rate at 60 bpm (one beat unit per second; the real rate follows the heart rate)."""
         return float(self.tokenizer.tokens_per_second)
 
     @property
@@ -243,7 +245,7 @@ class ECGPipeline:
             LM v2: lead-contrast guidance (:func:`ecg2llm.lm.guidance.sample_guided`), a negative prompt on the lead
             that keeps complexes of the other leads out of an MLII sample (``1.25``: the setting of
             ``docs/notes/lm-v2-notebook.md``; ``contrast_lead`` default V1). ``1``: off; None: the LM's default for the
-            requested condition (``config.ecg_condition_defaults``: ``default`` uses 2 for ``rhythm:VT``), else
+            requested condition (``config.ecg_condition_defaults``: ``v2`` uses 2 for ``rhythm:VT``), else
             off. A v1 LM refuses it.
         kv_cache : str
             LM v2: the sampler's KV cache (:mod:`ecg2llm.lm.kvdecode`). ``"auto"``: float16 with a compiled attention

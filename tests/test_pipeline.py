@@ -105,7 +105,7 @@ def test_forecast_shapes_rates_and_determinism(pipe):
     (np.zeros((720, 2)), "1-D"),
     (np.r_[np.zeros(100), np.nan, np.zeros(619)], "NaN/inf .* index 100"),
     (np.zeros(5), "too short"),
-    (np.zeros(0), "too short"),
+    (np.zeros(0), "empty"),
     (np.array(["a"] * 720), "numeric"),
 ])
 def test_forecast_refuses_bad_prefix(pipe, prefix, match):
