@@ -78,10 +78,10 @@ class ECGPipeline:
         name_or_path : str or Path
             ``"default"`` (= ``"conditional"`` = ``"v3"``: LM v3 on tokenizer v3, unconditional and with rhythm/beat
             control tokens), ``"v2"`` / ``"v2-conditional"`` (LM v2d / LM v2 on tokenizer v2), shipped in
-            ``lm/pretrained/`` (names resolved through ``lm/pretrained/aliases.json``); a folder written by :meth:`save_pretrained` or an
-            ``lm/train.py`` run (``<output_dir>/final``, or the run directory itself); or a Hub id
-            ``"user/repo"`` (``huggingface_hub.snapshot_download``: the local cache is used, and
-            ``HF_HUB_OFFLINE=1`` never touches the network).
+            ``lm/pretrained/`` (names resolved through ``lm/pretrained/aliases.json``); a folder written by
+            :meth:`save_pretrained` or an ``lm/train.py`` run (``<output_dir>/final``, or the run directory
+            itself); or a Hub id ``"user/repo"`` (``huggingface_hub.snapshot_download``: the local cache is used,
+            and ``HF_HUB_OFFLINE=1`` never touches the network).
         device : str
             ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         dtype : str or torch.dtype, optional
@@ -365,8 +365,8 @@ class ECGPipeline:
         """Write the LM and its tokenizer copy into ``path`` (replaced as a whole, atomically).
 
         The layout is that of an ``lm/train.py`` run's ``final/`` folder (``config.json``,
-        ``model.safetensors``, ``generation_config.json``, ``tokenizer/``; LM v3 also ``detail/``), so the folder loads with
-        :meth:`from_pretrained`, ``lm/generate.py --model``, and every other entry point.
+        ``model.safetensors``, ``generation_config.json``, ``tokenizer/``; LM v3 also ``detail/``), so the folder
+        loads with :meth:`from_pretrained`, ``lm/generate.py --model``, and every other entry point.
 
         Returns
         -------
