@@ -84,11 +84,12 @@ class ECGPipeline:
         Parameters
         ----------
         name_or_path : str or Path
-            ``"default"`` (tiny unconditional LM) or ``"conditional"`` (tiny LM with rhythm/beat control
-            tokens), shipped in ``lm/pretrained/``; a folder written by :meth:`save_pretrained` or an
-            ``lm/train.py`` run (``<output_dir>/final``, or the run directory itself); or a Hub id
-            ``"user/repo"`` (``huggingface_hub.snapshot_download``: the local cache is used, and
-            ``HF_HUB_OFFLINE=1`` never touches the network).
+            ``"default"`` (= ``"conditional"`` = ``"v3"``: LM v3 on tokenizer v3, unconditional and with rhythm/beat
+            control tokens), ``"v2"`` / ``"v2-conditional"`` (LM v2d / LM v2 on tokenizer v2), shipped in
+            ``lm/pretrained/`` (names resolved through ``lm/pretrained/aliases.json``); a folder written by
+            :meth:`save_pretrained` or an ``lm/train.py`` run (``<output_dir>/final``, or the run directory
+            itself); or a Hub id ``"user/repo"`` (``huggingface_hub.snapshot_download``: the local cache is used,
+            and ``HF_HUB_OFFLINE=1`` never touches the network).
         device : str
             ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         dtype : str or torch.dtype, optional
@@ -113,9 +114,9 @@ class ECGPipeline:
         Examples
         --------
         >>> from ecg2llm import ECGPipeline
-        >>> pipe = ECGPipeline.from_pretrained("default", device="cpu")
-        >>> pipe.fs, pipe.tokens_per_second
-        (360.0, 36.0)
+        >>> pipe = ECGPipeline.from_pretrained("default", device="cpu")     # LM v3 on tokenizer v3 (beats)
+        >>> pipe.fs, type(pipe.tokenizer).__name__
+        (360.0, 'BeatTokenizer')
         """
         import torch
 
@@ -152,7 +153,8 @@ class ECGPipeline:
 
     @property
     def tokens_per_second(self) -> float:
-        """LM tokens per second of ECG (36 for the shipped tokenizer: one token per 10 samples)."""
+        """Tokenizer tokens per second of ECG: 36 for tokenizer v2 (one per 10 samples); for tokenizer v3 (beats)
+        the nominal rate at 60 bpm (one beat unit per second; the real rate follows the heart rate)."""
         return float(self.tokenizer.tokens_per_second)
 
     @property
@@ -278,6 +280,8 @@ class ECGPipeline:
         after the prefix is returned, without texture (the clean band, as ``lm/forecast.py`` scores it).
         A conditional LM v2 sees the prefix as an unlabelled stream (``beat:?`` at XQRS-detected beats,
         :func:`ecg2llm.lm.guidance.null_label_stream`) and continues it through its unconditional branch.
+        An LM v3 is prompted with the prefix's beats (tokenizer v3's R peaks, RR and coarse tokens, null
+        labels; :mod:`ecg2llm.lm.beat_forecast`): the prefix must hold a detected heartbeat.
         ``lm/forecast.py`` task ``i`` with ``--seed s --k K`` equals
         ``forecast(prefix_i, num_samples=K, seed=s * 100003 + i, request=GenerateConfig(batch_size=K))``.
 
@@ -318,6 +322,13 @@ class ECGPipeline:
         """
         req = self._request("forecast", request, deprecated_kwargs, _FORECAST_LEGACY, num_samples=num_samples,
                             seconds=seconds, seed=seed, defaults={"num_samples": 16, "seconds": 5.0})
+        if self._beat is not None:  # LM v3: the prefix's beats are the prompt (ecg2llm.lm.beat_forecast)
+            from dataclasses import replace
+
+            from ecg2llm.lm.beat_forecast import forecast_beats
+
+            x = self._prefix_signal(prefix_mv, self.fs if fs is None else fs)
+            return forecast_beats(self._beat, x, replace(req, texture=False), progress=progress)
         ids = self._prefix_ids(prefix_mv, self.fs if fs is None else fs)
         secs = req.seconds
         # one token past the horizon, so the contextual decoder sees real right context at its end
@@ -335,8 +346,8 @@ class ECGPipeline:
         """Write the LM and its tokenizer copy into ``path`` (replaced as a whole, atomically).
 
         The layout is that of an ``lm/train.py`` run's ``final/`` folder (``config.json``,
-        ``model.safetensors``, ``generation_config.json``, ``tokenizer/``), so the folder loads with
-        :meth:`from_pretrained`, ``lm/generate.py --model``, and every other entry point.
+        ``model.safetensors``, ``generation_config.json``, ``tokenizer/``; LM v3 also ``detail/``), so the folder
+        loads with :meth:`from_pretrained`, ``lm/generate.py --model``, and every other entry point.
 
         Returns
         -------
@@ -360,6 +371,10 @@ class ECGPipeline:
         with atomic_path(path) as tmp:
             self.model.save_pretrained(str(tmp))
             self.tokenizer.save_pretrained(tmp / TOKENIZER_SUBDIR)
+            if self._beat is not None and self._beat.detail is not None:  # LM v3: its detail head in detail/
+                from ecg2llm.lm.beat_detail import SUBDIR, save_detail
+
+                save_detail(self._beat.detail, tmp / SUBDIR)
         return path
 
     def push_to_hub(self, repo_id: str, *, private: bool = False, token: str | None = None,
@@ -479,6 +494,21 @@ class ECGPipeline:
         """Prefix in mV at ``fs`` -> its token ids, trimmed at the start to whole tokens."""
         from ecg2llm.core.errors import ConfigError
 
+        x = self._prefix_signal(prefix_mv, fs)
+        spt = self.tokenizer.samples_per_token
+        n_tok = int(np.floor(len(x) / spt + 1e-9))
+        if n_tok < 1:
+            raise ConfigError(f"prefix is too short: {x.size} samples at {self.fs:g} Hz, the LM needs "
+                              f"at least "
+                              f"one token ({spt:g} samples, {spt / self.fs * 1e3:g} ms)")
+        keep = round(n_tok * spt)
+        ids, _ = self.tokenizer.encode(x[len(x) - keep:], self.fs)
+        return ids[-n_tok:]
+
+    def _prefix_signal(self, prefix_mv: Any, fs: Any) -> np.ndarray:
+        """Prefix in mV at ``fs``, checked (one lead, numeric, finite) and resampled to :attr:`fs`."""
+        from ecg2llm.core.errors import ConfigError
+
         x = np.asarray(prefix_mv)
         if x.ndim != 1:
             raise ConfigError(f"forecast expects one lead as a 1-D array of samples, got shape {x.shape}; "
@@ -500,15 +530,9 @@ class ECGPipeline:
             from ecg2llm.tokenizer.data import resample
 
             x = resample(x, fs, self.fs).astype(np.float32)
-        spt = self.tokenizer.samples_per_token
-        n_tok = int(np.floor(len(x) / spt + 1e-9))
-        if n_tok < 1:
-            raise ConfigError(f"prefix is too short: {x.size} samples at {self.fs:g} Hz, the LM needs "
-                              f"at least "
-                              f"one token ({spt:g} samples, {spt / self.fs * 1e3:g} ms)")
-        keep = round(n_tok * spt)
-        ids, _ = self.tokenizer.encode(x[len(x) - keep:], self.fs)
-        return ids[-n_tok:]
+        if x.size == 0:
+            raise ConfigError("prefix is empty: give at least a few seconds of one ECG lead in mV")
+        return x
 
 
 def _torch_dtype(dtype: Any) -> torch.dtype:

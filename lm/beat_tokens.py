@@ -12,8 +12,11 @@ import numpy as np
 
 
 def beat_positions(tok, rr: np.ndarray) -> np.ndarray:
-    """R positions (samples at ``tok.fs``) of beats with RR tokens ``rr``."""
-    sec = np.asarray(tok.rr_seconds(np.asarray(rr, np.int64)), np.float64)
+    """R positions (samples at ``tok.fs``) of beats with RR tokens ``rr``, as the tokenizer decodes them."""
+    rr = np.asarray(rr, np.int64)
+    if hasattr(tok, "timeline"):
+        return np.asarray(tok.timeline(np.zeros(len(rr), np.int8), rr)[1], np.int64)
+    sec = np.asarray(tok.rr_seconds(rr), np.float64)
     return np.round(np.cumsum(sec) * tok.fs).astype(np.int64)
 
 
@@ -23,7 +26,7 @@ def make_beat_tokens(tok, rr, coarse, detail, n_samples: int):
     rr = np.asarray(rr, np.int64)
     n = len(rr)
     kind = np.zeros(n, np.int8)
-    r = tok.timeline(kind, rr)[1] if hasattr(tok, "timeline") else beat_positions(tok, rr)
+    r = beat_positions(tok, rr)
     n_fb = int(getattr(tok.layout, "n_fallback", 0))
     bt = cls(**_fields(cls, r=r, rr=rr, coarse=np.asarray(coarse, np.int64), detail=np.asarray(detail, np.int64),
                        fallback=np.full((n, n_fb), -1, np.int64), kind=kind, state={"n_samples": int(n_samples)}))

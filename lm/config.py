@@ -21,7 +21,7 @@ class LMTrainConfig:
     """Fields of ``lm/train.py`` (``python lm/train.py --help`` lists them as flags)."""
 
     # ------------------------------------------------------------------ data
-    tokenizer: str = "default"               # tokenizer folder, or "default" (the shipped one)
+    tokenizer: str = "v2"                    # tokenizer folder or shipped name ("v2"; LM v3: "v3", beat_stream)
     store: str = "runs/store/default_mlii"   # token store; built with `tokenizer` if it does not exist
     data_dir: str | None = None              # data root for building the store ($ECG2LLM_DATA otherwise)
     records: list[str] = field(default_factory=list)  # records to tokenize when building; empty = all 48

@@ -28,7 +28,7 @@ from ecg2llm.core.errors import ConfigError
 class ForecastConfig:
     """Fields of ``lm/forecast.py`` (``python lm/forecast.py --help`` lists them as flags)."""
 
-    model: str = "default"            # LM folder (<run>/final) or "default" (the shipped one)
+    model: str = "v2"                 # LM folder (<run>/final) or a shipped token-stream LM ("v2")
     out: str = "runs/forecast"
     data_dir: str | None = None       # data root holding mitdb/ ($ECG2LLM_DATA otherwise)
     records: list[str] = field(default_factory=list)  # records the tasks come from; empty = DS2

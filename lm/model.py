@@ -37,14 +37,13 @@ from ecg2llm.core.errors import ConfigError, TokenizerError
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 TOKENIZER_SUBDIR = "tokenizer"  # a copy of the ECG tokenizer inside every saved LM folder
-#: LMs shipped in ``lm/pretrained/<name>`` and the config each was trained with.
-#: ``default`` (LM v2d, the unconditional generator) and ``conditional`` (LM v2, requested rhythms and beats) share
-#: one control vocabulary (tokenizer v2, rhythm prefix + beat labels, condition dropout). The tokenizer-v1 LMs
-#: ``v1`` / ``v1-conditional`` are retired: git tag ``v1-models`` keeps them (CHANGELOG.md).
-#: ``v3`` is LM v3 (a GPT over heartbeats on tokenizer v3, :mod:`ecg2llm.lm.beatstream`; its detail head in
-# ``detail/``).
-SHIPPED = {"default": "configs/lm/v2d_default_ft.yaml", "conditional": "configs/lm/v2_conditional_ft.yaml",
-           "v3": "configs/lm/v3.yaml"}
+#: LMs shipped in ``lm/pretrained/<name>`` and the config each was trained with. ``v3`` is LM v3 (a GPT over
+#: heartbeats on tokenizer v3, :mod:`ecg2llm.lm.beatstream`; its detail head in ``detail/``), also loaded as
+#: ``default`` and ``conditional`` (``lm/pretrained/aliases.json``). ``v2`` (LM v2d, unconditional) and
+#: ``v2-conditional`` (LM v2, requested rhythms and beats through sampler rules) are the tokenizer-v2 LMs. The
+#: tokenizer-v1 LMs ``v1`` / ``v1-conditional`` are retired: git tag ``v1-models`` keeps them (CHANGELOG.md).
+SHIPPED = {"v3": "configs/lm/v3.yaml", "v2": "configs/lm/v2d_default_ft.yaml",
+           "v2-conditional": "configs/lm/v2_conditional_ft.yaml"}
 #: shipped names retired from ``lm/pretrained/``, and the git tag that still holds each folder
 RETIRED = {"v1": "v1-models", "v1-conditional": "v1-models"}
 
@@ -138,21 +137,23 @@ def num_parameters(model, exclude_embeddings: bool = False) -> int:
 
 
 def resolve_model_dir(model: str | Path) -> Path:
-    """A shipped LM by name -- ``"default"`` / ``"conditional"`` (LM v2 on tokenizer v2), ``"v3"`` in
-    ``lm/pretrained/`` --, a local folder (or the run directory holding ``final/``), or a Hugging Face Hub id
-    (:func:`ecg2llm.core.hub.resolve_folder`, the one loader every model folder goes through). A retired name
-    (:data:`RETIRED`, the tokenizer-v1 LMs) is refused with the git command that restores it."""
-    from ecg2llm.core.hub import resolve_folder
+    """A shipped LM by name -- ``"default"`` = ``"conditional"`` = ``"v3"`` (LM v3 on tokenizer v3), ``"v2"`` /
+    ``"v2-conditional"`` (LM v2d / LM v2 on tokenizer v2) in ``lm/pretrained/`` --, a local folder (or the run
+    directory holding ``final/``), or a Hugging Face Hub id (:func:`ecg2llm.core.hub.resolve_folder`, the one
+    loader every model folder goes through). A retired name (:data:`RETIRED`, the tokenizer-v1 LMs) is refused
+    with the git command that restores it."""
+    from ecg2llm.core.hub import resolve_folder, shipped_name
 
     p = Path(model)
     if str(model) in RETIRED and not p.exists() and not (PRETRAINED_DIR / str(model) / "config.json").is_file():
         raise ConfigError(
             f"the LM {model!r} (tokenizer v1) is no longer shipped; restore it from the git tag that keeps it: "
             f"`git checkout {RETIRED[str(model)]} -- lm/pretrained/{model}` (CHANGELOG.md)")
-    if str(model) in SHIPPED and not p.exists() and not (PRETRAINED_DIR / str(model) / "config.json").is_file():
+    name = shipped_name(model, PRETRAINED_DIR) if not p.exists() else str(model)
+    if name in SHIPPED and not p.exists() and not (PRETRAINED_DIR / name / "config.json").is_file():
         raise ConfigError(
-            f"the shipped LM {model!r} is not installed at {PRETRAINED_DIR / str(model)}; train it with "
-            f"`accelerate launch lm/train.py --config {SHIPPED[str(model)]}` and pass --model <output_dir>/final"
+            f"the shipped LM {model!r} is not installed at {PRETRAINED_DIR / name}; train it with "
+            f"`accelerate launch lm/train.py --config {SHIPPED[name]}` and pass --model <output_dir>/final"
         )
     if (p / "final" / "config.json").is_file() and not (p / "config.json").is_file():
         p = p / "final"  # accept a run directory as well as its final/ folder

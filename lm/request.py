@@ -64,7 +64,7 @@ class GenerateConfig:
     SamplingParams(temperature=1.0, top_k=0, top_p=1.0)
     """
 
-    model: str = "default"              # LM folder (<run>/final) or "default" (the shipped one)
+    model: str = "default"              # LM folder (<run>/final) or a shipped name ("default" = LM v3, "v2")
     tokenizer: str | None = None        # override the tokenizer folder (default: the LM's own copy)
     num_samples: int = 4
     seconds: float = 10.0               # generated seconds per sample (after the prompt, if any)

@@ -78,11 +78,14 @@ def _optimizer(model, cfg):
 
 
 def _load_tokenizer(cfg):
-    from ecg2llm.tokenizer.base import ECGTokenizer
+    from ecg2llm.core.hub import shipped_name
+    from ecg2llm.tokenizer.base import PRETRAINED_DIR, ECGTokenizer
 
     tok = ECGTokenizer.from_pretrained(cfg.tokenizer)
     rec = tokenizer_record(tok)
-    rec["source"] = "default" if str(cfg.tokenizer) == "default" else str(cfg.tokenizer)
+    # the folder a shipped name stands for ("default" -> "v3"), so the record stays right when the default moves
+    rec["source"] = shipped_name(cfg.tokenizer, PRETRAINED_DIR) if not Path(str(cfg.tokenizer)).exists() \
+        else str(cfg.tokenizer)
     return tok, rec
 
 

@@ -29,7 +29,7 @@ from ecg2llm.tokenizer.base import ECGTokenizer
 class BaselineStudyConfig:
     """Fields of ``scripts/baseline_study.py``."""
 
-    tokenizer: str = "default"
+    tokenizer: str = "v2"
     variants: list[str] = field(default_factory=lambda: ["1:linear", "3:cubic"])  # iterations:interp
     out: str | None = None
     data_dir: str | None = None

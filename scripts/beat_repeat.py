@@ -46,7 +46,7 @@ class BeatRepeatConfig:
     seconds: float | None = None  # first seconds of each record (None: whole records)
     min_pairs: int = 50
     naive: list[str] = field(default_factory=lambda: ["4x4", "6x6", "8x8", "12x6", "12x12"])  # k x L
-    v2_tokenizer: str | None = "default"
+    v2_tokenizer: str | None = "v2"
     v2_seconds: float = 300.0
     detectors: list[str] = field(default_factory=list)  # e.g. kalidas2017 neurokit pantompkins1985
 

@@ -91,8 +91,8 @@ class BenchConfig:
     processes: int = 0  # tokenize_all processes (0: one per available core)
     omp_wait_policy: Literal["passive", "active", "unset"] = "unset"  # passive on a shared machine
     data_dir: str | None = None  # data root holding mitdb/ ($ECG2LLM_DATA otherwise)
-    tokenizer: str = "default"  # tokenizer folder, or 'default'
-    model: str = "default"  # LM folder for the generation stage, or 'default' (tiny)
+    tokenizer: str = "v2"  # tokenizer folder or shipped name
+    model: str = "v2"  # LM folder for the generation stage, or a shipped name
     train_config: str | None = None  # LM config of the train stage (default: tiny.yaml on CPU, base on CUDA)
     no_compile: bool = False  # do not torch.compile the CUDA training model
     peak_tflops: float = 0.0  # dense bf16 peak for MFU (0: from the GPU name, e.g. 989 for an H100)

@@ -31,7 +31,7 @@ class BigramSamplesConfig:
 
     store: str                      # token store folder (tokenizer/tokenize_db.py or lm/train.py)
     out: str                        # output folder (replaced atomically)
-    tokenizer: str = "default"      # tokenizer that built the store
+    tokenizer: str = "v2"           # tokenizer that built the store
     num_samples: int = 200          # ECGs to sample
     seconds: float = 10.0           # seconds per ECG
     seed: int = 0
@@ -41,7 +41,7 @@ class BigramSamplesConfig:
             raise ConfigError("--num_samples must be >= 1 and --seconds > 0")
 
 
-def bigram_samples(store_path: str, out: str, tokenizer: str = "default", num_samples: int = 200,
+def bigram_samples(store_path: str, out: str, tokenizer: str = "v2", num_samples: int = 200,
                    seconds: float = 10.0, seed: int = 0) -> Path:
     """Fit the bigram model on ``store_path``, sample ``num_samples`` ECGs of ``seconds``, write ``out``."""
     from ecg2llm.lm.baselines import fit_baselines

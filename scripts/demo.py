@@ -7,8 +7,9 @@ Launch (``make demo`` runs exactly this after installing)::
 
 Stages, each run as the command a user would type (printed before it runs, logged to ``<out>/logs``):
 
-1. **tokenize** every MIT-BIH record's MLII lead with the shipped tokenizer (``default``: contextual FSQ,
-   36 tokens/s, 4096 codes) into ``<out>/store`` (``tokenizer/tokenize_db.py``);
+1. **tokenize** every MIT-BIH record's MLII lead with tokenizer v2 (``v2``: contextual FSQ, 36 tokens/s,
+   4096 codes; the demo trains its small GPT on this flat token stream, not on the beat stream of the shipped
+   ``default``, tokenizer v3 + LM v3) into ``<out>/store`` (``tokenizer/tokenize_db.py``);
 2. **train** the ``tiny`` GPT on the DS1 training records with Accelerate (``lm/train.py``,
    ``configs/lm/tiny.yaml``) into ``<out>/lm``, tracked with W&B (offline into ``<out>/lm/wandb`` unless
    you are logged in; ``wandb sync`` it later);
@@ -120,7 +121,7 @@ def main(argv=None):
     if not reuse:
         run_stage(
             "1_tokenize",
-            [py, "tokenizer/tokenize_db.py", "--tokenizer", "default", "--out", str(store), *data],
+            [py, "tokenizer/tokenize_db.py", "--tokenizer", "v2", "--out", str(store), *data],
             logs,
             summary,
         )
@@ -211,7 +212,7 @@ def main(argv=None):
             "--forecast",
             str(out / "forecast"),
             "--tokenizer",
-            "default",
+            "v2",
             "--extra_rows",
             f"bigram sampler={out / 'bigram'}",
             "--out",

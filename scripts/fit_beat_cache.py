@@ -7,7 +7,7 @@ ones ``lm/train.py`` early-stops on), picks the lowest, reports the same on DS2 
 to choose), and with ``--write true`` records the choice in ``<model>/config.json`` as ``ecg_beat_cache``,
 whose shape generation uses when asked for the cache (``lm/generate.py --beat_cache <strength>``)::
 
-    python scripts/fit_beat_cache.py --model lm/pretrained/default --data_dir ../shared/data \\
+    python scripts/fit_beat_cache.py --model lm/pretrained/v2 --data_dir ../shared/data \\
         --out runs/beat_cache/fit.json --write true                                  # ~6 min on 2 cores
 
 Data: the token store of ``--lm_config`` (built on first use, ~45 s), MLII of the validation records only.
@@ -32,7 +32,7 @@ from ecg2llm.core.io import write_json
 class FitBeatCacheConfig:
     """Fields of ``scripts/fit_beat_cache.py`` (every field is a flag and a ``--config`` YAML key)."""
 
-    model: str = "lm/pretrained/default"     # conditional LM v2 folder (or a shipped name)
+    model: str = "lm/pretrained/v2"     # conditional LM v2 folder (or a shipped name)
     lm_config: str = "configs/lm/v2_conditional_ft.yaml"  # LM training config naming its store and records
     store: str | None = None                 # override the config's token store
     data_dir: str | None = None              # data root ($ECG2LLM_DATA otherwise)

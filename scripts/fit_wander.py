@@ -2,8 +2,8 @@
 
 Launch (the shipped files: the default tokenizer and the copies inside the LM folders that carry it)::
 
-    python scripts/fit_wander.py --tokenizer default --into tokenizer/pretrained/default,\
-lm/pretrained/default/tokenizer,lm/pretrained/conditional/tokenizer --report runs/wander/fit.json
+    python scripts/fit_wander.py --tokenizer default --into tokenizer/pretrained/v2,\
+lm/pretrained/v2/tokenizer,lm/pretrained/v2-conditional/tokenizer --report runs/wander/fit.json
 
 Data: MLII of the MIT-BIH DS1 training records (DS1 minus the validation records; never DS2). The knots
 are the tokenizer's own (:meth:`FSQ2Tokenizer.estimate_baseline`), the fit is closed form
@@ -29,7 +29,7 @@ from ecg2llm.tokenizer.base import ECGTokenizer
 class FitWanderConfig:
     """Fields of ``scripts/fit_wander.py`` (every field is a flag and a ``--config`` YAML key)."""
 
-    tokenizer: str = "default"            # fsq2 tokenizer (shipped name or folder) whose knots are modelled
+    tokenizer: str = "v2"                 # fsq2 tokenizer (shipped name or folder) whose knots are modelled
     into: list[str] = field(default_factory=list)  # tokenizer folders to write wander.json into (comma list)
     data_dir: str | None = None           # data root holding mitdb/ ($ECG2LLM_DATA otherwise)
     lead: str = "MLII"                    # lead of the training records

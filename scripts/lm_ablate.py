@@ -201,7 +201,7 @@ def table(out: Path) -> str:
     return "\n".join(lines)
 
 
-def reference(model: str = "default") -> dict:
+def reference(model: str = "v2") -> dict:
     """Regular-rhythm share of real DS2 MLII windows (6 per record) and of 128 windows of a saved LM."""
     from ecg2llm.lm.guidance import generated_windows
     from ecg2llm.lm.model import load_lm, load_tokenizer_for

@@ -30,7 +30,7 @@ BANDS_HZ = ((0, 20), (20, 45), (45, 75), (75, 100), (100, 140), (140, 181))
 class TextureCVConfig:
     """Fields of ``scripts/texture_cv.py``."""
 
-    tokenizer: str = "default"      # fsq2 tokenizer (its texture is refitted per fold)
+    tokenizer: str = "v2"           # fsq2 tokenizer (its texture is refitted per fold)
     out: str | None = None          # JSON with the scores
     method: str = "bank"            # bank | gaussian
     folds: int = 5                  # record groups of DS1

@@ -28,7 +28,7 @@ class TokenizerReportConfig:
     """Fields of ``scripts/tokenizer_report.py`` (every field is a flag and a ``--config`` YAML key)."""
 
     out: str                        # folder for report.json
-    tokenizer: str = "default"      # tokenizer folder or shipped name (default, v1)
+    tokenizer: str = "v2"           # tokenizer folder or shipped name (v2, v3, v1)
     data_dir: str | None = None     # data root holding mitdb/ ($ECG2LLM_DATA otherwise)
     seconds: float = 0.0            # score only the first seconds of each record (0: whole records)
     no_robustness: bool = False     # skip the band errors / robustness ratios

@@ -22,8 +22,8 @@ from ecg2llm.core.config import parse_config
 ROOT = Path(__file__).resolve().parents[1]
 #: each shipped folder and the configs of its training stages, in order (from the folder's README.md)
 SHIPPED: dict[str, tuple[str, ...]] = {
-    "conditional": ("configs/lm/v2_conditional.yaml", "configs/lm/v2_conditional_ft.yaml"),
-    "default": ("configs/lm/v2b_conditional.yaml", "configs/lm/v2d_continue.yaml", "configs/lm/v2d_default_ft.yaml"),
+    "v2-conditional": ("configs/lm/v2_conditional.yaml", "configs/lm/v2_conditional_ft.yaml"),
+    "v2": ("configs/lm/v2b_conditional.yaml", "configs/lm/v2d_continue.yaml", "configs/lm/v2d_default_ft.yaml"),
 }
 
 

@@ -68,7 +68,7 @@ def _tokens_and_tokenizer(folder: Path, override: str | None):
     tok_dir = Path(override) if override else Path(man.get("model_dir", "")) / "tokenizer"
     if not (tok_dir / "config.json").is_file():
         raise ConfigError(f"no tokenizer at {tok_dir} (from {'--tokenizer' if override else man_p}): pass "
-                          f"--tokenizer <the LM's tokenizer folder>, e.g. lm/pretrained/default/tokenizer")
+                          f"--tokenizer <the LM's tokenizer folder>, e.g. lm/pretrained/v2/tokenizer")
     want = (man.get("tokenizer") or {}).get("weights_hash")
     return np.load(tok_p), tok_dir, want
 

@@ -30,7 +30,7 @@ from ecg2llm.tokenizer.base import ECGTokenizer
 class WanderCheckConfig:
     """Fields of ``scripts/wander_check.py``."""
 
-    tokenizer: str = "default"          # fsq2 tokenizer with a wander model
+    tokenizer: str = "v2"               # fsq2 tokenizer with a wander model
     out: str | None = None              # JSON with the quantiles
     data_dir: str | None = None         # data root holding mitdb/
     records: list[str] = field(default_factory=list)  # MIT-BIH records (empty: DS2)

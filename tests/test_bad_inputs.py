@@ -134,9 +134,9 @@ def test_flat_line_record_tokenizes_to_a_flat_line(tmp_path, seed_tok, capsys):
 
 
 # ------------------------------------------------------------------ arrays given to a tokenizer
-@pytest.fixture(scope="module", params=["seed", "default"])
+@pytest.fixture(scope="module", params=["seed", "v2", "v3"])
 def tok(request, seed_tok) -> ECGTokenizer:
-    return ECGTokenizer.from_pretrained(seed_tok if request.param == "seed" else "default")
+    return ECGTokenizer.from_pretrained(seed_tok if request.param == "seed" else request.param)
 
 
 def test_flat_and_shorter_than_a_window(tok):

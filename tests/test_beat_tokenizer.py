@@ -105,7 +105,7 @@ def test_loads_by_name_through_the_generic_loader(tok):
     assert L.vocab_size == tok.vocab_size and L.tokens_per_beat == 1 + L.n_coarse + L.n_detail
     assert tok.describe()["layout"]["vocab_size"] == tok.vocab_size
     with pytest.raises(TokenizerError, match="not a beat"):
-        BeatTokenizer.from_pretrained("default")
+        BeatTokenizer.from_pretrained("v2")
 
 
 @needs_v3

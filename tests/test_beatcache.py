@@ -187,7 +187,7 @@ def test_fitted_cache_of_the_shipped_lm_is_recorded_and_beats_the_lm_alone():
 
     from ecg2llm.lm.model import resolve_model_dir
 
-    cfg = json.loads((resolve_model_dir("default") / "config.json").read_text())
+    cfg = json.loads((resolve_model_dir("v2") / "config.json").read_text())
     rec = cfg[CONFIG_KEY]
     fitted = rec["fitted"]
     assert fitted["valid_bits_per_token"] < fitted["valid_bits_per_token_lm_alone"]

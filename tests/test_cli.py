@@ -63,16 +63,17 @@ def test_scripts_need_the_checkout(monkeypatch, tmp_path, capsys):
     assert "needs the source checkout" in capsys.readouterr().out
 
 
-@pytest.mark.skipif(not (PRETRAINED_DIR / "default" / "config.json").is_file(),
+@pytest.mark.skipif(not (PRETRAINED_DIR / "v2" / "config.json").is_file(),
                     reason="no shipped default LM")
-def test_generate_subcommand_matches_the_pipeline(tmp_path):
+@pytest.mark.parametrize("model", ["default", "v2"])  # LM v3 (beats) and LM v2 (flat tokens)
+def test_generate_subcommand_matches_the_pipeline(tmp_path, model):
     from ecg2llm import ECGPipeline
 
     out = tmp_path / "gen"
-    assert cli.main(["generate", "--model", "default", "--num-samples", "2", "--seconds", "1", "--seed", "9",
+    assert cli.main(["generate", "--model", model, "--num-samples", "2", "--seconds", "2", "--seed", "9",
                      "--out", str(out), "--png", "false", "--device", "cpu"]) == 0
     got = np.stack([np.load(out / f"sample_{i:03d}.npy").reshape(-1) for i in range(2)])
-    want = ECGPipeline.from_pretrained("default", device="cpu").generate(2, 1, seed=9)
+    want = ECGPipeline.from_pretrained(model, device="cpu").generate(2, 2, seed=9)
     assert np.array_equal(got, want)
 
 
@@ -88,33 +89,38 @@ def test_console_script_and_module_outside_the_checkout(tmp_path):
     assert r.returncode == 0 and r.stdout.startswith("usage: ecg2llm score"), r.stderr
 
 
-@pytest.mark.skipif(not (PRETRAINED_DIR / "conditional" / "config.json").is_file(), reason="no shipped LMs")
+@pytest.mark.skipif(not (PRETRAINED_DIR / "v3" / "config.json").is_file(), reason="no shipped LMs")
 def test_quick_start_snippet_outside_the_checkout(tmp_path):
-    """The README quick start, in a fresh interpreter whose cwd is not the checkout (installed package)."""
+    """The README quick start, in a fresh interpreter whose cwd is not the checkout (installed package):
+    ``default`` and ``conditional`` are LM v3 on tokenizer v3 (beats as words)."""
     code = textwrap.dedent("""
         import sys
         import numpy as np
         from ecg2llm import ECGPipeline
         print("LAZY:", "torch" not in sys.modules)
         pipe = ECGPipeline.from_pretrained("default")
-        x = pipe.generate(num_samples=8, seconds=2, seed=0)
+        x = pipe.generate(num_samples=8, seconds=4, seed=0)
         print("GEN:", x.shape, x.dtype, pipe.fs)
         y = ECGPipeline.from_pretrained("conditional").generate(4, 2, condition="rhythm:AFIB", seed=0)
         print("COND:", y.shape)
         f = pipe.forecast(x[0], fs=360, seconds=1, num_samples=16)
         print("FC:", f.shape)
-        ids, state = pipe.tokenizer.encode(x[0], 360)
-        print("IDS:", ids.shape)
+        beats = pipe.tokenizer.encode_beats(x[0], 360)
+        print("BEATS:", beats.coarse.shape[1] == pipe.tokenizer.layout.n_coarse, len(beats.r) >= 2)
         pipe.save_pretrained("my_model")
-        same = np.array_equal(ECGPipeline.from_pretrained("my_model").generate(8, 2, seed=0), x)
+        same = np.array_equal(ECGPipeline.from_pretrained("my_model").generate(8, 4, seed=0), x)
         print("SAVED:", same)
+        v2 = ECGPipeline.from_pretrained("v2")
+        ids, state = v2.tokenizer.encode(v2.generate(1, 2, seed=0)[0], 360)
+        print("V2:", ids.shape)
     """)
     assert not str(tmp_path).startswith(str(REPO))
     r = subprocess.run([sys.executable, "-c", code], check=False, cwd=tmp_path, env=_user_env(),
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    for line in ("LAZY: True", "GEN: (8, 720) float32 360.0", "COND: (4, 720)", "FC: (16, 360)", "IDS: (72,)",
-                 "SAVED: True"):
+    for line in ("LAZY: True", "GEN: (8, 1440) float32 360.0", "COND: (4, 720)", "FC: (16, 360)",
+                 "BEATS: True True", "SAVED: True", "V2: (72,)"):
         assert line in r.stdout, r.stdout
     assert (tmp_path / "my_model" / "tokenizer" / "model.safetensors").is_file()
+    assert (tmp_path / "my_model" / "detail" / "model.safetensors").is_file()
     shutil.rmtree(tmp_path / "my_model")

@@ -232,7 +232,7 @@ def test_shipped_conditional_model_generates_the_requested_rhythm(tmp_path):
     from ecg2llm.lm.generate import main
 
     out = tmp_path / "g"
-    assert main(["--model", "conditional", "--condition", "rhythm:AFIB", "--num_samples", "2", "--seconds", "10",
+    assert main(["--model", "v2-conditional", "--condition", "rhythm:AFIB", "--num_samples", "2", "--seconds", "10",
                  "--out", str(out), "--png", "false"]) == 0
     m = json.loads((out / "manifest.json").read_text())
     for s in m["samples"]:
@@ -244,7 +244,7 @@ def test_shipped_conditional_model_generates_the_requested_rhythm(tmp_path):
     from ecg2llm.lm.model import PRETRAINED_DIR
 
     spec = ConditionSpec.from_dict(
-        json.loads((PRETRAINED_DIR / "conditional" / "config.json").read_text())["ecg_conditioning"])
+        json.loads((PRETRAINED_DIR / "v2-conditional" / "config.json").read_text())["ecg_conditioning"])
     assert spec.counts["beat:V"] > 1000 and spec.counts["rhythm:AFIB"] > 0
 
 

@@ -19,7 +19,7 @@ def test_store_is_byte_identical_except_build_time(tiny_db, tmp_path, capsys):
     from ecg2llm.tokenizer.tokenize_db import main
 
     for name in ("a", "b"):
-        assert main(["--out", str(tmp_path / name), "--tokenizer", "default", "--data_dir", str(tiny_db),
+        assert main(["--out", str(tmp_path / name), "--tokenizer", "v2", "--data_dir", str(tiny_db),
                      "--records", "100,101,114", "--leads", "all", "--download", "false"]) == 0
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert files == sorted(p.name for p in (tmp_path / "b").iterdir()) and "tokens.bin" in files

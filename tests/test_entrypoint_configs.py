@@ -39,11 +39,11 @@ def test_help_exits_zero_and_lists_every_field(script, capsys):
 def test_tokenizer_report_reads_its_yaml(tmp_path, capsys):
     """A real run (no scoring: both reports off) from YAML, with one value overridden on the command line."""
     y = tmp_path / "report.yaml"
-    y.write_text(f"tokenizer: default\nout: {tmp_path / 'from_yaml'}\nno_robustness: true\n"
+    y.write_text(f"tokenizer: v2\nout: {tmp_path / 'from_yaml'}\nno_robustness: true\n"
                  f"no_texture_check: true\n")
     assert _main("scripts/tokenizer_report.py")(["--config", str(y), "--out", str(tmp_path / "o")]) == 0
     rep = json.loads((tmp_path / "o" / "report.json").read_text())
-    assert rep["tokenizer"] == "default" and "robustness" not in rep and "texture_check" not in rep
+    assert rep["tokenizer"] == "v2" and "robustness" not in rep and "texture_check" not in rep
     assert rep["describe"]["tokenizer_type"] and not (tmp_path / "from_yaml").exists()
     info = json.loads((tmp_path / "o" / "run_info.json").read_text())["config"]  # the resolved config
     assert info["out"] == str(tmp_path / "o") and info["no_robustness"] is True and info["seed"] == 0

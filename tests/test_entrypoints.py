@@ -24,7 +24,7 @@ def test_tokenize_script_builds_store_and_does_not_shadow_stdlib(tiny_db, tmp_pa
 
 
 def test_missing_data_is_one_line_error(tmp_path):
-    r = run("-m", "ecg2llm.tokenizer.tokenize_db", "--out", str(tmp_path / "s"), "--tokenizer", "default",
+    r = run("-m", "ecg2llm.tokenizer.tokenize_db", "--out", str(tmp_path / "s"), "--tokenizer", "v2",
             "--data_dir", str(tmp_path / "none"), "--download", "false")
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and r.stderr.startswith("error: ")

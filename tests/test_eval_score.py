@@ -158,7 +158,7 @@ def test_texture_roundtrip_row_decodes_as_generated_ecgs_are(scorer):
     from ecg2llm.eval.scorecard.references import tokenizer_roundtrip_row, tokenizer_roundtrip_windows
     from ecg2llm.tokenizer import ECGTokenizer
 
-    tok = ECGTokenizer.from_pretrained("default")
+    tok = ECGTokenizer.from_pretrained("v2")
     held = scorer.heldout_real(4)
     plain, tex = tokenizer_roundtrip_windows(tok, held), tokenizer_roundtrip_windows(tok, held, texture=True)
     again = tokenizer_roundtrip_windows(tok, held, texture=True)

@@ -51,7 +51,7 @@ def test_verbatim_check_script_on_real_records(tmp_path, capsys, data_dir):
     verbatim in every window; a DS2 record's tokens (a patient no LM saw) much less."""
     from ecg2llm.tokenizer import ECGTokenizer, read_record
 
-    tok_dir = "lm/pretrained/default/tokenizer"
+    tok_dir = "lm/pretrained/v2/tokenizer"
     tok = ECGTokenizer.from_pretrained(tok_dir)
     ids = {}
     for r in ("106", "100"):  # DS1 training record, DS2 record
@@ -62,7 +62,7 @@ def test_verbatim_check_script_on_real_records(tmp_path, capsys, data_dir):
         d = tmp_path / f"gen_{r}"
         d.mkdir()
         np.save(d / "tokens.npy", x.reshape(2, -1).astype(np.int32))
-        (d / "manifest.json").write_text(json.dumps({"model_dir": "lm/pretrained/default",
+        (d / "manifest.json").write_text(json.dumps({"model_dir": "lm/pretrained/v2",
                                                      "tokenizer": {"weights_hash": tok.weights_hash}}))
         folders[r] = d
     out = tmp_path / "v.json"

@@ -22,15 +22,15 @@ COUNTS = {"beat:N": 90, "beat:V": 10, "rhythm:N": 5, "rhythm:B": 2, "rhythm:AFIB
 #: the pinned draws of shipped LMs: (model, request fields); every one 2 samples x 1.5 s, seed 3, batch 2,
 #: float32 KV cache, no texture ("prompt": the first 36 codes of another case's first sample)
 SHIPPED_CASES = {
-    "default/plain": ("default", {}),
-    "default/rhythm:VT": ("default", {"condition": ["rhythm:VT"]}),  # + the LM's default lead guidance (2)
-    "conditional/rhythm:B,g2": ("conditional", {"condition": ["rhythm:B"], "guidance": 2.0}),
-    "conditional/beat:V,cache": ("conditional", {"condition": ["beat:V"], "condition_strength": 3.0,
+    "default/plain": ("v2", {}),
+    "default/rhythm:VT": ("v2", {"condition": ["rhythm:VT"]}),  # + the LM's default lead guidance (2)
+    "conditional/rhythm:B,g2": ("v2-conditional", {"condition": ["rhythm:B"], "guidance": 2.0}),
+    "conditional/beat:V,cache": ("v2-conditional", {"condition": ["beat:V"], "condition_strength": 3.0,
                                                  "beat_cache": 0.25}),
-    "conditional/label_gap,lead_guidance": ("conditional", {"label_gap": 1.0, "lead_guidance": 1.25}),
-    "conditional/rhythm:N,nogrammar,warpers": ("conditional", {"condition": ["rhythm:N"], "grammar": False,
+    "conditional/label_gap,lead_guidance": ("v2-conditional", {"label_gap": 1.0, "lead_guidance": 1.25}),
+    "conditional/rhythm:N,nogrammar,warpers": ("v2-conditional", {"condition": ["rhythm:N"], "grammar": False,
                                                                "temperature": 0.9, "top_k": 50, "top_p": 0.95}),
-    "default/prompt": ("default", {"prompt": "default/plain"}),
+    "default/prompt": ("v2", {"prompt": "default/plain"}),
 }
 
 
@@ -57,7 +57,7 @@ def test_v2_sampler_draws_the_pinned_ids_of_before_the_refactor():
     assert got.tolist() == PINS["sample_guided/B,g1.5,grammar"]
 
 
-@pytest.mark.skipif(not (PRETRAINED_DIR / "conditional" / "config.json").is_file(), reason="no shipped LMs")
+@pytest.mark.skipif(not (PRETRAINED_DIR / "v2-conditional" / "config.json").is_file(), reason="no shipped LMs")
 def test_shipped_v2_lms_draw_the_pinned_ids_of_before_the_refactor():
     from ecg2llm.lm.model import load_lm, load_tokenizer_for
     from ecg2llm.lm.synthesize import synthesize
@@ -121,11 +121,11 @@ def test_sample_guided_old_arguments_warn_with_the_request_to_write_and_draw_the
         sample_guided(lm2, 2, 10, beat_cache=BeatCacheParams(strength=0.5, sigma=0.3), seed=0)
 
 
-@pytest.mark.skipif(not (PRETRAINED_DIR / "default" / "config.json").is_file(), reason="no shipped default LM")
+@pytest.mark.skipif(not (PRETRAINED_DIR / "v2" / "config.json").is_file(), reason="no shipped default LM")
 def test_pipeline_old_keywords_warn_with_the_request_to_write_and_give_the_same_arrays():
     from ecg2llm import ECGPipeline
 
-    pipe = ECGPipeline.from_pretrained("default", device="cpu")
+    pipe = ECGPipeline.from_pretrained("v2", device="cpu")
     with pytest.warns(FutureWarning, match=r"ECGPipeline\.generate: the keyword arguments texture, top_k are "
                                            r"deprecated .*pipe\.generate\(\.\.\., request=GenerateConfig") as rec:
         old = pipe.generate(2, 1, seed=0, top_k=1, texture=False)
@@ -169,14 +169,14 @@ def test_control_spec_is_worked_out_once_per_loaded_model():
     assert ControlSpec.of_model(lm2).condition_dropout == 0.0
 
 
-@pytest.mark.skipif(not (PRETRAINED_DIR / "default" / "config.json").is_file(), reason="no shipped default LM")
+@pytest.mark.skipif(not (PRETRAINED_DIR / "v2" / "config.json").is_file(), reason="no shipped default LM")
 def test_a_pipeline_parses_its_control_spec_at_most_once(monkeypatch):
     """Before the memo every ``generate`` parsed ``config.ecg_conditioning`` three times (the pipeline's
     condition check, ``check_request`` and ``sample_guided``)."""
     from ecg2llm import ECGPipeline
     from ecg2llm.lm.control import ControlSpec
 
-    pipe = ECGPipeline.from_pretrained("default", device="cpu")  # a fresh model object
+    pipe = ECGPipeline.from_pretrained("v2", device="cpu")  # a fresh model object
     parses = []
     parse = ControlSpec.from_dict.__func__
     monkeypatch.setattr(ControlSpec, "from_dict", classmethod(lambda cls, d: parses.append(1) or parse(cls, d)))

@@ -42,7 +42,7 @@ def _save(model, tok, folder: Path) -> Path:
 def tok2():
     from ecg2llm.tokenizer.base import ECGTokenizer
 
-    tok = ECGTokenizer.from_pretrained("default")
+    tok = ECGTokenizer.from_pretrained("v2")
     if not getattr(tok, "has_texture", False):
         pytest.skip("the shipped default tokenizer has no texture model")
     return tok
@@ -368,5 +368,5 @@ def test_a_condition_default_switches_lead_guidance_on_unless_the_caller_sets_it
 
 
 def test_the_shipped_default_recommends_lead_guidance_for_vt():
-    cfg = json.loads((Path(__file__).resolve().parents[1] / "lm/pretrained/default/config.json").read_text())
+    cfg = json.loads((Path(__file__).resolve().parents[1] / "lm/pretrained/v2/config.json").read_text())
     assert cfg["ecg_condition_defaults"] == {"rhythm:VT": {"lead_guidance": 2.0}}

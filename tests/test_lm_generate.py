@@ -119,11 +119,11 @@ def test_output_folder_of_something_else_is_not_overwritten(tmp_path, uniform_lm
     assert "not an earlier output" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not (PRETRAINED_DIR / "default" / "config.json").is_file(), reason="no shipped default LM yet")
+@pytest.mark.skipif(not (PRETRAINED_DIR / "v2" / "config.json").is_file(), reason="no shipped default LM yet")
 def test_default_model_generates_after_install(tmp_path):
     import wfdb
 
-    assert main(["--model", "default", "--num-samples", "2", "--seconds", "10", "--out", str(tmp_path / "g")]) == 0
+    assert main(["--model", "v2", "--num-samples", "2", "--seconds", "10", "--out", str(tmp_path / "g")]) == 0
     rec = wfdb.rdrecord(str(tmp_path / "g" / "sample_000"))
     assert rec.units == ["mV"] and rec.sig_len == int(10 * rec.fs)
     assert np.isfinite(rec.p_signal).all() and 0.05 < np.std(rec.p_signal) < 5.0

@@ -265,7 +265,7 @@ def test_input_noise_trains_on_clean_targets_and_is_refused_without_fsq(tmp_path
     assert "input_noise must be in [0, 1)" in capsys.readouterr().err
     # the shipped FSQ tokenizer: same data and initial weights, so the first losses differ only by the noise
     fsq_store = tmp_path / "fsq_store"
-    common = ["--tokenizer", "default", "--store", str(fsq_store), "--data_dir", str(data_root),
+    common = ["--tokenizer", "v2", "--store", str(fsq_store), "--data_dir", str(data_root),
               "--records", "100,101,106,108", "--download", "false", "--max_steps", "2", "--eval_every", "0", *TINY]
     assert main([*common, "--output_dir", str(tmp_path / "clean")]) == 0
     assert main([*common, "--output_dir", str(tmp_path / "noisy"), "--input_noise", "0.3"]) == 0

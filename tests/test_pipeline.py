@@ -14,7 +14,7 @@ from ecg2llm.lm.model import PRETRAINED_DIR
 from ecg2llm.lm.request import GenerateConfig
 
 pytestmark = pytest.mark.skipif(
-    not (PRETRAINED_DIR / "default" / "config.json").is_file(), reason="no shipped default LM"
+    not (PRETRAINED_DIR / "v2" / "config.json").is_file(), reason="no shipped default LM"
 )
 
 
@@ -22,16 +22,16 @@ pytestmark = pytest.mark.skipif(
 def pipe():
     from ecg2llm import ECGPipeline
 
-    return ECGPipeline.from_pretrained("default", device="cpu")
+    return ECGPipeline.from_pretrained("v2", device="cpu")
 
 
 @pytest.fixture(scope="module")
 def cond_pipe():
     from ecg2llm import ECGPipeline
 
-    if not (PRETRAINED_DIR / "conditional" / "config.json").is_file():
+    if not (PRETRAINED_DIR / "v2-conditional" / "config.json").is_file():
         pytest.skip("no shipped conditional LM")
-    return ECGPipeline.from_pretrained("conditional", device="cpu")
+    return ECGPipeline.from_pretrained("v2-conditional", device="cpu")
 
 
 def _offline_env(tmp_path: Path) -> dict:
@@ -124,7 +124,7 @@ def test_forecast_shapes_rates_and_determinism(pipe):
     (np.zeros((720, 2)), "1-D"),
     (np.r_[np.zeros(100), np.nan, np.zeros(619)], "NaN/inf .* index 100"),
     (np.zeros(5), "too short"),
-    (np.zeros(0), "too short"),
+    (np.zeros(0), "empty"),
     (np.array(["a"] * 720), "numeric"),
 ])
 def test_forecast_refuses_bad_prefix(pipe, prefix, match):
@@ -169,13 +169,13 @@ def test_dtype_and_bad_arguments(pipe):
 
     from ecg2llm import ECGPipeline
 
-    half = ECGPipeline.from_pretrained("default", device="cpu", dtype="bfloat16")
+    half = ECGPipeline.from_pretrained("v2", device="cpu", dtype="bfloat16")
     assert next(half.model.parameters()).dtype == torch.bfloat16
     assert half.generate(1, 1, seed=0).shape == (1, 360)
     with pytest.raises(ValueError, match="dtype"):
-        ECGPipeline.from_pretrained("default", device="cpu", dtype="int8")
+        ECGPipeline.from_pretrained("v2", device="cpu", dtype="int8")
     with pytest.raises(ValueError, match="revision"):
-        ECGPipeline.from_pretrained("default", device="cpu", revision="main")
+        ECGPipeline.from_pretrained("v2", device="cpu", revision="main")
     with pytest.raises(ValueError, match="not a LM folder"):
         ECGPipeline.from_pretrained(Path(__file__).parent, device="cpu")
 
@@ -184,11 +184,11 @@ def test_tokenizer_override_must_match(pipe, tmp_path):
     from ecg2llm import ECGPipeline
     from ecg2llm.tokenizer.base import ECGTokenizer
 
-    same = ECGPipeline.from_pretrained("default", device="cpu", tokenizer="default")  # LM v2: tokenizer v2
+    same = ECGPipeline.from_pretrained("v2", device="cpu", tokenizer="v2")  # LM v2: tokenizer v2
     assert same.tokenizer.weights_hash == pipe.tokenizer.weights_hash
     ECGTokenizer.from_config(pipe.tokenizer.config_dict()).save_pretrained(tmp_path / "untrained")
     with pytest.raises(ValueError, match="weights hash"):
-        ECGPipeline.from_pretrained("default", device="cpu", tokenizer=tmp_path / "untrained")
+        ECGPipeline.from_pretrained("v2", device="cpu", tokenizer=tmp_path / "untrained")
 
 
 def test_push_to_hub_uploads_a_loadable_folder(pipe, tmp_path, monkeypatch):
@@ -259,7 +259,7 @@ def test_forecast_matches_lm_forecast_py(pipe, data_dir, tmp_path):
     from ecg2llm.tokenizer.forecasts import load_forecasts
 
     out = tmp_path / "fc"
-    assert forecast_main(["--model", "default", "--data_dir", str(data_dir), "--n_tasks", "2", "--k", "3",
+    assert forecast_main(["--model", "v2", "--data_dir", str(data_dir), "--n_tasks", "2", "--k", "3",
                           "--seed", "5", "--out", str(out), "--device", "cpu"]) == 0
     fc = load_forecasts(out)
     for i in range(2):

@@ -18,16 +18,16 @@ NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(\s?%)?")
 #: some unrelated result file proves nothing, so rows are never checked against all of docs/results at once
 ROW_SOURCES = {
     "tokenizer v1 (FSQ, 4096 codes)": ("tokenizer/pretrained/v1/card.json",),
-    "tokenizer v2 (default)": ("tokenizer/pretrained/default/card.json", "docs/results/rate_distortion_v2.json",
+    "tokenizer v2 (`v2`)": ("tokenizer/pretrained/v2/card.json", "docs/results/rate_distortion_v2.json",
                                "docs/results/rate_distortion_v2_1000.json"),
-    "LM v2d (`default`, 2.25 M, tokenizer v2)": ("lm/pretrained/default/metrics.json",
-                                                 "lm/pretrained/conditional/metrics.json",
+    "LM v2d (`v2`, 2.25 M, tokenizer v2)": ("lm/pretrained/v2/metrics.json",
+                                                 "lm/pretrained/v2-conditional/metrics.json",
                                                  "docs/results/frontier.json"),
     "tokenizer v3 (`v3`, beats as words)": ("docs/results/beat_repeat.json", "docs/results/beat_v3_fidelity.json"),
     "LM v3 (`v3`, 0.97 M, prototype on tokenizer v3)": ("docs/results/lm_v3.json",
                                                         "docs/results/lm_v3_mean_t0.95_texfalse.json",
                                                         "docs/results/frontier.json"),
-    "scorecard verdict, `default`": ("docs/results/scorecard_v3.json", "docs/results/planted.json"),
+    "scorecard verdict, `v2`": ("docs/results/scorecard_v3.json", "docs/results/planted.json"),
     "planted defects": ("docs/results/planted.json",),
     "TSTR (beat classifier chosen on DS1 among mean-referenced N/S stages, macro-F1)": ("docs/results/tstr.json",),
 }

@@ -37,7 +37,7 @@ def planted(data_dir):
     """The shipped tokenizer with a bank fitted on 3 DS1 training minutes plus a planted 60 Hz tone."""
     from ecg2llm.tokenizer.data import read_record
 
-    tok = copy.deepcopy(ECGTokenizer.from_pretrained("default"))
+    tok = copy.deepcopy(ECGTokenizer.from_pretrained("v2"))
     t = np.arange(int(180 * FS)) / FS
     sigs = [read_record(r, data_dir, annotations=False).signal[: len(t)] + 0.03 * np.cos(2 * np.pi * 60.0 * t + i)
             for i, r in enumerate(("106", "115", "122"))]
@@ -98,10 +98,10 @@ def test_shipped_tokenizer_and_lms_decode_with_the_bank():
 
     from ecg2llm.lm.model import PRETRAINED_DIR, load_tokenizer_for
 
-    tok = ECGTokenizer.from_pretrained("default")
+    tok = ECGTokenizer.from_pretrained("v2")
     assert tok.texture_kind == "bank" and isinstance(tok.texture_bank, TextureBank)
     assert [round(f) for f in tok.texture_bank.line_hz.tolist()] == [60, 120, 150]
-    for name in ("default", "conditional"):
+    for name in ("v2", "v2-conditional"):
         folder = PRETRAINED_DIR / name
 
         class C:
@@ -117,7 +117,7 @@ def test_shipped_texture_discriminator_on_ds2_excerpt_within_bound(data_dir):
     from ecg2llm.tokenizer.splits import DS2
     from ecg2llm.tokenizer.texture_check import discriminator_score, to_windows, window_features
 
-    tok = ECGTokenizer.from_pretrained("default")
+    tok = ECGTokenizer.from_pretrained("v2")
     real, fake, groups = [], [], []
     for i, x in enumerate(load_signals(DS2, data_dir, seconds=600).values()):
         ids, st = tok.encode(x, FS)

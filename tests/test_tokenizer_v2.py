@@ -20,7 +20,7 @@ from ecg2llm.tokenizer.baseline import (
 from ecg2llm.tokenizer.fsq2_tokenizer import FSQ2Tokenizer, FSQ2TokenizerConfig
 
 FS = 360.0
-CARD = json.loads((PRETRAINED_DIR / "default" / "card.json").read_text())
+CARD = json.loads((PRETRAINED_DIR / "v2" / "card.json").read_text())
 
 
 # ----------------------------------------------------------------------------- baseline method
@@ -72,7 +72,7 @@ def test_untrained_fsq2_roundtrip_shapes_and_band_identity():
 # ----------------------------------------------------------------------------- the shipped default
 @pytest.fixture(scope="module")
 def v2():
-    tok = ECGTokenizer.from_pretrained("default")
+    tok = ECGTokenizer.from_pretrained("v2")
     assert isinstance(tok, FSQ2Tokenizer)
     return tok
 
@@ -164,14 +164,14 @@ def test_v1_still_loads_with_its_recorded_hash():
 def test_shipped_lms_carry_the_tokenizer_they_were_trained_on():
     from ecg2llm.lm.model import PRETRAINED_DIR as LM_DIR
 
-    want = {"default": "default", "conditional": "default"}  # the tokenizer-v1 LMs: git tag v1-models
+    want = {"v2": "v2", "v2-conditional": "v2"}  # the tokenizer-v1 LMs: git tag v1-models
     for name, tok_name in want.items():
         folder = LM_DIR / name / "tokenizer"
         if not folder.is_dir():
             pytest.skip(f"no shipped LM {name}")
         tok = ECGTokenizer.from_pretrained(folder)
         assert tok.weights_hash == ECGTokenizer.from_pretrained(tok_name).weights_hash, name
-        other = "v1" if tok_name == "default" else "default"
+        other = "v1" if tok_name == "v2" else "v2"
         assert tok.weights_hash != ECGTokenizer.from_pretrained(other).weights_hash, name
 
 

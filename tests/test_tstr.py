@@ -168,7 +168,7 @@ def test_tstr_checks_the_database_before_generating(tmp_path, capsys):
     from test_entrypoint_errors import _main
 
     nowhere = tmp_path / "nowhere"
-    rc = _main("scripts/tstr.py")(["--out", str(tmp_path / "o"), "--model", "conditional",
+    rc = _main("scripts/tstr.py")(["--out", str(tmp_path / "o"), "--model", "v2-conditional",
                                    "--data_dir", str(nowhere), "--download", "false"])
     err = capsys.readouterr().err
     assert rc != 0 and "nowhere" in err and "ECG2LLM_DATA" in err and "Traceback" not in err

@@ -16,7 +16,7 @@ SHIPPED_HASH = "1d93e402062b09aaa89cf90105d8ee70996c414967ff96eddee19cba9279b7fc
 
 @pytest.fixture(scope="module")
 def v2():
-    return ECGTokenizer.from_pretrained("default")
+    return ECGTokenizer.from_pretrained("v2")
 
 
 def _toy_model() -> WanderModel:
@@ -88,8 +88,8 @@ def test_shipped_lm_copies_carry_the_same_wander_model(v2):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    ref = (root / "tokenizer/pretrained/default" / WANDER_FILE).read_text()
-    for name in ("default", "conditional"):
+    ref = (root / "tokenizer/pretrained/v2" / WANDER_FILE).read_text()
+    for name in ("v2", "v2-conditional"):
         f = root / "lm/pretrained" / name / "tokenizer" / WANDER_FILE
         assert f.read_text() == ref, name
 
@@ -100,7 +100,7 @@ def test_lm_loader_reads_the_wander_model():
     from ecg2llm.lm.model import load_tokenizer_for
 
     root = Path(__file__).resolve().parents[1]
-    folder = root / "lm/pretrained/default"
+    folder = root / "lm/pretrained/v2"
     cfg = json.loads((folder / "config.json").read_text())
 
     class C:
@@ -165,7 +165,7 @@ def test_shipped_lm_accepts_a_re_saved_copy_of_its_tokenizer(v2, tmp_path):
     from ecg2llm.lm.model import load_tokenizer_for
 
     root = Path(__file__).resolve().parents[1]
-    cfg = json.loads((root / "lm/pretrained/conditional/config.json").read_text())  # recorded before them
+    cfg = json.loads((root / "lm/pretrained/v2-conditional/config.json").read_text())  # recorded before them
     assert "baseline_iterations" not in cfg["ecg_tokenizer"]["config"]
 
     class C:

@@ -4,8 +4,9 @@ Every model the project ships -- tokenizers, the eval embedding, the LM bundle -
 ``config.json`` (plain JSON, never a pickle) and ``model.safetensors``. This module is the only place that
 turns a name into such a folder and reads or writes one:
 
-- :func:`resolve_folder` -- ``"default"`` (a shipped folder inside the package), a local path, or a Hub id
-  such as ``"user/ecg-gpt"`` (``huggingface_hub.snapshot_download``; honours ``HF_HUB_OFFLINE=1`` and the
+- :func:`resolve_folder` -- ``"default"`` (a shipped folder inside the package, or a name that the package's
+  ``pretrained/aliases.json`` maps to one: :func:`shipped_aliases`), a local path, or a Hub id such as
+  ``"user/ecg-gpt"`` (``huggingface_hub.snapshot_download``; honours ``HF_HUB_OFFLINE=1`` and the
   local cache, so nothing is downloaded when the files are already there).
 - :func:`save_folder` / :func:`load_folder` -- ``config.json`` + ``model.safetensors`` with the weights'
   SHA-256 (:func:`state_dict_hash`) recorded on save and checked on load; written to a temporary folder and
@@ -30,6 +31,7 @@ from .errors import ECG2LLMError
 from .io import atomic_path, write_json
 
 CONFIG_NAME = "config.json"
+ALIASES_NAME = "aliases.json"  # in a stage's pretrained/ folder: shipped name -> folder name ("default": "v3")
 WEIGHTS_NAME = "model.safetensors"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -50,6 +52,30 @@ def is_hub_id(name: str | Path) -> bool:
     """``"user/repo"`` that is not an existing local path."""
     s = str(name)
     return bool(_HUB_ID.match(s)) and not Path(s).exists()
+
+
+def shipped_aliases(shipped_root: Path | None) -> dict[str, str]:
+    """Names that point at another shipped folder, from ``<shipped_root>/aliases.json`` (``{}`` without one).
+
+    ``{"default": "v3"}`` makes ``from_pretrained("default")`` load ``pretrained/v3``: the project moves its
+    default by editing one line, and the folder keeps the name of the version it holds.
+    """
+    f = Path(shipped_root) / ALIASES_NAME if shipped_root is not None else None
+    if f is None or not f.is_file():
+        return {}
+    try:
+        table = json.loads(f.read_text())
+    except json.JSONDecodeError as e:
+        raise ECG2LLMError(f"{f} is not valid JSON ({e}); it maps shipped names to folders, e.g. "
+                           '{"default": "v3"}') from None
+    if not isinstance(table, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in table.items()):
+        raise ECG2LLMError(f"{f} must map names to folder names (strings), e.g. " '{"default": "v3"}')
+    return table
+
+
+def shipped_name(name: str | Path, shipped_root: Path | None) -> str:
+    """The shipped folder name ``name`` stands for (itself unless ``aliases.json`` maps it)."""
+    return shipped_aliases(shipped_root).get(str(name), str(name))
 
 
 def resolve_folder(name_or_path: str | Path, shipped_root: Path | None = None, *, what: str = "model",
@@ -77,13 +103,16 @@ def resolve_folder(name_or_path: str | Path, shipped_root: Path | None = None, *
     """
     s = str(name_or_path)
     p = Path(s)
+    if shipped_root is not None and not p.exists():
+        s = shipped_name(s, shipped_root)
     if shipped_root is not None and not p.exists() and (shipped_root / s).is_dir():
         p = shipped_root / s
     elif not p.exists() and is_hub_id(s):
         p = _download(s, what, error, revision)
     missing = [f for f in required if not (p / f).is_file()]
     if missing:
-        shipped = sorted(d.name for d in shipped_root.iterdir() if d.is_dir()) if shipped_root and \
+        shipped = sorted([d.name for d in shipped_root.iterdir() if d.is_dir()] + [
+            f"{k} (= {v})" for k, v in shipped_aliases(shipped_root).items()]) if shipped_root and \
             shipped_root.is_dir() else []
         hint2 = f". {hint}" if hint else ""
         hint = f"; shipped {what}s: {', '.join(shipped)}" if shipped else ""

@@ -51,7 +51,7 @@ class TrainConfig(BeatTokenizerConfig):
     max_fit: int = 60000  # vectors per k-means fit (subsampled)
     kmeans_iters: int = 25
     random_segments_per_record: int = 400
-    extras_from: str | None = "default"  # copy texture.safetensors / wander.json from this tokenizer
+    extras_from: str | None = "v2"  # copy texture.safetensors / wander.json from this tokenizer
     valid_seconds: float = 300.0
     seed: int = 0
 

@@ -1,6 +1,6 @@
 """Train the contextual FSQ tokenizer on DS1, select on held-out DS1 records, score on DS2.
 
-Launch (the shipped default; see ``tokenizer/pretrained/default/README.md``)::
+Launch (the shipped default; see ``tokenizer/pretrained/v2/README.md``)::
 
     python tokenizer/train.py --config configs/tokenizer/fsq_default.yaml --data_dir ../shared/data
 

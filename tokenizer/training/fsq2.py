@@ -1,6 +1,6 @@
 """Train tokenizer v2 (``fsq2``): any single-lead ECG, baseline split off, robustness augmentations.
 
-Launch (the shipped default since v2; see ``tokenizer/pretrained/default/README.md``)::
+Launch (the shipped default since v2; see ``tokenizer/pretrained/v2/README.md``)::
 
     python tokenizer/train.py --config configs/tokenizer/fsq2_default.yaml --data_dir ../shared/data
 
