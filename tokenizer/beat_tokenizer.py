@@ -47,7 +47,7 @@ from ecg2llm.core.errors import TokenizerError
 
 from .base import ECGTokenizer, register_tokenizer
 from .baseline import INTERPOLATIONS, estimate_knots_np, interpolate_knots_np, knot_hop, n_knots
-from .beat_codec import ProductCode, RRScale, detect_r_peaks, unwarp_cycles, warp_cycles
+from .beat_codec import ProductCode, RRScale, detect_r_peaks, one_blas_thread, unwarp_cycles, warp_cycles
 from .beat_layout import BEAT, FALLBACK, BeatLayout, BeatTokens, assemble_ids, parse_ids
 from .texture_bank import TEXTURE_FILE, TextureBank
 from .wander import WANDER_FILE, WanderModel
@@ -345,6 +345,10 @@ class BeatTokenizer(ECGTokenizer):
         r_peaks : array of int, optional
             R positions (samples at ``fs``) to use instead of the detector (e.g. annotations).
         """
+        with one_blas_thread():
+            return self._encode_beats(x, fs, r_peaks)
+
+    def _encode_beats(self, x, fs: float, r_peaks=None) -> BeatTokens:
         x = self._check_signal(x, fs)
         if float(fs) != self.fs:
             from .data import resample
@@ -419,7 +423,9 @@ class BeatTokenizer(ECGTokenizer):
         ``coarse_only`` decodes the beats from their coarse tokens alone (detail and fallback units zero).
         """
         bt = parse_ids(self.layout, self.check_ids(ids), partial="drop")
-        return self._finish(self.decode_band_units(bt, coarse_only), state, texture, seed)
+        with one_blas_thread():
+            y = self.decode_band_units(bt, coarse_only)
+        return self._finish(y, state, texture, seed)
 
     def decode_beats(self, bt: BeatTokens, state: dict | None = None, *, texture: bool = False,
                      seed: int | None = None, coarse_only: bool = False) -> np.ndarray:
