@@ -33,12 +33,14 @@ from .beat_detect import detect_r_peaks, merge_close, refine_to_extremum  # noqa
 
 # ----------------------------------------------------------------------------------------- BLAS threads
 _BLAS_CONTROLLER = None
+CHUNKED_GROUP_MAX = 4  # ProductCode.encode: groups of up to this many coefficients are searched in chunks
 
 
 def one_blas_thread():
-    """Context: numpy's BLAS on one thread (the codes' matrix products are small and many: a second BLAS
-    thread spinning at each barrier cost 4x the CPU time of the whole encode on a busy 2-core machine).
-    The products give the same bits on one thread as on several (each output element is one dot product).
+    """Context: numpy's BLAS on one thread. The codes' matrix products are small and many: a second BLAS
+    thread spinning at each barrier cost 4x the CPU time of the whole encode on a busy 2-core machine.
+    Used where the bits do not depend on it (decode, and the products of small groups in
+    :meth:`ProductCode.encode`, whose rounding is the same on any number of threads).
     """
     global _BLAS_CONTROLLER
     from threadpoolctl import ThreadpoolController
@@ -109,22 +111,34 @@ class RRScale:
 
 # ----------------------------------------------------------------------------------------- cycle warp
 def _warp_positions(start, r, end, n_pre: int, n_post: int) -> np.ndarray:
-    """Signal positions (float, ``(n, n_pre + n_post)``) sampled by the warp of each cycle."""
+    """Signal positions (float, ``(n, n_pre + n_post)``) sampled by the warp of each cycle:
+    ``start + k (r - start) / n_pre`` before R, ``r + k (end - r) / n_post`` from R on."""
     start, r, end = (np.asarray(v, np.float64)[:, None] for v in (start, r, end))
-    k_pre = np.arange(n_pre, dtype=np.float64)[None]
-    k_post = np.arange(n_post, dtype=np.float64)[None]
-    pre = start + k_pre * (r - start) / n_pre  # (n, n_pre)
-    post = r + k_post * (end - r) / n_post  # (n, n_post)
-    return np.concatenate([pre, post], axis=1)
+    pos = np.empty((len(start), n_pre + n_post), np.float64)
+    pre, post = pos[:, :n_pre], pos[:, n_pre:]
+    np.multiply(np.arange(n_pre, dtype=np.float64)[None], r - start, out=pre)
+    pre /= n_pre
+    pre += start
+    np.multiply(np.arange(n_post, dtype=np.float64)[None], end - r, out=post)
+    post /= n_post
+    post += r
+    return pos
 
 
 def _interp_rows(x: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """Linear interpolation of 1-D ``x`` at float positions ``pos`` (any shape; clipped to the signal)."""
-    pos = np.clip(pos, 0, len(x) - 1)
-    i0 = np.floor(pos).astype(np.int64)
-    i1 = np.minimum(i0 + 1, len(x) - 1)
-    w = (pos - i0).astype(np.float32)
-    return x[i0] * (1 - w) + x[i1] * w
+    """Linear interpolation of 1-D ``x`` at float positions ``pos`` (any shape; clipped to the signal).
+    ``pos`` is overwritten."""
+    np.clip(pos, 0, len(x) - 1, out=pos)
+    i0 = pos.astype(np.int64)  # floor: pos >= 0
+    pos -= i0
+    w = pos.astype(np.float32)
+    a = x[i0]
+    np.minimum(i0 + 1, len(x) - 1, out=i0)
+    b = x[i0]
+    a *= 1 - w
+    b *= w
+    a += b
+    return a
 
 
 def warp_cycles(x: np.ndarray, start: np.ndarray, r: np.ndarray, end: np.ndarray, n_pre: int,
@@ -137,26 +151,34 @@ def warp_cycles(x: np.ndarray, start: np.ndarray, r: np.ndarray, end: np.ndarray
 
 def unwarp_cycles(w: np.ndarray, start: np.ndarray, r: np.ndarray, end: np.ndarray, n_pre: int, n_post: int,
                   n_samples: int) -> np.ndarray:
-    """Inverse of :func:`warp_cycles`: the cycles' samples placed back on ``[0, n_samples)`` (zero elsewhere)."""
+    """Inverse of :func:`warp_cycles`: the cycles' samples placed back on ``[0, n_samples)`` (zero elsewhere).
+
+    Each cycle is two linear ramps of warped position (``[start, r)`` onto ``[0, n_pre)``, ``[r, end)``
+    onto ``[n_pre, n_pre + n_post)``), built for all cycles at once and read by linear interpolation.
+    """
     out = np.zeros(n_samples, np.float32)
     start, r, end = (np.asarray(v, np.int64) for v in (start, r, end))
-    lens = np.clip(end, 0, n_samples) - start
-    ok = lens > 0
+    ok = np.minimum(end, n_samples) > start
     if not ok.any():
         return out
-    w, start, r, end, lens = w[ok], start[ok], r[ok], end[ok], lens[ok]
-    cyc = np.repeat(np.arange(len(start)), lens)  # cycle of each covered sample
-    t = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(start, lens)  # sample index
-    s_, r_, e_ = start[cyc].astype(np.float64), r[cyc].astype(np.float64), end[cyc].astype(np.float64)
-    pre_pos = (t - s_) * n_pre / np.maximum(r_ - s_, 1e-9)
-    post_pos = n_pre + (t - r_) * n_post / np.maximum(e_ - r_, 1e-9)
-    pos = np.where(t < r_, pre_pos, post_pos)
+    w, start, r, end = np.asarray(w, np.float32)[ok], start[ok], r[ok], end[ok]
+    stop = np.minimum(end, n_samples)  # a cycle cut by the signal's end keeps its warp
     m = n_pre + n_post
-    pos = np.clip(pos, 0, m - 1)
-    i0 = np.floor(pos).astype(np.int64)
-    i1 = np.minimum(i0 + 1, m - 1)
+    # two ramps per cycle: pre [start, min(r, stop)), post [max(r, start), stop)
+    t0 = np.stack([start, np.maximum(r, start)], 1).ravel()
+    t1 = np.stack([np.minimum(r, stop), stop], 1).ravel()
+    lens = np.maximum(t1 - t0, 0)
+    slope = np.stack([n_pre / np.maximum(r - start, 1e-9), n_post / np.maximum(end - r, 1e-9)], 1).ravel()
+    origin = np.stack([-start * slope[0::2], n_pre - r * slope[1::2]], 1).ravel()  # position at t = 0
+    t = np.repeat(t0 - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))  # sample index
+    pos = np.repeat(origin, lens) + np.repeat(slope, lens) * t
+    np.clip(pos, 0, m - 1, out=pos)
+    i0 = pos.astype(np.int64)  # floor: pos >= 0
     f = (pos - i0).astype(np.float32)
-    out[t] = w[cyc, i0] * (1 - f) + w[cyc, i1] * f
+    i0 += np.repeat(np.arange(len(start)) * m, lens[0::2] + lens[1::2])  # flat index into w
+    i1 = np.minimum(i0 + 1, np.repeat(np.arange(len(start)) * m + m - 1, lens[0::2] + lens[1::2]))
+    wf = w.ravel()
+    out[t] = wf[i0] * (1 - f) + wf[i1] * f
     return out
 
 
@@ -228,23 +250,37 @@ class ProductCode:
     def encode(self, x: np.ndarray, chunk: int = 256) -> np.ndarray:
         """``(n, D)`` -> ``(n, G)`` int64 codes (nearest codeword of each group).
 
-        The distance (``||c||^2 - 2 z.c``, ``||z||^2`` dropped) is computed ``chunk`` rows at a time into one
-        buffer that stays in cache (a whole record's ``(n, 1024)`` distances per group did not, and cost
-        more to write and read than to compute); ``-2 c`` is exact, so the codes are those of the
-        one-shot ``norms - 2 z @ c.T``, bit for bit.
+        Groups of up to :data:`CHUNKED_GROUP_MAX` coefficients compute their distances (``||c||^2 - 2 z.c``,
+        ``||z||^2`` dropped) ``chunk`` rows at a time into one buffer that stays in cache, on one BLAS thread
+        (a whole record's ``(n, 1024)`` distances per group did not fit, and cost more to write and read than
+        to compute). Their products give the same bits as the one-shot product on any number of threads, as
+        long as no chunk is a single row (numpy then calls a matrix-vector routine, whose rounding differs):
+        a last chunk of one row joins the one before. Larger groups and the projection keep the one-shot
+        product: OpenBLAS rounds those differently on one thread than on several, and the shipped ids are
+        those of the one-shot products on the default threads (``tests/test_beat_pin.py``).
         """
         z = self.project(x)
         n = len(z)
         out = np.empty((n, len(self.groups)), np.int64)
-        buf = np.empty((min(chunk, n), self.n_codes), np.float32)
+        fast = [j for j, g in enumerate(self.groups) if g <= CHUNKED_GROUP_MAX] if n >= 2 * chunk else []
         for j, (a, b) in enumerate(zip(self.bounds[:-1], self.bounds[1:])):
-            cbt = np.ascontiguousarray(-2.0 * self.codebooks[j, :, : b - a].T)  # (g, L)
-            zj = np.ascontiguousarray(z[:, a:b])
-            for s in range(0, n, chunk):
-                e = min(s + chunk, n)
-                d = np.matmul(zj[s:e], cbt, out=buf[: e - s])
-                d += self._norms[j]
-                out[s:e, j] = d.argmin(1)
+            if j not in fast:
+                cb = self.codebooks[j, :, : b - a]  # (L, g)
+                d = self._norms[j][None] - 2.0 * z[:, a:b] @ cb.T  # (n, L), ||z||^2 dropped
+                out[:, j] = np.argmin(d, axis=1)
+        if fast:
+            edges = list(range(0, n, chunk)) + [n]
+            if edges[-1] - edges[-2] == 1:  # never a one-row product
+                del edges[-2]
+            buf = np.empty((chunk + 1, self.n_codes), np.float32)
+            with one_blas_thread():
+                for j in fast:
+                    a, b = self.bounds[j], self.bounds[j + 1]
+                    cbt = self.codebooks[j, :, : b - a].T  # (g, L), the same view as the one-shot product
+                    for s, e in zip(edges[:-1], edges[1:]):
+                        d = np.matmul(2.0 * z[s:e, a:b], cbt, out=buf[: e - s])
+                        np.subtract(self._norms[j], d, out=d)
+                        out[s:e, j] = d.argmin(1)
         return out
 
     def costs(self, x: np.ndarray) -> np.ndarray:

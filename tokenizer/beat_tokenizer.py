@@ -345,10 +345,6 @@ class BeatTokenizer(ECGTokenizer):
         r_peaks : array of int, optional
             R positions (samples at ``fs``) to use instead of the detector (e.g. annotations).
         """
-        with one_blas_thread():
-            return self._encode_beats(x, fs, r_peaks)
-
-    def _encode_beats(self, x, fs: float, r_peaks=None) -> BeatTokens:
         x = self._check_signal(x, fs)
         if float(fs) != self.fs:
             from .data import resample
