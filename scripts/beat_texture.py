@@ -15,6 +15,7 @@ record (:mod:`ecg2llm.tokenizer.texture_check`):
 * ``gradient_boosting``: the same features through a gradient-boosted classifier (scikit-learn's
   ``HistGradientBoostingClassifier``): a stand-in for the independent check kept aside (a gradient-boosted
   classifier on log power spectra and slope statistics), which reads v2 at 0.45-0.49;
+* the project's score on feature subsets (spectrum bands, slope statistics): what still gives it away;
 * the mean log10 power spectrum of real, deterministic and texture windows (the figure), and the texture
   decode's mean offset from real per band (v2's was 0.1-0.2 log10 units low at 150-180 Hz);
 * band RMSE / PRDN of both decodes (texture adds noise, so its error is larger by design).
@@ -150,7 +151,11 @@ def main(argv=None):
     for k in ("deterministic", "texture"):
         F = np.vstack(feats[k])
         d = mean_spec[k] - mean_spec["real"]
+        band = {f"spectrum {lo}-{hi} Hz": np.flatnonzero((f >= lo) & (f < hi)) for lo, hi in BANDS_HZ}
+        sub = {name: discriminator_score(R[:, i], F[:, i], g)["score"] for name, i in band.items()}
+        sub["slope statistics"] = discriminator_score(R[:, len(f):], F[:, len(f):], g)["score"]
         out[k] = {"project": discriminator_score(R, F, g), "gradient_boosting": gradient_boosting_score(R, F, g),
+                  "project_by_feature_subset": sub,
                   "band_rmse_uv": 1000 * float(np.sqrt(err[k]["sq"] / max(err[k]["n"], 1))),
                   "band_prdn": float(np.mean(err[k]["prdn"])),
                   "log10_offset_by_band": {f"{lo}-{hi} Hz": float(d[(f >= lo) & (f < hi)].mean())
