@@ -264,9 +264,9 @@ class ProductCode:
         out = np.empty((n, len(self.groups)), np.int64)
         fast = [j for j, g in enumerate(self.groups) if g <= CHUNKED_GROUP_MAX] if n >= 2 * chunk else []
         for j, (a, b) in enumerate(zip(self.bounds[:-1], self.bounds[1:])):
-            if j not in fast:
-                cb = self.codebooks[j, :, : b - a]  # (L, g)
-                d = self._norms[j][None] - 2.0 * z[:, a:b] @ cb.T  # (n, L), ||z||^2 dropped
+            if j not in fast:  # main's product (2 z) @ c.T, the norms minus it in place (the same values)
+                d = np.matmul(2.0 * z[:, a:b], self.codebooks[j, :, : b - a].T)  # (n, L), ||z||^2 dropped
+                np.subtract(self._norms[j][None], d, out=d)
                 out[:, j] = np.argmin(d, axis=1)
         if fast:
             edges = list(range(0, n, chunk)) + [n]
