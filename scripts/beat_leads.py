@@ -9,7 +9,9 @@ For each DS2 record, MLII and its other lead (V1, V2, V4 or V5), whole records: 
 the band's standard deviation (PRDN divides by it), the detector's sensitivity against the annotated beats
 (a detected R within 50 ms), the share of the signal in fallback units, the error inside and outside them,
 the share of the squared error in the worst 10 % of 10-s windows and the largest excursion of the band
-in those windows, and the PRDN ratio (second lead / MLII, means over records) with and without them.
+in those windows, and the PRDN ratio (second lead / MLII, means over records) with and without them; the
+99th percentile of the beat cycles' residual RMS (and how many exceed 0.2 mV), and of the RMS error of
+the whole band coded as fallback units (0.5-s segments) instead.
 """
 from __future__ import annotations
 
@@ -60,6 +62,18 @@ def lead_row(tok, x, ann, fs: float) -> dict:
     for i in worst:
         keep[i * w:(i + 1) * w] = False
     xc = xb - xb.mean()
+    # each beat cycle's residual (band minus the unit decode, no baseline), and the same band coded as
+    # fallback units throughout: does either code reach the worst stretches?
+    band = tok.split(np.asarray(x, np.float32))[0]
+    yu = tok.decode_band_units(bt)
+    n = min(len(band), len(yu))
+    res = band[:n] - yu[:n]
+    cyc = [(s, min(en, n)) for s, en, kd in zip(bt.start, bt.end, bt.kind) if kd != FALLBACK and min(en, n) > s]
+    cyc_rms = np.array([np.sqrt(np.mean(res[s:en] ** 2)) for s, en in cyc]) if cyc else np.zeros(1)
+    f = tok.fallback_n
+    segs = band[: len(band) // f * f].reshape(-1, f)
+    fcode = tok.codes()["fallback"]
+    fb_rms = np.sqrt(((segs - fcode.decode(fcode.encode(segs))) ** 2).mean(1)) if len(segs) else np.zeros(1)
 
     def rms(m):
         return 1000 * float(np.sqrt(np.mean(e[m] ** 2))) if m.any() else None
@@ -71,6 +85,9 @@ def lead_row(tok, x, ann, fs: float) -> dict:
         "rmse_beats_uv": rms(~fb), "worst10_error_share": float(win_sq[worst].sum() / max(win_sq.sum(), 1e-12)),
         "worst10_max_abs_mv": float(np.abs(xb[~keep]).max()),
         "prdn_without_worst10": 100 * float(np.sqrt(np.sum(e[keep] ** 2) / np.sum(xc[keep] ** 2))),
+        "beat_cycle_residual_p99_uv": 1000 * float(np.percentile(cyc_rms, 99)),
+        "beat_cycles_over_200uv": int(np.sum(cyc_rms > 0.2)),
+        "fallback_coded_p99_uv": 1000 * float(np.percentile(fb_rms, 99)),
     }
 
 

@@ -31,8 +31,8 @@ Encode (signal resampled to ``fs``):
 
 Decode inverts each step; cycles and segments are placed on the timeline the RR tokens define, so ids
 alone decode to the band in mV (what an LM generates); ``state`` adds the baseline and cuts the padding
-of the last unit. ``texture=True`` adds v2's texture bank sample (``texture.safetensors``) when the folder
-has one.
+of the last unit. ``texture=True`` adds a texture bank sample (``texture.safetensors``, v2's method fitted on
+v3's round trip) when the folder has one.
 """
 from __future__ import annotations
 
