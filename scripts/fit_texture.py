@@ -3,7 +3,7 @@
 Launch::
 
     python scripts/fit_texture.py --tokenizer default --out runs/tok/v2_bank            # texture v2 (bank)
-    python scripts/fit_texture.py --tokenizer v3 --out runs/tok/v3_bank                 # tokenizer v3 (bank)
+    python scripts/fit_texture.py --tokenizer v3 --out runs/tok/v3_bank --coherent_lines true   # tokenizer v3
     python scripts/fit_texture.py --tokenizer default --out runs/tok/v2_gauss --method gaussian --leads all
     python scripts/fit_texture.py --config my_texture.yaml     # the same fields as YAML keys
 
@@ -51,6 +51,7 @@ class FitTextureConfig:
     records: str = "ds1"            # ds1 (all 22 DS1 records) | train (DS1 minus the validation records)
     data_dir: str | None = None     # data root holding mitdb/ ($ECG2LLM_DATA otherwise)
     num_threads: int = 1            # torch CPU threads
+    coherent_lines: bool = False    # bank: scale the lines the decode carries (v3's decode keeps half the mains)
 
 
 @run_main
@@ -86,7 +87,7 @@ def main(argv=None):
     if a.method == "bank":
         from ecg2llm.tokenizer.texture_bank import fit_texture_bank
 
-        tok.texture_bank, stats = fit_texture_bank(tok, sigs)
+        tok.texture_bank, stats = fit_texture_bank(tok, sigs, coherent_lines=a.coherent_lines)
     else:
         from ecg2llm.tokenizer.texture import fit_texture
 
