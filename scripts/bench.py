@@ -12,7 +12,8 @@ Stages (``scripts/benchlib/stages.py``), each in its own child process so that i
 (``ru_maxrss``; on CUDA also ``torch.cuda.max_memory_allocated``):
 
 * ``tokenizer``: encode and decode samples/s over the 22 DS2 MLII records, whole records (target >= 5 M
-  samples/s on 2 CPU cores);
+  samples/s on 2 CPU cores), and the round trip encode + decode (target >= 1 M samples/s for tokenizer v3,
+  ``--tokenizer v3``, beat detection included);
 * ``tokenize_all``: all 48 records x both leads into one store with ``tokenizer/tokenize_db.py``, sharded over
   one process per core (``torchrun``), wall time and summed peak memory (target <= 30 s, <= 1 GB); in full
   mode once more in one process, and the two stores are checked identical;

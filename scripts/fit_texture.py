@@ -1,8 +1,9 @@
-"""Fit the texture model of an ``fsq2`` tokenizer on DS1 training records and save the tokenizer.
+"""Fit the texture model of a tokenizer (``fsq2``: v2, ``beat``: v3) on DS1 records and save the tokenizer.
 
 Launch::
 
     python scripts/fit_texture.py --tokenizer default --out runs/tok/v2_bank            # texture v2 (bank)
+    python scripts/fit_texture.py --tokenizer v3 --out runs/tok/v3_bank --coherent_lines true   # tokenizer v3
     python scripts/fit_texture.py --tokenizer default --out runs/tok/v2_gauss --method gaussian --leads all
     python scripts/fit_texture.py --config my_texture.yaml     # the same fields as YAML keys
 
@@ -16,7 +17,10 @@ is its model selection, cross-validated over DS1 records. Both methods are close
   ``texture.safetensors`` beside the weights, outside the weights hash, so every LM and token store made
   with this tokenizer stays valid.
 * ``gaussian`` (:mod:`ecg2llm.tokenizer.texture`): the first model, Gaussian levels; its tensors are part of the
-  weights (a refit changes the weights hash).
+  weights (a refit changes the weights hash); ``fsq2`` only.
+
+For tokenizer v3 the bank is fitted on v3's own round trip (its residual is not v2's); the ids do not
+change (the file is read by decode only).
 
 Writes the tokenizer folder and ``<out>_texture_fit.json`` next to it (fit statistics, wall time).
 """
@@ -33,18 +37,21 @@ from ecg2llm.core.errors import ConfigError, TokenizerError
 from ecg2llm.core.io import write_json
 from ecg2llm.tokenizer.base import ECGTokenizer
 
+TEXTURE_TYPES = {"fsq2": "v2", "beat": "v3"}  # tokenizer types with a texture decode (bank: both; gaussian: fsq2)
+
 
 @dataclass
 class FitTextureConfig:
     """Fields of ``scripts/fit_texture.py`` (every field is a flag and a ``--config`` YAML key)."""
 
-    tokenizer: str                  # fsq2 tokenizer: shipped name or folder
+    tokenizer: str                  # fsq2 (v2) or beat (v3) tokenizer: shipped name or folder
     out: str                        # folder to write the tokenizer with its fitted texture
     method: str = "bank"            # bank (texture.safetensors, outside the hash) | gaussian (in the weights)
     leads: str = "mlii"             # mlii | all (MLII and the second lead of each record)
     records: str = "ds1"            # ds1 (all 22 DS1 records) | train (DS1 minus the validation records)
     data_dir: str | None = None     # data root holding mitdb/ ($ECG2LLM_DATA otherwise)
     num_threads: int = 1            # torch CPU threads
+    coherent_lines: bool = False    # bank: scale the lines the decode carries (v3's decode keeps half the mains)
 
 
 @run_main
@@ -64,8 +71,12 @@ def main(argv=None):
         raise ConfigError(f"--leads must be mlii or all, got {a.leads!r}")
     torch.set_num_threads(a.num_threads)
     tok = ECGTokenizer.from_pretrained(a.tokenizer)
-    if tok.tokenizer_type != "fsq2":
-        raise TokenizerError(f"{a.tokenizer} is a '{tok.tokenizer_type}' tokenizer; texture needs 'fsq2'")
+    if tok.tokenizer_type not in TEXTURE_TYPES:
+        raise TokenizerError(f"{a.tokenizer} is a '{tok.tokenizer_type}' tokenizer; texture needs one of "
+                             f"{sorted(TEXTURE_TYPES)}")
+    if a.method == "gaussian" and tok.tokenizer_type != "fsq2":
+        raise ConfigError(f"--method gaussian lives in the fsq2 weights; a '{tok.tokenizer_type}' tokenizer "
+                          "takes --method bank")
     t0 = time.time()
     db = resolve_data_dir(a.data_dir) / "mitdb"
     sigs = []
@@ -76,7 +87,7 @@ def main(argv=None):
     if a.method == "bank":
         from ecg2llm.tokenizer.texture_bank import fit_texture_bank
 
-        tok.texture_bank, stats = fit_texture_bank(tok, sigs)
+        tok.texture_bank, stats = fit_texture_bank(tok, sigs, coherent_lines=a.coherent_lines)
     else:
         from ecg2llm.tokenizer.texture import fit_texture
 

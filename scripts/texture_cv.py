@@ -4,6 +4,7 @@ Launch::
 
     python scripts/texture_cv.py --tokenizer default --out runs/texture_cv/bank.json
     python scripts/texture_cv.py --tokenizer default --method gaussian --out runs/texture_cv/gaussian.json
+    python scripts/texture_cv.py --tokenizer v3 --out runs/texture_cv/v3_bank.json
 
 The 22 DS1 records (training and validation) are split into ``folds`` groups; for each group the texture
 model is fitted on the other records' MLII and the held-out records are encoded and decoded with
@@ -30,7 +31,7 @@ BANDS_HZ = ((0, 20), (20, 45), (45, 75), (75, 100), (100, 140), (140, 181))
 class TextureCVConfig:
     """Fields of ``scripts/texture_cv.py``."""
 
-    tokenizer: str = "v2"           # fsq2 tokenizer (its texture is refitted per fold)
+    tokenizer: str = "v2"           # fsq2 (v2) or beat (v3) tokenizer (its texture is refitted per fold)
     out: str | None = None          # JSON with the scores
     method: str = "bank"            # bank | gaussian
     folds: int = 5                  # record groups of DS1
@@ -55,8 +56,10 @@ def main(argv=None):
         raise ConfigError(f"--method must be bank or gaussian, got {a.method!r}")
     torch.set_num_threads(a.num_threads)
     base = ECGTokenizer.from_pretrained(a.tokenizer)
-    if base.tokenizer_type != "fsq2":
-        raise TokenizerError(f"{a.tokenizer} is a '{base.tokenizer_type}' tokenizer; texture needs 'fsq2'")
+    if base.tokenizer_type not in ("fsq2", "beat"):
+        raise TokenizerError(f"{a.tokenizer} is a '{base.tokenizer_type}' tokenizer; texture needs 'fsq2' or 'beat'")
+    if a.method == "gaussian" and base.tokenizer_type != "fsq2":
+        raise ConfigError(f"--method gaussian is fsq2's; a '{base.tokenizer_type}' tokenizer takes --method bank")
     sp = inter_patient_split()
     records = [*sp.train, *sp.valid]
     sigs = load_signals(records, a.data_dir, fs=base.fs)

@@ -36,7 +36,7 @@ def test_quick_bench_reports_every_stage(data_dir, tmp_path):
                                                                      "score"}
     md = (out / "bench.md").read_text()
     assert md.startswith("Machine: ") and "Command: `python scripts/bench.py --quick" in md
-    assert md.count("\n| tokenizer | cpu |") == 2 and "ECG-hours per hour" in md
+    assert md.count("\n| tokenizer | cpu |") == 3 and "ECG-hours per hour" in md  # encode, decode, both
     assert md in r.stdout  # the table is printed too (CI logs show it)
 
 

@@ -93,6 +93,8 @@ def _bad_inputs(tmp):
         "scripts/beat_repeat.py": (["--tokenizer", nowhere], "nowhere"),
         "scripts/beat_fidelity.py": (["--tokenizer", nowhere], "nowhere"),
         "scripts/beat_study.py": (["--tokenizer", nowhere], "nowhere"),
+        "scripts/beat_texture.py": (["--tokenizer", nowhere], "nowhere"),
+        "scripts/beat_leads.py": (["--tokenizer", nowhere], "nowhere"),
         "scripts/eval_lm_v3.py": (["--model", nowhere, "--out", str(tmp / "o.json")], "nowhere"),
         "scripts/detail_study.py": (["--store", nowhere, "--out", str(tmp / "o.json")], "nowhere"),
     }

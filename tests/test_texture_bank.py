@@ -142,3 +142,43 @@ def test_v2_trainer_fits_and_saves_a_texture_bank(data_dir, tmp_path):
     assert (folder / TEXTURE_FILE).is_file()
     tok = ECGTokenizer.from_pretrained(folder)
     assert tok.texture_kind == "bank" and len(tok.texture_bank.recordings) == 18  # DS1-train MLII
+
+
+def test_coherent_line_tones_scale_the_line_the_decode_carries():
+    from ecg2llm.tokenizer.texture_bank import coherent_line_tones, fit_line_gains
+
+    rng = np.random.default_rng(1)
+    t = np.arange(int(30 * FS)) / FS
+    amp = 0.02 * (1 + 0.3 * np.sin(2 * np.pi * t / 20))  # a slowly varying mains amplitude
+    y = amp * np.cos(2 * np.pi * 60.0 * t + 0.4) + 0.005 * rng.standard_normal(len(t))
+    g = 0.8 * np.exp(0.3j)
+    tone = coherent_line_tones(y, FS, [60.0], [g])
+    want = 0.8 * amp * np.cos(2 * np.pi * 60.0 * t + 0.4 + 0.3)
+    assert np.sqrt(np.mean((tone - want)[360:-360] ** 2)) < 0.1 * np.sqrt(np.mean(want ** 2))
+    r = 0.8 * amp * np.cos(2 * np.pi * 60.0 * t + 0.7) + 0.05 * rng.standard_normal(len(t))
+    est = fit_line_gains([(y, r)], FS, [60.0])[0]
+    assert abs(est - g) < 0.05  # the residual's line is g times the decode's
+    assert not coherent_line_tones(y[:100], FS, [60.0], [g]).any()  # shorter than a block: nothing
+
+
+def test_bank_with_line_gains_round_trips_through_the_file(planted, tmp_path):
+    import torch
+
+    tok, _, sigs = planted
+    bank = copy.deepcopy(tok.texture_bank)
+    bank.line_gain = torch.tensor([[0.5, 0.1]] * len(bank.line_hz), dtype=torch.float32)
+    path = tmp_path / TEXTURE_FILE
+    path.write_bytes(bank.to_bytes())
+    back = TextureBank.from_file(path, n_fft=bank.n_fft, hop=bank.hop, fs=bank.fs)
+    assert torch.equal(back.line_gain, bank.line_gain)
+    band = tok.decode(tok.encode(sigs[0][: int(20 * FS)], FS)[0])
+    assert np.array_equal(back.sample(band, seed=2), bank.sample(band, seed=2))
+    assert not np.array_equal(bank.sample(band, seed=2), tok.texture_bank.sample(band, seed=2))
+    assert TextureBank.from_file(_saved(tok.texture_bank, tmp_path), n_fft=bank.n_fft, hop=bank.hop,
+                                 fs=bank.fs).line_gain is None  # files without gains: as before
+
+
+def _saved(bank, folder):
+    p = folder / "old_texture.safetensors"
+    p.write_bytes(bank.to_bytes())
+    return p

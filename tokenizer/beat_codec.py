@@ -3,10 +3,11 @@
 Everything here is numpy on 1-D signals at the tokenizer's rate; :mod:`ecg2llm.tokenizer.beat_tokenizer` puts
 them together and :mod:`ecg2llm.tokenizer.training.beat` fits the codes.
 
-* :func:`detect_r_peaks`: a neurokit2 detector (``neurokit`` by default, the most accurate and fastest of
-  those measured by ``scripts/beat_repeat.py --detectors``) on the band, each peak then moved to the largest
-  deviation from the local median within ``refine_s`` (as :func:`ecg2llm.tokenizer.ecg.refine_peaks` does for
-  annotated beats), peaks closer than ``refractory_s`` merged (the larger deviation kept).
+* :func:`detect_r_peaks` (in :mod:`ecg2llm.tokenizer.beat_detect`, re-exported here): a neurokit2 detector
+  (``neurokit`` by default, the most accurate and fastest of those measured by ``scripts/beat_repeat.py
+  --detectors``; computed by a vectorized transcription with the same peaks) on the band, each peak then
+  moved to the largest deviation from the local median within ``refine_s``, peaks closer than
+  ``refractory_s`` merged (the larger ``|x|`` kept).
 * :class:`RRScale`: RR token <-> interval in samples. Exact samples up to ``exact_max`` (1 sample =
   2.8 ms at 360 Hz: finer than beat-to-beat variability), then a geometric scale of ratio ``ratio``
   (0.4 %: 4 ms at 1 s) up to ``max_s``. :meth:`RRScale.encode_positions` quantizes with error feedback on
@@ -22,66 +23,31 @@ them together and :mod:`ecg2llm.tokenizer.training.beat` fits the codes.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from ecg2llm.core.errors import TokenizerError
 
+from .beat_detect import detect_r_peaks, merge_close, refine_to_extremum  # noqa: F401 (re-exported)
 
-# ----------------------------------------------------------------------------------------- R peaks
-def refine_to_extremum(x: np.ndarray, approx: np.ndarray, radius: int) -> np.ndarray:
-    """Move each index in ``approx`` to the largest ``|x - median|`` within ``radius`` samples (vectorized)."""
-    approx = np.asarray(approx, np.int64)
-    if len(approx) == 0 or radius < 1:
-        return approx.copy()
-    n = len(x)
-    xp = np.pad(np.asarray(x, np.float32), radius, mode="edge")
-    idx = np.clip(approx, 0, n - 1)[:, None] + np.arange(2 * radius + 1)  # (B, W) indices into xp
-    win = xp[idx]  # (B, W)
-    dev = np.abs(win - np.median(win, axis=1, keepdims=True))
-    out = idx[np.arange(len(idx)), np.argmax(dev, axis=1)] - radius
-    return np.clip(out, 0, n - 1)
+# ----------------------------------------------------------------------------------------- BLAS threads
+_BLAS_CONTROLLER = None
+CHUNKED_GROUP_MAX = 4  # ProductCode.encode: groups of up to this many coefficients are searched in chunks
 
 
-def merge_close(x: np.ndarray, peaks: np.ndarray, min_gap: int) -> np.ndarray:
-    """Sorted unique peaks, of any two closer than ``min_gap`` samples the one of larger ``|x|`` kept."""
-    peaks = np.unique(np.asarray(peaks, np.int64))
-    if len(peaks) < 2 or min_gap < 1:
-        return peaks
-    keep = [int(peaks[0])]
-    for p in peaks[1:]:
-        if p - keep[-1] < min_gap:
-            if abs(x[p]) > abs(x[keep[-1]]):
-                keep[-1] = int(p)
-        else:
-            keep.append(int(p))
-    return np.asarray(keep, np.int64)
-
-
-def detect_r_peaks(band: np.ndarray, fs: float, method: str = "neurokit", refine_s: float = 0.05,
-                   refractory_s: float = 0.2) -> np.ndarray:
-    """R peaks of a 1-D band signal (mV at ``fs``) -> sorted int64 sample indices (may be empty).
-
-    A detector that fails on a signal without beats (a flat line, pure noise) gives no peaks rather than
-    an exception; the tokenizer then codes the stretch with fallback units.
+def one_blas_thread():
+    """Context: numpy's BLAS on one thread. The codes' matrix products are small and many: a second BLAS
+    thread spinning at each barrier cost 4x the CPU time of the whole encode on a busy 2-core machine.
+    Used where the bits do not depend on it (decode, and the products of small groups in
+    :meth:`ProductCode.encode`, whose rounding is the same on any number of threads).
     """
-    import neurokit2 as nk
+    global _BLAS_CONTROLLER
+    from threadpoolctl import ThreadpoolController
 
-    x = np.asarray(band, np.float64)
-    if len(x) < int(fs) or float(np.ptp(x)) < 1e-6:
-        return np.zeros(0, np.int64)
-    try:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            info = nk.ecg_findpeaks(x, sampling_rate=int(round(fs)), method=method)
-        peaks = np.asarray(info.get("ECG_R_Peaks", []), np.int64)
-    except (ValueError, IndexError, ZeroDivisionError, FloatingPointError):
-        peaks = np.zeros(0, np.int64)
-    peaks = peaks[(peaks >= 0) & (peaks < len(x))]
-    peaks = refine_to_extremum(x, peaks, int(round(refine_s * fs)))
-    return merge_close(x, peaks, int(round(refractory_s * fs)))
+    if _BLAS_CONTROLLER is None:
+        _BLAS_CONTROLLER = ThreadpoolController()
+    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
 
 
 # ----------------------------------------------------------------------------------------- RR scale
@@ -145,22 +111,34 @@ class RRScale:
 
 # ----------------------------------------------------------------------------------------- cycle warp
 def _warp_positions(start, r, end, n_pre: int, n_post: int) -> np.ndarray:
-    """Signal positions (float, ``(n, n_pre + n_post)``) sampled by the warp of each cycle."""
+    """Signal positions (float, ``(n, n_pre + n_post)``) sampled by the warp of each cycle:
+    ``start + k (r - start) / n_pre`` before R, ``r + k (end - r) / n_post`` from R on."""
     start, r, end = (np.asarray(v, np.float64)[:, None] for v in (start, r, end))
-    k_pre = np.arange(n_pre, dtype=np.float64)[None]
-    k_post = np.arange(n_post, dtype=np.float64)[None]
-    pre = start + k_pre * (r - start) / n_pre  # (n, n_pre)
-    post = r + k_post * (end - r) / n_post  # (n, n_post)
-    return np.concatenate([pre, post], axis=1)
+    pos = np.empty((len(start), n_pre + n_post), np.float64)
+    pre, post = pos[:, :n_pre], pos[:, n_pre:]
+    np.multiply(np.arange(n_pre, dtype=np.float64)[None], r - start, out=pre)
+    pre /= n_pre
+    pre += start
+    np.multiply(np.arange(n_post, dtype=np.float64)[None], end - r, out=post)
+    post /= n_post
+    post += r
+    return pos
 
 
 def _interp_rows(x: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """Linear interpolation of 1-D ``x`` at float positions ``pos`` (any shape; clipped to the signal)."""
-    pos = np.clip(pos, 0, len(x) - 1)
-    i0 = np.floor(pos).astype(np.int64)
-    i1 = np.minimum(i0 + 1, len(x) - 1)
-    w = (pos - i0).astype(np.float32)
-    return x[i0] * (1 - w) + x[i1] * w
+    """Linear interpolation of 1-D ``x`` at float positions ``pos`` (any shape; clipped to the signal).
+    ``pos`` is overwritten."""
+    np.clip(pos, 0, len(x) - 1, out=pos)
+    i0 = pos.astype(np.int64)  # floor: pos >= 0
+    pos -= i0
+    w = pos.astype(np.float32)
+    a = x[i0]
+    np.minimum(i0 + 1, len(x) - 1, out=i0)
+    b = x[i0]
+    a *= 1 - w
+    b *= w
+    a += b
+    return a
 
 
 def warp_cycles(x: np.ndarray, start: np.ndarray, r: np.ndarray, end: np.ndarray, n_pre: int,
@@ -173,26 +151,34 @@ def warp_cycles(x: np.ndarray, start: np.ndarray, r: np.ndarray, end: np.ndarray
 
 def unwarp_cycles(w: np.ndarray, start: np.ndarray, r: np.ndarray, end: np.ndarray, n_pre: int, n_post: int,
                   n_samples: int) -> np.ndarray:
-    """Inverse of :func:`warp_cycles`: the cycles' samples placed back on ``[0, n_samples)`` (zero elsewhere)."""
+    """Inverse of :func:`warp_cycles`: the cycles' samples placed back on ``[0, n_samples)`` (zero elsewhere).
+
+    Each cycle is two linear ramps of warped position (``[start, r)`` onto ``[0, n_pre)``, ``[r, end)``
+    onto ``[n_pre, n_pre + n_post)``), built for all cycles at once and read by linear interpolation.
+    """
     out = np.zeros(n_samples, np.float32)
     start, r, end = (np.asarray(v, np.int64) for v in (start, r, end))
-    lens = np.clip(end, 0, n_samples) - start
-    ok = lens > 0
+    ok = np.minimum(end, n_samples) > start
     if not ok.any():
         return out
-    w, start, r, end, lens = w[ok], start[ok], r[ok], end[ok], lens[ok]
-    cyc = np.repeat(np.arange(len(start)), lens)  # cycle of each covered sample
-    t = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(start, lens)  # sample index
-    s_, r_, e_ = start[cyc].astype(np.float64), r[cyc].astype(np.float64), end[cyc].astype(np.float64)
-    pre_pos = (t - s_) * n_pre / np.maximum(r_ - s_, 1e-9)
-    post_pos = n_pre + (t - r_) * n_post / np.maximum(e_ - r_, 1e-9)
-    pos = np.where(t < r_, pre_pos, post_pos)
+    w, start, r, end = np.asarray(w, np.float32)[ok], start[ok], r[ok], end[ok]
+    stop = np.minimum(end, n_samples)  # a cycle cut by the signal's end keeps its warp
     m = n_pre + n_post
-    pos = np.clip(pos, 0, m - 1)
-    i0 = np.floor(pos).astype(np.int64)
-    i1 = np.minimum(i0 + 1, m - 1)
+    # two ramps per cycle: pre [start, min(r, stop)), post [max(r, start), stop)
+    t0 = np.stack([start, np.maximum(r, start)], 1).ravel()
+    t1 = np.stack([np.minimum(r, stop), stop], 1).ravel()
+    lens = np.maximum(t1 - t0, 0)
+    slope = np.stack([n_pre / np.maximum(r - start, 1e-9), n_post / np.maximum(end - r, 1e-9)], 1).ravel()
+    origin = np.stack([-start * slope[0::2], n_pre - r * slope[1::2]], 1).ravel()  # position at t = 0
+    t = np.repeat(t0 - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))  # sample index
+    pos = np.repeat(origin, lens) + np.repeat(slope, lens) * t
+    np.clip(pos, 0, m - 1, out=pos)
+    i0 = pos.astype(np.int64)  # floor: pos >= 0
     f = (pos - i0).astype(np.float32)
-    out[t] = w[cyc, i0] * (1 - f) + w[cyc, i1] * f
+    i0 += np.repeat(np.arange(len(start)) * m, lens[0::2] + lens[1::2])  # flat index into w
+    i1 = np.minimum(i0 + 1, np.repeat(np.arange(len(start)) * m + m - 1, lens[0::2] + lens[1::2]))
+    wf = w.ravel()
+    out[t] = wf[i0] * (1 - f) + wf[i1] * f
     return out
 
 
@@ -202,25 +188,41 @@ def viterbi_sticky(cost: np.ndarray, switch_cost: float, breaks: np.ndarray | No
 
     Each of the ``G`` groups is an independent chain; ``breaks[t]`` (bool) makes step ``t`` free of the
     switch cost (a new chain: after a fallback stretch or at the segment start).
+
+    The forward pass keeps every step's accumulated costs (``dp[t] = cost[t] + min(dp[t-1], min dp[t-1] +
+    switch)``: four array operations a step); the choices (stay or switch to the best code) are then read
+    off all steps at once, and the backward pass follows them. Ties go as a step-by-step Viterbi that stays
+    on ``dp <= min + switch`` and switches to the first best code.
     """
     n, g, L = cost.shape
-    dp = cost[0].astype(np.float64)
-    back = np.empty((n, g, L), np.int32)
-    stay_idx = np.broadcast_to(np.arange(L, dtype=np.int32), (g, L))
-    rows = np.arange(g)
+    hist = np.empty((n, g, L), np.float64)  # accumulated cost of each code at each step
+    hist[0] = cost[0]
+    sw = np.empty((n, g), np.float64)  # the cost of switching into step t (min of step t - 1 + switch)
+    sw[0] = 0.0
+    add = np.full(n, float(switch_cost))
+    if breaks is not None:
+        add[np.asarray(breaks, bool)] = 0.0
+    tmp = np.empty((g, L), np.float64)
     for t in range(1, n):
-        best = dp.argmin(1)  # (G,)
-        sw = dp[rows, best][:, None] + (0.0 if breaks is not None and breaks[t] else switch_cost)  # (G, 1)
-        stay = dp <= sw
-        back[t] = np.where(stay, stay_idx, best[:, None])
-        dp = cost[t] + np.where(stay, dp, sw)
+        prev = hist[t - 1]
+        s = prev.min(1)
+        s += add[t]
+        sw[t] = s
+        np.minimum(prev, s[:, None], out=tmp)
+        np.add(cost[t], tmp, out=hist[t])
     out = np.empty((n, g), np.int64)
-    c = dp.argmin(1)
-    for t in range(n - 1, -1, -1):
+    if n == 1:
+        out[0] = hist[0].argmin(1)
+        return out
+    best = hist[:-1].argmin(2)  # (n - 1, G): the code to switch from into step t + 1
+    stay = hist[:-1] <= sw[1:, :, None]  # (n - 1, G, L)
+    c = hist[-1].argmin(1)
+    rows = np.arange(g)
+    out[n - 1] = c
+    for t in range(n - 2, -1, -1):
+        c = np.where(stay[t, rows, c], c, best[t])
         out[t] = c
-        c = back[t, rows, c]
     return out
-
 
 
 class ProductCode:
@@ -245,14 +247,40 @@ class ProductCode:
     def project(self, x: np.ndarray) -> np.ndarray:
         return (np.asarray(x, np.float32) - self.mean) @ self.basis.T  # (n, P)
 
-    def encode(self, x: np.ndarray) -> np.ndarray:
-        """``(n, D)`` -> ``(n, G)`` int64 codes (nearest codeword of each group)."""
+    def encode(self, x: np.ndarray, chunk: int = 256) -> np.ndarray:
+        """``(n, D)`` -> ``(n, G)`` int64 codes (nearest codeword of each group).
+
+        Groups of up to :data:`CHUNKED_GROUP_MAX` coefficients compute their distances (``||c||^2 - 2 z.c``,
+        ``||z||^2`` dropped) ``chunk`` rows at a time into one buffer that stays in cache, on one BLAS thread
+        (a whole record's ``(n, 1024)`` distances per group did not fit, and cost more to write and read than
+        to compute). Their products give the same bits as the one-shot product on any number of threads, as
+        long as no chunk is a single row (numpy then calls a matrix-vector routine, whose rounding differs):
+        a last chunk of one row joins the one before. Larger groups and the projection keep the one-shot
+        product: OpenBLAS rounds those differently on one thread than on several, and the shipped ids are
+        those of the one-shot products on the default threads (``tests/test_beat_pin.py``).
+        """
         z = self.project(x)
-        out = np.empty((len(z), len(self.groups)), np.int64)
+        n = len(z)
+        out = np.empty((n, len(self.groups)), np.int64)
+        fast = [j for j, g in enumerate(self.groups) if g <= CHUNKED_GROUP_MAX] if n >= 2 * chunk else []
         for j, (a, b) in enumerate(zip(self.bounds[:-1], self.bounds[1:])):
-            cb = self.codebooks[j, :, : b - a]  # (L, g)
-            d = self._norms[j][None] - 2.0 * z[:, a:b] @ cb.T  # (n, L), ||z||^2 dropped
-            out[:, j] = np.argmin(d, axis=1)
+            if j not in fast:  # main's product (2 z) @ c.T, the norms minus it in place (the same values)
+                d = np.matmul(2.0 * z[:, a:b], self.codebooks[j, :, : b - a].T)  # (n, L), ||z||^2 dropped
+                np.subtract(self._norms[j][None], d, out=d)
+                out[:, j] = np.argmin(d, axis=1)
+        if fast:
+            edges = list(range(0, n, chunk)) + [n]
+            if edges[-1] - edges[-2] == 1:  # never a one-row product
+                del edges[-2]
+            buf = np.empty((chunk + 1, self.n_codes), np.float32)
+            with one_blas_thread():
+                for j in fast:
+                    a, b = self.bounds[j], self.bounds[j + 1]
+                    cbt = self.codebooks[j, :, : b - a].T  # (g, L), the same view as the one-shot product
+                    for s, e in zip(edges[:-1], edges[1:]):
+                        d = np.matmul(2.0 * z[s:e, a:b], cbt, out=buf[: e - s])
+                        np.subtract(self._norms[j], d, out=d)
+                        out[s:e, j] = d.argmin(1)
         return out
 
     def costs(self, x: np.ndarray) -> np.ndarray:

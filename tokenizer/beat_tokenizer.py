@@ -31,8 +31,8 @@ Encode (signal resampled to ``fs``):
 
 Decode inverts each step; cycles and segments are placed on the timeline the RR tokens define, so ids
 alone decode to the band in mV (what an LM generates); ``state`` adds the baseline and cuts the padding
-of the last unit. ``texture=True`` adds v2's texture bank sample (``texture.safetensors``) when the folder
-has one.
+of the last unit. ``texture=True`` adds a texture bank sample (``texture.safetensors``, v2's method fitted on
+v3's round trip) when the folder has one.
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ from ecg2llm.core.errors import TokenizerError
 
 from .base import ECGTokenizer, register_tokenizer
 from .baseline import INTERPOLATIONS, estimate_knots_np, interpolate_knots_np, knot_hop, n_knots
-from .beat_codec import ProductCode, RRScale, detect_r_peaks, unwarp_cycles, warp_cycles
+from .beat_codec import ProductCode, RRScale, detect_r_peaks, one_blas_thread, unwarp_cycles, warp_cycles
 from .beat_layout import BEAT, FALLBACK, BeatLayout, BeatTokens, assemble_ids, parse_ids
 from .texture_bank import TEXTURE_FILE, TextureBank
 from .wander import WANDER_FILE, WanderModel
@@ -419,7 +419,9 @@ class BeatTokenizer(ECGTokenizer):
         ``coarse_only`` decodes the beats from their coarse tokens alone (detail and fallback units zero).
         """
         bt = parse_ids(self.layout, self.check_ids(ids), partial="drop")
-        return self._finish(self.decode_band_units(bt, coarse_only), state, texture, seed)
+        with one_blas_thread():
+            y = self.decode_band_units(bt, coarse_only)
+        return self._finish(y, state, texture, seed)
 
     def decode_beats(self, bt: BeatTokens, state: dict | None = None, *, texture: bool = False,
                      seed: int | None = None, coarse_only: bool = False) -> np.ndarray:

@@ -50,6 +50,7 @@ from .texture import EULER_GAMMA, SEGMENT_S, _psd_sqrt, _segment_log_power, _stf
 TEXTURE_FILE = "texture.safetensors"
 FORMAT = "ecg2llm-texture-bank-v1"
 LINE_JITTER_HZ = 0.02
+LINE_BLOCK_S = 1.0  # coherent lines: block of the decode's line amplitude
 
 
 @dataclass
@@ -66,6 +67,7 @@ class TextureBank:
     n_fft: int
     hop: int
     fs: float
+    line_gain: torch.Tensor | None = None  # (L, 2) float32: complex gain (re, im) of the lines the decode carries
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
@@ -95,6 +97,9 @@ class TextureBank:
         spec = _stft(torch.randn(n, generator=g), self.n_fft, self.hop) * torch.exp(0.5 * (mu + u + e)).T
         win = torch.hann_window(self.n_fft, periodic=True)
         r = torch.istft(spec, self.n_fft, self.hop, window=win, center=True, length=n).numpy().astype(np.float64)
+        if len(self.line_hz) and self.line_gain is not None:  # the decode's own lines, scaled (coherent)
+            g = self.line_gain.double().numpy()
+            r += coherent_line_tones(np.asarray(y, np.float64), self.fs, self.line_hz.tolist(), g[:, 0] + 1j * g[:, 1])
         if len(self.line_hz):
             t = np.arange(n) / self.fs
             ps = np.arange(n) / (SEGMENT_S * self.fs)
@@ -113,6 +118,8 @@ class TextureBank:
 
         tensors = {"W": self.W, "calib": self.calib, "chol_frame": self.chol_frame, "levels": self.levels,
                    "recordings": self.recordings, "line_hz": self.line_hz, "line_amp": self.line_amp}
+        if self.line_gain is not None:
+            tensors["line_gain"] = self.line_gain
         meta = {"format": FORMAT, "n_fft": str(self.n_fft), "hop": str(self.hop), "fs": repr(float(self.fs))}
         return save({k: v.contiguous() for k, v in tensors.items()}, metadata=meta)
 
@@ -137,7 +144,7 @@ class TextureBank:
         missing = {"W", "calib", "chol_frame", "levels", "recordings", "line_hz", "line_amp"} - set(t)
         if missing:
             raise TokenizerError(f"{path} lacks tensors {sorted(missing)}")
-        return cls(**t, n_fft=got[0], hop=got[1], fs=got[2])
+        return cls(**t, n_fft=got[0], hop=got[1], fs=got[2])  # line_gain: optional (files before it lack it)
 
 
 # ---------------------------------------------------------------------- fitting
@@ -173,6 +180,51 @@ def detect_lines(residuals: list[np.ndarray], fs: float, min_ratio: float = 2.0,
     return out
 
 
+def _block_amplitudes(y: np.ndarray, fs: float, f: float) -> tuple[np.ndarray, np.ndarray]:
+    """Complex amplitude ``A`` of the ``f``-Hz component of ``y`` per :data:`LINE_BLOCK_S` block (``y`` is
+    about ``Re(A exp(2 pi i f t))`` there) and the blocks' centres (samples)."""
+    b = int(round(LINE_BLOCK_S * fs))
+    k = len(y) // b
+    t = np.arange(k * b) / fs
+    a = 2 * (np.asarray(y[: k * b], np.float64) * np.exp(-2j * np.pi * f * t)).reshape(k, b).mean(1)
+    return a, (np.arange(k) + 0.5) * b
+
+
+def coherent_line_tones(y: np.ndarray, fs: float, lines: list[float], gains: np.ndarray) -> np.ndarray:
+    """The lines ``y`` already carries, each times its complex gain: per line, ``Re(g A(t) exp(2 pi i f t))``
+    with ``A`` the component's amplitude per 1-s block of ``y``, linearly interpolated between blocks.
+
+    Tokenizer v3's decode keeps about half of a recording's mains line, in phase; the residual's line is
+    then mostly ``g`` times the decoded one (``g`` about 0.78 at 60 Hz on DS1), a property of the recording
+    that a random bank tone cannot have.
+    """
+    n = len(y)
+    out = np.zeros(n)
+    pos = np.arange(n)
+    for f, g in zip(lines, np.asarray(gains)):
+        a, c = _block_amplitudes(y, fs, f)
+        if len(a) == 0:
+            continue
+        ai = np.interp(pos, c, a.real) + 1j * np.interp(pos, c, a.imag)
+        out += np.real(g * ai * np.exp(2j * np.pi * f * pos / fs))
+    return out
+
+
+def fit_line_gains(pairs: list[tuple[np.ndarray, np.ndarray]], fs: float, lines: list[float]) -> np.ndarray:
+    """Least-squares complex gain per line of the residual's block amplitudes on the decode's, over
+    ``pairs`` of (band decode, residual)."""
+    gains = []
+    for f in lines:
+        num = den = 0.0
+        for y, r in pairs:
+            ay, _ = _block_amplitudes(y, fs, f)
+            ar, _ = _block_amplitudes(r, fs, f)
+            num = num + np.sum(np.conj(ay) * ar)
+            den = den + np.sum(np.abs(ay) ** 2)
+        gains.append(num / den if den > 0 else 0.0)
+    return np.asarray(gains, np.complex128)
+
+
 def _line_amplitudes(r: np.ndarray, fs: float, lines: list[float]) -> tuple[np.ndarray, np.ndarray]:
     """Per 10-s segment least-squares amplitude of each line: ``(segments, L)`` mV, and the fitted tones."""
     n = len(r)
@@ -192,11 +244,13 @@ def _line_amplitudes(r: np.ndarray, fs: float, lines: list[float]) -> tuple[np.n
 
 
 def fit_texture_bank(tok, signals: list[np.ndarray], ridge: float = 1.0, calib_signals: int = 18,
-                     line_min_ratio: float = 2.0, progress: bool = True) -> tuple[TextureBank, dict]:
-    """Fit a :class:`TextureBank` for ``tok`` (an ``fsq2`` tokenizer) on training signals (mV at ``tok.fs``).
+                     line_min_ratio: float = 2.0, progress: bool = True,
+                     coherent_lines: bool = False) -> tuple[TextureBank, dict]:
+    """Fit a :class:`TextureBank` for ``tok`` (``fsq2`` or ``beat``) on training signals (mV at ``tok.fs``).
 
     Returns the bank and fit statistics (lines found, segments, frames, R^2 of the log-power regression).
-    Signals shorter than 10 s are skipped.
+    Signals shorter than 10 s are skipped. ``coherent_lines``: first fit each line's complex gain on the
+    line the band decode carries (:func:`coherent_line_tones`; tokenizer v3) and model the rest as before.
     """
     from tqdm.auto import tqdm
 
@@ -213,6 +267,10 @@ def fit_texture_bank(tok, signals: list[np.ndarray], ridge: float = 1.0, calib_s
         band = tok.decode(ids)[: len(x)]
         decoded.append((band, (x - full).astype(np.float64), (x - (full - band)).astype(np.float32)))
     lines = detect_lines([r for _, r, _ in decoded], fs, min_ratio=line_min_ratio)
+    gains = None
+    if coherent_lines and lines:
+        gains = fit_line_gains([(b, r) for b, r, _ in decoded], fs, lines)
+        decoded = [(b, r - coherent_line_tones(b, fs, lines, gains), t) for b, r, t in decoded]
     feats, targets, seg_ids, amps, recs = [], [], [], [], []
     first = 0
     for band, r, _ in decoded:
@@ -245,10 +303,13 @@ def fit_texture_bank(tok, signals: list[np.ndarray], ridge: float = 1.0, calib_s
         recordings=torch.tensor(recs, dtype=torch.int64).reshape(-1, 2),
         line_hz=torch.tensor(lines, dtype=torch.float64),
         line_amp=torch.from_numpy(np.concatenate(amps).astype(np.float32)).reshape(first, len(lines)),
-        n_fft=n_fft, hop=hop, fs=fs)
+        n_fft=n_fft, hop=hop, fs=fs,
+        line_gain=None if gains is None else torch.tensor(np.stack([gains.real, gains.imag], 1), dtype=torch.float32))
     steps = _calibrate(bank, [(b, t) for b, _, t in decoded[:calib_signals]],
                        float(getattr(tok.config, "texture_adc_step_mv", 0.0)), seg)
-    stats = {"lines_hz": lines, "segments": int(first), "recordings": len(recs), "frames": int(len(X)),
+    line_gains = None if gains is None else [[float(g.real), float(g.imag)] for g in gains]
+    stats = {"lines_hz": lines, "line_gains": line_gains, "segments": int(first), "recordings": len(recs),
+             "frames": int(len(X)),
              "r2_log_power": float(1 - res.var() / Y.var()), "calibration_mean_abs_step": steps}
     return bank, stats
 
