@@ -323,8 +323,6 @@ class ECGPipeline:
         req = self._request("forecast", request, deprecated_kwargs, _FORECAST_LEGACY, num_samples=num_samples,
                             seconds=seconds, seed=seed, defaults={"num_samples": 16, "seconds": 5.0})
         if self._beat is not None:  # LM v3: the prefix's beats are the prompt (ecg2llm.lm.beat_forecast)
-            from dataclasses import replace
-
             from ecg2llm.lm.beat_forecast import forecast_beats
 
             x = self._prefix_signal(prefix_mv, self.fs if fs is None else fs)
