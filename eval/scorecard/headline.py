@@ -81,7 +81,10 @@ class CalibrationSettings:
     disc_clusters: int = 3  # the set's windows form 3 k-means groups, one per fold
     disc_folds: int = 3
     disc_spread_draws: int = 5  # the discriminator is the mean of this many draws, for the set and each band draw
+    memo_align: str = "beat"  # copy search: "beat" = beat-aligned segments, any offset ("grid": 10-s windows
+    #                            at memo_stride_s, the search before the shift-invariant index)
     memo_stride_s: float = 2.5
+    memo_anchors: int = 2      # a window is searched from its first this many anchors (beat alignment)
     copy_quantile: float = 0.01
     pool_per_record: int | None = None  # cap band-pool windows per record (small test setups only)
     seed: int = 0
@@ -195,9 +198,10 @@ class Calibration:
 
     # ------------------------------------------------------------------------------ building blocks
     def _memo(self) -> None:
-        """The copy search: an exact 1-NN index over every window the LM trained on (every MIT-BIH record and
+        """The copy search: an exact 1-NN index over every training segment the LM saw (every MIT-BIH record and
         lead, every CinC 2017 recording of its ``training_data.json``; without one: MLII of ``lm_train_records``),
-        and the copy threshold from the band pool's distances to it (the same search)."""
+        beat-aligned so that a copy at any offset is found, and the copy threshold from the band pool's
+        distances to it (the same search)."""
         from .metrics.memorization_index import TrainingIndex
 
         sc, s = self.scorer, self.settings
@@ -207,15 +211,33 @@ class Calibration:
             "written_by": "eval/scorecard/headline.py fallback: no training_data.json, MLII of the LM training records"}
         self.index = TrainingIndex.build(spec, sc.embedder, sc.data_dir, window_s=sc.settings.window_s,
                                          stride_s=s.memo_stride_s, cache_dir=sc.cache, progress=sc.verbose,
-                                         log=sc._log)
+                                         log=sc._log, align=s.memo_align)
         self.memo_names = self.index.names  # "<corpus>:<recording>[:<lead>]@<start sample>" of each window
-        d, _ = self.index.query(self.pool_f.emb)
+        d, _ = self.nearest(self.pool.x, self.pool.fs)
         self.pool_nn = d
         self.copy_threshold = float(np.quantile(d, s.copy_quantile))
 
-    def nearest(self, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Distance to, and index of, each embedding's nearest LM-training window (:attr:`index`)."""
-        return self.index.query(emb)
+    def nearest(self, windows: np.ndarray, fs: float = 360.0) -> tuple[np.ndarray, np.ndarray]:
+        """Distance to, and index of, each window's nearest LM-training segment (:attr:`index`, searched from
+        the window's beats), cached per window bytes under the scorer's cache folder."""
+        sc, s = self.scorer, self.settings
+        x = np.ascontiguousarray(windows, np.float32)
+        path = None
+        if sc.cache is not None and self.index.key:
+            key = cache_key("memo-query-v1", self.index.key, s.memo_anchors, float(fs), x.shape, x.tobytes())
+            path = sc.cache / "memo" / f"{key}.npz"
+            if path.is_file():
+                with np.load(path, allow_pickle=False) as z:
+                    return z["d"], z["i"]
+        d, i = self.index.query_windows(x, sc.embedder, fs=fs, max_anchors=s.memo_anchors)
+        if path is not None:
+            from ecg2llm.core.io import atomic_path
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                with open(tmp, "wb") as f:
+                    np.savez(f, d=d, i=i)
+        return d, i
 
     def _disc_real(self) -> None:
         sc, s = self.scorer, self.settings
@@ -377,15 +399,16 @@ class Calibration:
         cand = np.flatnonzero(np.isin(self.pool.records, held) & self.pool_free)
         return np.sort(rng.choice(cand, n, replace=n > len(cand)))
 
-    def values(self, feats, memorization: bool = True, nearest=None, disc=None) -> dict[str, float]:
+    def values(self, feats, memorization: bool = True, nearest=None, disc=None,
+               windows=None) -> dict[str, float]:
         """A set's headline (and per-measurement) values: the mean over the draws' references.
-        ``nearest``: :meth:`nearest` of ``feats.emb`` if the caller has it already; ``disc``: its
-        :meth:`disc_mean` draws likewise."""
+        ``nearest``: :meth:`nearest` of the set's windows if the caller has it already (else ``windows``, the
+        ``(N, T)`` windows at 360 Hz, are searched); ``disc``: its :meth:`disc_mean` draws likewise."""
         clin = feats.clinical()
         d = np.mean([self.distances(feats.emb, clin, b) for b in range(len(self.draws))], axis=0)
         out = self._aggregate(d)
         if memorization:
-            nn, _ = nearest if nearest is not None else self.nearest(feats.emb)
+            nn, _ = nearest if nearest is not None else self.nearest(_need(windows))
             out["memorization"] = float((nn < self.copy_threshold).mean())
         out.update(self.window.shares(feats.phys))
         out["discriminator"] = float(np.mean(disc if disc is not None else self.disc_mean(feats)))
@@ -393,7 +416,7 @@ class Calibration:
             out["discriminator_lm"] = float(np.mean(self.disc_mean(feats, real=self.lm_only["real"])))
         return out
 
-    def near_copies(self, feats, names=None, nearest=None) -> dict:
+    def near_copies(self, feats, names=None, nearest=None, windows=None) -> dict:
         """The windows the memorization headline counts, and the LM-training windows they sit next to.
 
         ``{"n", "by_record": {record: count}, "windows": [{"window", "train_window", "distance"}]}``, nearest
@@ -401,7 +424,7 @@ class Calibration:
         sample offsets only, never header data). ``names``: the set's window names (index otherwise);
         ``nearest`` as in :meth:`values`.
         """
-        nn, idx = nearest if nearest is not None else self.nearest(feats.emb)
+        nn, idx = nearest if nearest is not None else self.nearest(_need(windows))
         hit = np.flatnonzero(nn < self.copy_threshold)
         hit = hit[np.argsort(nn[hit])]
         rows = [{"window": names[i] if names is not None else int(i), "train_window": self.memo_names[idx[i]],
@@ -413,13 +436,14 @@ class Calibration:
         return {"n": len(rows), "threshold": round(float(self.copy_threshold), 4),
                 "by_record": dict(sorted(by.items(), key=lambda kv: (-kv[1], kv[0]))), "windows": rows}
 
-    def headline(self, feats, memorization: bool = True, names=None) -> dict:
+    def headline(self, feats, memorization: bool = True, names=None, windows=None) -> dict:
         """``{"headline": {metric: {value, real_band, verdict}}, "verdict", "clinical": {...}}``.
 
-        ``memorization=False`` (a set drawn from the training records themselves, e.g. the real-DS1 row)
-        reports memorization as None, outside the verdict.
+        ``windows``: the set's ``(N, T)`` windows at 360 Hz (the copy search reads the waveform, from its
+        beats; required unless ``memorization=False``). ``memorization=False`` (a set drawn from the training
+        records themselves, e.g. the real-DS1 row) reports memorization as None, outside the verdict.
         """
-        nearest = self.nearest(feats.emb) if memorization else None  # shared by both
+        nearest = self.nearest(_need(windows)) if memorization else None  # shared by both
         disc = self.disc_mean(feats)
         vals = self.values(feats, memorization, nearest=nearest, disc=disc)
         bands = self.band(len(feats))
@@ -510,6 +534,13 @@ class Calibration:
             "window_thresholds": self.window.describe(),
             "meanings": HEADLINE,
         }
+
+
+def _need(windows) -> np.ndarray:
+    if windows is None:
+        raise ValueError("the memorization headline searches the set's windows from their beats: pass windows= "
+                         "(the (N, T) windows at 360 Hz the features were computed on)")
+    return windows
 
 
 def _band_key(scorer, s: CalibrationSettings, n: int) -> str:
