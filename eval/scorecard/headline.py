@@ -39,7 +39,8 @@ from scipy.stats import wasserstein_distance
 from ..data import real_windows
 from .clinical import FEATURES, GROUPS
 from .features import FEATURE_VERSION, PSD_BANDS, QUANTILES, cache_key
-from .metrics import frechet_distance
+from .metrics.discriminative import parallel_map
+from .metrics.fidelity import frechet_from_stats, reference_stats
 from .pool import POOL_VALID, check_pool
 from .references import tokenizer_roundtrip_windows
 from .window_metrics import WINDOW_HEADLINE, WindowJudge
@@ -313,23 +314,38 @@ class Calibration:
         x = np.concatenate([xr[ir], xf[jf]])
         y = np.r_[np.zeros(n, int), np.ones(n, int)]
         groups = np.r_[[f"r{g}" for g in gr[ir]], [f"c{c}" for c in cl]]
+        jobs = [(tr, te, i, cols) for tr, te in StratifiedGroupKFold(s.disc_folds, shuffle=True,
+                                                                      random_state=seed).split(x, y, groups)
+                for i, cols in enumerate(column_sets)]
+
+        def fit(job):
+            tr, te, i, cols = job
+            xc = x if cols is None else x[:, cols]
+            clf = HistGradientBoostingClassifier(
+                max_iter=60, max_leaf_nodes=15, min_samples_leaf=int(min(20, max(2, len(tr) // 16))),
+                early_stopping=False, random_state=seed,
+            )
+            clf.fit(xc[tr], y[tr])
+            return i, int((clf.predict(xc[te]) == y[te]).sum())
+
         correct = [0] * len(column_sets)
-        for tr, te in StratifiedGroupKFold(s.disc_folds, shuffle=True, random_state=seed).split(x, y, groups):
-            for i, cols in enumerate(column_sets):
-                xc = x if cols is None else x[:, cols]
-                clf = HistGradientBoostingClassifier(
-                    max_iter=60, max_leaf_nodes=15, min_samples_leaf=int(min(20, max(2, len(tr) // 16))),
-                    early_stopping=False, random_state=seed,
-                )
-                with threadpool_limits(limits=1, user_api="openmp"):
-                    clf.fit(xc[tr], y[tr])
-                    correct[i] += int((clf.predict(xc[te]) == y[te]).sum())
+        with threadpool_limits(limits=1, user_api="openmp"):
+            for i, c in parallel_map(fit, jobs):
+                correct[i] += c
         return [c / len(y) for c in correct]
 
-    def distances(self, emb: np.ndarray, clin: np.ndarray, draw: int) -> np.ndarray:
-        """``[embedding FD, per-measurement distances...]`` of one set against draw ``draw``'s reference."""
+    def distances(self, emb: np.ndarray, clin: np.ndarray, draw: int, emb_stats=None) -> np.ndarray:
+        """``[embedding FD, per-measurement distances...]`` of one set against draw ``draw``'s reference.
+        ``emb_stats``: ``(mean, covariance)`` of ``emb`` when the caller compares it with every draw."""
         m = self.draws[draw][1]
-        fd = frechet_distance(self.ref_emb[m], emb)
+        if not hasattr(self, "_ref_stats"):  # each draw's reference mean, covariance root, trace: once
+            self._ref_stats: dict[int, tuple] = {}
+        if draw not in self._ref_stats:
+            self._ref_stats[draw] = reference_stats(self.ref_emb[m])
+        if emb_stats is None:
+            e = np.asarray(emb, np.float64)
+            emb_stats = (e.mean(0), np.cov(e, rowvar=False))
+        fd = frechet_from_stats(self._ref_stats[draw], emb_stats)
         return np.r_[fd, feature_distances(self.ref_clin[m], clin, self.scale)]
 
     def _aggregate(self, d: np.ndarray) -> dict[str, float]:
@@ -404,8 +420,13 @@ class Calibration:
         """A set's headline (and per-measurement) values: the mean over the draws' references.
         ``nearest``: :meth:`nearest` of the set's windows if the caller has it already (else ``windows``, the
         ``(N, T)`` windows at 360 Hz, are searched); ``disc``: its :meth:`disc_mean` draws likewise."""
+        from threadpoolctl import threadpool_limits
+
         clin = feats.clinical()
-        d = np.mean([self.distances(feats.emb, clin, b) for b in range(len(self.draws))], axis=0)
+        e = np.asarray(feats.emb, np.float64)
+        stats = (e.mean(0), np.cov(e, rowvar=False))  # the set's side of every draw's Fréchet distance
+        with threadpool_limits(limits=1, user_api="blas"):  # 64 x 64 algebra: threads only spin on a busy machine
+            d = np.mean([self.distances(feats.emb, clin, b, stats) for b in range(len(self.draws))], axis=0)
         out = self._aggregate(d)
         if memorization:
             nn, _ = nearest if nearest is not None else self.nearest(_need(windows))
