@@ -104,7 +104,10 @@ def main(argv=None):
     from ecg2llm.eval.scorecard.headline import leave_one_out_pass
 
     # the yardstick of "clean as real": each real band draw judged against the others' band, every headline
-    real_ref = leave_one_out_pass(scorer.calibration().draw_values_cached(a.n))
+    cal = scorer.calibration()
+    real_ref = leave_one_out_pass(cal.draw_values_cached(a.n))
+    real_ref["values"] = cal.draw_values_cached(a.n)  # every headline on every real draw, in draw order
+    real_ref["held_out"] = [[str(r) for r in held] for held, _ in cal.draws]  # the patients each draw held out
     table = matrix_markdown(rows, DEFECTS)
     caught = {d: [k for k, h in r["headline"].items() if h["verdict"] == "worse"] for d, r in rows.items()}
     result = {

@@ -328,3 +328,13 @@ def test_copy_search_anchors_are_the_same_wherever_a_window_is_cut(data_dir):
     assert np.allclose(d, 0.0)
     with pytest.raises(ValueError, match="query windows"):
         query_segments(np.zeros((2, 100)))
+
+
+def test_shipped_lm_training_data_is_found_by_name():
+    """``training_data="default"`` reads the shipped folder's file (the copy search covers CinC 2017 and every
+    lead): a wrong package path once made every shipped name fall back to MLII of the MIT-BIH records."""
+    from ecg2llm.eval.scorecard.pool import find_training_data
+
+    spec, src = find_training_data("default")
+    assert src is not None and src.endswith("lm/pretrained/default/training_data.json")
+    assert spec["cinc2017"]["used"] and "V1" in spec["mitdb"]["leads"]

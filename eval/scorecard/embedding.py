@@ -128,7 +128,7 @@ class Embedder:
         """Embed ``(N, T)`` windows in mV at ``fs`` (resampled to the network's rate if needed).
 
         ``any_length``: accept segments of another length than ``window_s`` (the network is convolutional with
-        global pooling; the memorization index embeds 7.5-s beat-aligned segments this way). Embeddings of
+        global pooling; the memorization index embeds 5-s beat-aligned segments this way). Embeddings of
         different lengths are comparable only with each other, never with 10-s windows'.
 
         Returns

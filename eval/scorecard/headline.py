@@ -593,7 +593,11 @@ def leave_one_out_pass(vals: dict[str, list[float]], keys=tuple(HEADLINE)) -> di
     Returns
     -------
     dict
-        ``passed`` and ``draws`` (counts), ``rate``, and ``worse`` (per metric, draws above the others' band).
+        ``passed`` and ``draws`` (counts), ``rate``, ``worse`` (per metric, draws above the others' band),
+        ``failed`` (each failing draw and the metrics it fails), ``draws_per_metric`` and
+        ``expected_rate_if_independent``: the product over metrics of ``1 - 1 / N_k`` (a draw judged against the
+        ``N_k - 1`` others holds their new maximum with probability ``1 / N_k``), what exchangeable real draws
+        pass when no two metrics are correlated.
     """
     keys = [k for k in keys if k in vals]
     if not keys:
@@ -607,5 +611,11 @@ def leave_one_out_pass(vals: dict[str, list[float]], keys=tuple(HEADLINE)) -> di
         for i in range(d):
             worse[i, j] = v[i] > np.delete(v, i).max()
     passed = int((~worse.any(axis=1)).sum())
+    failed = [{"draw": int(i), "metrics": [k for j, k in enumerate(keys) if worse[i, j]]}
+              for i in range(d) if worse[i].any()]
+    # a [min, max] band of N exchangeable draws is left by a new draw on one metric with probability 1 / (N + 1):
+    # the all-pass rate expected of a real set when the metrics are independent (the worst case)
+    expected = float(np.prod([1.0 - 1.0 / len(vals[k]) for k in keys]))
     return {"passed": passed, "draws": int(d), "rate": passed / d,
-            "worse": {k: int(worse[:, j].sum()) for j, k in enumerate(keys)}}
+            "worse": {k: int(worse[:, j].sum()) for j, k in enumerate(keys)}, "failed": failed,
+            "draws_per_metric": {k: len(vals[k]) for k in keys}, "expected_rate_if_independent": expected}

@@ -17,18 +17,20 @@ cut at **anchors**, samples fixed by the signal itself rather than by where a wi
   record 208's first two minutes). The rule reads only the signal within ~0.6 s of the anchor, so a
   window cut anywhere from a training signal has, away from its edges, **exactly** the training signal's
   anchors (no detector state, no window-level threshold);
-* a segment is the ``SEGMENT_S`` (7.5 s) of signal from ``PRE_S`` (0.25 s) before an anchor. The index holds
+* a segment is the ``SEGMENT_S`` (5 s) of signal from ``PRE_S`` (0.25 s) before an anchor. The index holds
   the segment of every anchor of every training signal; a 10-s query window is searched from each of its
-  first ``max_anchors`` (2) anchors whose segment fits in it (an anchor in ``[0.6 s, 2.75 s]``), and its
+  first ``max_anchors`` (2) anchors whose segment fits in it (an anchor in ``[0.6 s, 5.25 s]``), and its
   distance is the smallest. A copy of training signal at any offset therefore meets its own source segment:
-  distance 0.
+  distance 0. Why 5 s and not the whole window: a segment must fit after an anchor inside the window, and the
+  embedding's cost (the cold start embeds ~3 x 10^5 segments) grows with its length; 5 s is half a window, so
+  a window that repeats half a window of a training signal is a copy too.
 
-The embedding is the frozen scorecard network (fully convolutional, global pooling: it takes 7.5-s input as
+The embedding is the frozen scorecard network (fully convolutional, global pooling: it takes 5-s input as
 it takes 10-s input). For ``default`` (LM v2d) the index holds ~10^5 MIT-BIH and ~2.4 x 10^5 CinC segments,
 64-d float32.
 
 Search: exact Euclidean 1-NN (blocked float32 matrix products, :func:`nearest`). Why exact and not an
-approximate index (faiss, pynndescent): at ~3 x 10^5 x 64 an exact query of 2,000 segments is a ~8 x 10^10
+approximate index (faiss, pynndescent): at ~3 x 10^5 x 64 an exact query of 2,000 segments is a ~4 x 10^10
 multiply-add product (seconds on 2 cores), so approximation buys little here, and an ANN's missed neighbours
 would *under*-count copies, the one error a privacy check must not make. Beyond ~10^7 segments an IVF index
 would be the next step.
@@ -48,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 FS = 360.0
-SEGMENT_S = 7.5   # segment length (s): an anchor in the first 2.75 s of a 10-s window leaves room for it
+SEGMENT_S = 5.0   # segment length (s): an anchor in the first 5.25 s of a 10-s window leaves room for it
 PRE_S = 0.25      # the segment starts this long before its anchor (the P wave of the anchor's beat)
 NMS_S = 0.5       # an anchor is the strict maximum of the slope energy within +- this
 ENERGY_S = 0.1    # slope energy summed over this window (a QRS is ~0.1 s)
@@ -98,7 +100,7 @@ def query_segments(windows: np.ndarray, fs: float = FS, max_anchors: int = 2) ->
 
     Returns ``(segments (M, SEGMENT_S * fs), owner (M,))``: up to ``max_anchors`` segments per window (its first
     anchors whose segment fits), and which window each belongs to. A window without such an anchor (flat, or no
-    beat in its first 2.75 s) is searched with its first ``SEGMENT_S`` instead (not aligned: reported as such by
+    beat in its first 5.25 s) is searched with its first ``SEGMENT_S`` instead (not aligned: reported as such by
     :meth:`TrainingIndex.query_windows`).
     """
     x = np.asarray(windows, np.float32)
