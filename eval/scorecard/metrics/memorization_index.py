@@ -29,8 +29,8 @@ The embedding is the frozen scorecard network (fully convolutional, global pooli
 it takes 10-s input). For ``default`` (LM v2d) the index holds ~10^5 MIT-BIH and ~2.4 x 10^5 CinC segments,
 64-d float32.
 
-Search: exact Euclidean 1-NN (blocked float32 matrix products, :func:`nearest`). Why exact and not an
-approximate index (faiss, pynndescent): at ~3 x 10^5 x 64 an exact query of 2,000 segments is a ~4 x 10^10
+Search: exact Euclidean 1-NN (blocked float32 products with a running minimum, :func:`nearest`). Why exact
+and not an approximate index (faiss, pynndescent): at ~3 x 10^5 x 64 an exact query of 2,000 segments is a ~4 x 10^10
 multiply-add product (seconds on 2 cores), so approximation buys little here, and an ANN's missed neighbours
 would *under*-count copies, the one error a privacy check must not make. Beyond ~10^7 segments an IVF index
 would be the next step.
@@ -145,11 +145,14 @@ def _beat_segments(sig: np.ndarray, fs: float = FS) -> tuple[np.ndarray, np.ndar
     return np.lib.stride_tricks.sliding_window_view(x, seg)[starts], starts
 
 
-def nearest(index: np.ndarray, q: np.ndarray, block: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def nearest(index: np.ndarray, q: np.ndarray, block: int = 1024, chunk: int = 16384) -> tuple[np.ndarray, np.ndarray]:
     """Exact Euclidean 1-NN of each row of ``q`` among the rows of ``index``: ``(distance, row)``.
 
-    Blocked ``|q|^2 - 2 q.x + |x|^2`` in float32 (one BLAS product per block of ``block`` queries); the winner's
-    distance is recomputed exactly in float64, so a copy reads 0, not float32 rounding of a large sum.
+    ``|x|^2 - 2 q.x`` (the ranking of ``|q - x|^2`` for each query) in float32, over ``block`` queries x
+    ``chunk`` index rows at a time with a running minimum, so each product stays in cache (4x faster than one
+    ``block x len(index)`` product per block, measured on 2,000 queries x 343,821 rows); ties keep the first row.
+    The winner's distance is recomputed exactly in float64, so a copy reads 0, not float32 rounding of a large
+    sum.
     """
     q = np.ascontiguousarray(q, np.float32)
     x = np.ascontiguousarray(index, np.float32)
@@ -158,10 +161,19 @@ def nearest(index: np.ndarray, q: np.ndarray, block: int = 512) -> tuple[np.ndar
     i_out = np.empty(len(q), np.int64)
     for a in range(0, len(q), block):
         qb = q[a: a + block]
-        s = xx[None, :] - 2.0 * (qb @ x.T)  # |x|^2 - 2 q.x: the ranking of |q - x|^2 for each row of qb
-        j = np.argmin(s, axis=1)
-        i_out[a: a + len(qb)] = j
-        diff = qb.astype(np.float64) - x[j].astype(np.float64)
+        best = np.full(len(qb), np.inf, np.float32)
+        arg = np.zeros(len(qb), np.int64)
+        rows = np.arange(len(qb))
+        for b in range(0, len(x), chunk):
+            s = qb @ x[b: b + chunk].T
+            s *= -2.0
+            s += xx[b: b + chunk]
+            j = np.argmin(s, axis=1)
+            v = s[rows, j]
+            upd = v < best
+            best[upd], arg[upd] = v[upd], j[upd] + b
+        i_out[a: a + len(qb)] = arg
+        diff = qb.astype(np.float64) - x[arg].astype(np.float64)
         d_out[a: a + len(qb)] = np.sqrt((diff * diff).sum(axis=1))
     return d_out, i_out
 
