@@ -219,8 +219,12 @@ def test_leave_one_out_pass_counts_draws_above_the_others_band():
     vals = {"embedding": [1.0, 2.0, 3.0, 10.0], "discriminator": [0.9, 0.5, 0.5, 0.5, 0.4],
             "memorization": [0.0, 0.0, 0.0, 0.0]}  # ties at the top are inside the others' band
     res = leave_one_out_pass(vals)
-    assert res == {"passed": 2, "draws": 4, "rate": 0.5, "worse": {"embedding": 1, "discriminator": 1,
-                                                                   "memorization": 0}}
+    assert {k: res[k] for k in ("passed", "draws", "rate", "worse")} == {
+        "passed": 2, "draws": 4, "rate": 0.5, "worse": {"embedding": 1, "discriminator": 1, "memorization": 0}}
+    assert res["failed"] == [{"draw": 0, "metrics": ["discriminator"]}, {"draw": 3, "metrics": ["embedding"]}]
+    assert res["draws_per_metric"] == {"embedding": 4, "discriminator": 5, "memorization": 4}
+    # each metric's new maximum lands on a given draw 1 time in N: (1 - 1/4) (1 - 1/5) (1 - 1/4)
+    assert res["expected_rate_if_independent"] == pytest.approx(0.75 * 0.8 * 0.75)
     assert leave_one_out_pass({"embedding": [0.0, 3.0, 3.0]})["passed"] == 3  # below the others: "better", passes
     with pytest.raises(ValueError, match="3 draws"):
         leave_one_out_pass({"embedding": [1.0, 2.0]})
