@@ -107,6 +107,7 @@ class BenchConfig:
     stage_timeout: float = 3600.0  # seconds before a stage is stopped
     score_cache: str | None = None  # score stage: a persistent eval cache (warm: index, pool features and bands
     #                                 built by an earlier run are reused; the setup row is then not a cold start)
+    score_profile: bool = False  # score stage: run the timed scoring under cProfile, top functions in the result
 
     def __post_init__(self):
         unknown = [s for s in self.stages if s not in STAGE_NAMES]

@@ -78,7 +78,7 @@ def main(argv=None):
     a = parse_config(PlantedConfig, argv, description=__doc__)
 
     from ecg2llm.eval.scorecard.planted import DEFECTS, INVARIANT, PlantedDefects
-    from ecg2llm.eval.scorecard.pool import POOL_VALID
+    from ecg2llm.eval.scorecard.pool import POOL_VALID, cinc_recordings
     from ecg2llm.eval.scorecard.scorer import Scorer
 
     t0 = time.time()
@@ -93,8 +93,9 @@ def main(argv=None):
     write_run_info(out, config_to_dict(a))  # the resolved config (defaults < YAML < flags)
     settings = {f.name: getattr(a, f.name) for f in dataclasses.fields(ScoreSettings)}
     scorer = Scorer(ScoreSettings(**settings))
-    scorer.calibration()
-    planted = PlantedDefects(records, n=a.n, data_dir=scorer.data_dir, seed=a.seed)
+    spec = scorer.calibration().settings.training_data  # the copies are of what the scored LM trained on
+    cinc = cinc_recordings(spec, scorer.data_dir) if spec else None
+    planted = PlantedDefects(records, n=a.n, data_dir=scorer.data_dir, seed=a.seed, cinc_records=cinc)
     rows = {}
     for d in defects:
         row = scorer.score_windows(d, planted.make(d))
@@ -103,7 +104,10 @@ def main(argv=None):
     from ecg2llm.eval.scorecard.headline import leave_one_out_pass
 
     # the yardstick of "clean as real": each real band draw judged against the others' band, every headline
-    real_ref = leave_one_out_pass(scorer.calibration().draw_values_cached(a.n))
+    cal = scorer.calibration()
+    real_ref = leave_one_out_pass(cal.draw_values_cached(a.n))
+    real_ref["values"] = cal.draw_values_cached(a.n)  # every headline on every real draw, in draw order
+    real_ref["held_out"] = [[str(r) for r in held] for held, _ in cal.draws]  # the patients each draw held out
     table = matrix_markdown(rows, DEFECTS)
     caught = {d: [k for k, h in r["headline"].items() if h["verdict"] == "worse"] for d, r in rows.items()}
     result = {

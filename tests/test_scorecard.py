@@ -143,6 +143,14 @@ def test_planted_defects_built_correctly(data_dir):
     mix = [np.median(rr(sets["beat_mix"].x[i])) / np.median(rr(base[i])) for i in range(len(base))]
     assert np.allclose(mix, 1.0, atol=0.1) and not np.allclose(sets["beat_mix"].x, base, atol=0.05)
     assert sets["cinc_copy"].x.shape == base.shape and np.isfinite(sets["cinc_copy"].x).all()
+    # off-grid copies: the first half are exact slices of 208 (MLII or V1) starting 1.25 s + k x 2.5 s
+    from ecg2llm.tokenizer.data import read_record
+
+    v1 = read_record("208", pd.root, lead="V1", fs=FS, annotations=False).signal.astype(np.float32)
+    for w in sets["copy_offgrid"].x[: len(base) // 2]:
+        starts = [h for sig in (sig208, v1) for h in np.flatnonzero(sig[: len(sig) - 3600] == w[0])
+                  if np.array_equal(sig[h: h + 3600], w)]
+        assert starts and all(h % 900 == 450 for h in starts), starts
 
 
 # ------------------------------------------------------------------------------------------ bands
@@ -211,8 +219,12 @@ def test_leave_one_out_pass_counts_draws_above_the_others_band():
     vals = {"embedding": [1.0, 2.0, 3.0, 10.0], "discriminator": [0.9, 0.5, 0.5, 0.5, 0.4],
             "memorization": [0.0, 0.0, 0.0, 0.0]}  # ties at the top are inside the others' band
     res = leave_one_out_pass(vals)
-    assert res == {"passed": 2, "draws": 4, "rate": 0.5, "worse": {"embedding": 1, "discriminator": 1,
-                                                                   "memorization": 0}}
+    assert {k: res[k] for k in ("passed", "draws", "rate", "worse")} == {
+        "passed": 2, "draws": 4, "rate": 0.5, "worse": {"embedding": 1, "discriminator": 1, "memorization": 0}}
+    assert res["failed"] == [{"draw": 0, "metrics": ["discriminator"]}, {"draw": 3, "metrics": ["embedding"]}]
+    assert res["draws_per_metric"] == {"embedding": 4, "discriminator": 5, "memorization": 4}
+    # each metric's new maximum lands on a given draw 1 time in N: (1 - 1/4) (1 - 1/5) (1 - 1/4)
+    assert res["expected_rate_if_independent"] == pytest.approx(0.75 * 0.8 * 0.75)
     assert leave_one_out_pass({"embedding": [0.0, 3.0, 3.0]})["passed"] == 3  # below the others: "better", passes
     with pytest.raises(ValueError, match="3 draws"):
         leave_one_out_pass({"embedding": [1.0, 2.0]})
@@ -278,6 +290,55 @@ def test_near_copies_name_the_training_windows_a_set_reproduces(small_scorer, da
         assert d == sorted(d) and all(x < nc["threshold"] for x in d)
         names = set(pd.make(name).names)
         assert all(w["window"] in names for w in nc["windows"])
-        if name == "train_copy":  # keys name corpus, record and lead ("mitdb:106:MLII")
-            assert nc["n"] >= 0.5 * row["n_windows"] and {k.split(":")[1] for k in nc["by_record"]} <= {"106", "109"}
+        if name == "train_copy":  # keys name corpus, record and lead ("mitdb:106:MLII"); copies at random
+            # offsets are found (the beat-aligned search: with a 10-s grid at a 10-s hop, 0.5 were)
+            assert nc["n"] >= 0.9 * row["n_windows"] and {k.split(":")[1] for k in nc["by_record"]} <= {"106", "109"}
     assert "near_copies" not in small_scorer.score_windows("ds1", pd.make("train_copy"), memorization=False)
+
+
+def test_copy_search_anchors_are_the_same_wherever_a_window_is_cut(data_dir):
+    """The beat-aligned copy search's anchors read only the signal around them: a 10-s window cut from a
+    record at any sample has, inside it, exactly the record's anchors, so its query segments are segments the
+    index holds (a copy at any offset meets its source); at most one anchor per beat."""
+    from ecg2llm.eval.scorecard.metrics.memorization_index import (
+        _beat_segments,
+        _segment_starts,
+        anchors,
+        nearest,
+        query_segments,
+    )
+    from ecg2llm.eval.scorecard.planted import _record
+
+    full, peaks = _record("208", str(data_dir))
+    sig = full[: 120 * 360].astype(np.float32)
+    a = anchors(sig)
+    beats = int((peaks < len(sig)).sum())
+    # 208 at ~100 bpm with PVCs: a beat within 0.5 s of a larger one is not an anchor (measured 135 of 207)
+    assert 0.5 * beats <= len(a) <= beats + 10 and np.all(np.diff(a) > 0.5 * FS)
+    segs, starts = _beat_segments(sig)
+    held = set(starts.tolist())
+    rng = np.random.default_rng(0)
+    found = 0
+    for o in rng.integers(0, len(sig) - 3600, 40):
+        w = sig[o: o + 3600]
+        aw = anchors(w) + o
+        assert set(aw.tolist()) <= set(a.tolist())  # no anchor a cut window invents
+        q = _segment_starts(3600, anchors(w))[:2] + o
+        found += bool(len(q)) and set(q.tolist()) <= held
+    assert found >= 38
+    q, owner = query_segments(sig[None, 1000: 4600])
+    assert q.shape[1] == segs.shape[1] and set(owner.tolist()) == {0}
+    d, i = nearest(segs.astype(np.float32)[:, ::50], q[:, ::50])  # exact rows: distance 0
+    assert np.allclose(d, 0.0)
+    with pytest.raises(ValueError, match="query windows"):
+        query_segments(np.zeros((2, 100)))
+
+
+def test_shipped_lm_training_data_is_found_by_name():
+    """``training_data="default"`` reads the shipped folder's file (the copy search covers CinC 2017 and every
+    lead): a wrong package path once made every shipped name fall back to MLII of the MIT-BIH records."""
+    from ecg2llm.eval.scorecard.pool import find_training_data
+
+    spec, src = find_training_data("default")
+    assert src is not None and src.endswith("lm/pretrained/default/training_data.json")
+    assert spec["cinc2017"]["used"] and "V1" in spec["mitdb"]["leads"]

@@ -31,7 +31,7 @@ import warnings
 
 import numpy as np
 
-from .metrics.physiology import detect_rpeaks
+from .metrics.physiology import detect_rpeaks_batch
 
 #: Feature groups; each group is one headline metric (:mod:`ecg2llm.eval.scorecard.headline`).
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -99,8 +99,10 @@ def texture_features(windows: np.ndarray, fs: float) -> dict[str, np.ndarray]:
     }
 
 
-def clinical_features(windows: np.ndarray, fs: float) -> dict[str, np.ndarray]:
+def clinical_features(windows: np.ndarray, fs: float, rpeaks=None) -> dict[str, np.ndarray]:
     """Every feature of :data:`FEATURES` for ``(N, T)`` windows in mV (see the module docstring).
+    ``rpeaks``: :func:`ecg2llm.eval.scorecard.metrics.physiology.detect_rpeaks_batch` of ``windows`` when the
+    caller has it (computed here otherwise).
 
     Returns
     -------
@@ -113,8 +115,9 @@ def clinical_features(windows: np.ndarray, fs: float) -> dict[str, np.ndarray]:
     out.update(texture_features(x, fs))
     templates: list[np.ndarray | None] = [None] * n
     cycles: list[tuple[int, int, float]] = [(0, 0, np.nan)] * n
+    all_peaks, all_cleaned = rpeaks if rpeaks is not None else detect_rpeaks_batch(x, fs)
     for i, w in enumerate(x):
-        peaks, cleaned = detect_rpeaks(w, fs)
+        peaks, cleaned = all_peaks[i], all_cleaned[i]
         for k, v in rr_features(peaks, fs).items():
             out[k][i] = v
         if len(peaks) < 2:

@@ -123,8 +123,13 @@ class Embedder:
         return cls(load_model(p), p)
 
     @torch.no_grad()
-    def embed(self, windows: np.ndarray, fs: float = 360.0, batch_size: int = 256) -> np.ndarray:
+    def embed(self, windows: np.ndarray, fs: float = 360.0, batch_size: int = 256,
+              any_length: bool = False) -> np.ndarray:
         """Embed ``(N, T)`` windows in mV at ``fs`` (resampled to the network's rate if needed).
+
+        ``any_length``: accept segments of another length than ``window_s`` (the network is convolutional with
+        global pooling; the memorization index embeds 5-s beat-aligned segments this way). Embeddings of
+        different lengths are comparable only with each other, never with 10-s windows'.
 
         Returns
         -------
@@ -138,7 +143,7 @@ class Embedder:
             from ecg2llm.tokenizer.data import resample
 
             x = np.stack([resample(w, float(fs), self.cfg.fs) for w in x]).astype(np.float32)
-        if x.shape[1] != self.cfg.window:
+        if x.shape[1] != self.cfg.window and not (any_length and x.shape[1] >= 64 * self.cfg.input_pool):
             raise EmbeddingError(
                 f"embedding expects {self.cfg.window_s:g}-s windows ({self.cfg.window} samples at "
                 f"{self.cfg.fs:g} Hz), got {x.shape[1]} samples"

@@ -107,7 +107,9 @@ def compute_features(windows: np.ndarray, fs: float, embedder: Embedder) -> Feat
     The clinical measurements of :mod:`ecg2llm.eval.scorecard.clinical` are stored in ``phys`` as ``c_<name>``.
     """
     from .clinical import clinical_features
+    from .metrics.physiology import detect_rpeaks_batch
 
-    phys = beat_features(windows, fs)
-    phys.update({f"c_{k}": v for k, v in clinical_features(windows, fs).items()})
+    rpeaks = detect_rpeaks_batch(windows, fs)  # once, for both (each used to detect them again)
+    phys = beat_features(windows, fs, rpeaks=rpeaks)
+    phys.update({f"c_{k}": v for k, v in clinical_features(windows, fs, rpeaks=rpeaks).items()})
     return Features(emb=embedder.embed(windows, fs), phys=phys, spectral=spectral_features(windows, fs))

@@ -27,6 +27,8 @@ MLII windows of patients no generator trained on (by default the validation reco
 ``rr_jitter_40ms`` every RR interval moved by an independent +-40 ms (uniform), beats themselves unchanged
 ``copy_208``       exact copies of MIT-BIH record 208 (MLII), which the v2 LMs trained on and the band pool held
 ``cinc_copy``      exact copies of CinC 2017 training recordings (resampled to 360 Hz, a 10-s window each)
+``copy_offgrid``   exact copies cut half a 2.5-s hop off the grid (1.25 s + k x 2.5 s), half from record 208 (MLII
+                   or V1), half from CinC 2017 training recordings: the worst case of a copy search on a fixed hop
 =================  =====================================================================================
 
 Beat-level edits go through :func:`warp_beats`, a piecewise-linear time warp that maps every output
@@ -71,7 +73,10 @@ DEFECTS: dict[str, str] = {
     "rr_jitter_40ms": "every RR interval moved by +-40 ms, beats unchanged",
     "copy_208": "exact copies of MIT-BIH record 208 (a v2 training record the band pool used to hold)",
     "cinc_copy": "exact copies of CinC 2017 training recordings",
+    "copy_offgrid": "exact copies of 208 and CinC 2017 training recordings, cut 1.25 s off a 2.5-s grid",
 }
+#: the hop of the grid ``copy_offgrid`` is cut off (the copy search's hop before it became beat-aligned)
+GRID_HOP_S = 2.5
 #: sets that must stay "as real": unchanged windows, and a change that carries no information about the heart
 INVARIANT = frozenset({"clean", "dc_offset"})
 #: seed index of each defect: the first ten keep the indices they had when they were the whole table
@@ -138,6 +143,15 @@ def warp_beats(src: np.ndarray, src_peaks: np.ndarray, out_peaks: np.ndarray, le
     return np.interp(src_t, np.arange(len(src)), src)
 
 
+def _offgrid_start(rng, last: int) -> int | None:
+    """A start sample half a grid hop off the :data:`GRID_HOP_S` grid (1.25 s + k x 2.5 s), at most ``last``."""
+    hop = int(round(GRID_HOP_S * FS))
+    k_max = (last - hop // 2) // hop
+    if k_max < 0:
+        return None
+    return int(rng.integers(0, k_max + 1)) * hop + hop // 2
+
+
 def _butter(x: np.ndarray, hz, btype: str, order: int = 4) -> np.ndarray:
     from scipy.signal import butter, sosfiltfilt
 
@@ -157,11 +171,16 @@ class PlantedDefects:
     seed : int
     train_records : sequence of str
         LM training records, the source of ``train_copy`` (default: DS1 minus validation).
+    cinc_records : sequence of str, optional
+        CinC 2017 recordings the LM trained on, the source of ``cinc_copy`` and ``copy_offgrid``
+        (:func:`ecg2llm.eval.scorecard.pool.cinc_recordings` of its ``training_data.json``; default: every
+        recording of the challenge's training set).
     """
 
     def __init__(self, records: Sequence[str] = DEFAULT_VALID, n: int = 300, data_dir=None, seed: int = 0,
-                 train_records: Sequence[str] | None = None):
+                 train_records: Sequence[str] | None = None, cinc_records: Sequence[str] | None = None):
         self.root = str(resolve_data_dir(data_dir))
+        self.cinc_records = list(cinc_records) if cinc_records else None
         self.records = tuple(str(r) for r in records)
         self.train_records = tuple(train_records or inter_patient_split().train)
         self.seed, self.n = seed, n
@@ -214,6 +233,7 @@ class PlantedDefects:
             "rr_jitter_40ms": lambda: self._rr_jitter_ms(rng, 40.0),
             "copy_208": lambda: self._record_copy(rng, "208"),
             "cinc_copy": lambda: self._cinc_copy(rng),
+            "copy_offgrid": lambda: self._copy_offgrid(rng),
         }
         out = np.ascontiguousarray(fn[defect](), dtype=np.float32)
         return WindowSet(x=out, fs=FS, names=[f"{defect}_{i:04d}" for i in range(len(out))],
@@ -294,20 +314,45 @@ class PlantedDefects:
         s = rng.integers(0, len(sig) - self.win, len(self.base))
         return np.stack([sig[int(a): int(a) + self.win] for a in s])
 
-    def _cinc_copy(self, rng) -> np.ndarray:
-        """Exact 10-s windows (at 360 Hz, as the LMs' stores resample them) of random CinC 2017 recordings."""
+    def _cinc_names(self) -> list[str]:
+        if self.cinc_records:
+            return sorted(self.cinc_records)
         from ecg2llm.tokenizer.cinc2017 import cinc2017_labels as read_cinc2017_labels
+
+        return sorted(read_cinc2017_labels(self.root))
+
+    def _cinc_copy(self, rng, offgrid: bool = False, n: int | None = None) -> np.ndarray:
+        """Exact 10-s windows (at 360 Hz, as the LMs' stores resample them) of random CinC 2017 training
+        recordings, at random offsets (``offgrid``: 1.25 s + k x 2.5 s)."""
         from ecg2llm.tokenizer.cinc2017 import read_cinc2017
 
-        names = sorted(read_cinc2017_labels(self.root))
+        names = self._cinc_names()
         out = []
-        while len(out) < len(self.base):
+        while len(out) < (len(self.base) if n is None else n):
             sig = read_cinc2017(str(rng.choice(names)), self.root, fs=FS)
             if len(sig) <= self.win:
                 continue
-            a = int(rng.integers(0, len(sig) - self.win))
+            a = _offgrid_start(rng, len(sig) - self.win) if offgrid else int(rng.integers(0, len(sig) - self.win))
+            if a is None:
+                continue
             out.append(np.asarray(sig[a: a + self.win], np.float64))
         return np.stack(out)
+
+    def _copy_offgrid(self, rng) -> np.ndarray:
+        """Half the set: record 208 (MLII or V1, both trained on) at 1.25 s + k x 2.5 s; half: CinC 2017
+        training recordings at such offsets."""
+        from ecg2llm.tokenizer.data import read_record
+
+        n208 = len(self.base) // 2
+        sigs = {lead: read_record("208", self.root, lead=lead, fs=FS, annotations=False).signal
+                for lead in ("MLII", "V1")}
+        a208 = []
+        for _ in range(n208):
+            sig = sigs[str(rng.choice(list(sigs)))]
+            a = _offgrid_start(rng, len(sig) - self.win)
+            a208.append(np.asarray(sig[a: a + self.win], np.float64))
+        cinc = self._cinc_copy(rng, offgrid=True, n=len(self.base) - n208)
+        return np.concatenate([np.stack(a208).reshape(-1, self.win), cinc])
 
     def _train_copy(self, rng) -> np.ndarray:
         out = []

@@ -89,7 +89,13 @@ def resolve_model(name: str) -> Path:
     p = Path(name)
     if p.is_dir():
         return p
-    return Path(__file__).resolve().parents[1] / "lm" / "pretrained" / name
+    # eval/scorecard/pool.py -> the package root (ecg2llm/, or the repo in an editable install), whose lm/ holds
+    # the shipped folders (parents[1] was eval/ itself: "default" was never found, and the copy search fell back
+    # to MLII of the MIT-BIH training records); shipped names go through lm/pretrained/aliases.json
+    from ecg2llm.core.hub import shipped_name
+
+    root = Path(__file__).resolve().parents[2] / "lm" / "pretrained"
+    return root / shipped_name(name, root)
 
 
 def check_pool(training_data: dict | None, source: str | None = None, pool=BAND_POOL) -> PoolCheck:

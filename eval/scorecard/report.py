@@ -260,10 +260,11 @@ def headline_tables(metrics: dict) -> list[str]:
         if nc is not None:
             recs = ", ".join(f"{k} ({v})" for k, v in list(nc["by_record"].items())[:8]) or "none"
             md += [f"Near copies (the memorization headline): {nc['n']} of {r['n_windows']} windows lie closer to "
-                   f"an LM-training window than 99 % of unseen real windows do (embedding distance < "
-                   f"{_fmt(nc['threshold'])}). Training records they sit next to (windows): {recs}.", ""]
+                   f"an LM-training segment than 99 % of unseen real windows do (embedding distance < "
+                   f"{_fmt(nc['threshold'])}; 5-s segments from each beat, so a copy at any offset is found). "
+                   f"Training records they sit next to (windows): {recs}.", ""]
             if nc["windows"]:
-                md += ["| window | nearest training window | distance |", "|---|---|---:|"]
+                md += ["| window | nearest training segment (start sample) | distance |", "|---|---|---:|"]
                 md += [f"| {w['window']} | {w['train_window']} | {_fmt(w['distance'])} |"
                        for w in nc["windows"][:10]] + [""]
     keys = list(meanings)

@@ -305,7 +305,8 @@ class Scorer:
         else:
             row.update({"memorization_ratio": None, "near_copy_rate": None})
         if self.settings.headline:
-            row.update(self.calibration().headline(feats, memorization=memorization, names=list(ws.names)))
+            row.update(self.calibration().headline(feats, memorization=memorization, names=list(ws.names),
+                                                   windows=ws.x))
         row["seconds"] = round(time.time() - t, 2)
         self.sets[name] = ScoredSet(name, ws, feats, row)
         self._log(

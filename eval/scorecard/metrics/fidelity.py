@@ -24,13 +24,26 @@ def frechet_distance(real: np.ndarray, fake: np.ndarray) -> float:
     identical sets. Biased upwards for small N (report it relative to a real-vs-real value at equal N).
     """
     a, b = _as2d(real, "real"), _as2d(fake, "fake")
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    return frechet_from_stats(reference_stats(a), (b.mean(0), np.cov(b, rowvar=False)))
+
+
+def reference_stats(real: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(mean, S^{1/2}, tr S)`` of a reference set: what :func:`frechet_from_stats` needs of it, computed once
+    when one reference is compared with many sets (the scorecard's band draws)."""
+    a = _as2d(real, "real")
+    s_a = np.cov(a, rowvar=False)
     w, v = np.linalg.eigh(s_a)
-    s_a_half = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    return a.mean(0), (v * np.sqrt(np.clip(w, 0, None))) @ v.T, float(np.trace(s_a))
+
+
+def frechet_from_stats(ref: tuple[np.ndarray, np.ndarray, float], fake: tuple[np.ndarray, np.ndarray]) -> float:
+    """:func:`frechet_distance` from :func:`reference_stats` of the reference and ``(mean, covariance)`` of the
+    other set (the same arithmetic, in the same order)."""
+    mu_a, s_a_half, tr_a = ref
+    mu_b, s_b = fake
     cross = np.linalg.eigvalsh(s_a_half @ s_b @ s_a_half)
     tr_sqrt = np.sqrt(np.clip(cross, 0, None)).sum()
-    d = float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2.0 * tr_sqrt)
+    d = float(((mu_a - mu_b) ** 2).sum() + tr_a + np.trace(s_b) - 2.0 * tr_sqrt)
     return max(d, 0.0)
 
 

@@ -52,6 +52,58 @@ def detect_rpeaks(x: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
     return _drop_edge_artifacts(peaks, cleaned, int(round(EDGE_S * fs))), cleaned
 
 
+def detect_rpeaks_batch(windows: np.ndarray, fs: float) -> tuple[list[np.ndarray], np.ndarray]:
+    """:func:`detect_rpeaks` of every row of ``(N, T)`` windows, the same peaks at a fraction of the cost.
+
+    The cleaning of ``neurokit2.ecg_clean(method="neurokit")`` (a 5th-order Butterworth 0.5 Hz high-pass by
+    ``sosfiltfilt``, then a 50 Hz moving-average ``filtfilt``) is the same arithmetic on each row, so it runs on
+    all rows in one vectorized call with the filter designed once (neurokit designs it per call: ~60 % of a
+    window's detection time); the peaks are then found per row by the public ``neurokit2.ecg_findpeaks``
+    (method ``"neurokit"``, what ``ecg_peaks`` calls without artifact correction), without building the
+    DataFrame ``ecg_peaks`` returns. ``tests/test_eval_metrics.py`` checks equality with :func:`detect_rpeaks`.
+
+    Returns ``(peaks per window, cleaned (N, T))``.
+    """
+    import neurokit2 as nk
+    from scipy.signal import butter, filtfilt, sosfiltfilt
+
+    x = np.asarray(windows, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"detect_rpeaks_batch expects (N, T) windows, got shape {x.shape}")
+    if not len(x):
+        return [], x.copy()
+    if not np.isfinite(x).all():  # neurokit fills missing samples first: keep its path for such windows
+        bad = ~np.isfinite(x).all(axis=1)
+        good_peaks, good_clean = detect_rpeaks_batch(x[~bad], fs) if (~bad).any() else ([], x[:0])
+        res = {int(i): detect_rpeaks(x[i], fs) for i in np.flatnonzero(bad)}
+        it = iter(zip(good_peaks, good_clean))
+        rows = [res[i] if i in res else next(it) for i in range(len(x))]
+        return [r[0] for r in rows], np.stack([np.asarray(r[1], np.float64) for r in rows])
+    sos = butter(5, 0.5, btype="highpass", output="sos", fs=fs)
+    b = np.ones(int(fs / 50)) if fs >= 100 else np.ones(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            cleaned = filtfilt(b, [len(b)], sosfiltfilt(sos, x, axis=1), axis=1, method="pad")
+        except Exception:  # noqa: BLE001 - too short for the filters' padding: per-window fallback
+            res = [detect_rpeaks(w, fs) for w in x]
+            return [r[0] for r in res], np.stack([r[1] for r in res])
+    edge = int(round(EDGE_S * fs))
+    peaks, out = [], cleaned.copy()
+    for i, c in enumerate(cleaned):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                p = np.asarray(nk.ecg_findpeaks(c, sampling_rate=fs, method="neurokit")["ECG_R_Peaks"], np.int64)
+            except Exception:  # noqa: BLE001 - as detect_rpeaks: "no beats", the median-centred window
+                peaks.append(np.zeros(0, np.int64))
+                out[i] = x[i] - np.median(x[i])
+                continue
+        p = p[(p >= 0) & (p < len(c))]
+        peaks.append(_drop_edge_artifacts(p, c, edge))
+    return peaks, out
+
+
 def _drop_edge_artifacts(peaks: np.ndarray, cleaned: np.ndarray, edge: int) -> np.ndarray:
     """Drop peaks in the first/last ``edge`` samples smaller than half the median interior R amplitude.
 
@@ -69,7 +121,7 @@ def _drop_edge_artifacts(peaks: np.ndarray, cleaned: np.ndarray, edge: int) -> n
     return peaks[inner | (cleaned[peaks] >= 0.5 * ref)]
 
 
-def beat_features(windows: np.ndarray, fs: float) -> dict[str, np.ndarray]:
+def beat_features(windows: np.ndarray, fs: float, rpeaks=None) -> dict[str, np.ndarray]:
     """Per-window rate, variability, amplitude, validity and median beat (see the module docstring).
 
     Parameters
@@ -78,6 +130,8 @@ def beat_features(windows: np.ndarray, fs: float) -> dict[str, np.ndarray]:
         ``(N, T)`` mV.
     fs : float
         Sampling rate in Hz.
+    rpeaks : tuple, optional
+        :func:`detect_rpeaks_batch` of ``windows`` when the caller has it (computed here otherwise).
 
     Returns
     -------
@@ -90,8 +144,9 @@ def beat_features(windows: np.ndarray, fs: float) -> dict[str, np.ndarray]:
     out = {k: np.full(n, np.nan) for k in ("hr_bpm", "sdnn_ms", "rmssd_ms", "r_amp_mv")}
     out["n_beats"] = np.zeros(n, np.int64)
     out["template"] = np.full((n, pre + post), np.nan, np.float32)
+    all_peaks, all_cleaned = rpeaks if rpeaks is not None else detect_rpeaks_batch(windows, fs)
     for i, x in enumerate(windows):
-        peaks, cleaned = detect_rpeaks(x, fs)
+        peaks, cleaned = all_peaks[i], all_cleaned[i]
         out["n_beats"][i] = len(peaks)
         if len(peaks):
             out["r_amp_mv"][i] = float(np.median(cleaned[peaks]))
