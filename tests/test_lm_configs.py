@@ -17,7 +17,6 @@ from ecg2llm.lm.model import SHIPPED
 SHIPPED_CONFIGS = sorted((REPO / "configs" / "lm").glob("*.yaml"))
 STUDY_DIRS = sorted(p for p in (REPO / "configs" / "studies").iterdir() if p.is_dir())
 LM_CONFIGS = SHIPPED_CONFIGS + sorted(p for d in STUDY_DIRS for p in d.glob("*.yaml"))
-#: configs/lm may hold a recipe no shipped LM names only if it is a documented base or GPU recipe
 #: recipes in configs/lm that no shipped model names: the GPU bases, `make demo`'s `tiny` and its conditional twin
 #: `tiny_cond` (the small recipe the "no control tokens" errors point to; the retired v1 LMs were trained from them)
 BASES = {"base.yaml", "small.yaml", "tiny.yaml", "tiny_cond.yaml"}
