@@ -396,5 +396,11 @@ def open_beat_corpus(cfg, tok, pad_id: int):
     weights = dict(zip(cfg.sources, cfg.source_weights)) if cfg.source_weights else None
     corpus = BeatCorpus(keep, spec, layout, pad_id, beat_share=float(cfg.beat_condition_share),
                         source_weights=weights, path=str(path))
+    if "cinc2017" in cfg.sources and int(meta.get("cinc_max_records", 0)):
+        # the recordings the store was asked to encode (training_data.json lists those that gave no beat run
+        # as excluded; the rule of ecg2llm.tokenizer.training_data: the first max_records sorted names)
+        from .corpora import read_cinc2017_labels
+
+        corpus.cinc_asked = sorted(read_cinc2017_labels(cfg.data_dir))[: int(meta["cinc_max_records"])]
     spec.counts = corpus.counts("train")
     return corpus, spec, layout
