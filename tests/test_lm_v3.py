@@ -375,5 +375,10 @@ def test_detail_modes(layout):
     assert np.array_equal(head.predict(rr, coarse, "sample", seed=1), head.predict(rr, coarse, "sample", seed=1))
     m = head.predict(rr, coarse, "mean")
     assert m.shape == (2, 12, layout.n_detail) and m.min() >= 0 and m.max() < layout.n_detail_levels
+    with torch.no_grad():  # "mean": the code nearest the expected codeword, by brute force
+        p = torch.softmax(head(torch.as_tensor(rr), torch.as_tensor(coarse)), -1)
+        e = torch.einsum("bngl,gld->bngd", p, head.codebooks)
+        want = ((head.codebooks[None, None] - e[:, :, :, None]) ** 2).sum(-1).argmin(-1).numpy()
+    assert np.array_equal(m, want)
     with pytest.raises(ConfigError, match="detail mode"):
         head.predict(rr, coarse, "best")
