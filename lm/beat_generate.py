@@ -10,8 +10,10 @@ condition and ``guidance`` are given, the type mask, the warpers) and runs :func
 Conditions are control tokens only: ``rhythm:<r>`` and ``beat:<c>`` set the prefix (the other one stays
 null); with a per-beat rhythm slot (``BeatLayout.rhythm_slot``) ``rhythm:<r>`` is also every beat's rhythm
 slot, a control token written from the request like the prefix (the type mask allows only it there).
-Without a rhythm condition the slot is drawn by the model (``rhythm_slot="sample"``) or held at ``rhythm:?``
-(``"null"``); the model's default is ``config.ecg_stream["unconditional_rhythm"]``. ``guidance`` g mixes in
+With no condition at all, ``rhythm_slot="sample"`` lets the model draw the prefix rhythm and beat tokens and
+every rhythm slot (the training prior: rhythms and episodes as in the data); ``"null"`` holds the prefix
+conditions and the slots at ``rhythm:?`` / ``beat:?`` (the guidance-null distribution); the model's default is
+``config.ecg_stream["unconditional_rhythm"]``. ``guidance`` g mixes in
 the branch with null prefix conditions and null rhythm slots. Nothing writes a label or an RR interval: the
 model draws every beat's label, RR and coarse tokens; generated beats keep the labels the model drew
 (``beat:?`` ones get no annotation). The v2 sampler rules (grammar, beat cache, label gap, lead guidance)
@@ -107,6 +109,10 @@ class BeatLM:
                s.id_of(f"beat:{beat}") if beat else s.id_of(NULL_BEAT)]
         return torch.tensor([row] * n, dtype=torch.long, device=self.model.device)  # (n, 1 + N_PREFIX)
 
+    def draws_prefix(self, rhythm, beat) -> bool:
+        """Whether an unconditional request lets the model draw the prefix conditions (mode ``"sample"``)."""
+        return bool(self.layout.rhythm_slot and self.rhythm_slot == "sample" and rhythm is None and beat is None)
+
     def mask_table(self, rhythm: str | None) -> torch.Tensor:
         """The type table of a request: the rhythm slot allows only the requested rhythm (the condition written
         from the request), or ``rhythm:?`` in mode ``"null"``, or any rhythm (the model draws it)."""
@@ -147,6 +153,8 @@ class BeatLM:
         from .sampler import Branch
 
         branch_cache: dict = {}
+        if self.draws_prefix(rhythm, beat):  # the model draws the prefix rhythm and beat tokens (its prior)
+            ids = _continue(self, prompt[:, :1 + N_PREFIX - 2], 2, procs, gen, max_len, branch_cache, Branch)
         while n_beats < limit:
             k = max(4, min(limit - n_beats, int(np.ceil((req.seconds + 1) / 0.8)) - n_beats))
             ids = _continue(self, ids, k * tpb, procs, gen, max_len, branch_cache, Branch)
