@@ -7,8 +7,9 @@ of beats ``i - w .. i + w`` and the RR tokens around them, one softmax per detai
 the LM's own beat store (DS1 training records; validation records for early stopping) in about a minute.
 
 How detail is produced at sampling (``GenerateConfig.detail``) was chosen by measurement
-(``docs/results/lm_v3_detail.json``): ``"argmax"`` (each slot's most likely value) or ``"sample"`` (a draw
-from the head's distribution).
+(``docs/results/lm_v3_detail.json``): ``"mean"`` (the code nearest the expected codeword, the default),
+``"argmax"`` (each slot's most likely value), ``"sample"`` (a draw from the head's distribution) or
+``"persist"``.
 
 Command::
 
@@ -93,7 +94,9 @@ class DetailHead(nn.Module):
                 raise ConfigError("detail mode 'mean' needs a head saved with the tokenizer's codebooks")
             p = torch.softmax(logits.float(), -1)  # (B, n, G, L)
             e = torch.einsum("bngl,gld->bngd", p, self.codebooks)  # (B, n, G, dim)
-            d = ((self.codebooks[None, None] - e[:, :, :, None]) ** 2).sum(-1)  # (B, n, G, L)
+            # argmin_l |c_l - e|^2 = argmin_l (|c_l|^2 - 2 c_l . e): no (B, n, G, L, dim) tensor (1024 codes x 128
+            # samples x 40 beats would be 3 GB)
+            d = (self.codebooks ** 2).sum(-1) - 2 * torch.einsum("bngd,gld->bngl", e, self.codebooks)
             return d.argmin(-1).cpu().numpy()
         g = torch.Generator(device=dev).manual_seed(int(seed) + 0xDE7)
         p = torch.softmax(logits.float(), -1).reshape(-1, logits.shape[-1])

@@ -72,7 +72,8 @@ def forecast_beats(blm, x: np.ndarray, req, *, progress: bool = False) -> np.nda
 
     limit = int(np.ceil(need_s / MIN_RR_S)) + 2
     null_label = blm.spec.null_beat_id
-    units = blm.layout.units(np.full(len(rr_p), null_label), rr_p, co_p)  # (n, tpb)
+    rhythms = np.full(len(rr_p), blm.spec.null_rhythm_id) if blm.layout.rhythm_slot else None  # unknown rhythm
+    units = blm.layout.units(np.full(len(rr_p), null_label), rr_p, co_p, rhythms=rhythms)  # (n, tpb)
     out = []
     starts = list(range(0, req.num_samples, req.batch_size))
     for b, a in enumerate(tqdm(starts, desc="forecasting beats", unit="batch", disable=not progress)):
@@ -90,7 +91,7 @@ def forecast_beats(blm, x: np.ndarray, req, *, progress: bool = False) -> np.nda
                                   head=1 + N_PREFIX, vocab=blm.vocab, branch=branch)
             drawn += k
             new = ids[:, 1 + N_PREFIX + units.size:].reshape(n, -1, tpb)
-            if bool((rr_s[new[:, :, 1].cpu()].sum(1) >= need_s).all()):
+            if bool((rr_s[new[:, :, 1 + blm.layout.label_col].cpu()].sum(1) >= need_s).all()):
                 break
         rows = ids[:, 1 + N_PREFIX:].reshape(n, -1, tpb).cpu().numpy()
         _, rr, coarse = blm.layout.split_units(rows)

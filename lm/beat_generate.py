@@ -8,8 +8,14 @@ loaded model; :meth:`BeatLM.synthesize` builds the processor list (classifier-fr
 condition and ``guidance`` are given, the type mask, the warpers) and runs :func:`ecg2llm.lm.sampler.generate_tokens`.
 
 Conditions are control tokens only: ``rhythm:<r>`` and ``beat:<c>`` set the prefix (the other one stays
-null); ``guidance`` g mixes in the null-prefix branch. Nothing writes a label or an RR interval: the model
-draws every beat's label, RR and coarse tokens; generated beats keep the labels the model drew
+null); with a per-beat rhythm slot (``BeatLayout.rhythm_slot``) ``rhythm:<r>`` is also every beat's rhythm
+slot, a control token written from the request like the prefix (the type mask allows only it there).
+With no condition at all, ``rhythm_slot="sample"`` lets the model draw the prefix rhythm and beat tokens and
+every rhythm slot (the training prior: rhythms and episodes as in the data); ``"null"`` holds the prefix
+conditions and the slots at ``rhythm:?`` / ``beat:?`` (the guidance-null distribution); the model's default is
+``config.ecg_stream["unconditional_rhythm"]``. ``guidance`` g mixes in
+the branch with null prefix conditions and null rhythm slots. Nothing writes a label or an RR interval: the
+model draws every beat's label, RR and coarse tokens; generated beats keep the labels the model drew
 (``beat:?`` ones get no annotation). The v2 sampler rules (grammar, beat cache, label gap, lead guidance)
 do not exist here and are refused if asked for.
 """
@@ -40,12 +46,20 @@ class BeatSamples:
     coarse: list          # per sample: (n, Kc)
     detail: list          # per sample: (n, Kd)
     rhythm: list          # per sample: the rhythm condition (or None)
+    beat_rhythm: list = None  # per sample: (n,) rhythm slot of each beat ("" null), or None (no rhythm slot)
+
+
+RHYTHM_SLOT_MODES = ("sample", "null")
 
 
 class BeatLM:
-    """A loaded LM v3 with its tokenizer and detail model; the spec, layout and masks are computed here once."""
+    """A loaded LM v3 with its tokenizer and detail model; the spec, layout and masks are computed here once.
 
-    def __init__(self, model, tok, detail=None):
+    ``rhythm_slot``: what an unconditional request puts in the per-beat rhythm slot (``"sample"``: the model
+    draws it; ``"null"``: ``rhythm:?``); None: the model's ``config.ecg_stream["unconditional_rhythm"]``.
+    """
+
+    def __init__(self, model, tok, detail=None, rhythm_slot: str | None = None):
         got = spec_of_model(model)
         if got is None:
             raise ConfigError("not an LM v3 (its config has no ecg_stream of kind 'beats')")
@@ -53,6 +67,10 @@ class BeatLM:
         self.spec, self.layout = got
         self.vocab = self.spec.first_id + self.spec.n_tokens
         self.table = self.layout.allowed_table(self.spec, self.vocab)
+        mode = rhythm_slot or model.config.ecg_stream.get("unconditional_rhythm", "sample")
+        if mode not in RHYTHM_SLOT_MODES:
+            raise ConfigError(f"rhythm_slot must be one of {RHYTHM_SLOT_MODES}, got {mode!r}")
+        self.rhythm_slot = mode
         self.bos = int(model.config.bos_token_id)
         self.context = int(model.config.max_position_embeddings)
 
@@ -91,13 +109,28 @@ class BeatLM:
                s.id_of(f"beat:{beat}") if beat else s.id_of(NULL_BEAT)]
         return torch.tensor([row] * n, dtype=torch.long, device=self.model.device)  # (n, 1 + N_PREFIX)
 
+    def draws_prefix(self, rhythm, beat) -> bool:
+        """Whether an unconditional request lets the model draw the prefix conditions (mode ``"sample"``)."""
+        return bool(self.layout.rhythm_slot and self.rhythm_slot == "sample" and rhythm is None and beat is None)
+
+    def mask_table(self, rhythm: str | None) -> torch.Tensor:
+        """The type table of a request: the rhythm slot allows only the requested rhythm (the condition written
+        from the request), or ``rhythm:?`` in mode ``"null"``, or any rhythm (the model draws it)."""
+        if not self.layout.rhythm_slot or (rhythm is None and self.rhythm_slot == "sample"):
+            return self.table
+        t = self.table.clone()
+        t[N_PREFIX] = False
+        t[N_PREFIX, self.spec.id_of(f"rhythm:{rhythm}") if rhythm else self.spec.id_of(NULL_RHYTHM)] = True
+        return t
+
     def processors(self, req, n: int, rhythm, beat) -> list:
         procs = []
         if req.guidance is not None and float(req.guidance) != 1.0:
             null = self.prefix(n, req.source or "mitdb", req.lead or "MLII", None, None)
+            slots = [(0, self.spec.id_of(NULL_RHYTHM))] if self.layout.rhythm_slot else []
             procs.append(ClassifierFreeGuidance(self.model, null, float(req.guidance), self.max_len(req.seconds),
-                                                self.layout.tokens_per_beat, vocab=self.vocab))
-        procs.append(TypeMask(self.table, self.layout.slot_of))
+                                                self.layout.tokens_per_beat, vocab=self.vocab, null_slots=slots))
+        procs.append(TypeMask(self.mask_table(rhythm), self.layout.slot_of))
         return procs + warpers(req.temperature, req.top_k, req.top_p)
 
     def max_len(self, seconds: float) -> int:
@@ -120,22 +153,29 @@ class BeatLM:
         from .sampler import Branch
 
         branch_cache: dict = {}
+        if self.draws_prefix(rhythm, beat):  # the model draws the prefix rhythm and beat tokens (its prior)
+            ids = _continue(self, prompt[:, :1 + N_PREFIX - 2], 2, procs, gen, max_len, branch_cache, Branch)
         while n_beats < limit:
             k = max(4, min(limit - n_beats, int(np.ceil((req.seconds + 1) / 0.8)) - n_beats))
             ids = _continue(self, ids, k * tpb, procs, gen, max_len, branch_cache, Branch)
             n_beats += k
             units = ids[:, 1 + N_PREFIX:].reshape(n, -1, tpb)
-            covered = rr_s[units[:, :, 1].cpu()].sum(1)  # (n,) seconds
+            covered = rr_s[units[:, :, self.layout.label_col + 1].cpu()].sum(1)  # (n,) seconds
             if bool((covered >= req.seconds).all()):
                 break
         units = ids[:, 1 + N_PREFIX:].reshape(n, -1, tpb).cpu().numpy()
         lab, rr, coarse = self.layout.split_units(units)
+        beat_rhythm = [None] * n
+        if self.layout.rhythm_slot:
+            name = {self.spec.first_id + k: nm for k, nm in enumerate(self.spec.names)}
+            beat_rhythm = [np.array([name[int(i)].split(":", 1)[1] if name[int(i)] != NULL_RHYTHM else ""
+                                     for i in u[:, 0]]) for u in units]
         names = [self.spec.name_of(int(i)) for i in range(self.spec.first_id, self.spec.first_id + 5)]
         cls = np.where((lab >= self.spec.first_id) & (lab < self.spec.first_id + 5),
                        np.array([nm.split(":")[1] for nm in names])[np.clip(lab - self.spec.first_id, 0, 4)], "")
         det = self.detail.predict(rr, coarse, mode=req.detail, seed=seed) \
             if self.detail is not None else np.zeros((*rr.shape, self.layout.n_detail), np.int64)
-        return BeatSamples(list(cls), list(rr), list(coarse), list(det), [rhythm] * n)
+        return BeatSamples(list(cls), list(rr), list(coarse), list(det), [rhythm] * n, beat_rhythm)
 
     def decode(self, s: BeatSamples, seconds: float, *, texture: bool = False, seeds=None):
         """Signals ``(K, round(seconds fs))`` in mV and per sample its :class:`BeatLabels`.
@@ -183,7 +223,7 @@ class BeatLM:
             ann.extend(an)
             parts.append(s)
         merged = BeatSamples(*[sum((getattr(p, f) for p in parts), []) for f in
-                               ("labels", "rr", "coarse", "detail", "rhythm")])
+                               ("labels", "rr", "coarse", "detail", "rhythm", "beat_rhythm")])
         return np.concatenate(sig), ann, merged, time.perf_counter() - t0
 
 

@@ -33,9 +33,12 @@ def tokenizer_record(tok, corpus, source: str) -> dict:
             "kind": "beats", "source": source}
 
 
-def mark_model(model, layout, spec) -> None:
-    """Record the beat layout and the v3 control spec in the model's config."""
+def mark_model(model, layout, spec, unconditional_rhythm: str = "sample") -> None:
+    """Record the beat layout (and, with a rhythm slot, what an unconditional request puts there) and the v3
+    control spec in the model's config."""
     model.config.ecg_stream = layout.to_dict()
+    if layout.rhythm_slot:
+        model.config.ecg_stream["unconditional_rhythm"] = str(unconditional_rhythm)
     model.config.ecg_conditioning = {**spec.to_dict(), "version": 3}
     model.config.ecg_leads = ["MLII", "V1", "V2", "V4", "V5", "I"]
 
@@ -71,6 +74,8 @@ def training_data(cfg, corpus, stage: str | None = None) -> dict:
 
 
 def check_config(cfg) -> None:
+    if cfg.unconditional_rhythm not in ("sample", "null"):
+        raise ConfigError(f"unconditional_rhythm must be 'sample' or 'null', got {cfg.unconditional_rhythm!r}")
     bad = [s for s in cfg.sources if s not in ("mitdb", "cinc2017")]
     if bad or (cfg.sources and "mitdb" not in cfg.sources):
         raise ConfigError(f"beat_stream sources must be [mitdb] or [mitdb, cinc2017], got {cfg.sources}")

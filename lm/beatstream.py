@@ -13,11 +13,14 @@ Built once per tokenizer into ``cfg.store`` (a folder of ``.npy`` arrays + ``met
   ``rhythm:N``, ``A`` -> ``rhythm:AFIB``, else ``rhythm:?``).
 
 A crop is ``source lead rhythm beat`` + whole beat units (:mod:`ecg2llm.lm.beat_layout`), starting at a beat; the
-rhythm is the one in force at its first beat, the ``beat:`` condition the crop's ectopy
-(:func:`ecg2llm.lm.beat_layout.beat_condition`). Recordings shorter than a crop (CinC 2017: 9-61 s) are padded with
+prefix rhythm is the one in force at its first beat, the ``beat:`` condition the crop's ectopy
+(:func:`ecg2llm.lm.beat_layout.beat_condition`). With a rhythm slot (``BeatLayout.rhythm_slot``) each beat also
+carries the rhythm in force at *it*: the store keeps units of label, RR and coarse tokens plus each beat's
+rhythm name, and a crop writes the slot from them. Recordings shorter than a crop (CinC 2017: 9-61 s) are padded with
 PAD, which the trainer leaves out of the loss. Classifier-free-guidance dropout replaces the rhythm and
-the beat condition (independently, each with ``condition_dropout``) by their null tokens; the per-beat
-labels are data, never dropped. The interface is the one :class:`ecg2llm.lm.trainer.Trainer` uses of
+the beat condition (independently, each with ``condition_dropout``) by their null tokens; a dropped rhythm
+nulls the prefix and every beat's rhythm slot of the crop together; the per-beat labels are data, never dropped.
+The interface is the one :class:`ecg2llm.lm.trainer.Trainer` uses of
 :class:`ecg2llm.lm.mixture.MixedCorpus` (``random_crops``, ``tiles``, ``sequences``, ``counts``, ``longest``).
 """
 from __future__ import annotations
@@ -49,7 +52,7 @@ class BeatRecord:
     record: str
     lead: str
     split: str
-    units: np.ndarray       # (n, 2 + Kc) LM ids: label, RR, coarse
+    units: np.ndarray       # (n, 2 + Kc) LM ids: label, RR, coarse (no rhythm slot: see `rhythm`)
     r: np.ndarray           # (n,) R positions at the tokenizer's fs
     classes: np.ndarray     # (n,) AAMI class of each beat, "" when unlabelled
     rhythm: np.ndarray      # (n,) rhythm name in force at each beat, "" when unknown (null)
@@ -173,6 +176,7 @@ def build_beat_store(out, tok, layout: BeatLayout, spec: ControlSpec, *, data_di
     from .corpora import CINC_DB, CINC_LEAD, CINC_RHYTHM, read_cinc2017, read_cinc2017_labels
 
     root = resolve_data_dir(data_dir)
+    layout = layout.without_rhythm()  # stored units: label, RR, coarse; the rhythm per beat is its own array
     t0, recs = time.perf_counter(), []
     for rec in tqdm([str(r) for r in records] or list(MITDB_RECORDS), desc="beat-encoding mitdb",
                     unit="record", disable=not progress):
@@ -243,6 +247,23 @@ class BeatCorpus:
         if "train" not in self.recs or "valid" not in self.recs:
             raise StoreError(f"{path}: need 'train' and 'valid' records, have {sorted(self.recs)}")
         self.tpb = layout.tokens_per_beat
+        self._lm_units: dict[int, np.ndarray] = {}  # id(record) -> (n, tokens_per_beat) LM units
+
+    def rhythm_ids(self, r: BeatRecord) -> np.ndarray:
+        """``(n,)`` id of the rhythm in force at each beat (``rhythm:?`` when unknown or not a condition)."""
+        spec, null = self.spec, self.spec.id_of(NULL_RHYTHM)
+        names, inv = np.unique(np.asarray(r.rhythm), return_inverse=True)
+        ids = np.array([spec.id_of(f"rhythm:{n}") if n and n in spec.rhythms else null for n in names], np.int64)
+        return ids[inv.reshape(-1)] if len(r.rhythm) else np.zeros(0, np.int64)
+
+    def lm_units(self, r: BeatRecord) -> np.ndarray:
+        """The record's beats as LM units (with the rhythm slot when the layout has one)."""
+        if not self.layout.rhythm_slot:
+            return r.units
+        u = self._lm_units.get(id(r))
+        if u is None:
+            u = self._lm_units[id(r)] = np.concatenate([self.rhythm_ids(r)[:, None], r.units], 1)
+        return u
 
     # ------------------------------------------------------------------ what the trainer asks
     def entries(self, split: str | None = None, lead: str | None = None) -> list[BeatRecord]:
@@ -260,8 +281,8 @@ class BeatCorpus:
         return max((N_PREFIX + len(r.r) * self.tpb for r in self.recs.get(split, [])), default=0)
 
     def stream(self, r: BeatRecord) -> np.ndarray:
-        """The record's units flattened (labels, RR, coarse, beat after beat)."""
-        return r.units.reshape(-1)
+        """The record's units flattened ([rhythm,] label, RR, coarse, beat after beat)."""
+        return self.lm_units(r).reshape(-1)
 
     def sequences(self, split: str) -> list[np.ndarray]:
         """Prefix + stream of MIT-BIH MLII records (what the n-gram baselines fit)."""
@@ -302,7 +323,11 @@ class BeatCorpus:
         n_beats = -(-(length - N_PREFIX) // self.tpb)
         b1 = min(b0 + n_beats, len(r.r))
         out = np.full(length, self.pad_id, np.int64)
-        body = r.units[b0:b1].reshape(-1)[: length - N_PREFIX]
+        units = self.lm_units(r)[b0:b1]
+        if self.layout.rhythm_slot and drop is not None and drop[0]:
+            units = units.copy()
+            units[:, 0] = self.spec.id_of(NULL_RHYTHM)
+        body = units.reshape(-1)[: length - N_PREFIX]
         out[:N_PREFIX] = self._prefix(r, b0, b1, drop)
         out[N_PREFIX:N_PREFIX + len(body)] = body
         return out
@@ -349,7 +374,7 @@ def open_beat_corpus(cfg, tok, pad_id: int):
     """``(corpus, spec, layout)`` of an LM v3 run: the store in ``cfg.store`` (built first if missing)."""
     from .control import ControlSpec
 
-    layout = BeatLayout.from_tokenizer(tok)
+    layout = BeatLayout.from_tokenizer(tok, rhythm_slot=bool(getattr(cfg, "rhythm_slot", False)))
     spec = ControlSpec(first_id=layout.codebook_size + 3, lead_s=0.0, conditional=True,
                        condition_dropout=float(cfg.condition_dropout))
     path = Path(cfg.store)
@@ -359,7 +384,8 @@ def open_beat_corpus(cfg, tok, pad_id: int):
                          leads=list(cfg.leads), valid_records=list(cfg.valid_records),
                          cinc_max_records=int(cfg.cinc_max_records) if "cinc2017" in cfg.sources else 0)
     records, meta = load_records(path)
-    if meta.get("tokenizer") != tokenizer_id(tok) or meta.get("layout") != layout.to_dict():
+    if meta.get("tokenizer") != tokenizer_id(tok) or \
+            BeatLayout.from_dict(meta.get("layout") or {"n_rr": 0}).tokenizer_sizes() != layout.tokenizer_sizes():
         raise StoreError(f"beat store {path} was built by another tokenizer or layout; delete it or point "
                          "--store elsewhere")
     if sorted(meta.get("valid_records", [])) != sorted(str(r) for r in cfg.valid_records):
@@ -370,5 +396,11 @@ def open_beat_corpus(cfg, tok, pad_id: int):
     weights = dict(zip(cfg.sources, cfg.source_weights)) if cfg.source_weights else None
     corpus = BeatCorpus(keep, spec, layout, pad_id, beat_share=float(cfg.beat_condition_share),
                         source_weights=weights, path=str(path))
+    if "cinc2017" in cfg.sources and int(meta.get("cinc_max_records", 0)):
+        # the recordings the store was asked to encode (training_data.json lists those that gave no beat run
+        # as excluded; the rule of ecg2llm.tokenizer.training_data: the first max_records sorted names)
+        from .corpora import read_cinc2017_labels
+
+        corpus.cinc_asked = sorted(read_cinc2017_labels(cfg.data_dir))[: int(meta["cinc_max_records"])]
     spec.counts = corpus.counts("train")
     return corpus, spec, layout

@@ -57,6 +57,8 @@ class LMTrainConfig:
     # training leads; condition_dropout nulls the rhythm and beat conditions independently.
     beat_stream: bool = False
     beat_condition_share: float = 0.1        # share of a crop's labelled beats of a class that makes it beat:<class>
+    rhythm_slot: bool = False                # LM v3: each beat opens with the rhythm in force at it (lm/beat_layout.py)
+    unconditional_rhythm: str = "sample"     # LM v3 rhythm slot with no rhythm condition: "sample" (drawn) | "null"
 
     # ------------------------------------------------------------------ model (Llama-style, lm/model.py)
     n_layer: int = 4

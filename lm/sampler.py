@@ -6,7 +6,8 @@ so far and the next-token logits to a :class:`transformers.LogitsProcessorList`:
 is one processor with one ``__call__(input_ids, scores) -> scores``, as in ``transformers.generate``:
 
 - :class:`ClassifierFreeGuidance` -- runs the same LM on the sequence with *null* conditions (``rhythm:?``,
-  ``beat:?`` in the prefix; Ho & Salimans 2022) and returns ``log p_null + g (log p_cond - log p_null)``;
+  ``beat:?`` in the prefix and in every per-beat rhythm slot; Ho & Salimans 2022) and returns
+  ``log p_null + g (log p_cond - log p_null)``;
 - :class:`TypeMask` -- only ids of the token type due at the next position (label, RR, coarse slot j);
 - temperature / top-k / top-p: ``transformers``' own ``TemperatureLogitsWarper``, ``TopKLogitsWarper``,
   ``TopPLogitsWarper`` (:func:`warpers`).
@@ -73,16 +74,22 @@ class ClassifierFreeGuidance(LogitsProcessor):
         Guidance scale (1: the conditional distribution; > 1: stronger adherence; 0: unconditional).
     max_len, unit : int
         As the sampled branch's :class:`Branch` (the two slide together).
+    null_slots : sequence of (offset, id)
+        Unit slots that are conditions too: in the null branch the token at every ``offset`` of a unit (0 =
+        its first token) is replaced by ``id`` (LM v3's per-beat rhythm slot -> ``rhythm:?``).
     """
 
     def __init__(self, model, null_prefix: torch.Tensor, scale: float, max_len: int, unit: int,
-                 vocab: int | None = None):
-        self.null_prefix, self.scale = null_prefix, float(scale)
+                 vocab: int | None = None, null_slots=()):
+        self.null_prefix, self.scale, self.unit = null_prefix, float(scale), int(unit)
+        self.null_slots = tuple((int(o), int(i)) for o, i in null_slots)
         self.branch = Branch(model, max_len, null_prefix.shape[1], unit, vocab=vocab)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         h = self.null_prefix.shape[1]
         null_ids = torch.cat([self.null_prefix, input_ids[:, h:]], 1)
+        for o, i in self.null_slots:
+            null_ids[:, h + o::self.unit] = i
         null = torch.log_softmax(self.branch.logits(null_ids), -1)
         cond = torch.log_softmax(scores, -1)
         out = null + self.scale * (cond - null)

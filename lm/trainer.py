@@ -148,7 +148,7 @@ class Trainer:
         set_seed(cfg.seed)  # identical initial weights on every process
         model = build_model(cfg, self.tok_rec, self.spec)
         if self.beat is not None:
-            beat_train.mark_model(model, self.beat, self.spec)
+            beat_train.mark_model(model, self.beat, self.spec, cfg.unconditional_rhythm)
         if cfg.init_from:
             from .finetune import init_from_pretrained
 

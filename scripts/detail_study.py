@@ -2,7 +2,7 @@
 
 Launch::
 
-    python scripts/detail_study.py --store runs/store/beats_v3 --out docs/results/lm_v3_detail.json \\
+    python scripts/detail_study.py --store runs/store/beats_v3b --out docs/results/lm_v3_detail.json \\
         --save runs/detail_v3 [--steps 1500]
 
 Trains the non-autoregressive detail head (:mod:`ecg2llm.lm.beat_detail`: an MLP over the coarse tokens of beats
@@ -37,7 +37,7 @@ from ecg2llm.core.errors import ConfigError
 class DetailStudyConfig:
     """Fields of ``scripts/detail_study.py``."""
 
-    store: str = "runs/store/beats_v3"
+    store: str = "runs/store/beats_v3b"
     tokenizer: str = "v3"
     out: str | None = None  # the results JSON (required)
     save: str | None = None  # folder whose detail/ receives the trained head
@@ -62,7 +62,7 @@ def main(argv=None):
         raise ConfigError("--out is required: the results JSON to write, e.g. docs/results/lm_v3_detail.json")
     if not Path(a.store).is_dir():
         raise ConfigError(f"--store {a.store}: no beat store there; build one with "
-                          "`python lm/train.py --config configs/lm/v3.yaml` (it writes runs/store/beats_v3)")
+                          "`python lm/train.py --config configs/lm/v3.yaml` (it writes runs/store/beats_v3b)")
     torch.set_num_threads(1)
     tok = load_beat_tokenizer(a.tokenizer)
     records, meta = load_records(a.store)

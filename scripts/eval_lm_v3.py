@@ -5,15 +5,19 @@ Launch::
     python scripts/eval_lm_v3.py --model lm/pretrained/v3 --data_dir ../shared/data \\
         --out docs/results/lm_v3.json --n 100 --seconds 30
 
-Generated: ``--n`` unconditional samples of ``--seconds`` (``source:mitdb lead:MLII``, null conditions).
+Generated: ``--n`` unconditional samples of ``--seconds`` (``source:mitdb lead:MLII``, null conditions; with a
+per-beat rhythm slot ``--rhythm_slot`` says whether the model draws it, ``sample``, or it is held at
+``rhythm:?``, ``null``; empty: the model's own default).
 Real: ``--n`` random ``--seconds`` MLII windows of DS2 (seed ``--seed``). On both, per 30-s window the
 scorecard's ``beat_consistency`` (:func:`ecg2llm.eval.scorecard.clinical.clinical_features`: median Pearson r of each
 beat's
 QRS-T with the window's median beat, neurokit2 R peaks) and heart rate; per 10-s window the regular share
 (RR CV < 0.1, wfdb XQRS, :mod:`ecg2llm.lm.rhythm_check`). Bits: the LM's negative log-likelihood per beat (the
 label, RR and coarse tokens of each beat after the control prefix) and per ECG second, on whole-context
-tiles of the validation records and of DS2. Speed: ECG seconds per second at batch ``--bench_batch`` x
-``--seconds`` (beat stream + detail + decode), on this machine's CPU threads.
+tiles of the validation records and of DS2 (with a rhythm slot: the beat's label, RR and coarse
+tokens given the real rhythm slots, ``bits_per_beat``, and the rhythm slots' own bits beside it). Speed: ECG
+seconds per second at batch ``--bench_batch`` x ``--seconds`` (beat stream + detail + decode), on this machine's
+CPU threads.
 """
 import json
 import math
@@ -35,7 +39,7 @@ class EvalLMv3Config:
     """Fields of ``scripts/eval_lm_v3.py``."""
 
     model: str = "lm/pretrained/v3"
-    store: str = "runs/store/beats_v3"  # the beat store (validation and DS2 tiles)
+    store: str = "runs/store/beats_v3b"  # the beat store (validation and DS2 tiles)
     data_dir: str | None = None
     out: str | None = None  # the results JSON (required)
     n: int = 100
@@ -47,6 +51,7 @@ class EvalLMv3Config:
     bench_batch: int = 128
     threads: int = 0
     bits: bool = True  # false: skip the bits per beat (validation and DS2 tiles)
+    rhythm_slot: str = ""  # sample | null: the unconditional rhythm slot (empty: the model's default)
 
 
 def real_windows(data_dir, n: int, seconds: float, seed: int) -> np.ndarray:
@@ -82,23 +87,33 @@ def window_stats(x: np.ndarray, fs: float) -> dict:
 
 @torch.inference_mode()
 def bits(blm, corpus, split: str, length: int) -> dict:
-    """NLL per beat (its 2 + Kc tokens) and per ECG second over whole-context tiles of ``split``."""
+    """NLL per beat (its label, RR and Kc coarse tokens) and per ECG second over whole-context tiles of ``split``;
+    with a rhythm slot its tokens are given (the real rhythm at each beat) and their own bits reported apart."""
     from ecg2llm.lm.beat_layout import N_PREFIX
 
     tiles = torch.as_tensor(corpus.tiles(split, length - 1))
     x = torch.cat([torch.full((len(tiles), 1), blm.bos), tiles], 1)
-    nll, beats = 0.0, 0
+    tpb, lay = blm.layout.tokens_per_beat, blm.layout
+    nll, nll_rhythm, beats = 0.0, 0.0, 0
     for i in range(0, len(x), 8):
         b = x[i:i + 8]
         lg = blm.model(input_ids=b).logits[:, :-1].float()
         t = torch.nn.functional.cross_entropy(lg.transpose(1, 2), b[:, 1:], reduction="none")  # (B, L-1)
-        nll += float(t[:, N_PREFIX:].sum())  # targets from the first beat's label on
-        beats += int(t[:, N_PREFIX:].numel() // blm.layout.tokens_per_beat)
+        body = t[:, N_PREFIX:]  # targets from the first beat's first token on
+        n_b = body.shape[1] // tpb
+        body = body[:, :n_b * tpb].reshape(len(b), n_b, tpb)
+        nll += float(body[:, :, lay.label_col:].sum())
+        nll_rhythm += float(body[:, :, :lay.label_col].sum())
+        beats += len(b) * n_b
     per_beat = nll / beats / math.log(2)
     recs = corpus.entries(split)
     beats_per_s = sum(len(r.r) for r in recs) / sum(r.seconds for r in recs)
-    return {"bits_per_beat": per_beat, "bits_per_second": per_beat * beats_per_s, "beats": beats,
-            "beats_per_second": beats_per_s, "tiles": int(len(tiles))}
+    out = {"bits_per_beat": per_beat, "bits_per_second": per_beat * beats_per_s, "beats": beats,
+           "beats_per_second": beats_per_s, "tiles": int(len(tiles)),
+           "bits_per_token": per_beat / (tpb - lay.label_col)}
+    if lay.rhythm_slot:
+        out["rhythm_slot_bits_per_beat"] = nll_rhythm / beats / math.log(2)
+    return out
 
 
 @run_main
@@ -118,17 +133,24 @@ def main(argv=None):
         raise ConfigError(f"--model {a.model}: no such LM folder; pass an LM v3 folder such as lm/pretrained/v3")
     if a.threads:
         torch.set_num_threads(a.threads)
+    if a.rhythm_slot not in ("", "sample", "null"):
+        raise ConfigError(f"--rhythm_slot must be sample, null or empty (the model's default), got {a.rhythm_slot!r}")
     blm = BeatLM.from_folder(a.model)
+    if a.rhythm_slot:
+        blm.rhythm_slot = a.rhythm_slot
     texture = bool(a.texture)
     res = {"command": "python scripts/eval_lm_v3.py " + " ".join(sys.argv[1:] if argv is None else argv),
            "git_sha": git_sha(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-           "model": str(a.model), "torch_threads": torch.get_num_threads()}
+           "model": str(a.model), "torch_threads": torch.get_num_threads(),
+           "rhythm_slot": blm.rhythm_slot if blm.layout.rhythm_slot else None}
     req = GenerateConfig(num_samples=a.n, seconds=a.seconds, seed=a.seed, batch_size=min(a.n, 128),
                          temperature=a.temperature, detail=a.detail, texture=texture)
     x, ann, s, dt = blm.synthesize(req)
     res["generated"] = {**window_stats(x, blm.tok.fs), "temperature": a.temperature, "detail": a.detail,
                         "texture": texture, "seconds_spent": dt,
                         "label_shares": _label_shares(s.labels)}
+    if blm.layout.rhythm_slot and s.beat_rhythm[0] is not None:
+        res["generated"]["rhythm_slot_shares"] = _label_shares(s.beat_rhythm)
     res["real_ds2"] = window_stats(real_windows(a.data_dir, a.n, a.seconds, a.seed), 360.0)
     g, r = res["generated"], res["real_ds2"]
     res["goals"] = {
@@ -137,10 +159,8 @@ def main(argv=None):
         "regular_share_10s": _goal(g["regular_share_10s_xqrs"], r["regular_share_10s_xqrs"], 0.10),
         "hr_median_bpm": _goal(g["hr_median_bpm"], r["hr_median_bpm"], 5.0)}
     if a.bits:
-        from ecg2llm.lm.beat_layout import BeatLayout
-
         records, meta = load_records(a.store)
-        corpus = BeatCorpus(records, blm.spec, BeatLayout.from_dict(meta["layout"]), blm.model.config.pad_token_id)
+        corpus = BeatCorpus(records, blm.spec, blm.layout, blm.model.config.pad_token_id)
         res["bits"] = {s_: bits(blm, corpus, s_, blm.context) for s_ in ("valid", "test")}
     if a.bench_batch:
         bench = GenerateConfig(num_samples=a.bench_batch, seconds=a.seconds, seed=1, batch_size=a.bench_batch,

@@ -52,8 +52,8 @@ def run(tmp_path_factory, data_dir):
     mp.setattr(bt, "load_beat_tokenizer", lambda name: NaiveBeatTokenizer())
     cfg = LMTrainConfig(beat_stream=True, tokenizer="naive", store=str(tmp / "store"), data_dir=str(data_dir),
                         records=RECORDS, sources=["mitdb"], leads=["MLII", "V1"], valid_records=["101"],
-                        context_length=5 + 5 * 24, max_steps=12, batch_size=4, eval_every=6, save_every=6,
-                        output_dir=str(tmp / "run"), condition_dropout=0.2, figure_samples=0, n_layer=1,
+                        context_length=5 + 5 * 24, max_steps=12, rhythm_slot=True, batch_size=4, eval_every=6,
+                        save_every=6, output_dir=str(tmp / "run"), condition_dropout=0.2, figure_samples=0, n_layer=1,
                         d_model=32, n_head=2, final_eval_crops=8, progress=False)
     final = Trainer(cfg).run()
     records, meta = load_records(tmp / "store")
@@ -84,6 +84,31 @@ def test_units_roundtrip_and_type_table(layout, spec):
     assert int(rows.sum(0).max()) == 1
 
 
+def test_rhythm_slot_units_and_type_table(layout, spec):
+    from dataclasses import replace
+
+    lay = replace(layout, rhythm_slot=True)
+    assert lay.tokens_per_beat == layout.tokens_per_beat + 1 and lay.without_rhythm() == layout
+    rng = np.random.default_rng(1)
+    rr = rng.integers(0, lay.n_rr, 20)
+    coarse = rng.integers(0, lay.n_coarse_levels, (20, lay.n_coarse))
+    labels = rng.choice(spec.beat_ids(), 20)
+    rhythms = rng.choice(list(spec.rhythm_ids()) + [spec.null_rhythm_id], 20)
+    with pytest.raises(ConfigError, match="rhythm slot"):
+        lay.units(labels, rr, coarse)
+    u = lay.units(labels, rr, coarse, rhythms)
+    assert (u[:, 0] == rhythms).all() and (u[:, 1:] == layout.units(labels, rr, coarse)).all()
+    lab, rr2, co2 = lay.split_units(u)
+    assert (lab == labels).all() and (rr2 == rr).all() and (co2 == coarse).all()
+    table = lay.allowed_table(spec, spec.first_id + spec.n_tokens)
+    seq = np.concatenate([[0, spec.source_id("mitdb"), spec.lead_id("MLII"), spec.id_of("rhythm:N"),
+                           spec.id_of("beat:V")], u.reshape(-1)])
+    for p in range(1, len(seq)):
+        assert table[lay.slot_of(p), seq[p]], f"token {seq[p]} not allowed at position {p}"
+    assert int(table[N_PREFIX:].sum(0).max()) == 1
+    assert BeatLayout.from_dict(lay.to_dict()) == lay and BeatLayout.from_dict(layout.to_dict()) == layout
+
+
 def test_units_refuse_out_of_range(layout):
     with pytest.raises(ConfigError, match="RR token out of range"):
         layout.units([0], [layout.n_rr], [[0] * layout.n_coarse])
@@ -98,9 +123,13 @@ def test_beat_condition():
 
 # ------------------------------------------------------------------------------------------ corpus
 def test_corpus_crops_are_beat_aligned(run, spec):
+    from dataclasses import replace
+
     from ecg2llm.lm.beatstream import BeatCorpus
 
-    lay = BeatLayout.from_dict(json.loads((run["store"] / "meta.json").read_text())["layout"])
+    stored = BeatLayout.from_dict(json.loads((run["store"] / "meta.json").read_text())["layout"])
+    assert not stored.rhythm_slot  # the store keeps label, RR, coarse; the rhythm per beat is its own array
+    lay = replace(stored, rhythm_slot=True)
     sp = ControlSpec(first_id=lay.codebook_size + 3, conditional=True, condition_dropout=0.5)
     pad = lay.codebook_size
     corpus = BeatCorpus(run["records"], sp, lay, pad)
@@ -110,10 +139,22 @@ def test_corpus_crops_are_beat_aligned(run, spec):
         full = np.concatenate([[pad + 1], row])  # BOS first, as TrainBatches prepends it
         for p in range(1, len(full)):
             assert full[p] == pad or table[lay.slot_of(p), full[p]]
-    # condition dropout touches the prefix only: the per-beat labels are never nulled
+    # condition dropout nulls the prefix conditions, and a dropped rhythm every rhythm slot with it; the
+    # per-beat labels are never nulled
     assert (crops[:, 2] == sp.id_of("rhythm:?")).any() and (crops[:, 3] == sp.id_of("beat:?")).any()
-    labels = crops[:, N_PREFIX::lay.tokens_per_beat]
+    labels = crops[:, N_PREFIX + 1::lay.tokens_per_beat]
     assert not (labels == sp.null_beat_id).any()  # MIT-BIH beats are all annotated in these records
+    slots = crops[:, N_PREFIX::lay.tokens_per_beat]
+    null_r = sp.id_of("rhythm:?")
+    dropped = crops[:, 2] == null_r
+    assert (slots[dropped] == null_r).all() and not (slots[~dropped] == null_r).all()
+    # undropped: each slot is the rhythm in force at its beat, so a crop can change rhythm mid-way (106: B, VT)
+    rec = next(r for r in run["records"] if r.record == "106" and r.lead == "MLII")
+    want = corpus.rhythm_ids(rec)
+    assert set(np.unique(want).tolist()) >= {sp.id_of("rhythm:N"), sp.id_of("rhythm:B")}
+    full = corpus.lm_units(rec)
+    assert (full[:, 0] == want).all() and (full[:, 1:] == rec.units).all()
+    assert any(len(np.unique(s)) > 1 for s in slots[~dropped])
     tiles = corpus.tiles("valid", 5 + 7 * lay.tokens_per_beat - 1)
     assert (tiles == corpus.tiles("valid", 5 + 7 * lay.tokens_per_beat - 1)).all()
     assert not (tiles == pad).any()
@@ -179,6 +220,20 @@ def test_cfg_scale_one_is_conditional_and_zero_is_null():
     assert torch.allclose(zero, want, atol=1e-4)
 
 
+def test_cfg_null_slots_null_every_unit_slot():
+    from ecg2llm.lm.sampler import ClassifierFreeGuidance
+
+    model = _tiny_lm()
+    ids = torch.randint(0, 30, (2, 5 + 4 * 3 + 1))  # prefix 5, units of 4, one token into the 4th unit
+    null = ids[:, :5].clone()
+    null[:, 3:5] = 7
+    cond = model(ids).logits[:, -1]
+    got = ClassifierFreeGuidance(model, null, 0.0, 64, 4, null_slots=[(0, 9)])(ids, cond.clone())
+    ref = torch.cat([null, ids[:, 5:]], 1)
+    ref[:, 5::4] = 9
+    assert torch.allclose(got, torch.log_softmax(model(ref).logits[:, -1], -1), atol=1e-4)
+
+
 def test_type_mask_only_allows_due_type(layout, spec):
     from ecg2llm.lm.sampler import TypeMask
 
@@ -205,6 +260,28 @@ def test_generate_beats_end_to_end(run, tmp_path, monkeypatch):
     assert np.array_equal(np.load(tmp_path / "h" / "sample_000.npy"), x)  # same seed, same batch: same ECG
     units = np.load(tmp_path / "g" / "beat_units.npy")
     assert units.shape[0] == 3 and again["conditioning"]["rhythm"] == "N"
+
+
+def test_rhythm_condition_is_every_beats_rhythm_slot(run, monkeypatch):
+    """Under rhythm:X every beat's rhythm slot is X (written from the request); unconditional requests draw
+    the slot ("sample") or hold it null ("null"); the labels and RR stay the model's draws."""
+    from ecg2llm.lm.beat_generate import BeatLM
+    from ecg2llm.lm.model import load_lm
+    from ecg2llm.lm.synthesize import GenerateConfig
+
+    model, folder = load_lm(run["final"])
+    assert model.config.ecg_stream["rhythm_slot"] and model.config.ecg_stream["unconditional_rhythm"] == "sample"
+    blm = BeatLM(model, NaiveBeatTokenizer())
+    s = blm.sample_beats(GenerateConfig(num_samples=3, seconds=5, condition=["rhythm:VT"], guidance=2.0), 3, 0)
+    assert all(len(r) > 0 and (r == "VT").all() for r in s.beat_rhythm)
+    null = BeatLM(model, NaiveBeatTokenizer(), rhythm_slot="null").sample_beats(
+        GenerateConfig(num_samples=2, seconds=5), 2, 0)
+    assert all((r == "").all() for r in null.beat_rhythm)
+    drawn = blm.sample_beats(GenerateConfig(num_samples=4, seconds=5, temperature=2.0), 4, 0)
+    names = {x for r in drawn.beat_rhythm for x in r.tolist()}
+    assert len(names) > 1  # the model draws the slot (a 12-step model at temperature 2: more than one rhythm)
+    with pytest.raises(ConfigError, match="rhythm_slot"):
+        BeatLM(model, NaiveBeatTokenizer(), rhythm_slot="always")
 
 
 def test_v3_refuses_v2_rules(run, tmp_path, monkeypatch):
@@ -298,5 +375,10 @@ def test_detail_modes(layout):
     assert np.array_equal(head.predict(rr, coarse, "sample", seed=1), head.predict(rr, coarse, "sample", seed=1))
     m = head.predict(rr, coarse, "mean")
     assert m.shape == (2, 12, layout.n_detail) and m.min() >= 0 and m.max() < layout.n_detail_levels
+    with torch.no_grad():  # "mean": the code nearest the expected codeword, by brute force
+        p = torch.softmax(head(torch.as_tensor(rr), torch.as_tensor(coarse)), -1)
+        e = torch.einsum("bngl,gld->bngd", p, head.codebooks)
+        want = ((head.codebooks[None, None] - e[:, :, :, None]) ** 2).sum(-1).argmin(-1).numpy()
+    assert np.array_equal(m, want)
     with pytest.raises(ConfigError, match="detail mode"):
         head.predict(rr, coarse, "best")

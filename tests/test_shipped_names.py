@@ -1,5 +1,5 @@
-"""Shipped names: ``default`` / ``conditional`` are LM v3 on tokenizer v3 (``pretrained/aliases.json``), the v2
-models stay loadable as ``v2`` / ``v2-conditional``; LM v3 forecasts a real prefix from its beats."""
+"""Shipped names: ``default`` is LM v3 on tokenizer v3, ``conditional`` LM v2 (``pretrained/aliases.json``); the
+v2 models stay loadable as ``v2`` / ``v2-conditional``; LM v3 forecasts a real prefix from its beats."""
 import json
 
 import numpy as np
@@ -22,7 +22,7 @@ def test_aliases_name_shipped_folders():
         for name, folder in table.items():
             assert (root / folder / "config.json").is_file(), (root, name, folder)
             assert not (root / name).exists(), f"{root / name} would shadow the alias {name!r}"
-    assert shipped_name("conditional", LM_DIR) == "v3" and shipped_name("v2", LM_DIR) == "v2"
+    assert shipped_name("conditional", LM_DIR) == "v2-conditional" and shipped_name("v2", LM_DIR) == "v2"
 
 
 def test_default_tokenizer_is_v3_and_v2_stays_loadable():
@@ -31,8 +31,9 @@ def test_default_tokenizer_is_v3_and_v2_stays_loadable():
     assert type(v2).__name__ != "BeatTokenizer" and v2.weights_hash != v3.weights_hash
 
 
-def test_default_and_conditional_lm_resolve_to_v3():
-    assert resolve_model_dir("default") == resolve_model_dir("conditional") == resolve_model_dir("v3")
+def test_default_lm_is_v3_and_conditional_lm_v2():
+    assert resolve_model_dir("default") == resolve_model_dir("v3")
+    assert resolve_model_dir("conditional") == resolve_model_dir("v2-conditional")
     assert resolve_model_dir("v2").name == "v2" and resolve_model_dir("v2-conditional").name == "v2-conditional"
 
 
