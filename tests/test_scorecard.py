@@ -339,6 +339,6 @@ def test_shipped_lm_training_data_is_found_by_name():
     lead): a wrong package path once made every shipped name fall back to MLII of the MIT-BIH records."""
     from ecg2llm.eval.scorecard.pool import find_training_data
 
-    spec, src = find_training_data("default")
-    assert src is not None and src.endswith("lm/pretrained/default/training_data.json")
+    spec, src = find_training_data("default")  # an alias (lm/pretrained/aliases.json): LM v3's folder
+    assert src is not None and src.endswith("lm/pretrained/v3/training_data.json")
     assert spec["cinc2017"]["used"] and "V1" in spec["mitdb"]["leads"]
