@@ -56,8 +56,6 @@ def forecast_beats(blm, x: np.ndarray, req, *, progress: bool = False) -> np.nda
     """
     from tqdm.auto import tqdm
 
-    from .sampler import Branch, generate_tokens
-
     if req.condition or req.guidance is not None:
         raise ConfigError("a forecast continues its prefix: leave condition and guidance unset")
     blm.check(req)
@@ -67,10 +65,6 @@ def forecast_beats(blm, x: np.ndarray, req, *, progress: bool = False) -> np.nda
     rr_p, co_p, de_p, r_p = prompt_beats(blm, x, max_beats=n_ctx_beats)
     tail_s = (len(x) - int(r_p[-1])) / fs  # from the last real R to the end of the prefix
     need_s = tail_s + req.seconds  # RR sum the drawn beats must cover
-    rr_s = torch.as_tensor(blm.tok.rr_seconds(np.arange(blm.layout.n_rr)), dtype=torch.float64)
-    from .beat_generate import MIN_RR_S
-
-    limit = int(np.ceil(need_s / MIN_RR_S)) + 2
     null_label = blm.spec.null_beat_id
     rhythms = np.full(len(rr_p), blm.spec.null_rhythm_id) if blm.layout.rhythm_slot else None  # unknown rhythm
     units = blm.layout.units(np.full(len(rr_p), null_label), rr_p, co_p, rhythms=rhythms)  # (n, tpb)
@@ -83,16 +77,7 @@ def forecast_beats(blm, x: np.ndarray, req, *, progress: bool = False) -> np.nda
         body = torch.as_tensor(units.reshape(1, -1), device=head.device).expand(n, -1)
         ids = torch.cat([head, body], 1)
         procs = blm.processors(req, n, None, None)  # the type mask and the request's warpers (no guidance)
-        branch = Branch(blm.model, blm.context, 1 + N_PREFIX, tpb, vocab=blm.vocab)
-        drawn = 0
-        while drawn < limit:
-            k = max(4, min(limit - drawn, int(np.ceil((need_s + 1) / 0.8)) - drawn))
-            ids = generate_tokens(blm.model, ids, k * tpb, procs, gen, max_len=blm.context, unit=tpb,
-                                  head=1 + N_PREFIX, vocab=blm.vocab, branch=branch)
-            drawn += k
-            new = ids[:, 1 + N_PREFIX + units.size:].reshape(n, -1, tpb)
-            if bool((rr_s[new[:, :, 1 + blm.layout.label_col].cpu()].sum(1) >= need_s).all()):
-                break
+        ids = blm.draw_beats(ids, need_s, procs, gen, blm.context, {})
         rows = ids[:, 1 + N_PREFIX:].reshape(n, -1, tpb).cpu().numpy()
         _, rr, coarse = blm.layout.split_units(rows)
         if blm.detail is not None:

@@ -32,7 +32,7 @@ from ecg2llm.tokenizer.ecg import BeatLabels
 
 from .beat_layout import N_PREFIX, spec_of_model
 from .control import NULL_BEAT, NULL_RHYTHM
-from .sampler import ClassifierFreeGuidance, TypeMask, generate_tokens, warpers
+from .sampler import Branch, ClassifierFreeGuidance, TypeMask, generate_tokens, warpers
 
 MIN_RR_S = 0.25  # shortest RR the tokenizer codes: bounds the beats a sample of `seconds` can need
 
@@ -138,31 +138,36 @@ class BeatLM:
         return min(self.context, need)
 
     # ------------------------------------------------------------------ sampling
+    def draw_beats(self, ids, seconds: float, procs, gen, max_len: int, cache: dict) -> torch.Tensor:
+        """Append beats to ``ids`` ``(B, L)`` in chunks until every row's new beats (those after ``ids``) have RR
+        intervals summing to ``seconds``; chunks start at the beats a mean RR of 0.8 s needs, and never more
+        than ``ceil(seconds / MIN_RR_S) + 2`` beats are drawn. ``cache`` keeps the KV cache between calls."""
+        tpb, start = self.layout.tokens_per_beat, ids.shape[1]
+        rr_s = torch.as_tensor(self.tok.rr_seconds(np.arange(self.layout.n_rr)), dtype=torch.float64)
+        limit = int(np.ceil(seconds / MIN_RR_S)) + 2
+        drawn = 0
+        while drawn < limit:
+            k = max(4, min(limit - drawn, int(np.ceil((seconds + 1) / 0.8)) - drawn))
+            ids = _continue(self, ids, k * tpb, procs, gen, max_len, cache)
+            drawn += k
+            new = ids[:, start:].reshape(ids.shape[0], -1, tpb)
+            if bool((rr_s[new[:, :, self.layout.label_col + 1].cpu()].sum(1) >= seconds).all()):
+                break
+        return ids
+
     def sample_beats(self, req, n: int, seed: int) -> BeatSamples:
         """Draw beats of ``n`` samples until each covers ``req.seconds`` (RR sum), as :class:`BeatSamples`."""
         rhythm, beat = self.check(req)
         tpb = self.layout.tokens_per_beat
         gen = torch.Generator(device=self.model.device).manual_seed(int(seed))
         prompt = self.prefix(n, req.source or "mitdb", req.lead or "MLII", rhythm, beat)
-        rr_s = torch.as_tensor(self.tok.rr_seconds(np.arange(self.layout.n_rr)), dtype=torch.float64)
-        # draw in chunks of beats; stop once every row's RR sum covers the request (mean RR 0.8 s to start)
-        ids, n_beats = prompt, 0
+        ids = prompt
         procs = self.processors(req, n, rhythm, beat)
         max_len = self.max_len(req.seconds)
-        limit = int(np.ceil(req.seconds / MIN_RR_S)) + 2
-        from .sampler import Branch
-
         branch_cache: dict = {}
         if self.draws_prefix(rhythm, beat):  # the model draws the prefix rhythm and beat tokens (its prior)
-            ids = _continue(self, prompt[:, :1 + N_PREFIX - 2], 2, procs, gen, max_len, branch_cache, Branch)
-        while n_beats < limit:
-            k = max(4, min(limit - n_beats, int(np.ceil((req.seconds + 1) / 0.8)) - n_beats))
-            ids = _continue(self, ids, k * tpb, procs, gen, max_len, branch_cache, Branch)
-            n_beats += k
-            units = ids[:, 1 + N_PREFIX:].reshape(n, -1, tpb)
-            covered = rr_s[units[:, :, self.layout.label_col + 1].cpu()].sum(1)  # (n,) seconds
-            if bool((covered >= req.seconds).all()):
-                break
+            ids = _continue(self, prompt[:, :1 + N_PREFIX - 2], 2, procs, gen, max_len, branch_cache)
+        ids = self.draw_beats(ids, req.seconds, procs, gen, max_len, branch_cache)
         units = ids[:, 1 + N_PREFIX:].reshape(n, -1, tpb).cpu().numpy()
         lab, rr, coarse = self.layout.split_units(units)
         beat_rhythm = [None] * n
@@ -227,7 +232,7 @@ class BeatLM:
         return np.concatenate(sig), ann, merged, time.perf_counter() - t0
 
 
-def _continue(blm: BeatLM, ids, n_new, procs, gen, max_len, cache, Branch):
+def _continue(blm: BeatLM, ids, n_new, procs, gen, max_len, cache):
     """:func:`generate_tokens` continued chunk by chunk with the same caches (kept in ``cache``)."""
     from transformers import LogitsProcessorList
 
