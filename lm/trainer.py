@@ -394,7 +394,8 @@ class Trainer:
                 win_loss, win_steps, win_time = torch.zeros((), device=acc.device), 0, 0.0
             if cfg.save_every and (st.step % cfg.save_every == 0 or st.step == cfg.max_steps):
                 self._save_checkpoint(st.step)
-            if cfg.eval_every and st.step % cfg.eval_every == 0 and st.step < cfg.max_steps:
+            last = st.step == cfg.max_steps  # keep_best must see the last step too (the final eval is separate)
+            if cfg.eval_every and ((st.step % cfg.eval_every == 0 and not last) or (last and cfg.keep_best)):
                 self._eval_and_log(st.step)
         bar.close()
 

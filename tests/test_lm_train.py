@@ -273,3 +273,18 @@ def test_input_noise_trains_on_clean_targets_and_is_refused_without_fsq(tmp_path
     assert noisy[1] != pytest.approx(clean[1], abs=1e-6) and np.isfinite(noisy[2])
     info = json.loads((tmp_path / "noisy" / "run_info.json").read_text())
     assert json.dumps(info).count('"input_noise": 0.3') >= 1
+
+
+def test_keep_best_also_judges_the_last_step(tmp_path, seed_tok, store):
+    """keep_best compares every periodic validation, the last step's included: a run whose last step is its best
+    keeps the last step's weights (before, the last step was never evaluated, so final/ was an earlier step)."""
+    out = tmp_path / "kb"
+    assert main(["--tokenizer", str(seed_tok), "--store", str(store), "--output_dir", str(out), "--max_steps", "5",
+                 "--eval_every", "2", "--keep_best", "true", "--learning_rate", "5e-3", "--warmup_steps", "1",
+                 *TINY]) == 0
+    rows = [json.loads(r) for r in (out / "train_log.jsonl").read_text().splitlines()]
+    periodic = {r["step"]: r["val/loss"] for r in rows if "val/loss" in r}
+    assert sorted(periodic) == [2, 4, 5]  # steps 2 and 4 by eval_every, 5 because it is the last
+    best = min(periodic, key=periodic.get)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["weights_from_step"] == best
