@@ -380,9 +380,13 @@ def open_beat_corpus(cfg, tok, pad_id: int):
     path = Path(cfg.store)
     if not (path / "meta.json").is_file():
         print(f"beat store {path} not found: building it", flush=True)
+        n_cinc = 0
+        if "cinc2017" in cfg.sources:  # cinc_max_records 0 = every recording (the config's rule), not none
+            from .corpora import read_cinc2017_labels
+
+            n_cinc = int(cfg.cinc_max_records) or len(read_cinc2017_labels(cfg.data_dir))
         build_beat_store(path, tok, layout, spec, data_dir=cfg.data_dir, records=list(cfg.records),
-                         leads=list(cfg.leads), valid_records=list(cfg.valid_records),
-                         cinc_max_records=int(cfg.cinc_max_records) if "cinc2017" in cfg.sources else 0)
+                         leads=list(cfg.leads), valid_records=list(cfg.valid_records), cinc_max_records=n_cinc)
     records, meta = load_records(path)
     if meta.get("tokenizer") != tokenizer_id(tok) or \
             BeatLayout.from_dict(meta.get("layout") or {"n_rr": 0}).tokenizer_sizes() != layout.tokenizer_sizes():
@@ -393,6 +397,9 @@ def open_beat_corpus(cfg, tok, pad_id: int):
                          f"asks for {list(cfg.valid_records)}; point --store elsewhere")
     keep = [r for r in records if r.db != "cinc2017" or "cinc2017" in cfg.sources]
     keep = [r for r in keep if r.split != "train" or r.db != "mitdb" or r.lead in cfg.leads]
+    if "cinc2017" in cfg.sources and not any(r.db == "cinc2017" for r in keep):
+        raise StoreError(f"sources include cinc2017 but beat store {path} holds no CinC 2017 recording (built "
+                         "without it); delete the store or point --store elsewhere so it is rebuilt with CinC")
     weights = dict(zip(cfg.sources, cfg.source_weights)) if cfg.source_weights else None
     corpus = BeatCorpus(keep, spec, layout, pad_id, beat_share=float(cfg.beat_condition_share),
                         source_weights=weights, path=str(path))

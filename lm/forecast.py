@@ -28,7 +28,7 @@ from ecg2llm.core.errors import ConfigError
 class ForecastConfig:
     """Fields of ``lm/forecast.py`` (``python lm/forecast.py --help`` lists them as flags)."""
 
-    model: str = "v2"                 # LM folder (<run>/final) or a shipped token-stream LM ("v2")
+    model: str = "default"            # LM folder (<run>/final) or a shipped LM name (LM v3 or v2)
     out: str = "runs/forecast"
     data_dir: str | None = None       # data root holding mitdb/ ($ECG2LLM_DATA otherwise)
     records: list[str] = field(default_factory=list)  # records the tasks come from; empty = DS2
@@ -58,6 +58,8 @@ def forecast(cfg: ForecastConfig) -> dict:
     from tqdm.auto import tqdm
 
     from ecg2llm.core.io import ensure_writable_dir, git_sha, sha256_file, versions, write_json
+    from ecg2llm.lm.beat_forecast import forecast_beats
+    from ecg2llm.lm.beat_layout import spec_of_model
     from ecg2llm.lm.control import ControlSpec
     from ecg2llm.lm.model import load_lm, load_tokenizer_for
     from ecg2llm.lm.request import GenerateConfig
@@ -71,19 +73,35 @@ def forecast(cfg: ForecastConfig) -> dict:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     out = ensure_writable_dir(cfg.out)
     model, folder = load_lm(cfg.model, device)
-    tok = load_tokenizer_for(model.config, folder)
-    check_stateless(tok)
+    blm = None
+    if spec_of_model(model) is not None:  # an LM v3 continues the prefix's beats (ecg2llm.lm.beat_forecast)
+        from ecg2llm.lm.beat_detail import load_detail
+        from ecg2llm.lm.beat_generate import BeatLM
+        from ecg2llm.lm.beat_train import load_beat_tokenizer
+        from ecg2llm.lm.model import TOKENIZER_SUBDIR
+
+        blm = BeatLM(model, load_beat_tokenizer(Path(folder) / TOKENIZER_SUBDIR), load_detail(folder))
+        tok = blm.tok
+    else:
+        tok = load_tokenizer_for(model.config, folder)
+        check_stateless(tok)
     params = SamplingParams(cfg.temperature, cfg.top_k, cfg.top_p)
-    v2 = ControlSpec.of_model(model) is not None
+    v2 = blm is None and ControlSpec.of_model(model) is not None
 
     tasks = make_forecast_tasks(resolve_data_dir(cfg.data_dir), records=cfg.records or None, n=cfg.n_tasks,
                                 seed=cfg.seed, prefix_s=cfg.prefix_s, horizon_s=cfg.horizon_s, fs=tok.fs)
     prefix, truth = tasks["prefix"], tasks["truth"]
     p, h = prefix.shape[1], truth.shape[1]
-    n_new = int(np.ceil(h / tok.samples_per_token)) + 1
     samples = np.empty((len(prefix), cfg.k, h), np.float32)
     t0 = time.perf_counter()
     for i in tqdm(range(len(prefix)), desc="forecast", unit="task"):
+        if blm is not None:
+            req = GenerateConfig(num_samples=cfg.k, seconds=h / tok.fs, seed=cfg.seed * 100003 + i,
+                                 temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p, batch_size=cfg.k,
+                                 texture=False)
+            samples[i] = forecast_beats(blm, prefix[i], req)[:, :h]
+            continue
+        n_new = int(np.ceil(h / tok.samples_per_token)) + 1
         ids, _ = tok.encode(prefix[i], tok.fs)
         if v2:  # an LM v2 continues the prompt as a stream with its control tokens (ecg2llm.lm.synthesize)
             req = GenerateConfig(num_samples=cfg.k, seconds=(n_new - 0.5) / tok.tokens_per_second,
@@ -103,7 +121,8 @@ def forecast(cfg: ForecastConfig) -> dict:
     info = {
         "config": asdict(cfg), "model_dir": str(folder),
         "model_sha256": sha256_file(Path(folder) / "model.safetensors"),
-        "tokenizer_weights_hash": tok.weights_hash, "fs": tok.fs, "units": "mV",
+        "tokenizer_weights_hash": getattr(tok, "weights_hash", None), "fs": tok.fs, "units": "mV",
+        "lm_version": 3 if blm is not None else None,
         "n_tasks": int(len(prefix)), "k": cfg.k, "prefix_samples": int(p), "horizon_samples": int(h),
         "timing": {"seconds": wall, "device": device,
                    "ecg_seconds_per_second": len(prefix) * cfg.k * cfg.horizon_s / wall},
