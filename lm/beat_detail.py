@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ecg2llm.core.cli import run_main
 from ecg2llm.core.errors import ConfigError
 
 SUBDIR = "detail"
@@ -198,6 +199,7 @@ def train_detail(records, layout, steps: int = 1500, batch: int = 32, n: int = 6
     return head.eval()
 
 
+@run_main
 def main(argv=None):
     """Train the detail head of an LM v3 on its beat store and save it into ``<lm>/detail``."""
     from .beat_layout import BeatLayout
@@ -208,12 +210,21 @@ def main(argv=None):
     ap.add_argument("--store", required=True, help="the beat store the LM was trained on")
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--progress", default="true", choices=("true", "false"))
     a = ap.parse_args(argv)
+    from .beat_train import load_beat_tokenizer
+    from .model import TOKENIZER_SUBDIR
+
+    if not (Path(a.lm) / TOKENIZER_SUBDIR / "config.json").is_file():
+        raise ConfigError(f"--lm {a.lm}: no LM v3 folder with its tokenizer (expected {TOKENIZER_SUBDIR}/config.json "
+                          "inside); pass the run's final/ folder")
+    tok = load_beat_tokenizer(Path(a.lm) / TOKENIZER_SUBDIR)  # its detail codebooks ride along ("mean" mode)
     records, meta = load_records(a.store)
     layout = BeatLayout.from_dict(meta["layout"])
     train = [r for r in records if r.split == "train" and r.db == "mitdb"]
     valid = [r for r in records if r.split == "valid"]
-    head = train_detail(train, layout, steps=a.steps, seed=a.seed)
+    head = train_detail(train, layout, steps=a.steps, seed=a.seed, progress=a.progress == "true",
+                        codebooks=tok.codes()["detail"].codebooks)
     m = {"valid": evaluate(head, valid, layout), "train_records": sorted({r.record for r in train}),
          "steps": a.steps, "command": "python -m ecg2llm.lm.beat_detail " + " ".join(argv or [])}
     save_detail(head, Path(a.lm) / SUBDIR, m)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ecg2llm.core.cli import run_main
 from ecg2llm.core.errors import ConfigError, StoreError
 from ecg2llm.core.io import atomic_path, git_sha, write_json
 
@@ -370,10 +371,9 @@ class BeatCorpus:
         return np.stack([self._crop(r, b, length) for r, b in starts])
 
 
-def open_beat_corpus(cfg, tok, pad_id: int):
-    """``(corpus, spec, layout)`` of an LM v3 run: the store in ``cfg.store`` (built first if missing)."""
-    from .control import ControlSpec
-
+def ensure_beat_store(cfg, tok):
+    """``(layout, spec, path)`` of an LM v3 config: its layout and control spec, and its store ``cfg.store``,
+    built first when missing (MIT-BIH, plus CinC 2017 when ``cfg.sources`` names it)."""
     layout = BeatLayout.from_tokenizer(tok, rhythm_slot=bool(getattr(cfg, "rhythm_slot", False)))
     spec = ControlSpec(first_id=layout.codebook_size + 3, lead_s=0.0, conditional=True,
                        condition_dropout=float(cfg.condition_dropout))
@@ -386,7 +386,14 @@ def open_beat_corpus(cfg, tok, pad_id: int):
 
             n_cinc = int(cfg.cinc_max_records) or len(read_cinc2017_labels(cfg.data_dir))
         build_beat_store(path, tok, layout, spec, data_dir=cfg.data_dir, records=list(cfg.records),
-                         leads=list(cfg.leads), valid_records=list(cfg.valid_records), cinc_max_records=n_cinc)
+                         leads=list(cfg.leads), valid_records=list(cfg.valid_records), cinc_max_records=n_cinc,
+                         progress=bool(getattr(cfg, "progress", True)))
+    return layout, spec, path
+
+
+def open_beat_corpus(cfg, tok, pad_id: int):
+    """``(corpus, spec, layout)`` of an LM v3 run: the store in ``cfg.store`` (built first if missing)."""
+    layout, spec, path = ensure_beat_store(cfg, tok)
     records, meta = load_records(path)
     if meta.get("tokenizer") != tokenizer_id(tok) or \
             BeatLayout.from_dict(meta.get("layout") or {"n_rr": 0}).tokenizer_sizes() != layout.tokenizer_sizes():
@@ -411,3 +418,30 @@ def open_beat_corpus(cfg, tok, pad_id: int):
         corpus.cinc_asked = sorted(read_cinc2017_labels(cfg.data_dir))[: int(meta["cinc_max_records"])]
     spec.counts = corpus.counts("train")
     return corpus, spec, layout
+
+
+@run_main
+def main(argv=None):
+    """Build the beat store an LM v3 config names (``store``), as ``lm/train.py`` does on first use, and print
+    what it holds: ``python -m ecg2llm.lm.beatstream --config configs/lm/tiny_v3.yaml --store DIR``."""
+    from ecg2llm.core.config import parse_config
+
+    from .beat_train import load_beat_tokenizer
+    from .config import LMTrainConfig
+
+    cfg = parse_config(LMTrainConfig, argv, description=main.__doc__)
+    if not cfg.beat_stream:
+        raise ConfigError("this builds LM v3 beat stores: the config needs beat_stream: true (LM v2 token stores "
+                          "are built by tokenizer/tokenize_db.py)")
+    _, _, path = ensure_beat_store(cfg, load_beat_tokenizer(cfg.tokenizer))
+    records, meta = load_records(path)
+    per = {}
+    for r in records:
+        key = f"{r.db} {r.split}"
+        per[key] = per.get(key, 0) + len(r.r)
+    print(f"beat store {path}: " + ", ".join(f"{k} {v:,} beats" for k, v in sorted(per.items())))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -7,17 +7,21 @@ Launch (``make demo`` runs exactly this after installing)::
 
 Stages, each run as the command a user would type (printed before it runs, logged to ``<out>/logs``):
 
-1. **tokenize** every MIT-BIH record's MLII lead with tokenizer v2 (``v2``: contextual FSQ, 36 tokens/s,
-   4096 codes; the demo trains its small GPT on this flat token stream, not on the beat stream of the shipped
-   ``default``, tokenizer v3 + LM v3) into ``<out>/store`` (``tokenizer/tokenize_db.py``);
-2. **train** the ``tiny`` GPT on the DS1 training records with Accelerate (``lm/train.py``,
-   ``configs/lm/tiny.yaml``) into ``<out>/lm``, tracked with W&B (offline into ``<out>/lm/wandb`` unless
-   you are logged in; ``wandb sync`` it later);
-3. **generate** unconditional 10-s ECGs (``lm/generate.py``) into ``<out>/generated``, **forecast** 5 s
-   continuations of real DS2 prefixes (``lm/forecast.py``) into ``<out>/forecast``, and sample the bigram
-   token model (``scripts/bigram_samples.py``, the floor) into ``<out>/bigram``;
+1. **tokenize** every MIT-BIH record with the shipped tokenizer v3 (``v3`` = ``default``: beats as words, each
+   heartbeat its RR token, 6 coarse and 20 detail tokens) into the beat store ``<out>/store``
+   (``python -m ecg2llm.lm.beatstream``, the store the LM config names);
+2. **train** the ``tiny_v3`` GPT over heartbeats (2 layers, width 64, 40-beat context: far smaller and shorter
+   trained than the shipped ``default`` LM v3 of ``configs/lm/v3.yaml``) on the DS1 training records with
+   Accelerate (``lm/train.py``, ``configs/lm/tiny_v3.yaml``) into ``<out>/lm``, tracked with W&B (offline into
+   ``<out>/lm/wandb`` unless you are logged in; ``wandb sync`` it later), then its detail head
+   (``python -m ecg2llm.lm.beat_detail``);
+3. **generate** unconditional 10-s ECGs (``lm/generate.py``) into ``<out>/generated`` and **forecast** 5 s
+   continuations of real DS2 prefixes (``lm/forecast.py``) into ``<out>/forecast``;
 4. **score** everything against held-out DS2 windows, with the real-DS1, ECGSYN and tokenizer-round-trip
    reference rows (``eval/score.py``) into ``<out>/eval/report.md``.
+
+``--lm v2`` runs the 0.2 demo instead: tokenizer v2's flat token stream (``tokenizer/tokenize_db.py``), the
+``tiny`` GPT (``configs/lm/tiny.yaml``) and the bigram token sampler (the floor) as an extra scored row.
 
 Data: ``--data_dir``, else ``$ECG2LLM_DATA``, else ``~/.cache/ecg2llm`` (downloaded from PhysioNet when
 missing). ``<out>/summary.json`` records each stage's command, wall time and headline numbers. Budget:
@@ -66,10 +70,12 @@ class DemoConfig:
 
     out: str = "runs/demo"  # output folder
     data_dir: str | None = None  # data root holding mitdb/ ($ECG2LLM_DATA otherwise)
-    lm_config: str = "configs/lm/tiny.yaml"  # LM config of the train stage
+    lm: Literal["v3", "v2"] = "v3"  # v3: beats as words (the stack of `default`); v2: the flat token stream
+    lm_config: str | None = None  # LM config of the train stage (None: configs/lm/tiny_v3.yaml, or tiny.yaml for v2)
     max_steps: int | None = None  # override the LM config's max_steps
     num_samples: int = 200  # unconditional 10-s samples to generate
     forecast_tasks: int = 48  # DS2 prefixes to forecast
+    detail_steps: int = 400  # v3: training steps of the detail head
     report_to: Literal["wandb", "tensorboard", "none"] = "wandb"  # LM tracker (W&B offline unless logged in)
     fresh: bool = True  # false: reuse <out>/store and <out>/lm/final from an earlier run
 
@@ -117,14 +123,16 @@ def main(argv=None):
     t0 = time.time()
 
     store, lm_dir = out / "store", out / "lm"
-    reuse = not a.fresh and (store / "meta.json").is_file() and (lm_dir / "final" / "config.json").is_file()
+    v3 = a.lm == "v3"
+    lm_config = a.lm_config or ("configs/lm/tiny_v3.yaml" if v3 else "configs/lm/tiny.yaml")
+    done = (store / "meta.json").is_file() and (lm_dir / "final" / "config.json").is_file()
+    reuse = not a.fresh and done and (not v3 or (lm_dir / "final" / "detail").is_dir())
     if not reuse:
-        run_stage(
-            "1_tokenize",
-            [py, "tokenizer/tokenize_db.py", "--tokenizer", "v2", "--out", str(store), *data],
-            logs,
-            summary,
-        )
+        if v3:  # the beat store the LM config describes (tokenizer v3: RR, coarse and detail tokens per beat)
+            tokenize = [py, "-m", "ecg2llm.lm.beatstream", "--config", lm_config, "--store", str(store), *data]
+        else:
+            tokenize = [py, "tokenizer/tokenize_db.py", "--tokenizer", "v2", "--out", str(store), *data]
+        run_stage("1_tokenize", tokenize, logs, summary)
         steps = ["--max_steps", str(a.max_steps)] if a.max_steps else []
         run_stage(
             "2_train_lm",
@@ -132,7 +140,7 @@ def main(argv=None):
                 *ACCELERATE,
                 "lm/train.py",
                 "--config",
-                a.lm_config,
+                lm_config,
                 "--store",
                 str(store),
                 "--output_dir",
@@ -147,6 +155,14 @@ def main(argv=None):
             logs,
             summary,
         )
+        if v3:  # LM v3's second level: each beat's detail tokens from its coarse tokens (lm/beat_detail.py)
+            run_stage(
+                "2b_train_detail",
+                [py, "-m", "ecg2llm.lm.beat_detail", "--lm", str(lm_dir / "final"), "--store", str(store),
+                 "--steps", str(a.detail_steps)],
+                logs,
+                summary,
+            )
     final = lm_dir / "final"
     run_stage(
         "3a_generate",
@@ -187,21 +203,24 @@ def main(argv=None):
         logs,
         summary,
     )
-    run_stage(
-        "3c_bigram",
-        [
-            py,
-            "scripts/bigram_samples.py",
-            "--store",
-            str(store),
-            "--out",
-            str(out / "bigram"),
-            "--num_samples",
-            str(a.num_samples),
-        ],
-        logs,
-        summary,
-    )
+    extra = []
+    if not v3:  # the bigram token sampler (the floor) reads a flat token store
+        run_stage(
+            "3c_bigram",
+            [
+                py,
+                "scripts/bigram_samples.py",
+                "--store",
+                str(store),
+                "--out",
+                str(out / "bigram"),
+                "--num_samples",
+                str(a.num_samples),
+            ],
+            logs,
+            summary,
+        )
+        extra = ["--extra_rows", f"bigram sampler={out / 'bigram'}"]
     run_stage(
         "4_score",
         [
@@ -212,9 +231,8 @@ def main(argv=None):
             "--forecast",
             str(out / "forecast"),
             "--tokenizer",
-            "v2",
-            "--extra_rows",
-            f"bigram sampler={out / 'bigram'}",
+            a.lm,
+            *extra,
             "--out",
             str(out / "eval"),
             "--n_real",

@@ -16,11 +16,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lm_v3_support import NaiveBeatTokenizer  # noqa: E402
 
+import ecg2llm.lm.beat_train as _beat_train  # noqa: E402
 from ecg2llm.core.errors import ConfigError  # noqa: E402
 from ecg2llm.lm.beat_layout import N_PREFIX, BeatLayout, beat_condition  # noqa: E402
 from ecg2llm.lm.control import ControlSpec  # noqa: E402
 
 RECORDS = ["101", "106", "100"]  # valid, train, test
+REAL_LOAD_BEAT_TOKENIZER = _beat_train.load_beat_tokenizer  # before any fixture patches it
 
 
 @pytest.fixture(scope="module")
@@ -382,3 +384,35 @@ def test_detail_modes(layout):
     assert np.array_equal(m, want)
     with pytest.raises(ConfigError, match="detail mode"):
         head.predict(rr, coarse, "best")
+
+
+def test_store_and_detail_clis_on_real_records(tmp_path, data_dir, monkeypatch):
+    """The two commands the demo runs around ``lm/train.py`` for an LM v3: ``python -m ecg2llm.lm.beatstream``
+    builds the store the config names (here three records), and ``python -m ecg2llm.lm.beat_detail`` trains a
+    detail head that carries the LM tokenizer's codebooks, so the default detail mode ("mean") works."""
+    import shutil
+
+    from conftest import REPO
+
+    import ecg2llm.lm.beat_train as bt
+    from ecg2llm.lm.beat_detail import load_detail
+    from ecg2llm.lm.beat_detail import main as detail_main
+    from ecg2llm.lm.beatstream import load_records
+    from ecg2llm.lm.beatstream import main as store_main
+
+    monkeypatch.setattr(bt, "load_beat_tokenizer", REAL_LOAD_BEAT_TOKENIZER)  # the `run` fixture patches it
+    store, lm = tmp_path / "store", tmp_path / "lm"
+    assert store_main(["--config", str(REPO / "configs/lm/tiny_v3.yaml"), "--store", str(store), "--data_dir",
+                       str(data_dir), "--records", "101,106,100", "--progress", "false"]) == 0
+    records, meta = load_records(store)
+    assert {(r.record, r.split) for r in records} >= {("101", "valid"), ("106", "train"), ("100", "test")}
+    assert {r.lead for r in records if r.record == "106"} == {"MLII", "V1"}  # training records: both leads
+    assert detail_main(["--lm", str(lm), "--store", str(store), "--steps", "3", "--progress", "false"]) == 2
+    shutil.copytree(REPO / "tokenizer/pretrained/v3", lm / "tokenizer")
+    assert detail_main(["--lm", str(lm), "--store", str(store), "--steps", "3", "--progress", "false"]) == 0
+    head = load_detail(lm)
+    layout = BeatLayout.from_dict(meta["layout"])
+    r = next(r for r in records if r.split == "valid")
+    _, rr, coarse = layout.split_units(r.units[None, :20])
+    d = head.predict(rr, coarse, mode="mean")
+    assert d.shape == (1, 20, layout.n_detail) and (d >= 0).all() and (d < layout.n_detail_levels).all()
