@@ -47,6 +47,7 @@ class BeatTextureConfig:
     seed: int = 0                   # texture seed of record i: seed + i
     num_threads: int = 1            # torch CPU threads (the texture sample's STFT)
     texture_state: bool = True      # use the recording's texture state (state["texture"]); false: as before it
+    records: str = "DS2"            # DS2, DS1, or a comma-separated list of MIT-BIH records
 
 
 def gradient_boosting_score(real, fake, groups, folds: int = 5, seed: int = 0) -> float:
@@ -144,7 +145,10 @@ def main(argv=None):
     if not tok.has_texture:
         raise TokenizerError(f"{a.tokenizer} has no texture.safetensors; fit one with scripts/fit_texture.py")
     t0 = time.time()
-    sigs = load_signals(DS2, a.data_dir, fs=tok.fs, seconds=a.seconds or None)
+    from ecg2llm.tokenizer.splits import DS1
+
+    recs = {"DS2": list(DS2), "DS1": list(DS1)}.get(a.records.upper(), [r.strip() for r in a.records.split(",")])
+    sigs = load_signals(recs, a.data_dir, fs=tok.fs, seconds=a.seconds or None)
     feats = {"real": [], "deterministic": [], "texture": []}
     spec = {k: [] for k in feats}
     err = {k: {"sq": 0.0, "n": 0, "prdn": []} for k in ("deterministic", "texture")}
