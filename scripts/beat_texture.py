@@ -46,6 +46,8 @@ class BeatTextureConfig:
     seconds: float = 0.0            # first seconds of each record (0: whole records)
     seed: int = 0                   # texture seed of record i: seed + i
     num_threads: int = 1            # torch CPU threads (the texture sample's STFT)
+    texture_state: bool = True      # use the recording's texture state (state["texture"]); false: as before it
+    records: str = "DS2"            # DS2, DS1, or a comma-separated list of MIT-BIH records
 
 
 def gradient_boosting_score(real, fake, groups, folds: int = 5, seed: int = 0) -> float:
@@ -65,6 +67,29 @@ def gradient_boosting_score(real, fake, groups, folds: int = 5, seed: int = 0) -
             clf.fit(X[tr], y[tr])
             scores.append(abs(float((clf.predict(X[te]) == y[te]).mean()) - 0.5))
     return float(np.mean(scores))
+
+
+def state_bits(states: list[dict], seconds: float) -> dict:
+    """Side information of the texture states (``state["texture"]``): raw bits per second (int8 levels, int16
+    line amplitudes) and the zeroth-order entropy of each field's segment-to-segment differences (per column,
+    pooled over records), as the baseline knots' 13.0 bit/s are counted."""
+    import numpy as np
+
+    raw = ent = 0.0
+    per = {}
+    for key, bits in (("levels", 8), ("real", 8), ("lines", 16)):
+        arrs = [np.asarray(s[key]).reshape(len(s[key]), -1).astype(np.int64) for s in states]
+        raw_k = sum(a.size for a in arrs) * bits
+        d = np.concatenate([np.diff(np.vstack([np.zeros((1, a.shape[1]), np.int64), a]), axis=0) for a in arrs])
+        e = 0.0
+        for c in range(d.shape[1]):
+            _, cnt = np.unique(d[:, c], return_counts=True)
+            p = cnt / cnt.sum()
+            e += float(-(p * np.log2(p)).sum()) * len(d)
+        per[key] = {"raw_bits_per_second": raw_k / seconds, "entropy_bits_per_second": e / seconds}
+        raw, ent = raw + raw_k, ent + e
+    return {"raw_bits_per_second": raw / seconds, "entropy_bits_per_second": ent / seconds, "fields": per,
+            "segment_s": 10.0}
 
 
 def save_figure(path, freqs, spectra: dict, score: dict) -> None:
@@ -116,16 +141,24 @@ def main(argv=None):
     a = parse_config(BeatTextureConfig, argv, description=__doc__)
     torch.set_num_threads(a.num_threads)
     tok = BeatTokenizer.from_pretrained(a.tokenizer)
+    tok.texture_state = a.texture_state
     if not tok.has_texture:
         raise TokenizerError(f"{a.tokenizer} has no texture.safetensors; fit one with scripts/fit_texture.py")
     t0 = time.time()
-    sigs = load_signals(DS2, a.data_dir, fs=tok.fs, seconds=a.seconds or None)
+    from ecg2llm.tokenizer.splits import DS1
+
+    recs = {"DS2": list(DS2), "DS1": list(DS1)}.get(a.records.upper(), [r.strip() for r in a.records.split(",")])
+    sigs = load_signals(recs, a.data_dir, fs=tok.fs, seconds=a.seconds or None)
     feats = {"real": [], "deterministic": [], "texture": []}
     spec = {k: [] for k in feats}
     err = {k: {"sq": 0.0, "n": 0, "prdn": []} for k in ("deterministic", "texture")}
     groups = []
+    tstates, seconds = [], 0.0
     for i, x in enumerate(tqdm(sigs.values(), desc="v3 texture on DS2", unit="record")):
         ids, state = tok.encode(x, tok.fs)
+        if "texture" in state:
+            tstates.append(state["texture"])
+        seconds += len(x) / tok.fs
         ys = {"real": x, "deterministic": tok.decode(ids, state),
               "texture": tok.decode(ids, state, texture=True, seed=a.seed + i)}
         xb = band_filter(x, tok.fs)
@@ -148,6 +181,10 @@ def main(argv=None):
            "tokenizer": str(a.tokenizer), "weights_hash": tok.weights_hash, "records": list(sigs),
            "seconds": a.seconds or None, "windows_per_class": int(len(R)), "seed": a.seed,
            "freqs_hz": [float(v) for v in f], "mean_log10_spectrum": {k: v.tolist() for k, v in mean_spec.items()}}
+    if tstates:
+        out["texture_state"] = state_bits(tstates, seconds)
+        print(f"texture state: {out['texture_state']['raw_bits_per_second']:.1f} bit/s raw, "
+              f"{out['texture_state']['entropy_bits_per_second']:.1f} bit/s entropy-coded")
     for k in ("deterministic", "texture"):
         F = np.vstack(feats[k])
         d = mean_spec[k] - mean_spec["real"]

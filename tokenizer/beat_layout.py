@@ -137,7 +137,9 @@ class BeatTokens:
     start, end : (units,) int64
         The stretch ``[start, end)`` each unit codes (samples at ``tok.fs``).
     state : dict or None
-        ``{"n_samples", "baseline"}`` as tokenizer v2.
+        ``{"n_samples", "baseline"}`` as tokenizer v2, plus ``"texture"`` (the recording's noise levels and
+        spectral lines, :meth:`ecg2llm.tokenizer.texture_bank.TextureBank.analyse`) when the tokenizer has a
+        texture bank; only ``decode(..., texture=True)`` reads it.
     ids : (tokens,) int64
         The flat stream.
     """

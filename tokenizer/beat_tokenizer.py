@@ -32,7 +32,11 @@ Encode (signal resampled to ``fs``):
 Decode inverts each step; cycles and segments are placed on the timeline the RR tokens define, so ids
 alone decode to the band in mV (what an LM generates); ``state`` adds the baseline and cuts the padding
 of the last unit. ``texture=True`` adds a texture bank sample (``texture.safetensors``, v2's method fitted on
-v3's round trip) when the folder has one.
+v3's round trip) when the folder has one. With a texture bank, encode also measures the recording's texture
+into ``state["texture"]`` (per 10 s: noise power per band and per STFT bin above 45 Hz, the mains lines' complex
+amplitudes; :meth:`ecg2llm.tokenizer.texture_bank.TextureBank.analyse`), and the texture decode of those ids
+reproduces them instead of drawing a training recording's (``tok.texture_state = False``: as before; about
+half the encode speed with it). Generated ids have no such state and get the bank's draw.
 """
 from __future__ import annotations
 
@@ -149,6 +153,9 @@ class BeatTokenizer(ECGTokenizer):
         self.gap_max_n = int(round(c.gap_max_s * self.fs))
         self.wander_model: WanderModel | None = None
         self.texture_bank: TextureBank | None = None
+        # encode measures the recording's texture (noise levels, mains) into state["texture"] and the texture
+        # decode uses it (TextureBank.analyse); False: the texture decode draws a training recording's, as before
+        self.texture_state = True
         self._codes: dict | None = None
 
     # ----------------------------------------------------------------- properties
@@ -385,8 +392,14 @@ class BeatTokenizer(ECGTokenizer):
             fallback[f] = codes["fallback"].encode(seg)
         ids = assemble_ids(L, kind, rr, coarse, detail, fallback)
         state = {"n_samples": n, "baseline": knots}
-        return BeatTokens(r=r, rr=rr, coarse=coarse, detail=detail, fallback=fallback, kind=kind, start=start,
-                          end=end, state=state, ids=ids)
+        bt = BeatTokens(r=r, rr=rr, coarse=coarse, detail=detail, fallback=fallback, kind=kind, start=start,
+                        end=end, state=state, ids=ids)
+        if self.texture_bank is not None and self.texture_state:
+            with one_blas_thread():
+                y = self.decode_band_units(bt)[:n]
+            y = np.pad(y, (0, n - len(y)))
+            state["texture"] = self.texture_bank.analyse(y, band - y)
+        return bt
 
     def _encode(self, x: np.ndarray) -> tuple[np.ndarray, dict]:
         bt = self.encode_beats(x, self.fs)
@@ -436,7 +449,7 @@ class BeatTokenizer(ECGTokenizer):
         if texture:
             if self.texture_bank is None:
                 raise TokenizerError("this tokenizer has no texture.safetensors; decode with texture=False")
-            y = y + self.texture_bank.sample(y, seed)
+            y = y + self.texture_bank.sample(y, seed, (state or {}).get("texture") if self.texture_state else None)
         if state is not None:
             n = int(state.get("n_samples", len(y)))
             if n < 0:
@@ -476,6 +489,7 @@ class BeatTokenizer(ECGTokenizer):
         if t.is_file():
             self.texture_bank = TextureBank.from_file(t, n_fft=int(self.config.texture_n_fft),
                                                       hop=int(self.config.texture_hop), fs=float(self.fs))
+            self.texture_bank.adc_step_mv = float(self.config.texture_adc_step_mv)
         f = Path(folder) / WANDER_FILE
         if f.is_file():
             self.wander_model = WanderModel.from_json(f.read_text(), source=str(f))

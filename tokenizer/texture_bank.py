@@ -51,6 +51,15 @@ TEXTURE_FILE = "texture.safetensors"
 FORMAT = "ecg2llm-texture-bank-v1"
 LINE_JITTER_HZ = 0.02
 LINE_BLOCK_S = 1.0  # coherent lines: block of the decode's line amplitude
+# Texture state (``state["texture"]``, measured at encode): per 10-s segment, the residual's mean power in
+# these bands (Hz; log power in natural-log steps of STATE_LEVEL_STEP from STATE_LEVEL_OFFSET, int8) and each
+# spectral line's complex amplitude (int16, STATE_LINE_STEP_MV steps).
+STATE_BANDS_HZ = (0, 6, 12, 21, 30, 42, 54, 66, 78, 93, 108, 126, 144, 165, 181)
+STATE_LEVEL_STEP = 0.1
+STATE_LEVEL_OFFSET = -10.0
+STATE_LINE_STEP_MV = 0.001
+EQ_MIN_HZ = 45.0  # the texture-state decode turns the decode down where it is louder than the recording above this
+EQ_MAX_GAIN = 4.0  # ... and up where it is quieter (power gain at most this)
 
 
 @dataclass
@@ -68,11 +77,150 @@ class TextureBank:
     hop: int
     fs: float
     line_gain: torch.Tensor | None = None  # (L, 2) float32: complex gain (re, im) of the lines the decode carries
+    adc_step_mv: float = 0.005  # the decode's ADC grid (texture-state decode: what rounding adds is left out)
 
     # ------------------------------------------------------------------ sampling
+    # ------------------------------------------------------------------ texture state (per-record side information)
+    def _state_bands(self) -> np.ndarray:
+        """Band index of each STFT bin (:data:`STATE_BANDS_HZ`)."""
+        f = np.arange(self.calib.shape[0]) * self.fs / self.n_fft
+        return np.clip(np.searchsorted(np.asarray(STATE_BANDS_HZ, float), f, side="right") - 1, 0,
+                       len(STATE_BANDS_HZ) - 2)
+
     @torch.no_grad()
-    def sample(self, y: np.ndarray, seed: int | None) -> np.ndarray:
-        """One texture sample for the band decode ``y`` (1-D mV at ``fs``): same length, float32 mV."""
+    def analyse(self, y: np.ndarray, residual: np.ndarray) -> dict:
+        """The texture state of one recording: what the decoder cannot know from the ids, per 10-s segment.
+
+        ``y`` is the band decode and ``residual`` the real band minus it (same length). Returns
+
+        * ``lines`` ``(segments, L, 2)`` int16: each spectral line's complex amplitude (real, imaginary;
+          :data:`STATE_LINE_STEP_MV` steps) in the residual at the segment centres, phase referred to the
+          recording's first sample (:func:`_hat_amplitudes`);
+        * ``levels`` ``(segments, bands)`` int8: the power the texture must add to the decode in each band of
+          :data:`STATE_BANDS_HZ`: the real band's mean STFT power (the residual's lines removed; units of
+          :func:`ecg2llm.tokenizer.texture.log_power`) minus the decode's, at least 5 % of the residual's, the
+          lines' bins left out;
+        * ``real`` ``(segments, bins)`` int8: the real band's mean power per STFT bin from :data:`EQ_MIN_HZ` up.
+
+        Powers are logs in steps of :data:`STATE_LEVEL_STEP` from :data:`STATE_LEVEL_OFFSET`. :meth:`sample`
+        with this state reproduces the recording's mains and noise levels instead of drawing a training
+        recording's.
+        """
+        n = len(y)
+        seg_n = int(round(SEGMENT_S * self.fs))
+        k = max(1, math.ceil(n / seg_n))
+        lines = self.line_hz.tolist()
+        r = np.asarray(residual, np.float64)
+        amp, tone = _fit_lines(r, self.fs, lines, seg_n, k)
+        q = np.round(amp / STATE_LINE_STEP_MV)
+        lines_q = np.clip(np.stack([q.real, q.imag], -1), -32767, 32767).astype(np.int16)
+        eqb = self._eq_bins()
+        levels = np.full((k, len(STATE_BANDS_HZ) - 1), -127, np.int8)
+        real = np.full((k, len(eqb)), -127, np.int8)
+        if n < self.n_fft:
+            return {"levels": levels, "real": real, "lines": lines_q}
+        seg = max(1, int(round(SEGMENT_S * self.fs / self.hop)))
+        win2 = float(torch.hann_window(self.n_fft, periodic=True).pow(2).sum())
+        nbands = len(STATE_BANDS_HZ) - 1
+        onehot = np.zeros((self.calib.shape[0], nbands))
+        band = self._state_bands()
+        onehot[np.arange(len(band)), band] = 1.0
+        onehot[self._line_bins()] = 0.0  # what is left of a line is no noise
+        per_band = onehot / np.maximum(onehot.sum(0), 1)[None]
+
+        def seg_power(v):  # (k, nb) mean STFT power per segment (log_power's units)
+            pw = (_stft(torch.from_numpy(np.asarray(v, np.float32)), self.n_fft, self.hop).abs() ** 2).T.numpy()
+            starts = np.arange(0, len(pw), seg)[:k]
+            sums = np.add.reduceat(pw.astype(np.float64), starts, axis=0)
+            if len(starts) < k:  # fewer frames than segments: hold the last
+                sums = sums[np.minimum(np.arange(k), len(starts) - 1)]
+            cnt = np.diff(np.r_[starts, len(pw)])[np.minimum(np.arange(k), len(starts) - 1)]
+            return sums / cnt[:, None] / win2
+
+        yy = np.asarray(y, np.float64)
+        p_x, p_y, p_r = seg_power(yy + r - tone), seg_power(yy), seg_power(r - tone)
+        lv = np.log(np.maximum((p_x - p_y) @ per_band, 0.05 * (p_r @ per_band)) + 1e-12)
+        levels = np.clip(np.round((lv - STATE_LEVEL_OFFSET) / STATE_LEVEL_STEP), -127, 127).astype(np.int8)
+        real = np.clip(np.round((np.log(p_x[:, eqb] + 1e-12) - STATE_LEVEL_OFFSET) / STATE_LEVEL_STEP), -127,
+                       127).astype(np.int8)
+        return {"levels": levels, "real": real, "lines": lines_q}
+
+    def _eq_bins(self) -> np.ndarray:
+        """STFT bins from :data:`EQ_MIN_HZ` up."""
+        f = np.arange(self.calib.shape[0]) * self.fs / self.n_fft
+        return np.flatnonzero(f >= EQ_MIN_HZ)
+
+    def _line_bins(self) -> list[int]:
+        """Interior STFT bins nearest to each spectral line."""
+        nb = self.calib.shape[0]
+        b = [int(round(f * self.n_fft / self.fs)) for f in self.line_hz.tolist()]
+        return sorted({v for v in b if 0 < v < nb - 1})
+
+    def _sample_state(self, y: np.ndarray, mu: torch.Tensor, n: int, ts: dict, g: torch.Generator) -> np.ndarray:
+        """The texture-state sample: the bank's noise (regression on the decode, the mean segment effect,
+        per-frame scatter), scaled in each 10-s segment and band to the recording's measured power, minus
+        what rounding to the ADC grid adds; then the recording's lines as tones."""
+        n_frames, nb = mu.shape
+        seg = max(1, int(round(SEGMENT_S * self.fs / self.hop)))
+        u = self.levels.float().mean(0)[None]  # (1, nb)
+        e = torch.randn(n_frames, nb, generator=g) @ self.chol_frame.T
+        lvl = mu + u + e
+        nb_ = lvl.shape[1]
+        for b in self._line_bins():  # the noise floor under a line and its two neighbours (which the regression
+            if 2 <= b <= nb_ - 3:  # lifts where the decode carries the line): interpolated from the bins beyond
+                for d, wt in ((-1, 0.25), (0, 0.5), (1, 0.75)):
+                    lvl[:, b + d] = (1 - wt) * lvl[:, b - 2] + wt * lvl[:, b + 2]
+            else:
+                lvl[:, b] = 0.5 * (lvl[:, b - 1] + lvl[:, b + 1])
+        win = torch.hann_window(self.n_fft, periodic=True)
+        spec = _stft(torch.randn(n, generator=g), self.n_fft, self.hop) * torch.exp(0.5 * lvl).T  # (nb, F)
+        pw = spec.abs().pow(2).double() / win.pow(2).sum()  # (nb, F), log_power's units
+        band = torch.from_numpy(self._state_bands())
+        nbands = len(STATE_BANDS_HZ) - 1
+        lv = np.asarray(ts["levels"], np.float64)
+        k = int(math.ceil(n_frames / seg))
+        lv = lv[np.minimum(np.arange(k), len(lv) - 1)]  # (k, bands), held past the last segment
+        target = np.exp(lv * STATE_LEVEL_STEP + STATE_LEVEL_OFFSET) * (lv > -127)
+        q = float(self.adc_step_mv)
+        target = np.maximum(target - q * q / 12.0, 0.1 * target)  # the rounding adds white noise of q^2/12
+        sid = torch.minimum(torch.arange(n_frames) // seg, torch.tensor(k - 1))
+        have = torch.zeros(k, nbands, dtype=torch.float64)
+        have.index_put_((sid[None, :].expand(nb, -1), band[:, None].expand(-1, n_frames)), pw, accumulate=True)
+        cnt = torch.bincount(sid, minlength=k)[:, None] * torch.bincount(band, minlength=nbands)[None, :]
+        have = have / cnt.clamp(min=1)
+        gain = torch.sqrt(torch.from_numpy(target) / have.clamp(min=1e-30))  # (k, bands)
+        spec = spec * gain[sid][:, band].T.to(spec.real.dtype)
+        r = torch.istft(spec, self.n_fft, self.hop, window=win, center=True, length=n).numpy().astype(np.float64)
+        if "real" in ts:  # where decode + noise is louder than the recording (the decode's own artifacts, e.g.
+            # codewords that carry mains-like content), turn the sum down to the recording's power per bin
+            rl = np.asarray(ts["real"], np.float64)[np.minimum(np.arange(k), len(ts["real"]) - 1)]
+            p_real = np.exp(rl * STATE_LEVEL_STEP + STATE_LEVEL_OFFSET)  # (k, eq bins)
+            p_real = torch.from_numpy(np.maximum(p_real - q * q / 12.0, 0.1 * p_real))  # rounding adds q^2/12
+            z = torch.from_numpy((np.asarray(y, np.float64) + r).astype(np.float32))
+            zs = _stft(z, self.n_fft, self.hop)  # (nb, F)
+            eb = torch.from_numpy(self._eq_bins())
+            zp = zs[eb].abs().pow(2).double() / win.pow(2).sum()  # (eq bins, F)
+            have = torch.zeros(k, len(eb), dtype=torch.float64).index_add_(0, sid, zp.T)
+            have = have / torch.bincount(sid, minlength=k).clamp(min=1)[:, None]
+            eq = torch.sqrt((p_real / have.clamp(min=1e-30)).clamp(max=EQ_MAX_GAIN))  # (k, eq bins)
+            if float((eq - 1).abs().max()) > 0:
+                gb = torch.ones(nb, n_frames, dtype=zs.real.dtype)
+                gb[eb] = eq[sid].T.to(zs.real.dtype)
+                z2 = torch.istft(zs * gb, self.n_fft, self.hop, window=win, center=True, length=n)
+                r = z2.double().numpy() - np.asarray(y, np.float64)
+        a = np.asarray(ts["lines"], np.float64) * STATE_LINE_STEP_MV
+        a = a[..., 0] + 1j * a[..., 1]  # (S, L)
+        seg_n = int(round(SEGMENT_S * self.fs))
+        for j, f in enumerate(self.line_hz.tolist()[: a.shape[1]]):
+            r += _hat_tone(a[:, j], n, self.fs, f, seg_n)
+        return r.astype(np.float32)
+
+    @torch.no_grad()
+    def sample(self, y: np.ndarray, seed: int | None, texture_state: dict | None = None) -> np.ndarray:
+        """One texture sample for the band decode ``y`` (1-D mV at ``fs``): same length, float32 mV.
+
+        With ``texture_state`` (:meth:`analyse` of the recording the ids came from: ``state["texture"]``),
+        the segment levels and the lines are the recording's own instead of a training recording's."""
         n = len(y)
         if n < self.n_fft:
             return np.zeros(n, np.float32)
@@ -89,6 +237,9 @@ class TextureBank:
         first, count = (int(v) for v in self.recordings[rng.integers(len(self.recordings))])
         idx = first + (int(rng.integers(count)) + np.arange(n_seg)) % count  # consecutive segments
         u = self.levels[torch.from_numpy(idx)].float()  # (n_seg, nb)
+        ts = texture_state if texture_state is not None and len(texture_state.get("levels", ())) else None
+        if ts is not None:
+            return self._sample_state(y, mu, n, ts, g)
         pos = torch.arange(n_frames, dtype=torch.float32) / seg
         i0 = pos.floor().long()
         w = (pos - i0)[:, None]
@@ -145,6 +296,84 @@ class TextureBank:
         if missing:
             raise TokenizerError(f"{path} lacks tensors {sorted(missing)}")
         return cls(**t, n_fft=got[0], hop=got[1], fs=got[2])  # line_gain: optional (files before it lack it)
+
+
+# ---------------------------------------------------------------------- lines of the texture state
+def _hat_weights(n: int, seg_n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample: the segment centre at or before it (``i``, clipped to ``[0, k - 2]``) and the weight ``w`` of
+    the next one (linear interpolation between the centres of ``k`` segments, flat beyond the ends)."""
+    pos = np.arange(n) - 0.5 * seg_n
+    i = np.clip(np.floor(pos / seg_n).astype(np.int64), 0, max(k - 2, 0))
+    w = np.clip(pos / seg_n - i, 0.0, 1.0) if k > 1 else np.zeros(n)
+    return i, w
+
+
+def _fit_lines(r: np.ndarray, fs: float, lines: list[float], seg_n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_hat_amplitudes` of every line, ``(k, L)`` complex, and the sum of their tones (:func:`_hat_tone`),
+    with the interpolation weights and each line's phasor computed once (float32 phasors of the phase taken
+    modulo one cycle in float64)."""
+    from scipy.linalg import solve_banded
+
+    n = len(r)
+    amp = np.zeros((k, len(lines)), np.complex128)
+    tone = np.zeros(n)
+    if not lines or n == 0:
+        return amp, tone
+    r = np.asarray(r, np.float64)
+    i, w = _hat_weights(n, seg_n, k)
+    w0, w1 = 1 - w, w
+    if k > 1:
+        diag = (np.bincount(i, w0 ** 2, k + 1) + np.bincount(i + 1, w1 ** 2, k + 1))[:k] + 1e-9
+        off = np.bincount(i, w0 * w1, k)[: k - 1]
+        ab = np.zeros((3, k))
+        ab[0, 1:], ab[1], ab[2, :-1] = off, diag, off
+    t = np.arange(n, dtype=np.float64)
+    for j, f in enumerate(lines):
+        ph = (2 * np.pi) * ((f / fs * t) % 1.0).astype(np.float32)
+        c, sn = np.cos(ph), np.sin(ph)
+        zr, zi = 2 * r * c, -2 * r * sn  # z = 2 r exp(-i phase)
+        if k == 1:
+            a = np.array([zr.mean() + 1j * zi.mean()])
+        else:
+            rhs = (np.bincount(i, w0 * zr, k + 1) + np.bincount(i + 1, w1 * zr, k + 1)
+                   + 1j * (np.bincount(i, w0 * zi, k + 1) + np.bincount(i + 1, w1 * zi, k + 1)))[:k]
+            a = solve_banded((1, 1), ab, rhs)
+        amp[:, j] = a
+        if k == 1:
+            tone += a[0].real * c - a[0].imag * sn
+        else:
+            ar, ai = a.real[i] * w0 + a.real[i + 1] * w1, a.imag[i] * w0 + a.imag[i + 1] * w1
+            tone += ar * c - ai * sn
+    return amp, tone
+
+
+def _hat_amplitudes(r: np.ndarray, fs: float, f: float, seg_n: int, k: int) -> np.ndarray:
+    """Complex amplitudes ``a`` (one per segment centre) of the ``f``-Hz line of ``r`` under the model
+    ``Re(sum_s a_s hat_s(t) exp(2 pi i f t))`` (hats: linear interpolation between the centres), by least
+    squares on the demodulated signal (a tridiagonal system)."""
+    from scipy.linalg import solve_banded
+
+    n = len(r)
+    ph = (-2 * np.pi * f / fs) * np.arange(n)
+    z = 2 * np.asarray(r, np.float64) * (np.cos(ph) + 1j * np.sin(ph))
+    if k == 1:
+        return np.array([z.mean()])
+    i, w = _hat_weights(n, seg_n, k)
+    rhs = (np.bincount(i, (1 - w) * z.real, k + 1) + np.bincount(i + 1, w * z.real, k + 1)
+           + 1j * (np.bincount(i, (1 - w) * z.imag, k + 1) + np.bincount(i + 1, w * z.imag, k + 1)))[:k]
+    diag = (np.bincount(i, (1 - w) ** 2, k + 1) + np.bincount(i + 1, w ** 2, k + 1))[:k] + 1e-9
+    off = np.bincount(i, (1 - w) * w, k)[: k - 1]
+    ab = np.zeros((3, k))
+    ab[0, 1:], ab[1], ab[2, :-1] = off, diag, off
+    return solve_banded((1, 1), ab, rhs)
+
+
+def _hat_tone(a: np.ndarray, n: int, fs: float, f: float, seg_n: int) -> np.ndarray:
+    """The tone of :func:`_hat_amplitudes`' model (amplitudes interpolated between segment centres)."""
+    pos = np.arange(n)
+    centres = (np.arange(len(a)) + 0.5) * seg_n
+    aj = np.interp(pos, centres, a.real) + 1j * np.interp(pos, centres, a.imag)
+    return np.real(aj * np.exp(2j * np.pi * f * pos / fs))
 
 
 # ---------------------------------------------------------------------- fitting
