@@ -47,6 +47,13 @@ def main(argv=None):
 
     cfg = parse_config(TSTRConfig, argv, description=__doc__)
     import json
+    import os
+
+    from ecg2llm.core.io import git_sha
+
+    # the code that runs (a commit made while a long run goes on must not be recorded as its code), and the
+    # machine's load: timings on shared cores mean little without it
+    sha, load_start = git_sha(), os.getloadavg()
 
     if cfg.real_only:
         return _real_only(cfg, argv)
@@ -81,16 +88,15 @@ def main(argv=None):
         return generate_or_reuse(gcfg, reuse=cfg.reuse_synthetic, log=lambda m: print(f"[tstr] {m}"))
 
     if cfg.guidance_check:
-        return _guidance_check(cfg, argv, generate, out)
+        return _guidance_check(cfg, argv, generate, out, sha, load_start)
     result = run_study(cfg, generate)
     import shlex
     from datetime import datetime, timezone
 
-    from ecg2llm.core.io import git_sha
-
     args = list(sys.argv[1:] if argv is None else argv)
-    result.update({"command": "python scripts/tstr.py " + shlex.join(args), "git_sha": git_sha(),
-                   "date": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    result.update({"command": "python scripts/tstr.py " + shlex.join(args), "git_sha": sha,
+                   "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                   "load": _load(load_start)})
     write_outputs(result, out)
     g, arms = result["goal"], result["arms"]
     a, b, c = (arms[k]["macro_f1_mean"] for k in "abc")
@@ -102,19 +108,27 @@ def main(argv=None):
     return 0
 
 
-def _guidance_check(cfg, argv, generate, out) -> int:
+def _load(start) -> dict:
+    """The 1/5/15-minute load averages at the start and the end of the run, and the machine's CPU count."""
+    import os
+
+    return {"loadavg_start": [round(x, 2) for x in start], "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+            "cpus": os.cpu_count()}
+
+
+def _guidance_check(cfg, argv, generate, out, sha, load_start) -> int:
     """``--guidance_check 1,2,3``: the guidance check alone (:func:`ecg2llm.eval.tstr.study.run_guidance_check`);
     writes ``<out>/tstr_guidance.json`` (and ``--results_json``)."""
     import shlex
     from datetime import datetime, timezone
 
-    from ecg2llm.core.io import git_sha, write_json
+    from ecg2llm.core.io import write_json
     from ecg2llm.eval.tstr.study import run_guidance_check
 
     result = run_guidance_check(cfg, generate)
     args = list(sys.argv[1:] if argv is None else argv)
-    result.update({"command": "python scripts/tstr.py " + shlex.join(args), "git_sha": git_sha(),
-                   "date": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    result.update({"command": "python scripts/tstr.py " + shlex.join(args), "git_sha": sha,
+                   "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "load": _load(load_start)})
     write_json(out / "tstr_guidance.json", result)
     if cfg.results_json:
         Path(cfg.results_json).parent.mkdir(parents=True, exist_ok=True)
