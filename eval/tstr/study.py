@@ -317,7 +317,8 @@ def run_study(cfg: TSTRConfig, generate, log=print) -> dict:
         "records": {"train": train_recs, "test": test_recs},
         "beats": {"real_ds1": ds1.counts(), "real_ds2": ds2.counts(),
                   **{f"synthetic {k}": v.counts() for k, v in syn.items()},
-                  **({"synthetic S/V/F kept by the agreement filter": filtered.counts()} if filtered else {})},
+                  **({"synthetic S/V/F kept by the agreement filter": filtered.counts()}
+                     if filtered is not None else {})},  # also when the filter kept none
         "agreement": agreement, "requested_class": requested, "fidelity": fidelity,
         "synthetic_minority": {"rule": cfg.synthetic_minority, "counts": syn_minor.counts(),
                                "description": MINORITY_RULES.get(cfg.synthetic_minority)},
