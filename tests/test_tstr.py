@@ -250,3 +250,24 @@ def test_tstr_v3_synthetic_stage_on_tiny_data(tmp_path, data_dir):
             assert 0.0 <= s["share_of_beats"] <= 1.0 and s["n_requested_label"] == s["beats"].get(c, 0)
     man = json.loads((tmp_path / "syn" / "guidance_check" / "g3" / "beat_V" / "manifest.json").read_text())
     assert man["conditioning"]["guidance"] == 3.0 and man["conditioning"]["beat"] == "V"
+
+
+def test_beat_timing_summary_tells_premature_from_on_time_beats():
+    """scripts/tstr_beat_timing.py: a premature V beat with a pause reads prev/local < 0.85 and next/local > 1;
+    its shape is closer to the V template than to N."""
+    import sys
+
+    from test_entrypoint_errors import _main
+
+    _main("scripts/tstr_beat_timing.py")
+    summarize = sys.modules["_ep_scripts_tstr_beat_timing"].summarize
+    t = np.linspace(-1, 1, BEFORE + AFTER)
+    tmpl = {"N": np.exp(-(t / 0.05) ** 2), "V": -np.exp(-(t / 0.2) ** 2)}
+    y = np.array([0, 0, 2, 2])
+    x = np.stack([tmpl["N"], tmpl["N"], tmpl["V"], tmpl["V"]]).astype(np.float32)
+    rr = np.array([[0.8, 0.8, 1.0, 1.0], [0.8, 0.8, 1.0, 1.0], [0.5, 1.1, 0.62, 1.4], [0.8, 0.8, 1.0, 1.0]],
+                  np.float32)
+    r = summarize(BeatSet(x, rr, y, np.array(["s"] * 4, dtype=object), "toy"), tmpl, 0.85)
+    assert r["N"]["n"] == 2 and r["N"]["premature_share"] == 0.0 and r["N"]["shape_closer_to_N_than_V"] == 1.0
+    assert r["V"]["premature_share"] == 0.5 and r["V"]["shape_closer_to_V_than_N"] == 1.0
+    assert r["V"]["prev_over_local_median"] == pytest.approx(0.81) and r["V"]["share"] == 0.5
