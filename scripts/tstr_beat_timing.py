@@ -6,7 +6,8 @@ Launch (from the repo root; the committed result, after ``scripts/tstr.py`` wrot
 beat:F=runs/tstr_syn_v3/beat_F,unconditional=runs/tstr_syn_v3/unconditional --out docs/results/tstr_v3_beat_timing.json
 
 Beats are cut as the TSTR study cuts them (:mod:`ecg2llm.eval.beats`: real DS1 and DS2 from the reference
-annotations, synthetic sets from their ``.atr``). Per set and class: how many beats, their share of the set,
+annotations, synthetic sets from their ``.atr``). Per LM v3 set, the share of drawn beats with the null label.
+Per set and class: how many beats, their share of the set,
 the median previous and next RR over the local mean RR (a premature beat: previous < 1, a compensatory pause:
 next > 1), the share with previous RR < 0.85 of the local mean, and the share whose shape (the 0.7-s cut
 window, median removed) correlates better with real DS1's mean beat of that class than with DS1's mean N beat
@@ -62,6 +63,26 @@ def summarize(beats, templates: dict, premature: float) -> dict:
     return out
 
 
+def _null_share(folder, manifest: dict) -> dict | None:
+    """LM v3 sets: of all beats the model drew (``beat_units.npy``, past the record's end too), how many carry
+    the null label ``beat:?`` (no ``.atr`` annotation, so never cut); None for other sets."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    from ecg2llm.lm.control import ControlSpec
+
+    units, conf = folder / "beat_units.npy", Path(str(manifest.get("model_dir", ""))) / "config.json"
+    if not (units.is_file() and conf.is_file()):
+        return None
+    null = ControlSpec.from_dict(json.loads(conf.read_text())["ecg_conditioning"]).null_beat_id
+    lab = np.load(units)[:, :, 0]
+    lab = lab[lab >= 0]
+    return {"drawn_beats": int(lab.size), "null_labelled": int((lab == null).sum()),
+            "share": float((lab == null).mean()) if lab.size else 0.0}
+
+
 @run_main
 def main(argv=None):
     """Cut the beats, summarize each set, write the JSON."""
@@ -96,6 +117,7 @@ def main(argv=None):
             rows[f"synthetic {name}"]["_generation"] = {k: m.get("config", {}).get(k) for k in
                                                         ("model", "condition", "guidance", "seed", "num_samples",
                                                          "seconds", "temperature")}
+            rows[f"synthetic {name}"]["_null_label"] = _null_share(Path(folder), m)
     args = list(sys.argv[1:] if argv is None else argv)
     result = {"sets": rows, "premature_threshold": cfg.premature,
               "templates": "real DS1 mean beat per class (0.7-s windows, median removed)",
