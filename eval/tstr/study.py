@@ -4,7 +4,8 @@ The study behind ``python scripts/tstr.py --out DIR`` (configuration: :class:`TS
 
 1. **Generate** with a conditional LM (:mod:`ecg2llm.lm.conditioning`): ``beat_sequences`` records of ``seconds`` s
    unconditionally (the model picks rhythm and every beat label), and as many with each minority class
-   requested (``beat:S``, ``beat:V``, ``beat:F``: ``strengths[c]`` log-odds on that label); plus
+   requested (``beat:S``, ``beat:V``, ``beat:F``: ``strengths[c]`` log-odds on that label for LM v2; an LM v3
+   reads only its control tokens and ``guidance``, the classifier-free guidance of every conditioned set); plus
    ``rhythm_sequences`` 10-s records per rhythm condition. Every record is a WFDB record with a ``.atr``.
    Sets already generated with the same model, seed and settings under ``synthetic_dir`` are reused.
 2. **Cut beats** alike from real DS1, real DS2 and the synthetic records (:mod:`ecg2llm.eval.beats`); for the
@@ -15,7 +16,8 @@ The study behind ``python scripts/tstr.py --out DIR`` (configuration: :class:`TS
    patient-grouped CV on DS1, ``scripts/beat_cv.py``; the default two-stage model's trees call V/F and a
    logistic regression splits N/S; a seed sets the trees' per-split feature subsampling) or ``cnn``
    (:mod:`ecg2llm.eval.beat_classifier`; a seed sets initialisation and batch order):
-   (a) real DS1; (b) synthetic beats only; (c) DS1 plus the synthetic S, V and F beats; and, with
+   (a) real DS1; (b) synthetic beats only; (c) DS1 plus the synthetic S, V and F beats (``synthetic_minority``:
+   every S/V/F-labelled beat of the beat sets, or -- LM v3 -- only those labelled c under ``beat:c``); and, with
    ``filtered_arm``, (d) DS1 plus only those synthetic S, V, F beats that the arm-(a) classifier (first
    seed, trained on DS1 alone) assigns the generated label -- the usual agreement filter; no DS2 in it.
 4. **Agreement**: the arm-(a) classifier (first seed) labels the generated beats; its agreement with
