@@ -27,6 +27,7 @@ against the real DS2 windows of its condition. Writes ``tstr.json``, ``tstr.md``
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from ecg2llm.core.cli import run_main
@@ -46,14 +47,26 @@ def main(argv=None):
 
     cfg = parse_config(TSTRConfig, argv, description=__doc__)
     import json
+    import os
+
+    from ecg2llm.core.io import git_sha
+
+    # the code that runs (a commit made while a long run goes on must not be recorded as its code), and the
+    # machine's load: timings on shared cores mean little without it
+    sha, load_start = git_sha(), os.getloadavg()
 
     if cfg.real_only:
         return _real_only(cfg, argv)
 
     folder = resolve_model_dir(cfg.model)
-    if not json.loads((folder / "config.json").read_text()).get("ecg_conditioning"):
+    conf = json.loads((folder / "config.json").read_text())
+    if not conf.get("ecg_conditioning"):
         raise ConfigError(f"{folder} is not a conditional LM (no ecg_conditioning in its config.json); train "
                           f"one with `accelerate launch lm/train.py --config configs/lm/tiny_cond.yaml`")
+    # LM v3 (beats): no sampler rule, labels are the model's draws; only the beats labelled c under beat:c count
+    is_v3 = (conf.get("ecg_stream") or {}).get("kind") == "beats"
+    if cfg.synthetic_minority == "auto":
+        cfg = replace(cfg, synthetic_minority="requested" if is_v3 else "all")
     # the database before anything else: generation takes minutes, and beats are cut after it
     from ecg2llm.tokenizer.data import ensure_database
     from ecg2llm.tokenizer.splits import DS1, DS2
@@ -64,22 +77,26 @@ def main(argv=None):
     write_run_info(out, config_to_dict(cfg), model_dir=str(folder))
     from ecg2llm.lm.synthesize import GenerateConfig, generate_or_reuse
 
-    def generate(folder, conditions, num_samples, seconds, seed, strength):
-        """One synthetic set from the study's conditional LM (reused when an earlier run wrote the same)."""
+    def generate(folder, conditions, num_samples, seconds, seed, strength, guidance=None):
+        """One synthetic set from the study's conditional LM (reused when an earlier run wrote the same).
+        LM v3 reads no logit-bias strength (it has no sampler rule): its requests keep the default."""
+        extra = {} if is_v3 else {"condition_strength": strength}
         gcfg = GenerateConfig(model=cfg.model, num_samples=num_samples, seconds=seconds, out=str(folder),
                               seed=seed, batch_size=cfg.batch_size, png=False, condition=list(conditions),
-                              condition_strength=strength, num_threads=cfg.num_threads)
+                              guidance=guidance if conditions else None, temperature=cfg.temperature,
+                              num_threads=cfg.num_threads, **extra)
         return generate_or_reuse(gcfg, reuse=cfg.reuse_synthetic, log=lambda m: print(f"[tstr] {m}"))
 
+    if cfg.guidance_check:
+        return _guidance_check(cfg, argv, generate, out, sha, load_start)
     result = run_study(cfg, generate)
     import shlex
     from datetime import datetime, timezone
 
-    from ecg2llm.core.io import git_sha
-
     args = list(sys.argv[1:] if argv is None else argv)
-    result.update({"command": "python scripts/tstr.py " + shlex.join(args), "git_sha": git_sha(),
-                   "date": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    result.update({"command": "python scripts/tstr.py " + shlex.join(args), "git_sha": sha,
+                   "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                   "load": _load(load_start)})
     write_outputs(result, out)
     g, arms = result["goal"], result["arms"]
     a, b, c = (arms[k]["macro_f1_mean"] for k in "abc")
@@ -88,6 +105,40 @@ def main(argv=None):
           f"{c:.3f} (c - a = {g['c_minus_a']:+.3f}, 2 sd(a) {g['two_sd_a']:.3f})"
           + (f", (d) real + agreed synthetic {arms['d']['macro_f1_mean']:.3f} (d - a = {g['d_minus_a']:+.3f})"
              if "d_minus_a" in g else "") + f"; report {out / 'tstr.md'}")
+    return 0
+
+
+def _load(start) -> dict:
+    """The 1/5/15-minute load averages at the start and the end of the run, and the machine's CPU count."""
+    import os
+
+    return {"loadavg_start": [round(x, 2) for x in start], "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+            "cpus": os.cpu_count()}
+
+
+def _guidance_check(cfg, argv, generate, out, sha, load_start) -> int:
+    """``--guidance_check 1,2,3``: the guidance check alone (:func:`ecg2llm.eval.tstr.study.run_guidance_check`);
+    writes ``<out>/tstr_guidance.json`` (and ``--results_json``)."""
+    import shlex
+    from datetime import datetime, timezone
+
+    from ecg2llm.core.io import write_json
+    from ecg2llm.eval.tstr.study import run_guidance_check
+
+    result = run_guidance_check(cfg, generate)
+    args = list(sys.argv[1:] if argv is None else argv)
+    result.update({"command": "python scripts/tstr.py " + shlex.join(args), "git_sha": sha,
+                   "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "load": _load(load_start)})
+    write_json(out / "tstr_guidance.json", result)
+    if cfg.results_json:
+        Path(cfg.results_json).parent.mkdir(parents=True, exist_ok=True)
+        write_json(cfg.results_json, result)
+    for g, r in result["guidance"].items():
+        cells = ", ".join(f"{k} {v['share_of_beats']:.2f} labelled / "
+                          f"{'n/a' if v['agreement'] is None else format(v['agreement'], '.2f')} agreed"
+                          for k, v in r["sets"].items())
+        print(f"guidance {g}: {cells}; mean agreement {r['mean_agreement']:.3f} ({r['seconds']:.0f} s)")
+    print(f"chosen guidance {result['chosen']:g} ({result['rule']}); {out / 'tstr_guidance.json'}")
     return 0
 
 

@@ -74,6 +74,8 @@ def _bad_inputs(tmp):
         "scripts/reproduce_seed.py": (["--out", str(tmp / "o"), "--block_sizes", "ten"], "ten"),
         "scripts/demo.py": (["--data_dir", nowhere, "--out", str(tmp / "o"), "--no_download"], None),
         "scripts/tstr.py": (["--model", nowhere, "--out", str(tmp / "o")], "nowhere"),
+        "scripts/tstr_beat_timing.py": (["--sets", f"beat:V={nowhere}", "--out", str(tmp / "t.json")], "nowhere"),
+        "scripts/lm_v3_strips.py": (["--model", nowhere, "--out", str(tmp / "s.png")], "nowhere"),
         "scripts/fit_texture.py": (["--tokenizer", nowhere, "--out", str(tmp / "o")], "nowhere"),
         "scripts/tokenizer_report.py": (["--tokenizer", nowhere, "--out", str(tmp / "o")], "nowhere"),
         "scripts/planted.py": (["--defects", "nosuch", "--out", str(tmp / "o")], "nosuch"),

@@ -187,3 +187,87 @@ def test_report_names_the_chosen_classifier(model, word):
     cfg = StrongConfig(model=model, feature_set="rr+compact")
     line = _classifier_line({"config": {"classifier": "trees"}, "classifier": {"config": asdict(cfg)}})
     assert word in line and "`rr+compact`" in line
+
+
+def _labelled(classes: str, source: str) -> BeatSet:
+    y = np.array([CLASSES.index(c) for c in classes])
+    return BeatSet(np.zeros((len(y), BEFORE + AFTER), np.float32), np.zeros((len(y), 4), np.float32), y,
+                   np.array([source] * len(y), dtype=object), source)
+
+
+def test_synthetic_minority_requested_takes_only_class_c_of_the_beat_c_set():
+    """LM v3's rule: the beats labelled c in the beat:c set, nothing else; LM v2's: every S/V/F beat of every
+    beat set (never the rhythm sets)."""
+    from ecg2llm.eval.tstr.study import TSTRConfig, synthetic_minority
+
+    syn = {"unconditional": _labelled("NNSV", "u"), "beat:S": _labelled("NSSVF", "s"),
+           "beat:V": _labelled("NVVVS", "v"), "beat:F": _labelled("NNF", "f"), "rhythm:VT": _labelled("VVV", "r")}
+    req = synthetic_minority(TSTRConfig(synthetic_minority="requested"), syn)
+    assert req.counts() == {"N": 0, "S": 2, "V": 3, "F": 1}
+    assert sorted(set(req.group.tolist())) == ["f", "s", "v"]  # no beat of the unconditional or rhythm sets
+    every = synthetic_minority(TSTRConfig(synthetic_minority="all"), syn)
+    assert every.counts() == {"N": 0, "S": 4, "V": 5, "F": 2}
+    with pytest.raises(ValueError, match="not resolved"):
+        synthetic_minority(TSTRConfig(), syn)  # "auto" is resolved by scripts/tstr.py from the LM
+    from ecg2llm.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="synthetic_minority"):
+        TSTRConfig(synthetic_minority="some")
+
+
+def test_tstr_v3_synthetic_stage_on_tiny_data(tmp_path, data_dir):
+    """LM v3 (the shipped `default`): sets steered by control tokens and guidance only, arm (c) = DS1 + the beats
+    labelled c under beat:c; and the guidance check (tiny sizes)."""
+    from test_entrypoint_errors import _main
+
+    main = _main("scripts/tstr.py")
+    common = ["--model", "default", "--data_dir", str(data_dir), "--train_records", "106,119",
+              "--test_records", "100,105", "--seeds", "0", "--tree_max_iter", "10", "--seconds", "6",
+              "--batch_size", "2", "--synthetic_dir", str(tmp_path / "syn"), "--num_threads", "1"]
+    out = tmp_path / "tstr"
+    assert main(["--out", str(out), *common, "--beat_sequences", "2", "--rhythm_conditions", "N",
+                 "--rhythm_sequences", "1", "--fidelity", "false", "--guidance", "2"]) == 0
+    r = json.loads((out / "tstr.json").read_text())
+    assert r["config"]["synthetic_minority"] == "requested" and set(r["arms"]) == {"a", "b", "c", "d"}
+    for name, g in (("unconditional", None), ("beat_S", 2.0), ("beat_V", 2.0), ("beat_F", 2.0), ("rhythm_N", 2.0)):
+        man = json.loads((tmp_path / "syn" / name / "manifest.json").read_text())
+        assert man["lm_version"] == 3 and man["conditioning"]["guidance"] == g
+    ds1, c_counts = r["beats"]["real_ds1"], r["arms"]["c"]["train_counts"]
+    requested = {c: r["beats"][f"synthetic beat:{c}"][c] for c in ("S", "V", "F")}
+    assert r["synthetic_minority"]["counts"] == {"N": 0, **requested}
+    assert c_counts == {"N": ds1["N"], **{c: ds1[c] + requested[c] for c in ("S", "V", "F")}}
+    kept = r["beats"]["synthetic S/V/F kept by the agreement filter"]
+    assert all(r["arms"]["d"]["train_counts"][c] == ds1[c] + kept[c] <= c_counts[c] for c in CLASSES)
+    assert "no sampler rule" in (out / "tstr.md").read_text()
+
+    chk = tmp_path / "check"
+    assert main(["--out", str(chk), *common, "--guidance_check", "1,3", "--guidance_check_sequences", "1"]) == 0
+    g = json.loads((chk / "tstr_guidance.json").read_text())
+    assert set(g["guidance"]) == {"1", "3"} and g["chosen"] in (1.0, 3.0) and g["command"].startswith("python ")
+    for row in g["guidance"].values():
+        for c in ("S", "V", "F"):
+            s = row["sets"][f"beat:{c}"]
+            assert 0.0 <= s["share_of_beats"] <= 1.0 and s["n_requested_label"] == s["beats"].get(c, 0)
+    man = json.loads((tmp_path / "syn" / "guidance_check" / "g3" / "beat_V" / "manifest.json").read_text())
+    assert man["conditioning"]["guidance"] == 3.0 and man["conditioning"]["beat"] == "V"
+
+
+def test_beat_timing_summary_tells_premature_from_on_time_beats():
+    """scripts/tstr_beat_timing.py: a premature V beat with a pause reads prev/local < 0.85 and next/local > 1;
+    its shape is closer to the V template than to N."""
+    import sys
+
+    from test_entrypoint_errors import _main
+
+    _main("scripts/tstr_beat_timing.py")
+    summarize = sys.modules["_ep_scripts_tstr_beat_timing"].summarize
+    t = np.linspace(-1, 1, BEFORE + AFTER)
+    tmpl = {"N": np.exp(-(t / 0.05) ** 2), "V": -np.exp(-(t / 0.2) ** 2)}
+    y = np.array([0, 0, 2, 2])
+    x = np.stack([tmpl["N"], tmpl["N"], tmpl["V"], tmpl["V"]]).astype(np.float32)
+    rr = np.array([[0.8, 0.8, 1.0, 1.0], [0.8, 0.8, 1.0, 1.0], [0.5, 1.1, 0.62, 1.4], [0.8, 0.8, 1.0, 1.0]],
+                  np.float32)
+    r = summarize(BeatSet(x, rr, y, np.array(["s"] * 4, dtype=object), "toy"), tmpl, 0.85)
+    assert r["N"]["n"] == 2 and r["N"]["premature_share"] == 0.0 and r["N"]["shape_closer_to_N_than_V"] == 1.0
+    assert r["V"]["premature_share"] == 0.5 and r["V"]["shape_closer_to_V_than_N"] == 1.0
+    assert r["V"]["prev_over_local_median"] == pytest.approx(0.81) and r["V"]["share"] == 0.5

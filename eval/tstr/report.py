@@ -60,6 +60,21 @@ def _classifier_line(result: dict) -> str:
             f"frequency^-{c.get('class_weight_power')}; {seeds}")
 
 
+def _steering(result: dict) -> str:
+    """How the sets were steered and which synthetic S/V/F beats arms (c) and (d) add."""
+    cfg = result["config"]
+    rule = cfg.get("synthetic_minority", "all")
+    if rule == "requested":  # LM v3: control tokens and guidance only
+        how = f"classifier-free guidance {cfg.get('guidance')}, no sampler rule"
+    else:
+        how = f"log-odds strengths {cfg['strengths']}" + (f", guidance {cfg['guidance']}" if cfg.get("guidance")
+                                                           else "")
+    if cfg.get("temperature", 1.0) != 1.0:
+        how += f", temperature {cfg['temperature']:g}"
+    desc = (result.get("synthetic_minority") or {}).get("description")
+    return how + (f"; arms (c) and (d) add {desc}" if desc else "")
+
+
 def cv_markdown(sel: dict) -> list[str]:
     """The DS1 cross-validation table that chose the classifier (``result["classifier_selection"]``)."""
     if sel.get("choose", "any") == "mean_reference":
@@ -92,7 +107,7 @@ def markdown(result: dict) -> str:
     lines = [
         "# Train on synthetic, test on real (MIT-BIH, inter-patient)", "",
         f"Model `{cfg['model']}`; generated {cfg['beat_sequences']} x {cfg['seconds']:g} s records per set "
-        f"(unconditional, beat:S, beat:V, beat:F; log-odds strengths {cfg['strengths']}); "
+        f"(unconditional, beat:S, beat:V, beat:F; {_steering(result)}); "
         f"{_classifier_line(result)}; seeds {cfg['seeds']}; tested on all real DS2 beats. "
         "AAMI classes N, S, V, F (Q excluded: 8 DS1 / 7 DS2 beats). Mean ± sd over seeds.", "",
     ]

@@ -4,7 +4,8 @@ The study behind ``python scripts/tstr.py --out DIR`` (configuration: :class:`TS
 
 1. **Generate** with a conditional LM (:mod:`ecg2llm.lm.conditioning`): ``beat_sequences`` records of ``seconds`` s
    unconditionally (the model picks rhythm and every beat label), and as many with each minority class
-   requested (``beat:S``, ``beat:V``, ``beat:F``: ``strengths[c]`` log-odds on that label); plus
+   requested (``beat:S``, ``beat:V``, ``beat:F``: ``strengths[c]`` log-odds on that label for LM v2; an LM v3
+   reads only its control tokens and ``guidance``, the classifier-free guidance of every conditioned set); plus
    ``rhythm_sequences`` 10-s records per rhythm condition. Every record is a WFDB record with a ``.atr``.
    Sets already generated with the same model, seed and settings under ``synthetic_dir`` are reused.
 2. **Cut beats** alike from real DS1, real DS2 and the synthetic records (:mod:`ecg2llm.eval.beats`); for the
@@ -15,7 +16,8 @@ The study behind ``python scripts/tstr.py --out DIR`` (configuration: :class:`TS
    patient-grouped CV on DS1, ``scripts/beat_cv.py``; the default two-stage model's trees call V/F and a
    logistic regression splits N/S; a seed sets the trees' per-split feature subsampling) or ``cnn``
    (:mod:`ecg2llm.eval.beat_classifier`; a seed sets initialisation and batch order):
-   (a) real DS1; (b) synthetic beats only; (c) DS1 plus the synthetic S, V and F beats; and, with
+   (a) real DS1; (b) synthetic beats only; (c) DS1 plus the synthetic S, V and F beats (``synthetic_minority``:
+   every S/V/F-labelled beat of the beat sets, or -- LM v3 -- only those labelled c under ``beat:c``); and, with
    ``filtered_arm``, (d) DS1 plus only those synthetic S, V, F beats that the arm-(a) classifier (first
    seed, trained on DS1 alone) assigns the generated label -- the usual agreement filter; no DS2 in it.
 4. **Agreement**: the arm-(a) classifier (first seed) labels the generated beats; its agreement with
@@ -75,6 +77,19 @@ class TSTRConfig:
     docs_md: str | None = None          # also write tstr.md here (docs/tstr.md)
     synthetic_dir: str | None = None    # where generated sets go (default <out>/synthetic); share it between runs
     reuse_synthetic: bool = True        # skip a set whose folder holds the same generation (manifest check)
+    # classifier-free guidance scale of every conditioned set (LMs trained with condition dropout: LM v2 and v3;
+    # LM v3 has no other way to follow a condition); None = the conditional branch alone
+    guidance: float | None = None
+    temperature: float = 1.0            # sampling temperature of every set
+    # which synthetic S/V/F beats arms (c) and (d) add: "all" = every beat labelled S, V or F in every beat set
+    # (unconditional and beat:S/V/F; the LM v2 runs); "requested" = only the beats labelled c in the beat:c set
+    # (LM v3: labels are the model's own draws, no sampler rule); "auto" = "requested" for LM v3, else "all"
+    synthetic_minority: str = "auto"
+    # the guidance check instead of the study: per scale g here and per class c of S/V/F,
+    # guidance_check_sequences records under beat:c at scale g; reports the share of beats the model labels c
+    # and how often the arm-(a) classifier (first seed, DS1 only) agrees (no DS2); writes tstr_guidance.json
+    guidance_check: list[float] = field(default_factory=list)
+    guidance_check_sequences: int = 8
     # only arm (a), real DS1 -> real DS2: no generation, no synthetic arms, no agreement or fidelity; writes
     # tstr_real_only.json (and results_json when set); needs no conditional LM
     real_only: bool = False
@@ -86,6 +101,9 @@ class TSTRConfig:
             raise ConfigError(f"classifier must be 'trees' or 'cnn', got {self.classifier!r}")
         if not self.seeds:
             raise ConfigError("seeds must list at least one seed, e.g. --seeds 0,1,2,3,4")
+        if self.synthetic_minority not in ("auto", "all", "requested"):
+            raise ConfigError(f"synthetic_minority must be 'auto', 'all' or 'requested', got "
+                              f"{self.synthetic_minority!r}")
 
 
 def synthetic_root(cfg: TSTRConfig) -> Path:
@@ -110,19 +128,42 @@ def split_records(cfg: TSTRConfig) -> tuple[list[str], list[str]]:
 def generate_sets(cfg: TSTRConfig, generate, log=print) -> dict[str, Path]:
     """Step 1 of the study: every beat- and rhythm-conditioned set, ``{set name: folder}``.
 
-    ``generate(folder, conditions, num_samples, seconds, seed, strength) -> folder`` writes one set (an ecg2llm
-    synthetic folder with ``.atr`` beat labels); ``scripts/tstr.py`` passes
+    ``generate(folder, conditions, num_samples, seconds, seed, strength, guidance) -> folder`` writes one set (an
+    ecg2llm synthetic folder with ``.atr`` beat labels; ``guidance`` is ``cfg.guidance`` for the conditioned sets
+    and None for the unconditional one); ``scripts/tstr.py`` passes
     :func:`ecg2llm.lm.synthesize.generate_or_reuse` bound to the study's model, so this package never imports ``lm``.
     """
     root = synthetic_root(cfg)
-    sets = {"unconditional": generate(root / "unconditional", [], cfg.beat_sequences, cfg.seconds, cfg.seed, 0.0)}
+    g = cfg.guidance
+    sets = {"unconditional": generate(root / "unconditional", [], cfg.beat_sequences, cfg.seconds, cfg.seed, 0.0,
+                                      None)}
     for i, c in enumerate(MINORITY):
         sets[f"beat:{c}"] = generate(root / f"beat_{c}", [f"beat:{c}"], cfg.beat_sequences, cfg.seconds,
-                                     cfg.seed + 1000 * (i + 1), float(cfg.strengths.get(c, 2.0)))
+                                     cfg.seed + 1000 * (i + 1), float(cfg.strengths.get(c, 2.0)), g)
     for i, r in enumerate(cfg.rhythm_conditions):
         sets[f"rhythm:{r}"] = generate(root / f"rhythm_{r}", [f"rhythm:{r}"], cfg.rhythm_sequences, 10.0,
-                                       cfg.seed + 5000 + 100 * i, 0.0)
+                                       cfg.seed + 5000 + 100 * i, 0.0, g)
     return sets
+
+
+#: What ``cfg.synthetic_minority`` adds to arms (c) and (d), in words (the report says it).
+MINORITY_RULES = {
+    "all": "every beat labelled S, V or F in the unconditional, beat:S, beat:V and beat:F sets",
+    "requested": "the beats the model labelled c in the records generated under beat:c (c = S, V, F); no "
+                 "other beat of any set",
+}
+
+
+def synthetic_minority(cfg: TSTRConfig, syn: dict[str, BeatSet]) -> BeatSet:
+    """The synthetic S, V and F beats arms (c) and (d) add (``cfg.synthetic_minority``, resolved: ``"all"`` or
+    ``"requested"``): every S/V/F-labelled beat of the unconditional and beat sets, or only the beats labelled
+    ``c`` in the ``beat:c`` set, for each ``c`` of S, V, F."""
+    if cfg.synthetic_minority == "requested":
+        return BeatSet.concat([syn[f"beat:{c}"].of_classes((c,)) for c in MINORITY if f"beat:{c}" in syn],
+                              "synthetic")
+    if cfg.synthetic_minority != "all":
+        raise ValueError(f"synthetic_minority {cfg.synthetic_minority!r} is not resolved ('all' or 'requested')")
+    return BeatSet.concat([v for k, v in syn.items() if not k.startswith("rhythm:")], "synthetic").of_classes(MINORITY)
 
 
 def _mean_sd(values) -> dict:
@@ -242,7 +283,7 @@ def run_study(cfg: TSTRConfig, generate, log=print) -> dict:
         syn = {k: with_features(v, *fs) if len(v) else v for k, v in syn.items()}
     beat_sets = [syn[k] for k in syn if not k.startswith("rhythm:")]
     syn_all = BeatSet.concat(beat_sets, "synthetic")
-    syn_minor = syn_all.of_classes(MINORITY)
+    syn_minor = synthetic_minority(cfg, syn)
     log(f"[tstr] beats: DS1 {ds1.counts()}, DS2 {ds2.counts()}, synthetic {syn_all.counts()}")
 
     # the DS1-only classifier of arm (a), first seed: labels the generated beats (agreement, arm d)
@@ -278,8 +319,11 @@ def run_study(cfg: TSTRConfig, generate, log=print) -> dict:
         "records": {"train": train_recs, "test": test_recs},
         "beats": {"real_ds1": ds1.counts(), "real_ds2": ds2.counts(),
                   **{f"synthetic {k}": v.counts() for k, v in syn.items()},
-                  **({"synthetic S/V/F kept by the agreement filter": filtered.counts()} if filtered else {})},
+                  **({"synthetic S/V/F kept by the agreement filter": filtered.counts()}
+                     if filtered is not None else {})},  # also when the filter kept none
         "agreement": agreement, "requested_class": requested, "fidelity": fidelity,
+        "synthetic_minority": {"rule": cfg.synthetic_minority, "counts": syn_minor.counts(),
+                               "description": MINORITY_RULES.get(cfg.synthetic_minority)},
         "goal": _goal(arms), "seconds": {"generation": round(t_gen, 1), "total": round(time.time() - t0, 1)},
     }
     if cfg.cv_json:
@@ -331,6 +375,68 @@ def run_real_arm(cfg: TSTRConfig, log=print) -> dict:
     if cfg.cv_json:
         result["classifier_selection"] = _cv_summary(cfg.cv_json)
     return result
+
+
+def run_guidance_check(cfg: TSTRConfig, generate, log=print) -> dict:
+    """``cfg.guidance_check``: how the guidance scale changes the requested beats, judged without DS2.
+
+    For every scale ``g`` and class ``c`` of S, V, F: ``cfg.guidance_check_sequences`` records of ``cfg.seconds``
+    under ``beat:c`` at scale ``g`` (seeded as the study's ``beat:c`` set), cut like the study's beats; per set the
+    share of beats the model labelled ``c``, and how often arm (a)'s classifier (first seed, trained on DS1 only)
+    assigns ``c`` to them. Chosen: the scale with the highest mean agreement over S, V, F (ties: more agreed beats
+    per record), since arm (c) adds every beat labelled ``c``. Returns the JSON-able result.
+    """
+    import torch
+
+    from ..conditional import label_agreement
+
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    t0 = time.time()
+    train_recs, _ = split_records(cfg)
+    ds1 = real_beats(train_recs, cfg.data_dir, source="real DS1")
+    fs = ()
+    if cfg.classifier == "trees":
+        from .beat_features import with_features
+        from .strong_classifier import StrongConfig
+
+        fs = _feature_sets(StrongConfig())
+        ds1 = with_features(ds1, *fs)
+    clf = make_trainer(cfg)(ds1, int(cfg.seeds[0]))
+    root = synthetic_root(cfg) / "guidance_check"
+    rows = {}
+    for g in cfg.guidance_check:
+        t = time.time()
+        row = {}
+        for i, c in enumerate(MINORITY):
+            folder = generate(root / f"g{float(g):g}" / f"beat_{c}", [f"beat:{c}"], cfg.guidance_check_sequences,
+                              cfg.seconds, cfg.seed + 1000 * (i + 1), float(cfg.strengths.get(c, 2.0)), float(g))
+            b = synthetic_beats(folder, source=f"beat:{c} g={g}")
+            if fs and len(b):
+                from .beat_features import with_features
+
+                b = with_features(b, *fs)
+            ag = label_agreement(clf, b) if len(b) else {}
+            n_c = int((b.y == CLASSES.index(c)).sum()) if len(b) else 0
+            agree = ag.get(c, {}).get("agreement")
+            row[f"beat:{c}"] = {"beats": b.counts() if len(b) else {}, "n_requested_label": n_c,
+                                "share_of_beats": n_c / len(b) if len(b) else 0.0, "agreement": agree,
+                                "agreed_per_record": (n_c * agree / cfg.guidance_check_sequences) if agree else 0.0,
+                                "predicted": ag.get(c, {}).get("predicted")}
+            log(f"[tstr] guidance {g:g} beat:{c}: {n_c} of {len(b)} beats labelled {c}, agreement "
+                f"{'n/a' if agree is None else f'{agree:.2f}'}")
+        ags = [row[f"beat:{c}"]["agreement"] or 0.0 for c in MINORITY]
+        rows[f"{float(g):g}"] = {"guidance": float(g), "sets": row, "mean_agreement": float(np.mean(ags)),
+                                 "agreed_per_record": float(sum(row[f"beat:{c}"]["agreed_per_record"]
+                                                                for c in MINORITY)),
+                                 "seconds": round(time.time() - t, 1)}
+    chosen = max(rows, key=lambda k: (round(rows[k]["mean_agreement"], 3), rows[k]["agreed_per_record"]))
+    return {"guidance": rows, "chosen": rows[chosen]["guidance"],
+            "rule": "highest mean agreement of arm (a)'s classifier (DS1 only, first seed) with the requested label "
+                    "over beat:S, beat:V, beat:F (ties: more agreed beats per record); no DS2",
+            "config": asdict(cfg), "records": {"train": train_recs},
+            "classifier": clf.describe() if hasattr(clf, "describe") else {},
+            "beats": {"real_ds1": ds1.counts()}, "seconds": {"total": round(time.time() - t0, 1)}}
 
 
 def _cv_summary(path: str) -> dict:
