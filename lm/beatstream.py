@@ -178,6 +178,11 @@ def build_beat_store(out, tok, layout: BeatLayout, spec: ControlSpec, *, data_di
 
     root = resolve_data_dir(data_dir)
     layout = layout.without_rhythm()  # stored units: label, RR, coarse; the rhythm per beat is its own array
+    if getattr(tok, "texture_state", False):  # a store keeps ids only: skip measuring each recording's texture
+        import copy
+
+        tok = copy.copy(tok)
+        tok.texture_state = False
     t0, recs = time.perf_counter(), []
     for rec in tqdm([str(r) for r in records] or list(MITDB_RECORDS), desc="beat-encoding mitdb",
                     unit="record", disable=not progress):

@@ -145,12 +145,16 @@ def tokenizer_roundtrip_windows(tokenizer, windows: WindowSet, texture: bool = F
     """``decode(encode(x))`` of each window with an :class:`tokenizer.ECGTokenizer` (cut/padded to length).
 
     ``texture=True`` decodes with the tokenizer's texture model (window ``i`` seeded ``seed + i``), as
-    generated ECGs are decoded by default on tokenizer v2: the like-for-like real side for them.
+    generated ECGs are decoded by default on tokenizer v2: the like-for-like real side for them. A recording's
+    own texture state (tokenizer v3's ``state["texture"]``: its mains lines and noise floor) is dropped, so the
+    texture is the bank's draw, as for generated ECGs.
     """
     out = []
     for i, x in enumerate(windows.x):
         ids, state = tokenizer.encode(x, windows.fs)
-        if texture:
+        if texture:  # generated ECGs carry no recorded texture state: drop it here too (like for like)
+            if isinstance(state, dict):
+                state = {k: v for k, v in state.items() if k != "texture"}
             y = np.asarray(tokenizer.decode(ids, state, texture=True, seed=seed + i), np.float32)
         else:
             y = np.asarray(tokenizer.decode(ids, state), np.float32)
