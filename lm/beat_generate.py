@@ -73,6 +73,7 @@ class BeatLM:
         self.rhythm_slot = mode
         self.bos = int(model.config.bos_token_id)
         self.context = int(model.config.max_position_embeddings)
+        self.timing = {"beat_stream_s": 0.0, "detail_s": 0.0, "decode_s": 0.0}  # seconds spent, summed over calls
 
     @classmethod
     def from_folder(cls, folder, device="cpu", tokenizer=None):
@@ -157,6 +158,7 @@ class BeatLM:
 
     def sample_beats(self, req, n: int, seed: int) -> BeatSamples:
         """Draw beats of ``n`` samples until each covers ``req.seconds`` (RR sum), as :class:`BeatSamples`."""
+        t0 = time.perf_counter()
         rhythm, beat = self.check(req)
         tpb = self.layout.tokens_per_beat
         gen = torch.Generator(device=self.model.device).manual_seed(int(seed))
@@ -178,8 +180,11 @@ class BeatLM:
         names = [self.spec.name_of(int(i)) for i in range(self.spec.first_id, self.spec.first_id + 5)]
         cls = np.where((lab >= self.spec.first_id) & (lab < self.spec.first_id + 5),
                        np.array([nm.split(":")[1] for nm in names])[np.clip(lab - self.spec.first_id, 0, 4)], "")
+        t1 = time.perf_counter()
         det = self.detail.predict(rr, coarse, mode=req.detail, seed=seed) \
             if self.detail is not None else np.zeros((*rr.shape, self.layout.n_detail), np.int64)
+        self.timing["beat_stream_s"] += t1 - t0
+        self.timing["detail_s"] += time.perf_counter() - t1
         return BeatSamples(list(cls), list(rr), list(coarse), list(det), [rhythm] * n, beat_rhythm)
 
     def decode(self, s: BeatSamples, seconds: float, *, texture: bool = False, seeds=None):
@@ -191,6 +196,7 @@ class BeatLM:
         from .beat_tokens import decode_beats
         from .decode_options import wander_seed
 
+        t0 = time.perf_counter()
         n_out = int(round(seconds * self.tok.fs))
         sig, ann = [], []
         for i in range(len(s.rr)):
@@ -205,6 +211,7 @@ class BeatLM:
                                   rhythm_sample=np.zeros(1 if s.rhythm[i] else 0, np.int64),
                                   rhythm=[s.rhythm[i]] if s.rhythm[i] else []))
             sig.append(x)
+        self.timing["decode_s"] += time.perf_counter() - t0
         return np.stack(sig).astype(np.float32), ann
 
     def synthesize(self, req, progress: bool = False):
