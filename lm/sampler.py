@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from .kvdecode import KVDecoder
+from .kvdecode import KVDecoder, rows_on_workers
 
 
 class Branch:
@@ -105,10 +105,14 @@ class TypeMask(LogitsProcessor):
 
     def __init__(self, table: torch.Tensor, slot_of):
         self.table, self.slot_of = table, slot_of
+        self._off: dict = {}  # (slot, V, device) -> ids that are not of the slot's type
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        row = self.table[self.slot_of(input_ids.shape[1]), : scores.shape[-1]].to(scores.device)
-        return scores.masked_fill(~row, float("-inf"))
+        key = (self.slot_of(input_ids.shape[1]), scores.shape[-1], scores.device)
+        off = self._off.get(key)
+        if off is None:
+            off = self._off[key] = ~self.table[key[0], : key[1]].to(scores.device)
+        return scores.masked_fill(off, float("-inf"))
 
 
 def warpers(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> list[LogitsProcessor]:
@@ -144,13 +148,29 @@ def generate_tokens(model, prompt: torch.Tensor, n_new: int, processors: LogitsP
     branch : Branch, optional
         The sampled branch's cache from an earlier call on the same rows (continue where it stopped).
     """
-    procs = LogitsProcessorList(processors)
+    from .draws import Draws
+
+    procs = _plain(processors)
     branch = branch if branch is not None else Branch(model, max_len, head, unit, vocab=vocab)
     out = torch.empty(prompt.shape[0], prompt.shape[1] + int(n_new), dtype=torch.long, device=prompt.device)
     out[:, :prompt.shape[1]] = prompt
-    for t in range(int(n_new)):
-        ids = out[:, :prompt.shape[1] + t]
-        scores = procs(ids, branch.logits(ids))
-        probs = torch.softmax(scores.float(), -1)
-        out[:, prompt.shape[1] + t] = torch.multinomial(probs, 1, generator=generator)[:, 0]
+    with Draws(generator, prompt.device) as draw, rows_on_workers(model, prompt.shape[0], prompt.device, vocab):
+        # torch.multinomial's draws (lm/draws.py, faster on CPU); one-token steps on row groups (lm/kvdecode.py)
+        for t in range(int(n_new)):
+            ids = out[:, :prompt.shape[1] + t]
+            scores = branch.logits(ids)
+            for p in procs:
+                scores = p(ids, scores)
+            out[:, prompt.shape[1] + t] = draw(torch.softmax(scores.float(), -1))
     return out
+
+
+def _plain(processors) -> LogitsProcessorList | list:
+    """The processors to call as ``p(ids, scores)`` in turn; a processor that takes more arguments keeps
+    ``LogitsProcessorList``'s own call (which passes them on)."""
+    import inspect
+
+    procs = list(processors)
+    if any(len(inspect.signature(p.__call__).parameters) > 2 for p in procs):
+        return [LogitsProcessorList(procs)]
+    return procs
