@@ -31,7 +31,7 @@ Used by :func:`ecg2llm.lm.guidance.sample_guided` (LM v2) and :class:`ecg2llm.lm
 
 Speed without other bits (2026-12-07; ``docs/speed.md``, "LM v3 generation"): a step runs the layers'
 operations without their module calls, with the rotary table computed once (each checked equal, bit for
-bit, to the module calls once per model / position sample), and on CPU a one-token step of >= 8 rows runs
+bit, to the module calls once per model / position sample), and on CPU a one-token step of >= 32 rows runs
 its rows in two (or more) groups on one-thread workers (:func:`row_groups`; every operation of the LM is
 per row, and the BLAS's products of >= 4 rows are checked equal to the whole batch's once per batch size):
 both cores work on every operation, not only on the few that torch splits itself.
@@ -179,8 +179,9 @@ class KVDecoder:
         ``logits_cut``: keep only the first ``logits_cut`` vocabulary rows of the head (the ids a sampler can
         draw; the padding rows are never sampled).
 
-        One-token steps of a batch of at least 8 rows on a CPU with several torch threads run the rows in
-        :func:`row_groups` groups, one thread each (:data:`ROW_THREADS`): every operation of the LM is per row
+        One-token steps of a batch of at least 32 rows (:data:`MIN_SPLIT_BATCH`) on a CPU with several torch
+        threads run the rows in :func:`row_groups` groups, one thread each (:data:`ROW_THREADS`): every
+        operation of the LM is per row
         (attention per row and head; the linear layers' rows do not depend on the others, checked once per
         process and batch size by :func:`split_rows_ok`), so the logits are those of the whole batch on one
         thread, bit for bit, while every core works on every operation instead of the few that torch splits.
@@ -268,6 +269,7 @@ _POOL: dict = {}
 
 
 MIN_ROWS = 4  # rows of a group at least: products of 1-3 rows take other BLAS kernels (other roundings)
+MIN_SPLIT_BATCH = 32  # smaller batches stay whole: each group's Python overhead would outweigh its share of work
 
 
 _MAIN: list = []  # torch threads of a caller that handed its one-token steps to row groups (rows_on_workers)
@@ -276,7 +278,7 @@ _MAIN: list = []  # torch threads of a caller that handed its one-token steps to
 def row_groups(batch: int, device, widths=()) -> int:
     """How many row groups (threads) a one-token step of ``batch`` rows on ``device`` runs as (1: no split);
     ``widths``: the ``(in, out)`` sizes of the LM's matrix products (:func:`split_rows_ok`)."""
-    if torch.device(device).type != "cpu" or batch < 2 * MIN_ROWS:
+    if torch.device(device).type != "cpu" or batch < max(2 * MIN_ROWS, MIN_SPLIT_BATCH):
         return 1
     n = min(int(ROW_THREADS or (_MAIN[-1] if _MAIN else torch.get_num_threads())), batch // MIN_ROWS)
     return n if n > 1 and split_rows_ok(batch, n, tuple(widths)) else 1
@@ -296,7 +298,7 @@ def rows_on_workers(model, batch: int, device, vocab: int | None = None):
     """Context for a sampling loop whose one-token steps run on row groups (:meth:`KVDecoder.step`): the
     calling thread's own torch ops (masks, softmax, the draw) run on one thread meanwhile, so that OpenMP's
     idle threads do not spin on the cores the row groups work on. Nothing changes where the batch is not split
-    (GPU, < 8 rows, one thread); multi-token steps (prefill, slides) get the caller's threads back."""
+    (GPU, < 32 rows, one thread); multi-token steps (prefill, slides) get the caller's threads back."""
     n = torch.get_num_threads()
     if n < 2 or row_groups(batch, device, model_widths(model, vocab)) < 2:
         yield

@@ -71,6 +71,7 @@ def test_draws_fall_back_to_torch_for_a_zero_uniform():
 def test_kv_decoder_rows_split_and_plain_match_module_calls(batch, monkeypatch):
     model = _lm()
     ids = torch.randint(0, 97, (batch, 40), generator=torch.Generator().manual_seed(batch))
+    monkeypatch.setattr(kvd, "MIN_SPLIT_BATCH", 0)  # exactness down to the smallest groups (speed: >= 32 rows)
 
     def run(plain: bool, threads: int):
         monkeypatch.setattr(kvd, "ROW_THREADS", threads)
