@@ -39,6 +39,7 @@ both cores work on every operation, not only on the few that torch splits itself
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 
 import torch
@@ -263,8 +264,9 @@ class KVDecoder:
 
 
 # ---------------------------------------------------------------------------------------------- row groups
-#: Threads :meth:`KVDecoder.step` splits a batch's rows over (0: torch's CPU threads; 1: never split).
-ROW_THREADS = 0
+#: Threads :meth:`KVDecoder.step` splits a batch's rows over (0: torch's CPU threads; 1: never split); the
+#: environment variable ``ECG2LLM_ROW_THREADS`` sets it (e.g. ``=1`` to time the unsplit path).
+ROW_THREADS = int(os.environ.get("ECG2LLM_ROW_THREADS", "0") or 0)
 _POOL: dict = {}
 
 

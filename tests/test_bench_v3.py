@@ -64,3 +64,22 @@ def test_synthesize_is_deterministic_and_decodes_to_mv(tiny_v3):
     y, _, s2, _ = blm.synthesize(req)
     assert x.shape == (3, 720) and np.isfinite(x).all() and np.array_equal(x, y)
     assert all(np.array_equal(a, b) for a, b in zip(s.rr, s2.rr)) and len(ann) == 3
+
+
+def test_float16_cache_is_opt_in(tiny_v3):
+    """LM v3 keeps its float32 cache for kv_cache "auto" (the draws of before); "float16" is asked for by name."""
+    from ecg2llm.lm.beat_generate import BeatLM, kv_cache_of
+    from ecg2llm.lm.kvdecode import attend_one
+    from ecg2llm.lm.request import GenerateConfig
+
+    blm = BeatLM.from_folder(tiny_v3)
+    req = GenerateConfig(num_samples=8, seconds=2.0, batch_size=8, seed=2)
+    assert kv_cache_of(req) == "float32" and kv_cache_of(GenerateConfig(kv_cache="float32")) == "float32"
+    x = blm.synthesize(req)[0]
+    assert np.array_equal(x, blm.synthesize(GenerateConfig(**{**req.__dict__, "kv_cache": "float32"}))[0])
+    if attend_one() is None:
+        pytest.skip("torch.compile does not work here: no float16 cache")
+    half = GenerateConfig(**{**req.__dict__, "kv_cache": "float16", "guidance": 2.0, "condition": ["rhythm:N"]})
+    assert kv_cache_of(half) == "float16"
+    y = blm.synthesize(half)[0]
+    assert y.shape == x.shape and np.isfinite(y).all()
