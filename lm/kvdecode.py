@@ -25,11 +25,21 @@ Two caches (``kv_cache=``, see :func:`resolve_kv_cache`):
 on this machine (it needs a C++ compiler; probed once per process on a tiny input) and ``"float32"``
 otherwise, with one warning saying why.
 
-Used by :func:`ecg2llm.lm.guidance.sample_guided` (LM v2). :func:`supports` says whether a model is the plain
-Llama layout this covers; anything else keeps the ``transformers`` path.
+Used by :func:`ecg2llm.lm.guidance.sample_guided` (LM v2) and :class:`ecg2llm.lm.sampler.Branch` (LM v3, float32).
+:func:`supports` says whether a model is the plain Llama layout this covers; anything else keeps the
+``transformers`` path.
+
+Speed without other bits (2026-12-07; ``docs/speed.md``, "LM v3 generation"): a step runs the layers'
+operations without their module calls, with the rotary table computed once (each checked equal, bit for
+bit, to the module calls once per model / position sample), and on CPU a one-token step of >= 32 rows runs
+its rows in two (or more) groups on one-thread workers (:func:`row_groups`; every operation of the LM is
+per row, and the BLAS's products of >= 4 rows are checked equal to the whole batch's once per batch size):
+both cores work on every operation, not only on the few that torch splits itself.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import warnings
 
 import torch
@@ -142,19 +152,21 @@ class KVDecoder:
         self.k = torch.empty(shape, dtype=dtype, device=p.device)  # (layers, B, H_kv, max_len, d)
         self.v = torch.empty(shape, dtype=dtype, device=p.device)
         self.pos = 0
+        self.rope = _rope_table(model, int(max_len), p.device)  # (cos, sin) (1, max_len, d) of one-token steps
+        self.plain = _plain_llama(model)  # the layers' arithmetic can be run without their module calls
 
-    def _attention(self, i: int, q, k, v, p0: int, p1: int, mask, scale: float) -> torch.Tensor:
-        """Layer ``i``'s attention output ``(B, H, T, d)`` for queries ``q`` over the filled cache."""
+    def _attention(self, i: int, q, k, v, p0: int, p1: int, mask, scale: float, rows=slice(None)) -> torch.Tensor:
+        """Layer ``i``'s attention output ``(B, H, T, d)`` for queries ``q`` over the filled cache (its ``rows``)."""
         b, h, t, d = q.shape
         if self._attend is not None and t == 1:  # float16 cache, one query: the compiled kernel
             hk = self.k.shape[2]
             qg = (q.float() * scale).view(b, hk, self.groups, 1, d)
-            o = self._attend(qg, self.k[i, :, :, None, :p1], self.v[i, :, :, None, :p1])  # (B, H_kv, G, d)
+            o = self._attend(qg, self.k[i, rows, :, None, :p1], self.v[i, rows, :, None, :p1])  # (B, H_kv, G, d)
             return o.reshape(b, h, 1, d).to(q.dtype)
         if p0 == 0:  # a prefill: this step's own keys and values, at full precision
             kk, vv = k, v
         else:
-            kk, vv = self.k[i, :, :, :p1], self.v[i, :, :, :p1]  # (B, H_kv, p1, d): the filled part only
+            kk, vv = self.k[i, rows, :, :p1], self.v[i, rows, :, :p1]  # (B, H_kv, p1, d): the filled part only
             kk, vv = kk.to(q.dtype), vv.to(q.dtype)
         if self.groups > 1:
             kk, vv = kk.repeat_interleave(self.groups, 1), vv.repeat_interleave(self.groups, 1)
@@ -167,33 +179,243 @@ class KVDecoder:
 
         ``logits_cut``: keep only the first ``logits_cut`` vocabulary rows of the head (the ids a sampler can
         draw; the padding rows are never sampled).
-        """
-        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
+        One-token steps of a batch of at least 32 rows (:data:`MIN_SPLIT_BATCH`) on a CPU with several torch
+        threads run the rows in :func:`row_groups` groups, one thread each (:data:`ROW_THREADS`): every
+        operation of the LM is per row
+        (attention per row and head; the linear layers' rows do not depend on the others, checked once per
+        process and batch size by :func:`split_rows_ok`), so the logits are those of the whole batch on one
+        thread, bit for bit, while every core works on every operation instead of the few that torch splits.
+        (Torch's own split of attention over threads rounds differently from one thread, ~1e-7: so do the
+        logits of the whole batch on 1 and on 2 threads.)
+        """
         b, t = ids.shape
         p0, p1 = self.pos, self.pos + t
         if p1 > self.k.shape[3]:
             raise ValueError(f"KVDecoder holds {self.k.shape[3]} positions, asked for {p1}")
-        x = self.base.embed_tokens(ids)  # (B, T, D)
-        positions = torch.arange(p0, p1, device=ids.device)[None]  # (1, T)
-        cos, sin = self.base.rotary_emb(x, positions)
-        mask = None
-        if t > 1 and p0 > 0:  # a multi-token step after earlier ones: causal with an offset
-            mask = torch.ones(t, p1, dtype=torch.bool, device=ids.device).tril(p0)
-        for i, layer in enumerate(self.base.layers):
-            a = layer.self_attn
-            h = layer.input_layernorm(x)
-            q = a.q_proj(h).view(b, t, -1, self.d).transpose(1, 2)  # (B, H, T, d)
-            k = a.k_proj(h).view(b, t, -1, self.d).transpose(1, 2)  # (B, H_kv, T, d)
-            v = a.v_proj(h).view(b, t, -1, self.d).transpose(1, 2)
-            q, k = apply_rotary_pos_emb(q, k, cos, sin)
-            self.k[i, :, :, p0:p1] = k
-            self.v[i, :, :, p0:p1] = v
-            o = self._attention(i, q, k, v, p0, p1, mask, a.scaling)  # (B, H, T, d)
-            x = x + a.o_proj(o.transpose(1, 2).reshape(b, t, -1))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
+        groups = row_groups(b, ids.device, self.widths(logits_cut)) if t == 1 and self.plain \
+            and self.rope is not None and self._attend is None else 1  # (the compiled float16 kernel: unsplit)
+        if groups > 1:
+            pool = _row_pool(groups)
+            futs = [pool.submit(self._rows, ids[r], r, p0, p1, logits_cut) for r in group_bounds(b, groups)]
+            out = torch.cat([f.result() for f in futs])
+        elif _MAIN and t > 1:  # a prefill inside rows_on_workers: the caller's threads, as outside it
+            torch.set_num_threads(_MAIN[-1])
+            try:
+                out = self._rows(ids, slice(None), p0, p1, logits_cut)
+            finally:
+                torch.set_num_threads(1)
+        else:
+            out = self._rows(ids, slice(None), p0, p1, logits_cut)
         self.pos = p1
-        h = self.base.norm(x[:, -1])  # (B, D)
-        w = self.head.weight if logits_cut is None else self.head.weight[:logits_cut]
-        bias = None if self.head.bias is None else self.head.bias[: w.shape[0]]
-        return F.linear(h, w, bias).float()
+        return out
+
+    def widths(self, logits_cut: int | None = None) -> tuple:
+        """``(in, out)`` of the LM's matrix products (q/k/v/o, MLP, head)."""
+        return model_widths(self.model, logits_cut)
+
+    def _rows(self, ids: torch.Tensor, rows: slice, p0: int, p1: int, logits_cut: int | None) -> torch.Tensor:
+        """The LM on ``ids`` ``(b, T)``, the cache rows ``rows`` at positions ``p0:p1``; ``(b, V)`` logits."""
+        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+        with torch.inference_mode():
+            b, t = ids.shape
+            x = self.base.embed_tokens(ids)  # (B, T, D)
+            if t == 1 and self.rope is not None:  # the table holds what rotary_emb gives one position
+                cos, sin = self.rope[0][:, p0:p1], self.rope[1][:, p0:p1]
+            else:
+                positions = torch.arange(p0, p1, device=ids.device)[None]  # (1, T)
+                cos, sin = self.base.rotary_emb(x, positions)
+            mask = None
+            if t > 1 and p0 > 0:  # a multi-token step after earlier ones: causal with an offset
+                mask = torch.ones(t, p1, dtype=torch.bool, device=ids.device).tril(p0)
+            if self.plain:  # the operations of the modules below, without their calls (apply_rotary_pos_emb's
+                cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # unsqueeze, once for every layer)
+            for i, layer in enumerate(self.base.layers):
+                a = layer.self_attn
+                if self.plain:
+                    h = _rms_norm(x, layer.input_layernorm)
+                    q = F.linear(h, a.q_proj.weight).view(b, t, -1, self.d).transpose(1, 2)  # (B, H, T, d)
+                    k = F.linear(h, a.k_proj.weight).view(b, t, -1, self.d).transpose(1, 2)  # (B, H_kv, T, d)
+                    v = F.linear(h, a.v_proj.weight).view(b, t, -1, self.d).transpose(1, 2)
+                    q, k = (q * cos) + (_rotate_half(q) * sin), (k * cos) + (_rotate_half(k) * sin)
+                else:
+                    h = layer.input_layernorm(x)
+                    q = a.q_proj(h).view(b, t, -1, self.d).transpose(1, 2)  # (B, H, T, d)
+                    k = a.k_proj(h).view(b, t, -1, self.d).transpose(1, 2)  # (B, H_kv, T, d)
+                    v = a.v_proj(h).view(b, t, -1, self.d).transpose(1, 2)
+                    q, k = apply_rotary_pos_emb(q, k, cos, sin)
+                self.k[i, rows, :, p0:p1] = k
+                self.v[i, rows, :, p0:p1] = v
+                o = self._attention(i, q, k, v, p0, p1, mask, a.scaling, rows)  # (B, H, T, d)
+                if self.plain:
+                    x = x + F.linear(o.transpose(1, 2).reshape(b, t, -1), a.o_proj.weight)
+                    m = layer.mlp
+                    h = _rms_norm(x, layer.post_attention_layernorm)
+                    x = x + F.linear(F.silu(F.linear(h, m.gate_proj.weight)) * F.linear(h, m.up_proj.weight),
+                                     m.down_proj.weight)
+                else:
+                    x = x + a.o_proj(o.transpose(1, 2).reshape(b, t, -1))
+                    x = x + layer.mlp(layer.post_attention_layernorm(x))
+            h = _rms_norm(x[:, -1], self.base.norm) if self.plain else self.base.norm(x[:, -1])  # (B, D)
+            w = self.head.weight if logits_cut is None else self.head.weight[:logits_cut]
+            bias = None if self.head.bias is None else self.head.bias[: w.shape[0]]
+            return F.linear(h, w, bias).float()
+
+
+# ---------------------------------------------------------------------------------------------- row groups
+#: Threads :meth:`KVDecoder.step` splits a batch's rows over (0: torch's CPU threads; 1: never split); the
+#: environment variable ``ECG2LLM_ROW_THREADS`` sets it (e.g. ``=1`` to time the unsplit path).
+ROW_THREADS = int(os.environ.get("ECG2LLM_ROW_THREADS", "0") or 0)
+_POOL: dict = {}
+
+
+MIN_ROWS = 4  # rows of a group at least: products of 1-3 rows take other BLAS kernels (other roundings)
+MIN_SPLIT_BATCH = 32  # smaller batches stay whole: each group's Python overhead would outweigh its share of work
+
+
+_MAIN: list = []  # torch threads of a caller that handed its one-token steps to row groups (rows_on_workers)
+
+
+def row_groups(batch: int, device, widths=()) -> int:
+    """How many row groups (threads) a one-token step of ``batch`` rows on ``device`` runs as (1: no split);
+    ``widths``: the ``(in, out)`` sizes of the LM's matrix products (:func:`split_rows_ok`)."""
+    if torch.device(device).type != "cpu" or batch < max(2 * MIN_ROWS, MIN_SPLIT_BATCH):
+        return 1
+    n = min(int(ROW_THREADS or (_MAIN[-1] if _MAIN else torch.get_num_threads())), batch // MIN_ROWS)
+    return n if n > 1 and split_rows_ok(batch, n, tuple(widths)) else 1
+
+
+def model_widths(model, vocab: int | None = None) -> tuple:
+    """``(in, out)`` of a Llama LM's matrix products (q/k/v/o, MLP, head; ``vocab``: the head rows used)."""
+    cfg = model.config
+    d = cfg.hidden_size
+    hd = getattr(cfg, "head_dim", None) or d // cfg.num_attention_heads
+    return ((d, cfg.num_attention_heads * hd), (d, cfg.num_key_value_heads * hd), (cfg.num_attention_heads * hd, d),
+            (d, cfg.intermediate_size), (cfg.intermediate_size, d), (d, vocab or model.lm_head.weight.shape[0]))
+
+
+@contextlib.contextmanager
+def rows_on_workers(model, batch: int, device, vocab: int | None = None):
+    """Context for a sampling loop whose one-token steps run on row groups (:meth:`KVDecoder.step`): the
+    calling thread's own torch ops (masks, softmax, the draw) run on one thread meanwhile, so that OpenMP's
+    idle threads do not spin on the cores the row groups work on. Nothing changes where the batch is not split
+    (GPU, < 32 rows, one thread); multi-token steps (prefill, slides) get the caller's threads back."""
+    n = torch.get_num_threads()
+    if n < 2 or row_groups(batch, device, model_widths(model, vocab)) < 2:
+        yield
+        return
+    _MAIN.append(n)
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        _MAIN.pop()
+        torch.set_num_threads(n)
+
+
+def group_bounds(batch: int, groups: int) -> list[slice]:
+    """The rows of each group: ``groups`` contiguous slices of nearly equal size."""
+    b = [batch * g // groups for g in range(groups + 1)]
+    return [slice(lo, hi) for lo, hi in zip(b[:-1], b[1:])]
+
+
+def _row_pool(n: int):
+    """A pool of ``n`` threads, each running torch with one thread of its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = _POOL.get(n)
+    if pool is None:
+        pool = _POOL[n] = ThreadPoolExecutor(n, thread_name_prefix="kvdecode-rows",
+                                             initializer=torch.set_num_threads, initargs=(1,))
+    return pool
+
+
+_SPLIT: dict = {}
+
+
+def split_rows_ok(batch: int, groups: int, widths=()) -> bool:
+    """Whether the matrix products of ``batch`` rows split in ``groups`` groups equal the whole batch's, bit for
+    bit, all on one thread each, for the ``(in, out)`` sizes ``widths`` (a BLAS picks its kernel by shape: on
+    one MKL, products of 1-3 rows round otherwise). Checked once per process for each batch size, split and
+    sizes, on random numbers."""
+    key = (int(batch), int(groups), tuple(widths))
+    if key not in _SPLIT:
+        _SPLIT[key] = False
+        g = torch.Generator().manual_seed(0)
+        ok = True
+        pool = _row_pool(groups)
+        for k, n in widths:
+            w = torch.randn(n, k, generator=g)
+            x = torch.randn(batch, 1, k, generator=g)
+            full = pool.submit(F.linear, x, w).result()
+            parts = [pool.submit(F.linear, x[r], w) for r in group_bounds(batch, groups)]
+            ok &= torch.equal(torch.cat([f.result() for f in parts]), full)
+        _SPLIT[key] = bool(ok)
+    return _SPLIT[key]
+
+
+# ---------------------------------------------------------------------------------------------- plain arithmetic
+def _rms_norm(x: torch.Tensor, norm) -> torch.Tensor:
+    """``LlamaRMSNorm.forward``'s operations, in its order."""
+    dtype = x.dtype
+    h = x.to(torch.float32)
+    var = h.pow(2).mean(-1, keepdim=True)
+    h = h * torch.rsqrt(var + norm.variance_epsilon)
+    return norm.weight * h.to(dtype)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """``transformers``' ``rotate_half``."""
+    x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+_PLAIN: dict = {}  # id(model) -> (model, whether the plain arithmetic gives the modules' logits bit for bit)
+
+
+def _plain_llama(model) -> bool:
+    """Whether :meth:`KVDecoder.step` may run ``model``'s layers as plain operations (no module calls): the
+    layers are the stock ``transformers`` Llama ones (RMSNorm, SiLU MLP, no biases, rotary as in
+    ``apply_rotary_pos_emb``) and a decode of a few tokens gives the same logits, bit for bit, both ways.
+    Checked once per model; anything else (a kernel from the hub, another activation) keeps the module calls."""
+    got = _PLAIN.get(id(model))
+    if got is not None and got[0] is model:
+        return got[1]
+    _PLAIN[id(model)] = (model, False)
+    cfg = model.config
+    ok = (cfg.hidden_act == "silu" and not getattr(cfg, "attention_bias", False) and not getattr(cfg, "mlp_bias", False)
+          and all(type(layer.input_layernorm).__name__ == "LlamaRMSNorm" for layer in model.model.layers))
+    if ok:
+        g = torch.Generator().manual_seed(0)
+        ids = torch.randint(0, cfg.vocab_size, (3, 6), generator=g).to(model.lm_head.weight.device)
+        outs = []
+        for plain in (False, True):
+            _PLAIN[id(model)] = (model, plain)
+            dec = KVDecoder(model, 3, 8)
+            outs.append([dec.step(ids[:, :4])] + [dec.step(ids[:, j:j + 1]) for j in (4, 5)])
+        ok = all(torch.equal(a, b) for a, b in zip(*outs))
+    _PLAIN[id(model)] = (model, ok)
+    return ok
+
+
+_ROPE: dict = {}  # (id(model), device) -> (model, cos, sin) for positions 0 .. n-1 (grown as needed)
+
+
+def _rope_table(model, n: int, device):
+    """``model.model.rotary_emb``'s ``(cos, sin)`` ``(1, n, d)`` for positions ``0 .. n - 1``, each row equal bit
+    for bit to the call for that one position (checked on a sample of positions), or None."""
+    key = (id(model), str(device))
+    got = _ROPE.get(key)
+    if got is not None and got[0] is model and got[1].shape[1] >= n:
+        return got[1], got[2]
+    rot = model.model.rotary_emb
+    x = torch.zeros(1, 1, 1, device=device, dtype=model.lm_head.weight.dtype)
+    parts = [rot(x, torch.arange(a, min(a + 256, n), device=device)[None]) for a in range(0, n, 256)]
+    cos, sin = torch.cat([c for c, _ in parts], 1), torch.cat([s for _, s in parts], 1)
+    for p in sorted({0, 1, n - 1, *range(0, n, 97)}):
+        c1, s1 = rot(x, torch.tensor([[p]], device=device))
+        if not (torch.equal(c1[0, 0], cos[0, p]) and torch.equal(s1[0, 0], sin[0, p])):
+            return None
+    _ROPE[key] = (model, cos, sin)
+    return cos, sin
