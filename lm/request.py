@@ -53,8 +53,9 @@ class GenerateConfig:
       LM's likelihood-optimal strength); ``label_gap`` forces a beat label after that many seconds
       without one when no rhythm is requested; ``lead_guidance``/``contrast_lead`` push each token away from
       what the LM would draw under another lead (1 = off; None = the LM's default for the requested
-      condition, ``config.ecg_condition_defaults``); ``kv_cache`` picks the decoder's cache (``auto``: float16
-      with a compiled kernel on CPU where it works; identical arrays need the same cache).
+      condition, ``config.ecg_condition_defaults``); ``kv_cache`` picks the decoder's cache (LM v2 ``auto``:
+      float16 with a compiled kernel on CPU where it works; LM v3 ``auto`` = float32, ``float16`` opt-in, about
+      1.5x faster, other draws of the same distribution; identical arrays need the same cache).
 
     Examples
     --------
@@ -91,7 +92,7 @@ class GenerateConfig:
     label_gap: float = 0.0              # LM v2, no rhythm asked: a beat label at least every N s (e.g. 2); 0 = off
     lead_guidance: float | None = None  # LM v2: lead-contrast guidance (e.g. 2); 1 = off; none = the LM's default
     contrast_lead: str | None = None    # LM v2: the lead lead guidance pushes away from (none = V1, or MLII for V1)
-    kv_cache: str = "auto"              # LM v2: auto | float32 | float16 (lm/kvdecode.py; auto = float16 on CPU)
+    kv_cache: str = "auto"              # auto | float32 | float16 (lm/kvdecode.py; auto: v2 float16 on CPU, v3 float32)
     detail: str = "mean"                # LM v3: detail tokens from the detail head: mean | argmax | sample | persist
     device: str = "auto"                # auto | cpu | cuda
     num_threads: int = 0                # torch CPU threads; 0 = library default
