@@ -24,16 +24,15 @@ ROW_SOURCES = {
                                                  "lm/pretrained/v2-conditional/metrics.json",
                                                  "docs/results/frontier.json"),
     "tokenizer v3 (`v3`, beats as words)": ("docs/results/beat_repeat.json", "docs/results/beat_v3_fidelity.json"),
-    "LM v3 (`default`, 0.97 M, tokenizer v3)": ("docs/results/lm_v3.json",
-                                                "docs/results/lm_v3_mean_t0.95_texfalse.json",
-                                                "docs/results/frontier.json", "docs/results/lm_v3_rhythm_t0.95_s1.json",
-                                                "docs/results/lm_v3_rhythm_t1.0_s1.json",
-                                                "docs/results/lm_v3_scorecard_v3.json",
-                                                "docs/results/lm_v3_adherence_g2.json"),
+    "LM v3 (`default`, 0.97 M, tokenizer v3)": (
+        "docs/results/lm_v3c.json", "docs/results/lm_v3c_mean_t1.0_texfalse.json",
+        "docs/results/lm_v3c_scorecard_v3_t1.json", "docs/results/lm_v3_scorecard_v3.json",
+        "docs/results/lm_v3c_adherence_g2.json", "lm/pretrained/v3/metrics.json", "docs/results/planted.json"),
     "scorecard verdict, `v2`": ("docs/results/scorecard_v3.json", "docs/results/planted.json"),
     "planted defects": ("docs/results/planted.json",),
     "TSTR (beat classifier chosen on DS1 among mean-referenced N/S stages, macro-F1)": ("docs/results/tstr.json",
-                                                                                       "docs/results/tstr_v3.json"),
+                                                                                       "docs/results/tstr_v3.json",
+                                                                                       "docs/results/tstr_v3c.json"),
     "condition adherence, LM v2": ("docs/results/adherence.json",),
 }
 #: rows with numbers not yet in their result files (strict xfail: the test says when they are)
