@@ -149,12 +149,15 @@ def tokenizer_roundtrip_windows(tokenizer, windows: WindowSet, texture: bool = F
     own texture state (tokenizer v3's ``state["texture"]``: its mains lines and noise floor) is dropped, so the
     texture is the bank's draw, as for generated ECGs.
     """
+    if getattr(tokenizer, "texture_state", False):  # generated ECGs carry no recorded texture: like for like
+        import copy
+
+        tokenizer = copy.copy(tokenizer)
+        tokenizer.texture_state = False  # (and encode skips measuring it)
     out = []
     for i, x in enumerate(windows.x):
         ids, state = tokenizer.encode(x, windows.fs)
-        if texture:  # generated ECGs carry no recorded texture state: drop it here too (like for like)
-            if isinstance(state, dict):
-                state = {k: v for k, v in state.items() if k != "texture"}
+        if texture:
             y = np.asarray(tokenizer.decode(ids, state, texture=True, seed=seed + i), np.float32)
         else:
             y = np.asarray(tokenizer.decode(ids, state), np.float32)
