@@ -99,15 +99,11 @@ def truncate(pc, k: int):
 
 def parse_signal(tok, x: np.ndarray) -> dict:
     """Everything of one signal that does not depend on the codes (baseline, units, windows)."""
-    from ecg2llm.tokenizer.beat_layout import BEAT
+    from ecg2llm.tokenizer.training.beat import beat_timeline
 
-    band, knots = tok.split(x)
-    kind, rr = tok.plan_units(tok.detect(band), len(band))
-    start, r, end = tok.timeline(kind, rr)
-    total = int(max(end.max() if len(end) else 0, len(band)))
-    bandp = np.zeros(total, np.float32)
-    bandp[: len(band)] = band
-    b = kind == BEAT
+    t = beat_timeline(tok, x)
+    band, knots, bandp, kind, start, r, end, b = (t[k] for k in ("band", "knots", "bandp", "kind", "start", "r",
+                                                                   "end", "is_beat"))
     return {"x": np.asarray(x, np.float32), "knots": knots, "band": band, "bandp": bandp, "kind": kind,
             "start": start[b], "r": r[b], "end": end[b], "fb_start": start[~b], "breaks": tok.chain_breaks(kind),
             "W": tok.coarse_windows(band, r[b]), "n_beats": int(b.sum()), "n_fb": int((~b).sum())}

@@ -120,6 +120,20 @@ def _signals(cfg: TrainConfig, records) -> list[tuple[str, np.ndarray]]:
     return out
 
 
+def beat_timeline(tok: BeatTokenizer, x: np.ndarray) -> dict:
+    """How ``tok`` cuts ``x`` (mV at ``tok.fs``) into units, as encoding does: the band signal and its baseline
+    knots, each unit's kind, start, R and end sample, ``bandp`` (the band zero-padded to the last unit's end,
+    ``total`` samples) and ``is_beat`` (the beat units)."""
+    band, knots = tok.split(x)
+    kind, rr = tok.plan_units(tok.detect(band), len(band))
+    start, r, end = tok.timeline(kind, rr)
+    total = int(max(end.max() if len(end) else 0, len(band)))
+    bandp = np.zeros(total, np.float32)
+    bandp[: len(band)] = band
+    return {"band": band, "knots": knots, "kind": kind, "start": start, "r": r, "end": end, "bandp": bandp,
+            "total": total, "is_beat": kind == BEAT}
+
+
 def fit_tokenizer(cfg: TrainConfig, signals: list[tuple[str, np.ndarray]],
                   progress: bool = True) -> tuple[BeatTokenizer, dict]:
     """Fit the three product codes of a ``beat`` tokenizer on ``signals`` (name, mV at ``cfg.fs``)."""
@@ -131,13 +145,9 @@ def fit_tokenizer(cfg: TrainConfig, signals: list[tuple[str, np.ndarray]],
     parsed, windows, fb_segs = [], [], []
     F = tok.fallback_n
     for _name, x in tqdm(signals, desc="beats", disable=not progress):
-        band, _ = tok.split(x)
-        kind, rr = tok.plan_units(tok.detect(band), len(band))
-        start, r, end = tok.timeline(kind, rr)
-        total = int(max(end.max() if len(end) else 0, len(band)))
-        bandp = np.zeros(total, np.float32)
-        bandp[: len(band)] = band
-        b = kind == BEAT
+        t = beat_timeline(tok, x)
+        band, bandp, kind, start, r, end, b, total = (t[k] for k in ("band", "bandp", "kind", "start", "r", "end",
+                                                                       "is_beat", "total"))
         windows.append(tok.coarse_windows(band, r[b]))
         parsed.append((bandp, start[b], r[b], end[b], tok.chain_breaks(kind)))
         pos = np.concatenate([start[~b], rng.integers(0, max(len(band) - F, 1), cfg.random_segments_per_record)])
