@@ -430,15 +430,15 @@ def main(argv=None):
     """Build the beat store an LM v3 config names (``store``), as ``lm/train.py`` does on first use, and print
     what it holds: ``python -m ecg2llm.lm.beatstream --config configs/lm/tiny_v3.yaml --store DIR``."""
     from ecg2llm.core.config import parse_config
+    from ecg2llm.tokenizer.beat_tokenizer import BeatTokenizer
 
-    from .beat_train import load_beat_tokenizer
     from .config import LMTrainConfig
 
     cfg = parse_config(LMTrainConfig, argv, description=main.__doc__)
     if not cfg.beat_stream:
         raise ConfigError("this builds LM v3 beat stores: the config needs beat_stream: true (LM v2 token stores "
                           "are built by tokenizer/tokenize_db.py)")
-    _, _, path = ensure_beat_store(cfg, load_beat_tokenizer(cfg.tokenizer))
+    _, _, path = ensure_beat_store(cfg, BeatTokenizer.from_pretrained(str(cfg.tokenizer)))
     records, meta = load_records(path)
     per = {}
     for r in records:

@@ -42,7 +42,7 @@ TOKENIZER_SUBDIR = "tokenizer"  # a copy of the ECG tokenizer inside every saved
 #: ``default`` and ``conditional`` (``lm/pretrained/aliases.json``). ``v2`` (LM v2d, unconditional) and
 #: ``v2-conditional`` (LM v2, requested rhythms and beats through sampler rules) are the tokenizer-v2 LMs. The
 #: tokenizer-v1 LMs ``v1`` / ``v1-conditional`` are retired: git tag ``v1-models`` keeps them (CHANGELOG.md).
-SHIPPED = {"v3": "configs/lm/v3.yaml", "v2": "configs/lm/v2d_default_ft.yaml",
+SHIPPED = {"v3": "configs/lm/v3_continue.yaml", "v2": "configs/lm/v2d_default_ft.yaml",
            "v2-conditional": "configs/lm/v2_conditional_ft.yaml"}
 #: shipped names retired from ``lm/pretrained/``, and the git tag that still holds each folder
 RETIRED = {"v1": "v1-models", "v1-conditional": "v1-models"}

@@ -4,7 +4,7 @@ Launch (from the repo root)::
 
     python scripts/v3_sampler_hashes.py --out runs/v3_hashes_new.json            # this checkout
     git stash; python scripts/v3_sampler_hashes.py --out runs/v3_hashes_old.json; git stash pop   # (or another
-    python scripts/v3_sampler_hashes.py --compare runs/v3_hashes_old.json runs/v3_hashes_new.json  #  worktree)
+    python scripts/v3_sampler_hashes.py --compare runs/v3_hashes_old.json,runs/v3_hashes_new.json  # worktree)
 
 For each request (unconditional batch 128 x 30 s, classifier-free guidance under ``rhythm:AFIB`` and
 ``beat:V``, temperature / top-k / top-p, the ``sample``, ``persist`` and ``argmax`` detail modes, several
@@ -15,11 +15,16 @@ seconds it took. Two runs agree bit for bit when every hash agrees. Uses only ``
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import parse_config
+from ecg2llm.core.errors import ConfigError
 
 
 def _digest(arrays) -> str:
@@ -86,20 +91,32 @@ def compare(a: dict, b: dict) -> list[str]:
             if k not in ra or k not in rb or any(ra[k][f] != rb[k][f] for f in ("beats", "signals", "annotations"))]
 
 
+@dataclass
+class HashesConfig:
+    """Fields of ``scripts/v3_sampler_hashes.py`` (every field is a flag)."""
+
+    out: str | None = None  # write the hashes here (JSON)
+    model: str = "default"  # LM v3: shipped name or folder
+    small: bool = False  # leave out the batch 128 x 30 s request
+    compare: list[str] = field(default_factory=list)  # two hash files (A,B): exit 1 if they differ
+
+
+@run_main
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", help="write the hashes here (JSON)")
-    ap.add_argument("--model", default="default")
-    ap.add_argument("--small", action="store_true", help="leave out the batch 128 x 30 s request")
-    ap.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two hash files; exit 1 if they differ")
-    a = ap.parse_args(argv)
+    """Hash this checkout's draws into ``--out``, or ``--compare A,B`` two such files."""
+    a = parse_config(HashesConfig, argv, description=__doc__)
     if a.compare:
-        x, y = (json.load(open(p)) for p in a.compare)
+        if len(a.compare) != 2:
+            raise ConfigError(f"--compare takes two hash files (A,B), got {len(a.compare)}: {a.compare}")
+        missing = [p for p in a.compare if not Path(p).is_file()]
+        if missing:
+            raise ConfigError(f"--compare: no hash file at {', '.join(missing)}; write one with --out first")
+        x, y = (json.loads(Path(p).read_text()) for p in a.compare)
         bad = compare(x, y)
         print("identical" if not bad else f"differ: {', '.join(bad)}")
         return 1 if bad else 0
     if not a.out:
-        ap.error("--out or --compare is required")
+        raise ConfigError("give --out FILE (hash this checkout's draws) or --compare A,B (compare two hash files)")
     from ecg2llm.core.io import write_json
 
     write_json(a.out, run(a.model, not a.small))

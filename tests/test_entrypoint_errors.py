@@ -98,6 +98,8 @@ def _bad_inputs(tmp):
         "scripts/beat_texture.py": (["--tokenizer", nowhere], "nowhere"),
         "scripts/beat_leads.py": (["--tokenizer", nowhere], "nowhere"),
         "scripts/eval_lm_v3.py": (["--model", nowhere, "--out", str(tmp / "o.json")], "nowhere"),
+        "scripts/v3_sampler_hashes.py": (["--compare", f"{nowhere},{nowhere}"], "nowhere"),
+        "scripts/beat_study_grid.py": (["--tokenizer", nowhere, "--out", str(tmp / "g.json")], "nowhere"),
         "scripts/detail_study.py": (["--store", nowhere, "--out", str(tmp / "o.json")], "nowhere"),
     }
 
