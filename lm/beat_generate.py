@@ -78,13 +78,22 @@ class BeatLM:
 
     @classmethod
     def from_folder(cls, folder, device="cpu", tokenizer=None):
-        from .beat_detail import load_detail
-        from .beat_train import load_beat_tokenizer
-        from .model import TOKENIZER_SUBDIR, load_lm
+        from .model import load_lm
 
         model, path = load_lm(folder, device)
-        tok = load_beat_tokenizer(tokenizer or (path / TOKENIZER_SUBDIR))
-        return cls(model, tok, load_detail(path))
+        return cls.of_loaded(model, path, tokenizer)
+
+    @classmethod
+    def of_loaded(cls, model, folder, tokenizer=None):
+        """A :class:`BeatLM` of an LM v3 already loaded from ``folder``: its tokenizer copy (or ``tokenizer``, a
+        name or folder) and its detail head."""
+        from pathlib import Path
+
+        from .beat_detail import load_detail
+        from .beat_train import load_beat_tokenizer
+        from .model import TOKENIZER_SUBDIR
+
+        return cls(model, load_beat_tokenizer(tokenizer or (Path(folder) / TOKENIZER_SUBDIR)), load_detail(folder))
 
     # ------------------------------------------------------------------ requests
     def check(self, req) -> tuple[str | None, str | None]:
@@ -273,14 +282,11 @@ def generate_beats(cfg, model, folder, device: str) -> dict:
     from ecg2llm.tokenizer.ecg import write_annotations
     from ecg2llm.tokenizer.folder import write_folder
 
-    from .beat_detail import load_detail
-    from .beat_train import load_beat_tokenizer
-    from .model import TOKENIZER_SUBDIR
+    from .decode_options import resolve_texture
 
     t0 = time.perf_counter()
-    tok = load_beat_tokenizer(cfg.tokenizer or (Path(folder) / TOKENIZER_SUBDIR))
-    blm = BeatLM(model, tok, load_detail(folder))
-    from .decode_options import resolve_texture
+    blm = BeatLM.of_loaded(model, folder, cfg.tokenizer)
+    tok = blm.tok
 
     texture = resolve_texture(tok, cfg.texture)  # None: on where the tokenizer has a texture model (as v2)
     signals, ann, s, t_gen = blm.synthesize(cfg, progress=True)

@@ -75,12 +75,9 @@ def forecast(cfg: ForecastConfig) -> dict:
     model, folder = load_lm(cfg.model, device)
     blm = None
     if spec_of_model(model) is not None:  # an LM v3 continues the prefix's beats (ecg2llm.lm.beat_forecast)
-        from ecg2llm.lm.beat_detail import load_detail
         from ecg2llm.lm.beat_generate import BeatLM
-        from ecg2llm.lm.beat_train import load_beat_tokenizer
-        from ecg2llm.lm.model import TOKENIZER_SUBDIR
 
-        blm = BeatLM(model, load_beat_tokenizer(Path(folder) / TOKENIZER_SUBDIR), load_detail(folder))
+        blm = BeatLM.of_loaded(model, folder)
         tok = blm.tok
     else:
         tok = load_tokenizer_for(model.config, folder)

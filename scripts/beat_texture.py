@@ -52,21 +52,14 @@ class BeatTextureConfig:
 
 def gradient_boosting_score(real, fake, groups, folds: int = 5, seed: int = 0) -> float:
     """``|accuracy - 0.5|`` of a gradient-boosted real-vs-decoded classifier, folds grouped by record."""
-    import numpy as np
     from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.model_selection import GroupKFold
-    from threadpoolctl import threadpool_limits
 
-    X = np.vstack([real, fake])
-    y = np.r_[np.ones(len(real)), np.zeros(len(fake))]
-    g = np.r_[groups, groups]
-    scores = []
-    with threadpool_limits(1):
-        for tr, te in GroupKFold(n_splits=folds).split(X, y, g):
-            clf = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, random_state=seed)
-            clf.fit(X[tr], y[tr])
-            scores.append(abs(float((clf.predict(X[te]) == y[te]).mean()) - 0.5))
-    return float(np.mean(scores))
+    from ecg2llm.tokenizer.texture_check import discriminator_score
+
+    def boosted(seed):
+        return HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, random_state=seed)
+
+    return discriminator_score(real, fake, groups, folds=folds, seed=seed, classifier=boosted)["score"]
 
 
 def state_bits(states: list[dict], seconds: float) -> dict:

@@ -50,7 +50,7 @@ def window_features(windows: np.ndarray, fs: float) -> np.ndarray:
 
 
 def discriminator_score(real: np.ndarray, fake: np.ndarray, groups: np.ndarray, folds: int = 5,
-                        seed: int = 0) -> dict:
+                        seed: int = 0, classifier=None) -> dict:
     """Cross-validated real-vs-decoded classifier on feature rows.
 
     Parameters
@@ -59,6 +59,9 @@ def discriminator_score(real: np.ndarray, fake: np.ndarray, groups: np.ndarray, 
         Features of real and decoded windows, row ``i`` of both from the same window (paired).
     groups : ndarray, shape (W,)
         Record of each row; folds never split a record.
+    classifier : callable, optional
+        ``classifier(seed)`` -> an unfitted scikit-learn classifier; default: standardized logistic regression
+        (the project's texture check).
 
     Returns
     -------
@@ -77,7 +80,8 @@ def discriminator_score(real: np.ndarray, fake: np.ndarray, groups: np.ndarray, 
     accs = []
     with threadpool_limits(1):
         for tr, te in GroupKFold(n_splits=folds).split(X, y, g):
-            clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=3000, random_state=seed))
+            clf = (classifier(seed) if classifier is not None else
+                   make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=3000, random_state=seed)))
             clf.fit(X[tr], y[tr])
             accs.append(float((clf.predict(X[te]) == y[te]).mean()))
     scores = [abs(a - 0.5) for a in accs]

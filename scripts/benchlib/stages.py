@@ -379,6 +379,12 @@ def stage_train(o: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- generation
+def _shown(folder) -> str:
+    """A model folder as a result file records it: relative to the repository when inside it (no machine paths)."""
+    p = Path(folder).resolve()
+    return str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(folder)
+
+
 def bench_generate(model_dir: str, device: str, batch: int, seconds: float, repeats: int,
                    lead_guidance: float | None = None, beat_cache: float = 0.0, kv_cache: str = "auto") -> dict:
     """ECG-seconds generated per wall-clock second through :func:`ecg2llm.lm.synthesize.synthesize`, the one path
@@ -416,7 +422,7 @@ def bench_generate(model_dir: str, device: str, batch: int, seconds: float, repe
         sync(device)
         times.append(time.perf_counter() - t0)
     return {
-        "model": str(folder),
+        "model": _shown(folder),
         "device": device,
         "batch": batch,
         "seconds_per_sample": seconds,
@@ -438,14 +444,11 @@ def bench_generate_beats(model, folder, device: str, batch: int, seconds: float,
     from the detail head, tokenizer v3 decode to mV with texture and a sampled baseline where the tokenizer
     has them), ``batch`` samples of ``seconds`` in one batch; the time of each part is in the details.
     ``kv_cache="float16"``: LM v3's opt-in float16 KV cache (other draws); otherwise its float32 cache."""
-    from ecg2llm.lm.beat_detail import load_detail
     from ecg2llm.lm.beat_generate import BeatLM, kv_cache_of
-    from ecg2llm.lm.beat_train import load_beat_tokenizer
-    from ecg2llm.lm.model import TOKENIZER_SUBDIR
     from ecg2llm.lm.request import GenerateConfig
 
     t0 = time.perf_counter()
-    blm = BeatLM(model, load_beat_tokenizer(Path(folder) / TOKENIZER_SUBDIR), load_detail(folder))
+    blm = BeatLM.of_loaded(model, folder)
     load_s = time.perf_counter() - t0
     req = GenerateConfig(num_samples=batch, seconds=seconds, batch_size=batch, kv_cache=kv_cache)  # users' defaults
     blm.synthesize(replace(req, seconds=0.5))  # warm-up (allocations)
@@ -462,7 +465,7 @@ def bench_generate_beats(model, folder, device: str, batch: int, seconds: float,
     best = int(np.argmin(times))
     tpb = blm.layout.tokens_per_beat
     return {
-        "model": str(folder),
+        "model": _shown(folder),
         "device": device,
         "lm_version": 3,
         "batch": batch,
