@@ -201,8 +201,10 @@ class BeatLM:
     def decode(self, s: BeatSamples, seconds: float, *, texture: bool = False, seeds=None):
         """Signals ``(K, round(seconds fs))`` in mV and per sample its :class:`BeatLabels`.
 
-        With ``texture`` the tokenizer adds its texture sample (seed ``seeds[i]``) and, where it has a
-        wander model, a sampled baseline (seed :func:`ecg2llm.lm.synthesize.wander_seed` of it), as LM v2 does.
+        With ``texture`` the tokenizer adds its texture sample (seed ``seeds[i]``) and, where it has them, a
+        state drawn by ``tok.sample_state`` (seed :func:`ecg2llm.lm.decode_options.wander_seed` of it): a
+        baseline from its wander model, as LM v2 does, and a texture state from its texture prior
+        (:mod:`ecg2llm.tokenizer.texture_prior`), which the texture sample then renders.
         """
         from .beat_tokens import decode_beats
         from .decode_options import wander_seed
@@ -213,7 +215,7 @@ class BeatLM:
         for i in range(len(s.rr)):
             sd = None if seeds is None else seeds[i]
             state = (self.tok.sample_state(n_out, seed=wander_seed(sd)) if texture and sd is not None
-                     and getattr(self.tok, "has_wander_model", False) else None)
+                     and (self.tok.has_wander_model or getattr(self.tok, "has_texture_prior", False)) else None)
             x, r = decode_beats(self.tok, s.rr[i], s.coarse[i], s.detail[i], n_out, texture=texture, seed=sd,
                                 state=state)
             keep = r < n_out

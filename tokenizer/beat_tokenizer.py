@@ -54,6 +54,7 @@ from .baseline import INTERPOLATIONS, estimate_knots_np, interpolate_knots_np, k
 from .beat_codec import ProductCode, RRScale, detect_r_peaks, one_blas_thread, unwarp_cycles, warp_cycles
 from .beat_layout import BEAT, FALLBACK, BeatLayout, BeatTokens, assemble_ids, parse_ids
 from .texture_bank import TEXTURE_FILE, TextureBank
+from .texture_prior import PRIOR_FILE, TexturePrior
 from .wander import WANDER_FILE, WanderModel
 
 
@@ -153,6 +154,7 @@ class BeatTokenizer(ECGTokenizer):
         self.gap_max_n = int(round(c.gap_max_s * self.fs))
         self.wander_model: WanderModel | None = None
         self.texture_bank: TextureBank | None = None
+        self.texture_prior: TexturePrior | None = None  # texture states for generated ids (sample_state)
         # encode measures the recording's texture (noise levels, mains) into state["texture"] and the texture
         # decode uses it (TextureBank.analyse); False: the texture decode draws a training recording's, as before
         self.texture_state = True
@@ -184,6 +186,11 @@ class BeatTokenizer(ECGTokenizer):
     @property
     def has_texture(self) -> bool:
         return self.texture_bank is not None
+
+    @property
+    def has_texture_prior(self) -> bool:
+        """True when :meth:`sample_state` also draws a texture state (``texture_prior.safetensors``)."""
+        return self.texture_prior is not None and self.texture_bank is not None
 
     def codes(self) -> dict[str, ProductCode]:
         """The three product codes as numpy (cached; :meth:`reset_codes` after changing the buffers)."""
@@ -468,13 +475,22 @@ class BeatTokenizer(ECGTokenizer):
 
     # ----------------------------------------------------------------- state sampling, side files
     def sample_state(self, n_samples: int, seed: int | None = None) -> dict:
-        """A sampled baseline for generated ids (needs ``wander.json``), as tokenizer v2."""
-        if self.wander_model is None:
-            raise TokenizerError("this tokenizer has no wander.json; decode generated ids with state=None")
+        """A state for generated ids: a baseline drawn from ``wander.json`` (as tokenizer v2) and, where the
+        folder has ``texture_prior.safetensors`` (and :attr:`texture_state` is on), a texture state drawn from
+        it (:mod:`ecg2llm.tokenizer.texture_prior`), which ``decode(..., texture=True)`` then renders."""
+        if self.wander_model is None and not self.has_texture_prior:
+            raise TokenizerError("this tokenizer has neither wander.json nor texture_prior.safetensors; decode "
+                                 "generated ids with state=None")
         n_samples = int(n_samples)
         if n_samples < 1:
             raise TokenizerError(f"n_samples must be >= 1, got {n_samples}")
-        return {"n_samples": n_samples, "baseline": self.wander_model.sample(n_knots(n_samples, self.hop), seed)}
+        out: dict = {"n_samples": n_samples}
+        if self.wander_model is not None:
+            out["baseline"] = self.wander_model.sample(n_knots(n_samples, self.hop), seed)
+        if self.has_texture_prior and self.texture_state:
+            ts = None if seed is None else int(np.random.SeedSequence([int(seed), 0x7E57]).generate_state(1)[0])
+            out["texture"] = self.texture_prior.sample(n_samples, ts)
+        return out
 
     def _extra_files(self) -> dict[str, str | bytes]:
         out: dict[str, str | bytes] = {}
@@ -482,6 +498,8 @@ class BeatTokenizer(ECGTokenizer):
             out[WANDER_FILE] = self.wander_model.to_json()
         if self.texture_bank is not None:
             out[TEXTURE_FILE] = self.texture_bank.to_bytes()
+        if self.texture_prior is not None:
+            out[PRIOR_FILE] = self.texture_prior.to_bytes()
         return out
 
     def load_extras(self, folder) -> "BeatTokenizer":
@@ -493,6 +511,9 @@ class BeatTokenizer(ECGTokenizer):
         f = Path(folder) / WANDER_FILE
         if f.is_file():
             self.wander_model = WanderModel.from_json(f.read_text(), source=str(f))
+        p = Path(folder) / PRIOR_FILE
+        if p.is_file():
+            self.texture_prior = TexturePrior.from_file(p, fs=float(self.fs))
         self.reset_codes()
         return self
 
