@@ -24,7 +24,8 @@ Ventricular rhythms are read from the waveform (:mod:`ecg2llm.eval.scorecard.adh
 needs a rate above 100 bpm *and* a run of beats the real-data beat classifier (trained on real DS1 beats only)
 calls V; ``rhythm:B`` and ``rhythm:T`` need its N/V bigeminy and trigeminy patterns. A rule that recognises
 fewer than half of the real windows of its rhythm reports the condition "not measurable", not met. The result
-is also written to ``results_json`` (default ``docs/results/adherence.json``, with command, git sha and date).
+can also be copied to ``--results_json`` (e.g. ``docs/results/adherence_<model>.json``, with command, git sha and date;
+off by default, so a run never overwrites a committed result).
 """
 
 import sys
@@ -118,7 +119,7 @@ class AdherenceConfig:
     data_dir: str | None = None     # data root holding mitdb/ ($ECG2LLM_DATA otherwise)
     beats: bool = False             # also run the beat classifier on the sets' .atr labels
     waveform: bool = True           # VT / B / T read from the waveform by the real-data beat classifier
-    results_json: str | None = "docs/results/adherence.json"  # a copy of adherence.json (none = skip)
+    results_json: str | None = None  # also copy adherence.json here (e.g. docs/results/...); none = skip
     seed: int = 0
 
 
