@@ -44,7 +44,8 @@ class FrontierConfig:
     """Fields of ``scripts/scorecard_frontier.py``."""
 
     sets: list[str] = field(default_factory=list)  # "label=glob of eval/score.py folders", one entry per model
-    row: str = ROW                                  # the row of each metrics.json to read
+    row: str = ROW                                  # the row of each metrics.json to read; a glob ("*") reads
+    # every scored row with a headline: one eval/score.py run that scored many sets (--extra_rows), a set per row
     out: str | None = None                          # JSON: per label, per folder and summary
     figure: str | None = None                       # PNG: discriminator vs memorization, real bands shaded
     real_reference: bool = False                    # also: how often a held-out real set reads "as real" (slow)
@@ -56,22 +57,40 @@ class FrontierConfig:
             raise ConfigError(f"--sets entries must be 'label=glob' (e.g. \"LM v2=runs/eval/shipped_s*\"); got {bad}")
 
 
-def read_folder(path: Path, row: str) -> dict:
-    """The headline values and verdicts, discriminator draws, HR W1 and near copies of one scored folder."""
+def _metrics(path: Path) -> dict:
     f = path / "metrics.json"
     try:
-        m = json.loads(f.read_text())
+        return json.loads(f.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path} has no metrics.json: is it an eval/score.py output folder?") from None
     except json.JSONDecodeError as e:
         raise ConfigError(f"{f} is not valid JSON ({e}); rerun eval/score.py for it") from None
+
+
+def read_rows(path: Path, row: str) -> list[dict]:
+    """:func:`read_folder` of each row of ``path``'s metrics.json that ``row`` names: one name, or a glob
+    (``fnmatch``) of the rows with a headline, in their order in the file."""
+    import fnmatch
+
+    if not any(c in row for c in "*?["):
+        return [read_folder(path, row)]
+    rows = [k for k, r in _metrics(path).get("rows", {}).items() if fnmatch.fnmatchcase(k, row) and r.get("headline")]
+    if not rows:
+        raise ConfigError(f"{path}/metrics.json has no scored row matching {row!r}")
+    return [read_folder(path, k) for k in rows]
+
+
+def read_folder(path: Path, row: str) -> dict:
+    """The headline values and verdicts, discriminator draws, HR W1 and near copies of one scored folder."""
+    m = _metrics(path)
     r = m.get("rows", {}).get(row)
     if r is None or not r.get("headline"):
-        raise ConfigError(f"{f} has no scored row {row!r} with a headline (rows: {sorted(m.get('rows', {}))})")
+        raise ConfigError(f"{path / 'metrics.json'} has no scored row {row!r} with a headline "
+                          f"(rows: {sorted(m.get('rows', {}))})")
     draws = r.get("discriminator_draws") or {}
     nc = r.get("near_copies")
     return {
-        "folder": str(path),
+        "folder": str(path) if row == ROW else f"{path}:{row}",
         "headline": {k: h["value"] for k, h in r["headline"].items()},
         "verdicts": {k: h["verdict"] for k, h in r["headline"].items()},
         "bands": {k: h["real_band"] for k, h in r["headline"].items()},
@@ -168,7 +187,7 @@ def main(argv=None):
         paths = sorted(Path(p) for p in glob.glob(pattern) if Path(p).is_dir())
         if not paths:
             raise ConfigError(f"--sets {label!r}: no folder matches {pattern!r}")
-        groups[label] = [read_folder(p, a.row) for p in paths]
+        groups[label] = [f for p in paths for f in read_rows(p, a.row)]
     summary = {label: summarize(fs) for label, fs in groups.items()}
     keys = list(next(iter(summary.values()))["headline"])
     print(f"{'model':>28} {'sets':>4} {'disc (5-draw)':>14} " + " ".join(f"{k[:15]:>15}" for k in keys)

@@ -52,3 +52,20 @@ def test_frontier_refuses_a_folder_without_a_scored_row(tmp_path, capsys):
     assert "no scored row 'synthetic'" in err and "real DS1 (ceiling)" in err
     assert _main("scripts/scorecard_frontier.py")(["--sets", "no label here"]) == 2
     assert "label=glob" in capsys.readouterr().err
+
+
+def test_frontier_reads_every_row_of_one_run_with_a_row_glob(tmp_path, capsys):
+    """One eval/score.py run that scored several sets (--extra_rows): --row "*" makes each row a set."""
+    _scored(tmp_path / "one", 0.70, 0.02, [0.70], None)
+    _scored(tmp_path / "two", 0.60, 0.01, [0.60], None)
+    m = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    m["rows"]["s3"] = json.loads((tmp_path / "two" / "metrics.json").read_text())["rows"]["synthetic"]
+    m["rows"]["real DS1 (ceiling)"] = {"n_windows": 300}  # a reference row without a headline: not a set
+    (tmp_path / "one" / "metrics.json").write_text(json.dumps(m))
+    out = tmp_path / "f.json"
+    assert _main("scripts/scorecard_frontier.py")(["--sets", f"A={tmp_path}/one", "--row", "*", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["summary"]["A"]["n_sets"] == 2 and r["summary"]["A"]["as_real_overall"] == 1
+    assert [f["folder"] for f in r["sets"]["A"]] == [f"{tmp_path}/one", f"{tmp_path}/one:s3"]
+    assert _main("scripts/scorecard_frontier.py")(["--sets", f"A={tmp_path}/one", "--row", "zz*"]) == 2
+    assert "no scored row matching 'zz*'" in capsys.readouterr().err
