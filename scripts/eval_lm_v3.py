@@ -127,10 +127,9 @@ def main(argv=None):
     a = parse_config(EvalLMv3Config, argv, description=__doc__)
     if not a.out:
         raise ConfigError("--out is required: the results JSON to write, e.g. docs/results/lm_v3.json")
-    from pathlib import Path
+    from ecg2llm.lm.model import resolve_model_dir
 
-    if not Path(a.model).is_dir() and a.model not in ("v3",):
-        raise ConfigError(f"--model {a.model}: no such LM folder; pass an LM v3 folder such as lm/pretrained/v3")
+    resolve_model_dir(a.model)  # a shipped name (default, v3...) or a folder; one clear error otherwise
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.rhythm_slot not in ("", "sample", "null"):
