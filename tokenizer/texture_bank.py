@@ -277,15 +277,10 @@ class TextureBank:
     @classmethod
     def from_file(cls, path, *, n_fft: int, hop: int, fs: float) -> "TextureBank":
         """Read ``texture.safetensors``; the analysis settings must be the tokenizer's."""
-        from safetensors import safe_open
+        from ecg2llm.core.io import read_safetensors
 
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                t = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as e:  # noqa: BLE001 - truncated or foreign files
-            raise TokenizerError(f"{path} is not a readable texture file ({e}); refit it with "
-                                 f"scripts/fit_texture.py or delete it") from None
+        t, meta = read_safetensors(path, TokenizerError, "texture file",
+                                   "refit it with scripts/fit_texture.py or delete it")
         if meta.get("format") != FORMAT:
             raise TokenizerError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}")
         got = (int(meta["n_fft"]), int(meta["hop"]), float(meta["fs"]))

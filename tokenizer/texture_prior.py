@@ -86,15 +86,10 @@ class TexturePrior:
     @classmethod
     def from_file(cls, path, fs: float) -> "TexturePrior":
         """Read ``texture_prior.safetensors``; it must be fitted at the tokenizer's rate ``fs``."""
-        from safetensors import safe_open
+        from ecg2llm.core.io import read_safetensors
 
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                t = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as e:  # noqa: BLE001 - truncated or foreign files
-            raise TokenizerError(f"{path} is not a readable texture prior ({e}); refit it with "
-                                 f"scripts/fit_texture_prior.py or delete it") from None
+        t, meta = read_safetensors(path, TokenizerError, "texture prior",
+                                   "refit it with scripts/fit_texture_prior.py or delete it")
         if meta.get("format") != PRIOR_FORMAT:
             raise TokenizerError(f"{path} has format {meta.get('format')!r}, expected {PRIOR_FORMAT!r}")
         missing = {"mean", "chol", "line_log_mean", "line_log_sd"} - set(t)

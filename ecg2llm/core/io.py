@@ -125,6 +125,18 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def read_safetensors(path: str | Path, error: type[ECG2LLMError], what: str, fix: str) -> tuple[dict, dict]:
+    """``(tensors, metadata)`` of a safetensors side file (torch tensors), or ``error`` in one line:
+    ``"<path> is not a readable <what> (<reason>); <fix>"`` for a truncated or foreign file."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except Exception as e:  # noqa: BLE001 - truncated or foreign files
+        raise error(f"{path} is not a readable {what} ({e}); {fix}") from None
+
+
 def git_sha(cwd: str | Path | None = None) -> str | None:
     """The current git commit (with ``-dirty`` when the tree has changes), or None outside a checkout."""
     cwd = cwd or Path(__file__).resolve().parents[2]
