@@ -11,7 +11,8 @@ the band's standard deviation (PRDN divides by it), the detector's sensitivity a
 the share of the squared error in the worst 10 % of 10-s windows and the largest excursion of the band
 in those windows, and the PRDN ratio (second lead / MLII, means over records) with and without them; the
 99th percentile of the beat cycles' residual RMS (and how many exceed 0.2 mV), and of the RMS error of
-the whole band coded as fallback units (0.5-s segments) instead.
+the whole band coded as fallback units (0.5-s segments) instead; the share of 10-s segments the encoder coded
+at a gain below 1 (``state["gain"]``, :meth:`ecg2llm.tokenizer.beat_tokenizer.BeatTokenizer.choose_gains`).
 """
 from __future__ import annotations
 
@@ -88,6 +89,9 @@ def lead_row(tok, x, ann, fs: float) -> dict:
         "beat_cycle_residual_p99_uv": 1000 * float(np.percentile(cyc_rms, 99)),
         "beat_cycles_over_200uv": int(np.sum(cyc_rms > 0.2)),
         "fallback_coded_p99_uv": 1000 * float(np.percentile(fb_rms, 99)),
+        "gain_segments": int(np.count_nonzero(bt.state.get("gain", []))),
+        "gain_segment_share": float(np.count_nonzero(bt.state.get("gain", [])) / max(1, -(-len(x) // max(
+            tok.gain_segment_n, 1)))) if tok.gain_segment_n else 0.0,
     }
 
 
@@ -127,6 +131,8 @@ def main(argv=None):
         "band_std_mlii_uv": mean(m, "band_std_uv"), "band_std_second_uv": mean(s, "band_std_uv"),
         "detector_sensitivity_mlii": mean(m, "detector_sensitivity"),
         "detector_sensitivity_second": mean(s, "detector_sensitivity"),
+        "gain_segment_share_mlii": mean(m, "gain_segment_share"),
+        "gain_segment_share_second": mean(s, "gain_segment_share"),
     }
     for k, v in summary.items():
         print(f"{k:32s} {v:.3f}")
