@@ -15,7 +15,8 @@ high-passed; RMSE pooled over samples, PRDN per recording averaged). Per class a
 band RMSE and PRDN, their ratio to DS2's (read from ``--ds2``, the fidelity result of the same tokenizer),
 the share of the signal in fallback units, the share of 10-s segments coded at a gain below 1
 (``state["gain"]``), the band's standard deviation, and the same scores with the segment-gain search off
-(``--compare_gain_off``).
+(``--compare_gain_off``). The stratified draw gives the rare labels (AF, noisy) far more weight than the
+database does; ``database_weighted`` weights the classes by their counts in ``REFERENCE.csv``.
 """
 from __future__ import annotations
 
@@ -104,8 +105,10 @@ def score(tok, signals: dict, fs: float) -> dict:
     return res
 
 
-def summarize(res: dict, groups: dict[str, list[str]], ds2: dict) -> dict:
-    """Per class and overall: pooled RMSE, mean PRDN, ratios to DS2, fallback and gain shares."""
+def summarize(res: dict, groups: dict[str, list[str]], ds2: dict, prevalence: dict | None = None) -> dict:
+    """Per class and overall: pooled RMSE, mean PRDN, ratios to DS2, fallback and gain shares; with
+    ``prevalence`` (``{label: count}`` in the database), also the classes weighted by it (RMSE as the root
+    of the weighted mean square, PRDN as the weighted mean)."""
     import math
 
     import numpy as np
@@ -124,6 +127,16 @@ def summarize(res: dict, groups: dict[str, list[str]], ds2: dict) -> dict:
                      "fallback_share": float(np.sum(w * np.array([r["fallback_share"] for r in rows])) / w.sum()),
                      "gain_segment_share": float(np.mean([r["gain_segment_share"] for r in rows])),
                      "band_std_uv_median": float(np.median([r["band_std_uv"] for r in rows]))}
+    if prevalence:  # the classes weighted as in the whole database (the stratified draw over-weights the rare ones)
+        cls = [CLASS_NAMES[c] for c in groups if CLASS_NAMES[c] in out and prevalence.get(c)]
+        w = np.array([float(prevalence[c]) for c in groups if CLASS_NAMES[c] in out and prevalence.get(c)])
+        if len(cls):
+            w = w / w.sum()
+            rmse = math.sqrt(float(sum(wi * out[c]["rmse_uv"] ** 2 for wi, c in zip(w, cls))))
+            prdn = float(sum(wi * out[c]["prdn"] for wi, c in zip(w, cls)))
+            out["database_weighted"] = {"weights": dict(zip(cls, w.tolist())), "rmse_uv": rmse, "prdn": prdn,
+                                        "rmse_ratio_to_ds2": rmse / ds2["rmse_uv"],
+                                        "prdn_ratio_to_ds2": prdn / ds2["prdn"]}
     return out
 
 
@@ -141,7 +154,9 @@ def main(argv=None):
     a = parse_config(BeatCincConfig, argv, description=__doc__)
     ds2 = ds2_reference(a.ds2)
     tok = BeatTokenizer.from_pretrained(a.tokenizer)
-    groups = draw(read_cinc2017_labels(a.data_dir), a.classes, a.per_class, a.seed)
+    labels = read_cinc2017_labels(a.data_dir)
+    groups = draw(labels, a.classes, a.per_class, a.seed)
+    prevalence = {c: sum(v == c for v in labels.values()) for c in a.classes}
     t0 = time.time()
     signals, fs = {}, None
     for rec in tqdm(sum(groups.values(), []), desc="cinc2017", unit="recording"):
@@ -150,16 +165,20 @@ def main(argv=None):
             raise ConfigError(f"CinC 2017 recording {rec} is at {r.fs} Hz, the others at {fs} Hz")
         signals[rec], fs = r.signal, r.fs
     res = score(tok, signals, fs)
-    out = {"v3": summarize(res, groups, ds2)}
+    out = {"v3": summarize(res, groups, ds2, prevalence)}
     rows = {"v3": res["per_record"]}
     if a.compare_gain_off:
         tok.config.gain_segment_s, tok.gain_segment_n = 0.0, 0
         off = score(tok, signals, fs)
-        out["v3_gain_off"] = summarize(off, groups, ds2)
+        out["v3_gain_off"] = summarize(off, groups, ds2, prevalence)
         rows["v3_gain_off"] = off["per_record"]
     print(f"DS2 MLII (from {a.ds2}): band RMSE {ds2['rmse_uv']:.1f} uV, PRDN {ds2['prdn']:.2f} %")
     for variant, summ in out.items():
         for name, s in summ.items():
+            if "recordings" not in s:
+                print(f"{variant:12s} {name}: RMSE {s['rmse_uv']:.1f} uV ({s['rmse_ratio_to_ds2']:.2f}x)  PRDN "
+                      f"{s['prdn']:.2f} % ({s['prdn_ratio_to_ds2']:.2f}x)")
+                continue
             print(f"{variant:12s} {name:7s} n={s['recordings']:3d} RMSE {s['rmse_uv']:6.1f} uV "
                   f"({s['rmse_ratio_to_ds2']:.2f}x)  PRDN {s['prdn']:6.2f} % ({s['prdn_ratio_to_ds2']:.2f}x)  "
                   f"fallback {s['fallback_share']:.3f}  gain segments {s['gain_segment_share']:.3f}")
@@ -170,7 +189,7 @@ def main(argv=None):
                            "machine": {"load_average": list(os.getloadavg())},
                            "tokenizer": str(a.tokenizer), "weights_hash": tok.weights_hash,
                            "tokenizer_fitted_on": FITTED_ON,
-                           "fs": fs, "per_class": a.per_class, "seed": a.seed, "ds2": ds2,
+                           "fs": fs, "per_class": a.per_class, "seed": a.seed, "ds2": ds2, "prevalence": prevalence,
                            "recordings": groups, "summary": out, "rows": rows, "elapsed_s": time.time() - t0})
     return 0
 

@@ -58,3 +58,7 @@ def test_summary_pools_rmse_by_duration_and_averages_prdn(mod):
     assert s["Normal"]["rmse_ratio_to_ds2"] == 1.0 and s["AF"]["prdn_ratio_to_ds2"] == 2.0
     assert s["all"]["rmse_uv"] == pytest.approx((0.75 * 100 + 0.25 * 400) ** 0.5)
     assert s["all"]["prdn"] == 6.0 and s["all"]["fallback_share"] == 0.25 and s["all"]["recordings"] == 2
+    w = mod.summarize({"per_record": rows}, {"N": ["a"], "A": ["b"]}, {"rmse_uv": 10.0, "prdn": 4.0},
+                      prevalence={"N": 3, "A": 1})["database_weighted"]
+    assert w["weights"] == {"Normal": 0.75, "AF": 0.25} and w["prdn"] == 5.0
+    assert w["rmse_uv"] == pytest.approx((0.75 * 100 + 0.25 * 400) ** 0.5)
