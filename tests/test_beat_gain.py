@@ -61,7 +61,12 @@ def test_planted_artifact_is_coded_at_a_lower_gain(toks):
     assert rmse_uv(y, x, SEG) < 250.0
     assert rmse_uv(y, x, SEG) < 0.5 * rmse_uv(y0, x, SEG)
     assert rmse_uv(y, x, slice(0, 3000)) < 20.0  # the clean first segment stays as it was
-    assert len(bt.ids) == len(b0.ids)  # the same units: the token rate does not change
+    assert np.array_equal(bt.kind, b0.kind) and np.array_equal(bt.rr, b0.rr)  # the same units and RR tokens
+    # only the units of the segment set to a gain get other codes; every other unit keeps its codes exactly
+    seg = np.minimum(np.where(bt.kind == 0, bt.r, bt.start) // on.gain_segment_n, len(lv) - 1)
+    keep = lv[seg] == 0
+    codes = [np.concatenate([b.coarse, b.detail, b.fallback], 1) for b in (bt, b0)]
+    assert np.array_equal(codes[0][keep], codes[1][keep]) and not np.array_equal(codes[0][~keep], codes[1][~keep])
     # ids alone decode at gain 1 (what an LM's ids give): the codes' scale, the artifact segment smaller
     band = on.decode(bt.ids)
     assert np.array_equal(band, on.decode_band_units(bt, state={}))

@@ -458,12 +458,16 @@ class BeatTokenizer(ECGTokenizer):
         return (2.0 ** (-lv[seg] / 2.0)).astype(np.float32)
 
     @staticmethod
-    def _per_sample(values, start, end, total: int) -> np.ndarray:
-        """Per-unit values spread over each unit's samples ``[start, end)`` (ones elsewhere)."""
-        out = np.ones(total, np.float32)
+    def _spans(start, end, total: int) -> tuple[np.ndarray, np.ndarray]:
+        """(sample indices of the units' stretches ``[start, end)`` clipped to ``total``, their lengths)."""
         start = np.asarray(start, np.int64)
         lens = np.maximum(np.minimum(np.asarray(end, np.int64), total) - start, 0)
-        t = np.repeat(start - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
+        return np.repeat(start - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum())), lens
+
+    def _per_sample(self, values, start, end, total: int) -> np.ndarray:
+        """Per-unit values spread over each unit's samples ``[start, end)`` (ones elsewhere)."""
+        out = np.ones(total, np.float32)
+        t, lens = self._spans(start, end, total)
         out[t] = np.repeat(np.asarray(values, np.float32), lens)
         return out
 
@@ -479,8 +483,9 @@ class BeatTokenizer(ECGTokenizer):
         excursions the codes cannot reach, e.g. motion artifacts) are coded again at each gain
         ``2^(-k/2)``, ``0 < k < gain_levels``, the decode divided by it; a segment keeps the level of the least
         squared error if it saves ``gain_margin`` of gain 1's. The chosen levels go into ``state["gain"]``
-        (one int8 per segment); None where every segment stays at gain 1 (the ids are then exactly those
-        without the search).
+        (one int8 per segment); None where every segment stays at gain 1. The units of a segment set to a gain
+        keep the codes of its search pass (their sticky coarse chain starts afresh there), every other unit
+        the codes of the first pass: the ids outside the chosen segments are exactly those without the search.
         """
         c = self.config
         seg_n = self.gain_segment_n
@@ -498,6 +503,7 @@ class BeatTokenizer(ECGTokenizer):
             return None, coded, y0
         rows = np.flatnonzero(flag[useg])
         best, lv = E0.copy(), np.zeros(n_seg, np.int8)
+        passes = {}
         for k in range(1, int(c.gain_levels)):
             g = 2.0 ** (-k / 2.0)
             gu = np.ones(len(kind), np.float32)
@@ -510,14 +516,20 @@ class BeatTokenizer(ECGTokenizer):
             Ek = np.bincount(useg[rows], ek, n_seg)
             better = flag & (Ek < best)
             best[better], lv[better] = Ek[better], k
+            passes[k] = (sub, yk)
         lv[best >= (1.0 - float(c.gain_margin)) * E0] = 0
         if not lv.any():
             return None, coded, y0
-        gs = self._per_sample(self.unit_gains(kind, start, r, lv), start, end, total)
-        coded = self.code_units(bandp * gs, kind, start, r, end)
-        with one_blas_thread():
-            y = self.units_band(kind, start, r, end, *coded, total) / gs
-        return lv, coded, y
+        out, y = [a.copy() for a in coded], y0.copy()
+        for k, (sub, yk) in passes.items():
+            sel = lv[useg[rows]] == k  # rows of the segments set to level k
+            if sel.any():
+                u = rows[sel]
+                for a, b in zip(out, sub):
+                    a[u] = b[sel]
+                t, _ = self._spans(start[u], end[u], total)
+                y[t] = yk[t]
+        return lv, tuple(out), y
 
     def _encode(self, x: np.ndarray) -> tuple[np.ndarray, dict]:
         bt = self.encode_beats(x, self.fs)
