@@ -509,8 +509,8 @@ class BeatTokenizer(ECGTokenizer):
             gu = np.ones(len(kind), np.float32)
             gu[rows] = g
             gs = self._per_sample(gu, start, end, total)
-            sub = self.code_units(bandp * gs, kind, start, r, end, rows)
-            with one_blas_thread():
+            with one_blas_thread():  # few rows: a second BLAS thread only spins (their ids are new ones anyway)
+                sub = self.code_units(bandp * gs, kind, start, r, end, rows)
                 yk = self.units_band(kind, start, r, end, *sub, total, rows=rows) / gs
             ek = self._unit_energy(bandp[:n] - yk[:n], start[rows], end[rows])
             Ek = np.bincount(useg[rows], ek, n_seg)
