@@ -19,6 +19,7 @@ Rows (DS2 MLII, whole records unless ``--seconds``):
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -121,6 +122,7 @@ def main(argv=None):
     if a.robustness:
         res["robustness"] = robustness_report(tok, a.data_dir, records, seconds=a.seconds)
     res["elapsed_s"] = round(time.perf_counter() - t0, 1)
+    res["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]  # timings ran under this load
     if a.out:
         write_json(a.out, res)
         print(f"wrote {a.out}")

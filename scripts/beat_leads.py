@@ -11,7 +11,9 @@ the band's standard deviation (PRDN divides by it), the detector's sensitivity a
 the share of the squared error in the worst 10 % of 10-s windows and the largest excursion of the band
 in those windows, and the PRDN ratio (second lead / MLII, means over records) with and without them; the
 99th percentile of the beat cycles' residual RMS (and how many exceed 0.2 mV), and of the RMS error of
-the whole band coded as fallback units (0.5-s segments) instead.
+the whole band coded as fallback units (0.5-s segments) instead; the share of 10-s segments the encoder coded
+at a gain below 1 (``state["gain"]``, :meth:`ecg2llm.tokenizer.beat_tokenizer.BeatTokenizer.choose_gains`) and the
+share of ids (and of units) that differ from the encode without that search.
 """
 from __future__ import annotations
 
@@ -75,6 +77,22 @@ def lead_row(tok, x, ann, fs: float) -> dict:
     fcode = tok.codes()["fallback"]
     fb_rms = np.sqrt(((segs - fcode.decode(fcode.encode(segs))) ** 2).mean(1)) if len(segs) else np.zeros(1)
 
+    ids_changed = units_changed = 0.0
+    if tok.gain_segment_n and "gain" in bt.state:  # what the gain search changed: the ids without it
+        keep_n = tok.gain_segment_n
+        try:
+            tok.gain_segment_n = 0
+            b0 = tok.encode_beats(x, fs)
+        finally:
+            tok.gain_segment_n = keep_n
+        if len(b0.ids) == len(bt.ids):
+            ids_changed = float(np.mean(b0.ids != bt.ids))
+            w0 = np.concatenate([b0.coarse, b0.detail, b0.fallback], 1)
+            w1 = np.concatenate([bt.coarse, bt.detail, bt.fallback], 1)
+            units_changed = float(np.mean(np.any(w0 != w1, axis=1)))
+        else:
+            ids_changed = units_changed = 1.0
+
     def rms(m):
         return 1000 * float(np.sqrt(np.mean(e[m] ** 2))) if m.any() else None
 
@@ -88,6 +106,10 @@ def lead_row(tok, x, ann, fs: float) -> dict:
         "beat_cycle_residual_p99_uv": 1000 * float(np.percentile(cyc_rms, 99)),
         "beat_cycles_over_200uv": int(np.sum(cyc_rms > 0.2)),
         "fallback_coded_p99_uv": 1000 * float(np.percentile(fb_rms, 99)),
+        "gain_segments": int(np.count_nonzero(bt.state.get("gain", []))),
+        "ids_changed_by_gain_share": ids_changed, "units_changed_by_gain_share": units_changed,
+        "gain_segment_share": float(np.count_nonzero(bt.state.get("gain", [])) / max(1, -(-len(x) // max(
+            tok.gain_segment_n, 1)))) if tok.gain_segment_n else 0.0,
     }
 
 
@@ -127,6 +149,10 @@ def main(argv=None):
         "band_std_mlii_uv": mean(m, "band_std_uv"), "band_std_second_uv": mean(s, "band_std_uv"),
         "detector_sensitivity_mlii": mean(m, "detector_sensitivity"),
         "detector_sensitivity_second": mean(s, "detector_sensitivity"),
+        "gain_segment_share_mlii": mean(m, "gain_segment_share"),
+        "gain_segment_share_second": mean(s, "gain_segment_share"),
+        "ids_changed_by_gain_share_mlii": mean(m, "ids_changed_by_gain_share"),
+        "mlii_records_with_gain_segments": int(sum(r["gain_segments"] > 0 for r in m)),
     }
     for k, v in summary.items():
         print(f"{k:32s} {v:.3f}")

@@ -25,6 +25,7 @@ annotations, DS1 MLII) of several neurokit2 methods.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -219,6 +220,7 @@ def main(argv=None):
     if a.detectors:
         res["detectors"] = _detectors(a.detectors, a.data_dir, fs)
     res["elapsed_s"] = round(time.perf_counter() - t_start, 1)
+    res["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]  # timings ran under this load
     if a.out:
         write_json(a.out, res)
         print(f"wrote {a.out}")

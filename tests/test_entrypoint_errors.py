@@ -97,6 +97,7 @@ def _bad_inputs(tmp):
         "scripts/beat_study.py": (["--tokenizer", nowhere], "nowhere"),
         "scripts/beat_texture.py": (["--tokenizer", nowhere], "nowhere"),
         "scripts/beat_leads.py": (["--tokenizer", nowhere], "nowhere"),
+        "scripts/beat_cinc.py": (["--ds2", nowhere], "nowhere"),
         "scripts/eval_lm_v3.py": (["--model", nowhere, "--out", str(tmp / "o.json")], "nowhere"),
         "scripts/v3_sampler_hashes.py": (["--compare", f"{nowhere},{nowhere}"], "nowhere"),
         "scripts/beat_study_grid.py": (["--tokenizer", nowhere, "--out", str(tmp / "g.json")], "nowhere"),

@@ -64,7 +64,8 @@ def repeat_scores(tok, records, data_dir=None, seconds: float | None = None, min
         pairs = annotated_pairs(s[keep], [v for v, k in zip(sym, keep) if k], r, tok.fs, tol_s)
         band = x - tok.interpolate_baseline(bt.state["baseline"], len(x))
         w = tok.coarse_windows(band, r)
-        e = w - tok.decode_coarse(coarse)
+        g = tok.unit_gains(bt.kind, bt.start, bt.r, bt.state.get("gain"))[b]  # segment gains (state["gain"])
+        e = w - tok.decode_coarse(coarse) / g[:, None]
         sq, cnt = sq + float(np.sum(e.astype(np.float64) ** 2)), cnt + e.size
         per_beat.append(np.sqrt(np.mean(e.astype(np.float64) ** 2, axis=1)))
         rmse = 1000 * math.sqrt(float(np.mean(e.astype(np.float64) ** 2))) if e.size else float("nan")

@@ -139,7 +139,9 @@ class BeatTokens:
     state : dict or None
         ``{"n_samples", "baseline"}`` as tokenizer v2, plus ``"texture"`` (the recording's noise levels and
         spectral lines, :meth:`ecg2llm.tokenizer.texture_bank.TextureBank.analyse`) when the tokenizer has a
-        texture bank; only ``decode(..., texture=True)`` reads it.
+        texture bank; only ``decode(..., texture=True)`` reads it; and ``"gain"`` (int8 level ``k`` per
+        segment of ``gain_segment_s``: the units of that segment were coded at ``2^(-k/2)`` times the band)
+        where the encoder's gain search chose one (:meth:`ecg2llm.tokenizer.beat_tokenizer.BeatTokenizer.choose_gains`).
     ids : (tokens,) int64
         The flat stream.
     """

@@ -28,6 +28,12 @@ Encode (signal resampled to ``fs``):
    subtracted), warped around R to a fixed ``detail_pre + detail_post`` samples
    (:func:`ecg2llm.tokenizer.beat_codec.warp_cycles`), product code ``detail.*``.
 7. **Fallback** tokens: each segment's band samples, product code ``fallback.*``.
+8. **Segment gains** (``gain_segment_s`` > 0; the shipped v3: 10 s): where a segment's units leave more than
+   ``gain_flag_uv`` RMS of residual (excursions beyond the codes' reach, e.g. motion artifacts of several mV),
+   the encoder codes that segment's units again at ``2^(-k/2)`` times the band and keeps the level with the
+   least error if it saves ``gain_margin`` of it (:meth:`BeatTokenizer.choose_gains`); the levels go into
+   ``state["gain"]`` and decode divides them out. Ids alone (what an LM generates) decode at gain 1; a
+   signal with no such segment gets exactly the ids it got without the search.
 
 Decode inverts each step; cycles and segments are placed on the timeline the RR tokens define, so ids
 alone decode to the band in mV (what an LM generates); ``state`` adds the baseline and cuts the padding
@@ -90,6 +96,12 @@ class BeatTokenizerConfig:
     texture_n_fft: int = 120
     texture_hop: int = 60
     texture_adc_step_mv: float = 0.005
+    # segment gains (encode side, in ``state["gain"]``; 0 = off): where a segment's unit residual exceeds
+    # gain_flag_uv RMS, the encoder codes the band x 2^(-k/2) (k < gain_levels) if that saves gain_margin of it
+    gain_segment_s: float = 0.0
+    gain_levels: int = 5
+    gain_flag_uv: float = 40.0
+    gain_margin: float = 0.2
 
     def __post_init__(self):
         for name in ("coarse_groups", "detail_groups", "fallback_groups"):
@@ -106,6 +118,8 @@ class BeatTokenizerConfig:
             raise TokenizerError("need post_s + fallback_s <= gap_max_s")
         if self.baseline_interp not in INTERPOLATIONS:
             raise TokenizerError(f"baseline_interp must be one of {INTERPOLATIONS}")
+        if self.gain_segment_s < 0 or int(self.gain_levels) < 1 or not 0 <= self.gain_margin < 1:
+            raise TokenizerError("need gain_segment_s >= 0 (0: off), gain_levels >= 1, 0 <= gain_margin < 1")
 
 
 class _Code(nn.Module):
@@ -151,6 +165,7 @@ class BeatTokenizer(ECGTokenizer):
                                  int(c.fallback_codes))
         self.pre_n, self.post_n = int(round(c.pre_s * self.fs)), int(round(c.post_s * self.fs))
         self.fallback_n = int(round(c.fallback_s * self.fs))
+        self.gain_segment_n = int(round(c.gain_segment_s * self.fs))
         self.gap_max_n = int(round(c.gap_max_s * self.fs))
         self.wander_model: WanderModel | None = None
         self.texture_bank: TextureBank | None = None
@@ -381,55 +396,184 @@ class BeatTokenizer(ECGTokenizer):
         total = int(max(end.max() if len(end) else 0, n))
         bandp = np.zeros(total, np.float32)
         bandp[:n] = band
-        m = len(kind)
-        L = self.layout
-        coarse = np.full((m, L.n_coarse), -1, np.int64)
-        detail = np.full((m, L.n_detail), -1, np.int64)
-        fallback = np.full((m, L.n_fallback), -1, np.int64)
-        codes = self.codes()
-        b = kind == BEAT
-        if b.any():
-            coarse[b] = self.encode_coarse(self.coarse_windows(band, r[b]), self.chain_breaks(kind))
-            csig = self.place_coarse(codes["coarse"].decode(coarse[b]), start[b], r[b], end[b], total)
-            w = warp_cycles(bandp - csig, start[b], r[b], end[b], self.config.detail_pre, self.config.detail_post)
-            detail[b] = codes["detail"].encode(w)
-        f = ~b
-        if f.any():
-            seg = bandp[np.minimum(start[f, None] + np.arange(self.fallback_n), total - 1)]
-            fallback[f] = codes["fallback"].encode(seg)
-        ids = assemble_ids(L, kind, rr, coarse, detail, fallback)
+        coarse, detail, fallback = self.code_units(bandp, kind, start, r, end)
         state = {"n_samples": n, "baseline": knots}
+        y = None  # the units' decode in mV, when the gain search made it
+        if self.gain_segment_n > 0 and len(kind):
+            levels, coded, y = self.choose_gains(bandp, n, kind, start, r, end, (coarse, detail, fallback))
+            if levels is not None:
+                coarse, detail, fallback = coded
+                state["gain"] = levels
+        ids = assemble_ids(self.layout, kind, rr, coarse, detail, fallback)
         bt = BeatTokens(r=r, rr=rr, coarse=coarse, detail=detail, fallback=fallback, kind=kind, start=start,
                         end=end, state=state, ids=ids)
         if self.texture_bank is not None and self.texture_state:
-            with one_blas_thread():
-                y = self.decode_band_units(bt)[:n]
+            if y is None:
+                with one_blas_thread():
+                    y = self.decode_band_units(bt)
+            y = y[:n]
             y = np.pad(y, (0, n - len(y)))
             state["texture"] = self.texture_bank.analyse(y, band - y)
         return bt
+
+    def code_units(self, bandp: np.ndarray, kind, start, r, end, rows=None):
+        """Codes of the units (all, or the unit indices ``rows``) of the band ``bandp`` (zero-padded to the
+        timeline's end) -> ``(coarse, detail, fallback)`` arrays of ``len(rows)`` rows, -1 where a field does
+        not apply. Sticky coarse chains break where the unit before is not a beat (or not among ``rows``)."""
+        L = self.layout
+        m = len(kind)
+        rows = np.arange(m) if rows is None else np.asarray(rows, np.int64)
+        coarse = np.full((len(rows), L.n_coarse), -1, np.int64)
+        detail = np.full((len(rows), L.n_detail), -1, np.int64)
+        fallback = np.full((len(rows), L.n_fallback), -1, np.int64)
+        codes = self.codes()
+        total = len(bandp)
+        b = np.asarray(kind)[rows] == BEAT
+        if b.any():
+            rb = rows[b]
+            if len(rows) == m:
+                brk = self.chain_breaks(kind)
+            else:
+                member = np.zeros(m, bool)
+                member[rows] = True
+                p = np.maximum(rb - 1, 0)
+                brk = ~((rb > 0) & (np.asarray(kind)[p] == BEAT) & member[p])
+            coarse[b] = self.encode_coarse(self.coarse_windows(bandp, r[rb]), brk)
+            csig = self.place_coarse(codes["coarse"].decode(coarse[b]), start[rb], r[rb], end[rb], total)
+            w = warp_cycles(bandp - csig, start[rb], r[rb], end[rb], self.config.detail_pre, self.config.detail_post)
+            detail[b] = codes["detail"].encode(w)
+        f = ~b
+        if f.any():
+            seg = bandp[np.minimum(start[rows[f], None] + np.arange(self.fallback_n), total - 1)]
+            fallback[f] = codes["fallback"].encode(seg)
+        return coarse, detail, fallback
+
+    # ----------------------------------------------------------------- segment gains
+    def unit_gains(self, kind, start, r, levels) -> np.ndarray:
+        """Per unit: the gain its codes were made at (``2^(-k/2)``, ``k = levels[segment]``; the segment of a
+        beat is the one holding its R, of a fallback unit the one holding its start); ones without levels."""
+        kind = np.asarray(kind)
+        if levels is None or len(kind) == 0:
+            return np.ones(len(kind), np.float32)
+        lv = np.asarray(levels, np.int64).reshape(-1)
+        if lv.size == 0 or lv.min() < 0 or lv.max() >= int(self.config.gain_levels) or self.gain_segment_n < 1:
+            raise TokenizerError(f"state['gain'] must hold levels in [0, {int(self.config.gain_levels)}) and the "
+                                 f"tokenizer gain_segment_s > 0; got {lv.size} levels with gain_segment_s="
+                                 f"{self.config.gain_segment_s}")
+        pos = np.where(kind == BEAT, np.asarray(r, np.int64), np.asarray(start, np.int64))
+        seg = np.clip(pos // self.gain_segment_n, 0, lv.size - 1)
+        return (2.0 ** (-lv[seg] / 2.0)).astype(np.float32)
+
+    @staticmethod
+    def _spans(start, end, total: int) -> tuple[np.ndarray, np.ndarray]:
+        """(sample indices of the units' stretches ``[start, end)`` clipped to ``total``, their lengths)."""
+        start = np.asarray(start, np.int64)
+        lens = np.maximum(np.minimum(np.asarray(end, np.int64), total) - start, 0)
+        return np.repeat(start - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum())), lens
+
+    def _per_sample(self, values, start, end, total: int) -> np.ndarray:
+        """Per-unit values spread over each unit's samples ``[start, end)`` (ones elsewhere)."""
+        out = np.ones(total, np.float32)
+        t, lens = self._spans(start, end, total)
+        out[t] = np.repeat(np.asarray(values, np.float32), lens)
+        return out
+
+    def _unit_energy(self, res: np.ndarray, start, end) -> np.ndarray:
+        c = np.concatenate([[0.0], np.cumsum(np.asarray(res, np.float64) ** 2)])
+        n = len(res)
+        return c[np.clip(end, 0, n)] - c[np.clip(start, 0, n)]
+
+    def choose_gains(self, bandp: np.ndarray, n: int, kind, start, r, end, coded):
+        """Segment gains by analysis-by-synthesis -> ``(levels or None, codes, units' decode in mV)``.
+
+        Segments of ``gain_segment_s`` whose units leave more than ``gain_flag_uv`` RMS of residual (large
+        excursions the codes cannot reach, e.g. motion artifacts) are coded again at each gain
+        ``2^(-k/2)``, ``0 < k < gain_levels``, the decode divided by it; a segment keeps the level of the least
+        squared error if it saves ``gain_margin`` of gain 1's. The chosen levels go into ``state["gain"]``
+        (one int8 per segment); None where every segment stays at gain 1. The units of a segment set to a gain
+        keep the codes of its search pass (their sticky coarse chain starts afresh there), every other unit
+        the codes of the first pass: the ids outside the chosen segments are exactly those without the search.
+        """
+        c = self.config
+        seg_n = self.gain_segment_n
+        n_seg = -(-n // seg_n)
+        total = len(bandp)
+        kind = np.asarray(kind)
+        with one_blas_thread():
+            y0 = self.units_band(kind, start, r, end, *coded, total)
+        useg = np.minimum(np.where(kind == BEAT, r, start) // seg_n, n_seg - 1)
+        e0 = self._unit_energy(bandp[:n] - y0[:n], start, end)
+        cnt = np.bincount(useg, np.clip(np.minimum(end, n) - start, 0, None), n_seg)
+        E0 = np.bincount(useg, e0, n_seg)
+        flag = E0 > cnt * (float(c.gain_flag_uv) / 1000.0) ** 2
+        if not flag.any() or int(c.gain_levels) < 2:
+            return None, coded, y0
+        rows = np.flatnonzero(flag[useg])
+        best, lv = E0.copy(), np.zeros(n_seg, np.int8)
+        passes = {}
+        for k in range(1, int(c.gain_levels)):
+            g = 2.0 ** (-k / 2.0)
+            gu = np.ones(len(kind), np.float32)
+            gu[rows] = g
+            gs = self._per_sample(gu, start, end, total)
+            with one_blas_thread():  # few rows: a second BLAS thread only spins (their ids are new ones anyway)
+                sub = self.code_units(bandp * gs, kind, start, r, end, rows)
+                yk = self.units_band(kind, start, r, end, *sub, total, rows=rows) / gs
+            ek = self._unit_energy(bandp[:n] - yk[:n], start[rows], end[rows])
+            Ek = np.bincount(useg[rows], ek, n_seg)
+            better = flag & (Ek < best)
+            best[better], lv[better] = Ek[better], k
+            passes[k] = (sub, yk)
+        lv[best >= (1.0 - float(c.gain_margin)) * E0] = 0
+        if not lv.any():
+            return None, coded, y0
+        out, y = [a.copy() for a in coded], y0.copy()
+        for k, (sub, yk) in passes.items():
+            sel = lv[useg[rows]] == k  # rows of the segments set to level k
+            if sel.any():
+                u = rows[sel]
+                for a, b in zip(out, sub):
+                    a[u] = b[sel]
+                t, _ = self._spans(start[u], end[u], total)
+                y[t] = yk[t]
+        return lv, tuple(out), y
 
     def _encode(self, x: np.ndarray) -> tuple[np.ndarray, dict]:
         bt = self.encode_beats(x, self.fs)
         return bt.ids, bt.state
 
     # ----------------------------------------------------------------- decode
-    def decode_band_units(self, bt: BeatTokens, coarse_only: bool = False) -> np.ndarray:
-        """The band (mV) of parsed units on their timeline (length: end of the last unit)."""
-        start, r, end = self.timeline(bt.kind, bt.rr)
-        total = int(end.max()) if len(end) else 0
+    def units_band(self, kind, start, r, end, coarse, detail, fallback, total: int, coarse_only: bool = False,
+                   rows=None) -> np.ndarray:
+        """The band (in the codes' scale) of units with the given codes on the timeline ``(start, r, end)``;
+        with ``rows``, the code arrays hold those units only (others decode to zero)."""
         y = np.zeros(total, np.float32)
+        rows = np.arange(len(kind)) if rows is None else np.asarray(rows, np.int64)
         codes = self.codes()
-        b = np.asarray(bt.kind) == BEAT
+        b = np.asarray(kind)[rows] == BEAT
         if b.any():
-            y += self.place_coarse(codes["coarse"].decode(bt.coarse[b]), start[b], r[b], end[b], total)
+            rb = rows[b]
+            y += self.place_coarse(codes["coarse"].decode(coarse[b]), start[rb], r[rb], end[rb], total)
             if not coarse_only:
-                w = codes["detail"].decode(bt.detail[b])
-                y += unwarp_cycles(w, start[b], r[b], end[b], self.config.detail_pre, self.config.detail_post, total)
+                w = codes["detail"].decode(detail[b])
+                y += unwarp_cycles(w, start[rb], r[rb], end[rb], self.config.detail_pre, self.config.detail_post,
+                                   total)
         f = ~b
         if f.any() and not coarse_only:
-            seg = codes["fallback"].decode(bt.fallback[f])  # (nf, F)
-            idx = start[f, None] + np.arange(self.fallback_n)
+            seg = codes["fallback"].decode(fallback[f])  # (nf, F)
+            idx = start[rows[f], None] + np.arange(self.fallback_n)
             y[idx] = seg
+        return y
+
+    def decode_band_units(self, bt: BeatTokens, coarse_only: bool = False, state: dict | None = None) -> np.ndarray:
+        """The band (mV) of parsed units on their timeline (length: end of the last unit); the segment gains of
+        ``state`` (default ``bt.state``; none: the codes' scale, what ids alone give) divided out."""
+        start, r, end = self.timeline(bt.kind, bt.rr)
+        total = int(end.max()) if len(end) else 0
+        y = self.units_band(bt.kind, start, r, end, bt.coarse, bt.detail, bt.fallback, total, coarse_only)
+        levels = (state if state is not None else (bt.state or {})).get("gain")
+        if levels is not None:
+            y /= self._per_sample(self.unit_gains(bt.kind, start, r, levels), start, end, total)
         return y
 
     def decode(self, ids, state: dict | None = None, *, texture: bool = False, seed: int | None = None,
@@ -440,7 +584,7 @@ class BeatTokenizer(ECGTokenizer):
         """
         bt = parse_ids(self.layout, self.check_ids(ids), partial="drop")
         with one_blas_thread():
-            y = self.decode_band_units(bt, coarse_only)
+            y = self.decode_band_units(bt, coarse_only, state)
         return self._finish(y, state, texture, seed)
 
     def decode_beats(self, bt: BeatTokens, state: dict | None = None, *, texture: bool = False,
