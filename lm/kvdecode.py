@@ -412,7 +412,8 @@ def head_window_ok(weight: torch.Tensor, batch: int, groups: int, lo: int, hi: i
         x = torch.randn(int(batch), weight.shape[1], generator=g).to(weight.device, weight.dtype)
 
         def same(r):
-            return torch.equal(F.linear(x[r], w[lo:hi]), F.linear(x[r], w)[:, lo:hi])
+            with torch.inference_mode():  # (per thread: the workers' too)
+                return torch.equal(F.linear(x[r], w[lo:hi]), F.linear(x[r], w)[:, lo:hi])
 
         if groups > 1:
             pool = _row_pool(groups)

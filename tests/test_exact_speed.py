@@ -137,7 +137,9 @@ def test_windowed_draw_is_the_full_rows_draw():
         e1.draw(p[:, :10].contiguous(), (295, v))
 
 
-def test_kv_decoder_window_is_the_full_logits_columns():
+@pytest.mark.parametrize("threads", [1, 2])
+def test_kv_decoder_window_is_the_full_logits_columns(threads, monkeypatch):
+    monkeypatch.setattr(kvd, "ROW_THREADS", threads)  # 2: one-token steps in two row groups
     model = _lm(vocab=300)
     ids = torch.randint(0, 300, (40, 12), generator=torch.Generator().manual_seed(1))
     full, part = kvd.KVDecoder(model, 40, 16), kvd.KVDecoder(model, 40, 16)
@@ -150,6 +152,7 @@ def test_kv_decoder_window_is_the_full_logits_columns():
             part.pos -= 1
         full.pos += 1
         part.pos += 1
+    assert any(v for k, v in kvd._HEAD.items() if k[3] == threads)  # the window's rows alone were used
     with pytest.raises(ValueError, match="inside"):
         part.step(ids[:, :1], 290, (280, 300))
 
