@@ -124,21 +124,24 @@ class TypeMask(LogitsProcessor):
             off = self._off[key] = ~self.table[key[0], key[1]: key[1] + key[2]].to(scores.device)
         return scores.masked_fill(off, float("-inf"))
 
-    def window(self, position: int, vocab: int) -> tuple[int, int]:
+    def window(self, position: int, vocab: int) -> tuple[int, int] | None:
         """``(lo, hi)``: the ids ``0 <= lo .. hi - 1 <= vocab - 1`` that hold every id allowed at sequence
-        ``position``, ``lo`` a multiple of :data:`WINDOW_ALIGN` and ``hi`` too or ``vocab``."""
+        ``position``, ``lo`` a multiple of :data:`WINDOW_ALIGN` and ``hi`` too or ``vocab``; None where that is
+        the whole vocabulary or where torch's softmax over the window would not give the full rows' bits
+        (:func:`softmax_window_ok`)."""
         slot = self.slot_of(position)
-        key = ("window", slot, int(vocab))
-        got = self._off.get(key)
-        if got is None:
-            ids = torch.nonzero(self.table[slot, :vocab]).flatten()
-            if ids.numel() == 0:
-                got = (0, int(vocab))
-            else:
+        key = ("window", slot, int(vocab), torch.get_num_threads())
+        if key not in self._off:
+            row = self.table[slot, :vocab]
+            ids = torch.nonzero(row).flatten()
+            got = None
+            if ids.numel():
                 a = WINDOW_ALIGN
                 got = (int(ids[0]) // a * a, min(int(vocab), -(-(int(ids[-1]) + 1) // a) * a))
+                if got[1] - got[0] == int(vocab) or not softmax_window_ok(row, *got):
+                    got = None
             self._off[key] = got
-        return got
+        return self._off[key]
 
 
 #: Windows of the vocabulary (:meth:`TypeMask.window`) start at multiples of this: torch's CPU softmax of a row
@@ -215,9 +218,6 @@ def generate_tokens(model, prompt: torch.Tensor, n_new: int, processors: LogitsP
         for t in range(int(n_new)):
             ids = out[:, :prompt.shape[1] + t]
             win = mask.window(ids.shape[1], v) if mask is not None and draw.em is not None else None
-            if win is not None and (win[1] - win[0] == v or not softmax_window_ok(
-                    mask.table[mask.slot_of(ids.shape[1]), :v], *win)):
-                win = None
             if win is None:  # every id of the vocabulary
                 scores = branch.logits(ids)
                 for p in procs:

@@ -7,6 +7,8 @@
 - :func:`ecg2llm.lm.sampler.generate_tokens` draws what the loop of before (``LogitsProcessorList`` +
   ``torch.multinomial``) drew.
 """
+import threading
+
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessorList
@@ -167,7 +169,7 @@ def test_generate_tokens_windows_draw_what_every_id_draws(temperature, top_k, mo
     table = torch.zeros(4, v, dtype=torch.bool)
     table[0, :200], table[1, 200:205], table[2, 130:138], table[3, [64, 70, 127]] = True, True, True, True
     mask = smp.TypeMask(table, lambda pos: pos % 4)
-    assert [mask.window(p, v) for p in range(4)] == [(0, 250), (192, 250), (128, 192), (64, 128)]
+    assert [mask.window(p, v) for p in range(4)] == [None, (192, 250), (128, 192), (64, 128)]  # None: every id
     procs = [mask] + smp.warpers(temperature, top_k)
     prompt = torch.randint(0, 200, (40, 3), generator=torch.Generator().manual_seed(2))
 
@@ -180,3 +182,39 @@ def test_generate_tokens_windows_draw_what_every_id_draws(temperature, top_k, mo
     assert any(smp._SOFTMAX.values()) and any(kvd._HEAD.values())  # windows were used (this torch, this BLAS)
     assert torch.equal(got, run(False))
     assert bool(table[torch.arange(3, 48) % 4, got[:, 3:]].all())  # every token of its slot's type
+
+
+def test_generate_tokens_on_row_groups_draws_the_one_thread_tokens(monkeypatch):
+    """Inside the sampling loop the calling thread runs the first row group itself and a worker the second (each
+    torch on one thread): the tokens of the whole batch on one thread."""
+    import ecg2llm.lm.sampler as smp
+
+    model = _lm(vocab=250)
+    table = torch.zeros(2, 250, dtype=torch.bool)
+    table[0, :200], table[1, 200:] = True, True
+    prompt = torch.randint(0, 200, (40, 3), generator=torch.Generator().manual_seed(3))
+
+    def run():
+        return smp.generate_tokens(model, prompt, 20, [smp.TypeMask(table, lambda pos: pos % 2)],
+                                   torch.Generator().manual_seed(1), max_len=24, unit=2, head=3)
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        ref = run()  # one thread, no split
+        torch.set_num_threads(2)
+        monkeypatch.setattr(kvd, "ROW_THREADS", 2)
+        assert kvd.row_groups(40, "cpu", kvd.model_widths(model)) == 2
+        calls, rows = [], kvd.KVDecoder._rows
+
+        def spy(self, ids, *a):
+            calls.append((ids.shape[0], threading.current_thread().name))
+            return rows(self, ids, *a)
+
+        monkeypatch.setattr(kvd.KVDecoder, "_rows", spy)
+        got = run()
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(got, ref)
+    one_token = [c for c in calls if c[0] == 20]
+    assert {name.startswith("kvdecode-rows") for _, name in one_token} == {True, False}  # this thread and a worker
