@@ -213,7 +213,7 @@ class KVDecoder:
             bounds = group_bounds(b, groups)
             # inside rows_on_workers this thread runs torch on one thread, as the workers do: it takes the first
             # group itself instead of waiting (one hand-off less per step); elsewhere every group goes to a worker
-            mine = bounds[0] if _MAIN else None
+            mine = bounds[0] if _MAIN and CALLER_GROUP else None
             futs = [pool.submit(self._rows, ids[r], r, p0, p1, logits_cut, head) for r in bounds if r is not mine]
             first = [self._rows(ids[mine], mine, p0, p1, logits_cut, head)] if mine is not None else []
             out = torch.cat(first + [f.result() for f in futs])
@@ -314,6 +314,9 @@ _POOL: dict = {}
 #: Positions the KV cache grows by (:meth:`KVDecoder._grow`); 0 or ``ECG2LLM_KV_GROW=0``: the whole
 #: ``max_len`` at once, as before.
 GROW = int(os.environ.get("ECG2LLM_KV_GROW", "64") or 0) or 1 << 30
+
+#: Whether the sampling loop's own thread runs a row group (:meth:`KVDecoder.step`); off: every group on a worker.
+CALLER_GROUP = True
 
 MIN_ROWS = 4  # rows of a group at least: products of 1-3 rows take other BLAS kernels (other roundings)
 MIN_SPLIT_BATCH = 32  # smaller batches stay whole: each group's Python overhead would outweigh its share of work

@@ -7,8 +7,9 @@ Launch (from the repo root)::
     python scripts/v3_speed_ab.py --out runs/v3_speed_ab_small.json --batch 16 --seconds 6 --rounds 2
 
 Arm ``before``: every id's logits, mask, softmax and draw (``ecg2llm.lm.sampler.WINDOWS = False``) and the KV
-cache allocated at its full length (``ecg2llm.lm.kvdecode.GROW`` off). Arm ``after``: the defaults (the window
-of ids of the due type; the cache grown in steps). Each round runs ``before`` then ``after`` on the same seed
+cache allocated at its full length (``ecg2llm.lm.kvdecode.GROW`` off), every row group on a worker thread
+(``CALLER_GROUP`` off). Arm ``after``: the defaults (the window of ids of the due type; the cache grown in steps;
+the sampling thread runs a row group itself). Each round runs ``before`` then ``after`` on the same seed
 through :meth:`ecg2llm.lm.beat_generate.BeatLM.synthesize` (beat stream + detail + decode, as the bench) and
 records the seconds of each part and a SHA-256 of the signals: the two arms must draw the same ECGs.
 The load average before and after is in the file.
@@ -43,6 +44,7 @@ def _arm(after: bool) -> None:
 
     smp.WINDOWS = after
     kvd.GROW = _GROW if after else 1 << 30
+    kvd.CALLER_GROUP = after
 
 
 _GROW = None
