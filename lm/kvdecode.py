@@ -237,11 +237,12 @@ class KVDecoder:
 
         Why not ``max_len`` at once: a one-token step reads each row and head's filled keys and values, a
         stretch of ``pos`` positions every ``capacity`` positions; on CPU, stretches that follow each other read
-        ~1.3x faster than stretches far apart (SDPA on LM v3's cache, batch 64, one thread: 3.1 vs 4.0
-        CPU-s per 30-s batch). The arithmetic is the same (SDPA does not depend on the strides). The two flat
-        buffers of the full length are allocated once and used in turn: no allocation (and no page faults on
-        fresh memory) per step of growth; only the pages written are ever touched. The float16 cache (a compiled
-        kernel, which would recompile for every new stride) takes the full length at once, as before."""
+        ~1.25x faster than stretches far apart (SDPA on LM v3's cache, batch 64, one thread: 3.51 vs 4.39
+        CPU-s per 30-s batch, docs/results/kv_layout_micro.json). The arithmetic is the same (SDPA does not
+        depend on the strides). The two flat buffers of the full length are allocated once and used in turn:
+        no allocation (and no page faults on fresh memory) per step of growth; only the pages written are ever
+        touched. The float16 cache (a compiled kernel, which would recompile for every new stride) takes the
+        full length at once, as before."""
         step = GROW if self._attend is None else self.max_len  # (the compiled float16 kernel: one layout, no
         cap = min(self.max_len, -(-int(need) // step) * step)  # recompiles for new strides)
         shape = self.shape[:3] + (cap, self.d)
