@@ -60,12 +60,18 @@ class ExactMultinomial:
         self.gen.set_state(torch.from_numpy(st))
         self.head = st
 
-    def draw(self, probs: torch.Tensor) -> torch.Tensor:
-        """``torch.multinomial(probs, 1, generator)[:, 0]`` for ``probs`` ``(B, V)`` float32 (rows sum to ~1)."""
+    def draw(self, probs: torch.Tensor, window: tuple | None = None) -> torch.Tensor:
+        """``torch.multinomial(probs, 1, generator)[:, 0]`` for ``probs`` ``(B, V)`` float32 (rows sum to ~1).
+
+        ``window`` ``(lo, V)``: ``probs`` ``(B, W)`` are columns ``lo .. lo + W - 1`` of rows of ``V`` whose other
+        entries are 0; the draw (an id in ``0 .. V - 1``) and the stream afterwards are those of the full rows."""
         p = probs.detach().numpy()
         if not np.isfinite(p).all() or (p < 0).any():
             raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
-        b, v = p.shape
+        b, w = p.shape
+        first, v = (0, w) if window is None else (int(window[0]), int(window[1]))
+        if first < 0 or first + w > v:
+            raise ValueError(f"window {window} does not hold {w} columns")
         saved = self.bg.state
         raw = self.bg.random_raw(2 * b * v)  # (2 B V,) uint64 holding 32-bit outputs: (r1, r2) per entry
         lo = raw[1::2]
@@ -74,13 +80,16 @@ class ExactMultinomial:
             if not zero.all():
                 self.bg.state = saved
                 self.close()
-                out = torch.multinomial(probs, 1, generator=self.gen)[:, 0]
+                full = probs if window is None else torch.zeros(b, v, dtype=probs.dtype).index_copy_(
+                    1, torch.arange(first, first + w), probs)
+                out = torch.multinomial(full, 1, generator=self.gen)[:, 0]
                 self.__init__(self.gen)
                 return out
         nz = np.flatnonzero(p.reshape(-1) > 0)
         if nz.size == 0:
             raise RuntimeError("invalid multinomial distribution (sum of probabilities <= 0)")
-        bits = ((raw[2 * nz] << np.uint64(32)) | raw[2 * nz + 1]) & _MASK53
+        at = nz if window is None else nz // w * v + first + nz % w  # the entries' places in the full rows
+        bits = ((raw[2 * at] << np.uint64(32)) | raw[2 * at + 1]) & _MASK53
         u = bits.astype(np.float64) * (1.0 / (1 << 53))
         e = -np.log1p(-u)  # torch: static_cast<float>(-1.0 / lambda * log1p(-u)), lambda = 1
         q = e.astype(np.float32)
@@ -90,9 +99,10 @@ class ExactMultinomial:
         near = np.flatnonzero(np.abs(e - q64) > np.abs(side - q64) * 0.5 - 16 * np.spacing(e))
         for i in near:
             q[i] = np.float32(-math.log1p(-float(u[i])))
-        r = np.zeros(b * v, np.float32)
+        r = np.zeros(b * w, np.float32)
         r[nz] = p.reshape(-1)[nz] / q
-        return torch.from_numpy(r.reshape(b, v).argmax(1))
+        # every row has an entry > 0 (p > 0, q finite): its argmax is never a zero outside the window
+        return torch.from_numpy(r.reshape(b, w).argmax(1) + first)
 
 
 _OK: dict = {}
@@ -136,7 +146,13 @@ class Draws:
             self.em.close()
         return False
 
-    def __call__(self, probs: torch.Tensor) -> torch.Tensor:
+    def __call__(self, probs: torch.Tensor, window: tuple | None = None) -> torch.Tensor:
+        """A draw per row of ``probs`` ``(B, V)``, or with ``window`` ``(lo, V)`` of ``probs`` ``(B, W)``, columns
+        ``lo .. lo + W - 1`` of rows of ``V`` that are 0 elsewhere (the id drawn is in ``0 .. V - 1``)."""
+        if window is not None and self.em is None:
+            full = torch.zeros(probs.shape[0], int(window[1]), dtype=probs.dtype, device=probs.device)
+            full[:, int(window[0]):int(window[0]) + probs.shape[1]] = probs
+            probs = full
         if self.em is None:
             return torch.multinomial(probs, 1, generator=self.gen)[:, 0]
-        return self.em.draw(probs.float()).to(probs.device)
+        return self.em.draw(probs.float(), window).to(probs.device)

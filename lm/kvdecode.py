@@ -148,9 +148,10 @@ class KVDecoder:
         self.kv_cache = resolve_kv_cache(kv_cache, p.device)
         self._attend = attend_one() if self.kv_cache == "float16" else None
         dtype = torch.float16 if self.kv_cache == "float16" else p.dtype
-        shape = (len(self.base.layers), batch, cfg.num_key_value_heads, int(max_len), self.d)
-        self.k = torch.empty(shape, dtype=dtype, device=p.device)  # (layers, B, H_kv, max_len, d)
-        self.v = torch.empty(shape, dtype=dtype, device=p.device)
+        self.max_len = int(max_len)
+        self.shape = (len(self.base.layers), batch, cfg.num_key_value_heads, self.max_len, self.d)
+        self.k = self.v = torch.empty(self.shape[:3] + (0, self.d), dtype=dtype, device=p.device)
+        self._flat = self._spare = None  # the flat buffers of k and v, and the other pair (see _grow)
         self.pos = 0
         self.rope = _rope_table(model, int(max_len), p.device)  # (cos, sin) (1, max_len, d) of one-token steps
         self.plain = _plain_llama(model)  # the layers' arithmetic can be run without their module calls
@@ -174,11 +175,14 @@ class KVDecoder:
                                               scale=scale)  # (B, H, T, d)
 
     @torch.inference_mode()
-    def step(self, ids: torch.Tensor, logits_cut: int | None = None) -> torch.Tensor:
+    def step(self, ids: torch.Tensor, logits_cut: int | None = None, window: tuple | None = None) -> torch.Tensor:
         """Append ``ids`` ``(B, T)`` at the next positions; returns ``(B, V)`` logits of the last one (float).
 
         ``logits_cut``: keep only the first ``logits_cut`` vocabulary rows of the head (the ids a sampler can
-        draw; the padding rows are never sampled).
+        draw; the padding rows are never sampled). ``window`` ``(lo, hi)``: return only the logits of ids
+        ``lo .. hi - 1``, ``(B, hi - lo)``, equal bit for bit to those columns of the full logits: a one-token step
+        computes only those rows of the head where the BLAS gives them the full product's bits
+        (:func:`head_window_ok`, checked once per shape), any other step computes all and slices.
 
         One-token steps of a batch of at least 32 rows (:data:`MIN_SPLIT_BATCH`) on a CPU with several torch
         threads run the rows in :func:`row_groups` groups, one thread each (:data:`ROW_THREADS`): every
@@ -191,14 +195,29 @@ class KVDecoder:
         """
         b, t = ids.shape
         p0, p1 = self.pos, self.pos + t
+        if p1 > self.max_len:
+            raise ValueError(f"KVDecoder holds {self.max_len} positions, asked for {p1}")
         if p1 > self.k.shape[3]:
-            raise ValueError(f"KVDecoder holds {self.k.shape[3]} positions, asked for {p1}")
+            self._grow(p1)
         groups = row_groups(b, ids.device, self.widths(logits_cut)) if t == 1 and self.plain \
             and self.rope is not None and self._attend is None else 1  # (the compiled float16 kernel: unsplit)
+        head = None  # the head rows to compute: None = all (then sliced to the window)
+        if window is not None:
+            lo, hi = int(window[0]), int(window[1])
+            cut = self.head.weight.shape[0] if logits_cut is None else int(logits_cut)
+            if not 0 <= lo < hi <= cut:
+                raise ValueError(f"window {window} is not inside the {cut} logits")
+            if t == 1 and self.head.bias is None and head_window_ok(self.head.weight, b, groups, lo, hi, cut):
+                head = (lo, hi)
         if groups > 1:
             pool = _row_pool(groups)
-            futs = [pool.submit(self._rows, ids[r], r, p0, p1, logits_cut) for r in group_bounds(b, groups)]
-            out = torch.cat([f.result() for f in futs])
+            bounds = group_bounds(b, groups)
+            # inside rows_on_workers this thread runs torch on one thread, as the workers do: it takes the first
+            # group itself instead of waiting (one hand-off less per step); elsewhere every group goes to a worker
+            mine = bounds[0] if _MAIN and CALLER_GROUP else None
+            futs = [pool.submit(self._rows, ids[r], r, p0, p1, logits_cut, head) for r in bounds if r is not mine]
+            first = [self._rows(ids[mine], mine, p0, p1, logits_cut, head)] if mine is not None else []
+            out = torch.cat(first + [f.result() for f in futs])
         elif _MAIN and t > 1:  # a prefill inside rows_on_workers: the caller's threads, as outside it
             torch.set_num_threads(_MAIN[-1])
             try:
@@ -206,16 +225,48 @@ class KVDecoder:
             finally:
                 torch.set_num_threads(1)
         else:
-            out = self._rows(ids, slice(None), p0, p1, logits_cut)
+            out = self._rows(ids, slice(None), p0, p1, logits_cut, head)
         self.pos = p1
+        if window is not None and head is None:
+            out = out[:, window[0]:window[1]]
         return out
+
+    def _grow(self, need: int) -> None:
+        """Hold at least ``need`` positions: the cache ``(layers, B, H_kv, capacity, d)`` is reallocated with a
+        capacity of ``need`` rounded up to :data:`GROW` (at most ``max_len``) and the filled part copied over.
+
+        Why not ``max_len`` at once: a one-token step reads each row and head's filled keys and values, a
+        stretch of ``pos`` positions every ``capacity`` positions; on CPU, stretches that follow each other read
+        ~1.25x faster than stretches far apart (SDPA on LM v3's cache, batch 64, one thread: 3.51 vs 4.39
+        CPU-s per 30-s batch, docs/results/kv_layout_micro.json). The arithmetic is the same (SDPA does not
+        depend on the strides). The two flat buffers of the full length are allocated once and used in turn:
+        no allocation (and no page faults on fresh memory) per step of growth; only the pages written are ever
+        touched. The float16 cache (a compiled kernel, which would recompile for every new stride) takes the
+        full length at once, as before."""
+        step = GROW if self._attend is None else self.max_len  # (the compiled float16 kernel: one layout, no
+        cap = min(self.max_len, -(-int(need) // step) * step)  # recompiles for new strides)
+        shape = self.shape[:3] + (cap, self.d)
+        n = self.shape[0] * self.shape[1] * self.shape[2] * cap * self.d
+        if self._spare is None:  # two flat buffers of the full length, used in turn (the other one is spare)
+            full = self.shape[0] * self.shape[1] * self.shape[2] * self.max_len * self.d
+            self._spare = (torch.empty(full, dtype=self.k.dtype, device=self.k.device),
+                           torch.empty(full, dtype=self.v.dtype, device=self.v.device))
+        fk, fv = self._spare
+        k, v = fk[:n].view(shape), fv[:n].view(shape)
+        if self.pos:
+            k[:, :, :, :self.pos] = self.k[:, :, :, :self.pos]
+            v[:, :, :, :self.pos] = self.v[:, :, :, :self.pos]
+        self._spare = self._flat
+        self._flat, self.k, self.v = (fk, fv), k, v
 
     def widths(self, logits_cut: int | None = None) -> tuple:
         """``(in, out)`` of the LM's matrix products (q/k/v/o, MLP, head)."""
         return model_widths(self.model, logits_cut)
 
-    def _rows(self, ids: torch.Tensor, rows: slice, p0: int, p1: int, logits_cut: int | None) -> torch.Tensor:
-        """The LM on ``ids`` ``(b, T)``, the cache rows ``rows`` at positions ``p0:p1``; ``(b, V)`` logits."""
+    def _rows(self, ids: torch.Tensor, rows: slice, p0: int, p1: int, logits_cut: int | None,
+              head: tuple | None = None) -> torch.Tensor:
+        """The LM on ``ids`` ``(b, T)``, the cache rows ``rows`` at positions ``p0:p1``; ``(b, V)`` logits (``head``
+        ``(lo, hi)``: only those rows of the head, ``(b, hi - lo)``)."""
         from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
         with torch.inference_mode():
@@ -259,6 +310,8 @@ class KVDecoder:
                     x = x + layer.mlp(layer.post_attention_layernorm(x))
             h = _rms_norm(x[:, -1], self.base.norm) if self.plain else self.base.norm(x[:, -1])  # (B, D)
             w = self.head.weight if logits_cut is None else self.head.weight[:logits_cut]
+            if head is not None:
+                w = self.head.weight[head[0]:head[1]]
             bias = None if self.head.bias is None else self.head.bias[: w.shape[0]]
             return F.linear(h, w, bias).float()
 
@@ -269,6 +322,13 @@ class KVDecoder:
 ROW_THREADS = int(os.environ.get("ECG2LLM_ROW_THREADS", "0") or 0)
 _POOL: dict = {}
 
+
+#: Positions the KV cache grows by (:meth:`KVDecoder._grow`); 0 or ``ECG2LLM_KV_GROW=0``: the whole
+#: ``max_len`` at once, as before.
+GROW = int(os.environ.get("ECG2LLM_KV_GROW", "64") or 0) or 1 << 30
+
+#: Whether the sampling loop's own thread runs a row group (:meth:`KVDecoder.step`); off: every group on a worker.
+CALLER_GROUP = True
 
 MIN_ROWS = 4  # rows of a group at least: products of 1-3 rows take other BLAS kernels (other roundings)
 MIN_SPLIT_BATCH = 32  # smaller batches stay whole: each group's Python overhead would outweigh its share of work
@@ -353,6 +413,34 @@ def split_rows_ok(batch: int, groups: int, widths=()) -> bool:
             ok &= torch.equal(torch.cat([f.result() for f in parts]), full)
         _SPLIT[key] = bool(ok)
     return _SPLIT[key]
+
+
+_HEAD: dict = {}
+
+
+def head_window_ok(weight: torch.Tensor, batch: int, groups: int, lo: int, hi: int, cut: int) -> bool:
+    """Whether the head rows ``lo:hi`` of ``weight`` alone give, bit for bit, those columns of the product with rows
+    ``:cut``, for a one-token step of ``batch`` rows in ``groups`` row groups (each group's rows on a one-thread
+    worker as :meth:`KVDecoder.step` runs them; one group: this thread). A BLAS picks its kernel by shape: on one
+    MKL a product with 8 output columns rounds otherwise, one with 64 does not. Checked once per process for
+    each shape, on the weights and random inputs."""
+    key = (weight.data_ptr(), tuple(weight.shape), int(batch), int(groups), int(lo), int(hi), int(cut),
+           str(weight.device), torch.get_num_threads() if groups == 1 else 1)
+    if key not in _HEAD:
+        g = torch.Generator().manual_seed(1)
+        w = weight[:int(cut)]
+        x = torch.randn(int(batch), weight.shape[1], generator=g).to(weight.device, weight.dtype)
+
+        def same(r):
+            with torch.inference_mode():  # (per thread: the workers' too)
+                return torch.equal(F.linear(x[r], w[lo:hi]), F.linear(x[r], w)[:, lo:hi])
+
+        if groups > 1:
+            pool = _row_pool(groups)
+            _HEAD[key] = all(f.result() for f in [pool.submit(same, r) for r in group_bounds(int(batch), groups)])
+        else:
+            _HEAD[key] = bool(same(slice(None)))
+    return _HEAD[key]
 
 
 # ---------------------------------------------------------------------------------------------- plain arithmetic

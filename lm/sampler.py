@@ -41,25 +41,27 @@ class Branch:
         self.keep, self.vocab, self.kv_cache = float(keep), vocab, kv_cache
         self.dec, self.fed, self.start = None, 0, 0  # cache, tokens of ids seen, first stream token kept
 
-    def _rebuild(self, ids: torch.Tensor) -> torch.Tensor:
+    def _rebuild(self, ids: torch.Tensor, window: tuple | None = None) -> torch.Tensor:
         L = ids.shape[1]
         body = L - self.head
         room = max(self.unit, int(self.keep * (self.max_len - self.head)) // self.unit * self.unit)
         self.start = self.head + max(0, (body - room + self.unit - 1) // self.unit * self.unit) if L > self.max_len \
             else self.head
-        window = torch.cat([ids[:, :self.head], ids[:, self.start:]], 1) if L > self.head else ids
+        window_ids = torch.cat([ids[:, :self.head], ids[:, self.start:]], 1) if L > self.head else ids
         self.dec = KVDecoder(self.model, ids.shape[0], self.max_len, kv_cache=self.kv_cache)
         self.fed = L
-        return self.dec.step(window, self.vocab)
+        return self.dec.step(window_ids, self.vocab, window)
 
     @torch.inference_mode()
-    def logits(self, ids: torch.Tensor) -> torch.Tensor:
+    def logits(self, ids: torch.Tensor, window: tuple | None = None) -> torch.Tensor:
+        """Next-token logits after ``ids``: ``(B, V)``, or with ``window`` ``(lo, hi)`` only ids ``lo .. hi - 1``
+        (those columns of the full logits, bit for bit; :meth:`ecg2llm.lm.kvdecode.KVDecoder.step`)."""
         L = ids.shape[1]
         if self.dec is None or self.dec.pos + (L - self.fed) > self.max_len:
-            return self._rebuild(ids)
+            return self._rebuild(ids, window)
         new = ids[:, self.fed:]
         self.fed = L
-        return self.dec.step(new, self.vocab)
+        return self.dec.step(new, self.vocab, window)
 
 
 class ClassifierFreeGuidance(LogitsProcessor):
@@ -111,11 +113,58 @@ class TypeMask(LogitsProcessor):
         self._off: dict = {}  # (slot, V, device) -> ids that are not of the slot's type
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        key = (self.slot_of(input_ids.shape[1]), scores.shape[-1], scores.device)
+        return self.masked(input_ids, scores)
+
+    def masked(self, input_ids: torch.Tensor, scores: torch.Tensor, first: int = 0) -> torch.Tensor:
+        """``scores`` with the ids not of the due type at -inf; ``first``: ``scores`` are the ids ``first ..
+        first + W - 1`` (a window, :meth:`window`)."""
+        key = (self.slot_of(input_ids.shape[1]), int(first), scores.shape[-1], scores.device)
         off = self._off.get(key)
         if off is None:
-            off = self._off[key] = ~self.table[key[0], : key[1]].to(scores.device)
+            off = self._off[key] = ~self.table[key[0], key[1]: key[1] + key[2]].to(scores.device)
         return scores.masked_fill(off, float("-inf"))
+
+    def window(self, position: int, vocab: int) -> tuple[int, int] | None:
+        """``(lo, hi)``: the ids ``0 <= lo .. hi - 1 <= vocab - 1`` that hold every id allowed at sequence
+        ``position``, ``lo`` a multiple of :data:`WINDOW_ALIGN` and ``hi`` too or ``vocab``; None where that is
+        the whole vocabulary or where torch's softmax over the window would not give the full rows' bits
+        (:func:`softmax_window_ok`)."""
+        slot = self.slot_of(position)
+        key = ("window", slot, int(vocab), torch.get_num_threads())
+        if key not in self._off:
+            row = self.table[slot, :vocab]
+            ids = torch.nonzero(row).flatten()
+            got = None
+            if ids.numel():
+                a = WINDOW_ALIGN
+                got = (int(ids[0]) // a * a, min(int(vocab), -(-(int(ids[-1]) + 1) // a) * a))
+                if got[1] - got[0] == int(vocab) or not softmax_window_ok(row, *got):
+                    got = None
+            self._off[key] = got
+        return self._off[key]
+
+
+#: Windows of the vocabulary (:meth:`TypeMask.window`) start at multiples of this: torch's CPU softmax of a row
+#: sums it in lanes that repeat every 64 entries (this build), so a window aligned so gives the full row's
+#: probabilities bit for bit (:func:`softmax_window_ok` checks it, once per window).
+WINDOW_ALIGN = 64
+_SOFTMAX: dict = {}
+
+
+def softmax_window_ok(table_row: torch.Tensor, lo: int, hi: int) -> bool:
+    """Whether ``torch.softmax`` of logits ``(B, hi - lo)`` gives, bit for bit, columns ``lo .. hi - 1`` of the
+    softmax of full rows that are -inf outside the allowed ids ``table_row`` ``(V,)`` (all inside the window).
+    Checked once per process, window and thread count, on random logits."""
+    v = int(table_row.shape[0])
+    key = (v, int(lo), int(hi), tuple(torch.nonzero(table_row).flatten().tolist()), torch.get_num_threads())
+    if key not in _SOFTMAX:
+        g = torch.Generator().manual_seed(2)
+        ok = bool(table_row[:lo].sum() == 0 and table_row[hi:].sum() == 0)
+        for scale in (0.5, 3.0, 12.0):
+            x = (torch.randn(48, v, generator=g) * scale).masked_fill(~table_row, float("-inf"))
+            ok &= torch.equal(torch.softmax(x, -1)[:, lo:hi], torch.softmax(x[:, lo:hi].contiguous(), -1))
+        _SOFTMAX[key] = bool(ok)
+    return _SOFTMAX[key]
 
 
 def warpers(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> list[LogitsProcessor]:
@@ -161,15 +210,41 @@ def generate_tokens(model, prompt: torch.Tensor, n_new: int, processors: LogitsP
     branch = branch if branch is not None else Branch(model, max_len, head, unit, vocab=vocab, kv_cache=kv_cache)
     out = torch.empty(prompt.shape[0], prompt.shape[1] + int(n_new), dtype=torch.long, device=prompt.device)
     out[:, :prompt.shape[1]] = prompt
+    v = int(vocab or model.lm_head.weight.shape[0])
+    mask = procs[0] if WINDOWS and procs and isinstance(procs[0], TypeMask) \
+        and all(isinstance(p, _WINDOW_SAFE) for p in procs[1:]) else None
     with Draws(generator, prompt.device) as draw, rows_on_workers(model, prompt.shape[0], prompt.device, vocab):
         # torch.multinomial's draws (lm/draws.py, faster on CPU); one-token steps on row groups (lm/kvdecode.py)
         for t in range(int(n_new)):
             ids = out[:, :prompt.shape[1] + t]
-            scores = branch.logits(ids)
-            for p in procs:
-                scores = p(ids, scores)
-            out[:, prompt.shape[1] + t] = draw(torch.softmax(scores.float(), -1))
+            win = mask.window(ids.shape[1], v) if mask is not None and draw.em is not None else None
+            if win is None:  # every id of the vocabulary
+                scores = branch.logits(ids)
+                for p in procs:
+                    scores = p(ids, scores)
+                out[:, prompt.shape[1] + t] = draw(torch.softmax(scores.float(), -1))
+            else:  # only the window of ids that holds the due type: the same probabilities there, the same draw
+                scores = mask.masked(ids, branch.logits(ids, win), win[0])
+                for p in procs[1:]:
+                    scores = p(ids, scores)
+                out[:, prompt.shape[1] + t] = draw(torch.softmax(scores.float(), -1), (win[0], v))
     return out
+
+
+#: Whether :func:`generate_tokens` computes only the window of ids that holds the due type (when the
+#: processors allow it: a :class:`TypeMask` first, then only temperature / top-k). Off: every id, as before.
+WINDOWS = True
+
+
+def _window_safe():
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper
+
+    # temperature divides each logit; top-k after the type mask keeps the same ids in a window that holds every
+    # allowed one (the ids outside are -inf either way)
+    return (TemperatureLogitsWarper, TopKLogitsWarper)
+
+
+_WINDOW_SAFE = _window_safe()
 
 
 def _plain(processors) -> LogitsProcessorList | list:

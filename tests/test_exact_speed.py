@@ -7,6 +7,8 @@
 - :func:`ecg2llm.lm.sampler.generate_tokens` draws what the loop of before (``LogitsProcessorList`` +
   ``torch.multinomial``) drew.
 """
+import threading
+
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessorList
@@ -116,3 +118,103 @@ def test_generate_tokens_draws_what_the_loop_of_before_drew():
     assert torch.equal(got, out)
     with Draws(torch.Generator().manual_seed(0), "cpu") as d:
         assert d.em is not None  # the exact draws are in use on CPU
+
+
+def test_windowed_draw_is_the_full_rows_draw():
+    """A draw from a window of columns (the rest 0) is the draw from the full rows, and the stream after is too."""
+    g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    e1, e2 = ExactMultinomial(g1), ExactMultinomial(g2)
+    for t in range(30):
+        lo, w, v = (t * 37) % 200, 5 + t % 70, 301
+        s = torch.full((16, v), float("-inf"))
+        s[:, lo:lo + w] = torch.randn(16, w, generator=torch.Generator().manual_seed(t)) * (1 + t % 4)
+        s[:, lo + t % w] = float("-inf")  # an id of the window that is not allowed
+        p = torch.softmax(s, -1)
+        full = e1.draw(p)
+        assert torch.equal(e2.draw(p[:, lo:lo + w].contiguous(), (lo, v)), full)
+        assert bool(((full >= lo) & (full < lo + w)).all())
+    e1.close(), e2.close()
+    assert torch.equal(torch.rand(100, generator=g1), torch.rand(100, generator=g2))
+    with pytest.raises(ValueError, match="window"):
+        e1.draw(p[:, :10].contiguous(), (295, v))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_kv_decoder_window_is_the_full_logits_columns(threads, monkeypatch):
+    monkeypatch.setattr(kvd, "ROW_THREADS", threads)  # 2: one-token steps in two row groups
+    model = _lm(vocab=300)
+    ids = torch.randint(0, 300, (40, 12), generator=torch.Generator().manual_seed(1))
+    full, part = kvd.KVDecoder(model, 40, 16), kvd.KVDecoder(model, 40, 16)
+    assert torch.equal(full.step(ids[:, :6], 290)[:, 64:192], part.step(ids[:, :6], 290, (64, 192)))  # a prefill
+    for j in range(6, 12):
+        for lo, hi in ((0, 64), (128, 192), (256, 290), (3, 11)):  # (3, 11): 8 columns, computed whole then cut
+            a = full.step(ids[:, j:j + 1], 290)
+            full.pos -= 1
+            assert torch.equal(a[:, lo:hi], part.step(ids[:, j:j + 1], 290, (lo, hi)))
+            part.pos -= 1
+        full.pos += 1
+        part.pos += 1
+    assert any(v for k, v in kvd._HEAD.items() if k[3] == threads)  # the window's rows alone were used
+    with pytest.raises(ValueError, match="inside"):
+        part.step(ids[:, :1], 290, (280, 300))
+
+
+@pytest.mark.parametrize("temperature,top_k", [(1.0, 0), (0.8, 3), (1.3, 40)])
+def test_generate_tokens_windows_draw_what_every_id_draws(temperature, top_k, monkeypatch):
+    """Logits, mask, softmax and draw over the window of the due type only: the same tokens as over every id."""
+    import ecg2llm.lm.sampler as smp
+
+    v = 250
+    model = _lm(vocab=v)
+    table = torch.zeros(4, v, dtype=torch.bool)
+    table[0, :200], table[1, 200:205], table[2, 130:138], table[3, [64, 70, 127]] = True, True, True, True
+    mask = smp.TypeMask(table, lambda pos: pos % 4)
+    assert [mask.window(p, v) for p in range(4)] == [None, (192, 250), (128, 192), (64, 128)]  # None: every id
+    procs = [mask] + smp.warpers(temperature, top_k)
+    prompt = torch.randint(0, 200, (40, 3), generator=torch.Generator().manual_seed(2))
+
+    def run(windows: bool):
+        monkeypatch.setattr(smp, "WINDOWS", windows)
+        return smp.generate_tokens(model, prompt, 45, procs, torch.Generator().manual_seed(8), max_len=30, unit=4,
+                                   head=3)
+
+    got = run(True)
+    assert any(smp._SOFTMAX.values()) and any(kvd._HEAD.values())  # windows were used (this torch, this BLAS)
+    assert torch.equal(got, run(False))
+    assert bool(table[torch.arange(3, 48) % 4, got[:, 3:]].all())  # every token of its slot's type
+
+
+def test_generate_tokens_on_row_groups_draws_the_one_thread_tokens(monkeypatch):
+    """Inside the sampling loop the calling thread runs the first row group itself and a worker the second (each
+    torch on one thread): the tokens of the whole batch on one thread."""
+    import ecg2llm.lm.sampler as smp
+
+    model = _lm(vocab=250)
+    table = torch.zeros(2, 250, dtype=torch.bool)
+    table[0, :200], table[1, 200:] = True, True
+    prompt = torch.randint(0, 200, (40, 3), generator=torch.Generator().manual_seed(3))
+
+    def run():
+        return smp.generate_tokens(model, prompt, 20, [smp.TypeMask(table, lambda pos: pos % 2)],
+                                   torch.Generator().manual_seed(1), max_len=24, unit=2, head=3)
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        ref = run()  # one thread, no split
+        torch.set_num_threads(2)
+        monkeypatch.setattr(kvd, "ROW_THREADS", 2)
+        assert kvd.row_groups(40, "cpu", kvd.model_widths(model)) == 2
+        calls, rows = [], kvd.KVDecoder._rows
+
+        def spy(self, ids, *a):
+            calls.append((ids.shape[0], threading.current_thread().name))
+            return rows(self, ids, *a)
+
+        monkeypatch.setattr(kvd.KVDecoder, "_rows", spy)
+        got = run()
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(got, ref)
+    one_token = [c for c in calls if c[0] == 20]
+    assert {name.startswith("kvdecode-rows") for _, name in one_token} == {True, False}  # this thread and a worker
