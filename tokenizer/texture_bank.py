@@ -114,11 +114,14 @@ class TextureBank:
         amp, tone = _fit_lines(r, self.fs, lines, seg_n, k)
         q = np.round(amp / STATE_LINE_STEP_MV)
         lines_q = np.clip(np.stack([q.real, q.imag], -1), -32767, 32767).astype(np.int16)
+        # the component at fs / 2: real, and cos^2 of it averages to 1 (not 1/2 as _fit_lines assumes)
+        a_nyq = 0.5 * _fit_lines(r - tone, self.fs, [0.5 * self.fs], seg_n, k)[0][:, 0].real
+        nyq = np.clip(np.round(a_nyq / STATE_LINE_STEP_MV), -32767, 32767).astype(np.int16)
         eqb = self._eq_bins()
         levels = np.full((k, len(STATE_BANDS_HZ) - 1), -127, np.int8)
         real = np.full((k, len(eqb)), -127, np.int8)
         if n < self.n_fft:
-            return {"levels": levels, "real": real, "lines": lines_q}
+            return {"levels": levels, "real": real, "lines": lines_q, "nyquist": nyq}
         seg = max(1, int(round(SEGMENT_S * self.fs / self.hop)))
         win2 = float(torch.hann_window(self.n_fft, periodic=True).pow(2).sum())
         nbands = len(STATE_BANDS_HZ) - 1
@@ -143,7 +146,7 @@ class TextureBank:
         levels = np.clip(np.round((lv - STATE_LEVEL_OFFSET) / STATE_LEVEL_STEP), -127, 127).astype(np.int8)
         real = np.clip(np.round((np.log(p_x[:, eqb] + 1e-12) - STATE_LEVEL_OFFSET) / STATE_LEVEL_STEP), -127,
                        127).astype(np.int8)
-        return {"levels": levels, "real": real, "lines": lines_q}
+        return {"levels": levels, "real": real, "lines": lines_q, "nyquist": nyq}
 
     def _eq_bins(self) -> np.ndarray:
         """STFT bins from :data:`EQ_MIN_HZ` up."""
@@ -191,6 +194,11 @@ class TextureBank:
         gain = torch.sqrt(torch.from_numpy(target) / have.clamp(min=1e-30))  # (k, bands)
         spec = spec * gain[sid][:, band].T.to(spec.real.dtype)
         r = torch.istft(spec, self.n_fft, self.hop, window=win, center=True, length=n).numpy().astype(np.float64)
+        seg_n = int(round(SEGMENT_S * self.fs))
+        nyq = None
+        if ts.get("nyquist") is not None and len(ts["nyquist"]):  # the recording's component at fs / 2
+            nyq = _hat_tone(np.asarray(ts["nyquist"], np.float64) * STATE_LINE_STEP_MV, n, self.fs, 0.5 * self.fs,
+                            seg_n)
         if "real" in ts:  # where decode + noise is louder than the recording (the decode's own artifacts, e.g.
             # codewords that carry mains-like content), turn the sum down to the recording's power per bin
             rl = np.asarray(ts["real"], np.float64)[np.minimum(np.arange(k), len(ts["real"]) - 1)]
@@ -199,6 +207,11 @@ class TextureBank:
             z = torch.from_numpy((np.asarray(y, np.float64) + r).astype(np.float32))
             zs = _stft(z, self.n_fft, self.hop)  # (nb, F)
             eb = torch.from_numpy(self._eq_bins())
+            if nyq is not None:  # what the fs / 2 component brings to each bin is the recording's, not the EQ's
+                tp = _stft(torch.from_numpy(nyq.astype(np.float32)), self.n_fft, self.hop)[eb].abs().pow(2).double()
+                tp = torch.zeros(k, len(eb), dtype=torch.float64).index_add_(0, sid, tp.T / win.pow(2).sum())
+                tp = tp / torch.bincount(sid, minlength=k).clamp(min=1)[:, None]
+                p_real = torch.maximum(p_real - tp, 0.1 * p_real)
             zp = zs[eb].abs().pow(2).double() / win.pow(2).sum()  # (eq bins, F)
             have = torch.zeros(k, len(eb), dtype=torch.float64).index_add_(0, sid, zp.T)
             have = have / torch.bincount(sid, minlength=k).clamp(min=1)[:, None]
@@ -208,9 +221,10 @@ class TextureBank:
                 gb[eb] = eq[sid].T.to(zs.real.dtype)
                 z2 = torch.istft(zs * gb, self.n_fft, self.hop, window=win, center=True, length=n)
                 r = z2.double().numpy() - np.asarray(y, np.float64)
+        if nyq is not None:
+            r += nyq
         a = np.asarray(ts["lines"], np.float64) * STATE_LINE_STEP_MV
         a = a[..., 0] + 1j * a[..., 1]  # (S, L)
-        seg_n = int(round(SEGMENT_S * self.fs))
         for j, f in enumerate(self.line_hz.tolist()[: a.shape[1]]):
             r += _hat_tone(a[:, j], n, self.fs, f, seg_n)
         return r.astype(np.float32)
