@@ -59,6 +59,8 @@ STATE_LEVEL_STEP = 0.1
 STATE_LEVEL_OFFSET = -10.0
 STATE_LINE_STEP_MV = 0.001
 EQ_MIN_HZ = 45.0  # the texture-state decode turns the decode down where it is louder than the recording above this
+# the lines' skirts (texture-state decode): line (Hz) -> width (Hz) of the narrow-band noise rendered around it
+LINE_SKIRT_HZ = {120.0: 0.4}
 EQ_MAX_GAIN = 4.0  # ... and up where it is quieter (power gain at most this)
 
 
@@ -207,6 +209,13 @@ class TextureBank:
             z = torch.from_numpy((np.asarray(y, np.float64) + r).astype(np.float32))
             zs = _stft(z, self.n_fft, self.hop)  # (nb, F)
             eb = torch.from_numpy(self._eq_bins())
+            if LINE_SKIRT_HZ and len(self.line_hz):  # what the recording has at a line's bin beyond decode +
+                # noise is the line's own slow wobble (its skirt): rendered as narrow-band noise around the line
+                add = self._line_skirts(zs, eb, p_real, sid, k, n, g)
+                if add is not None:
+                    r = r + add
+                    z = torch.from_numpy((np.asarray(y, np.float64) + r).astype(np.float32))
+                    zs = _stft(z, self.n_fft, self.hop)
             if nyq is not None:  # what the fs / 2 component brings to each bin is the recording's, not the EQ's
                 tp = _stft(torch.from_numpy(nyq.astype(np.float32)), self.n_fft, self.hop)[eb].abs().pow(2).double()
                 tp = torch.zeros(k, len(eb), dtype=torch.float64).index_add_(0, sid, tp.T / win.pow(2).sum())
@@ -228,6 +237,37 @@ class TextureBank:
         for j, f in enumerate(self.line_hz.tolist()[: a.shape[1]]):
             r += _hat_tone(a[:, j], n, self.fs, f, seg_n)
         return r.astype(np.float32)
+
+    def _line_skirts(self, zs, eb, p_real, sid, k, n, g) -> np.ndarray | None:
+        """Narrow-band noise (:data:`LINE_SKIRT_HZ` wide) around each line whose STFT bin is quieter in ``zs``
+        than in the recording (``p_real``, per segment and EQ bin), scaled per segment to the difference."""
+        win2 = float(torch.hann_window(self.n_fft, periodic=True).pow(2).sum())
+        eb_l = eb.tolist()
+        cnt = torch.bincount(sid, minlength=k).clamp(min=1)[:, None].double()
+        seg_n = int(round(SEGMENT_S * self.fs))
+        centres = (np.arange(k) + 0.5) * seg_n
+        out = np.zeros(n)
+        for f in self.line_hz.tolist():
+            b = int(round(f * self.n_fft / self.fs))
+            width = next((w for lf, w in LINE_SKIRT_HZ.items() if abs(lf - f) < 0.5), 0.0)
+            if b not in eb_l or width <= 0:
+                continue
+            j = eb_l.index(b)
+            zp = zs[b].abs().pow(2).double() / win2  # (F,)
+            have = torch.zeros(k, dtype=torch.float64).index_add_(0, sid, zp) / cnt[:, 0]
+            deficit = (p_real[:, j] - have).clamp(min=0).numpy()
+            if not deficit.any():
+                continue
+            spec = torch.complex(torch.randn(n, generator=g, dtype=torch.float64),
+                                 torch.randn(n, generator=g, dtype=torch.float64))
+            fr = torch.fft.fftfreq(n, 1 / self.fs, dtype=torch.float64)
+            c = torch.fft.ifft(spec * (fr.abs() <= 0.5 * width)).numpy()
+            u = np.real(c * np.exp(2j * np.pi * f * np.arange(n) / self.fs))
+            up = _stft(torch.from_numpy(u.astype(np.float32)), self.n_fft, self.hop)[b].abs().pow(2).double() / win2
+            got = (torch.zeros(k, dtype=torch.float64).index_add_(0, sid, up) / cnt[:, 0]).numpy()
+            gain = np.sqrt(deficit / np.maximum(got, 1e-30))
+            out += u * (np.interp(np.arange(n), centres, gain) if k > 1 else gain[0])
+        return out
 
     @torch.no_grad()
     def sample(self, y: np.ndarray, seed: int | None, texture_state: dict | None = None) -> np.ndarray:
