@@ -61,6 +61,11 @@ STATE_LINE_STEP_MV = 0.001
 EQ_MIN_HZ = 45.0  # the texture-state decode turns the decode down where it is louder than the recording above this
 # the lines' skirts (texture-state decode): line (Hz) -> width (Hz) of the narrow-band noise rendered around it
 LINE_SKIRT_HZ = {120.0: 0.4}
+# fine EQ around mains (texture state's optional ``real_fine``): STFT of FINE_N_FFT samples (1.5 Hz at 360 Hz),
+# hop FINE_N_FFT / 2, the recording's power per bin in FINE_BAND_HZ per 10 s
+FINE_N_FFT = 240
+FINE_EQ = True
+FINE_BAND_HZ = (48.0, 72.0)
 EQ_MAX_GAIN = 4.0  # ... and up where it is quieter (power gain at most this)
 
 
@@ -148,7 +153,41 @@ class TextureBank:
         levels = np.clip(np.round((lv - STATE_LEVEL_OFFSET) / STATE_LEVEL_STEP), -127, 127).astype(np.int8)
         real = np.clip(np.round((np.log(p_x[:, eqb] + 1e-12) - STATE_LEVEL_OFFSET) / STATE_LEVEL_STEP), -127,
                        127).astype(np.int8)
-        return {"levels": levels, "real": real, "lines": lines_q, "nyquist": nyq}
+        fb = self._fine_bins()
+        pf = _segment_power(yy + r - tone, FINE_N_FFT, FINE_N_FFT // 2, self.fs, k)[:, fb]
+        real_fine = np.clip(np.round((np.log(pf + 1e-12) - STATE_LEVEL_OFFSET) / STATE_LEVEL_STEP), -127,
+                            127).astype(np.int8)
+        return {"levels": levels, "real": real, "lines": lines_q, "nyquist": nyq, "real_fine": real_fine}
+
+    def _fine_bins(self) -> np.ndarray:
+        """Bins of the :data:`FINE_N_FFT` STFT in :data:`FINE_BAND_HZ`."""
+        f = np.arange(FINE_N_FFT // 2 + 1) * self.fs / FINE_N_FFT
+        return np.flatnonzero((f >= FINE_BAND_HZ[0]) & (f <= FINE_BAND_HZ[1]))
+
+    def _fine_eq(self, y: np.ndarray, r: np.ndarray, real_fine, k: int) -> np.ndarray:
+        """Turn decode + noise ``y + r`` to the recording's power per :data:`FINE_N_FFT` bin around mains (per
+        10-s segment, gain at most :data:`EQ_MAX_GAIN` up); returns the new ``r``."""
+        n = len(r)
+        nf, hop = FINE_N_FFT, FINE_N_FFT // 2
+        rf = np.asarray(real_fine, np.float64)[np.minimum(np.arange(k), len(real_fine) - 1)]
+        q = float(self.adc_step_mv)
+        target = np.exp(rf * STATE_LEVEL_STEP + STATE_LEVEL_OFFSET)
+        target = np.maximum(target - q * q / 12.0, 0.1 * target) * (rf > -127)
+        win = torch.hann_window(nf, periodic=True)
+        z = torch.from_numpy((np.asarray(y, np.float64) + r).astype(np.float32))
+        zs = _stft(z, nf, hop)  # (nb, F)
+        fb = torch.from_numpy(self._fine_bins())
+        seg = max(1, int(round(SEGMENT_S * self.fs / hop)))
+        sid = torch.minimum(torch.arange(zs.shape[1]) // seg, torch.tensor(k - 1))
+        zp = zs[fb].abs().pow(2).double() / win.pow(2).sum()
+        have = torch.zeros(k, len(fb), dtype=torch.float64).index_add_(0, sid, zp.T)
+        have = have / torch.bincount(sid, minlength=k).clamp(min=1)[:, None]
+        eq = torch.sqrt((torch.from_numpy(target) / have.clamp(min=1e-30)).clamp(max=EQ_MAX_GAIN))
+        eq = torch.where(torch.from_numpy(target) > 0, eq, torch.ones_like(eq))
+        gb = torch.ones(zs.shape[0], zs.shape[1], dtype=zs.real.dtype)
+        gb[fb] = eq[sid].T.to(zs.real.dtype)
+        z2 = torch.istft(zs * gb, nf, hop, window=win, center=True, length=n)
+        return z2.double().numpy() - np.asarray(y, np.float64)
 
     def _eq_bins(self) -> np.ndarray:
         """STFT bins from :data:`EQ_MIN_HZ` up."""
@@ -230,6 +269,8 @@ class TextureBank:
                 gb[eb] = eq[sid].T.to(zs.real.dtype)
                 z2 = torch.istft(zs * gb, self.n_fft, self.hop, window=win, center=True, length=n)
                 r = z2.double().numpy() - np.asarray(y, np.float64)
+        if FINE_EQ and ts.get("real_fine") is not None and len(ts["real_fine"]):
+            r = self._fine_eq(np.asarray(y, np.float64), r, ts["real_fine"], k)
         if nyq is not None:
             r += nyq
         a = np.asarray(ts["lines"], np.float64) * STATE_LINE_STEP_MV
@@ -350,6 +391,23 @@ class TextureBank:
         if missing:
             raise TokenizerError(f"{path} lacks tensors {sorted(missing)}")
         return cls(**t, n_fft=got[0], hop=got[1], fs=got[2])  # line_gain: optional (files before it lack it)
+
+
+def _segment_power(v: np.ndarray, n_fft: int, hop: int, fs: float, k: int) -> np.ndarray:
+    """``(k, n_fft // 2 + 1)`` mean STFT power of ``v`` per 10-s segment (:func:`log_power`'s units; frames
+    by their centre, the last segment holding any tail)."""
+    win2 = float(torch.hann_window(n_fft, periodic=True).pow(2).sum())
+    pw = (_stft(torch.from_numpy(np.asarray(v, np.float32)), n_fft, hop).abs() ** 2).T.double().numpy()
+    seg = max(1, int(round(SEGMENT_S * fs / hop)))
+    sid = np.minimum(np.arange(len(pw)) // seg, k - 1)
+    sums = np.zeros((k, pw.shape[1]))
+    np.add.at(sums, sid, pw)
+    cnt = np.bincount(sid, minlength=k)[:, None]
+    out = sums / np.maximum(cnt, 1) / win2
+    if (cnt[:, 0] == 0).any():  # fewer frames than segments: hold the last filled one
+        last = np.maximum.accumulate(np.where(cnt[:, 0] > 0, np.arange(k), 0))
+        out = out[last]
+    return out
 
 
 # ---------------------------------------------------------------------- lines of the texture state
