@@ -62,10 +62,10 @@ EQ_MIN_HZ = 45.0  # the texture-state decode turns the decode down where it is l
 # the lines' skirts (texture-state decode): line (Hz) -> width (Hz) of the narrow-band noise rendered around it
 LINE_SKIRT_HZ = {120.0: 0.4}
 # fine EQ around mains (texture state's optional ``real_fine``): STFT of FINE_N_FFT samples (1.5 Hz at 360 Hz),
-# hop FINE_N_FFT / 2, the recording's power per bin in FINE_BAND_HZ per 10 s
+# hop FINE_N_FFT / 2, the recording's power per bin in FINE_BANDS_HZ per 10 s
 FINE_N_FFT = 240
 FINE_EQ = True
-FINE_BAND_HZ = (48.0, 72.0)
+FINE_BANDS_HZ = ((48.0, 72.0), (165.0, 180.0))  # around mains; next to fs / 2
 EQ_MAX_GAIN = 4.0  # ... and up where it is quieter (power gain at most this)
 
 
@@ -160,9 +160,9 @@ class TextureBank:
         return {"levels": levels, "real": real, "lines": lines_q, "nyquist": nyq, "real_fine": real_fine}
 
     def _fine_bins(self) -> np.ndarray:
-        """Bins of the :data:`FINE_N_FFT` STFT in :data:`FINE_BAND_HZ`."""
+        """Bins of the :data:`FINE_N_FFT` STFT in :data:`FINE_BANDS_HZ`."""
         f = np.arange(FINE_N_FFT // 2 + 1) * self.fs / FINE_N_FFT
-        return np.flatnonzero((f >= FINE_BAND_HZ[0]) & (f <= FINE_BAND_HZ[1]))
+        return np.flatnonzero(np.any([(f >= lo) & (f <= hi) for lo, hi in FINE_BANDS_HZ], axis=0))
 
     def _fine_eq(self, y: np.ndarray, r: np.ndarray, real_fine, k: int) -> np.ndarray:
         """Turn decode + noise ``y + r`` to the recording's power per :data:`FINE_N_FFT` bin around mains (per
@@ -269,10 +269,10 @@ class TextureBank:
                 gb[eb] = eq[sid].T.to(zs.real.dtype)
                 z2 = torch.istft(zs * gb, self.n_fft, self.hop, window=win, center=True, length=n)
                 r = z2.double().numpy() - np.asarray(y, np.float64)
+        if nyq is not None:  # (real_fine counts it: it goes through the fine EQ)
+            r += nyq
         if FINE_EQ and ts.get("real_fine") is not None and len(ts["real_fine"]):
             r = self._fine_eq(np.asarray(y, np.float64), r, ts["real_fine"], k)
-        if nyq is not None:
-            r += nyq
         a = np.asarray(ts["lines"], np.float64) * STATE_LINE_STEP_MV
         a = a[..., 0] + 1j * a[..., 1]  # (S, L)
         for j, f in enumerate(self.line_hz.tolist()[: a.shape[1]]):
