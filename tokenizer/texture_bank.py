@@ -65,6 +65,7 @@ LINE_SKIRT_HZ = {120.0: 0.4}
 # hop FINE_N_FFT / 2, the recording's power per bin in FINE_BANDS_HZ per 10 s
 FINE_N_FFT = 240
 FINE_EQ = True
+QUARTER = True
 FINE_BANDS_HZ = ((48.0, 72.0), (165.0, 180.0))  # around mains; next to fs / 2
 EQ_MAX_GAIN = 4.0  # ... and up where it is quieter (power gain at most this)
 
@@ -124,11 +125,14 @@ class TextureBank:
         # the component at fs / 2: real, and cos^2 of it averages to 1 (not 1/2 as _fit_lines assumes)
         a_nyq = 0.5 * _fit_lines(r - tone, self.fs, [0.5 * self.fs], seg_n, k)[0][:, 0].real
         nyq = np.clip(np.round(a_nyq / STATE_LINE_STEP_MV), -32767, 32767).astype(np.int16)
+        a_qu = _fit_lines(r - tone, self.fs, [0.25 * self.fs], seg_n, k)[0][:, 0]  # the line at fs / 4 (90 Hz)
+        quarter = np.clip(np.round(np.stack([a_qu.real, a_qu.imag], -1) / STATE_LINE_STEP_MV), -32767,
+                          32767).astype(np.int16)
         eqb = self._eq_bins()
         levels = np.full((k, len(STATE_BANDS_HZ) - 1), -127, np.int8)
         real = np.full((k, len(eqb)), -127, np.int8)
         if n < self.n_fft:
-            return {"levels": levels, "real": real, "lines": lines_q, "nyquist": nyq}
+            return {"levels": levels, "real": real, "lines": lines_q, "nyquist": nyq, "quarter": quarter}
         seg = max(1, int(round(SEGMENT_S * self.fs / self.hop)))
         win2 = float(torch.hann_window(self.n_fft, periodic=True).pow(2).sum())
         nbands = len(STATE_BANDS_HZ) - 1
@@ -157,7 +161,8 @@ class TextureBank:
         pf = _segment_power(yy + r - tone, FINE_N_FFT, FINE_N_FFT // 2, self.fs, k)[:, fb]
         real_fine = np.clip(np.round((np.log(pf + 1e-12) - STATE_LEVEL_OFFSET) / STATE_LEVEL_STEP), -127,
                             127).astype(np.int8)
-        return {"levels": levels, "real": real, "lines": lines_q, "nyquist": nyq, "real_fine": real_fine}
+        return {"levels": levels, "real": real, "lines": lines_q, "nyquist": nyq, "quarter": quarter,
+                "real_fine": real_fine}
 
     def _fine_bins(self) -> np.ndarray:
         """Bins of the :data:`FINE_N_FFT` STFT in :data:`FINE_BANDS_HZ`."""
@@ -236,10 +241,14 @@ class TextureBank:
         spec = spec * gain[sid][:, band].T.to(spec.real.dtype)
         r = torch.istft(spec, self.n_fft, self.hop, window=win, center=True, length=n).numpy().astype(np.float64)
         seg_n = int(round(SEGMENT_S * self.fs))
-        nyq = None
-        if ts.get("nyquist") is not None and len(ts["nyquist"]):  # the recording's component at fs / 2
-            nyq = _hat_tone(np.asarray(ts["nyquist"], np.float64) * STATE_LINE_STEP_MV, n, self.fs, 0.5 * self.fs,
-                            seg_n)
+        extra = None  # the optional keys' tones: the components at fs / 2 and fs / 4
+        if ts.get("nyquist") is not None and len(ts["nyquist"]):
+            extra = _hat_tone(np.asarray(ts["nyquist"], np.float64) * STATE_LINE_STEP_MV, n, self.fs, 0.5 * self.fs,
+                              seg_n)
+        if QUARTER and ts.get("quarter") is not None and len(ts["quarter"]):
+            aq = np.asarray(ts["quarter"], np.float64) * STATE_LINE_STEP_MV
+            tq = _hat_tone(aq[:, 0] + 1j * aq[:, 1], n, self.fs, 0.25 * self.fs, seg_n)
+            extra = tq if extra is None else extra + tq
         if "real" in ts:  # where decode + noise is louder than the recording (the decode's own artifacts, e.g.
             # codewords that carry mains-like content), turn the sum down to the recording's power per bin
             rl = np.asarray(ts["real"], np.float64)[np.minimum(np.arange(k), len(ts["real"]) - 1)]
@@ -255,8 +264,8 @@ class TextureBank:
                     r = r + add
                     z = torch.from_numpy((np.asarray(y, np.float64) + r).astype(np.float32))
                     zs = _stft(z, self.n_fft, self.hop)
-            if nyq is not None:  # what the fs / 2 component brings to each bin is the recording's, not the EQ's
-                tp = _stft(torch.from_numpy(nyq.astype(np.float32)), self.n_fft, self.hop)[eb].abs().pow(2).double()
+            if extra is not None:  # what those components bring to each bin is the recording's, not the EQ's
+                tp = _stft(torch.from_numpy(extra.astype(np.float32)), self.n_fft, self.hop)[eb].abs().pow(2).double()
                 tp = torch.zeros(k, len(eb), dtype=torch.float64).index_add_(0, sid, tp.T / win.pow(2).sum())
                 tp = tp / torch.bincount(sid, minlength=k).clamp(min=1)[:, None]
                 p_real = torch.maximum(p_real - tp, 0.1 * p_real)
@@ -269,8 +278,8 @@ class TextureBank:
                 gb[eb] = eq[sid].T.to(zs.real.dtype)
                 z2 = torch.istft(zs * gb, self.n_fft, self.hop, window=win, center=True, length=n)
                 r = z2.double().numpy() - np.asarray(y, np.float64)
-        if nyq is not None:  # (real_fine counts it: it goes through the fine EQ)
-            r += nyq
+        if extra is not None:  # (real_fine counts them: they go through the fine EQ)
+            r += extra
         if FINE_EQ and ts.get("real_fine") is not None and len(ts["real_fine"]):
             r = self._fine_eq(np.asarray(y, np.float64), r, ts["real_fine"], k)
         a = np.asarray(ts["lines"], np.float64) * STATE_LINE_STEP_MV
