@@ -59,15 +59,15 @@ STATE_LEVEL_STEP = 0.1
 STATE_LEVEL_OFFSET = -10.0
 STATE_LINE_STEP_MV = 0.001
 EQ_MIN_HZ = 45.0  # the texture-state decode turns the decode down where it is louder than the recording above this
+EQ_MAX_GAIN = 4.0  # ... and up where it is quieter (power gain at most this)
 # the lines' skirts (texture-state decode): line (Hz) -> width (Hz) of the narrow-band noise rendered around it
 LINE_SKIRT_HZ = {120.0: 0.4}
 # fine EQ around mains (texture state's optional ``real_fine``): STFT of FINE_N_FFT samples (1.5 Hz at 360 Hz),
 # hop FINE_N_FFT / 2, the recording's power per bin in FINE_BANDS_HZ per 10 s
 FINE_N_FFT = 240
-FINE_EQ = True
-QUARTER = True
 FINE_BANDS_HZ = ((48.0, 72.0), (165.0, 180.0))  # around mains; next to fs / 2
-EQ_MAX_GAIN = 4.0  # ... and up where it is quieter (power gain at most this)
+FINE_EQ = True  # False: the decode ignores real_fine (ablation)
+QUARTER = True  # False: the decode ignores quarter (ablation)
 
 
 @dataclass
@@ -108,7 +108,16 @@ class TextureBank:
           :data:`STATE_BANDS_HZ`: the real band's mean STFT power (the residual's lines removed; units of
           :func:`ecg2llm.tokenizer.texture.log_power`) minus the decode's, at least 5 % of the residual's, the
           lines' bins left out;
-        * ``real`` ``(segments, bins)`` int8: the real band's mean power per STFT bin from :data:`EQ_MIN_HZ` up.
+        * ``real`` ``(segments, bins)`` int8: the real band's mean power per STFT bin from :data:`EQ_MIN_HZ` up;
+
+        and three optional keys (added later: states without them, e.g. the texture prior's draws, decode as
+        before):
+
+        * ``nyquist`` ``(segments,)`` int16: the amplitude of the component at fs / 2 (a real ``(-1)^n``
+          sequence; mains' third harmonic lands there at 360 Hz) in the residual after the lines;
+        * ``quarter`` ``(segments, 2)`` int16: the complex amplitude of the line at fs / 4, as ``lines``;
+        * ``real_fine`` ``(segments, fine bins)`` int8: as ``real`` per bin of a :data:`FINE_N_FFT` STFT in
+          :data:`FINE_BANDS_HZ` (around mains, next to fs / 2), the fs / 2 and fs / 4 components included.
 
         Powers are logs in steps of :data:`STATE_LEVEL_STEP` from :data:`STATE_LEVEL_OFFSET`. :meth:`sample`
         with this state reproduces the recording's mains and noise levels instead of drawing a training
@@ -208,7 +217,10 @@ class TextureBank:
     def _sample_state(self, y: np.ndarray, mu: torch.Tensor, n: int, ts: dict, g: torch.Generator) -> np.ndarray:
         """The texture-state sample: the bank's noise (regression on the decode, the mean segment effect,
         per-frame scatter), scaled in each 10-s segment and band to the recording's measured power, minus
-        what rounding to the ADC grid adds; then the recording's lines as tones."""
+        what rounding to the ADC grid adds; decode + noise turned to the recording's power per 3-Hz bin from
+        :data:`EQ_MIN_HZ` up, the line bins' shortfall first filled by narrow-band noise around the line
+        (:data:`LINE_SKIRT_HZ`); the fs / 2 and fs / 4 components (optional keys) added, then decode + noise turned
+        to ``real_fine`` per 1.5-Hz bin in :data:`FINE_BANDS_HZ` (optional key); then the lines as tones."""
         n_frames, nb = mu.shape
         seg = max(1, int(round(SEGMENT_S * self.fs / self.hop)))
         u = self.levels.float().mean(0)[None]  # (1, nb)
