@@ -132,9 +132,9 @@ class TextureBank:
         q = np.round(amp / STATE_LINE_STEP_MV)
         lines_q = np.clip(np.stack([q.real, q.imag], -1), -32767, 32767).astype(np.int16)
         # the component at fs / 2: real, and cos^2 of it averages to 1 (not 1/2 as _fit_lines assumes)
-        a_nyq = 0.5 * _fit_lines(r - tone, self.fs, [0.5 * self.fs], seg_n, k)[0][:, 0].real
-        nyq = np.clip(np.round(a_nyq / STATE_LINE_STEP_MV), -32767, 32767).astype(np.int16)
-        a_qu = _fit_lines(r - tone, self.fs, [0.25 * self.fs], seg_n, k)[0][:, 0]  # the line at fs / 4 (90 Hz)
+        a_x = _fit_lines(r - tone, self.fs, [0.5 * self.fs, 0.25 * self.fs], seg_n, k)[0]
+        nyq = np.clip(np.round(0.5 * a_x[:, 0].real / STATE_LINE_STEP_MV), -32767, 32767).astype(np.int16)
+        a_qu = a_x[:, 1]  # the line at fs / 4 (90 Hz)
         quarter = np.clip(np.round(np.stack([a_qu.real, a_qu.imag], -1) / STATE_LINE_STEP_MV), -32767,
                           32767).astype(np.int16)
         eqb = self._eq_bins()
@@ -418,12 +418,11 @@ def _segment_power(v: np.ndarray, n_fft: int, hop: int, fs: float, k: int) -> np
     """``(k, n_fft // 2 + 1)`` mean STFT power of ``v`` per 10-s segment (:func:`log_power`'s units; frames
     by their centre, the last segment holding any tail)."""
     win2 = float(torch.hann_window(n_fft, periodic=True).pow(2).sum())
-    pw = (_stft(torch.from_numpy(np.asarray(v, np.float32)), n_fft, hop).abs() ** 2).T.double().numpy()
+    pw = (_stft(torch.from_numpy(np.asarray(v, np.float32)), n_fft, hop).abs() ** 2).T.double()
     seg = max(1, int(round(SEGMENT_S * fs / hop)))
-    sid = np.minimum(np.arange(len(pw)) // seg, k - 1)
-    sums = np.zeros((k, pw.shape[1]))
-    np.add.at(sums, sid, pw)
-    cnt = np.bincount(sid, minlength=k)[:, None]
+    sid = torch.clamp(torch.arange(len(pw)) // seg, max=k - 1)
+    sums = torch.zeros(k, pw.shape[1], dtype=torch.float64).index_add_(0, sid, pw).numpy()
+    cnt = np.bincount(sid.numpy(), minlength=k)[:, None]
     out = sums / np.maximum(cnt, 1) / win2
     if (cnt[:, 0] == 0).any():  # fewer frames than segments: hold the last filled one
         last = np.maximum.accumulate(np.where(cnt[:, 0] > 0, np.arange(k), 0))
@@ -439,6 +438,18 @@ def _hat_weights(n: int, seg_n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     i = np.clip(np.floor(pos / seg_n).astype(np.int64), 0, max(k - 2, 0))
     w = np.clip(pos / seg_n - i, 0.0, 1.0) if k > 1 else np.zeros(n)
     return i, w
+
+
+def _phasor(f: float, fs: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """float32 ``cos, sin`` of ``2 pi f t / fs`` for ``t < n`` (phase taken modulo one cycle in float64); a line
+    whose cycle is a whole number of samples up to 12 (60, 90, 120, 180 Hz at 360 Hz) tiles one cycle."""
+    for p in range(1, 13):
+        if abs(f * p / fs - round(f * p / fs)) < 1e-9:
+            ph = (2 * np.pi) * ((f / fs * np.arange(p, dtype=np.float64)) % 1.0).astype(np.float32)
+            reps = -(-n // p)
+            return np.tile(np.cos(ph), reps)[:n], np.tile(np.sin(ph), reps)[:n]
+    ph = (2 * np.pi) * ((f / fs * np.arange(n, dtype=np.float64)) % 1.0).astype(np.float32)
+    return np.cos(ph), np.sin(ph)
 
 
 def _fit_lines(r: np.ndarray, fs: float, lines: list[float], seg_n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -460,10 +471,8 @@ def _fit_lines(r: np.ndarray, fs: float, lines: list[float], seg_n: int, k: int)
         off = np.bincount(i, w0 * w1, k)[: k - 1]
         ab = np.zeros((3, k))
         ab[0, 1:], ab[1], ab[2, :-1] = off, diag, off
-    t = np.arange(n, dtype=np.float64)
     for j, f in enumerate(lines):
-        ph = (2 * np.pi) * ((f / fs * t) % 1.0).astype(np.float32)
-        c, sn = np.cos(ph), np.sin(ph)
+        c, sn = _phasor(f, fs, n)
         zr, zi = 2 * r * c, -2 * r * sn  # z = 2 r exp(-i phase)
         if k == 1:
             a = np.array([zr.mean() + 1j * zi.mean()])
