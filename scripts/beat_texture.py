@@ -70,7 +70,9 @@ def state_bits(states: list[dict], seconds: float) -> dict:
 
     raw = ent = 0.0
     per = {}
-    for key, bits in (("levels", 8), ("real", 8), ("lines", 16)):
+    for key, bits in (("levels", 8), ("real", 8), ("lines", 16), ("nyquist", 16), ("quarter", 16), ("real_fine", 8)):
+        if any(key not in s for s in states):  # optional keys (older states lack them)
+            continue
         arrs = [np.asarray(s[key]).reshape(len(s[key]), -1).astype(np.int64) for s in states]
         raw_k = sum(a.size for a in arrs) * bits
         d = np.concatenate([np.diff(np.vstack([np.zeros((1, a.shape[1]), np.int64), a]), axis=0) for a in arrs])

@@ -83,3 +83,92 @@ def test_states_without_texture_still_decode_with_the_bank(tok, record):
     a = tok.decode(bt.ids, st, texture=True, seed=1)
     b = tok.decode(bt.ids, bt.state, texture=True, seed=1)
     assert a.shape == b.shape == record.shape and not np.array_equal(a, b)
+
+
+def test_state_measures_the_nyquist_component_and_decode_renders_it(tok, record):
+    """A planted fs/2 component of 20 µV (``(-1)^n``, as mains' third harmonic lands at 180 Hz) is measured
+    into the optional ``nyquist`` key within 3 µV and the texture sample carries it back within 25 %."""
+    x = record.astype(np.float64) + 0.02 * (-1.0) ** np.arange(len(record))
+    bt = tok.encode_beats(x.astype(np.float32), FS)
+    nyq = bt.state["texture"]["nyquist"]
+    assert nyq.dtype == np.int16 and nyq.shape == (6,)
+    assert np.all(np.abs(nyq * 1e-3 - 0.02) < 0.003), nyq
+    y = tok.decode_beats(bt)[: len(x)].astype(np.float64)
+    s = tok.texture_bank.sample(y, 0, bt.state["texture"]).astype(np.float64)
+    alt = (-1.0) ** np.arange(len(x))
+    got = abs(np.mean((y + s) * alt))
+    assert abs(got - 0.02) < 0.005, got
+
+
+def test_states_without_the_new_keys_decode(tok, record):
+    """States measured before the ``nyquist`` key (and the texture prior's draws, which lack it) still decode,
+    to a signal of the same length that differs from the full state's."""
+    bt = tok.encode_beats(record, FS)
+    old = dict(bt.state, texture={k: v for k, v in bt.state["texture"].items() if k in ("levels", "real", "lines")})
+    a = tok.decode(bt.ids, old, texture=True, seed=2)
+    b = tok.decode(bt.ids, bt.state, texture=True, seed=2)
+    assert a.shape == b.shape == record.shape and np.isfinite(a).all() and not np.array_equal(a, b)
+
+
+def test_line_skirt_fills_the_line_bin_with_narrow_band_noise(tok, record, monkeypatch):
+    """A 120-Hz line whose amplitude wobbles within each 10 s (the skirt the 10-s amplitudes miss): with the
+    skirt the texture decode's power within 0.5 Hz of the line is within a factor 2 of the recording's (without
+    it, less than half), and the power it smears 1-3 Hz off the line is less than half of what it is without."""
+    from scipy.signal import welch
+
+    import ecg2llm.tokenizer.texture_bank as tb
+
+    t = np.arange(len(record)) / FS
+    wob = 0.02 * (1 + 0.8 * np.sin(2 * np.pi * 0.13 * t) * np.cos(2 * np.pi * 0.07 * t + 1.0))
+    x = (record.astype(np.float64) + wob * np.cos(2 * np.pi * 120.0 * t)).astype(np.float32)
+    bt = tok.encode_beats(x, FS)
+    f, pr = welch(x, FS, nperseg=int(20 * FS))
+    near = (abs(f - 120) <= 0.5) & (abs(f - 120) > 0.06)
+    off = (abs(f - 120) >= 1) & (abs(f - 120) <= 3)
+    got = {}
+    for name, skirts in (("skirt", {120.0: 0.4}), ("none", {})):
+        monkeypatch.setattr(tb, "LINE_SKIRT_HZ", skirts)
+        _, po = welch(tok.decode(bt.ids, bt.state, texture=True, seed=4), FS, nperseg=int(20 * FS))
+        got[name] = (po[near].sum() / pr[near].sum(), po[off].sum() / pr[off].sum())
+    assert 0.5 < got["skirt"][0] < 2.0 and got["none"][0] < 0.5, got
+    assert got["skirt"][1] < 0.5 * got["none"][1], got
+
+
+def test_fine_eq_reproduces_the_power_around_mains(tok, record):
+    """The optional ``real_fine`` key (power per 1.5-Hz bin, 48-72 Hz): analysing decode + texture sample gives it
+    back (segment mean within 0.15 natural-log units in the median bin, 0.5 in every bin), and closer than the
+    decode without the fine EQ does in the median bin."""
+    import ecg2llm.tokenizer.texture_bank as tb
+
+    bt = tok.encode_beats(record, FS)
+    ts = bt.state["texture"]
+    assert ts["real_fine"].dtype == np.int8 and ts["real_fine"].shape == (6, len(tok.texture_bank._fine_bins()))
+    y = tok.decode_beats(bt)[: len(record)].astype(np.float64)
+    q = tok.config.texture_adc_step_mv
+    err = {}
+    for fine in (True, False):
+        tb.FINE_EQ = fine
+        try:
+            s = tok.texture_bank.sample(y, 0, ts)
+        finally:
+            tb.FINE_EQ = True
+        again = tok.texture_bank.analyse(y, np.round((y + s) / q) * q - y)
+        err[fine] = np.abs(((again["real_fine"].astype(np.float64) - ts["real_fine"]) * STATE_LEVEL_STEP).mean(0))
+    assert np.median(err[True]) < 0.15 and err[True].max() < 0.5, err[True]
+    assert np.median(err[True]) < np.median(err[False]), err
+
+
+def test_state_measures_the_fs_over_4_line(tok, record):
+    """A planted 90-Hz (fs / 4) line of 15 µV is measured into the optional ``quarter`` key (complex, 1-µV steps)
+    within 3 µV of its amplitude in every 10-s segment."""
+    t = np.arange(len(record)) / FS
+    x = record.astype(np.float64) + 0.015 * np.cos(2 * np.pi * 90.0 * t + 0.7)
+    bt = tok.encode_beats(x.astype(np.float32), FS)
+    qu = bt.state["texture"]["quarter"]
+    assert qu.dtype == np.int16 and qu.shape == (6, 2)
+    y = tok.decode_beats(bt)[: len(x)].astype(np.float64)  # the decode may carry part of it
+    e = np.exp(-2j * np.pi * 90.0 * t)
+    seg = int(10 * FS)
+    dec = np.array([2 * np.mean((y * e)[k * seg:(k + 1) * seg]) for k in range(6)])
+    total = np.abs(qu[:, 0] * 1e-3 + 1j * qu[:, 1] * 1e-3 + dec)
+    assert np.all(np.abs(total - 0.015) < 0.003), total

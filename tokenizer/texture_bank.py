@@ -60,6 +60,14 @@ STATE_LEVEL_OFFSET = -10.0
 STATE_LINE_STEP_MV = 0.001
 EQ_MIN_HZ = 45.0  # the texture-state decode turns the decode down where it is louder than the recording above this
 EQ_MAX_GAIN = 4.0  # ... and up where it is quieter (power gain at most this)
+# the lines' skirts (texture-state decode): line (Hz) -> width (Hz) of the narrow-band noise rendered around it
+LINE_SKIRT_HZ = {120.0: 0.4}
+# fine EQ around mains (texture state's optional ``real_fine``): STFT of FINE_N_FFT samples (1.5 Hz at 360 Hz),
+# hop FINE_N_FFT / 2, the recording's power per bin in FINE_BANDS_HZ per 10 s
+FINE_N_FFT = 240
+FINE_BANDS_HZ = ((48.0, 72.0), (165.0, 180.0))  # around mains; next to fs / 2
+FINE_EQ = True  # False: the decode ignores real_fine (ablation)
+QUARTER = True  # False: the decode ignores quarter (ablation)
 
 
 @dataclass
@@ -100,7 +108,16 @@ class TextureBank:
           :data:`STATE_BANDS_HZ`: the real band's mean STFT power (the residual's lines removed; units of
           :func:`ecg2llm.tokenizer.texture.log_power`) minus the decode's, at least 5 % of the residual's, the
           lines' bins left out;
-        * ``real`` ``(segments, bins)`` int8: the real band's mean power per STFT bin from :data:`EQ_MIN_HZ` up.
+        * ``real`` ``(segments, bins)`` int8: the real band's mean power per STFT bin from :data:`EQ_MIN_HZ` up;
+
+        and three optional keys (added later: states without them, e.g. the texture prior's draws, decode as
+        before):
+
+        * ``nyquist`` ``(segments,)`` int16: the amplitude of the component at fs / 2 (a real ``(-1)^n``
+          sequence; mains' third harmonic lands there at 360 Hz) in the residual after the lines;
+        * ``quarter`` ``(segments, 2)`` int16: the complex amplitude of the line at fs / 4, as ``lines``;
+        * ``real_fine`` ``(segments, fine bins)`` int8: as ``real`` per bin of a :data:`FINE_N_FFT` STFT in
+          :data:`FINE_BANDS_HZ` (around mains, next to fs / 2), the fs / 2 and fs / 4 components included.
 
         Powers are logs in steps of :data:`STATE_LEVEL_STEP` from :data:`STATE_LEVEL_OFFSET`. :meth:`sample`
         with this state reproduces the recording's mains and noise levels instead of drawing a training
@@ -114,11 +131,17 @@ class TextureBank:
         amp, tone = _fit_lines(r, self.fs, lines, seg_n, k)
         q = np.round(amp / STATE_LINE_STEP_MV)
         lines_q = np.clip(np.stack([q.real, q.imag], -1), -32767, 32767).astype(np.int16)
+        # the component at fs / 2: real, and cos^2 of it averages to 1 (not 1/2 as _fit_lines assumes)
+        a_x = _fit_lines(r - tone, self.fs, [0.5 * self.fs, 0.25 * self.fs], seg_n, k)[0]
+        nyq = np.clip(np.round(0.5 * a_x[:, 0].real / STATE_LINE_STEP_MV), -32767, 32767).astype(np.int16)
+        a_qu = a_x[:, 1]  # the line at fs / 4 (90 Hz)
+        quarter = np.clip(np.round(np.stack([a_qu.real, a_qu.imag], -1) / STATE_LINE_STEP_MV), -32767,
+                          32767).astype(np.int16)
         eqb = self._eq_bins()
         levels = np.full((k, len(STATE_BANDS_HZ) - 1), -127, np.int8)
         real = np.full((k, len(eqb)), -127, np.int8)
         if n < self.n_fft:
-            return {"levels": levels, "real": real, "lines": lines_q}
+            return {"levels": levels, "real": real, "lines": lines_q, "nyquist": nyq, "quarter": quarter}
         seg = max(1, int(round(SEGMENT_S * self.fs / self.hop)))
         win2 = float(torch.hann_window(self.n_fft, periodic=True).pow(2).sum())
         nbands = len(STATE_BANDS_HZ) - 1
@@ -143,7 +166,42 @@ class TextureBank:
         levels = np.clip(np.round((lv - STATE_LEVEL_OFFSET) / STATE_LEVEL_STEP), -127, 127).astype(np.int8)
         real = np.clip(np.round((np.log(p_x[:, eqb] + 1e-12) - STATE_LEVEL_OFFSET) / STATE_LEVEL_STEP), -127,
                        127).astype(np.int8)
-        return {"levels": levels, "real": real, "lines": lines_q}
+        fb = self._fine_bins()
+        pf = _segment_power(yy + r - tone, FINE_N_FFT, FINE_N_FFT // 2, self.fs, k)[:, fb]
+        real_fine = np.clip(np.round((np.log(pf + 1e-12) - STATE_LEVEL_OFFSET) / STATE_LEVEL_STEP), -127,
+                            127).astype(np.int8)
+        return {"levels": levels, "real": real, "lines": lines_q, "nyquist": nyq, "quarter": quarter,
+                "real_fine": real_fine}
+
+    def _fine_bins(self) -> np.ndarray:
+        """Bins of the :data:`FINE_N_FFT` STFT in :data:`FINE_BANDS_HZ`."""
+        f = np.arange(FINE_N_FFT // 2 + 1) * self.fs / FINE_N_FFT
+        return np.flatnonzero(np.any([(f >= lo) & (f <= hi) for lo, hi in FINE_BANDS_HZ], axis=0))
+
+    def _fine_eq(self, y: np.ndarray, r: np.ndarray, real_fine, k: int) -> np.ndarray:
+        """Turn decode + noise ``y + r`` to the recording's power per :data:`FINE_N_FFT` bin around mains (per
+        10-s segment, gain at most :data:`EQ_MAX_GAIN` up); returns the new ``r``."""
+        n = len(r)
+        nf, hop = FINE_N_FFT, FINE_N_FFT // 2
+        rf = np.asarray(real_fine, np.float64)[np.minimum(np.arange(k), len(real_fine) - 1)]
+        q = float(self.adc_step_mv)
+        target = np.exp(rf * STATE_LEVEL_STEP + STATE_LEVEL_OFFSET)
+        target = np.maximum(target - q * q / 12.0, 0.1 * target) * (rf > -127)
+        win = torch.hann_window(nf, periodic=True)
+        z = torch.from_numpy((np.asarray(y, np.float64) + r).astype(np.float32))
+        zs = _stft(z, nf, hop)  # (nb, F)
+        fb = torch.from_numpy(self._fine_bins())
+        seg = max(1, int(round(SEGMENT_S * self.fs / hop)))
+        sid = torch.minimum(torch.arange(zs.shape[1]) // seg, torch.tensor(k - 1))
+        zp = zs[fb].abs().pow(2).double() / win.pow(2).sum()
+        have = torch.zeros(k, len(fb), dtype=torch.float64).index_add_(0, sid, zp.T)
+        have = have / torch.bincount(sid, minlength=k).clamp(min=1)[:, None]
+        eq = torch.sqrt((torch.from_numpy(target) / have.clamp(min=1e-30)).clamp(max=EQ_MAX_GAIN))
+        eq = torch.where(torch.from_numpy(target) > 0, eq, torch.ones_like(eq))
+        gb = torch.ones(zs.shape[0], zs.shape[1], dtype=zs.real.dtype)
+        gb[fb] = eq[sid].T.to(zs.real.dtype)
+        z2 = torch.istft(zs * gb, nf, hop, window=win, center=True, length=n)
+        return z2.double().numpy() - np.asarray(y, np.float64)
 
     def _eq_bins(self) -> np.ndarray:
         """STFT bins from :data:`EQ_MIN_HZ` up."""
@@ -159,7 +217,10 @@ class TextureBank:
     def _sample_state(self, y: np.ndarray, mu: torch.Tensor, n: int, ts: dict, g: torch.Generator) -> np.ndarray:
         """The texture-state sample: the bank's noise (regression on the decode, the mean segment effect,
         per-frame scatter), scaled in each 10-s segment and band to the recording's measured power, minus
-        what rounding to the ADC grid adds; then the recording's lines as tones."""
+        what rounding to the ADC grid adds; decode + noise turned to the recording's power per 3-Hz bin from
+        :data:`EQ_MIN_HZ` up, the line bins' shortfall first filled by narrow-band noise around the line
+        (:data:`LINE_SKIRT_HZ`); the fs / 2 and fs / 4 components (optional keys) added, then decode + noise turned
+        to ``real_fine`` per 1.5-Hz bin in :data:`FINE_BANDS_HZ` (optional key); then the lines as tones."""
         n_frames, nb = mu.shape
         seg = max(1, int(round(SEGMENT_S * self.fs / self.hop)))
         u = self.levels.float().mean(0)[None]  # (1, nb)
@@ -191,6 +252,15 @@ class TextureBank:
         gain = torch.sqrt(torch.from_numpy(target) / have.clamp(min=1e-30))  # (k, bands)
         spec = spec * gain[sid][:, band].T.to(spec.real.dtype)
         r = torch.istft(spec, self.n_fft, self.hop, window=win, center=True, length=n).numpy().astype(np.float64)
+        seg_n = int(round(SEGMENT_S * self.fs))
+        extra = None  # the optional keys' tones: the components at fs / 2 and fs / 4
+        if ts.get("nyquist") is not None and len(ts["nyquist"]):
+            extra = _hat_tone(np.asarray(ts["nyquist"], np.float64) * STATE_LINE_STEP_MV, n, self.fs, 0.5 * self.fs,
+                              seg_n)
+        if QUARTER and ts.get("quarter") is not None and len(ts["quarter"]):
+            aq = np.asarray(ts["quarter"], np.float64) * STATE_LINE_STEP_MV
+            tq = _hat_tone(aq[:, 0] + 1j * aq[:, 1], n, self.fs, 0.25 * self.fs, seg_n)
+            extra = tq if extra is None else extra + tq
         if "real" in ts:  # where decode + noise is louder than the recording (the decode's own artifacts, e.g.
             # codewords that carry mains-like content), turn the sum down to the recording's power per bin
             rl = np.asarray(ts["real"], np.float64)[np.minimum(np.arange(k), len(ts["real"]) - 1)]
@@ -199,6 +269,20 @@ class TextureBank:
             z = torch.from_numpy((np.asarray(y, np.float64) + r).astype(np.float32))
             zs = _stft(z, self.n_fft, self.hop)  # (nb, F)
             eb = torch.from_numpy(self._eq_bins())
+            if LINE_SKIRT_HZ and len(self.line_hz) and "nyquist" in ts:  # what the recording has at a line's bin
+                # beyond decode + noise is the line's own slow wobble (its skirt): rendered as narrow-band noise
+                # around the line. Measured states only (analyse writes "nyquist"): a state drawn from the texture
+                # prior for generated ids keeps the decode its scorecard was measured with (lm/pretrained/v3)
+                add = self._line_skirts(zs, eb, p_real, sid, k, n, g)
+                if add is not None:
+                    r = r + add
+                    z = torch.from_numpy((np.asarray(y, np.float64) + r).astype(np.float32))
+                    zs = _stft(z, self.n_fft, self.hop)
+            if extra is not None:  # what those components bring to each bin is the recording's, not the EQ's
+                tp = _stft(torch.from_numpy(extra.astype(np.float32)), self.n_fft, self.hop)[eb].abs().pow(2).double()
+                tp = torch.zeros(k, len(eb), dtype=torch.float64).index_add_(0, sid, tp.T / win.pow(2).sum())
+                tp = tp / torch.bincount(sid, minlength=k).clamp(min=1)[:, None]
+                p_real = torch.maximum(p_real - tp, 0.1 * p_real)
             zp = zs[eb].abs().pow(2).double() / win.pow(2).sum()  # (eq bins, F)
             have = torch.zeros(k, len(eb), dtype=torch.float64).index_add_(0, sid, zp.T)
             have = have / torch.bincount(sid, minlength=k).clamp(min=1)[:, None]
@@ -208,12 +292,46 @@ class TextureBank:
                 gb[eb] = eq[sid].T.to(zs.real.dtype)
                 z2 = torch.istft(zs * gb, self.n_fft, self.hop, window=win, center=True, length=n)
                 r = z2.double().numpy() - np.asarray(y, np.float64)
+        if extra is not None:  # (real_fine counts them: they go through the fine EQ)
+            r += extra
+        if FINE_EQ and ts.get("real_fine") is not None and len(ts["real_fine"]):
+            r = self._fine_eq(np.asarray(y, np.float64), r, ts["real_fine"], k)
         a = np.asarray(ts["lines"], np.float64) * STATE_LINE_STEP_MV
         a = a[..., 0] + 1j * a[..., 1]  # (S, L)
-        seg_n = int(round(SEGMENT_S * self.fs))
         for j, f in enumerate(self.line_hz.tolist()[: a.shape[1]]):
             r += _hat_tone(a[:, j], n, self.fs, f, seg_n)
         return r.astype(np.float32)
+
+    def _line_skirts(self, zs, eb, p_real, sid, k, n, g) -> np.ndarray | None:
+        """Narrow-band noise (:data:`LINE_SKIRT_HZ` wide) around each line whose STFT bin is quieter in ``zs``
+        than in the recording (``p_real``, per segment and EQ bin), scaled per segment to the difference."""
+        win2 = float(torch.hann_window(self.n_fft, periodic=True).pow(2).sum())
+        eb_l = eb.tolist()
+        cnt = torch.bincount(sid, minlength=k).clamp(min=1)[:, None].double()
+        seg_n = int(round(SEGMENT_S * self.fs))
+        centres = (np.arange(k) + 0.5) * seg_n
+        out = np.zeros(n)
+        for f in self.line_hz.tolist():
+            b = int(round(f * self.n_fft / self.fs))
+            width = next((w for lf, w in LINE_SKIRT_HZ.items() if abs(lf - f) < 0.5), 0.0)
+            if b not in eb_l or width <= 0:
+                continue
+            j = eb_l.index(b)
+            zp = zs[b].abs().pow(2).double() / win2  # (F,)
+            have = torch.zeros(k, dtype=torch.float64).index_add_(0, sid, zp) / cnt[:, 0]
+            deficit = (p_real[:, j] - have).clamp(min=0).numpy()
+            if not deficit.any():
+                continue
+            spec = torch.complex(torch.randn(n, generator=g, dtype=torch.float64),
+                                 torch.randn(n, generator=g, dtype=torch.float64))
+            fr = torch.fft.fftfreq(n, 1 / self.fs, dtype=torch.float64)
+            c = torch.fft.ifft(spec * (fr.abs() <= 0.5 * width)).numpy()
+            u = np.real(c * np.exp(2j * np.pi * f * np.arange(n) / self.fs))
+            up = _stft(torch.from_numpy(u.astype(np.float32)), self.n_fft, self.hop)[b].abs().pow(2).double() / win2
+            got = (torch.zeros(k, dtype=torch.float64).index_add_(0, sid, up) / cnt[:, 0]).numpy()
+            gain = np.sqrt(deficit / np.maximum(got, 1e-30))
+            out += u * (np.interp(np.arange(n), centres, gain) if k > 1 else gain[0])
+        return out
 
     @torch.no_grad()
     def sample(self, y: np.ndarray, seed: int | None, texture_state: dict | None = None) -> np.ndarray:
@@ -293,6 +411,22 @@ class TextureBank:
         return cls(**t, n_fft=got[0], hop=got[1], fs=got[2])  # line_gain: optional (files before it lack it)
 
 
+def _segment_power(v: np.ndarray, n_fft: int, hop: int, fs: float, k: int) -> np.ndarray:
+    """``(k, n_fft // 2 + 1)`` mean STFT power of ``v`` per 10-s segment (:func:`log_power`'s units; frames
+    by their centre, the last segment holding any tail)."""
+    win2 = float(torch.hann_window(n_fft, periodic=True).pow(2).sum())
+    pw = (_stft(torch.from_numpy(np.asarray(v, np.float32)), n_fft, hop).abs() ** 2).T.double()
+    seg = max(1, int(round(SEGMENT_S * fs / hop)))
+    sid = torch.clamp(torch.arange(len(pw)) // seg, max=k - 1)
+    sums = torch.zeros(k, pw.shape[1], dtype=torch.float64).index_add_(0, sid, pw).numpy()
+    cnt = np.bincount(sid.numpy(), minlength=k)[:, None]
+    out = sums / np.maximum(cnt, 1) / win2
+    if (cnt[:, 0] == 0).any():  # fewer frames than segments: hold the last filled one
+        last = np.maximum.accumulate(np.where(cnt[:, 0] > 0, np.arange(k), 0))
+        out = out[last]
+    return out
+
+
 # ---------------------------------------------------------------------- lines of the texture state
 def _hat_weights(n: int, seg_n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Per sample: the segment centre at or before it (``i``, clipped to ``[0, k - 2]``) and the weight ``w`` of
@@ -301,6 +435,18 @@ def _hat_weights(n: int, seg_n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     i = np.clip(np.floor(pos / seg_n).astype(np.int64), 0, max(k - 2, 0))
     w = np.clip(pos / seg_n - i, 0.0, 1.0) if k > 1 else np.zeros(n)
     return i, w
+
+
+def _phasor(f: float, fs: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """float32 ``cos, sin`` of ``2 pi f t / fs`` for ``t < n`` (phase taken modulo one cycle in float64); a line
+    whose cycle is a whole number of samples up to 12 (60, 90, 120, 180 Hz at 360 Hz) tiles one cycle."""
+    for p in range(1, 13):
+        if abs(f * p / fs - round(f * p / fs)) < 1e-9:
+            ph = (2 * np.pi) * ((f / fs * np.arange(p, dtype=np.float64)) % 1.0).astype(np.float32)
+            reps = -(-n // p)
+            return np.tile(np.cos(ph), reps)[:n], np.tile(np.sin(ph), reps)[:n]
+    ph = (2 * np.pi) * ((f / fs * np.arange(n, dtype=np.float64)) % 1.0).astype(np.float32)
+    return np.cos(ph), np.sin(ph)
 
 
 def _fit_lines(r: np.ndarray, fs: float, lines: list[float], seg_n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -322,10 +468,8 @@ def _fit_lines(r: np.ndarray, fs: float, lines: list[float], seg_n: int, k: int)
         off = np.bincount(i, w0 * w1, k)[: k - 1]
         ab = np.zeros((3, k))
         ab[0, 1:], ab[1], ab[2, :-1] = off, diag, off
-    t = np.arange(n, dtype=np.float64)
     for j, f in enumerate(lines):
-        ph = (2 * np.pi) * ((f / fs * t) % 1.0).astype(np.float32)
-        c, sn = np.cos(ph), np.sin(ph)
+        c, sn = _phasor(f, fs, n)
         zr, zi = 2 * r * c, -2 * r * sn  # z = 2 r exp(-i phase)
         if k == 1:
             a = np.array([zr.mean() + 1j * zi.mean()])
