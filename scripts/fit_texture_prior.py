@@ -40,45 +40,13 @@ class FitPriorConfig:
     num_threads: int = 1            # torch CPU threads
 
 
-def prior_records(spec: str) -> list[str]:
-    """The records ``--records`` names (``train``, ``ds1`` or a comma list of DS1 records)."""
-    from ecg2llm.tokenizer.splits import inter_patient_split
-
-    sp = inter_patient_split()
-    if spec == "train":
-        return list(sp.train)
-    if spec == "ds1":
-        return [*sp.train, *sp.valid]
-    recs = [r.strip() for r in spec.split(",") if r.strip()]
-    bad = [r for r in recs if r not in (*sp.train, *sp.valid)]
-    if not recs or bad:
-        raise ConfigError(f"--records must be train, ds1 or a comma list of DS1 records (never DS2); "
-                          f"not DS1: {bad or spec!r}")
-    return recs
-
-
-def texture_states(tok, records: list[str], data_dir, chunk_s: float) -> list[dict]:
-    """``state["texture"]`` of each ``chunk_s`` piece of each record's MLII (tqdm over records)."""
-    from tqdm.auto import tqdm
-
-    from ecg2llm.tokenizer.data import read_record
-
-    n = int(round(chunk_s * tok.fs))
-    out = []
-    for r in tqdm(records, desc="texture states", unit="record"):
-        x = read_record(r, data_dir, lead="MLII", fs=tok.fs, annotations=False).signal
-        for s in range(0, len(x) - n + 1, n):
-            out.append(tok.encode_beats(x[s : s + n], tok.fs).state["texture"])
-    return out
-
-
 @run_main
 def main(argv=None):
     """Parse flags (:class:`FitPriorConfig`), fit the prior, save the tokenizer; returns 0."""
     import torch
 
     from ecg2llm.tokenizer.beat_tokenizer import BeatTokenizer
-    from ecg2llm.tokenizer.texture_prior import fit_texture_prior
+    from ecg2llm.tokenizer.texture_prior import fit_texture_prior, measured_states, prior_records
 
     a = parse_config(FitPriorConfig, argv, description=__doc__)
     if a.chunk_s < 10.0:
@@ -90,7 +58,7 @@ def main(argv=None):
         raise TokenizerError(f"{a.tokenizer} has no texture.safetensors: fit it first (scripts/fit_texture.py)")
     tok.texture_state = True
     t0 = time.time()
-    states = texture_states(tok, records, a.data_dir, a.chunk_s)
+    states = measured_states(tok, records, a.data_dir, a.chunk_s)
     tok.texture_prior = prior = fit_texture_prior(states, tok.fs)
     out = tok.save_pretrained(a.out)
     write_json(Path(a.out).parent / f"{Path(a.out).name}_texture_prior_fit.json",

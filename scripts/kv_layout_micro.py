@@ -37,6 +37,11 @@ class KVLayoutConfig:
 def main(argv=None) -> int:
     """Time both layouts and write the result file."""
     a = parse_config(KVLayoutConfig, argv, description=__doc__)
+    from ecg2llm.core.errors import ConfigError
+
+    bad = [f"--{k} {getattr(a, k)}" for k in ("rows", "rounds", "grow") if int(getattr(a, k)) < 1]
+    if bad:
+        raise ConfigError(f"{', '.join(bad)}: must be at least 1")
     import numpy as np
     import torch
     import torch.nn.functional as F

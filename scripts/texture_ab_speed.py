@@ -45,8 +45,13 @@ def main(argv=None):
 
     a = parse_config(TextureABConfig, argv, description=__doc__)
     torch.set_num_threads(1)
-    src = subprocess.run(["git", "show", f"{a.old_rev}:tokenizer/texture_bank.py"], check=True, capture_output=True,
-                         text=True).stdout.replace("from .texture import", "from ecg2llm.tokenizer.texture import")
+    shown = subprocess.run(["git", "show", f"{a.old_rev}:tokenizer/texture_bank.py"], capture_output=True, text=True)
+    if shown.returncode != 0:
+        from ecg2llm.core.errors import ConfigError
+
+        raise ConfigError(f"--old_rev {a.old_rev}: git has no tokenizer/texture_bank.py at that revision "
+                          f"({shown.stderr.strip().splitlines()[-1] if shown.stderr.strip() else 'git failed'})")
+    src = shown.stdout.replace("from .texture import", "from ecg2llm.tokenizer.texture import")
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
         f.write(src)
     spec = importlib.util.spec_from_file_location("texture_bank_a", f.name)

@@ -82,11 +82,8 @@ def main(argv=None):
     from ecg2llm.eval.scorecard.scorer import Scorer
     from ecg2llm.lm.beat_generate import BeatLM
     from ecg2llm.lm.model import load_lm
-    from ecg2llm.tokenizer.texture_prior import fit_texture_prior
+    from ecg2llm.tokenizer.texture_prior import fit_texture_prior, measured_states, prior_records
     from ecg2llm.tokenizer.windowset import WindowSet
-
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from fit_texture_prior import prior_records, texture_states
 
     a = parse_config(PriorCheckConfig, argv, description=__doc__)
     folders = sorted(glob.glob(a.sets))[: a.max_sets]
@@ -103,7 +100,7 @@ def main(argv=None):
     recs = prior_records("train")
     half = {"A": recs[0::2], "B": recs[1::2]}
     blm.tok.texture_state = True
-    states = {k: texture_states(blm.tok, v, a.data_dir, 30.0) for k, v in half.items()}
+    states = {k: measured_states(blm.tok, v, a.data_dir, 30.0) for k, v in half.items()}
     fs = blm.tok.fs
     priors = {"bank alone": None, "prior (all training records)": fit_texture_prior(states["A"] + states["B"], fs),
               "prior (half A)": fit_texture_prior(states["A"], blm.tok.fs),

@@ -102,6 +102,11 @@ def _bad_inputs(tmp):
         "scripts/v3_sampler_hashes.py": (["--compare", f"{nowhere},{nowhere}"], "nowhere"),
         "scripts/beat_study_grid.py": (["--tokenizer", nowhere, "--out", str(tmp / "g.json")], "nowhere"),
         "scripts/detail_study.py": (["--store", nowhere, "--out", str(tmp / "o.json")], "nowhere"),
+        "scripts/fit_texture_prior.py": (["--tokenizer", "v3", "--out", str(tmp / "o"), "--records", "100"], "100"),
+        "scripts/texture_prior_check.py": (["--sets", nowhere, "--out", str(tmp / "o.json")], "nowhere"),
+        "scripts/kv_layout_micro.py": (["--out", str(tmp / "o.json"), "--rows", "0"], "--rows 0"),
+        "scripts/texture_ab_speed.py": (["--old_rev", "nosuchrev0", "--out", str(tmp / "o.json")], "nosuchrev0"),
+        "scripts/v3_speed_ab.py": (["--out", str(tmp / "o.json"), "--model", nowhere], "nowhere"),
     }
 
 

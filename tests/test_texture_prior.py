@@ -124,8 +124,10 @@ def test_fit_script_writes_a_loadable_prior_and_refuses_ds2(tmp_path, data_dir, 
         import fit_texture_prior as script
     finally:
         sys.path.pop(0)
+    from ecg2llm.tokenizer.texture_prior import prior_records
+
     with pytest.raises(ConfigError, match="never DS2"):
-        script.prior_records("100,106")
+        prior_records("100,106")
     assert script.main(["--tokenizer", "v3", "--out", str(tmp_path / "x"), "--chunk_s", "5"]) != 0
     assert "--chunk_s must be at least 10" in capsys.readouterr().err and not (tmp_path / "x").exists()
     if not (Path(data_dir) / "mitdb" / "106.dat").is_file():

@@ -144,3 +144,39 @@ def fit_texture_prior(states: list[dict], fs: float, ridge: float = 1e-3) -> Tex
     return TexturePrior(mean=torch.from_numpy(mean), chol=torch.from_numpy(chol), rho=rho, n_levels=n_levels,
                         line_log_mean=torch.from_numpy(lm.mean(0)), line_log_sd=torch.from_numpy(lm.std(0)),
                         fs=float(fs), n_segments=int(len(x)))
+
+
+def prior_records(spec: str) -> list[str]:
+    """The MIT-BIH records a prior is fitted on: ``train`` (DS1 minus the validation records, what the LMs train
+    on), ``ds1``, or a comma list of DS1 records; anything else (a DS2 record) is refused."""
+    from ecg2llm.core.errors import ConfigError
+
+    from .splits import inter_patient_split
+
+    sp = inter_patient_split()
+    if spec == "train":
+        return list(sp.train)
+    if spec == "ds1":
+        return [*sp.train, *sp.valid]
+    recs = [r.strip() for r in spec.split(",") if r.strip()]
+    bad = [r for r in recs if r not in (*sp.train, *sp.valid)]
+    if not recs or bad:
+        raise ConfigError(f"--records must be train, ds1 or a comma list of DS1 records (never DS2); "
+                          f"not DS1: {bad or spec!r}")
+    return recs
+
+
+def measured_states(tok, records: list[str], data_dir, chunk_s: float = 30.0) -> list[dict]:
+    """``state["texture"]`` that ``tok`` (a beat tokenizer with a texture bank) measures on each ``chunk_s``
+    piece of each record's MLII (a tqdm bar over records): what :func:`fit_texture_prior` fits."""
+    from tqdm.auto import tqdm
+
+    from .data import read_record
+
+    n = int(round(chunk_s * tok.fs))
+    out = []
+    for r in tqdm(records, desc="texture states", unit="record"):
+        x = read_record(r, data_dir, lead="MLII", fs=tok.fs, annotations=False).signal
+        for s in range(0, len(x) - n + 1, n):
+            out.append(tok.encode_beats(x[s : s + n], tok.fs).state["texture"])
+    return out
