@@ -211,11 +211,11 @@ class BeatLM:
 
         t0 = time.perf_counter()
         n_out = int(round(seconds * self.tok.fs))
+        drawn = getattr(self.tok, "has_wander_model", False) or getattr(self.tok, "has_texture_prior", False)
         sig, ann = [], []
         for i in range(len(s.rr)):
             sd = None if seeds is None else seeds[i]
-            state = (self.tok.sample_state(n_out, seed=wander_seed(sd)) if texture and sd is not None
-                     and (self.tok.has_wander_model or getattr(self.tok, "has_texture_prior", False)) else None)
+            state = self.tok.sample_state(n_out, seed=wander_seed(sd)) if texture and sd is not None and drawn else None
             x, r = decode_beats(self.tok, s.rr[i], s.coarse[i], s.detail[i], n_out, texture=texture, seed=sd,
                                 state=state)
             keep = r < n_out

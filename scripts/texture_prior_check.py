@@ -23,6 +23,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -43,6 +44,12 @@ class PriorCheckConfig:
     seconds: float = 30.0
 
 
+def _shown(folder) -> str:
+    """A model folder as the result file records it: relative to the repository when inside it."""
+    p, repo = Path(folder).resolve(), Path(__file__).resolve().parents[1]
+    return str(p.relative_to(repo)) if p.is_relative_to(repo) else str(folder)
+
+
 def _units(folder: str) -> tuple[list, list]:
     u = np.load(os.path.join(folder, "beat_units.npy"))
     keep = [u[i, :, 1] >= 0 for i in range(len(u))]
@@ -51,23 +58,19 @@ def _units(folder: str) -> tuple[list, list]:
 
 
 def decode_set(blm, folder: str, seed: int, seconds: float, prior) -> np.ndarray:
-    """The folder's beats decoded as ``lm/generate.py`` does, with ``prior`` (None: the bank alone)."""
-    from ecg2llm.lm.beat_tokens import decode_beats
-    from ecg2llm.lm.decode_options import texture_seed, wander_seed
+    """The folder's beats decoded by :meth:`BeatLM.decode` with ``lm/generate.py``'s texture seeds and the detail
+    head's "mean" codes, with ``prior`` as the tokenizer's texture prior (None: the bank alone)."""
+    from ecg2llm.lm.beat_generate import BeatSamples
+    from ecg2llm.lm.decode_options import texture_seed
 
     tok = blm.tok
     saved, tok.texture_prior = tok.texture_prior, prior
     try:
         rr, co = _units(folder)
-        n = int(round(seconds * tok.fs))
-        out = []
-        for i in range(len(rr)):
-            det = blm.detail.predict(rr[i][None], co[i][None], mode="mean", seed=None)[0]
-            sd = texture_seed(seed, i)
-            x, _ = decode_beats(tok, rr[i], co[i], det, n, texture=True, seed=sd,
-                                state=tok.sample_state(n, seed=wander_seed(sd)))
-            out.append(x)
-        return np.stack(out).astype(np.float32)
+        det = [blm.detail.predict(r[None], c[None], mode="mean", seed=None)[0] for r, c in zip(rr, co, strict=True)]
+        s = BeatSamples([np.full(len(r), "") for r in rr], rr, co, det, [None] * len(rr))
+        x, _ = blm.decode(s, seconds, texture=True, seeds=[texture_seed(seed, i) for i in range(len(rr))])
+        return x
     finally:
         tok.texture_prior = saved
 
@@ -132,7 +135,7 @@ def main(argv=None):
     write_json(a.out, {
         "command": "python scripts/texture_prior_check.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "git_sha": git_sha(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "load_average": list(os.getloadavg()), "model": str(folder), "halves": half,
+        "load_average": list(os.getloadavg()), "model": _shown(folder), "halves": half,
         "real_windows": {"half_A": int(in_a.sum()), "all_training": int(len(gr))},
         "note": "discriminator accuracy (scorecard folds, mean of 5 draws); 0.5 = cannot tell. The prior fitted on "
                 "half B never saw half A's patients.",

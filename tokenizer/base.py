@@ -89,6 +89,12 @@ class ECGTokenizer:
         a fitted ``wander.json``); False for every other tokenizer."""
         return False
 
+    @property
+    def has_texture_prior(self) -> bool:
+        """True when :meth:`sample_state` also draws a texture state (tokenizer v3 with
+        ``texture_prior.safetensors``); False for every other tokenizer."""
+        return False
+
     def sample_state(self, n_samples: int, seed: int | None = None) -> dict:
         """A sampled ``state`` for ids an LM generated; only tokenizers with :attr:`has_wander_model`."""
         raise TokenizerError(f"a '{self.tokenizer_type}' tokenizer has no baseline (wander) model to sample a "

@@ -128,7 +128,8 @@ def fit_texture_prior(states: list[dict], fs: float, ridge: float = 1e-3) -> Tex
         raise TokenizerError(f"fit_texture_prior needs at least {2 * d} full 10-s segments, got {len(x)}: "
                              f"give it more (or longer) recordings")
     mean = x.mean(0)
-    cov = np.cov(x.T) + ridge * np.eye(d) * max(float(np.trace(np.cov(x.T))) / d, 1e-9)
+    cov = np.cov(x.T)
+    cov = cov + ridge * np.eye(d) * max(float(np.trace(cov)) / d, 1e-9)
     chol = np.linalg.cholesky(cov)
     num = den = 0.0
     for v in vec:
