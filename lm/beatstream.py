@@ -238,12 +238,19 @@ class BeatCorpus:
         Share of labelled beats of a class that makes a crop's ``beat:`` condition that class.
     source_weights : dict, optional
         Share of training crops per database (``{"mitdb": 1, "cinc2017": 1}``); None: in proportion to beats.
+    focus_share : float
+        Share of training crops that start inside an episode of a rare rhythm (``focus_rhythms``; a rhythm
+        drawn uniformly among those the training records hold, then one of its beats), so that a prefix
+        ``rhythm:VT`` is followed by VT beats often enough to be learned. Their conditions are never dropped,
+        so the null-condition branch of classifier-free guidance keeps the data's own mix of rhythms.
     """
 
     def __init__(self, records: list[BeatRecord], spec: ControlSpec, layout: BeatLayout, pad_id: int,
-                 beat_share: float = 0.1, source_weights: dict | None = None, path: str = "beat corpus"):
+                 beat_share: float = 0.1, source_weights: dict | None = None, path: str = "beat corpus",
+                 focus_share: float = 0.0, focus_rhythms=()):
         self.spec, self.layout, self.pad_id, self.beat_share = spec, layout, int(pad_id), float(beat_share)
         self.source_weights, self.path = source_weights, str(path)
+        self.focus_share, self.focus_rhythms = float(focus_share), tuple(str(r) for r in focus_rhythms)
         self.recs: dict[str, list[BeatRecord]] = {}
         for r in records:
             if r.split != "train" and (r.db != "mitdb" or r.lead != EVAL_LEAD):
@@ -254,6 +261,20 @@ class BeatCorpus:
             raise StoreError(f"{path}: need 'train' and 'valid' records, have {sorted(self.recs)}")
         self.tpb = layout.tokens_per_beat
         self._lm_units: dict[int, np.ndarray] = {}  # id(record) -> (n, tokens_per_beat) LM units
+        self.focus = self._focus_beats() if self.focus_share > 0 else {}
+        if self.focus_share > 0 and not self.focus:
+            raise ConfigError(f"focus_share {self.focus_share} but no training beat of {path} is in a rhythm of "
+                              f"focus_rhythms {list(self.focus_rhythms)}; set focus_share: 0 or name other rhythms")
+
+    def _focus_beats(self) -> dict[str, np.ndarray]:
+        """Per focus rhythm with training beats, ``(k, 2)`` rows (index into the train records, beat index)."""
+        out: dict[str, list] = {}
+        for i, r in enumerate(self.recs["train"]):
+            for name in self.focus_rhythms:
+                b = np.flatnonzero(np.asarray(r.rhythm) == name)
+                if len(b):
+                    out.setdefault(name, []).append(np.stack([np.full(len(b), i), b], 1))
+        return {k: np.concatenate(v) for k, v in out.items()}
 
     def rhythm_ids(self, r: BeatRecord) -> np.ndarray:
         """``(n,)`` id of the rhythm in force at each beat (``rhythm:?`` when unknown or not a condition)."""
@@ -360,7 +381,30 @@ class BeatCorpus:
             b0 = int(rng.integers(0, starts[i]))
             drop = rng.random(2) < p if p > 0 else None
             out[j] = self._crop(recs[i], b0, length, drop)
+        if split == "train" and self.focus_share > 0:  # drawn after the usual crops: those draws stay as they were
+            names = sorted(self.focus)
+            for j in np.flatnonzero(rng.random(n) < self.focus_share):
+                rows = self.focus[names[int(rng.integers(len(names)))]]
+                i, b0 = rows[int(rng.integers(len(rows)))]
+                out[j] = self._crop(recs[int(i)], int(b0), length, None)
         return out
+
+    def loss_weights(self, seqs: torch.Tensor, ectopic_weight: float) -> torch.Tensor:
+        """``(B, L)`` weight of each token of BOS-led crops ``seqs`` as a *target*: ``ectopic_weight`` for the RR
+        and coarse tokens of beats labelled S, V or F, else 1 (the label token too, so no class is favoured:
+        the weight depends only on what the context already holds)."""
+        import torch
+
+        L = seqs.shape[1]
+        pos = torch.arange(L)
+        first = 1 + N_PREFIX  # BOS + prefix
+        unit = (pos - first).clamp(min=0) // self.tpb
+        slot = (pos - first).clamp(min=0) % self.tpb
+        label_pos = (first + unit * self.tpb + self.layout.label_col).clamp(max=L - 1)
+        labels = seqs[:, label_pos]  # (B, L): the label of the beat each position belongs to
+        ectopic = torch.tensor([self.spec.id_of(f"beat:{c}") for c in ("S", "V", "F")])
+        hit = torch.isin(labels, ectopic) & (pos >= first) & (slot > self.layout.label_col)
+        return torch.where(hit, float(ectopic_weight), 1.0)
 
     def tiles(self, split: str, length: int, max_crops: int = 0) -> np.ndarray:
         """Non-overlapping whole crops over every record of ``split`` (an evenly spaced subset if ``max_crops``)."""
@@ -414,7 +458,8 @@ def open_beat_corpus(cfg, tok, pad_id: int):
                          "without it); delete the store or point --store elsewhere so it is rebuilt with CinC")
     weights = dict(zip(cfg.sources, cfg.source_weights)) if cfg.source_weights else None
     corpus = BeatCorpus(keep, spec, layout, pad_id, beat_share=float(cfg.beat_condition_share),
-                        source_weights=weights, path=str(path))
+                        source_weights=weights, path=str(path), focus_share=float(getattr(cfg, "focus_share", 0.0)),
+                        focus_rhythms=getattr(cfg, "focus_rhythms", ()))
     if "cinc2017" in cfg.sources and int(meta.get("cinc_max_records", 0)):
         # the recordings the store was asked to encode (training_data.json lists those that gave no beat run
         # as excluded; the rule of ecg2llm.tokenizer.training_data: the first max_records sorted names)

@@ -59,6 +59,12 @@ class LMTrainConfig:
     beat_condition_share: float = 0.1        # share of a crop's labelled beats of a class that makes it beat:<class>
     rhythm_slot: bool = False                # LM v3: each beat opens with the rhythm in force at it (lm/beat_layout.py)
     unconditional_rhythm: str = "sample"     # LM v3 rhythm slot with no rhythm condition: "sample" (drawn) | "null"
+    focus_share: float = 0.0                 # LM v3: share of training crops that start inside an episode of one of
+    #                                          focus_rhythms (a rhythm drawn uniformly, then one of its beats), with
+    #                                          their conditions never dropped; 0 = every crop drawn as usual
+    focus_rhythms: list[str] = field(default_factory=lambda: ["VT", "B", "T", "SVTA", "IVR", "AFL"])
+    ectopic_weight: float = 1.0              # LM v3: loss weight of the RR and coarse tokens of beats labelled S, V
+    #                                          or F (the label itself keeps weight 1, so no class is favoured)
 
     # ------------------------------------------------------------------ model (Llama-style, lm/model.py)
     n_layer: int = 4
@@ -134,6 +140,12 @@ class LMTrainConfig:
             raise ConfigError(f"input_noise must be in [0, 1) (a share of input codes), got {self.input_noise}")
         if not 0.0 < self.beat_condition_share <= 1.0:
             raise ConfigError(f"beat_condition_share must be in (0, 1], got {self.beat_condition_share}")
+        if not 0.0 <= self.focus_share < 1.0:
+            raise ConfigError(f"focus_share must be in [0, 1) (a share of training crops), got {self.focus_share}")
+        if not self.ectopic_weight > 0:
+            raise ConfigError(f"ectopic_weight must be > 0 (1 = plain cross-entropy), got {self.ectopic_weight}")
+        if not self.beat_stream and (self.focus_share > 0 or self.ectopic_weight != 1.0):
+            raise ConfigError("focus_share and ectopic_weight are LM v3 settings: they need beat_stream: true")
         if self.beat_stream and (self.input_noise > 0 or self.augment_views > 0):
             raise ConfigError("beat_stream (LM v3) supports neither input_noise nor augment_views: set them to 0")
         if self.condition_dropout > 0 and not (self.beat_stream or (self.conditioning and self.sources)):

@@ -28,6 +28,16 @@ from .model import TOKENIZER_SUBDIR, build_model, num_parameters, tokenizer_reco
 from .tracking import JsonlLog, flat_config, log_figure, prepare_tracker_env, wandb_init_kwargs
 
 
+def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy with a weight per target token: ``sum(w ce) / sum(w)`` over targets that are not
+    ``-100`` (with every weight 1 this is the model's own mean loss)."""
+    tgt, w = labels[:, 1:], weights[:, 1:].to(logits.dtype)
+    ce = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), tgt.flatten(), ignore_index=-100,
+                                           reduction="none").view_as(tgt)
+    w = w * (tgt != -100)
+    return (ce * w).sum() / w.sum().clamp(min=1e-9)
+
+
 def make_accelerator(cfg):
     """``Accelerator`` with rotating checkpoints under ``output_dir`` and the configured tracker."""
     from accelerate import Accelerator
@@ -368,7 +378,11 @@ class Trainer:
                 inp = x if self.noise is None else self.noise(batch, st.step, micro, rank).to(acc.device)
                 with acc.accumulate(self.model):
                     labels = x if self.beat is None else x.masked_fill(x == self.tok_rec["codebook_size"], -100)
-                    loss = self.model(input_ids=inp, labels=labels).loss  # targets: the clean sequence (no PAD)
+                    if self.beat is not None and cfg.ectopic_weight != 1.0:
+                        loss = weighted_loss(self.model(input_ids=inp).logits, labels,
+                                             self.store.loss_weights(batch, cfg.ectopic_weight).to(acc.device))
+                    else:
+                        loss = self.model(input_ids=inp, labels=labels).loss  # targets: the clean sequence (no PAD)
                     acc.backward(loss)
                     if acc.sync_gradients:
                         grad_norm = acc.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)

@@ -162,6 +162,70 @@ def test_corpus_crops_are_beat_aligned(run, spec):
     assert not (tiles == pad).any()
 
 
+def test_focus_crops_start_in_rare_rhythms(run):
+    """focus_share: that share of training crops starts inside a focus-rhythm episode with its conditions kept;
+    the other crops are the ones the same draws give without it."""
+    from ecg2llm.lm.beatstream import BeatCorpus
+
+    lay = BeatLayout.from_dict(json.loads((run["store"] / "meta.json").read_text())["layout"])
+    sp = ControlSpec(first_id=lay.codebook_size + 3, conditional=True, condition_dropout=0.5)
+    length = 5 + 7 * lay.tokens_per_beat - 1
+    plain = BeatCorpus(run["records"], sp, lay, lay.codebook_size)
+    focus = BeatCorpus(run["records"], sp, lay, lay.codebook_size, focus_share=0.5, focus_rhythms=["VT", "B"])
+    assert sorted(focus.focus) == ["B", "VT"]  # record 106 holds both
+    a = plain.random_crops(length, 400, "train", np.random.default_rng(3))
+    b = focus.random_crops(length, 400, "train", np.random.default_rng(3))
+    same = (a == b).all(1)
+    assert 0.35 < 1 - same.mean() < 0.65
+    rare = {sp.id_of("rhythm:VT"), sp.id_of("rhythm:B")}
+    assert all(int(r) in rare for r in b[~same, 2])  # prefix rhythm = the focus rhythm at the first beat
+    assert {int(r) for r in b[~same, 2]} == rare  # a rhythm is drawn first: the short VT episodes are not drowned
+    assert not (b[~same, 3] == sp.id_of("beat:?")).any()  # focus crops keep their conditions
+    assert (a[:, 2] == sp.id_of("rhythm:?")).any()  # (the usual crops are still dropped at the usual rate)
+    with pytest.raises(ConfigError, match="focus_rhythms"):
+        BeatCorpus(run["records"], sp, lay, lay.codebook_size, focus_share=0.5, focus_rhythms=["VFL"])
+
+
+def test_ectopic_loss_weights(run):
+    """ectopic_weight scales the RR and coarse targets of S/V/F beats, never a label; weights 1 = the plain loss."""
+    from ecg2llm.lm.beatstream import BeatCorpus
+    from ecg2llm.lm.trainer import weighted_loss
+
+    lay = BeatLayout.from_dict(json.loads((run["store"] / "meta.json").read_text())["layout"])
+    sp = ControlSpec(first_id=lay.codebook_size + 3, conditional=True, condition_dropout=0.0)
+    corpus = BeatCorpus(run["records"], sp, lay, lay.codebook_size)
+    crops = corpus.random_crops(5 + 20 * lay.tokens_per_beat - 1, 32, "train", np.random.default_rng(0))
+    seqs = torch.from_numpy(np.concatenate([np.full((len(crops), 1), lay.codebook_size + 1), crops], 1))
+    w = corpus.loss_weights(seqs, 3.0).numpy()
+    ectopic = {sp.id_of(f"beat:{c}") for c in "SVF"}
+    tpb, first = lay.tokens_per_beat, 1 + N_PREFIX
+    want = np.ones_like(w)
+    for i, row in enumerate(seqs.numpy()):
+        for u in range((len(row) - first) // tpb):
+            if int(row[first + u * tpb + lay.label_col]) in ectopic:
+                want[i, first + u * tpb + lay.label_col + 1: first + (u + 1) * tpb] = 3.0
+    assert (w == want).all() and (w == 3.0).any()  # 106 has V beats
+    logits = torch.randn(2, 9, 11)
+    labels = torch.randint(0, 11, (2, 9))
+    labels[0, 4] = -100
+    plain = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1))
+    assert torch.allclose(weighted_loss(logits, labels, torch.ones(2, 9)), plain)
+    ww = torch.ones(2, 9)
+    ww[1, 3] = 5.0
+    assert not torch.allclose(weighted_loss(logits, labels, ww), plain)
+
+
+def test_focus_settings_need_the_beat_stream():
+    from ecg2llm.lm.config import LMTrainConfig
+
+    with pytest.raises(ConfigError, match="beat_stream"):
+        LMTrainConfig(focus_share=0.2)
+    with pytest.raises(ConfigError, match="ectopic_weight"):
+        LMTrainConfig(beat_stream=True, ectopic_weight=0)
+    with pytest.raises(ConfigError, match="focus_share"):
+        LMTrainConfig(beat_stream=True, focus_share=1.0)
+
+
 def test_training_data_and_config(run):
     final = run["final"]
     from ecg2llm.tokenizer import training_data as td
