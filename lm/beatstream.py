@@ -389,7 +389,7 @@ class BeatCorpus:
                 out[j] = self._crop(recs[int(i)], int(b0), length, None)
         return out
 
-    def loss_weights(self, seqs: torch.Tensor, ectopic_weight: float) -> torch.Tensor:
+    def loss_weights(self, seqs: "torch.Tensor", ectopic_weight: float) -> "torch.Tensor":
         """``(B, L)`` weight of each token of BOS-led crops ``seqs`` as a *target*: ``ectopic_weight`` for the RR
         and coarse tokens of beats labelled S, V or F, else 1 (the label token too, so no class is favoured:
         the weight depends only on what the context already holds)."""
