@@ -29,6 +29,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,6 +39,9 @@ from ecg2llm.core.io import atomic_path, git_sha, write_json
 
 from .beat_layout import N_PREFIX, BeatLayout, beat_condition
 from .control import NULL_BEAT, NULL_RHYTHM, ControlSpec
+
+if TYPE_CHECKING:
+    import torch
 
 EVAL_LEAD = "MLII"
 LABEL_TOLERANCE_S = 0.1  # a detected beat takes the class of the annotation within this distance
@@ -389,7 +393,7 @@ class BeatCorpus:
                 out[j] = self._crop(recs[int(i)], int(b0), length, None)
         return out
 
-    def loss_weights(self, seqs: "torch.Tensor", ectopic_weight: float) -> "torch.Tensor":
+    def loss_weights(self, seqs: torch.Tensor, ectopic_weight: float) -> torch.Tensor:
         """``(B, L)`` weight of each token of BOS-led crops ``seqs`` as a *target*: ``ectopic_weight`` for the RR
         and coarse tokens of beats labelled S, V or F, else 1 (the label token too, so no class is favoured:
         the weight depends only on what the context already holds)."""
