@@ -77,7 +77,7 @@ def forecast_beats(blm, x: np.ndarray, req, *, progress: bool = False) -> np.nda
         body = torch.as_tensor(units.reshape(1, -1), device=head.device).expand(n, -1)
         ids = torch.cat([head, body], 1)
         procs = blm.processors(req, n, None, None)  # the type mask and the request's warpers (no guidance)
-        ids = blm.draw_beats(ids, need_s, procs, gen, blm.context, {})
+        ids, _ = blm.draw_beats(ids, need_s, procs, gen, blm.context, {})
         rows = ids[:, 1 + N_PREFIX:].reshape(n, -1, tpb).cpu().numpy()
         _, rr, coarse = blm.layout.split_units(rows)
         if blm.detail is not None:

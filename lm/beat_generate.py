@@ -36,6 +36,7 @@ from .control import NULL_BEAT, NULL_RHYTHM
 from .sampler import Branch, ClassifierFreeGuidance, TypeMask, generate_tokens, warpers
 
 MIN_RR_S = 0.25  # shortest RR the tokenizer codes: bounds the beats a sample of `seconds` can need
+CHUNK_RR_S = 0.8  # draw_beats' first chunk holds the beats `seconds` (+ 1 s) need at this mean RR
 
 
 @dataclass
@@ -150,22 +151,58 @@ class BeatLM:
         return min(self.context, need)
 
     # ------------------------------------------------------------------ sampling
-    def draw_beats(self, ids, seconds: float, procs, gen, max_len: int, cache: dict) -> torch.Tensor:
+    def draw_beats(self, ids, seconds: float, procs, gen, max_len: int, cache: dict, retire: bool = False):
         """Append beats to ``ids`` ``(B, L)`` in chunks until every row's new beats (those after ``ids``) have RR
-        intervals summing to ``seconds``; chunks start at the beats a mean RR of 0.8 s needs, and never more
-        than ``ceil(seconds / MIN_RR_S) + 2`` beats are drawn. ``cache`` keeps the KV cache between calls."""
+        intervals summing to ``seconds``; chunks start at the beats a mean RR of ``CHUNK_RR_S`` needs, and never more
+        than ``ceil(seconds / MIN_RR_S) + 2`` beats are drawn. ``cache`` keeps the KV cache between calls.
+
+        With ``retire`` (and processors that allow it: :func:`retirable`), a row stops being computed once its
+        beats cover ``seconds`` and :meth:`margin` beats more (the beats whose detail or decode can still reach
+        the signal); its later beats are copies of its last one, and the second value returned, ``(B,)`` beats
+        actually drawn per row, says where they start. The chunks, the generator's stream and every draw of the
+        rows still drawn are those of the whole batch, so the samples are the same as without ``retire`` up to
+        each row's drawn beats. Returns ``(ids, drawn per row)`` (``drawn`` None without ``retire``)."""
         tpb, start = self.layout.tokens_per_beat, ids.shape[1]
         rr_s = torch.as_tensor(self.tok.rr_seconds(np.arange(self.layout.n_rr)), dtype=torch.float64)
         limit = int(np.ceil(seconds / MIN_RR_S)) + 2
+        b = ids.shape[0]
+        retire = bool(retire and RETIRE and retirable(procs))
+        active = torch.arange(b)  # rows still drawn
+        n_drawn = torch.zeros(b, dtype=torch.long)
         drawn = 0
         while drawn < limit:
-            k = max(4, min(limit - drawn, int(np.ceil((seconds + 1) / 0.8)) - drawn))
-            ids = _continue(self, ids, k * tpb, procs, gen, max_len, cache)
+            k = max(4, min(limit - drawn, int(np.ceil((seconds + 1) / CHUNK_RR_S)) - drawn))
+            if len(active) == b:
+                ids = _continue(self, ids, k * tpb, procs, gen, max_len, cache)
+            else:
+                got = _continue(self, ids[active], k * tpb, procs, gen, max_len, cache, rows=active, batch=b)
+                tail = ids[:, -tpb:].repeat(1, k)  # retired rows: their last beat, repeated
+                tail[active] = got[:, -k * tpb:]
+                ids = torch.cat([ids, tail], 1)
+            n_drawn[active] += k
             drawn += k
-            new = ids[:, start:].reshape(ids.shape[0], -1, tpb)
-            if bool((rr_s[new[:, :, self.layout.label_col + 1].cpu()].sum(1) >= seconds).all()):
+            new = ids[:, start:].reshape(b, -1, tpb)
+            cum = torch.cumsum(rr_s[new[:, :, self.layout.label_col + 1].cpu()], 1)  # (B, beats) seconds
+            if bool((cum[:, -1] >= seconds).all()):
                 break
-        return ids
+            if retire:
+                need = (cum < seconds).sum(1) + 1  # beats up to the one that reaches `seconds`
+                keep = active[(n_drawn[active] < need[active] + self.margin())]
+                if 0 < len(keep) < len(active):
+                    rel = torch.nonzero(torch.isin(active, keep)).flatten()
+                    for p in procs:
+                        if hasattr(p, "keep_rows"):
+                            p.keep_rows(rel)
+                    cache["branch"].keep_rows(rel)
+                    active = keep
+        return ids, (n_drawn if retire else None)
+
+    def margin(self) -> int:
+        """Beats past the one that reaches the requested length that a row still draws before it is retired:
+        the next beat's cycle can start before the end of the signal, and the detail head reads the coarse
+        tokens of ``window`` neighbours on each side of a beat and the RR tokens of one beat more
+        (:class:`ecg2llm.lm.beat_detail.DetailHead`)."""
+        return 1 + (int(self.detail.cfg.window) + 1 if self.detail is not None else 0)
 
     def sample_beats(self, req, n: int, seed: int) -> BeatSamples:
         """Draw beats of ``n`` samples until each covers ``req.seconds`` (RR sum), as :class:`BeatSamples`."""
@@ -180,7 +217,7 @@ class BeatLM:
         branch_cache: dict = {"kv_cache": kv_cache_of(req, self.model.device)}
         if self.draws_prefix(rhythm, beat):  # the model draws the prefix rhythm and beat tokens (its prior)
             ids = _continue(self, prompt[:, :1 + N_PREFIX - 2], 2, procs, gen, max_len, branch_cache)
-        ids = self.draw_beats(ids, req.seconds, procs, gen, max_len, branch_cache)
+        ids, n_drawn = self.draw_beats(ids, req.seconds, procs, gen, max_len, branch_cache, retire=True)
         units = ids[:, 1 + N_PREFIX:].reshape(n, -1, tpb).cpu().numpy()
         lab, rr, coarse = self.layout.split_units(units)
         beat_rhythm = [None] * n
@@ -196,7 +233,12 @@ class BeatLM:
             if self.detail is not None else np.zeros((*rr.shape, self.layout.n_detail), np.int64)
         self.timing["beat_stream_s"] += t1 - t0
         self.timing["detail_s"] += time.perf_counter() - t1
-        return BeatSamples(list(cls), list(rr), list(coarse), list(det), [rhythm] * n, beat_rhythm)
+        if n_drawn is None:
+            return BeatSamples(list(cls), list(rr), list(coarse), list(det), [rhythm] * n, beat_rhythm)
+        m = n_drawn.tolist()  # retired rows: only the beats they drew (the rest repeat their last one)
+        return BeatSamples([c[:k] for c, k in zip(cls, m)], [r[:k] for r, k in zip(rr, m)],
+                           [c[:k] for c, k in zip(coarse, m)], [d[:k] for d, k in zip(det, m)], [rhythm] * n,
+                           [b if b is None else b[:k] for b, k in zip(beat_rhythm, m)])
 
     def decode(self, s: BeatSamples, seconds: float, *, texture: bool = False, seeds=None):
         """Signals ``(K, round(seconds fs))`` in mV and per sample its :class:`BeatLabels`.
@@ -218,9 +260,10 @@ class BeatLM:
             state = self.tok.sample_state(n_out, seed=wander_seed(sd)) if texture and sd is not None and drawn else None
             x, r = decode_beats(self.tok, s.rr[i], s.coarse[i], s.detail[i], n_out, texture=texture, seed=sd,
                                 state=state)
-            keep = r < n_out
-            lab = [c for c, k in zip(s.labels[i], keep) if k and c]
-            ann.append(BeatLabels(beat_sample=r[keep][[bool(c) for c in s.labels[i][keep]]], beat_class=lab,
+            keep = r < n_out  # (r: the beats decoded, those that reach the signal)
+            labels = np.asarray(s.labels[i])[:len(r)]
+            lab = [c for c, k in zip(labels, keep) if k and c]
+            ann.append(BeatLabels(beat_sample=r[keep][[bool(c) for c in labels[keep]]], beat_class=lab,
                                   rhythm_sample=np.zeros(1 if s.rhythm[i] else 0, np.int64),
                                   rhythm=[s.rhythm[i]] if s.rhythm[i] else []))
             sig.append(x)
@@ -264,7 +307,21 @@ def kv_cache_of(req, device="cpu") -> str:
     return resolve_kv_cache("float16", device)  # refuses a GPU, and a machine where torch.compile fails
 
 
-def _continue(blm: BeatLM, ids, n_new, procs, gen, max_len, cache):
+#: Whether :meth:`BeatLM.draw_beats` may retire rows that have their beats (``sample_beats``); off: every row is
+#: computed until the last one has its beats, as before 0.3.3 (the same samples, slower).
+RETIRE = True
+
+
+def retirable(procs) -> bool:
+    """Whether rows can be retired under ``procs``: each one acts row by row and either keeps no per-row state
+    (the type mask, temperature, top-k, top-p) or can drop rows (``keep_rows``: classifier-free guidance)."""
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    stateless = (TypeMask, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+    return all(isinstance(p, stateless) or hasattr(p, "keep_rows") for p in procs)
+
+
+def _continue(blm: BeatLM, ids, n_new, procs, gen, max_len, cache, rows=None, batch=None):
     """:func:`generate_tokens` continued chunk by chunk with the same caches (kept in ``cache``)."""
     from transformers import LogitsProcessorList
 
@@ -273,7 +330,7 @@ def _continue(blm: BeatLM, ids, n_new, procs, gen, max_len, cache):
                                  kv_cache=cache.get("kv_cache", "float32"))
     return generate_tokens(blm.model, ids, n_new, LogitsProcessorList(procs), gen, max_len=max_len,
                            unit=blm.layout.tokens_per_beat, head=1 + N_PREFIX, vocab=blm.vocab,
-                           branch=cache["branch"])
+                           branch=cache["branch"], rows=rows, batch=batch)
 
 
 def generate_beats(cfg, model, folder, device: str) -> dict:

@@ -20,6 +20,18 @@ def beat_positions(tok, rr: np.ndarray) -> np.ndarray:
     return np.round(np.cumsum(sec) * tok.fs).astype(np.int64)
 
 
+def visible_beats(tok, rr, coarse, detail, n_samples: int):
+    """``rr``, ``coarse``, ``detail`` of the beats whose cycle can start before sample ``n_samples`` (at least one):
+    a cycle starts at most ``pre_s`` before its R (tokenizer v3: where consecutive beats meet), so a beat with
+    ``R - pre_s >= n_samples`` adds nothing to the signal. Tokenizers without ``config.pre_s``: every beat."""
+    pre = getattr(getattr(tok, "config", None), "pre_s", None)
+    if pre is None or not len(rr):
+        return rr, coarse, detail
+    r = beat_positions(tok, rr)
+    m = max(1, int(np.searchsorted(r - float(pre) * float(tok.fs), int(n_samples), side="left")))
+    return rr[:m], coarse[:m], detail[:m]
+
+
 def make_beat_tokens(tok, rr, coarse, detail, n_samples: int):
     """A ``BeatTokens`` of the tokenizer's own module for generated beats (every unit a beat), and R positions."""
     cls = sys.modules[type(tok).__module__].BeatTokens
@@ -43,7 +55,12 @@ def _fields(cls, **kw):
 
 
 def decode_beats(tok, rr, coarse, detail, n_samples: int, *, texture: bool = False, seed=None, state=None):
-    """``(signal (n_samples,) mV, R positions)`` of one generated sample (``state``: e.g. a sampled baseline)."""
+    """``(signal (n_samples,) mV, R positions)`` of one generated sample (``state``: e.g. a sampled baseline).
+
+    Only the beats whose cycle can start inside the signal (``R - pre_s`` before its end) are decoded: the texture
+    is rendered over the decoded length, so beats past the end would change it (and the sampler need not draw
+    them, :meth:`ecg2llm.lm.beat_generate.BeatLM.draw_beats`)."""
+    rr, coarse, detail = visible_beats(tok, rr, coarse, detail, n_samples)
     bt, r = make_beat_tokens(tok, rr, coarse, detail, n_samples)
     x = np.asarray(tok.decode_beats(bt, state, texture=texture, seed=seed), np.float32)
     if len(x) < n_samples:

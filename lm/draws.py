@@ -60,11 +60,15 @@ class ExactMultinomial:
         self.gen.set_state(torch.from_numpy(st))
         self.head = st
 
-    def draw(self, probs: torch.Tensor, window: tuple | None = None) -> torch.Tensor:
+    def draw(self, probs: torch.Tensor, window: tuple | None = None, rows=None, batch: int | None = None
+             ) -> torch.Tensor:
         """``torch.multinomial(probs, 1, generator)[:, 0]`` for ``probs`` ``(B, V)`` float32 (rows sum to ~1).
 
         ``window`` ``(lo, V)``: ``probs`` ``(B, W)`` are columns ``lo .. lo + W - 1`` of rows of ``V`` whose other
-        entries are 0; the draw (an id in ``0 .. V - 1``) and the stream afterwards are those of the full rows."""
+        entries are 0; the draw (an id in ``0 .. V - 1``) and the stream afterwards are those of the full rows.
+        ``rows`` (with ``batch``): ``probs`` are rows ``rows`` (sorted indices) of a batch of ``batch`` rows whose
+        others are no longer drawn; the stream advances as for the whole batch, so the drawn rows get the draws
+        they would get in it (:func:`full_rows`)."""
         p = probs.detach().numpy()
         if not np.isfinite(p).all() or (p < 0).any():
             raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
@@ -72,8 +76,9 @@ class ExactMultinomial:
         first, v = (0, w) if window is None else (int(window[0]), int(window[1]))
         if first < 0 or first + w > v:
             raise ValueError(f"window {window} does not hold {w} columns")
+        n_rows = b if rows is None else int(batch)
         saved = self.bg.state
-        raw = self.bg.random_raw(2 * b * v)  # (2 B V,) uint64 holding 32-bit outputs: (r1, r2) per entry
+        raw = self.bg.random_raw(2 * n_rows * v)  # (2 B V,) uint64 holding 32-bit outputs: (r1, r2) per entry
         lo = raw[1::2]
         if not lo.all():  # an entry with r2 == 0 might be u == 0: let torch do this step itself
             zero = ((raw[0::2] << np.uint64(32)) | lo) & _MASK53
@@ -82,13 +87,17 @@ class ExactMultinomial:
                 self.close()
                 full = probs if window is None else torch.zeros(b, v, dtype=probs.dtype).index_copy_(
                     1, torch.arange(first, first + w), probs)
-                out = torch.multinomial(full, 1, generator=self.gen)[:, 0]
+                if rows is None:
+                    out = torch.multinomial(full, 1, generator=self.gen)[:, 0]
+                else:
+                    out = torch.multinomial(full_rows(full, rows, n_rows), 1, generator=self.gen)[rows, 0]
                 self.__init__(self.gen)
                 return out
         nz = np.flatnonzero(p.reshape(-1) > 0)
         if nz.size == 0:
             raise RuntimeError("invalid multinomial distribution (sum of probabilities <= 0)")
-        at = nz if window is None else nz // w * v + first + nz % w  # the entries' places in the full rows
+        row = nz // w if rows is None else np.asarray(rows, np.int64)[nz // w]  # each entry's row in the batch
+        at = row * v + first + nz % w  # the entries' places in the full rows
         bits = ((raw[2 * at] << np.uint64(32)) | raw[2 * at + 1]) & _MASK53
         u = bits.astype(np.float64) * (1.0 / (1 << 53))
         e = -np.log1p(-u)  # torch: static_cast<float>(-1.0 / lambda * log1p(-u)), lambda = 1
@@ -146,13 +155,29 @@ class Draws:
             self.em.close()
         return False
 
-    def __call__(self, probs: torch.Tensor, window: tuple | None = None) -> torch.Tensor:
+    def __call__(self, probs: torch.Tensor, window: tuple | None = None, rows=None,
+                 batch: int | None = None) -> torch.Tensor:
         """A draw per row of ``probs`` ``(B, V)``, or with ``window`` ``(lo, V)`` of ``probs`` ``(B, W)``, columns
-        ``lo .. lo + W - 1`` of rows of ``V`` that are 0 elsewhere (the id drawn is in ``0 .. V - 1``)."""
+        ``lo .. lo + W - 1`` of rows of ``V`` that are 0 elsewhere (the id drawn is in ``0 .. V - 1``).
+        ``rows``, ``batch``: ``probs`` are those rows of a batch of ``batch``; each gets the draw it would get
+        there, and the generator advances as for the whole batch."""
         if window is not None and self.em is None:
             full = torch.zeros(probs.shape[0], int(window[1]), dtype=probs.dtype, device=probs.device)
             full[:, int(window[0]):int(window[0]) + probs.shape[1]] = probs
             probs = full
         if self.em is None:
-            return torch.multinomial(probs, 1, generator=self.gen)[:, 0]
-        return self.em.draw(probs.float(), window).to(probs.device)
+            if rows is None:
+                return torch.multinomial(probs, 1, generator=self.gen)[:, 0]
+            rows = torch.as_tensor(rows, dtype=torch.long, device=probs.device)
+            return torch.multinomial(full_rows(probs, rows, int(batch)), 1, generator=self.gen)[rows, 0]
+        return self.em.draw(probs.float(), window, rows, batch).to(probs.device)
+
+
+def full_rows(probs: torch.Tensor, rows, batch: int) -> torch.Tensor:
+    """``(batch, V)`` probabilities: ``probs`` at ``rows``, and a one-hot row everywhere else (rows no longer
+    drawn; ``torch.multinomial`` on CPU draws one exponential per entry whatever the values, so the stream and
+    the kept rows' draws are those of the whole batch)."""
+    full = torch.zeros(int(batch), probs.shape[1], dtype=probs.dtype, device=probs.device)
+    full[:, 0] = 1
+    full[torch.as_tensor(rows, dtype=torch.long, device=probs.device)] = probs
+    return full

@@ -259,6 +259,14 @@ class KVDecoder:
         self._spare = self._flat
         self._flat, self.k, self.v = (fk, fv), k, v
 
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        """Keep only the rows ``rows`` (indices) of the cache: later steps take that many rows. Each row's keys
+        and values are copied as they are (same capacity, same layout), so its logits are unchanged."""
+        rows = torch.as_tensor(rows, dtype=torch.long, device=self.k.device)
+        self.k, self.v = self.k.index_select(1, rows), self.v.index_select(1, rows)
+        self.shape = self.shape[:1] + (len(rows),) + self.shape[2:]
+        self._flat = self._spare = None  # the flat buffers were sized for the old batch: _grow makes new ones
+
     def widths(self, logits_cut: int | None = None) -> tuple:
         """``(in, out)`` of the LM's matrix products (q/k/v/o, MLP, head)."""
         return model_widths(self.model, logits_cut)

@@ -52,6 +52,11 @@ class Branch:
         self.fed = L
         return self.dec.step(window_ids, self.vocab, window)
 
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        """Keep only the cache rows ``rows`` (indices into the current rows): the others are retired."""
+        if self.dec is not None:
+            self.dec.keep_rows(rows)
+
     @torch.inference_mode()
     def logits(self, ids: torch.Tensor, window: tuple | None = None) -> torch.Tensor:
         """Next-token logits after ``ids``: ``(B, V)``, or with ``window`` ``(lo, hi)`` only ids ``lo .. hi - 1``
@@ -89,6 +94,11 @@ class ClassifierFreeGuidance(LogitsProcessor):
         self.null_prefix, self.scale, self.unit = null_prefix, float(scale), int(unit)
         self.null_slots = tuple((int(o), int(i)) for o, i in null_slots)
         self.branch = Branch(model, max_len, null_prefix.shape[1], unit, vocab=vocab, kv_cache=kv_cache)
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        """Keep only rows ``rows`` of the null branch (as the sampled branch's :meth:`Branch.keep_rows`)."""
+        self.null_prefix = self.null_prefix[rows]
+        self.branch.keep_rows(rows)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         h = self.null_prefix.shape[1]
@@ -184,7 +194,8 @@ def warpers(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> lis
 @torch.inference_mode()
 def generate_tokens(model, prompt: torch.Tensor, n_new: int, processors: LogitsProcessorList | list,
                     generator: torch.Generator, *, max_len: int, unit: int, head: int,
-                    vocab: int | None = None, branch: Branch | None = None, kv_cache: str = "float32") -> torch.Tensor:
+                    vocab: int | None = None, branch: Branch | None = None, kv_cache: str = "float32",
+                    rows: torch.Tensor | None = None, batch: int | None = None) -> torch.Tensor:
     """Append ``n_new`` sampled tokens to ``prompt`` ``(B, P)``; returns ``(B, P + n_new)``.
 
     Parameters
@@ -203,6 +214,10 @@ def generate_tokens(model, prompt: torch.Tensor, n_new: int, processors: LogitsP
         A new branch's KV cache: ``"float32"`` (the model's logits; the default) or ``"float16"`` (CPU: half
         the bytes and a compiled one-query kernel, ~1.4x faster for LM v3 at batch 128; logits move by float16
         rounding, so a seed draws other samples of the same distribution).
+    rows, batch : optional
+        ``prompt`` holds rows ``rows`` (sorted indices) of a batch of ``batch`` rows whose others are retired
+        (:meth:`Branch.keep_rows`): the generator advances as for the whole batch, so each row draws what it
+        would draw there.
     """
     from .draws import Draws
 
@@ -222,12 +237,12 @@ def generate_tokens(model, prompt: torch.Tensor, n_new: int, processors: LogitsP
                 scores = branch.logits(ids)
                 for p in procs:
                     scores = p(ids, scores)
-                out[:, prompt.shape[1] + t] = draw(torch.softmax(scores.float(), -1))
+                out[:, prompt.shape[1] + t] = draw(torch.softmax(scores.float(), -1), None, rows, batch)
             else:  # only the window of ids that holds the due type: the same probabilities there, the same draw
                 scores = mask.masked(ids, branch.logits(ids, win), win[0])
                 for p in procs[1:]:
                     scores = p(ids, scores)
-                out[:, prompt.shape[1] + t] = draw(torch.softmax(scores.float(), -1), (win[0], v))
+                out[:, prompt.shape[1] + t] = draw(torch.softmax(scores.float(), -1), (win[0], v), rows, batch)
     return out
 
 

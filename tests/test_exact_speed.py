@@ -218,3 +218,37 @@ def test_generate_tokens_on_row_groups_draws_the_one_thread_tokens(monkeypatch):
     assert torch.equal(got, ref)
     one_token = [c for c in calls if c[0] == 20]
     assert {name.startswith("kvdecode-rows") for _, name in one_token} == {True, False}  # this thread and a worker
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_draws_of_kept_rows_are_the_whole_batch_draws(exact):
+    """Row retirement: drawing only rows ``rows`` of a batch gives those rows the whole batch's draws and leaves
+    the generator where the whole batch would (exact draws and torch.multinomial, windowed or not)."""
+    g1, g2 = torch.Generator().manual_seed(6), torch.Generator().manual_seed(6)
+    with Draws(g1, "cpu") as d1, Draws(g2, "cpu") as d2:
+        if not exact:
+            d1.em = d2.em = None
+        for t in range(20):
+            v, lo, w = 160, (t * 13) % 64, 40
+            s = torch.full((12, v), float("-inf"))
+            s[:, lo:lo + w] = torch.randn(12, w, generator=torch.Generator().manual_seed(t))
+            p = torch.softmax(s, -1)
+            rows = torch.tensor([1, 4, 5, 11]) if t % 3 else torch.arange(12)[::2]
+            win = (lo, v) if t % 2 else None
+            whole = d1(p[:, lo:lo + w].contiguous(), win) if win else d1(p)
+            part = p[rows][:, lo:lo + w].contiguous() if win else p[rows]
+            assert torch.equal(d2(part, win, rows, 12), whole[rows])
+    assert torch.equal(torch.rand(50, generator=g1), torch.rand(50, generator=g2))
+
+
+def test_kv_decoder_keep_rows_keeps_their_logits():
+    """A decoder whose rows are cut down gives the kept rows the logits they get in the whole batch."""
+    model = _lm()
+    ids = torch.randint(0, 97, (6, 40), generator=torch.Generator().manual_seed(2))
+    whole, part = kvd.KVDecoder(model, 6, 40), kvd.KVDecoder(model, 6, 40)
+    whole.step(ids[:, :10]), part.step(ids[:, :10])
+    keep = torch.tensor([0, 3, 4])
+    part.keep_rows(keep)
+    for t in range(10, 40):  # one-token steps past a growth of the cache (GROW positions)
+        a, b = whole.step(ids[:, t:t + 1]), part.step(ids[keep, t:t + 1])
+        assert torch.allclose(a[keep], b, atol=1e-6)

@@ -350,6 +350,30 @@ def test_rhythm_condition_is_every_beats_rhythm_slot(run, monkeypatch):
         BeatLM(model, NaiveBeatTokenizer(), rhythm_slot="always")
 
 
+@pytest.mark.parametrize("guidance", [None, 2.0])
+def test_retired_rows_give_the_same_ecgs(run, monkeypatch, guidance):
+    """Rows that have their beats stop being computed (BeatLM.draw_beats retire): the signals and annotations
+    are those of the whole batch drawn to the end, and each row keeps the beats it drew."""
+    import ecg2llm.lm.beat_generate as bg
+    from ecg2llm.lm.request import GenerateConfig
+
+    blm = bg.BeatLM.from_folder(run["final"], tokenizer=NaiveBeatTokenizer())
+    monkeypatch.setattr(bg, "CHUNK_RR_S", 2.0)  # a short first chunk, then chunks of 4 beats: rows finish apart
+    req = GenerateConfig(num_samples=8, seconds=12, batch_size=8, seed=4, temperature=1.3, texture=False,
+                         condition=["rhythm:N"] if guidance else [], guidance=guidance)
+    monkeypatch.setattr(bg, "RETIRE", False)
+    x0, a0, s0, _ = blm.synthesize(req)
+    monkeypatch.setattr(bg, "RETIRE", True)
+    x1, a1, s1, _ = blm.synthesize(req)
+    assert np.array_equal(x0, x1)
+    assert all(np.array_equal(p.beat_sample, q.beat_sample) and list(p.beat_class) == list(q.beat_class)
+               for p, q in zip(a0, a1))
+    n0, n1 = [len(r) for r in s0.rr], [len(r) for r in s1.rr]
+    assert all(b <= a for a, b in zip(n0, n1)) and n1 != n0  # some rows were retired early ...
+    assert all(np.array_equal(r0[:len(r1)], r1) for r0, r1 in zip(s0.rr + s0.coarse, s1.rr + s1.coarse))  # ... with
+    #                                                                                         the beats they drew
+
+
 def test_v3_refuses_v2_rules(run, tmp_path, monkeypatch):
     import ecg2llm.lm.beat_train as bt
     from ecg2llm.lm.synthesize import GenerateConfig, generate
