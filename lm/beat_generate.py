@@ -18,7 +18,10 @@ conditions and the slots at ``rhythm:?`` / ``beat:?`` (the guidance-null distrib
 the branch with null prefix conditions and null rhythm slots. Nothing writes a label or an RR interval: the
 model draws every beat's label, RR and coarse tokens; generated beats keep the labels the model drew
 (``beat:?`` ones get no annotation). The v2 sampler rules (grammar, beat cache, label gap, lead guidance)
-do not exist here and are refused if asked for.
+do not exist here and are refused if asked for. One opt-in processor exists: ``label_guidance`` s
+(:class:`ecg2llm.lm.sampler.LabelContrast`) pushes the RR and coarse tokens of the beats the model labelled S, V
+or F (and the RR after them) away from what the same sequence with N labels predicts; it writes no label and
+no RR, and measurements are reported with and without it (``docs/lm.md``).
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ from ecg2llm.tokenizer.ecg import BeatLabels
 
 from .beat_layout import N_PREFIX, spec_of_model
 from .control import NULL_BEAT, NULL_RHYTHM
-from .sampler import Branch, ClassifierFreeGuidance, TypeMask, generate_tokens, warpers
+from .sampler import Branch, ClassifierFreeGuidance, LabelContrast, TypeMask, generate_tokens, warpers
 
 MIN_RR_S = 0.25  # shortest RR the tokenizer codes: bounds the beats a sample of `seconds` can need
 CHUNK_RR_S = 0.8  # draw_beats' first chunk holds the beats `seconds` (+ 1 s) need at this mean RR
@@ -143,6 +146,12 @@ class BeatLM:
             procs.append(ClassifierFreeGuidance(self.model, null, float(req.guidance), self.max_len(req.seconds),
                                                 self.layout.tokens_per_beat, vocab=self.vocab, null_slots=slots,
                                                 kv_cache=kv_cache_of(req, self.model.device)))
+        if req.label_guidance:  # opt-in: S/V/F beats contrasted with the same sequence under N labels
+            procs.append(LabelContrast(self.model, float(req.label_guidance), self.max_len(req.seconds),
+                                       self.layout.tokens_per_beat, 1 + N_PREFIX, self.layout.label_col,
+                                       [self.spec.id_of(f"beat:{c}") for c in ("S", "V", "F")],
+                                       self.spec.id_of("beat:N"), vocab=self.vocab,
+                                       kv_cache=kv_cache_of(req, self.model.device)))
         procs.append(TypeMask(self.mask_table(rhythm), self.layout.slot_of))
         return procs + warpers(req.temperature, req.top_k, req.top_p)
 

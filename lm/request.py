@@ -94,6 +94,7 @@ class GenerateConfig:
     contrast_lead: str | None = None    # LM v2: the lead lead guidance pushes away from (none = V1, or MLII for V1)
     kv_cache: str = "auto"              # auto | float32 | float16 (lm/kvdecode.py; auto: v2 float16 on CPU, v3 float32)
     detail: str = "mean"                # LM v3: detail tokens from the detail head: mean | argmax | sample | persist
+    label_guidance: float | None = None  # LM v3 opt-in: label-contrast guidance, S/V/F beats vs N (e.g. 1); none = off
     device: str = "auto"                # auto | cpu | cuda
     num_threads: int = 0                # torch CPU threads; 0 = library default
 
@@ -117,6 +118,7 @@ class GenerateConfig:
         if not self.label_gap >= 0:
             raise ConfigError(f"label_gap must be >= 0 seconds (0 = off, e.g. 2.0), got {self.label_gap}")
         check_lead_guidance(self.lead_guidance)
+        check_scale(self.label_guidance, "label_guidance", example=" (e.g. 1.0) or None", meaning="0 = off")
         if self.contrast_lead is not None and self.lead_guidance is None:
             raise ConfigError(f"--contrast_lead {self.contrast_lead} needs --lead_guidance (e.g. 1.25)")
         from .kvdecode import check_kv_cache

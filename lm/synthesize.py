@@ -153,6 +153,9 @@ def synthesize(model, tok, request: GenerateConfig | None = None, *legacy_args, 
     lead_guidance, contrast_lead, lead = req.lead_guidance, req.contrast_lead, req.lead
     beat_cache, label_gap = req.beat_cache, req.label_gap
     prompt = np.zeros(0, np.int64) if prompt is None else np.asarray(prompt, np.int64)
+    if req.label_guidance:
+        raise ConfigError(f"label_guidance={req.label_guidance} is an LM v3 processor (beats with labels in the "
+                          "stream); this LM is a v1/v2 LM: leave --label_guidance unset")
     ctl, use_texture = check_request(model, tok, req)
     spec = ctl if ctl is not None else ConditionSpec.of_model(model)
     if condition and (spec is None or (ctl is not None and not ctl.conditional)):

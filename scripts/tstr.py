@@ -84,6 +84,7 @@ def main(argv=None):
         gcfg = GenerateConfig(model=cfg.model, num_samples=num_samples, seconds=seconds, out=str(folder),
                               seed=seed, batch_size=cfg.batch_size, png=False, condition=list(conditions),
                               guidance=guidance if conditions else None, temperature=cfg.temperature,
+                              label_guidance=cfg.label_guidance if conditions else None,
                               num_threads=cfg.num_threads, **extra)
         return generate_or_reuse(gcfg, reuse=cfg.reuse_synthetic, log=lambda m: print(f"[tstr] {m}"))
 

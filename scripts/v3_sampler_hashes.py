@@ -12,6 +12,13 @@ batches, the ``null`` rhythm slot, a 170-s sample that slides the KV cache) it r
 drawn beats (labels, RR, coarse, detail, rhythm slots), of the signals in mV and of the annotations, with the
 seconds it took. Two runs agree bit for bit when every hash agrees. Uses only ``BeatLM.from_folder`` and
 ``BeatLM.synthesize``, which every LM v3 checkout has.
+
+Row retirement (0.3.3) on and off: the same ECGs, while a retired row holds fewer beats past the signal's end::
+
+    python scripts/v3_sampler_hashes.py --retire false --out runs/v3_hashes_noretire.json
+    python scripts/v3_sampler_hashes.py --out runs/v3_hashes_retire.json
+    python scripts/v3_sampler_hashes.py --compare runs/v3_hashes_noretire.json,runs/v3_hashes_retire.json \
+        --fields signals,annotations
 """
 from __future__ import annotations
 
@@ -60,13 +67,16 @@ def requests(big: bool = True):
     return out
 
 
-def run(model: str, big: bool) -> dict:
+def run(model: str, big: bool, retire: bool = True) -> dict:
     import subprocess
 
     import torch
 
+    import ecg2llm.lm.beat_generate as bg
     from ecg2llm.lm.beat_generate import BeatLM
     from ecg2llm.lm.model import resolve_model_dir
+
+    bg.RETIRE = bool(retire)
 
     blm = BeatLM.from_folder(resolve_model_dir(model))
     res = {}
@@ -81,14 +91,17 @@ def run(model: str, big: bool) -> dict:
         print(name, res[name], flush=True)
     sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     return {"command": " ".join(["python", "scripts/v3_sampler_hashes.py", *sys.argv[1:]]), "git_sha": sha,
-            "model": model, "torch_threads": torch.get_num_threads(), "requests": res}
+            "model": model, "torch_threads": torch.get_num_threads(), "retire": bool(retire), "requests": res}
 
 
-def compare(a: dict, b: dict) -> list[str]:
-    """Names of the requests whose hashes differ (or that one file lacks)."""
+FIELDS = ("beats", "signals", "annotations")
+
+
+def compare(a: dict, b: dict, fields=FIELDS) -> list[str]:
+    """Names of the requests whose hashes of ``fields`` differ (or that one file lacks)."""
     ra, rb = a["requests"], b["requests"]
     return [k for k in sorted(set(ra) | set(rb))
-            if k not in ra or k not in rb or any(ra[k][f] != rb[k][f] for f in ("beats", "signals", "annotations"))]
+            if k not in ra or k not in rb or any(ra[k][f] != rb[k][f] for f in fields)]
 
 
 @dataclass
@@ -99,6 +112,9 @@ class HashesConfig:
     model: str = "default"  # LM v3: shipped name or folder
     small: bool = False  # leave out the batch 128 x 30 s request
     compare: list[str] = field(default_factory=list)  # two hash files (A,B): exit 1 if they differ
+    fields: list[str] = field(default_factory=lambda: list(FIELDS))  # what --compare compares (signals,annotations:
+    #                                      the ECGs; a retired row holds fewer beats than a row drawn to the end)
+    retire: bool = True  # rows that have their beats stop being computed (ecg2llm.lm.beat_generate.RETIRE)
 
 
 @run_main
@@ -111,15 +127,18 @@ def main(argv=None) -> int:
         missing = [p for p in a.compare if not Path(p).is_file()]
         if missing:
             raise ConfigError(f"--compare: no hash file at {', '.join(missing)}; write one with --out first")
+        unknown = [f for f in a.fields if f not in FIELDS]
+        if unknown or not a.fields:
+            raise ConfigError(f"--fields must name some of {list(FIELDS)}, got {a.fields}")
         x, y = (json.loads(Path(p).read_text()) for p in a.compare)
-        bad = compare(x, y)
+        bad = compare(x, y, a.fields)
         print("identical" if not bad else f"differ: {', '.join(bad)}")
         return 1 if bad else 0
     if not a.out:
         raise ConfigError("give --out FILE (hash this checkout's draws) or --compare A,B (compare two hash files)")
     from ecg2llm.core.io import write_json
 
-    write_json(a.out, run(a.model, not a.small))
+    write_json(a.out, run(a.model, not a.small, a.retire))
     return 0
 
 

@@ -370,3 +370,12 @@ def test_a_condition_default_switches_lead_guidance_on_unless_the_caller_sets_it
 def test_the_shipped_default_recommends_lead_guidance_for_vt():
     cfg = json.loads((Path(__file__).resolve().parents[1] / "lm/pretrained/v2/config.json").read_text())
     assert cfg["ecg_condition_defaults"] == {"rhythm:VT": {"lead_guidance": 2.0}}
+
+
+def test_v2_refuses_label_guidance(v2_lm, tok2):
+    """label_guidance is LM v3's opt-in processor: the v2 loop says so instead of ignoring it."""
+    from ecg2llm.lm.request import GenerateConfig
+    from ecg2llm.lm.synthesize import synthesize
+
+    with pytest.raises(ConfigError, match="label_guidance"):
+        synthesize(v2_lm, tok2, GenerateConfig(num_samples=1, seconds=1, label_guidance=1.0))

@@ -300,6 +300,57 @@ def test_cfg_null_slots_null_every_unit_slot():
     assert torch.allclose(got, torch.log_softmax(model(ref).logits[:, -1], -1), atol=1e-4)
 
 
+def test_label_contrast_touches_only_ectopic_beats():
+    """Label-contrast guidance: a beat labelled V (its RR and shape) and the RR after it get
+    own + s (own - log p under N labels); labels and normal beats pass through."""
+    from ecg2llm.lm.sampler import LabelContrast
+
+    model = _tiny_lm()
+    V, N, head, unit = 30, 31, 5, 4  # label ids; prefix 5 (BOS + 4); units of 4: label, RR, two coarse
+    ids = torch.randint(0, 20, (3, head + 3 * unit))
+    ids[:, head::unit] = N
+    ids[1, head + 2 * unit] = V  # row 1: its third beat (the last one so far) is V
+    ids[2, head + unit] = V      # row 2: its second beat is V, the third N
+    lc = LabelContrast(model, 1.5, 64, unit, head, 0, [V], N)
+
+    def scores(x):
+        return model(x).logits[:, -1]
+
+    label_due = torch.cat([ids, torch.zeros(3, 0, dtype=torch.long)], 1)  # next token: the 4th beat's label
+    s = scores(label_due)
+    assert lc(label_due, s) is s
+    coarse = ids[:, :head + 2 * unit + 2]  # next: the third beat's second coarse token
+    s = scores(coarse)
+    got = lc(coarse, s.clone())
+    ref = coarse.clone()
+    ref[1, head + 2 * unit] = N
+    own, contrast = torch.log_softmax(s, -1), torch.log_softmax(scores(ref), -1)
+    assert torch.allclose(got[1], (own + 1.5 * (own - contrast))[1], atol=1e-4)
+    assert torch.equal(got[[0, 2]], s[[0, 2]])  # an N beat: untouched (row 2's V was the beat before)
+    rr = ids[:, :head + 2 * unit + 1]  # next: the third beat's RR, the interval after row 2's V
+    s = scores(rr)
+    got = LabelContrast(model, 1.0, 64, unit, head, 0, [V], N)(rr, s.clone())
+    ref = rr.clone()
+    ref[2, head + unit] = N
+    own, contrast = torch.log_softmax(s, -1), torch.log_softmax(scores(ref), -1)
+    assert torch.allclose(got[2], (own + (own - contrast))[2], atol=1e-4)
+    assert torch.equal(got[0], s[0]) and not torch.allclose(got[1], s[1])  # row 1's beat is V itself
+
+
+def test_label_guidance_is_lm_v3_only(run, monkeypatch):
+    import ecg2llm.lm.beat_generate as bg
+    from ecg2llm.lm.request import GenerateConfig
+    from ecg2llm.lm.sampler import LabelContrast
+
+    with pytest.raises(ConfigError, match="label_guidance"):
+        GenerateConfig(label_guidance=-1)
+    blm = bg.BeatLM.from_folder(run["final"], tokenizer=NaiveBeatTokenizer())
+    req = GenerateConfig(num_samples=2, seconds=4, batch_size=2, seed=1, texture=False, label_guidance=1.0)
+    assert any(isinstance(p, LabelContrast) for p in blm.processors(req, 2, None, None))
+    x, _, _, _ = blm.synthesize(req)
+    assert x.shape == (2, int(4 * blm.tok.fs)) and np.isfinite(x).all()
+
+
 def test_type_mask_only_allows_due_type(layout, spec):
     from ecg2llm.lm.sampler import TypeMask
 

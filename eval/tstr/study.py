@@ -81,6 +81,7 @@ class TSTRConfig:
     # LM v3 has no other way to follow a condition); None = the conditional branch alone
     guidance: float | None = None
     temperature: float = 1.0            # sampling temperature of every set
+    label_guidance: float | None = None  # LM v3 opt-in label-contrast guidance of the conditioned sets (none = off)
     # which synthetic S/V/F beats arms (c) and (d) add: "all" = every beat labelled S, V or F in every beat set
     # (unconditional and beat:S/V/F; the LM v2 runs); "requested" = only the beats labelled c in the beat:c set
     # (LM v3: labels are the model's own draws, no sampler rule); "auto" = "requested" for LM v3, else "all"
