@@ -118,8 +118,8 @@ class LabelContrast(LogitsProcessor):
     Generated ectopic beats tend to copy the coarse tokens of the normal beat before them (V beats share 36 % of
     them, real V beats 13 %), so a real-data classifier calls many of them N. This asks each token of a beat
     for what its label changes: a V beat's RR and shape, and the RR of the beat after it (the pause that follows),
-    as they differ from an N beat's. Every other token (labels, normal beats) passes through untouched. Its own KV cache (:class:`Branch`) runs beside the sampled one: about twice the
-    compute of a request.
+    as they differ from an N beat's. Every other token (labels, normal beats) passes through untouched. Its own
+    KV cache (:class:`Branch`) runs beside the sampled one (fed only where it acts, catching up in one step).
     """
 
     def __init__(self, model, scale: float, max_len: int, unit: int, head: int, label_col: int, ectopic_ids,
