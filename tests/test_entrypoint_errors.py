@@ -107,6 +107,7 @@ def _bad_inputs(tmp):
         "scripts/kv_layout_micro.py": (["--out", str(tmp / "o.json"), "--rows", "0"], "--rows 0"),
         "scripts/texture_ab_speed.py": (["--old_rev", "nosuchrev0", "--out", str(tmp / "o.json")], "nosuchrev0"),
         "scripts/v3_speed_ab.py": (["--out", str(tmp / "o.json"), "--model", nowhere], "nowhere"),
+        "scripts/v_beat_check.py": (["--sets", f"beat:V={nowhere}", "--out", str(tmp / "o.json")], "nowhere"),
     }
 
 
