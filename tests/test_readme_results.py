@@ -37,7 +37,9 @@ ROW_SOURCES = {
     "planted defects": ("docs/results/planted.json",),
     "TSTR (beat classifier chosen on DS1 among mean-referenced N/S stages, macro-F1)": ("docs/results/tstr.json",
                                                                                        "docs/results/tstr_v3.json",
-                                                                                       "docs/results/tstr_v3c.json"),
+                                                                                       "docs/results/tstr_v3c.json",
+                                                                                       "docs/results/tstr_v3p_0.3.3.json",
+                                                                                       "docs/results/tstr_v3p_label1.json"),
     "condition adherence, LM v2": ("docs/results/adherence.json",),
 }
 #: rows with numbers not yet in their result files (strict xfail: the test says when they are)
