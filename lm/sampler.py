@@ -8,6 +8,9 @@ is one processor with one ``__call__(input_ids, scores) -> scores``, as in ``tra
 - :class:`ClassifierFreeGuidance` -- runs the same LM on the sequence with *null* conditions (``rhythm:?``,
   ``beat:?`` in the prefix and in every per-beat rhythm slot; Ho & Salimans 2022) and returns
   ``log p_null + g (log p_cond - log p_null)``;
+- :class:`LabelContrast` (opt-in, ``GenerateConfig.label_guidance``) -- for the RR and coarse tokens of a beat
+  the model labelled S, V or F (and the RR after it), ``log p + s (log p - log p_N)`` with ``p_N`` the LM reading
+  those labels as ``beat:N``;
 - :class:`TypeMask` -- only ids of the token type due at the next position (label, RR, coarse slot j);
 - temperature / top-k / top-p: ``transformers``' own ``TemperatureLogitsWarper``, ``TopKLogitsWarper``,
   ``TopPLogitsWarper`` (:func:`warpers`).
@@ -15,7 +18,9 @@ is one processor with one ``__call__(input_ids, scores) -> scores``, as in ``tra
 No processor writes RR intervals or beat labels: the model draws every token; a processor only reweights
 (guidance) or removes ids that are not of the due type. Sequences longer than the model's context slide:
 the cache is rebuilt from the control prefix plus the most recent whole beats (:class:`Branch`), the same
-way in every branch, so the conditional and null branches always read the same beats.
+way in every branch, so the conditional and null branches always read the same beats. Rows that have what
+they need can leave the batch (:meth:`Branch.keep_rows`, ``keep_rows`` of the processors that hold a cache;
+``rows``/``batch`` of :func:`generate_tokens` keep each remaining row's draws those of the whole batch).
 """
 from __future__ import annotations
 
