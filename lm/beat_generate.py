@@ -165,9 +165,9 @@ class BeatLM:
         intervals summing to ``seconds``; chunks start at the beats a mean RR of ``CHUNK_RR_S`` needs, and never more
         than ``ceil(seconds / MIN_RR_S) + 2`` beats are drawn. ``cache`` keeps the KV cache between calls.
 
-        With ``retire`` (and processors that allow it: :func:`retirable`), a row stops being computed once its
-        beats cover ``seconds`` and :meth:`margin` beats more (the beats whose detail or decode can still reach
-        the signal); its later beats are copies of its last one, and the second value returned, ``(B,)`` beats
+        With ``retire`` (and processors that allow it: :func:`retirable`), a row stops being computed once it has
+        every beat its decode and detail tokens read (:meth:`_has_its_beats`); its later beats are copies of its
+        last one, and the second value returned, ``(B,)`` beats
         actually drawn per row, says where they start. The chunks, the generator's stream and every draw of the
         rows still drawn are those of the whole batch, so the samples are the same as without ``retire`` up to
         each row's drawn beats. Returns ``(ids, drawn per row)`` (``drawn`` None without ``retire``)."""
@@ -195,8 +195,8 @@ class BeatLM:
             if bool((cum[:, -1] >= seconds).all()):
                 break
             if retire:
-                need = (cum < seconds).sum(1) + 1  # beats up to the one that reaches `seconds`
-                keep = active[(n_drawn[active] < need[active] + self.margin())]
+                keep = active[[not self._has_its_beats(new[i, :, self.layout.label_col + 1].cpu().numpy(), seconds,
+                                                       int(n_drawn[i])) for i in active.tolist()]]
                 if 0 < len(keep) < len(active):
                     rel = torch.nonzero(torch.isin(active, keep)).flatten()
                     for p in procs:
@@ -206,12 +206,16 @@ class BeatLM:
                     active = keep
         return ids, (n_drawn if retire else None)
 
-    def margin(self) -> int:
-        """Beats past the one that reaches the requested length that a row still draws before it is retired:
-        the next beat's cycle can start before the end of the signal, and the detail head reads the coarse
-        tokens of ``window`` neighbours on each side of a beat and the RR tokens of one beat more
+    def _has_its_beats(self, rr: np.ndarray, seconds: float, n_drawn: int) -> bool:
+        """Whether a row with RR tokens ``rr`` (its ``n_drawn`` drawn beats first) needs no more beats: the decode
+        uses the beats up to the first whose cycle starts at the end (:func:`ecg2llm.lm.beat_tokens.last_visible`),
+        and the detail head reads the coarse tokens of ``window`` beats after a beat and the RR tokens of one more
         (:class:`ecg2llm.lm.beat_detail.DetailHead`)."""
-        return 1 + (int(self.detail.cfg.window) + 1 if self.detail is not None else 0)
+        from .beat_tokens import last_visible
+
+        i = last_visible(self.tok, rr[:n_drawn], int(round(seconds * self.tok.fs)))
+        reach = int(self.detail.cfg.window) + 1 if self.detail is not None else 0
+        return i is not None and n_drawn >= i + 1 + reach
 
     def sample_beats(self, req, n: int, seed: int) -> BeatSamples:
         """Draw beats of ``n`` samples until each covers ``req.seconds`` (RR sum), as :class:`BeatSamples`."""

@@ -20,16 +20,24 @@ def beat_positions(tok, rr: np.ndarray) -> np.ndarray:
     return np.round(np.cumsum(sec) * tok.fs).astype(np.int64)
 
 
-def visible_beats(tok, rr, coarse, detail, n_samples: int):
-    """``rr``, ``coarse``, ``detail`` of the beats whose cycle can start before sample ``n_samples`` (at least one):
-    a cycle starts at most ``pre_s`` before its R (tokenizer v3: where consecutive beats meet), so a beat with
-    ``R - pre_s >= n_samples`` adds nothing to the signal. Tokenizers without ``config.pre_s``: every beat."""
+def last_visible(tok, rr, n_samples: int) -> int | None:
+    """Index of the first beat whose cycle starts at or after sample ``n_samples`` (``R - pre_s >= n_samples``),
+    or None when no beat does or the tokenizer has no ``config.pre_s``. Decoding the beats up to and including it
+    gives every sample before ``n_samples`` (the beat before it needs it to know where its cycle ends) and nothing
+    after it can reach them."""
     pre = getattr(getattr(tok, "config", None), "pre_s", None)
     if pre is None or not len(rr):
-        return rr, coarse, detail
+        return None
     r = beat_positions(tok, rr)
-    m = max(1, int(np.searchsorted(r - float(pre) * float(tok.fs), int(n_samples), side="left")))
-    return rr[:m], coarse[:m], detail[:m]
+    i = int(np.searchsorted(r - float(pre) * float(tok.fs), int(n_samples), side="left"))
+    return i if i < len(r) else None
+
+
+def visible_beats(tok, rr, coarse, detail, n_samples: int):
+    """``rr``, ``coarse``, ``detail`` of the beats that make the first ``n_samples`` samples: up to and including
+    :func:`last_visible` (every beat when it is None)."""
+    i = last_visible(tok, rr, n_samples)
+    return (rr, coarse, detail) if i is None else (rr[:i + 1], coarse[:i + 1], detail[:i + 1])
 
 
 def make_beat_tokens(tok, rr, coarse, detail, n_samples: int):
@@ -57,8 +65,8 @@ def _fields(cls, **kw):
 def decode_beats(tok, rr, coarse, detail, n_samples: int, *, texture: bool = False, seed=None, state=None):
     """``(signal (n_samples,) mV, R positions)`` of one generated sample (``state``: e.g. a sampled baseline).
 
-    Only the beats whose cycle can start inside the signal (``R - pre_s`` before its end) are decoded: the texture
-    is rendered over the decoded length, so beats past the end would change it (and the sampler need not draw
+    Only the beats up to the first one whose cycle starts at the end are decoded (:func:`visible_beats`): the
+    texture is rendered over the decoded length, so beats past it would change it (and the sampler need not draw
     them, :meth:`ecg2llm.lm.beat_generate.BeatLM.draw_beats`)."""
     rr, coarse, detail = visible_beats(tok, rr, coarse, detail, n_samples)
     bt, r = make_beat_tokens(tok, rr, coarse, detail, n_samples)

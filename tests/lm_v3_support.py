@@ -51,6 +51,13 @@ class NaiveBeatTokenizer:
         Path(folder).mkdir(parents=True, exist_ok=True)
         (Path(folder) / "config.json").write_text(json.dumps(self.config_dict()))
 
+    @property
+    def config(self):
+        """The cycle window in seconds, as tokenizer v3's config has it (what LM v3's decode reads)."""
+        from types import SimpleNamespace
+
+        return SimpleNamespace(pre_s=PRE / FS, post_s=POST / FS)
+
     def config_dict(self):
         return {"kc": self.kc, "kd": self.kd, "levels": self.levels, "detail_levels": self.detail_levels,
                 "sd": self.sd}

@@ -555,3 +555,27 @@ def test_store_and_detail_clis_on_real_records(tmp_path, data_dir, monkeypatch):
     _, rr, coarse = layout.split_units(r.units[None, :20])
     d = head.predict(rr, coarse, mode="mean")
     assert d.shape == (1, 20, layout.n_detail) and (d >= 0).all() and (d < layout.n_detail_levels).all()
+
+
+def test_visible_beats_decode_the_same_signal(monkeypatch):
+    """LM v3's decode stops at the first beat whose cycle starts at the end: the signal is that of every beat
+    drawn (shipped LM and tokenizer, texture off, rows drawn to the end), with no flat tail."""
+    import ecg2llm.lm.beat_generate as bg
+    from ecg2llm.lm.beat_tokens import decode_beats, last_visible, make_beat_tokens
+    from ecg2llm.lm.model import resolve_model_dir
+    from ecg2llm.lm.request import GenerateConfig
+
+    folder = resolve_model_dir("default")
+    loaded = bg.BeatLM.from_folder(folder)  # (the `run` fixture swaps the tokenizer loader for the stand-in)
+    blm = bg.BeatLM(loaded.model, REAL_LOAD_BEAT_TOKENIZER(str(folder / "tokenizer")), loaded.detail)
+    monkeypatch.setattr(bg, "RETIRE", False)
+    _, _, s, _ = blm.synthesize(GenerateConfig(num_samples=6, seconds=8, batch_size=6, seed=2, texture=False))
+    n = int(8 * blm.tok.fs)
+    for rr, co, det in zip(s.rr, s.coarse, s.detail):
+        i = last_visible(blm.tok, rr, n)
+        assert i is not None and i + 1 < len(rr)  # beats were drawn past the visible ones
+        bt, _ = make_beat_tokens(blm.tok, rr, co, det, n)
+        every = np.asarray(blm.tok.decode_beats(bt, None, texture=False), np.float32)[:n]
+        got, _ = decode_beats(blm.tok, rr, co, det, n)
+        assert len(every) == n and np.array_equal(got, every)
+        assert np.ptp(got[-int(0.3 * blm.tok.fs):]) > 0.005  # the last 0.3 s is a trace, not a padded line
