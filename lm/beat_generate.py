@@ -273,7 +273,7 @@ class BeatLM:
             state = self.tok.sample_state(n_out, seed=wander_seed(sd)) if texture and sd is not None and drawn else None
             x, r = decode_beats(self.tok, s.rr[i], s.coarse[i], s.detail[i], n_out, texture=texture, seed=sd,
                                 state=state)
-            keep = r < n_out  # (r: the beats decoded, those that reach the signal)
+            keep = r < n_out  # (r: the beats decoded, up to the first past the end)
             labels = np.asarray(s.labels[i])[:len(r)]
             lab = [c for c, k in zip(labels, keep) if k and c]
             ann.append(BeatLabels(beat_sample=r[keep][[bool(c) for c in labels[keep]]], beat_class=lab,

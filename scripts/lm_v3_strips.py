@@ -3,6 +3,8 @@
 Launch (from the repo root; the committed figure)::
 
     python scripts/lm_v3_strips.py --out docs/figures/lm_v3_conditions.png --guidance 2 --seed 0
+    python scripts/lm_v3_strips.py --out docs/figures/lm_v3_label_guidance.png --guidance 3 --label_guidance 1 \
+        --conditions beat:V,rhythm:B --seed 0      # the opt-in label-contrast guidance
 
 One row per condition (default ``rhythm:N, rhythm:AFIB, rhythm:VT, rhythm:B, beat:V, beat:S``): left, a real
 10-s MLII window of DS2 that matches the condition (:func:`ecg2llm.eval.conditional.condition_windows`: a
@@ -33,6 +35,7 @@ class StripsConfig:
     model: str = "default"              # an LM v3 folder or shipped name
     conditions: list[str] = field(default_factory=lambda: list(CONDITIONS))
     guidance: float = 2.0               # classifier-free guidance scale (lm_v3_adherence_g2.json used 2)
+    label_guidance: float | None = None  # opt-in label-contrast guidance (GenerateConfig.label_guidance); none = off
     seed: int = 0                       # generation seed of row 0 (row i: seed + 100 i; sample 0 is shown)
     seconds: float = 10.0
     real_seed: int = 0                  # which matching DS2 window is drawn
@@ -108,12 +111,14 @@ def main(argv=None):
             print(f"{cond}: real {name}")
         seed = cfg.seed + 100 * i  # each row its own draw (with one seed for all, weak conditions look alike)
         req = GenerateConfig(model=cfg.model, num_samples=1, seconds=cfg.seconds, seed=seed,
-                             condition=[cond], guidance=cfg.guidance, batch_size=1)
+                             condition=[cond], guidance=cfg.guidance, batch_size=1,
+                             label_guidance=cfg.label_guidance)
         sig, ann, _, spent = blm.synthesize(req)
         a = ann[0]
         classes = [str(c) for c in a.beat_class]
         labels = ", ".join(f"{c} {classes.count(c)}" for c in sorted(set(classes)))
-        draw_strip(axes[i, 1], sig[0], fs, f"LM v3 {cond}, guidance {cfg.guidance:g}, seed {seed}, sample 0 "
+        lg = f", label guidance {cfg.label_guidance:g}" if cfg.label_guidance else ""
+        draw_strip(axes[i, 1], sig[0], fs, f"LM v3 {cond}, guidance {cfg.guidance:g}{lg}, seed {seed}, sample 0 "
                                            f"(beat labels drawn: {labels})", (lo, hi))
         _marks(axes[i, 1], list(zip(a.beat_sample.tolist(), classes)), fs)
         print(f"{cond}: synthetic labels {labels} ({spent:.1f} s)")
