@@ -123,8 +123,8 @@ def main(argv=None):
         _marks(axes[i, 1], list(zip(a.beat_sample.tolist(), classes)), fs)
         print(f"{cond}: synthetic labels {labels} ({spent:.1f} s)")
     extra = f", label guidance {cfg.label_guidance:g} (opt-in)" if cfg.label_guidance else ""
-    fig.suptitle(f"LM v3 ({cfg.model}) per condition, no sampler rule{extra}; 25 mm/s, 10 mm/mV; small squares 0.04 s x "
-                 f"0.1 mV; blue letters: non-N beat labels", fontsize=9)
+    fig.suptitle(f"LM v3 ({cfg.model}) per condition, no sampler rule{extra}; 25 mm/s, 10 mm/mV; small squares "
+                 f"0.04 s x 0.1 mV; blue letters: non-N beat labels", fontsize=9)
     fig.tight_layout()
     from pathlib import Path
 
