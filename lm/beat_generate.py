@@ -190,13 +190,12 @@ class BeatLM:
                 ids = torch.cat([ids, tail], 1)
             n_drawn[active] += k
             drawn += k
-            new = ids[:, start:].reshape(b, -1, tpb)
-            cum = torch.cumsum(rr_s[new[:, :, self.layout.label_col + 1].cpu()], 1)  # (B, beats) seconds
-            if bool((cum[:, -1] >= seconds).all()):
+            rr = ids[:, start:].reshape(b, -1, tpb)[:, :, self.layout.label_col + 1].cpu()  # (B, beats) RR ids
+            if bool((rr_s[rr].sum(1) >= seconds).all()):
                 break
             if retire:
-                keep = active[[not self._has_its_beats(new[i, :, self.layout.label_col + 1].cpu().numpy(), seconds,
-                                                       int(n_drawn[i])) for i in active.tolist()]]
+                rr_np = rr.numpy()
+                keep = active[[not self._has_its_beats(rr_np[i], seconds, int(n_drawn[i])) for i in active.tolist()]]
                 if 0 < len(keep) < len(active):
                     rel = torch.nonzero(torch.isin(active, keep)).flatten()
                     for p in procs:

@@ -152,8 +152,7 @@ class LabelContrast(LogitsProcessor):
             return scores  # (the contrast branch catches up on a later call)
         ids = input_ids.clone()
         lab = ids[:, self.head + self.label_col::self.unit]  # (B, beats so far): every beat's label
-        ids[:, self.head + self.label_col::self.unit] = torch.where(torch.isin(lab, self.ectopic.to(lab.device)),
-                                                                     self.normal, lab)
+        ids[:, self.head + self.label_col::self.unit] = torch.where(torch.isin(lab, ect), self.normal, lab)
         contrast = torch.log_softmax(self.branch.logits(ids), -1)
         own = torch.log_softmax(scores, -1)
         out = own + self.scale * (own - contrast)
