@@ -11,7 +11,11 @@ For MIT-BIH (the LM's beat store: DS1 training records and DS2, MLII) and each g
 - ``coarse_shared_with_previous_n``: the share of its coarse tokens equal to the N beat's before it (a V beat
   that copies its neighbour's shape);
 - ``rr_ratio_median`` / ``next_rr_ratio_median``: its RR and the next beat's RR over the N beat's RR (how
-  premature it is, and the pause after it).
+  premature it is, and the pause after it);
+- ``copy``: the same question asked of the LM, teacher-forced: its probability that a V beat's first coarse token
+  (the main shape component) is the previous N beat's, beside how often it is, for the first V beat of a sequence
+  (no V before it to take a shape from) and the later ones; on DS2's 150-beat tiles and on each generated set read
+  back under its own request prefix (what the model believed while it drew them).
 
 Then the real-data beat classifier of the TSTR study and of ``scripts/adherence.py`` (trained on DS1 beats
 only) is asked about V beats: real DS2 V beats as recorded; the same beats coded by the LM's tokenizer copy and
@@ -82,6 +86,58 @@ def decoded_real_v(blm, records, clf, v_index: int) -> dict:
     return {"beats": int(m.sum()), "agreement": float((clf.predict(bs.subset(np.flatnonzero(m))) == v_index).mean())}
 
 
+def copy_probability(blm, seqs, v_id: int, n_id: int, batch: int = 8) -> dict:
+    """Teacher-forced copy: for every V beat right after an N beat of ``seqs`` (a list of 1-D LongTensors, BOS +
+    prefix + beat units in LM ids), the LM's probability that its first coarse token (the beat's main shape
+    component) is the N beat's, and how often it is; split into the first V beat of a sequence and the later ones
+    (a first V has no V beat before it to copy its shape from)."""
+    import torch
+
+    from ecg2llm.lm.beat_layout import N_PREFIX
+
+    lay = blm.layout
+    tpb, lc, head = lay.tokens_per_beat, lay.label_col, 1 + N_PREFIX
+    got = {"first": ([], []), "later": ([], [])}
+    with torch.no_grad():
+        for i in range(0, len(seqs), batch):
+            part = seqs[i:i + batch]
+            L = max(len(q) for q in part)
+            x = torch.stack([torch.nn.functional.pad(q, (0, L - len(q)), value=int(q[0])) for q in part])
+            lp = torch.log_softmax(blm.model(input_ids=x).logits.float(), -1)
+            for r, q in enumerate(part):
+                nb = (len(q) - head) // tpb
+                labels = q[head + lc: head + nb * tpb: tpb]
+                seen = False
+                for k in range(1, nb):
+                    if int(labels[k]) == v_id and int(labels[k - 1]) == n_id:
+                        c0 = head + k * tpb + lc + 2
+                        prev = int(q[c0 - tpb])
+                        p_, f_ = got["later" if seen else "first"]
+                        p_.append(float(lp[r, c0 - 1, prev].exp()))
+                        f_.append(float(int(q[c0]) == prev))
+                    seen |= int(labels[k]) == v_id
+    return {k: {"v_after_n": len(p), "model_copy_probability": float(np.mean(p)) if p else None,
+                "copied": float(np.mean(f)) if f else None} for k, (p, f) in got.items()}
+
+
+def generated_sequences(blm, folder) -> list:
+    """The LM sequences (BOS + the request's prefix + beat units) of a generated LM v3 folder."""
+    import json
+
+    import torch
+
+    cfg = json.loads((Path(folder) / "manifest.json").read_text()).get("config", {})
+    conds = dict(c.split(":", 1) for c in cfg.get("condition") or [] if ":" in c)
+    head = blm.prefix(1, cfg.get("source") or "mitdb", cfg.get("lead") or "MLII", conds.get("rhythm"),
+                      conds.get("beat"))[0].cpu()
+    out = []
+    for u in np.load(Path(folder) / "beat_units.npy"):
+        u = u[(u >= 0).all(1)]
+        units = blm.layout.units(u[:, 0], u[:, 1], u[:, 2:])
+        out.append(torch.cat([head, torch.as_tensor(units.reshape(-1))]))
+    return out
+
+
 @run_main
 def main(argv=None) -> int:
     """Measure real and generated V beats (see the module docstring); writes ``--out``."""
@@ -115,6 +171,14 @@ def main(argv=None) -> int:
     mit = [r for r in records if r.db == "mitdb" and r.lead == "MLII"]
     result = {"real": {split: ectopic_stats([r.units for r in mit if r.split == split], v_id, n_id, rr_s)
                        for split in ("train", "test")}}
+    import torch
+
+    from ecg2llm.lm.beatstream import BeatCorpus
+
+    corpus = BeatCorpus(records, blm.spec, blm.layout, blm.model.config.pad_token_id)
+    tiles = torch.as_tensor(corpus.tiles("test", blm.context - 1))
+    result["real"]["test"]["copy"] = copy_probability(
+        blm, [torch.cat([torch.tensor([blm.bos]), t]) for t in tiles], v_id, n_id)
     clf = train_classifier(real_beats(DS1, a.data_dir))
     v = CLASSES.index("V")
     real = real_beats(DS2, a.data_dir)
@@ -131,7 +195,8 @@ def main(argv=None) -> int:
         swapped.rr = rv.rr[rng.integers(0, len(rv), len(sv))]
         result["sets"][name] = {"folder": d, **ectopic_stats(np.load(Path(d) / "beat_units.npy"), v_id, n_id, rr_s),
                                 "v_beats": len(sv), "classifier_agrees": float((clf.predict(sv) == v).mean()),
-                                "classifier_agrees_with_real_v_rr": float((clf.predict(swapped) == v).mean())}
+                                "classifier_agrees_with_real_v_rr": float((clf.predict(swapped) == v).mean()),
+                                "copy": copy_probability(blm, generated_sequences(blm, d), v_id, n_id)}
     result.update({"command": " ".join(["python scripts/v_beat_check.py", *(sys.argv[1:] if argv is None else argv)]),
                    "git_sha": git_sha(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                    "model": a.model, "seconds": round(time.time() - t0, 1)})

@@ -108,6 +108,7 @@ def _bad_inputs(tmp):
         "scripts/texture_ab_speed.py": (["--old_rev", "nosuchrev0", "--out", str(tmp / "o.json")], "nosuchrev0"),
         "scripts/v3_speed_ab.py": (["--out", str(tmp / "o.json"), "--model", nowhere], "nowhere"),
         "scripts/v_beat_check.py": (["--sets", f"beat:V={nowhere}", "--out", str(tmp / "o.json")], "nowhere"),
+        "scripts/rhythm_support.py": (["--rhythms", "VTX", "--out", str(tmp / "o.json")], "VTX"),
     }
 
 
