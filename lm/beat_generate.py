@@ -97,7 +97,16 @@ class BeatLM:
         from .beat_train import load_beat_tokenizer
         from .model import TOKENIZER_SUBDIR
 
-        return cls(model, load_beat_tokenizer(tokenizer or (Path(folder) / TOKENIZER_SUBDIR)), load_detail(folder))
+        detail = load_detail(folder)
+        if detail is None:
+            import warnings
+
+            from .beat_detail import SUBDIR
+
+            warnings.warn(f"ecg2llm: {folder} has no detail head ({SUBDIR}/): its beats decode from their coarse "
+                          f"tokens alone, smoother than real ones. Train one with python -m ecg2llm.lm.beat_detail "
+                          f"--lm {folder} --store <its beat store>", stacklevel=2)
+        return cls(model, load_beat_tokenizer(tokenizer or (Path(folder) / TOKENIZER_SUBDIR)), detail)
 
     # ------------------------------------------------------------------ requests
     def check(self, req) -> tuple[str | None, str | None]:

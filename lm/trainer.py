@@ -332,6 +332,7 @@ class Trainer:
                     from .beat_train import training_data as beat_training_data
 
                     training_data.write(tmp, beat_training_data(self.cfg, self.source, stage=str(self.out)))
+                    self._carry_detail_head(tmp)
                 else:
                     from .corpora import base_record
 
@@ -340,6 +341,26 @@ class Trainer:
                         self.cfg, getattr(self.source, "cinc_excluded", ()), stage=str(self.out), records=seen))
         acc.wait_for_everyone()
         return folder
+
+    def _carry_detail_head(self, folder: Path) -> None:
+        """A fine-tuned LM v3 keeps the detail head of its ``init_from`` (coarse tokens -> detail tokens; it reads
+        the tokenizer's codes, not the LM's weights) when both use the same tokenizer; otherwise the folder has
+        none until ``python -m ecg2llm.lm.beat_detail --lm <folder>`` trains one, and generation says so."""
+        import shutil
+
+        from .beat_detail import SUBDIR
+        from .beat_train import load_beat_tokenizer
+        from .beatstream import tokenizer_id
+        from .model import TOKENIZER_SUBDIR, resolve_model_dir
+
+        src = resolve_model_dir(self.cfg.init_from) if self.cfg.init_from else None  # a name, a run dir or final/
+        if src is None or not (src / SUBDIR / "config.json").is_file():
+            return
+        if tokenizer_id(load_beat_tokenizer(src / TOKENIZER_SUBDIR)) != tokenizer_id(self.tok):
+            self.acc.print(f"{src}/{SUBDIR} not carried over: {src} has another tokenizer; train a detail head with "
+                           f"python -m ecg2llm.lm.beat_detail --lm {self.out}/final --store {self.cfg.store}")
+            return
+        shutil.copytree(src / SUBDIR, folder / SUBDIR)
 
     def _restore_best(self) -> None:
         """Load ``best/`` into the model on every process (DDP replicas stay identical)."""

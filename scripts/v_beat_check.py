@@ -14,8 +14,9 @@ For MIT-BIH (the LM's beat store: DS1 training records and DS2, MLII) and each g
   premature it is, and the pause after it);
 - ``copy``: the same question asked of the LM, teacher-forced: its probability that a V beat's first coarse token
   (the main shape component) is the previous N beat's, beside how often it is, for the first V beat of a sequence
-  (no V before it to take a shape from) and the later ones; on DS2's 150-beat tiles and on each generated set read
-  back under its own request prefix (what the model believed while it drew them).
+  (no V before it to take a shape from) and the later ones; on 150-beat tiles of the training records' MLII and of
+  DS2, and on each generated set read back under its own request prefix (what the model believed while it drew
+  them).
 
 Then the real-data beat classifier of the TSTR study and of ``scripts/adherence.py`` (trained on DS1 beats
 only) is asked about V beats: real DS2 V beats as recorded; the same beats coded by the LM's tokenizer copy and
@@ -176,9 +177,11 @@ def main(argv=None) -> int:
     from ecg2llm.lm.beatstream import BeatCorpus
 
     corpus = BeatCorpus(records, blm.spec, blm.layout, blm.model.config.pad_token_id)
-    tiles = torch.as_tensor(corpus.tiles("test", blm.context - 1))
-    result["real"]["test"]["copy"] = copy_probability(
-        blm, [torch.cat([torch.tensor([blm.bos]), t]) for t in tiles], v_id, n_id)
+    corpus.recs["train"] = [r for r in corpus.recs["train"] if r.db == "mitdb" and r.lead == "MLII"]
+    for split in ("train", "test"):  # the training records' MLII (what the model fits) and DS2 (unseen patients)
+        tiles = torch.as_tensor(corpus.tiles(split, blm.context - 1))
+        result["real"][split]["copy"] = copy_probability(
+            blm, [torch.cat([torch.tensor([blm.bos]), t]) for t in tiles], v_id, n_id)
     clf = train_classifier(real_beats(DS1, a.data_dir))
     v = CLASSES.index("V")
     real = real_beats(DS2, a.data_dir)

@@ -579,3 +579,49 @@ def test_visible_beats_decode_the_same_signal(monkeypatch):
         got, _ = decode_beats(blm.tok, rr, co, det, n)
         assert len(every) == n and np.array_equal(got, every)
         assert np.ptp(got[-int(0.3 * blm.tok.fs):]) > 0.005  # the last 0.3 s is a trace, not a padded line
+
+
+def test_fine_tune_keeps_the_detail_head_of_its_init_from(run, monkeypatch):
+    """A fine-tune on the same tokenizer carries its init_from's detail head over, byte for byte (generation would
+    otherwise decode zeros for every beat's detail); on another tokenizer it carries none."""
+    import dataclasses
+
+    import ecg2llm.lm.beat_train as bt
+    from ecg2llm.lm.beat_detail import SUBDIR
+    from ecg2llm.lm.trainer import Trainer
+
+    src = run["final"] / SUBDIR
+    cfg = dataclasses.replace(run["cfg"], init_from=str(run["final"]), max_steps=2, eval_every=2, save_every=2,
+                              output_dir=str(run["tmp"] / "ft"))
+    final = Path(Trainer(cfg).run())
+    assert sorted(p.name for p in (final / SUBDIR).iterdir()) == sorted(p.name for p in src.iterdir())
+    for p in src.iterdir():
+        assert (final / SUBDIR / p.name).read_bytes() == p.read_bytes()
+    def load(name):  # the run's own tokenizer, and another one in init_from's folder
+        tok = NaiveBeatTokenizer()
+        if str(name) != "naive":
+            tok.weights_hash = "another tokenizer"
+        return tok
+
+    monkeypatch.setattr(bt, "load_beat_tokenizer", load)
+    cfg = dataclasses.replace(cfg, output_dir=str(run["tmp"] / "ft_other"))
+    assert not (Path(Trainer(cfg).run()) / SUBDIR).exists()
+
+
+def test_an_lm_without_detail_head_warns(run, tmp_path):
+    """Generation from an LM v3 folder without its detail head decodes coarse-only beats: it says so on load."""
+    import shutil
+
+    from ecg2llm.lm.beat_detail import SUBDIR
+    from ecg2llm.lm.beat_generate import BeatLM
+
+    bare = tmp_path / "bare"
+    shutil.copytree(run["final"], bare, ignore=shutil.ignore_patterns(SUBDIR))
+    with pytest.warns(UserWarning, match="no detail head"):
+        blm = BeatLM.from_folder(bare)
+    assert blm.detail is None
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert BeatLM.from_folder(run["final"]).detail is not None
