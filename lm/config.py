@@ -65,6 +65,9 @@ class LMTrainConfig:
     focus_rhythms: list[str] = field(default_factory=lambda: ["VT", "B", "T", "SVTA", "IVR", "AFL"])
     ectopic_weight: float = 1.0              # LM v3: loss weight of the RR and coarse tokens of beats labelled S, V
     #                                          or F (the label itself keeps weight 1, so no class is favoured)
+    cinc_weak_v: bool = False                # LM v3: label the CinC 2017 beats a token rule calls ventricular-like
+    #                                          (premature, a pause after, a shape unlike both neighbours;
+    #                                          lm.beatstream.weak_v_beats) beat:V instead of unlabelled
 
     # ------------------------------------------------------------------ model (Llama-style, lm/model.py)
     n_layer: int = 4
@@ -144,8 +147,12 @@ class LMTrainConfig:
             raise ConfigError(f"focus_share must be in [0, 1) (a share of training crops), got {self.focus_share}")
         if not self.ectopic_weight > 0:
             raise ConfigError(f"ectopic_weight must be > 0 (1 = plain cross-entropy), got {self.ectopic_weight}")
-        if not self.beat_stream and (self.focus_share > 0 or self.ectopic_weight != 1.0):
-            raise ConfigError("focus_share and ectopic_weight are LM v3 settings: they need beat_stream: true")
+        if not self.beat_stream and (self.focus_share > 0 or self.ectopic_weight != 1.0 or self.cinc_weak_v):
+            raise ConfigError("focus_share, ectopic_weight and cinc_weak_v are LM v3 settings: they need "
+                              "beat_stream: true")
+        if self.cinc_weak_v and "cinc2017" not in self.sources:
+            raise ConfigError(f"cinc_weak_v labels CinC 2017 beats, but sources {list(self.sources)} leave it out; "
+                              "add cinc2017 to sources or set cinc_weak_v: false")
         if self.beat_stream and (self.input_noise > 0 or self.augment_views > 0):
             raise ConfigError("beat_stream (LM v3) supports neither input_noise nor augment_views: set them to 0")
         if self.condition_dropout > 0 and not (self.beat_stream or (self.conditioning and self.sources)):

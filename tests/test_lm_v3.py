@@ -625,3 +625,43 @@ def test_an_lm_without_detail_head_warns(run, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert BeatLM.from_folder(run["final"]).detail is not None
+
+
+def test_weak_v_rule_flags_premature_beats_shaped_unlike_their_neighbours(spec):
+    """lm.beatstream.weak_v_beats: premature + a pause after + a shape unlike both neighbours; label_weak_v labels
+    only CinC 2017 records with it."""
+    from ecg2llm.lm.beatstream import BeatRecord, label_weak_v, weak_v_beats
+
+    rr_s = np.array([0.5, 0.8, 1.1])  # RR ids 0, 1, 2 in seconds
+    n_id = spec.id_of("beat:N")
+    base = [0, 0, 0, 0, 0, 0]
+    other = [1, 1, 1, 1, 0, 0]  # 4 of 6 differ
+    rows = [(n_id, 1, base), (n_id, 1, base), (n_id, 1, base), (n_id, 0, other), (n_id, 2, base), (n_id, 1, base),
+            (n_id, 0, base),  # premature, but shaped like its neighbours: not flagged
+            (n_id, 1, base)]
+    units = np.array([[lab, rr, *co] for lab, rr, co in rows])
+    assert weak_v_beats(units, rr_s).tolist() == [False, False, False, True, False, False, False, False]
+    # no pause after it: not flagged
+    late = units.copy()
+    late[4, 1] = 0
+    assert not weak_v_beats(late, rr_s)[3]
+    assert weak_v_beats(units[:2], rr_s).tolist() == [False, False]
+
+    def rec(db):
+        return BeatRecord(db, "x", "I", "train", units.copy(), np.arange(len(units)), np.full(len(units), ""),
+                          np.full(len(units), ""), np.zeros((len(units), 2), np.int64))
+
+    out, total = label_weak_v([rec("cinc2017"), rec("mitdb")], spec, rr_s)
+    assert total == 1
+    assert out[0].units[3, 0] == spec.id_of("beat:V") and out[0].classes[3] == "V"
+    assert (np.delete(out[0].units, 3, 0) == np.delete(units, 3, 0)).all()
+    assert (out[1].units == units).all() and (out[1].classes == "").all()  # MIT-BIH keeps its annotations
+
+
+def test_cinc_weak_v_needs_cinc_in_the_sources():
+    from ecg2llm.lm.config import LMTrainConfig
+
+    with pytest.raises(ConfigError, match="cinc_weak_v"):
+        LMTrainConfig(beat_stream=True, sources=["mitdb"], cinc_weak_v=True)
+    with pytest.raises(ConfigError, match="beat_stream"):
+        LMTrainConfig(cinc_weak_v=True, sources=["mitdb", "cinc2017"])
