@@ -97,6 +97,7 @@ def main(argv=None):
     w_in = 2 * cfg.seconds * MM_PER_S / 25.4 + 0.6
     h_in = n * ((hi - lo) * MM_PER_MV / 25.4 + 0.35)
     fig, axes = plt.subplots(n, 2, figsize=(w_in, h_in), squeeze=False)
+    lg = f", label guidance {cfg.label_guidance:g}" if cfg.label_guidance else ""
     for i, cond in enumerate(cfg.conditions):
         real = _real_strip(cond, cfg.data_dir, cfg.seconds, cfg.real_seed)
         if real is None:
@@ -117,12 +118,11 @@ def main(argv=None):
         a = ann[0]
         classes = [str(c) for c in a.beat_class]
         labels = ", ".join(f"{c} {classes.count(c)}" for c in sorted(set(classes)))
-        lg = f", label guidance {cfg.label_guidance:g}" if cfg.label_guidance else ""
         draw_strip(axes[i, 1], sig[0], fs, f"LM v3 {cond}, guidance {cfg.guidance:g}{lg}, seed {seed}, sample 0 "
                                            f"(beat labels drawn: {labels})", (lo, hi))
         _marks(axes[i, 1], list(zip(a.beat_sample.tolist(), classes)), fs)
         print(f"{cond}: synthetic labels {labels} ({spent:.1f} s)")
-    extra = f", label guidance {cfg.label_guidance:g} (opt-in)" if cfg.label_guidance else ""
+    extra = f"{lg} (opt-in)" if lg else ""
     fig.suptitle(f"LM v3 ({cfg.model}) per condition, no sampler rule{extra}; 25 mm/s, 10 mm/mV; small squares "
                  f"0.04 s x 0.1 mV; blue letters: non-N beat labels", fontsize=9)
     fig.tight_layout()

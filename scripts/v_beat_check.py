@@ -128,9 +128,9 @@ def generated_sequences(blm, folder) -> list:
     import torch
 
     cfg = json.loads((Path(folder) / "manifest.json").read_text()).get("config", {})
-    conds = dict(c.split(":", 1) for c in cfg.get("condition") or [] if ":" in c)
-    head = blm.prefix(1, cfg.get("source") or "mitdb", cfg.get("lead") or "MLII", conds.get("rhythm"),
-                      conds.get("beat"))[0].cpu()
+    rhythm, beats = blm.spec.parse_conditions(list(cfg.get("condition") or []))
+    head = blm.prefix(1, cfg.get("source") or "mitdb", cfg.get("lead") or "MLII", rhythm,
+                      beats[0] if beats else None)[0].cpu()
     out = []
     for u in np.load(Path(folder) / "beat_units.npy"):
         u = u[(u >= 0).all(1)]
