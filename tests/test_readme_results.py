@@ -40,7 +40,7 @@ ROW_SOURCES = {
                                                                                        "docs/results/tstr_v3c.json",
                                                                                        "docs/results/tstr_v3p_0.3.3.json",
                                                                                        "docs/results/tstr_v3p_label1.json",
-                                                                                       "docs/results/tstr_v3p_label1_0.3.4_gen1.json"),
+                                                                                       "docs/results/tstr_label1_draws.json"),
     "condition adherence, LM v2": ("docs/results/adherence.json",),
 }
 #: rows with numbers not yet in their result files (strict xfail: the test says when they are)
