@@ -503,7 +503,6 @@ def open_beat_corpus(cfg, tok, pad_id: int):
     if "cinc2017" in cfg.sources and not any(r.db == "cinc2017" for r in keep):
         raise StoreError(f"sources include cinc2017 but beat store {path} holds no CinC 2017 recording (built "
                          "without it); delete the store or point --store elsewhere so it is rebuilt with CinC")
-    n_weak = 0
     if getattr(cfg, "cinc_weak_v", False):
         keep, n_weak = label_weak_v(keep, spec, tok.rr_seconds(np.arange(layout.n_rr)))
         print(f"cinc_weak_v: {n_weak:,} CinC 2017 beats labelled V by the token rule (lm.beatstream.weak_v_beats)",
@@ -518,7 +517,6 @@ def open_beat_corpus(cfg, tok, pad_id: int):
         from .corpora import read_cinc2017_labels
 
         corpus.cinc_asked = sorted(read_cinc2017_labels(cfg.data_dir))[: int(meta["cinc_max_records"])]
-    corpus.weak_v = n_weak
     spec.counts = corpus.counts("train")
     return corpus, spec, layout
 
