@@ -48,6 +48,7 @@ class BeatTextureConfig:
     num_threads: int = 1            # torch CPU threads (the texture sample's STFT)
     texture_state: bool = True      # use the recording's texture state (state["texture"]); false: as before it
     records: str = "DS2"            # DS2, DS1, or a comma-separated list of MIT-BIH records
+    record_line_hz: bool = True     # each recording's mains frequency (state["line_hz"]); false: the bank's
 
 
 def gradient_boosting_score(real, fake, groups, folds: int = 5, seed: int = 0) -> float:
@@ -65,7 +66,8 @@ def gradient_boosting_score(real, fake, groups, folds: int = 5, seed: int = 0) -
 def state_bits(states: list[dict], seconds: float) -> dict:
     """Side information of the texture states (``state["texture"]``): raw bits per second (int8 levels, int16
     line amplitudes) and the zeroth-order entropy of each field's segment-to-segment differences (per column,
-    pooled over records), as the baseline knots' 13.0 bit/s are counted."""
+    pooled over records), as the baseline knots' 13.0 bit/s are counted; the per-recording line frequencies
+    (``line_hz``, int32) count their raw bits in both."""
     import numpy as np
 
     raw = ent = 0.0
@@ -83,6 +85,10 @@ def state_bits(states: list[dict], seconds: float) -> dict:
             e += float(-(p * np.log2(p)).sum()) * len(d)
         per[key] = {"raw_bits_per_second": raw_k / seconds, "entropy_bits_per_second": e / seconds}
         raw, ent = raw + raw_k, ent + e
+    if all("line_hz" in s for s in states):  # per recording, not per segment: counted raw (int32 per line)
+        raw_k = sum(np.asarray(s["line_hz"]).size for s in states) * 32
+        per["line_hz"] = {"raw_bits_per_second": raw_k / seconds, "entropy_bits_per_second": raw_k / seconds}
+        raw, ent = raw + raw_k, ent + raw_k
     return {"raw_bits_per_second": raw / seconds, "entropy_bits_per_second": ent / seconds, "fields": per,
             "segment_s": 10.0}
 
@@ -137,6 +143,9 @@ def main(argv=None):
     torch.set_num_threads(a.num_threads)
     tok = BeatTokenizer.from_pretrained(a.tokenizer)
     tok.texture_state = a.texture_state
+    import ecg2llm.tokenizer.texture_bank as texture_bank
+
+    texture_bank.RECORD_LINE_HZ = a.record_line_hz
     if not tok.has_texture:
         raise TokenizerError(f"{a.tokenizer} has no texture.safetensors; fit one with scripts/fit_texture.py")
     t0 = time.time()

@@ -67,6 +67,14 @@ LINE_SKIRT_HZ = {120.0: 0.4}
 FINE_N_FFT = 240
 FINE_BANDS_HZ = ((48.0, 72.0), (165.0, 180.0))  # around mains; next to fs / 2
 FINE_EQ = True  # False: the decode ignores real_fine (ablation)
+# the recording's own mains frequency (texture state's optional ``line_hz``): MIT-BIH's tape playback put mains at
+# 59.95-60.02 Hz depending on the record, while the bank's line is one frequency for all. Refined on the recording
+# where its line stands at least RECORD_LINE_MIN_DB above the spectrum around it (the largest of ~1,000 noise-only
+# grid cells of a 30-min record reaches about 10 dB above their median); its harmonics follow
+RECORD_LINE_HZ = True  # False: analyse keeps the bank's frequencies (ablation)
+RECORD_LINE_MIN_DB = 12.0
+RECORD_LINE_SEARCH_HZ = 0.3  # search +- this around the bank's mains line
+STATE_LINE_HZ_STEP = 0.001  # state["line_hz"]: int32 in steps of this (Hz)
 QUARTER = True  # False: the decode ignores quarter (ablation)
 
 
@@ -119,6 +127,10 @@ class TextureBank:
         * ``real_fine`` ``(segments, fine bins)`` int8: as ``real`` per bin of a :data:`FINE_N_FFT` STFT in
           :data:`FINE_BANDS_HZ` (around mains, next to fs / 2), the fs / 2 and fs / 4 components included.
 
+        and, since the mains-frequency round, ``line_hz`` ``(L,)`` int32: each line's frequency in this recording
+        (:data:`STATE_LINE_HZ_STEP` steps; :meth:`record_line_hz`), at which ``lines`` was fitted and at which the
+        decode renders it (without the key: the bank's :attr:`line_hz`).
+
         Powers are logs in steps of :data:`STATE_LEVEL_STEP` from :data:`STATE_LEVEL_OFFSET`. :meth:`sample`
         with this state reproduces the recording's mains and noise levels instead of drawing a training
         recording's.
@@ -126,8 +138,9 @@ class TextureBank:
         n = len(y)
         seg_n = int(round(SEGMENT_S * self.fs))
         k = max(1, math.ceil(n / seg_n))
-        lines = self.line_hz.tolist()
         r = np.asarray(residual, np.float64)
+        lines = self.record_line_hz(np.asarray(y, np.float64) + r) if RECORD_LINE_HZ else self.line_hz.tolist()
+        line_hz = np.round(np.asarray(lines, np.float64) / STATE_LINE_HZ_STEP).astype(np.int32)
         amp, tone = _fit_lines(r, self.fs, lines, seg_n, k)
         q = np.round(amp / STATE_LINE_STEP_MV)
         lines_q = np.clip(np.stack([q.real, q.imag], -1), -32767, 32767).astype(np.int16)
@@ -141,7 +154,8 @@ class TextureBank:
         levels = np.full((k, len(STATE_BANDS_HZ) - 1), -127, np.int8)
         real = np.full((k, len(eqb)), -127, np.int8)
         if n < self.n_fft:
-            return {"levels": levels, "real": real, "lines": lines_q, "nyquist": nyq, "quarter": quarter}
+            return {"levels": levels, "real": real, "lines": lines_q, "nyquist": nyq, "quarter": quarter,
+                    "line_hz": line_hz}
         seg = max(1, int(round(SEGMENT_S * self.fs / self.hop)))
         win2 = float(torch.hann_window(self.n_fft, periodic=True).pow(2).sum())
         nbands = len(STATE_BANDS_HZ) - 1
@@ -171,7 +185,42 @@ class TextureBank:
         real_fine = np.clip(np.round((np.log(pf + 1e-12) - STATE_LEVEL_OFFSET) / STATE_LEVEL_STEP), -127,
                             127).astype(np.int8)
         return {"levels": levels, "real": real, "lines": lines_q, "nyquist": nyq, "quarter": quarter,
-                "real_fine": real_fine}
+                "real_fine": real_fine, "line_hz": line_hz}
+
+    def record_line_hz(self, x: np.ndarray) -> list[float]:
+        """The bank's lines at the recording's own mains frequency.
+
+        The mains line (the bank's line between 45 and 65 Hz) is searched within :data:`RECORD_LINE_SEARCH_HZ`
+        of the bank's frequency, on ``x`` shifted down by it and averaged to 10 samples/s (a zoom spectrum,
+        0.001-Hz grid: milliseconds on a 30-min record). Where the peak stands at least
+        :data:`RECORD_LINE_MIN_DB` above the median of the spectrum within 4 Hz, that line and its harmonics
+        move to it; other lines, short recordings (< 10 s) and recordings without a clear line keep the bank's.
+        """
+        lines = self.line_hz.tolist()
+        x = np.asarray(x, np.float64)
+        base = [f for f in lines if 45.0 <= f <= 65.0]
+        dec = max(1, int(round(self.fs / 10.0)))
+        m = len(x) // dec
+        if not base or len(x) < SEGMENT_S * self.fs or m < 16:
+            return lines
+        f0 = base[0]
+        z = (x[: m * dec] - x.mean()) * np.exp(-2j * np.pi * f0 * np.arange(m * dec) / self.fs)
+        z = z.reshape(m, dec).mean(1) * np.hanning(m)
+        fd = self.fs / dec
+        nfft = 1 << int(math.ceil(math.log2(max(4 * m, fd / STATE_LINE_HZ_STEP))))
+        spec = np.abs(np.fft.fft(z, nfft))
+        off = np.fft.fftfreq(nfft, 1.0 / fd)
+        near = np.flatnonzero(np.abs(off) <= RECORD_LINE_SEARCH_HZ)
+        j = near[np.argmax(spec[near])]
+        floor = np.median(spec[np.abs(off) <= 4.0])
+        if not floor > 0 or 20 * math.log10(spec[j] / floor) < RECORD_LINE_MIN_DB:
+            return lines
+        scale = (f0 + float(off[j])) / f0
+        out = []
+        for f in lines:
+            h = f / f0
+            out.append(f * scale if round(h) >= 1 and abs(h - round(h)) < 0.01 else f)
+        return out
 
     def _fine_bins(self) -> np.ndarray:
         """Bins of the :data:`FINE_N_FFT` STFT in :data:`FINE_BANDS_HZ`."""
@@ -298,7 +347,10 @@ class TextureBank:
             r = self._fine_eq(np.asarray(y, np.float64), r, ts["real_fine"], k)
         a = np.asarray(ts["lines"], np.float64) * STATE_LINE_STEP_MV
         a = a[..., 0] + 1j * a[..., 1]  # (S, L)
-        for j, f in enumerate(self.line_hz.tolist()[: a.shape[1]]):
+        hz = self.line_hz.tolist()
+        if ts.get("line_hz") is not None and len(ts["line_hz"]) == len(hz):  # the recording's own (optional key)
+            hz = (np.asarray(ts["line_hz"], np.float64) * STATE_LINE_HZ_STEP).tolist()
+        for j, f in enumerate(hz[: a.shape[1]]):
             r += _hat_tone(a[:, j], n, self.fs, f, seg_n)
         return r.astype(np.float32)
 
