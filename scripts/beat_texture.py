@@ -49,6 +49,8 @@ class BeatTextureConfig:
     texture_state: bool = True      # use the recording's texture state (state["texture"]); false: as before it
     records: str = "DS2"            # DS2, DS1, or a comma-separated list of MIT-BIH records
     record_line_hz: bool = True     # each recording's mains frequency (state["line_hz"]); false: the bank's
+    vfine_eq: bool = True           # the 0.5-Hz EQ around mains (state["real_vfine"]); false: the decode ignores it
+    seam: bool = True               # smooth the coarse windows' ends in the texture decode (tok.texture_seam)
 
 
 def gradient_boosting_score(real, fake, groups, folds: int = 5, seed: int = 0) -> float:
@@ -72,7 +74,8 @@ def state_bits(states: list[dict], seconds: float) -> dict:
 
     raw = ent = 0.0
     per = {}
-    for key, bits in (("levels", 8), ("real", 8), ("lines", 16), ("nyquist", 16), ("quarter", 16), ("real_fine", 8)):
+    for key, bits in (("levels", 8), ("real", 8), ("lines", 16), ("nyquist", 16), ("quarter", 16), ("real_fine", 8),
+                      ("real_vfine", 8)):
         if any(key not in s for s in states):  # optional keys (older states lack them)
             continue
         arrs = [np.asarray(s[key]).reshape(len(s[key]), -1).astype(np.int64) for s in states]
@@ -143,9 +146,11 @@ def main(argv=None):
     torch.set_num_threads(a.num_threads)
     tok = BeatTokenizer.from_pretrained(a.tokenizer)
     tok.texture_state = a.texture_state
+    tok.texture_seam = a.seam
     import ecg2llm.tokenizer.texture_bank as texture_bank
 
     texture_bank.RECORD_LINE_HZ = a.record_line_hz
+    texture_bank.VFINE_EQ = a.vfine_eq
     if not tok.has_texture:
         raise TokenizerError(f"{a.tokenizer} has no texture.safetensors; fit one with scripts/fit_texture.py")
     t0 = time.time()

@@ -39,10 +39,12 @@ Decode inverts each step; cycles and segments are placed on the timeline the RR 
 alone decode to the band in mV (what an LM generates); ``state`` adds the baseline and cuts the padding
 of the last unit. ``texture=True`` adds a texture bank sample (``texture.safetensors``, v2's method fitted on
 v3's round trip) when the folder has one. With a texture bank, encode also measures the recording's texture
-into ``state["texture"]`` (per 10 s: noise power per band and per STFT bin above 45 Hz, the mains lines' complex
-amplitudes; :meth:`ecg2llm.tokenizer.texture_bank.TextureBank.analyse`), and the texture decode of those ids
-reproduces them instead of drawing a training recording's (``tok.texture_state = False``: as before; about
-half the encode speed with it). Generated ids have no such state and get the bank's draw.
+into ``state["texture"]`` (per 10 s: noise power per band and per STFT bin above 45 Hz, finer around mains, the
+mains lines' complex amplitudes at the recording's own mains frequency;
+:meth:`ecg2llm.tokenizer.texture_bank.TextureBank.analyse`), and the texture decode of those ids
+reproduces them instead of drawing a training recording's, on the band with the coarse windows' seams
+smoothed (:meth:`BeatTokenizer.seam_correction`; ``tok.texture_state = False``: as before; about half the encode
+speed with it). Generated ids have no such state and get the bank's draw.
 """
 from __future__ import annotations
 
@@ -62,6 +64,8 @@ from .beat_layout import BEAT, FALLBACK, BeatLayout, BeatTokens, assemble_ids, p
 from .texture_bank import TEXTURE_FILE, TextureBank
 from .texture_prior import PRIOR_FILE, TexturePrior
 from .wander import WANDER_FILE, WanderModel
+
+SEAM_SMOOTH_S = 0.05  # width of the smooth step that replaces a coarse window's hard end (texture decode)
 
 
 @dataclass
@@ -173,6 +177,8 @@ class BeatTokenizer(ECGTokenizer):
         # encode measures the recording's texture (noise levels, mains) into state["texture"] and the texture
         # decode uses it (TextureBank.analyse); False: the texture decode draws a training recording's, as before
         self.texture_state = True
+        # with a measured texture state, the texture decode smooths the coarse windows' ends (seam_correction)
+        self.texture_seam = True
         self._codes: dict | None = None
 
     # ----------------------------------------------------------------- properties
@@ -408,12 +414,14 @@ class BeatTokenizer(ECGTokenizer):
         bt = BeatTokens(r=r, rr=rr, coarse=coarse, detail=detail, fallback=fallback, kind=kind, start=start,
                         end=end, state=state, ids=ids)
         if self.texture_bank is not None and self.texture_state:
-            if y is None:
+            if y is None or self.texture_seam:  # (the texture decode's band: with the seams smoothed)
                 with one_blas_thread():
-                    y = self.decode_band_units(bt)
+                    y = self.decode_band_units(bt, seam=self.texture_seam)
             y = y[:n]
             y = np.pad(y, (0, n - len(y)))
             state["texture"] = self.texture_bank.analyse(y, band - y)
+            if self.texture_seam:
+                state["texture"]["seam"] = np.ones(1, np.int8)
         return bt
 
     def code_units(self, bandp: np.ndarray, kind, start, r, end, rows=None):
@@ -565,12 +573,16 @@ class BeatTokenizer(ECGTokenizer):
             y[idx] = seg
         return y
 
-    def decode_band_units(self, bt: BeatTokens, coarse_only: bool = False, state: dict | None = None) -> np.ndarray:
+    def decode_band_units(self, bt: BeatTokens, coarse_only: bool = False, state: dict | None = None,
+                          seam: bool = False) -> np.ndarray:
         """The band (mV) of parsed units on their timeline (length: end of the last unit); the segment gains of
-        ``state`` (default ``bt.state``; none: the codes' scale, what ids alone give) divided out."""
+        ``state`` (default ``bt.state``; none: the codes' scale, what ids alone give) divided out; ``seam`` smooths
+        the coarse windows' ends (:meth:`seam_correction`; the texture decode of a measured state)."""
         start, r, end = self.timeline(bt.kind, bt.rr)
         total = int(end.max()) if len(end) else 0
         y = self.units_band(bt.kind, start, r, end, bt.coarse, bt.detail, bt.fallback, total, coarse_only)
+        if seam and not coarse_only:
+            y += self.seam_correction(bt.kind, start, r, end, bt.coarse, total)
         levels = (state if state is not None else (bt.state or {})).get("gain")
         if levels is not None:
             y /= self._per_sample(self.unit_gains(bt.kind, start, r, levels), start, end, total)
@@ -583,9 +595,37 @@ class BeatTokenizer(ECGTokenizer):
         ``coarse_only`` decodes the beats from their coarse tokens alone (detail and fallback units zero).
         """
         bt = parse_ids(self.layout, self.check_ids(ids), partial="drop")
+        ts = (state or {}).get("texture") if texture and self.texture_state else None
+        seam = ts is not None and bool(np.asarray(ts.get("seam", 0)).any())  # measured with smoothed seams
         with one_blas_thread():
-            y = self.decode_band_units(bt, coarse_only, state)
+            y = self.decode_band_units(bt, coarse_only, state, seam=seam)
         return self._finish(y, state, texture, seed)
+
+    def seam_correction(self, kind, start, r, end, coarse, total: int) -> np.ndarray:
+        """What turns each coarse window's hard end into a smooth one (codes' scale, length ``total``).
+
+        A coarse window ``[R - pre, R + post)`` that ends (or starts) inside its cycle leaves a step there, its
+        edge value, which the detail tokens replace only by a smooth step: the decode keeps the step's high
+        frequencies, a click whose high-band power is 4-6 times the record's mean (records 113, 231). The
+        correction swaps the hard step for a raised-cosine one :data:`SEAM_SMOOTH_S` wide, centred on the edge
+        (zero mean, nothing changes outside the ramp). Used by the texture decode of measured states only: the
+        deterministic decode stays what the ids alone give.
+        """
+        out = np.zeros(total, np.float32)
+        h = int(round(SEAM_SMOOTH_S * self.fs / 2))
+        kb = np.flatnonzero(np.asarray(kind) == BEAT)
+        if h < 1 or not len(kb) or total == 0:
+            return out
+        w = self.codes()["coarse"].decode(coarse[kb])  # (n, window)
+        s, rr, e = (np.asarray(v, np.int64)[kb] for v in (start, r, end))
+        e = np.minimum(e, total)
+        tt = np.arange(-h, h)
+        corr = ((tt >= 0) - (0.5 - 0.5 * np.cos(np.pi * (tt + h + 0.5) / (2 * h)))).astype(np.float32)  # u - s
+        for edge, val, sign in ((rr + self.post_n, w[:, -1], 1.0), (rr - self.pre_n, w[:, 0], -1.0)):
+            ok = (edge - h >= np.maximum(s, 0)) & (edge + h <= e) & (edge > s) & (edge < e)
+            if ok.any():
+                np.add.at(out, (edge[ok, None] + tt).ravel(), (sign * val[ok, None] * corr).ravel())
+        return out
 
     def decode_beats(self, bt: BeatTokens, state: dict | None = None, *, texture: bool = False,
                      seed: int | None = None, coarse_only: bool = False) -> np.ndarray:

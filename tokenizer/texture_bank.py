@@ -67,6 +67,13 @@ LINE_SKIRT_HZ = {120.0: 0.4}
 FINE_N_FFT = 240
 FINE_BANDS_HZ = ((48.0, 72.0), (165.0, 180.0))  # around mains; next to fs / 2
 FINE_EQ = True  # False: the decode ignores real_fine (ablation)
+# the finest EQ (texture state's optional ``real_vfine``), after the fine one: STFT of VFINE_N_FFT samples (0.5 Hz
+# at 360 Hz, 2-s frames), the recording's power per bin in VFINE_BANDS_HZ per 10 s. It resolves what the 1.5-Hz
+# bins cannot: the decode switches its share of mains on and off with each beat (the detail tokens code the
+# cycle's residual, mains included), which puts lines at mains +- the heart rate
+VFINE_N_FFT = 720
+VFINE_BANDS_HZ = ((54.0, 66.0),)
+VFINE_EQ = True  # False: the decode ignores real_vfine (ablation)
 # the recording's own mains frequency (texture state's optional ``line_hz``): MIT-BIH's tape playback put mains at
 # 59.95-60.02 Hz depending on the record, while the bank's line is one frequency for all. Refined on the recording
 # where its line stands at least RECORD_LINE_MIN_DB above the spectrum around it (the largest of ~1,000 noise-only
@@ -127,9 +134,13 @@ class TextureBank:
         * ``real_fine`` ``(segments, fine bins)`` int8: as ``real`` per bin of a :data:`FINE_N_FFT` STFT in
           :data:`FINE_BANDS_HZ` (around mains, next to fs / 2), the fs / 2 and fs / 4 components included.
 
-        and, since the mains-frequency round, ``line_hz`` ``(L,)`` int32: each line's frequency in this recording
-        (:data:`STATE_LINE_HZ_STEP` steps; :meth:`record_line_hz`), at which ``lines`` was fitted and at which the
-        decode renders it (without the key: the bank's :attr:`line_hz`).
+        and, since the third round, two more optional keys:
+
+        * ``line_hz`` ``(L,)`` int32: each line's frequency in this recording (:data:`STATE_LINE_HZ_STEP` steps;
+          :meth:`record_line_hz`), at which ``lines`` was fitted and at which the decode renders it (without the
+          key: the bank's :attr:`line_hz`);
+        * ``real_vfine`` ``(segments, bins)`` int8: as ``real_fine`` per 0.5-Hz bin of a :data:`VFINE_N_FFT` STFT in
+          :data:`VFINE_BANDS_HZ` (omitted for signals of at most half a frame).
 
         Powers are logs in steps of :data:`STATE_LEVEL_STEP` from :data:`STATE_LEVEL_OFFSET`. :meth:`sample`
         with this state reproduces the recording's mains and noise levels instead of drawing a training
@@ -141,6 +152,8 @@ class TextureBank:
         r = np.asarray(residual, np.float64)
         lines = self.record_line_hz(np.asarray(y, np.float64) + r) if RECORD_LINE_HZ else self.line_hz.tolist()
         line_hz = np.round(np.asarray(lines, np.float64) / STATE_LINE_HZ_STEP).astype(np.int32)
+        lines = (line_hz * STATE_LINE_HZ_STEP).tolist()  # fitted where the decode renders them: a 0.4-mHz slip
+        # turns the phase by 4 rad over 30 min, and the tone then cancels the decode's own share of the line
         amp, tone = _fit_lines(r, self.fs, lines, seg_n, k)
         q = np.round(amp / STATE_LINE_STEP_MV)
         lines_q = np.clip(np.stack([q.real, q.imag], -1), -32767, 32767).astype(np.int16)
@@ -184,8 +197,14 @@ class TextureBank:
         pf = _segment_power(yy + r - tone, FINE_N_FFT, FINE_N_FFT // 2, self.fs, k)[:, fb]
         real_fine = np.clip(np.round((np.log(pf + 1e-12) - STATE_LEVEL_OFFSET) / STATE_LEVEL_STEP), -127,
                             127).astype(np.int8)
-        return {"levels": levels, "real": real, "lines": lines_q, "nyquist": nyq, "quarter": quarter,
-                "real_fine": real_fine, "line_hz": line_hz}
+        out = {"levels": levels, "real": real, "lines": lines_q, "nyquist": nyq, "quarter": quarter,
+               "real_fine": real_fine, "line_hz": line_hz}
+        if n > VFINE_N_FFT // 2:  # (the STFT's reflect padding needs more samples than half a frame)
+            vb = self._fine_bins(VFINE_N_FFT, VFINE_BANDS_HZ)
+            pv = _segment_power(yy + r - tone, VFINE_N_FFT, VFINE_N_FFT // 2, self.fs, k)[:, vb]
+            out["real_vfine"] = np.clip(np.round((np.log(pv + 1e-12) - STATE_LEVEL_OFFSET) / STATE_LEVEL_STEP),
+                                        -127, 127).astype(np.int8)
+        return out
 
     def record_line_hz(self, x: np.ndarray) -> list[float]:
         """The bank's lines at the recording's own mains frequency.
@@ -197,41 +216,32 @@ class TextureBank:
         move to it; other lines, short recordings (< 10 s) and recordings without a clear line keep the bank's.
         """
         lines = self.line_hz.tolist()
-        x = np.asarray(x, np.float64)
         base = [f for f in lines if 45.0 <= f <= 65.0]
-        dec = max(1, int(round(self.fs / 10.0)))
-        m = len(x) // dec
-        if not base or len(x) < SEGMENT_S * self.fs or m < 16:
+        if not base or len(x) < SEGMENT_S * self.fs:
             return lines
         f0 = base[0]
-        z = (x[: m * dec] - x.mean()) * np.exp(-2j * np.pi * f0 * np.arange(m * dec) / self.fs)
-        z = z.reshape(m, dec).mean(1) * np.hanning(m)
-        fd = self.fs / dec
-        nfft = 1 << int(math.ceil(math.log2(max(4 * m, fd / STATE_LINE_HZ_STEP))))
-        spec = np.abs(np.fft.fft(z, nfft))
-        off = np.fft.fftfreq(nfft, 1.0 / fd)
-        near = np.flatnonzero(np.abs(off) <= RECORD_LINE_SEARCH_HZ)
-        j = near[np.argmax(spec[near])]
-        floor = np.median(spec[np.abs(off) <= 4.0])
-        if not floor > 0 or 20 * math.log10(spec[j] / floor) < RECORD_LINE_MIN_DB:
+        peak, snr = _zoom_peak(x, self.fs, f0, (f0 - RECORD_LINE_SEARCH_HZ, f0 + RECORD_LINE_SEARCH_HZ),
+                               (f0 - 4.0, f0 + 4.0))
+        if snr < RECORD_LINE_MIN_DB:
             return lines
-        scale = (f0 + float(off[j])) / f0
+        scale = peak / f0
         out = []
         for f in lines:
             h = f / f0
             out.append(f * scale if round(h) >= 1 and abs(h - round(h)) < 0.01 else f)
         return out
 
-    def _fine_bins(self) -> np.ndarray:
-        """Bins of the :data:`FINE_N_FFT` STFT in :data:`FINE_BANDS_HZ`."""
-        f = np.arange(FINE_N_FFT // 2 + 1) * self.fs / FINE_N_FFT
-        return np.flatnonzero(np.any([(f >= lo) & (f <= hi) for lo, hi in FINE_BANDS_HZ], axis=0))
+    def _fine_bins(self, n_fft: int = FINE_N_FFT, bands=FINE_BANDS_HZ) -> np.ndarray:
+        """Bins of the ``n_fft`` STFT (:data:`FINE_N_FFT`) in ``bands`` (:data:`FINE_BANDS_HZ`)."""
+        f = np.arange(n_fft // 2 + 1) * self.fs / n_fft
+        return np.flatnonzero(np.any([(f >= lo) & (f <= hi) for lo, hi in bands], axis=0))
 
-    def _fine_eq(self, y: np.ndarray, r: np.ndarray, real_fine, k: int) -> np.ndarray:
+    def _fine_eq(self, y: np.ndarray, r: np.ndarray, real_fine, k: int, n_fft: int = FINE_N_FFT,
+                 bands=FINE_BANDS_HZ) -> np.ndarray:
         """Turn decode + noise ``y + r`` to the recording's power per :data:`FINE_N_FFT` bin around mains (per
         10-s segment, gain at most :data:`EQ_MAX_GAIN` up); returns the new ``r``."""
         n = len(r)
-        nf, hop = FINE_N_FFT, FINE_N_FFT // 2
+        nf, hop = n_fft, n_fft // 2
         rf = np.asarray(real_fine, np.float64)[np.minimum(np.arange(k), len(real_fine) - 1)]
         q = float(self.adc_step_mv)
         target = np.exp(rf * STATE_LEVEL_STEP + STATE_LEVEL_OFFSET)
@@ -239,7 +249,7 @@ class TextureBank:
         win = torch.hann_window(nf, periodic=True)
         z = torch.from_numpy((np.asarray(y, np.float64) + r).astype(np.float32))
         zs = _stft(z, nf, hop)  # (nb, F)
-        fb = torch.from_numpy(self._fine_bins())
+        fb = torch.from_numpy(self._fine_bins(n_fft, bands))
         seg = max(1, int(round(SEGMENT_S * self.fs / hop)))
         sid = torch.minimum(torch.arange(zs.shape[1]) // seg, torch.tensor(k - 1))
         zp = zs[fb].abs().pow(2).double() / win.pow(2).sum()
@@ -269,7 +279,8 @@ class TextureBank:
         what rounding to the ADC grid adds; decode + noise turned to the recording's power per 3-Hz bin from
         :data:`EQ_MIN_HZ` up, the line bins' shortfall first filled by narrow-band noise around the line
         (:data:`LINE_SKIRT_HZ`); the fs / 2 and fs / 4 components (optional keys) added, then decode + noise turned
-        to ``real_fine`` per 1.5-Hz bin in :data:`FINE_BANDS_HZ` (optional key); then the lines as tones."""
+        to ``real_fine`` per 1.5-Hz bin in :data:`FINE_BANDS_HZ` (optional key), then to ``real_vfine`` per 0.5-Hz
+        bin in :data:`VFINE_BANDS_HZ` (optional key); then the lines as tones, at ``line_hz`` (optional key)."""
         n_frames, nb = mu.shape
         seg = max(1, int(round(SEGMENT_S * self.fs / self.hop)))
         u = self.levels.float().mean(0)[None]  # (1, nb)
@@ -345,6 +356,8 @@ class TextureBank:
             r += extra
         if FINE_EQ and ts.get("real_fine") is not None and len(ts["real_fine"]):
             r = self._fine_eq(np.asarray(y, np.float64), r, ts["real_fine"], k)
+        if VFINE_EQ and ts.get("real_vfine") is not None and len(ts["real_vfine"]) and n > VFINE_N_FFT // 2:
+            r = self._fine_eq(np.asarray(y, np.float64), r, ts["real_vfine"], k, VFINE_N_FFT, VFINE_BANDS_HZ)
         a = np.asarray(ts["lines"], np.float64) * STATE_LINE_STEP_MV
         a = a[..., 0] + 1j * a[..., 1]  # (S, L)
         hz = self.line_hz.tolist()
@@ -461,6 +474,31 @@ class TextureBank:
         if missing:
             raise TokenizerError(f"{path} lacks tensors {sorted(missing)}")
         return cls(**t, n_fft=got[0], hop=got[1], fs=got[2])  # line_gain: optional (files before it lack it)
+
+
+def _zoom_peak(x: np.ndarray, fs: float, centre: float, search: tuple[float, float],
+               floor: tuple[float, float]) -> tuple[float, float]:
+    """The strongest frequency of ``x`` in ``search`` (Hz) and its height in dB above the median of the spectrum
+    in ``floor`` (Hz; both within 5 Hz of ``centre``): ``x`` shifted down by ``centre``, averaged to 10 samples/s,
+    Hann window, spectrum on a :data:`STATE_LINE_HZ_STEP` grid. ``(centre, -inf)`` for under 1.6 s of signal."""
+    x = np.asarray(x, np.float64)
+    dec = max(1, int(round(fs / 10.0)))
+    m = len(x) // dec
+    if m < 16:
+        return centre, -math.inf
+    w = 2 * np.pi * centre / fs  # per block: exp(-i w dec b) * sum_j x[b, j] exp(-i w j)
+    z = ((x[: m * dec] - x.mean()).reshape(m, dec) @ np.exp(-1j * w * np.arange(dec))) / dec
+    z = z * np.exp(-1j * w * dec * np.arange(m)) * np.hanning(m)
+    fd = fs / dec
+    nfft = 1 << int(math.ceil(math.log2(max(4 * m, fd / STATE_LINE_HZ_STEP))))
+    spec = np.abs(np.fft.fft(z, nfft))
+    f = centre + np.fft.fftfreq(nfft, 1.0 / fd)
+    near = np.flatnonzero((f >= search[0]) & (f <= search[1]))
+    j = near[np.argmax(spec[near])]
+    fl = np.median(spec[(f >= floor[0]) & (f <= floor[1])])
+    if not fl > 0 or not spec[j] > 0:
+        return centre, -math.inf
+    return float(f[j]), 20 * math.log10(spec[j] / fl)
 
 
 def _segment_power(v: np.ndarray, n_fft: int, hop: int, fs: float, k: int) -> np.ndarray:
