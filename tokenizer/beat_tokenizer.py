@@ -414,9 +414,12 @@ class BeatTokenizer(ECGTokenizer):
         bt = BeatTokens(r=r, rr=rr, coarse=coarse, detail=detail, fallback=fallback, kind=kind, start=start,
                         end=end, state=state, ids=ids)
         if self.texture_bank is not None and self.texture_state:
-            if y is None or self.texture_seam:  # (the texture decode's band: with the seams smoothed)
+            if y is None:
                 with one_blas_thread():
                     y = self.decode_band_units(bt, seam=self.texture_seam)
+            elif self.texture_seam:  # the gain search's decode + the texture decode's smoothed seams, in mV
+                c = self.seam_correction(kind, start, r, end, coarse, len(y))
+                y = y + c / self._per_sample(self.unit_gains(kind, start, r, state.get("gain")), start, end, len(y))
             y = y[:n]
             y = np.pad(y, (0, n - len(y)))
             state["texture"] = self.texture_bank.analyse(y, band - y)
