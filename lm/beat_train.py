@@ -65,6 +65,9 @@ def training_data(cfg, corpus, stage: str | None = None) -> dict:
         "written_by": "lm/train.py (beat_stream)",
         "beats": {s: int(sum(len(r.r) for r in corpus.entries(s))) for s in ("train", "valid", "test")},
     }
+    if getattr(cfg, "distill_dirs", None):  # the LM's own guided samples: no recording of anyone
+        spec["distill"] = {"dirs": [str(d) for d in cfg.distill_dirs], "share": float(cfg.distill_share),
+                           "samples": len(corpus.distill), "beats": int(sum(len(r.r) for r in corpus.distill))}
     if cinc:
         n = int(cfg.cinc_max_records)
         asked = sorted(getattr(corpus, "cinc_asked", None) or cinc)[: n or None]

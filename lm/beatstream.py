@@ -63,6 +63,7 @@ class BeatRecord:
     rhythm: np.ndarray      # (n,) rhythm name in force at each beat, "" when unknown (null)
     detail: np.ndarray      # (n, Kd) the tokenizer's detail indices
     seconds: float = 0.0    # length of the encoded signal
+    beat_prefix: str = ""   # a guided sample's own beat condition (its crops' prefix); "" = from the classes
 
 
 def label_beats(r: np.ndarray, ann, fs: float) -> tuple[np.ndarray, np.ndarray]:
@@ -247,12 +248,22 @@ class BeatCorpus:
         drawn uniformly among those the training records hold, then one of its beats), so that a prefix
         ``rhythm:VT`` is followed by VT beats often enough to be learned. Their conditions are never dropped,
         so the null-condition branch of classifier-free guidance keeps the data's own mix of rhythms.
+    distill : list of BeatRecord, optional
+        An LM's own guided samples (:func:`load_distill_records`), kept apart from the records: ``distill_share``
+        of the training crops come from them (uniformly over their start beats), and :meth:`loss_weights`
+        keeps only the tokens the guidance moved in those rows (guidance distillation). They are never counted,
+        tiled or listed as training data.
     """
 
     def __init__(self, records: list[BeatRecord], spec: ControlSpec, layout: BeatLayout, pad_id: int,
                  beat_share: float = 0.1, source_weights: dict | None = None, path: str = "beat corpus",
-                 focus_share: float = 0.0, focus_rhythms=()):
+                 focus_share: float = 0.0, focus_rhythms=(), distill: list[BeatRecord] | None = None,
+                 distill_share: float = 0.0):
         self.spec, self.layout, self.pad_id, self.beat_share = spec, layout, int(pad_id), float(beat_share)
+        self.distill = [r for r in (distill or []) if len(r.r) >= 2]
+        self.distill_share = float(distill_share) if self.distill else 0.0
+        if distill_share > 0 and not self.distill:
+            raise ConfigError(f"distill_share {distill_share} but no guided sample of >= 2 beats was given")
         self.source_weights, self.path = source_weights, str(path)
         self.focus_share, self.focus_rhythms = float(focus_share), tuple(str(r) for r in focus_rhythms)
         self.recs: dict[str, list[BeatRecord]] = {}
@@ -344,7 +355,7 @@ class BeatCorpus:
         spec = self.spec
         rh = r.rhythm[b0] if b0 < len(r.rhythm) else ""
         rhythm = spec.id_of(f"rhythm:{rh}") if rh and rh in spec.rhythms else spec.id_of(NULL_RHYTHM)
-        beat = spec.id_of(beat_condition(r.classes[b0:b1], self.beat_share))
+        beat = spec.id_of(r.beat_prefix or beat_condition(r.classes[b0:b1], self.beat_share))
         if drop is not None:
             rhythm = spec.id_of(NULL_RHYTHM) if drop[0] else rhythm
             beat = spec.id_of(NULL_BEAT) if drop[1] else beat
@@ -364,8 +375,13 @@ class BeatCorpus:
         return out
 
     def random_crops(self, length: int, n: int, split: str = "train",
-                     rng: np.random.Generator | None = None) -> np.ndarray:
-        """``n`` crops ``(n, length)`` starting at uniformly drawn beats; CFG dropout on ``train``."""
+                     rng: np.random.Generator | None = None, return_distill: bool = False):
+        """``n`` crops ``(n, length)`` starting at uniformly drawn beats; CFG dropout on ``train``.
+
+        On ``train`` with guided samples (``distill``), ``distill_share`` of the rows are replaced by crops of
+        them (drawn after every other crop, so the others stay as they were); ``return_distill`` also returns
+        the ``(n,)`` bool of those rows (for :meth:`loss_weights`).
+        """
         rng = rng if rng is not None else np.random.default_rng()
         recs = self.recs.get(split, [])
         if not recs:
@@ -391,12 +407,25 @@ class BeatCorpus:
                 rows = self.focus[names[int(rng.integers(len(names)))]]
                 i, b0 = rows[int(rng.integers(len(rows)))]
                 out[j] = self._crop(recs[int(i)], int(b0), length, None)
-        return out
+        is_distill = np.zeros(n, bool)
+        if split == "train" and self.distill_share > 0:
+            dstarts = np.array([max(len(r.r) - n_beats, 0) + 1 for r in self.distill], np.float64)
+            for j in np.flatnonzero(rng.random(n) < self.distill_share):
+                i = int(rng.choice(len(self.distill), p=dstarts / dstarts.sum()))
+                b0 = int(rng.integers(0, dstarts[i]))
+                drop = rng.random(2) < p if p > 0 else None
+                out[j], is_distill[j] = self._crop(self.distill[i], b0, length, drop), True
+        return (out, is_distill) if return_distill else out
 
-    def loss_weights(self, seqs: torch.Tensor, ectopic_weight: float) -> torch.Tensor:
+    def loss_weights(self, seqs: torch.Tensor, ectopic_weight: float = 1.0, distill_rows=None) -> torch.Tensor:
         """``(B, L)`` weight of each token of BOS-led crops ``seqs`` as a *target*: ``ectopic_weight`` for the RR
         and coarse tokens of beats labelled S, V or F, else 1 (the label token too, so no class is favoured:
-        the weight depends only on what the context already holds)."""
+        the weight depends only on what the context already holds).
+
+        Rows marked in ``distill_rows`` (guided samples, :meth:`random_crops` ``return_distill``) keep weight 1 on
+        the tokens label-contrast guidance (:class:`ecg2llm.lm.sampler.LabelContrast`) moved -- the RR and coarse
+        tokens of a beat labelled S, V or F, and the RR token of the beat after it -- and 0 on every other token:
+        the model learns the guided ectopic beats, not its own normal beats, labels or rhythm back."""
         import torch
 
         L = seqs.shape[1]
@@ -407,8 +436,16 @@ class BeatCorpus:
         label_pos = (first + unit * self.tpb + self.layout.label_col).clamp(max=L - 1)
         labels = seqs[:, label_pos]  # (B, L): the label of the beat each position belongs to
         ectopic = torch.tensor([self.spec.id_of(f"beat:{c}") for c in ("S", "V", "F")])
-        hit = torch.isin(labels, ectopic) & (pos >= first) & (slot > self.layout.label_col)
-        return torch.where(hit, float(ectopic_weight), 1.0)
+        body = pos >= first
+        hit = torch.isin(labels, ectopic) & body & (slot > self.layout.label_col)
+        w = torch.where(hit, float(ectopic_weight), 1.0)
+        if distill_rows is not None and bool(np.asarray(distill_rows).any()):
+            prev_pos = (label_pos - self.tpb).clamp(min=0)
+            after = torch.isin(seqs[:, prev_pos], ectopic) & (unit >= 1) & body & (slot == self.layout.label_col + 1)
+            moved = (hit | after).to(w.dtype)
+            rows = torch.as_tensor(np.asarray(distill_rows, bool))
+            w = torch.where(rows[:, None], moved, w)
+        return w
 
     def tiles(self, split: str, length: int, max_crops: int = 0) -> np.ndarray:
         """Non-overlapping whole crops over every record of ``split`` (an evenly spaced subset if ``max_crops``)."""
@@ -487,6 +524,50 @@ def label_weak_v(records: list[BeatRecord], spec: ControlSpec, rr_seconds: np.nd
     return out, total
 
 
+def load_distill_records(dirs, spec: ControlSpec, layout: BeatLayout, tok, rr_seconds: np.ndarray) -> list[BeatRecord]:
+    """An LM's own guided samples as training records for guidance distillation (``LMTrainConfig.distill_dirs``).
+
+    Each folder is what ``lm/generate.py`` wrote for an LM v3 (``manifest.json`` and ``beat_units.npy``: per sample
+    its beats as LM units, label, RR, coarse, padded with -1); the samples keep the prefix they were generated
+    under (``conditioning.rhythm`` / ``beat``; source and lead as the request's, default ``mitdb`` / ``MLII``).
+    The folder must come from an LM with this tokenizer and without a rhythm slot in its units.
+    """
+    out = []
+    want = tokenizer_id(tok)
+    base = layout.without_rhythm().tokens_per_beat
+    for d in dirs:
+        p = Path(d)
+        man, arr = p / "manifest.json", p / "beat_units.npy"
+        if not man.is_file() or not arr.is_file():
+            raise ConfigError(f"distill_dirs: {p} has no manifest.json and beat_units.npy; give folders written by "
+                              "`python lm/generate.py --model <LM v3> --label_guidance 1 ...`")
+        m = json.loads(man.read_text())
+        got = (m.get("tokenizer") or {}).get("weights_hash")
+        if m.get("lm_version") != 3 or got != want:
+            raise ConfigError(f"distill_dirs: {p} was not generated by an LM v3 with this run's tokenizer "
+                              f"(lm_version {m.get('lm_version')}, tokenizer {got}; this run's: {want})")
+        units = np.load(arr, allow_pickle=False)
+        if units.ndim != 3 or units.shape[2] != base:
+            raise ConfigError(f"distill_dirs: {arr} has shape {units.shape}, expected (samples, beats, {base})")
+        cond, conf = m.get("conditioning") or {}, m.get("config") or {}
+        rhythm = cond.get("rhythm") or ""
+        beat = f"beat:{cond['beat']}" if cond.get("beat") else NULL_BEAT
+        spec.id_of(beat)
+        source, lead = conf.get("source") or "mitdb", conf.get("lead") or "MLII"
+        for i, u in enumerate(units):
+            u = u[(u >= 0).all(1)].astype(np.int64)
+            if len(u) < 2:
+                continue
+            labels = [spec.name_of(int(x)) for x in u[:, 0]]
+            classes = np.array([x.split(":", 1)[1] if x != NULL_BEAT else "" for x in labels], "<U1")
+            rr_s = np.asarray(rr_seconds, np.float64)[u[:, 1]]
+            r = np.round(np.cumsum(rr_s) * float(tok.fs)).astype(np.int64)
+            out.append(BeatRecord(source, f"distill:{p.name}:{i:04d}", lead, "train", u, r, classes,
+                                  np.full(len(u), rhythm, "<U8"), np.zeros((len(u), layout.n_detail), np.int64),
+                                  float(rr_s.sum()), beat_prefix=beat))
+    return out
+
+
 def open_beat_corpus(cfg, tok, pad_id: int):
     """``(corpus, spec, layout)`` of an LM v3 run: the store in ``cfg.store`` (built first if missing)."""
     layout, spec, path = ensure_beat_store(cfg, tok)
@@ -508,9 +589,20 @@ def open_beat_corpus(cfg, tok, pad_id: int):
         print(f"cinc_weak_v: {n_weak:,} CinC 2017 beats labelled V by the token rule (lm.beatstream.weak_v_beats)",
               flush=True)
     weights = dict(zip(cfg.sources, cfg.source_weights)) if cfg.source_weights else None
+    distill = []
+    if getattr(cfg, "distill_dirs", None):
+        if layout.rhythm_slot:
+            raise ConfigError("distill_dirs with rhythm_slot: a guided sample's beat_units.npy keeps no per-beat "
+                              "rhythm, so its crops cannot fill the rhythm slot; distil an LM without rhythm_slot")
+        distill = load_distill_records(cfg.distill_dirs, spec, layout, tok, tok.rr_seconds(np.arange(layout.n_rr)))
+        n_moved = sum(int(np.isin(r.classes, ("S", "V", "F")).sum()) for r in distill)
+        print(f"distill: {len(distill):,} guided samples, {sum(len(r.r) for r in distill):,} beats ({n_moved:,} "
+              f"labelled S/V/F) from {len(cfg.distill_dirs)} folders; {cfg.distill_share:.0%} of training crops",
+              flush=True)
     corpus = BeatCorpus(keep, spec, layout, pad_id, beat_share=float(cfg.beat_condition_share),
                         source_weights=weights, path=str(path), focus_share=float(getattr(cfg, "focus_share", 0.0)),
-                        focus_rhythms=getattr(cfg, "focus_rhythms", ()))
+                        focus_rhythms=getattr(cfg, "focus_rhythms", ()), distill=distill,
+                        distill_share=float(getattr(cfg, "distill_share", 0.0)))
     if "cinc2017" in cfg.sources and int(meta.get("cinc_max_records", 0)):
         # the recordings the store was asked to encode (training_data.json lists those that gave no beat run
         # as excluded; the rule of ecg2llm.tokenizer.training_data: the first max_records sorted names)

@@ -68,6 +68,11 @@ class LMTrainConfig:
     cinc_weak_v: bool = False                # LM v3: label the CinC 2017 beats a token rule calls ventricular-like
     #                                          (premature, a pause after, a shape unlike both neighbours;
     #                                          lm.beatstream.weak_v_beats) beat:V instead of unlabelled
+    distill_dirs: list[str] = field(default_factory=list)  # LM v3 guidance distillation: folders of an LM's own
+    #                                          guided samples (lm/generate.py --label_guidance; their beat_units.npy);
+    #                                          their crops train only the tokens the guidance moved (the RR and
+    #                                          coarse tokens of beats labelled S, V or F and the RR after each)
+    distill_share: float = 0.0               # share of training crops drawn from distill_dirs
 
     # ------------------------------------------------------------------ model (Llama-style, lm/model.py)
     n_layer: int = 4
@@ -149,6 +154,15 @@ class LMTrainConfig:
             raise ConfigError(f"ectopic_weight must be > 0 (1 = plain cross-entropy), got {self.ectopic_weight}")
         if not self.beat_stream and (self.focus_share > 0 or self.ectopic_weight != 1.0 or self.cinc_weak_v):
             raise ConfigError("focus_share, ectopic_weight and cinc_weak_v are LM v3 settings: they need "
+                              "beat_stream: true")
+        if not 0.0 <= self.distill_share < 1.0:
+            raise ConfigError(f"distill_share must be in [0, 1) (a share of training crops), got {self.distill_share}")
+        if bool(self.distill_dirs) != (self.distill_share > 0):
+            raise ConfigError(f"distill_dirs {list(self.distill_dirs)} and distill_share {self.distill_share} go "
+                              "together: give both (folders of guided samples and the share of crops from them) "
+                              "or neither")
+        if self.distill_dirs and not self.beat_stream:
+            raise ConfigError("distill_dirs is an LM v3 setting (guided samples' beat units): it needs "
                               "beat_stream: true")
         if self.cinc_weak_v and "cinc2017" not in self.sources:
             raise ConfigError(f"cinc_weak_v labels CinC 2017 beats, but sources {list(self.sources)} leave it out; "

@@ -110,9 +110,14 @@ class TrainBatches:
                 f"(longest: {longest}); lower context_length"
             )
 
-    def batch(self, step: int, micro: int = 0, rank: int = 0) -> torch.Tensor:
-        """Sequences for one micro-step of one process, shape ``(batch_size, context_length)``."""
+    def batch(self, step: int, micro: int = 0, rank: int = 0, return_distill: bool = False):
+        """Sequences for one micro-step of one process, shape ``(batch_size, context_length)``; with
+        ``return_distill`` (a beat corpus with guided samples) also the ``(batch_size,)`` bool of their rows."""
         rng = np.random.default_rng([self.seed, int(step), int(micro), int(rank)])
+        if return_distill:
+            crops, rows = self.store.random_crops(self.length, self.batch_size, split=self.split, rng=rng,
+                                                  return_distill=True)
+            return with_bos(crops, self.bos_id), rows
         crops = self.store.random_crops(self.length, self.batch_size, split=self.split, rng=rng)
         return with_bos(crops, self.bos_id)  # (B, L)
 

@@ -393,15 +393,17 @@ class Trainer:
                 group["lr"] = lr
             step_loss = torch.zeros((), device=acc.device)
             for micro in range(ga):
-                batch = self.batches.batch(st.step, micro, rank)  # (B, L), on the CPU
+                distill = self.beat is not None and getattr(self.store, "distill_share", 0.0) > 0
+                batch, rows = (self.batches.batch(st.step, micro, rank, return_distill=True) if distill
+                               else (self.batches.batch(st.step, micro, rank), None))  # (B, L), on the CPU
                 x = batch.to(acc.device)
                 # input noise is drawn on the CPU copy (numpy), so a GPU batch never makes a round trip
                 inp = x if self.noise is None else self.noise(batch, st.step, micro, rank).to(acc.device)
                 with acc.accumulate(self.model):
                     labels = x if self.beat is None else x.masked_fill(x == self.tok_rec["codebook_size"], -100)
-                    if self.beat is not None and cfg.ectopic_weight != 1.0:
-                        loss = weighted_loss(self.model(input_ids=inp).logits, labels,
-                                             self.store.loss_weights(batch, cfg.ectopic_weight).to(acc.device))
+                    if self.beat is not None and (cfg.ectopic_weight != 1.0 or distill):
+                        w = self.store.loss_weights(batch, cfg.ectopic_weight, rows)
+                        loss = weighted_loss(self.model(input_ids=inp).logits, labels, w.to(acc.device))
                     else:
                         loss = self.model(input_ids=inp, labels=labels).loss  # targets: the clean sequence (no PAD)
                     acc.backward(loss)

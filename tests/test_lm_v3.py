@@ -665,3 +665,128 @@ def test_cinc_weak_v_needs_cinc_in_the_sources():
         LMTrainConfig(beat_stream=True, sources=["mitdb"], cinc_weak_v=True)
     with pytest.raises(ConfigError, match="beat_stream"):
         LMTrainConfig(cinc_weak_v=True, sources=["mitdb", "cinc2017"])
+
+
+# ------------------------------------------------------------------------------------------ guidance distillation
+def _distill_corpus(run, share):
+    from dataclasses import replace as dc_replace
+
+    from ecg2llm.lm.beatstream import BeatCorpus
+
+    lay = BeatLayout.from_dict(json.loads((run["store"] / "meta.json").read_text())["layout"]).without_rhythm()
+    sp = ControlSpec(first_id=lay.codebook_size + 3, conditional=True, condition_dropout=0.0)
+    train = [r for r in run["records"] if r.split == "train"]
+    guided = [dc_replace(r, record=f"distill:{r.record}", beat_prefix="beat:V") for r in train]
+    return lay, sp, BeatCorpus(run["records"], sp, lay, lay.codebook_size, distill=guided if share else None,
+                               distill_share=share)
+
+
+def test_distill_crops_and_loss_weights_keep_only_guided_tokens(run):
+    """Guided samples replace distill_share of the crops (the other rows are drawn as without them); in their
+    rows only the tokens label contrast moves are targets: the RR and coarse tokens of S/V/F beats and the RR
+    after each; every other row keeps the plain weights."""
+    lay, sp, plain = _distill_corpus(run, 0.0)
+    _, _, corpus = _distill_corpus(run, 0.5)
+    length = 5 + 20 * lay.tokens_per_beat - 1
+    ref = plain.random_crops(length, 64, "train", np.random.default_rng(3))
+    crops, rows = corpus.random_crops(length, 64, "train", np.random.default_rng(3), return_distill=True)
+    assert 10 < rows.sum() < 54 and (crops[~rows] == ref[~rows]).all()
+    assert (crops[rows, 3] == sp.id_of("beat:V")).all()  # the guided sample's own prefix
+    assert np.array_equal(plain.random_crops(length, 8, "valid", np.random.default_rng(1)),
+                          corpus.random_crops(length, 8, "valid", np.random.default_rng(1)))  # never in scoring
+    seqs = torch.from_numpy(np.concatenate([np.full((len(crops), 1), lay.codebook_size + 1), crops], 1))
+    w = corpus.loss_weights(seqs, 1.0, rows).numpy()
+    assert (w[~rows] == 1.0).all()
+    ectopic = {sp.id_of(f"beat:{c}") for c in "SVF"}
+    tpb, first = lay.tokens_per_beat, 1 + N_PREFIX
+    want = np.zeros_like(w[rows])
+    for i, row in enumerate(seqs.numpy()[rows]):
+        n = (len(row) - first) // tpb
+        for u in range(n):
+            if int(row[first + u * tpb]) in ectopic:
+                want[i, first + u * tpb + 1: first + (u + 1) * tpb] = 1.0
+                if u + 1 < n:
+                    want[i, first + (u + 1) * tpb + 1] = 1.0
+    assert np.array_equal(w[rows], want) and want.sum() > 0  # 106 has V beats
+    assert np.array_equal(corpus.loss_weights(seqs, 1.0).numpy(), np.ones_like(w))  # no rows given: plain
+
+
+def test_distill_records_from_a_generated_folder(run, tmp_path, monkeypatch):
+    """lm/generate.py's beat_units.npy + manifest -> training records with the request's prefix; bad folders
+    are refused with what to do."""
+    import ecg2llm.lm.beat_train as bt
+    from ecg2llm.lm.beatstream import load_distill_records, tokenizer_id
+    from ecg2llm.lm.synthesize import GenerateConfig, generate
+
+    monkeypatch.setattr(bt, "load_beat_tokenizer", lambda name: NaiveBeatTokenizer())
+    tok = NaiveBeatTokenizer()
+    generate(GenerateConfig(model=str(run["final"]), num_samples=3, seconds=8, batch_size=3, png=False, seed=5,
+                            out=str(tmp_path / "g"), condition=["beat:V"], guidance=2.0, label_guidance=1.0))
+    lay = BeatLayout.from_dict(json.loads((run["final"] / "config.json").read_text())["ecg_stream"])
+    sp = ControlSpec(first_id=lay.codebook_size + 3, conditional=True)
+    rr_s = tok.rr_seconds(np.arange(lay.n_rr))
+    recs = load_distill_records([tmp_path / "g"], sp, lay, tok, rr_s)
+    units = np.load(tmp_path / "g" / "beat_units.npy")
+    assert len(recs) == 3 and all(r.beat_prefix == "beat:V" and r.split == "train" for r in recs)
+    for r, u in zip(recs, units):
+        u = u[(u >= 0).all(1)]
+        assert np.array_equal(r.units, u) and len(r.r) == len(u) and (np.diff(r.r) > 0).all()
+        assert all((c == "" and lab == sp.null_beat_id) or sp.id_of(f"beat:{c}") == lab
+                   for c, lab in zip(r.classes, u[:, 0]))
+    assert tokenizer_id(tok)  # what the manifest's weights_hash is checked against
+    with pytest.raises(ConfigError, match="beat_units.npy"):
+        load_distill_records([tmp_path], sp, lay, tok, rr_s)
+    man = json.loads((tmp_path / "g" / "manifest.json").read_text())
+    man["tokenizer"]["weights_hash"] = "another"
+    (tmp_path / "g" / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ConfigError, match="tokenizer"):
+        load_distill_records([tmp_path / "g"], sp, lay, tok, rr_s)
+
+
+def test_distill_settings():
+    from ecg2llm.lm.config import LMTrainConfig
+
+    with pytest.raises(ConfigError, match="go together"):
+        LMTrainConfig(beat_stream=True, distill_share=0.2)
+    with pytest.raises(ConfigError, match="go together"):
+        LMTrainConfig(beat_stream=True, distill_dirs=["x"])
+    with pytest.raises(ConfigError, match="distill_share"):
+        LMTrainConfig(beat_stream=True, distill_dirs=["x"], distill_share=1.0)
+    with pytest.raises(ConfigError, match="beat_stream"):
+        LMTrainConfig(distill_dirs=["x"], distill_share=0.2)
+
+
+def test_distill_fine_tune_runs_and_says_so(run, tmp_path, monkeypatch):
+    """A short LM v3 run with guided samples: trains (weighted loss), and training_data.json names them apart from
+    the records (the scorecard's copy search never reads them as patients)."""
+    import ecg2llm.lm.beat_train as bt
+    from ecg2llm.lm.beatstream import tokenizer_id
+    from ecg2llm.lm.config import LMTrainConfig
+    from ecg2llm.lm.trainer import Trainer
+    from ecg2llm.tokenizer import training_data as td
+
+    monkeypatch.setattr(bt, "load_beat_tokenizer", lambda name: NaiveBeatTokenizer())
+    tok = NaiveBeatTokenizer()
+    lay = BeatLayout.from_dict(json.loads((run["store"] / "meta.json").read_text())["layout"]).without_rhythm()
+    sp = ControlSpec(first_id=lay.codebook_size + 3, conditional=True)
+    units = [r.units for r in run["records"] if r.split == "train"][:2]
+    arr = np.full((2, max(len(u) for u in units), lay.tokens_per_beat), -1, np.int32)
+    for i, u in enumerate(units):
+        arr[i, :len(u)] = u
+    g = tmp_path / "guided"
+    g.mkdir()
+    np.save(g / "beat_units.npy", arr)
+    (g / "manifest.json").write_text(json.dumps({"lm_version": 3, "tokenizer": {"weights_hash": tokenizer_id(tok)},
+                                                 "conditioning": {"rhythm": None, "beat": "V"}, "config": {}}))
+    assert sp.id_of("beat:V")
+    cfg = LMTrainConfig(**{**run["cfg"].__dict__, "rhythm_slot": False, "output_dir": str(tmp_path / "run"),
+                           "max_steps": 3, "eval_every": 0, "save_every": 0, "distill_dirs": [str(g)],
+                           "distill_share": 0.5})
+    final = Trainer(cfg).run()
+    data = td.read(final)
+    assert data["distill"]["samples"] == 2 and data["distill"]["share"] == 0.5
+    assert data["mitdb"]["records"] == ["106"]
+    m = json.loads((Path(final) / "metrics.json").read_text())
+    assert np.isfinite(m["val"]["bits_per_token"])
+    with pytest.raises(ConfigError, match="rhythm_slot"):
+        Trainer(LMTrainConfig(**{**cfg.__dict__, "rhythm_slot": True, "output_dir": str(tmp_path / "r2")})).run()
