@@ -528,7 +528,7 @@ def load_distill_records(dirs, spec: ControlSpec, layout: BeatLayout, tok, rr_se
     """An LM's own guided samples as training records for guidance distillation (``LMTrainConfig.distill_dirs``).
 
     Each folder is what ``lm/generate.py`` wrote for an LM v3 (``manifest.json`` and ``beat_units.npy``: per sample
-    its beats as LM units, label, RR, coarse, padded with -1); the samples keep the prefix they were generated
+    its beats' label id, RR index and coarse indices, padded with -1; made LM units here); the samples keep the prefix they were generated
     under (``conditioning.rhythm`` / ``beat``; source and lead as the request's, default ``mitdb`` / ``MLII``).
     The folder must come from an LM with this tokenizer and without a rhythm slot in its units.
     """
@@ -554,10 +554,12 @@ def load_distill_records(dirs, spec: ControlSpec, layout: BeatLayout, tok, rr_se
         beat = f"beat:{cond['beat']}" if cond.get("beat") else NULL_BEAT
         spec.id_of(beat)
         source, lead = conf.get("source") or "mitdb", conf.get("lead") or "MLII"
-        for i, u in enumerate(units):
-            u = u[(u >= 0).all(1)].astype(np.int64)
-            if len(u) < 2:
+        lay0 = layout.without_rhythm()
+        for i, raw in enumerate(units):
+            raw = raw[(raw >= 0).all(1)].astype(np.int64)  # label id, RR index, coarse indices (not LM ids)
+            if len(raw) < 2:
                 continue
+            u = lay0.units(raw[:, 0], raw[:, 1], raw[:, 2:])
             labels = [spec.name_of(int(x)) for x in u[:, 0]]
             classes = np.array([x.split(":", 1)[1] if x != NULL_BEAT else "" for x in labels], "<U1")
             rr_s = np.asarray(rr_seconds, np.float64)[u[:, 1]]

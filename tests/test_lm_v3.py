@@ -728,9 +728,12 @@ def test_distill_records_from_a_generated_folder(run, tmp_path, monkeypatch):
     recs = load_distill_records([tmp_path / "g"], sp, lay, tok, rr_s)
     units = np.load(tmp_path / "g" / "beat_units.npy")
     assert len(recs) == 3 and all(r.beat_prefix == "beat:V" and r.split == "train" for r in recs)
+    table = lay.without_rhythm().allowed_table(sp, int(sp.first_id + len(sp.names)))[N_PREFIX:]
     for r, u in zip(recs, units):
         u = u[(u >= 0).all(1)]
-        assert np.array_equal(r.units, u) and len(r.r) == len(u) and (np.diff(r.r) > 0).all()
+        assert np.array_equal(r.units, lay.without_rhythm().units(u[:, 0], u[:, 1], u[:, 2:]))
+        assert table[np.arange(table.shape[0])[None], torch.from_numpy(r.units)].all()  # each id of its slot's type
+        assert len(r.r) == len(u) and (np.diff(r.r) > 0).all()
         assert all((c == "" and lab == sp.null_beat_id) or sp.id_of(f"beat:{c}") == lab
                    for c, lab in zip(r.classes, u[:, 0]))
     assert tokenizer_id(tok)  # what the manifest's weights_hash is checked against
@@ -769,10 +772,10 @@ def test_distill_fine_tune_runs_and_says_so(run, tmp_path, monkeypatch):
     tok = NaiveBeatTokenizer()
     lay = BeatLayout.from_dict(json.loads((run["store"] / "meta.json").read_text())["layout"]).without_rhythm()
     sp = ControlSpec(first_id=lay.codebook_size + 3, conditional=True)
-    units = [r.units for r in run["records"] if r.split == "train"][:2]
-    arr = np.full((2, max(len(u) for u in units), lay.tokens_per_beat), -1, np.int32)
-    for i, u in enumerate(units):
-        arr[i, :len(u)] = u
+    units = [lay.split_units(r.units) for r in run["records"] if r.split == "train"][:2]
+    arr = np.full((2, max(len(u[0]) for u in units), lay.tokens_per_beat), -1, np.int32)
+    for i, (lab, rr, co) in enumerate(units):  # what lm/generate.py writes: label id, RR index, coarse indices
+        arr[i, :len(lab)] = np.concatenate([lab[:, None], rr[:, None], co], 1)
     g = tmp_path / "guided"
     g.mkdir()
     np.save(g / "beat_units.npy", arr)
