@@ -252,16 +252,18 @@ class BeatCorpus:
         An LM's own guided samples (:func:`load_distill_records`), kept apart from the records: ``distill_share``
         of the training crops come from them (uniformly over their start beats), and :meth:`loss_weights`
         keeps only the tokens the guidance moved in those rows (guidance distillation). They are never counted,
-        tiled or listed as training data.
+        tiled or listed as training data. ``distill_dropout`` false: their conditions are never dropped, so
+        the null-condition branch of classifier-free guidance never learns them.
     """
 
     def __init__(self, records: list[BeatRecord], spec: ControlSpec, layout: BeatLayout, pad_id: int,
                  beat_share: float = 0.1, source_weights: dict | None = None, path: str = "beat corpus",
                  focus_share: float = 0.0, focus_rhythms=(), distill: list[BeatRecord] | None = None,
-                 distill_share: float = 0.0):
+                 distill_share: float = 0.0, distill_dropout: bool = True):
         self.spec, self.layout, self.pad_id, self.beat_share = spec, layout, int(pad_id), float(beat_share)
         self.distill = [r for r in (distill or []) if len(r.r) >= 2]
         self.distill_share = float(distill_share) if self.distill else 0.0
+        self.distill_dropout = bool(distill_dropout)
         if distill_share > 0 and not self.distill:
             raise ConfigError(f"distill_share {distill_share} but no guided sample of >= 2 beats was given")
         self.source_weights, self.path = source_weights, str(path)
@@ -413,7 +415,7 @@ class BeatCorpus:
             for j in np.flatnonzero(rng.random(n) < self.distill_share):
                 i = int(rng.choice(len(self.distill), p=dstarts / dstarts.sum()))
                 b0 = int(rng.integers(0, dstarts[i]))
-                drop = rng.random(2) < p if p > 0 else None
+                drop = (rng.random(2) < p) & self.distill_dropout if p > 0 else None
                 out[j], is_distill[j] = self._crop(self.distill[i], b0, length, drop), True
         return (out, is_distill) if return_distill else out
 
@@ -604,7 +606,8 @@ def open_beat_corpus(cfg, tok, pad_id: int):
     corpus = BeatCorpus(keep, spec, layout, pad_id, beat_share=float(cfg.beat_condition_share),
                         source_weights=weights, path=str(path), focus_share=float(getattr(cfg, "focus_share", 0.0)),
                         focus_rhythms=getattr(cfg, "focus_rhythms", ()), distill=distill,
-                        distill_share=float(getattr(cfg, "distill_share", 0.0)))
+                        distill_share=float(getattr(cfg, "distill_share", 0.0)),
+                        distill_dropout=bool(getattr(cfg, "distill_dropout", True)))
     if "cinc2017" in cfg.sources and int(meta.get("cinc_max_records", 0)):
         # the recordings the store was asked to encode (training_data.json lists those that gave no beat run
         # as excluded; the rule of ecg2llm.tokenizer.training_data: the first max_records sorted names)

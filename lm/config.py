@@ -73,6 +73,8 @@ class LMTrainConfig:
     #                                          their crops train only the tokens the guidance moved (the RR and
     #                                          coarse tokens of beats labelled S, V or F and the RR after each)
     distill_share: float = 0.0               # share of training crops drawn from distill_dirs
+    distill_dropout: bool = True             # condition dropout on those crops too (false: the null-condition
+    #                                          branch of classifier-free guidance never learns the guided samples)
 
     # ------------------------------------------------------------------ model (Llama-style, lm/model.py)
     n_layer: int = 4

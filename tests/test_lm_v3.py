@@ -668,17 +668,28 @@ def test_cinc_weak_v_needs_cinc_in_the_sources():
 
 
 # ------------------------------------------------------------------------------------------ guidance distillation
-def _distill_corpus(run, share):
+def _distill_corpus(run, share, dropout=0.0, distill_dropout=True):
     from dataclasses import replace as dc_replace
 
     from ecg2llm.lm.beatstream import BeatCorpus
 
     lay = BeatLayout.from_dict(json.loads((run["store"] / "meta.json").read_text())["layout"]).without_rhythm()
-    sp = ControlSpec(first_id=lay.codebook_size + 3, conditional=True, condition_dropout=0.0)
+    sp = ControlSpec(first_id=lay.codebook_size + 3, conditional=True, condition_dropout=dropout)
     train = [r for r in run["records"] if r.split == "train"]
     guided = [dc_replace(r, record=f"distill:{r.record}", beat_prefix="beat:V") for r in train]
     return lay, sp, BeatCorpus(run["records"], sp, lay, lay.codebook_size, distill=guided if share else None,
-                               distill_share=share)
+                               distill_share=share, distill_dropout=distill_dropout)
+
+
+def test_distill_dropout_false_keeps_the_guided_conditions(run):
+    """With distill_dropout false the guided crops always carry their condition (the null branch never learns
+    them); with it, some are dropped like any crop."""
+    for keep in (False, True):
+        lay, sp, corpus = _distill_corpus(run, 0.5, dropout=0.5, distill_dropout=keep)
+        crops, rows = corpus.random_crops(5 + 4 * lay.tokens_per_beat - 1, 200, "train", np.random.default_rng(0),
+                                          return_distill=True)
+        kept = crops[rows, 3] == sp.id_of("beat:V")
+        assert kept.all() if not keep else 0.2 < kept.mean() < 0.8
 
 
 def test_distill_crops_and_loss_weights_keep_only_guided_tokens(run):
