@@ -529,10 +529,10 @@ def label_weak_v(records: list[BeatRecord], spec: ControlSpec, rr_seconds: np.nd
 def load_distill_records(dirs, spec: ControlSpec, layout: BeatLayout, tok, rr_seconds: np.ndarray) -> list[BeatRecord]:
     """An LM's own guided samples as training records for guidance distillation (``LMTrainConfig.distill_dirs``).
 
-    Each folder is what ``lm/generate.py`` wrote for an LM v3 (``manifest.json`` and ``beat_units.npy``: per sample
-    its beats' label id, RR index and coarse indices, padded with -1; made LM units here); the samples keep the prefix they were generated
-    under (``conditioning.rhythm`` / ``beat``; source and lead as the request's, default ``mitdb`` / ``MLII``).
-    The folder must come from an LM with this tokenizer and without a rhythm slot in its units.
+    Each folder is what ``lm/generate.py`` wrote for an LM v3 (``manifest.json`` and ``beat_units.npy``: per
+    sample its beats' label id, RR index and coarse indices, padded with -1; made LM units here). The samples keep
+    the prefix they were generated under (``conditioning.rhythm`` / ``beat``; source and lead as the request's,
+    default ``mitdb`` / ``MLII``). The folder must come from an LM v3 with this tokenizer.
     """
     out = []
     want = tokenizer_id(tok)
