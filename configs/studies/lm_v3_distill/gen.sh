@@ -1,7 +1,7 @@
 #!/bin/bash
 # guided teacher samples for guidance distillation (issue 39): default at guidance 3 + label guidance 1
-source .venv/bin/activate
-export ECG2LLM_DATA=/work/shared/data
+if [ -f .venv/bin/activate ]; then source .venv/bin/activate; fi   # run from the repo root
+export ECG2LLM_DATA=${ECG2LLM_DATA:-../shared/data}
 set -e
 n=128
 python lm/generate.py --model default --label_guidance 1 --num_samples $n --seconds 120 --seed 7000 --png false --texture false --out runs/distill/syn/unconditional --num_threads 2

@@ -1,7 +1,7 @@
 #!/bin/bash
 # guided samples of the first distilled student (runs/lm/v3_distill), for the second round (issue 39)
-source .venv/bin/activate
-export ECG2LLM_DATA=/work/shared/data
+if [ -f .venv/bin/activate ]; then source .venv/bin/activate; fi   # run from the repo root
+export ECG2LLM_DATA=${ECG2LLM_DATA:-../shared/data}
 set -e
 n=128
 python lm/generate.py --model runs/lm/v3_distill/final --label_guidance 1 --num_samples $n --seconds 120 --seed 8000 --png false --texture false --out runs/distill/syn2/unconditional --num_threads 2
