@@ -536,7 +536,8 @@ def load_distill_records(dirs, spec: ControlSpec, layout: BeatLayout, tok, rr_se
     """
     out = []
     want = tokenizer_id(tok)
-    base = layout.without_rhythm().tokens_per_beat
+    lay0 = layout.without_rhythm()  # the units' layout: label, RR, coarse
+    base = lay0.tokens_per_beat
     for d in dirs:
         p = Path(d)
         man, arr = p / "manifest.json", p / "beat_units.npy"
@@ -556,7 +557,6 @@ def load_distill_records(dirs, spec: ControlSpec, layout: BeatLayout, tok, rr_se
         beat = f"beat:{cond['beat']}" if cond.get("beat") else NULL_BEAT
         spec.id_of(beat)
         source, lead = conf.get("source") or "mitdb", conf.get("lead") or "MLII"
-        lay0 = layout.without_rhythm()
         for i, raw in enumerate(units):
             raw = raw[(raw >= 0).all(1)].astype(np.int64)  # label id, RR index, coarse indices (not LM ids)
             if len(raw) < 2:

@@ -386,6 +386,7 @@ class Trainer:
         win_loss, win_steps, win_time = torch.zeros((), device=acc.device), 0, 0.0
         train_time, t0, start_step = 0.0, time.perf_counter(), st.step
         self.model.train()
+        distill = self.beat is not None and getattr(self.store, "distill_share", 0.0) > 0  # guided crops' rows
         while st.step < cfg.max_steps:
             t_step = time.perf_counter()
             lr = ck.lr_at(st.step, cfg)
@@ -393,7 +394,6 @@ class Trainer:
                 group["lr"] = lr
             step_loss = torch.zeros((), device=acc.device)
             for micro in range(ga):
-                distill = self.beat is not None and getattr(self.store, "distill_share", 0.0) > 0
                 batch, rows = (self.batches.batch(st.step, micro, rank, return_distill=True) if distill
                                else (self.batches.batch(st.step, micro, rank), None))  # (B, L), on the CPU
                 x = batch.to(acc.device)
