@@ -8,6 +8,7 @@ process); the data position is a pure function of the step (:mod:`ecg2llm.lm.dat
 """
 from __future__ import annotations
 
+import gc
 import os
 import time
 from dataclasses import asdict
@@ -456,5 +457,17 @@ class Trainer:
         final = self._save_model(self.out / "final", metrics)
         if acc.is_main_process:
             write_json(self.out / "metrics.json", metrics)
-        acc.end_training()
+        self._finish()
         return final
+
+    def _finish(self) -> None:
+        """Drop the prepared model, optimizer and loaders, collect them, then end the run (trackers, process group).
+
+        Under DDP the model's gradient reducer holds its own reference to the gloo process group: left to the
+        interpreter's teardown at exit, gloo's worker threads can abort the process (SIGABRT) after every file
+        was written (pytorch/pytorch#179291). Collecting them here, while Python is whole, keeps the order:
+        reducer, then process group."""
+        self.model = self.optimizer = self.loader_val = self.loader_val_final = self.loader_test = None
+        self.acc.free_memory()  # Accelerate's own references to them
+        gc.collect()  # the DDP wrapper's reference cycles (hooks) hold the reducer
+        self.acc.end_training()

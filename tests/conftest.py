@@ -77,6 +77,28 @@ def tiny_db(tmp_path) -> Path:
     return tmp_path / "data"
 
 
+_WHY = ("Fatal Python error", "terminate called", "what():", "Error:", "error:", "Aborted", "Segmentation fault",
+        "Thread 0x", "Current thread", 'File "')
+
+
+def launch(cmd: list[str], env: dict, timeout: float = 900, cwd: Path = REPO):
+    """Run a multi-process ``accelerate launch`` with Python's fault handler on in every process, so a process
+    that dies by a signal (SIGABRT, SIGSEGV) prints the Python stack of each thread before it goes."""
+    import subprocess
+
+    return subprocess.run(cmd, cwd=cwd, env={**env, "PYTHONFAULTHANDLER": "1"}, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def launch_failure(proc) -> str:
+    """Why a launch failed: the lines that say it (fatal errors, C++ aborts, stacks), then the head and the tail of
+    stderr. The tail alone is torchrun's and Accelerate's summary, which names the signal but not the cause."""
+    err = proc.stderr or ""
+    why = [ln for ln in err.splitlines() if any(k in ln for k in _WHY)]
+    return (f"exit {proc.returncode}\n--- lines that say why ---\n" + "\n".join(why[:120])
+            + f"\n--- stderr head ---\n{err[:4000]}\n--- stderr tail ---\n{err[-2000:]}")
+
+
 def free_port() -> int:
     """A TCP port free right now, for ``accelerate launch --main_process_port``: two multi-process launches
     running at once in different pytest-xdist workers would otherwise both rendezvous on 29500."""

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, free_port, synthetic_ecg, write_wfdb
+from conftest import REPO, free_port, launch, launch_failure, synthetic_ecg, write_wfdb
 from lm_support import UniformBlockConfig, UniformBlockTokenizer, build_test_store, seed_tokenizer_dir
 
 from ecg2llm.lm.data import TrainBatches, tile_crops
@@ -175,8 +174,8 @@ def test_two_process_cpu_launch(tmp_path, seed_tok, store):
            "--dynamo_backend", "no", "lm/train.py",
            "--tokenizer", str(seed_tok), "--store", str(store), "--output_dir", str(out), "--max_steps", "4",
            "--save_every", "2", "--eval_every", "2", *TINY]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = launch(cmd, env, timeout=600)
+    assert proc.returncode == 0, launch_failure(proc)
     info = json.loads((out / "run_info.json").read_text())
     assert info["config"]["num_processes"] == 2
     ck = out / "checkpoints" / "checkpoint_4"

@@ -456,10 +456,9 @@ def test_detail_head_beats_the_prior(run):
 def test_two_process_launch_with_tokenizer_v3(tmp_path, data_dir):
     """``accelerate launch --cpu --num_processes 2 lm/train.py --config configs/lm/v3.yaml`` trains (DDP)."""
     import os
-    import subprocess
 
     pytest.importorskip("ecg2llm.tokenizer.beat_tokenizer")
-    from conftest import free_port
+    from conftest import free_port, launch, launch_failure
 
     repo = Path(__file__).resolve().parents[1]
     out = tmp_path / "ddp"
@@ -473,8 +472,8 @@ def test_two_process_launch_with_tokenizer_v3(tmp_path, data_dir):
            "--max_steps", "2", "--save_every", "2", "--eval_every", "0", "--context_length", "165",
            "--n_layer", "1", "--d_model", "32", "--n_head", "2", "--batch_size", "2", "--final_eval_crops", "4",
            "--eval_crops", "2", "--progress", "false"]
-    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = launch(cmd, env, timeout=900, cwd=repo)
+    assert proc.returncode == 0, launch_failure(proc)
     info = json.loads((out / "run_info.json").read_text())
     assert info["config"]["num_processes"] == 2
     assert (out / "checkpoints" / "checkpoint_2" / "random_states_1.pkl").is_file()

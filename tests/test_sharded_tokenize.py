@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, free_port
+from conftest import REPO, free_port, launch, launch_failure
 
 from ecg2llm.tokenizer.build_store import TokenizeConfig, build_store
 from ecg2llm.tokenizer.shards import ShardedArray
@@ -22,7 +22,7 @@ def _launch(launcher: list[str], out, tiny_db) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "accelerate.commands.launch", *launcher, "tokenizer/tokenize_db.py", "--out", str(out),
            "--data_dir", str(tiny_db), "--records", RECORDS, "--leads", "all", "--download", "false"]
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "WANDB_MODE": "disabled", "HOME": str(out.parent)}
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    return launch(cmd, env, timeout=300)
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def one_process_store(tiny_db, tmp_path):
 def test_two_process_store_equals_one_process_store(tiny_db, tmp_path, one_process_store):
     out = tmp_path / "two"
     r = _launch(["--config_file", str(REPO / "configs/accelerate/cpu_2proc.yaml")], out, tiny_db)
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.returncode == 0, launch_failure(r)
     assert "on 2 process(es)" in r.stdout, r.stdout
     two, one = TokenStore.open(out), one_process_store
     assert two.meta["format_version"] == 2 and len(two.shard_paths) == 2 and isinstance(two.tokens, ShardedArray)
