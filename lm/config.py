@@ -75,6 +75,10 @@ class LMTrainConfig:
     distill_share: float = 0.0               # share of training crops drawn from distill_dirs
     distill_dropout: bool = True             # condition dropout on those crops too (false: the null-condition
     #                                          branch of classifier-free guidance never learns the guided samples)
+    anchor_weight: float = 0.0               # fine-tuning: this weight times KL(init_from model || this model), the
+    #                                          mean over the targets of every crop not drawn from distill_dirs, added
+    #                                          to the loss: the model keeps its starting predictions wherever the data
+    #                                          asks nothing new (a frozen copy of init_from; needs init_from)
 
     # ------------------------------------------------------------------ model (Llama-style, lm/model.py)
     n_layer: int = 4
@@ -212,5 +216,10 @@ class LMTrainConfig:
             raise ConfigError("augment_mix_deg rotates the leads of augmented views: set augment_views >= 1 too")
         if self.init_from in ("", "none", "None"):
             self.init_from = None
+        if not self.anchor_weight >= 0:
+            raise ConfigError(f"anchor_weight must be >= 0 (0 = no anchor), got {self.anchor_weight}")
+        if self.anchor_weight > 0 and self.init_from is None:
+            raise ConfigError(f"anchor_weight {self.anchor_weight} keeps a fine-tune near the model it starts from, "
+                              "but init_from is not set: give init_from (an LM folder) or set anchor_weight: 0")
         if self.resume_from_checkpoint in ("", "none", "None"):
             self.resume_from_checkpoint = None

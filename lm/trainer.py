@@ -39,6 +39,21 @@ def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Ten
     return (ce * w).sum() / w.sum().clamp(min=1e-9)
 
 
+def anchor_kl(logits: torch.Tensor, ref_logits: torch.Tensor, labels: torch.Tensor, skip_rows=None) -> torch.Tensor:
+    """Mean over next-token targets (``labels`` not ``-100``) of KL(p_ref || p), where ``p_ref`` is a frozen
+    reference model's prediction and ``p`` the model's; rows marked ``True`` in ``skip_rows`` are left out.
+
+    Added to a fine-tune's loss (``anchor_weight``), it keeps the whole next-token distribution near the starting
+    model's, not only the probability of the token the data happens to hold."""
+    lp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    lq = torch.log_softmax(ref_logits[:, :-1].float(), dim=-1)
+    kl = (lq.exp() * (lq - lp)).sum(-1)  # (B, L - 1)
+    keep = labels[:, 1:] != -100
+    if skip_rows is not None:
+        keep = keep & ~torch.as_tensor(np.asarray(skip_rows, bool), device=keep.device)[:, None]
+    return (kl * keep).sum() / keep.sum().clamp(min=1)
+
+
 def make_accelerator(cfg):
     """``Accelerator`` with rotating checkpoints under ``output_dir`` and the configured tracker."""
     from accelerate import Accelerator
@@ -165,6 +180,11 @@ class Trainer:
 
             init_from_pretrained(model, cfg.init_from)
             acc.print(f"initialized from {cfg.init_from}")
+        self.anchor = None
+        if cfg.anchor_weight > 0:  # a frozen copy of the starting weights (config checks: init_from is set)
+            import copy
+
+            self.anchor = copy.deepcopy(model).eval().requires_grad_(False).to(acc.device)
         self.n_params = num_parameters(model)
         self.n_params_nonemb = num_parameters(model, exclude_embeddings=True)
         self.bos = int(model.config.bos_token_id)
@@ -385,6 +405,7 @@ class Trainer:
         bar = tqdm(total=cfg.max_steps, initial=st.step, desc="training", unit="step",
                    disable=not (cfg.progress and acc.is_main_process))
         win_loss, win_steps, win_time = torch.zeros((), device=acc.device), 0, 0.0
+        win_kl = torch.zeros((), device=acc.device)  # anchor_weight: the KL to the starting model, per step
         train_time, t0, start_step = 0.0, time.perf_counter(), st.step
         self.model.train()
         distill = self.beat is not None and getattr(self.store, "distill_share", 0.0) > 0  # guided crops' rows
@@ -402,9 +423,17 @@ class Trainer:
                 inp = x if self.noise is None else self.noise(batch, st.step, micro, rank).to(acc.device)
                 with acc.accumulate(self.model):
                     labels = x if self.beat is None else x.masked_fill(x == self.tok_rec["codebook_size"], -100)
-                    if self.beat is not None and (cfg.ectopic_weight != 1.0 or distill):
-                        w = self.store.loss_weights(batch, cfg.ectopic_weight, rows)
-                        loss = weighted_loss(self.model(input_ids=inp).logits, labels, w.to(acc.device))
+                    if self.beat is not None and (cfg.ectopic_weight != 1.0 or distill) or self.anchor is not None:
+                        w = (self.store.loss_weights(batch, cfg.ectopic_weight, rows) if self.beat is not None
+                             else torch.ones(batch.shape))
+                        logits = self.model(input_ids=inp).logits
+                        loss = weighted_loss(logits, labels, w.to(acc.device))
+                        if self.anchor is not None:
+                            with torch.no_grad():
+                                ref = self.anchor(input_ids=inp).logits
+                            kl = anchor_kl(logits, ref, labels, rows)
+                            win_kl += kl.detach().float() / ga
+                            loss = loss + cfg.anchor_weight * kl
                     else:
                         loss = self.model(input_ids=inp, labels=labels).loss  # targets: the clean sequence (no PAD)
                     acc.backward(loss)
@@ -426,10 +455,13 @@ class Trainer:
                 rec = {"train/loss": mean_loss, "train/bits_per_token": mean_loss / np.log(2), "lr": lr,
                        "grad_norm": float(grad_norm), "perf/tokens_per_s": tokens_per_step * win_steps / win_time,
                        "tokens_seen": st.tokens_seen}
+                if self.anchor is not None:
+                    rec["train/anchor_kl"] = float(acc.reduce(win_kl / win_steps, reduction="mean"))
                 acc.log(rec, step=st.step)
                 self.log.write({"step": st.step, **rec})
                 bar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{rec['perf/tokens_per_s']:.0f}")
                 win_loss, win_steps, win_time = torch.zeros((), device=acc.device), 0, 0.0
+                win_kl = torch.zeros((), device=acc.device)
             if cfg.save_every and (st.step % cfg.save_every == 0 or st.step == cfg.max_steps):
                 self._save_checkpoint(st.step)
             last = st.step == cfg.max_steps  # keep_best must see the last step too (the final eval is separate)
@@ -467,7 +499,8 @@ class Trainer:
         interpreter's teardown at exit, gloo's worker threads can abort the process (SIGABRT) after every file
         was written (pytorch/pytorch#179291). Collecting them here, while Python is whole, keeps the order:
         reducer, then process group."""
-        self.model = self.optimizer = self.loader_val = self.loader_val_final = self.loader_test = None
+        self.model = self.optimizer = self.anchor = None
+        self.loader_val = self.loader_val_final = self.loader_test = None
         self.acc.free_memory()  # Accelerate's own references to them
         gc.collect()  # the DDP wrapper's reference cycles (hooks) hold the reducer
         self.acc.end_training()

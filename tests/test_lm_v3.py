@@ -803,3 +803,44 @@ def test_distill_fine_tune_runs_and_says_so(run, tmp_path, monkeypatch):
     assert np.isfinite(m["val"]["bits_per_token"])
     with pytest.raises(ConfigError, match="rhythm_slot"):
         Trainer(LMTrainConfig(**{**cfg.__dict__, "rhythm_slot": True, "output_dir": str(tmp_path / "r2")})).run()
+
+
+# ------------------------------------------------------------------------------------------ KL anchor
+def test_anchor_kl_is_the_mean_kl_over_kept_targets():
+    from ecg2llm.lm.trainer import anchor_kl
+
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(3, 5, 7, generator=g), torch.randn(3, 5, 7, generator=g)
+    labels = torch.ones(3, 5, dtype=torch.long)
+    labels[0, 2] = -100  # a target that is not one (PAD)
+    assert float(anchor_kl(a, a, labels)) == pytest.approx(0.0, abs=1e-6)
+    lp, lq = torch.log_softmax(a[:, :-1], -1), torch.log_softmax(b[:, :-1], -1)
+    kl = (lq.exp() * (lq - lp)).sum(-1)  # (3, 4): KL(ref || model) at each target
+    keep = torch.ones(3, 4, dtype=torch.bool)
+    keep[0, 1] = False  # the -100 target
+    keep[1] = False  # the skipped (guided) row
+    got = float(anchor_kl(a, b, labels, skip_rows=[False, True, False]))
+    assert got == pytest.approx(float(kl[keep].mean()), rel=1e-5) and got > 0
+
+
+def test_anchor_fine_tune_starts_at_zero_kl_and_records_it(run, tmp_path, monkeypatch):
+    """A fine-tune with ``anchor_weight`` starts from a copy of its anchor (KL 0 at the first step), moves away from
+    it, and logs the KL; without ``init_from`` the setting is refused."""
+    import ecg2llm.lm.beat_train as bt
+    from ecg2llm.lm.config import LMTrainConfig
+    from ecg2llm.lm.trainer import Trainer
+
+    monkeypatch.setattr(bt, "load_beat_tokenizer", lambda name: NaiveBeatTokenizer())
+    cfg = LMTrainConfig(**{**run["cfg"].__dict__, "output_dir": str(tmp_path / "run"), "max_steps": 3,
+                           "eval_every": 0, "save_every": 0, "log_every": 1, "init_from": str(run["final"]),
+                           "anchor_weight": 1.0, "learning_rate": 1e-2})
+    final = Trainer(cfg).run()
+    log = [json.loads(ln) for ln in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    kl = [r["train/anchor_kl"] for r in log if "train/anchor_kl" in r]
+    assert len(kl) == 3 and kl[0] == pytest.approx(0.0, abs=1e-6) and kl[-1] > 1e-6
+    assert json.loads((tmp_path / "run" / "run_info.json").read_text())["config"]["anchor_weight"] == 1.0
+    assert (Path(final) / "model.safetensors").is_file()
+    with pytest.raises(ConfigError, match="init_from"):
+        LMTrainConfig(beat_stream=True, anchor_weight=0.5)
+    with pytest.raises(ConfigError, match="anchor_weight"):
+        LMTrainConfig(anchor_weight=-1.0, init_from="x")
