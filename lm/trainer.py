@@ -409,6 +409,8 @@ class Trainer:
         train_time, t0, start_step = 0.0, time.perf_counter(), st.step
         self.model.train()
         distill = self.beat is not None and getattr(self.store, "distill_share", 0.0) > 0  # guided crops' rows
+        # the loss from the logits (per-token weights, the anchor's KL) rather than the model's own mean loss
+        from_logits = distill or self.anchor is not None or (self.beat is not None and cfg.ectopic_weight != 1.0)
         while st.step < cfg.max_steps:
             t_step = time.perf_counter()
             lr = ck.lr_at(st.step, cfg)
@@ -423,7 +425,7 @@ class Trainer:
                 inp = x if self.noise is None else self.noise(batch, st.step, micro, rank).to(acc.device)
                 with acc.accumulate(self.model):
                     labels = x if self.beat is None else x.masked_fill(x == self.tok_rec["codebook_size"], -100)
-                    if self.beat is not None and (cfg.ectopic_weight != 1.0 or distill) or self.anchor is not None:
+                    if from_logits:
                         w = (self.store.loss_weights(batch, cfg.ectopic_weight, rows) if self.beat is not None
                              else torch.ones(batch.shape))
                         logits = self.model(input_ids=inp).logits
@@ -460,8 +462,8 @@ class Trainer:
                 acc.log(rec, step=st.step)
                 self.log.write({"step": st.step, **rec})
                 bar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{rec['perf/tokens_per_s']:.0f}")
-                win_loss, win_steps, win_time = torch.zeros((), device=acc.device), 0, 0.0
-                win_kl = torch.zeros((), device=acc.device)
+                win_loss, win_kl = torch.zeros((), device=acc.device), torch.zeros((), device=acc.device)
+                win_steps, win_time = 0, 0.0
             if cfg.save_every and (st.step % cfg.save_every == 0 or st.step == cfg.max_steps):
                 self._save_checkpoint(st.step)
             last = st.step == cfg.max_steps  # keep_best must see the last step too (the final eval is separate)
@@ -496,8 +498,8 @@ class Trainer:
         """Drop the prepared model, optimizer and loaders, collect them, then end the run (trackers, process group).
 
         Under DDP the model's gradient reducer holds its own reference to the gloo process group: left to the
-        interpreter's teardown at exit, gloo's worker threads can abort the process (SIGABRT) after every file
-        was written (pytorch/pytorch#179291). Collecting them here, while Python is whole, keeps the order:
+        interpreter's teardown at exit, gloo's worker threads can abort the process (SIGABRT;
+        pytorch/pytorch#179291). Collecting them here, while Python is whole, keeps the order:
         reducer, then process group."""
         self.model = self.optimizer = self.anchor = None
         self.loader_val = self.loader_val_final = self.loader_test = None
