@@ -39,11 +39,13 @@ PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 TOKENIZER_SUBDIR = "tokenizer"  # a copy of the ECG tokenizer inside every saved LM folder
 #: LMs shipped in ``lm/pretrained/<name>`` and the config each was trained with. ``v3`` is LM v3 (a GPT over
 #: heartbeats on tokenizer v3, :mod:`ecg2llm.lm.beatstream`; its detail head in ``detail/``), also loaded as
-#: ``default`` and ``conditional`` (``lm/pretrained/aliases.json``). ``v2`` (LM v2d, unconditional) and
+#: ``default``; ``v3-conditional`` is ``v3`` fine-tuned on its own label-guided ectopic beats (guidance
+#: distillation: V, S and AFIB followed better by the model alone, beats a little less consistent);
+#: ``conditional`` is ``v2-conditional`` (``lm/pretrained/aliases.json``). ``v2`` (LM v2d) and
 #: ``v2-conditional`` (LM v2, requested rhythms and beats through sampler rules) are the tokenizer-v2 LMs. The
 #: tokenizer-v1 LMs ``v1`` / ``v1-conditional`` are retired: git tag ``v1-models`` keeps them (CHANGELOG.md).
-SHIPPED = {"v3": "configs/lm/v3_continue.yaml", "v2": "configs/lm/v2d_default_ft.yaml",
-           "v2-conditional": "configs/lm/v2_conditional_ft.yaml"}
+SHIPPED = {"v3": "configs/lm/v3_continue.yaml", "v3-conditional": "configs/lm/v3_distill_bc.yaml",
+           "v2": "configs/lm/v2d_default_ft.yaml", "v2-conditional": "configs/lm/v2_conditional_ft.yaml"}
 #: shipped names retired from ``lm/pretrained/``, and the git tag that still holds each folder
 RETIRED = {"v1": "v1-models", "v1-conditional": "v1-models"}
 

@@ -32,7 +32,12 @@ ROW_SOURCES = {
         "docs/results/lm_v3p_scorecard_v3_t1.json", "docs/results/lm_v3p_adherence_g2.json",
         "docs/results/lm_v3p_scorecard_v3_t1_0.3.3.json", "docs/results/lm_v3p_adherence_g3_0.3.3.json",
         "docs/results/lm_v3p_adherence_g3_label1.json", "docs/results/bench_v3_generate_idle_0.3.3.json",
-        "docs/results/lm_v3p_generate_e2e_0.3.3.json"),
+        "docs/results/lm_v3p_generate_e2e_0.3.3.json", "docs/results/lm_v3_distill_bc_mean_t1.0_textrue.json",
+        "docs/results/lm_v3_distill_bc_scorecard_v3_t1.json",
+        "docs/results/lm_v3_distill_bc_scorecard_v3_t1_s22_41.json",
+        "docs/results/lm_v3_distill_bc_adherence_g3.json", "docs/results/lm_v3_distill_bc_v_draws.json",
+        "docs/results/lm_v3_distill_bc_tstr.json",
+        "docs/results/lm_v3p_scorecard_v3_t1_s22_41.json"),
     "scorecard verdict, `v2`": ("docs/results/scorecard_v3.json", "docs/results/planted.json"),
     "planted defects": ("docs/results/planted.json",),
     "TSTR (beat classifier chosen on DS1 among mean-referenced N/S stages, macro-F1)": ("docs/results/tstr.json",
@@ -40,7 +45,8 @@ ROW_SOURCES = {
                                                                                        "docs/results/tstr_v3c.json",
                                                                                        "docs/results/tstr_v3p_0.3.3.json",
                                                                                        "docs/results/tstr_v3p_label1.json",
-                                                                                       "docs/results/tstr_label1_draws.json"),
+                                                                                       "docs/results/tstr_label1_draws.json",
+                                                                                       "docs/results/lm_v3_distill_bc_tstr.json"),
     "condition adherence, LM v2": ("docs/results/adherence.json",),
 }
 #: rows with numbers not yet in their result files (strict xfail: the test says when they are)
