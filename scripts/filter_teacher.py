@@ -21,13 +21,16 @@ manifest with its ``samples`` cut to them and a ``teacher_filter`` entry saying 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ecg2llm.core.cli import run_main
+from ecg2llm.core.config import parse_config
 
 
 def window_consistency(signal: np.ndarray, fs: float, seconds: float = 30.0) -> np.ndarray:
@@ -58,7 +61,10 @@ def filter_folder(src: Path, out: Path, min_consistency: float, min_v_repeat: fl
     units = np.load(src / "beat_units.npy", allow_pickle=False)
     samples = man["samples"]
     if len(samples) != len(units):
-        raise SystemExit(f"{src}: manifest lists {len(samples)} samples, beat_units.npy holds {len(units)}")
+        from ecg2llm.core.errors import ConfigError
+
+        raise ConfigError(f"{src}: manifest.json lists {len(samples)} samples, beat_units.npy holds {len(units)}; "
+                          "the folder is not one lm/generate.py wrote")
     fs = float(man["fs"])
     keep, worst = [], []
     for i, s in enumerate(samples):
@@ -85,40 +91,47 @@ def filter_folder(src: Path, out: Path, min_consistency: float, min_v_repeat: fl
     return {"folder": str(src), "kept": len(keep), "of": len(units), "worst_window_consistency_quantiles": quantiles}
 
 
+@dataclass
+class FilterTeacherConfig:
+    """Fields of ``scripts/filter_teacher.py``."""
+
+    src: str = "runs/distill/syn"       # folder of teacher folders (scripts/lm_v3_teacher.sh writes them)
+    out: str = "runs/distill/syn_bc"    # where the filtered folders go, one per teacher folder
+    min_consistency: float = 0.714      # drop a sample with a 30-s window below this beat consistency (the real
+    #                                     band pool's 1st percentile, docs/results/planted.json window_thresholds)
+    min_v_repeat: float = 0.0           # > 0: also drop a sample whose V beats repeat each other less (mean share of
+    #                                     equal coarse tokens between consecutive V beats; real DS2 0.499)
+    model: str = "lm/pretrained/v3"     # the teacher LM (the id of its beat:V label, read with min_v_repeat)
+    json: str = ""                      # write what was kept here
+
+
+@run_main
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--src", required=True, help="folder of teacher folders (gen.sh's runs/distill/syn)")
-    ap.add_argument("--out", required=True, help="where the filtered folders go, one per teacher folder")
-    ap.add_argument("--min_consistency", type=float, required=True,
-                    help="drop a sample with any 30-s window below this beat consistency (the real band pool's "
-                         "1st percentile is 0.714)")
-    ap.add_argument("--min_v_repeat", type=float, default=None,
-                    help="also drop a sample whose V beats repeat each other less than this (mean share of equal "
-                         "coarse tokens between consecutive V beats; real DS2 0.499); samples with no V pair pass")
-    ap.add_argument("--model", default="lm/pretrained/v3",
-                    help="the teacher LM (for the id of its beat:V label; needed with --min_v_repeat)")
-    ap.add_argument("--json", help="write what was kept here")
-    a = ap.parse_args(argv)
+    """Filter every teacher folder under ``src`` into ``out``; returns 0."""
+    from ecg2llm.core.errors import ConfigError
     from ecg2llm.core.io import git_sha, write_json
 
-    folders = sorted(p for p in Path(a.src).iterdir() if (p / "beat_units.npy").is_file())
+    a = parse_config(FilterTeacherConfig, argv, description=__doc__)
+    src = Path(a.src)
+    folders = sorted(p for p in src.iterdir() if (p / "beat_units.npy").is_file()) if src.is_dir() else []
     if not folders:
-        raise SystemExit(f"{a.src} holds no teacher folder (manifest.json and beat_units.npy); run gen.sh first")
-    v_id = None
-    if a.min_v_repeat is not None:
+        raise ConfigError(f"--src {a.src} holds no teacher folder (manifest.json and beat_units.npy); write them "
+                          "first: bash scripts/lm_v3_teacher.sh")
+    v_id, min_v = None, (a.min_v_repeat if a.min_v_repeat > 0 else None)
+    if min_v is not None:
         from ecg2llm.lm.beat_generate import spec_of_model
         from ecg2llm.lm.model import load_lm
 
         v_id = spec_of_model(load_lm(a.model)[0])[0].id_of("beat:V")
     rows = {}
     for p in folders:
-        rows[p.name] = filter_folder(p, Path(a.out) / p.name, a.min_consistency, a.min_v_repeat, v_id)
+        rows[p.name] = filter_folder(p, Path(a.out) / p.name, a.min_consistency, min_v, v_id)
         print(f"{p.name}: kept {rows[p.name]['kept']} of {rows[p.name]['of']}", flush=True)
     if a.json:
         write_json(a.json, {"command": "python " + " ".join(shlex.quote(x) for x in sys.argv), "git_sha": git_sha(),
-                            "min_consistency": a.min_consistency, "min_v_repeat": a.min_v_repeat,
-                            "folders": rows})
+                            "min_consistency": a.min_consistency, "min_v_repeat": min_v, "folders": rows})
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

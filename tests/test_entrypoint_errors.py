@@ -109,6 +109,7 @@ def _bad_inputs(tmp):
         "scripts/v3_speed_ab.py": (["--out", str(tmp / "o.json"), "--model", nowhere], "nowhere"),
         "scripts/v_beat_check.py": (["--sets", f"beat:V={nowhere}", "--out", str(tmp / "o.json")], "nowhere"),
         "scripts/rhythm_support.py": (["--rhythms", "VTX", "--out", str(tmp / "o.json")], "VTX"),
+        "scripts/filter_teacher.py": (["--src", nowhere, "--out", str(tmp / "o")], "nowhere"),
     }
 
 
